@@ -1,0 +1,61 @@
+"""One exception family. Each error carries where it happened; the CLI prints ``str(err)`` as one line."""
+from __future__ import annotations
+
+
+class LossdoctorError(Exception):
+    """Base class. ``location`` is a file (optionally ``file:line[:col]``) or a URL."""
+
+    def __init__(self, message: str, location: str | None = None, line: int | None = None,
+                 column: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.location = location
+        self.line = line
+        self.column = column
+
+    def where(self) -> str:
+        if not self.location:
+            return ""
+        parts = [str(self.location)]
+        if self.line is not None:
+            parts.append(str(self.line))
+            if self.column is not None:
+                parts.append(str(self.column))
+        return ":".join(parts)
+
+    def __str__(self) -> str:
+        where = self.where()
+        text = " ".join(self.message.split())  # always one line
+        return f"{where}: {text}" if where else text
+
+
+class SourceError(LossdoctorError):
+    """A run could not be read: missing file, unknown kind, malformed content, unreachable URL."""
+
+
+class RuleFileError(LossdoctorError):
+    """A rule file is invalid. ``problems`` holds every error found, each already located."""
+
+    def __init__(self, message: str, location: str | None = None, line: int | None = None,
+                 column: int | None = None, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message, location, line, column)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        if len(self.problems) > 1:
+            return f"{self.problems[0]} (and {len(self.problems) - 1} more error(s); run 'lossdoctor rules validate')"
+        if self.problems:
+            return self.problems[0]
+        return super().__str__()
+
+
+class UsageError(LossdoctorError):
+    """Bad command-line usage that click itself cannot catch."""
+
+
+class TrainError(LossdoctorError):
+    """`lossdoctor train` cannot start or continue (bad data, no CUDA for --quant, unreachable model)."""
+
+
+class CheckCrashed(LossdoctorError):
+    """A rule check raised: reported in the diagnosis, exit 2, never disguised as a finding."""

@@ -1,0 +1,18 @@
+"""Exit codes and severity levels, in one place (sqlfluff EXIT_*, yamllint level→code)."""
+from __future__ import annotations
+
+EXIT_OK = 0      # nothing at or above --fail-on fired
+EXIT_GATE = 1    # a finding at or above --fail-on fired
+EXIT_ERROR = 2   # bad input, bad usage, or a rule check that crashed
+
+SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
+SEVERITY_RANK: dict[str, int] = {name: i for i, name in enumerate(SEVERITIES)}
+FAIL_ON_CHOICES: tuple[str, ...] = ("error", "warning", "info", "never")
+
+
+def gate(severities: list[str] | tuple[str, ...], fail_on: str) -> int:
+    """EXIT_GATE when any severity is at or above ``fail_on`` ("never" never gates)."""
+    if fail_on == "never":
+        return EXIT_OK
+    floor = SEVERITY_RANK[fail_on]
+    return EXIT_GATE if any(SEVERITY_RANK[s] >= floor for s in severities) else EXIT_OK

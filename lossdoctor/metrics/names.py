@@ -1,0 +1,52 @@
+"""Canonical metric names: the alias table lives in aliases.yaml (data), this module only reads it."""
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Iterable
+
+import numpy as np
+import yaml
+
+_SEP = re.compile(r"[\s\-\.]+")
+
+
+def normalise_key(raw: str) -> str:
+    """Lower-case, trim, and fold spaces/dashes/dots into '_' (keeps '/')."""
+    text = raw.strip().lower()
+    parts = [(_SEP.sub("_", p.strip())).strip("_") for p in text.split("/")]
+    return "/".join(parts)
+
+
+@lru_cache(maxsize=1)
+def alias_table() -> dict[str, str]:
+    """normalised raw name → canonical name."""
+    text = resources.files("lossdoctor.metrics").joinpath("aliases.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    table: dict[str, str] = {}
+    for canonical, aliases in data["canonical"].items():
+        table[normalise_key(canonical)] = canonical
+        for alias in aliases:
+            table.setdefault(normalise_key(str(alias)), canonical)
+    return table
+
+
+@lru_cache(maxsize=4096)
+def canonicalise(raw: str) -> str:
+    """Canonical name for a raw metric name; unknown names keep their (normalised) own name."""
+    key = normalise_key(raw)
+    return alias_table().get(key, key)
+
+
+def canonicalise_many(raw_names: Iterable[str]) -> np.ndarray:
+    raw = np.asarray(list(raw_names) if not isinstance(raw_names, np.ndarray) else raw_names, dtype="object")
+    if raw.size == 0:
+        return raw
+    uniq, inverse = np.unique(raw.astype(str), return_inverse=True)
+    mapped = np.asarray([canonicalise(u) for u in uniq], dtype="object")
+    return mapped[inverse]
+
+
+def canonical_names() -> tuple[str, ...]:
+    return tuple(sorted(set(alias_table().values())))

@@ -1,0 +1,154 @@
+"""Data that crosses module boundaries: Run, Finding, Facts, Diagnosis (frozen dataclasses).
+
+The metric table of a Run is a *tidy long* DataFrame (tbparse style) with columns
+``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str``.
+Wide frames exist only for plotting (``Run.wide()``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS: tuple[str, ...] = ("step", "metric", "value", "raw_name")
+
+#: Where a Run's step axis came from (said in every report).
+STEP_SOURCES: tuple[str, ...] = (
+    "logged",          # the source carries the step (trainer_state.json, CSV/JSONL step column)
+    "tqdm",            # HF console: the tqdm counter printed with the dict
+    "epoch*cadence",   # HF console: epoch × steps-per-epoch inferred from the logging cadence
+    "ordinal",         # only the order of points is known (sparklines, step-less logs)
+    "train/global_step",  # W&B: the HF integration's defined step metric
+    "_step",           # W&B: its own log-call counter
+)
+
+#: Run states; anything but "finished" is said in the report.
+RUN_STATES: tuple[str, ...] = ("finished", "running", "crashed", "interrupted", "unknown")
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where a run came from and how it was read."""
+
+    kind: str                      # source kind, e.g. "hf-console", "trainer-state", "wandb-offline"
+    location: str                  # path or URL as given by the user (never carries credentials)
+    step_source: str = "logged"    # one of STEP_SOURCES
+    notes: tuple[str, ...] = ()    # reader remarks: recovered records, skipped lines, lower confidence ...
+    confidence: float = 1.0        # 1.0 for exact values; lower for shapes recovered from sparklines
+
+
+@dataclass(frozen=True, eq=False)
+class Run:
+    """One training run: metadata + config + one step-indexed tidy metric table."""
+
+    name: str
+    provenance: Provenance
+    metrics: pd.DataFrame
+    config: Mapping[str, Any] = field(default_factory=dict)
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    state: str = "unknown"
+    created: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def metric_names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.metrics["metric"].unique().tolist())) if len(self.metrics) else ()
+
+    def has(self, metric: str) -> bool:
+        return bool(len(self.metrics)) and bool((self.metrics["metric"] == metric).any())
+
+    def series(self, metric: str) -> pd.Series:
+        """The metric as a step-indexed float Series, sorted by step; the last value wins per step."""
+        frame = self.metrics
+        sel = frame.loc[frame["metric"] == metric, ["step", "value"]]
+        if sel.empty:
+            return pd.Series([], index=pd.Index([], dtype="int64", name="step"), dtype="float64", name=metric)
+        sel = sel.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
+        return pd.Series(sel["value"].to_numpy(dtype="float64"),
+                         index=pd.Index(sel["step"].to_numpy(dtype="int64"), name="step"), name=metric)
+
+    def wide(self) -> pd.DataFrame:
+        """step × metric table (renderers only)."""
+        if self.metrics.empty:
+            return pd.DataFrame()
+        frame = self.metrics.drop_duplicates(["step", "metric"], keep="last")
+        return frame.pivot(index="step", columns="metric", values="value").sort_index()
+
+    @property
+    def n_points(self) -> int:
+        return int(len(self.metrics))
+
+
+def empty_metrics() -> pd.DataFrame:
+    return pd.DataFrame({
+        "step": pd.Series([], dtype="int64"),
+        "metric": pd.Series([], dtype="object"),
+        "value": pd.Series([], dtype="float64"),
+        "raw_name": pd.Series([], dtype="object"),
+    })
+
+
+def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = None) -> pd.DataFrame:
+    """Build the tidy table from parallel arrays; canonical names from the alias table unless given."""
+    from lossdoctor.metrics.names import canonicalise_many
+
+    steps_arr = np.asarray(steps, dtype="int64")
+    raw = np.asarray(raw_names, dtype="object")
+    vals = np.asarray(values, dtype="float64")
+    canon = np.asarray(metrics, dtype="object") if metrics is not None else canonicalise_many(raw)
+    frame = pd.DataFrame({"step": steps_arr, "metric": canon, "value": vals, "raw_name": raw})
+    return frame.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One rule that fired, with the evidence that made it fire."""
+
+    rule_id: str
+    severity: str                        # info | warning | error
+    title: str
+    message: str                         # rendered from the rule's template
+    remediation: tuple[str, ...]
+    series: tuple[str, ...]              # canonical metrics the rule looked at
+    first_step: int | None
+    last_step: int | None
+    evidence: Mapping[str, Any]
+    origin: str                          # "rules/default.yaml:12"
+    confidence: float = 1.0
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The numbers a person wants first."""
+
+    best_eval_step: int | None = None
+    best_eval_loss: float | None = None
+    final_eval_step: int | None = None
+    final_eval_loss: float | None = None
+    final_gap_pct: float | None = None        # (final - best) / best × 100
+    early_stopping_would_help: bool | None = None
+    final_train_loss: float | None = None
+    eval_points: int = 0
+    train_points: int = 0
+    last_step: int | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    run: Run
+    findings: tuple[Finding, ...]
+    facts: Facts
+    verdict: str
+    crashed_checks: tuple[str, ...] = ()      # "rule-id: ExceptionType: message"
+    rule_sources: tuple[str, ...] = ()
+    schema_version: int = 1
+
+    @property
+    def worst_severity(self) -> str | None:
+        from lossdoctor.exitcodes import SEVERITY_RANK
+
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)

@@ -1,0 +1,119 @@
+"""Source registry and auto-detection.
+
+Every module in this package that defines a module-level ``SOURCE`` is a reader; adding a reader is
+adding a file. Detection asks each reader to ``sniff`` the target and picks the highest confidence,
+ties going to the more specific reader.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import lru_cache
+from pathlib import Path
+
+from lossdoctor.errors import SourceError
+from lossdoctor.model import Run
+from lossdoctor.sources.base import HEAD_BYTES, ReadOptions, Source, Target
+
+__all__ = ["registry", "detect", "read_runs", "make_target", "ReadOptions", "Target", "Source"]
+
+_NOT_READERS = {"base", "text"}
+MIN_CONFIDENCE = 0.2
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, Source]:
+    """kind → reader, discovered from the modules of this package (sorted by kind)."""
+    found: dict[str, Source] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_") or info.name in _NOT_READERS:
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        source = getattr(module, "SOURCE", None)
+        if source is None:
+            continue
+        if source.kind in found:
+            raise RuntimeError(f"two readers claim kind {source.kind!r}")
+        found[source.kind] = source
+    return dict(sorted(found.items()))
+
+
+def kinds_text() -> str:
+    return ", ".join(registry())
+
+
+def _looks_like_url(location: str) -> bool:
+    return "://" in location
+
+
+def make_target(location: str) -> Target:
+    if _looks_like_url(location):
+        return Target(location=location, path=None)
+    path = Path(location)
+    if path.is_dir():
+        return Target(location=location, path=path, is_dir=True)
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(HEAD_BYTES)
+        except OSError as exc:
+            raise SourceError(f"cannot read: {exc.strerror}", location) from None
+        return Target(location=location, path=path, head=head)
+    if path.exists():
+        raise SourceError("not a regular file or directory", location)
+    # not a local path: maybe a W&B path like entity/project/runs/id
+    return Target(location=location, path=None)
+
+
+def detect(target: Target) -> tuple[Source, float]:
+    """The reader that claims the target most confidently."""
+    scored: list[tuple[float, int, str, Source]] = []
+    for kind, source in registry().items():
+        try:
+            score = float(source.sniff(target))
+        except Exception:  # a sniffer must never take detection down  # noqa: BLE001
+            score = 0.0
+        if score > 0:
+            scored.append((score, source.specificity, kind, source))
+    if not scored:
+        raise SourceError(_unknown_message(target), target.location)
+    scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    best = scored[0]
+    if best[0] < MIN_CONFIDENCE:
+        raise SourceError(_unknown_message(target), target.location)
+    return best[3], best[0]
+
+
+def _unknown_message(target: Target) -> str:
+    if target.path is None:
+        what = "no such file or directory, and not a W&B run URL or path"
+        return f"{what}; lossdoctor reads: {kinds_text()}"
+    if target.is_file and not target.head:
+        return f"empty file; expected a training log or metrics file ({kinds_text()})"
+    from lossdoctor.sources.text import looks_binary
+
+    if target.is_file and looks_binary(target.head):
+        return f"binary file, not a training log; lossdoctor reads: {kinds_text()}"
+    return (f"no training metrics recognised; lossdoctor reads: {kinds_text()} "
+            f"(use --source-kind to force one)")
+
+
+def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
+    """Read one location (file, dir, URL) into one or more runs."""
+    options = options or ReadOptions()
+    target = make_target(location)
+    if options.source_kind:
+        source = registry().get(options.source_kind)
+        if source is None:
+            raise SourceError(f"unknown --source-kind {options.source_kind!r}; kinds: {kinds_text()}", location)
+        if target.path is None and not _looks_like_url(location) and not source.sniff(target):
+            raise SourceError("no such file or directory", location)
+    else:
+        source, _ = detect(target)
+    runs = source.read(target, options)
+    if not runs:
+        raise SourceError(f"no runs found by the {source.kind} reader", location)
+    for run in runs:
+        if run.metrics.empty:
+            raise SourceError(f"no training metrics found ({source.kind}: {source.description})", location)
+    return runs

@@ -1,0 +1,58 @@
+"""Text decoding for logs: BOMs, UTF-16 (PowerShell `>`), cp949/GBK consoles, undecodable bytes."""
+from __future__ import annotations
+
+import codecs
+
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def guess_encoding(data: bytes) -> str:
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name
+    sample = data[:4096]
+    # UTF-16 without BOM: every other byte is NUL for ASCII text
+    if len(sample) >= 4 and sample[1::2].count(0) > len(sample) // 4 and sample[0::2].count(0) < len(sample) // 16:
+        return "utf-16-le"
+    try:
+        sample.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(sample) - 3:   # cut in the middle of a multibyte char
+            return "utf-8"
+    for name in ("cp949", "gbk"):
+        try:
+            sample.decode(name)
+            return name
+        except UnicodeDecodeError:
+            continue
+    return "utf-8"
+
+
+def decode_bytes(data: bytes) -> tuple[str, str, bool]:
+    """(text, encoding, lossy). Never raises; undecodable bytes become U+FFFD."""
+    enc = guess_encoding(data)
+    try:
+        return data.decode(enc), enc, False
+    except UnicodeDecodeError:
+        return data.decode(enc, errors="replace"), enc, True
+
+
+def looks_binary(data: bytes) -> bool:
+    """True for content that is not text in any encoding we read (NULs outside UTF-16, control bytes)."""
+    if not data:
+        return False
+    enc = guess_encoding(data)
+    if enc.startswith(("utf-16", "utf-32")):
+        return False
+    sample = data[:8192]
+    if b"\x00" in sample:
+        return True
+    ctrl = sum(1 for b in sample if b < 9 or 13 < b < 27 or 27 < b < 32)
+    return ctrl > len(sample) * 0.05
