@@ -1,0 +1,65 @@
+"""Run + RuleSet → Diagnosis: findings from the engine plus the headline facts and a one-line verdict."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from lossdoctor.model import Diagnosis, Facts, Run
+from lossdoctor.rules.engine import run_rules
+from lossdoctor.rules.packs import RuleSet
+
+#: final eval loss this far above the best (relative) means stopping at the best step would have helped
+EARLY_STOP_MARGIN = 0.01
+
+
+def compute_facts(run: Run) -> Facts:
+    ev = run.series("eval/loss")
+    ev = ev[np.isfinite(ev.to_numpy())]
+    tr = run.series("train/loss")
+    tr_f = tr[np.isfinite(tr.to_numpy())]
+    last_step = int(run.metrics["step"].max()) if len(run.metrics) else None
+    if ev.empty:
+        return Facts(final_train_loss=float(tr_f.iloc[-1]) if len(tr_f) else None,
+                     eval_points=0, train_points=int(len(tr)), last_step=last_step)
+    best_pos = int(np.argmin(ev.to_numpy()))
+    best_step, best = int(ev.index[best_pos]), float(ev.iloc[best_pos])
+    final_step, final = int(ev.index[-1]), float(ev.iloc[-1])
+    gap = (final - best) / abs(best) * 100.0 if best != 0 else (0.0 if final == best else math.inf)
+    helped = bool(best_step < final_step and final > best * (1 + EARLY_STOP_MARGIN))
+    return Facts(best_eval_step=best_step, best_eval_loss=best, final_eval_step=final_step,
+                 final_eval_loss=final, final_gap_pct=gap, early_stopping_would_help=helped,
+                 final_train_loss=float(tr_f.iloc[-1]) if len(tr_f) else None,
+                 eval_points=int(len(ev)), train_points=int(len(tr)), last_step=last_step)
+
+
+def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, run: Run) -> str:
+    if crashed:
+        return f"analysis incomplete: {len(crashed)} rule check(s) crashed"
+    errors = [f for f in diag_findings if f.severity == "error"]
+    warnings = [f for f in diag_findings if f.severity == "warning"]
+    if errors:
+        head = "unhealthy"
+        titles = [f.title for f in errors] + [f.title for f in warnings]
+    elif warnings:
+        head = "needs attention"
+        titles = [f.title for f in warnings]
+    else:
+        so_far = " so far" if run.state in ("running", "unknown", "interrupted") else ""
+        caveat = "" if facts.eval_points else " (no eval loss: overfitting not judged)"
+        return f"healthy{so_far}{caveat}"
+    text = f"{head}: " + "; ".join(titles[:3])
+    if len(titles) > 3:
+        text += f" (+{len(titles) - 3} more)"
+    if facts.early_stopping_would_help and facts.best_eval_step is not None:
+        text += (f" - best eval loss {facts.best_eval_loss:.4g} at step {facts.best_eval_step}, "
+                 f"final {facts.final_eval_loss:.4g} (+{facts.final_gap_pct:.1f}%)")
+    return text
+
+
+def diagnose(run: Run, ruleset: RuleSet) -> Diagnosis:
+    result = run_rules(run, ruleset)
+    facts = compute_facts(run)
+    verdict = verdict_line(result.findings, result.crashed, facts, run)
+    return Diagnosis(run=run, findings=result.findings, facts=facts, verdict=verdict,
+                     crashed_checks=result.crashed, rule_sources=ruleset.sources)

@@ -1,0 +1,153 @@
+"""Check kinds: a closed set, one module each, discovered like the sources (a module-level ``CHECK``).
+
+A check looks at a Run and returns a :class:`CheckResult`: a boolean *mask* over a *clock* (the steps
+at which the condition was evaluated, causally: the value at step s uses only data up to s), plus an
+``evidence_at(index)`` function giving the numbers a message needs at a clock index. Global checks
+(``scope="global"``) decide once for the whole run and broadcast over any clock.
+"""
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, Callable, Mapping, Protocol
+
+import numpy as np
+
+from lossdoctor.model import Run
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a check kind: its type, whether it is required, its default and a doc line."""
+
+    type: str                 # "series" | "series_list" | "number" | "fraction" | "int" | "choice" | "str" | "bool"
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    clock: np.ndarray                                   # int64 steps, sorted
+    mask: np.ndarray                                    # bool, same length
+    evidence_at: Callable[[int], dict[str, Any]]        # clock index → evidence
+    series: tuple[str, ...] = ()
+    scope: str = "points"                               # "points" | "global"
+    onset_at: Callable[[int], int | None] | None = None  # clock index → onset step (e.g. the turn of eval loss)
+
+
+class Check(Protocol):
+    kind: str
+    doc: str
+    params: Mapping[str, Param]
+    evidence_keys: frozenset[str]
+
+    def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult: ...
+
+
+@lru_cache(maxsize=1)
+def registry() -> dict[str, Check]:
+    found: dict[str, Check] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        check = getattr(module, "CHECK", None)
+        if check is not None:
+            found[check.kind] = check
+    return dict(sorted(found.items()))
+
+
+# --- helpers shared by the check kinds ------------------------------------------------------------
+
+def empty_result(series: tuple[str, ...], scope: str = "points") -> CheckResult:
+    return CheckResult(np.zeros(0, dtype="int64"), np.zeros(0, dtype=bool), lambda i: {}, series, scope)
+
+
+def global_result(holds: bool, step: int | None, evidence: dict[str, Any], series: tuple[str, ...]) -> CheckResult:
+    clock = np.asarray([step if step is not None else 0], dtype="int64")
+    return CheckResult(clock, np.asarray([bool(holds)]), lambda i: dict(evidence), series, "global")
+
+
+def resolve_series(run: Run, pattern: str) -> tuple[str, ...]:
+    """Canonical names matching a name or a glob ("eval/*loss"), sorted."""
+    if any(ch in pattern for ch in "*?["):
+        return tuple(n for n in run.metric_names() if fnmatch.fnmatchcase(n, pattern))
+    return (pattern,) if run.has(pattern) else ()
+
+
+def arrays(run: Run, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    s = run.series(metric)
+    return s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+
+
+def asof(clock: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values sampled at clock steps, as of (last value at or before); NaN before the first step."""
+    out = np.full(len(clock), np.nan)
+    if len(steps) == 0:
+        return out
+    idx = np.searchsorted(steps, clock, side="right") - 1
+    ok = idx >= 0
+    out[ok] = values[idx[ok]]
+    return out
+
+
+def ema(values: np.ndarray, span: int) -> np.ndarray:
+    """Exponential moving average that skips non-finite values (they neither count nor break it)."""
+    if span <= 1 or len(values) == 0:
+        return values.astype("float64", copy=True)
+    alpha = 2.0 / (span + 1.0)
+    out = np.empty(len(values))
+    acc = np.nan
+    for i, v in enumerate(values):     # short series (evals/logs); vectorised paths avoid this
+        if np.isfinite(v):
+            acc = v if not np.isfinite(acc) else acc + alpha * (v - acc)
+        out[i] = acc
+    return out
+
+
+def running_best(values: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
+    """(running best value, index of it) for 'min' or 'max', ignoring non-finite values."""
+    v = np.where(np.isfinite(values), values, np.inf if direction == "min" else -np.inf)
+    best = np.minimum.accumulate(v) if direction == "min" else np.maximum.accumulate(v)
+    n = len(v)
+    is_new = np.r_[True, best[1:] != best[:-1]] if n else np.zeros(0, dtype=bool)
+    pos = np.where(is_new, np.arange(n), 0)
+    idx = np.maximum.accumulate(pos) if n else pos
+    return best, idx
+
+
+def fmt_float(x: float) -> float:
+    return float(x) if x is not None else float("nan")
+
+
+OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+    ">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
+}
+
+
+def window_start_index(steps: np.ndarray, window: Mapping[str, Any] | None) -> int:
+    """First index inside a {last: N points|steps} window (0 = whole series)."""
+    if not window or len(steps) == 0:
+        return 0
+    last = window.get("last")
+    if last is None:
+        return 0
+    count, unit = last
+    if unit == "%":
+        return max(0, len(steps) - max(1, int(round(len(steps) * float(count) / 100.0))))
+    if unit in ("points", "evals", "logs"):
+        return max(0, len(steps) - int(count))
+    return int(np.searchsorted(steps, steps[-1] - int(count), side="left"))
+
+
+def noop_evidence(_: int) -> dict[str, Any]:
+    return {}
+
+
+__all__ = ["Param", "CheckResult", "Check", "registry", "empty_result", "global_result", "resolve_series",
+           "arrays", "asof", "ema", "running_best", "OPS", "window_start_index", "field"]

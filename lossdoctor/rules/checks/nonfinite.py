@@ -1,0 +1,57 @@
+"""nonfinite: NaN or ±inf in any of the named series (also a loss of exactly 0 logged with a NaN grad_norm,
+which is how HF's ``logging_nan_inf_filter`` hides a NaN step loss)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from lossdoctor.model import Run
+from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
+
+
+class NonFinite:
+    kind = "nonfinite"
+    doc = "NaN/inf in any matching series"
+    params = {"series": Param("series_list", required=True, doc="names or globs")}
+    evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite",
+                               "last_finite_step", "metrics"})
+
+    def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
+        names: list[str] = []
+        for pattern in args["series"]:
+            names.extend(n for n in resolve_series(run, pattern) if n not in names)
+        if not names:
+            return empty_result(tuple(args["series"]))
+        per = {n: arrays(run, n) for n in names}
+        clock = np.unique(np.concatenate([s for s, _ in per.values()]))
+        bad = np.zeros(len(clock), dtype=bool)
+        first_bad_metric = np.full(len(clock), "", dtype=object)
+        for name in names:
+            steps, values = per[name]
+            is_bad = ~np.isfinite(values)
+            pos = np.searchsorted(clock, steps[is_bad])
+            fresh = ~bad[pos]
+            first_bad_metric[pos[fresh]] = name
+            bad[pos] = True
+        cum = np.cumsum(bad)
+
+        def evidence_at(i: int) -> dict[str, Any]:
+            bad_idx = np.flatnonzero(bad[: i + 1])
+            first = int(bad_idx[0]) if len(bad_idx) else i
+            metric = str(first_bad_metric[first]) or names[0]
+            steps, values = per[metric]
+            j = int(np.searchsorted(steps, clock[first]))
+            value = float(values[j]) if j < len(values) else float("nan")
+            finite_before = np.flatnonzero(np.isfinite(values[:j]))
+            last_f = float(values[finite_before[-1]]) if len(finite_before) else float("nan")
+            last_fs = int(steps[finite_before[-1]]) if len(finite_before) else -1
+            metrics = sorted({str(m) for m in first_bad_metric[: i + 1][bad[: i + 1]] if m})
+            return {"metric": metric, "value": str(value), "step": int(clock[first]),
+                    "first_bad_step": int(clock[first]), "bad_points": int(cum[i]), "last_finite": last_f,
+                    "last_finite_step": last_fs, "metrics": ", ".join(metrics)}
+
+        return CheckResult(clock, bad, evidence_at, tuple(names))
+
+
+CHECK = NonFinite()

@@ -1,0 +1,60 @@
+"""plateau: a loss that did not fall by ``min_drop`` across a window (the whole run: "not learning"; the tail:
+"plateau"). Judged against the learning-rate schedule: a tail whose lr has decayed to a small fraction of its
+peak is a finished schedule, not a plateau, when ``lr_aware`` is on."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from lossdoctor.model import Run
+from lossdoctor.rules.checks import Param, CheckResult, arrays, empty_result, global_result, resolve_series, \
+    window_start_index
+
+
+class Plateau:
+    kind = "plateau"
+    doc = "relative drop between the head and tail medians of a window below min_drop"
+    params = {
+        "series": Param("series", required=True),
+        "window": Param("window", default=None),
+        "min_drop": Param("fraction", default=0.05),
+        "min_points": Param("int", default=10),
+        "lr_aware": Param("bool", default=True),
+        "lr_decayed_below": Param("fraction", default=0.1, doc="lr/peak below this = schedule finished"),
+    }
+    evidence_keys = frozenset({"head", "tail", "drop_pct", "points", "from_step", "to_step", "metric",
+                               "lr_ratio"})
+
+    def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
+        names = resolve_series(run, args["series"])
+        if not names:
+            return empty_result((args["series"],), "global")
+        metric = names[0]
+        steps, values = arrays(run, metric)
+        start = window_start_index(steps, args.get("window"))
+        steps, values = steps[start:], values[start:]
+        finite = np.isfinite(values)
+        steps, values = steps[finite], values[finite]
+        n = len(values)
+        if n < int(args["min_points"]):
+            return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
+        k = max(2, n // 5)
+        head, tail = float(np.median(values[:k])), float(np.median(values[-k:]))
+        drop = (head - tail) / abs(head) if head != 0 else 0.0
+        lr_ratio = float("nan")
+        if run.has("train/learning_rate"):
+            _, lr = arrays(run, "train/learning_rate")
+            lr = lr[np.isfinite(lr)]
+            if len(lr) and lr.max() > 0:
+                lr_ratio = float(lr[-1] / lr.max())
+        holds = drop < float(args["min_drop"])
+        if holds and bool(args["lr_aware"]) and start > 0 and np.isfinite(lr_ratio) \
+                and lr_ratio < float(args["lr_decayed_below"]):
+            holds = False
+        return global_result(holds, int(steps[-1]), {
+            "head": head, "tail": tail, "drop_pct": drop * 100.0, "points": n, "from_step": int(steps[0]),
+            "to_step": int(steps[-1]), "metric": metric, "lr_ratio": lr_ratio}, (metric,))
+
+
+CHECK = Plateau()

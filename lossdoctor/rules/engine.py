@@ -1,0 +1,139 @@
+"""Run × RuleSet → findings. Pure and deterministic: findings sorted by severity, first step, rule id.
+A check that raises is reported (rule id + exception) after the others ran — never dropped, never a finding."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from lossdoctor.exitcodes import SEVERITY_RANK
+from lossdoctor.model import Finding, Run
+from lossdoctor.rules import template
+from lossdoctor.rules.checks import CheckResult, asof, registry
+from lossdoctor.rules.packs import RuleSet
+from lossdoctor.rules.schema import Condition, Rule, check_args
+from lossdoctor.rules.window import qualifying_runs
+
+
+@dataclass(frozen=True)
+class EngineResult:
+    findings: tuple[Finding, ...]
+    crashed: tuple[str, ...]          # "rule-id: ExceptionType: message"
+
+
+def _evaluate(cond: Condition, run: Run, params: dict[str, Any]) -> CheckResult:
+    if cond.op == "check":
+        args, errors = check_args(cond.kind, cond.args, params)
+        if errors:   # validated at load; only reachable through programmatic rules
+            raise ValueError("; ".join(errors))
+        return registry()[cond.kind].evaluate(run, args)
+    parts = [_evaluate(child, run, params) for child in cond.children]
+    return _combine(cond.op, parts)
+
+
+def _sample(part: CheckResult, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mask, index into part's clock) of ``part`` as of each clock step."""
+    if part.scope == "global":
+        held = bool(part.mask[0]) if len(part.mask) else False
+        return np.full(len(clock), held), np.zeros(len(clock), dtype="int64")
+    idx = np.searchsorted(part.clock, clock, side="right") - 1
+    values = asof(clock, part.clock, part.mask.astype("float64"))
+    return np.nan_to_num(values, nan=0.0).astype(bool), np.maximum(idx, 0)
+
+
+def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
+    pointwise = [p for p in parts if p.scope != "global"]
+    if pointwise:
+        clock = pointwise[0].clock if op == "all" else np.unique(np.concatenate([p.clock for p in pointwise]))
+    else:
+        clock = parts[0].clock
+    sampled = [_sample(p, clock) for p in parts]
+    masks = np.vstack([m for m, _ in sampled]) if sampled else np.zeros((0, len(clock)), dtype=bool)
+    mask = masks.all(axis=0) if op == "all" else masks.any(axis=0)
+    if len(clock) == 0:
+        mask = np.zeros(0, dtype=bool)
+
+    def evidence_at(i: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for part, (_, idx) in zip(parts, sampled):
+            if len(part.clock):
+                out.update(part.evidence_at(int(idx[i])))
+        return out
+
+    onset_parts = [(p, idx) for p, (_, idx) in zip(parts, sampled) if p.onset_at is not None and len(p.clock)]
+    onset: Callable[[int], int | None] | None = None
+    if onset_parts:
+        def onset(i: int) -> int | None:
+            p, idx = onset_parts[0]
+            return p.onset_at(int(idx[i]))  # type: ignore[misc]
+
+    series: list[str] = []
+    for p in parts:
+        series.extend(s for s in p.series if s not in series)
+    scope = "global" if not pointwise else "points"
+    return CheckResult(clock, mask, evidence_at, tuple(series), scope, onset)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    return value
+
+
+def evaluate_rule(rule: Rule, run: Run) -> Finding | None:
+    params = dict(rule.params)
+    result = _evaluate(rule.when, run, params)
+    if len(result.clock) == 0:
+        return None
+    if result.scope == "global":
+        if not result.mask[0]:
+            return None
+        evidence = result.evidence_at(0)
+        first = int(evidence.get("from_step", result.clock[0]))
+        last = int(evidence.get("to_step", result.clock[0]))
+        fired = int(result.clock[0])
+        held = 1
+    else:
+        runs = qualifying_runs(result.clock, result.mask, rule.for_count, rule.for_unit)
+        if not runs:
+            return None
+        start, _, fired_idx = runs[0]
+        last_end = runs[-1][1]
+        evidence = result.evidence_at(last_end)
+        onset = result.onset_at(last_end) if result.onset_at else None
+        first = int(onset) if onset is not None else int(result.clock[start])
+        last = int(result.clock[last_end])
+        fired = int(result.clock[fired_idx])
+        held = int(sum(e - s + 1 for s, e, _ in runs))
+        evidence["onset_step"] = first
+    evidence.update(first_step=first, last_step=last, fired_step=fired, held_points=held)
+    evidence = {k: _json_safe(v) for k, v in evidence.items()}
+    params_shown = {k: v for k, v in params.items()}
+    message = template.render(rule.message, evidence, params_shown)
+    remediation = tuple(template.render(r, evidence, params_shown) for r in rule.remediation)
+    return Finding(rule_id=rule.id, severity=rule.severity, title=rule.title, message=message,
+                   remediation=remediation, series=result.series, first_step=first, last_step=last,
+                   evidence=dict(sorted(evidence.items())), origin=rule.origin,
+                   confidence=float(run.provenance.confidence), category=rule.labels.get("category", ""))
+
+
+def sort_key(f: Finding) -> tuple[int, int, str]:
+    return (-SEVERITY_RANK[f.severity], f.first_step if f.first_step is not None else -1, f.rule_id)
+
+
+def run_rules(run: Run, ruleset: RuleSet) -> EngineResult:
+    findings: list[Finding] = []
+    crashed: list[str] = []
+    for rule in ruleset.rules:
+        try:
+            finding = evaluate_rule(rule, run)
+        except Exception as exc:  # noqa: BLE001 - reported, exit 2 (house rule 5)
+            crashed.append(f"{rule.id}: {type(exc).__name__}: {exc}")
+            continue
+        if finding is not None:
+            findings.append(finding)
+    findings.sort(key=sort_key)
+    return EngineResult(tuple(findings), tuple(crashed))
