@@ -296,16 +296,16 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str) ->
         else:
             for_count, for_unit = parsed
     for key, text in [("message", message), *[("remediation", r) for r in remediation_node]]:
-        try:
-            for ns, name, _spec in template.fields(text):
-                if ns == "evidence" and cond is not None and name not in evidence | ENGINE_EVIDENCE:
-                    probs.add(node.pos(key), f"{key}: {{evidence.{name}}} is not provided by check(s) "
-                                             f"{', '.join(sorted(set(kinds_used)))}; available: "
-                                             f"{', '.join(sorted(evidence | ENGINE_EVIDENCE))}", rid)
-                if ns == "params" and name not in params:
-                    probs.add(node.pos(key), f"{key}: {{params.{name}}} is not a param of this rule", rid)
-        except ValueError as exc:
-            probs.add(node.pos(key), f"{key}: {exc}", rid)
+        good, bad = template.scan(text)
+        for problem in bad:
+            probs.add(node.pos(key), f"{key}: {problem}", rid)
+        for ns, name, _spec in good:
+            if ns == "evidence" and cond is not None and name not in evidence | ENGINE_EVIDENCE:
+                probs.add(node.pos(key), f"{key}: {{evidence.{name}}} is not provided by check(s) "
+                                         f"{', '.join(sorted(set(kinds_used)))}; available: "
+                                         f"{', '.join(sorted(evidence | ENGINE_EVIDENCE))}", rid)
+            if ns == "params" and name not in params:
+                probs.add(node.pos(key), f"{key}: {{params.{name}}} is not a param of this rule", rid)
     labels = node.get("labels", {}) or {}
     if not isinstance(labels, dict):
         probs.add(node.pos("labels"), "labels: expected a mapping", rid)
@@ -390,7 +390,7 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
     if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
         probs.add(data.pos("extends"), "extends: expected a pack name or a list of them")
         extends = []
-    rules_node = data.get("rules", [])
+    rules_node = data.get("rules", PosList())
     rules: list[Rule] = []
     if rules_node is None:
         rules_node = PosList()

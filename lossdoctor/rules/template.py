@@ -10,20 +10,34 @@ _FORMATTER = string.Formatter()
 NAMESPACES = ("evidence", "params")
 
 
-def fields(template: str) -> list[tuple[str, str, str]]:
-    """(namespace, key, spec) for each replacement field; raises ValueError on a malformed or foreign one."""
-    out = []
-    for _, name, spec, conversion in _FORMATTER.parse(template):
+def scan(template: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """((namespace, key, spec) of each good replacement field, problems of the bad ones)."""
+    out: list[tuple[str, str, str]] = []
+    problems: list[str] = []
+    try:
+        parsed = list(_FORMATTER.parse(template))
+    except ValueError as exc:
+        return [], [f"malformed template: {exc}"]
+    for _, name, spec, conversion in parsed:
         if name is None:
             continue
-        if conversion:
-            raise ValueError(f"conversion '!{conversion}' is not allowed in {{{name}}}")
         parts = name.split(".")
-        if len(parts) != 2 or parts[0] not in NAMESPACES or not parts[1].isidentifier():
-            raise ValueError(f"unknown field {{{name}}}: expected {{evidence.NAME}} or {{params.NAME}}")
-        if spec and "{" in spec:
-            raise ValueError(f"nested fields are not allowed in {{{name}:{spec}}}")
-        out.append((parts[0], parts[1], spec or ""))
+        if conversion:
+            problems.append(f"conversion '!{conversion}' is not allowed in {{{name}}}")
+        elif len(parts) != 2 or parts[0] not in NAMESPACES or not parts[1].isidentifier():
+            problems.append(f"unknown field {{{name}}}: expected {{evidence.NAME}} or {{params.NAME}}")
+        elif spec and "{" in spec:
+            problems.append(f"nested fields are not allowed in {{{name}:{spec}}}")
+        else:
+            out.append((parts[0], parts[1], spec or ""))
+    return out, problems
+
+
+def fields(template: str) -> list[tuple[str, str, str]]:
+    """(namespace, key, spec) for each replacement field; raises ValueError on a malformed or foreign one."""
+    out, problems = scan(template)
+    if problems:
+        raise ValueError(problems[0])
     return out
 
 
