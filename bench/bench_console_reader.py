@@ -1,0 +1,124 @@
+"""Console-reader throughput and memory: lossdoctor's hf-console reader vs the naive reader, same run.
+
+    /work/venv/bin/python bench/bench_console_reader.py                    # 1,000,000 log dicts
+    /work/venv/bin/python bench/bench_console_reader.py --points 100000    # quick run
+    /work/venv/bin/python bench/bench_console_reader.py --file my.log      # an existing log
+
+The naive reader is what people write first: for each line find the ``{...}`` and ``ast.literal_eval`` it,
+keeping a list of dicts. Each reader runs in its own child process (so its peak RSS is its own, taken from
+``os.wait4``'s rusage); both read the same file in the same bench run and the ratio is printed. A third child
+that only imports lossdoctor gives the RSS floor. Memory scaling: the lossdoctor reader is also run on a file
+with the same points and 4x the noise (tqdm redraws, warnings); its peak should barely move.
+Target (issue): >= 10x the naive reader's MB/s.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+def child(which: str, path: str) -> None:
+    """Runs in a child process: read `path`, print {"seconds", "points"} as JSON."""
+    if which == "floor":
+        import lossdoctor.sources.hf_console  # noqa: F401
+        print(json.dumps({"seconds": 0.0, "points": 0}))
+        return
+    if which == "lossdoctor":
+        from lossdoctor.sources.hf_console import read_console
+
+        t0 = time.perf_counter()
+        run = read_console(Path(path), path)
+        seconds = time.perf_counter() - t0
+        points = run.n_points
+    else:
+        import ast
+
+        t0 = time.perf_counter()
+        rows = []
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                i = line.find("{")
+                if i < 0:
+                    continue
+                j = line.rfind("}")
+                try:
+                    d = ast.literal_eval(line[i:j + 1])
+                except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
+                    continue
+                if isinstance(d, dict):
+                    rows.append(d)
+        seconds = time.perf_counter() - t0
+        points = sum(len(d) for d in rows)
+    print(json.dumps({"seconds": seconds, "points": points}))
+
+
+def measure(which: str, path: Path) -> dict[str, float]:
+    proc = subprocess.Popen([sys.executable, __file__, "--child", which, str(path)], stdout=subprocess.PIPE,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{which} child failed with {proc.returncode}")
+    result = json.loads(out)
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024          # Linux: KiB
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="HF console reader benchmark")
+    ap.add_argument("--points", type=int, default=1_000_000, help="train log dicts to generate")
+    ap.add_argument("--file", type=Path, help="use this log instead of generating one (skips the noise run)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = ap.parse_args(argv)
+    from gen_console_log import generate
+
+    tmp = Path(tempfile.mkdtemp(prefix="ld-bench-console-"))
+    try:
+        if args.file:
+            path, noisy = args.file, None
+        else:
+            path = generate(tmp / "console.log", args.points)
+            noisy = generate(tmp / "console_noise4.log", args.points, noise=4)
+        size_mb = path.stat().st_size / 1e6
+        print(f"file: {path} ({size_mb:.1f} MB)")
+        floor = measure("floor", path)
+        ours = measure("lossdoctor", path)
+        naive = measure("naive", path)
+        for name, r in (("lossdoctor", ours), ("naive ast.literal_eval", naive)):
+            print(f"{name:>24}: {r['seconds']:8.2f} s  {size_mb / r['seconds']:8.1f} MB/s  "
+                  f"peak RSS {r['peak_rss_mb']:8.1f} MB  ({int(r['points'])} values)")
+        print(f"{'import-only floor':>24}: peak RSS {floor['peak_rss_mb']:.1f} MB")
+        ratio = naive["seconds"] / ours["seconds"]
+        print(f"throughput ratio lossdoctor / naive: {ratio:.1f}x (target >= 10x)")
+        if noisy is not None:
+            noisy_mb = noisy.stat().st_size / 1e6
+            ours4 = measure("lossdoctor", noisy)
+            print(f"memory scaling: same points, 4x noise lines ({noisy_mb:.1f} MB): lossdoctor "
+                  f"{ours4['seconds']:.2f} s, {noisy_mb / ours4['seconds']:.1f} MB/s, peak RSS "
+                  f"{ours4['peak_rss_mb']:.1f} MB (vs {ours['peak_rss_mb']:.1f} MB for {size_mb:.1f} MB)")
+    finally:
+        if not args.keep:
+            for f in tmp.iterdir():
+                f.unlink()
+            tmp.rmdir()
+        else:
+            print(f"kept: {tmp}")
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3])
+    else:
+        sys.exit(main())

@@ -1,0 +1,197 @@
+"""HF Trainer ``trainer_state.json``: the Trainer's own record of every logged dict, with its step.
+
+Accepted targets: the JSON file itself; a checkpoint dir (``checkpoint-40/``) holding one; an output dir
+holding one (``output_dir/trainer_state.json``, written by ``trainer.save_state()``, wins) or checkpoints
+(the highest ``checkpoint-N`` wins: it has the longest history).
+
+Mapping (documented choice):
+- ``log_history`` entries → points at their ``step`` (step_source "logged"); train and eval entries alike.
+  The entry holding ``train_runtime`` is the end-of-training summary → ``Run.summary`` (its ``train_loss``
+  is an average over the run, not a point). ``epoch`` is kept as train/epoch from train entries only.
+- top-level scalars (global_step, max_steps, best_metric, best_model_checkpoint, best_global_step,
+  logging_steps, eval_steps, save_steps, num_train_epochs, train_batch_size, epoch, total_flos ...) →
+  ``Run.config`` under ``trainer.<key>`` (flat dotted keys); ``max_steps`` and ``global_step`` are
+  also copied to ``Run.summary`` so every reader reports the run length the same way.
+- state: "finished" when global_step >= max_steps or the summary entry is present; else "interrupted"
+  (with a note) when a max_steps is known; else "unknown".
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossdoctor.errors import SourceError
+from lossdoctor.model import Provenance, Run, make_metrics
+from lossdoctor.sources._readkit import parse_number
+from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.sources.text import decode_bytes
+
+PRIMARY_FILE = "trainer_state.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+_SUMMARY_KEYS = ("train_runtime",)
+_NOT_POINTS = {"step", "total_flos"}
+
+
+def find_state_file(directory: Path) -> Path | None:
+    """output_dir/trainer_state.json, else the one in the highest checkpoint-N/."""
+    direct = directory / PRIMARY_FILE
+    if direct.is_file():
+        return direct
+    best: tuple[int, Path] | None = None
+    try:
+        entries = list(directory.iterdir())
+    except OSError:
+        return None
+    for entry in entries:
+        m = _CHECKPOINT.match(entry.name)
+        if m and (entry / PRIMARY_FILE).is_file():
+            n = int(m.group(1))
+            if best is None or n > best[0]:
+                best = (n, entry / PRIMARY_FILE)
+    return best[1] if best else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return parse_number(value)
+    return None
+
+
+def load_state(path: Path, location: str) -> dict[str, Any]:
+    """The parsed JSON; malformed input → SourceError with the line of the problem."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+    text = decode_bytes(data)[0]
+    try:
+        state = json.loads(text)   # Python's json accepts the NaN/Infinity the Trainer writes
+    except json.JSONDecodeError as exc:
+        raise SourceError(f"malformed JSON ({exc.msg}); expected a trainer_state.json", location,
+                          line=exc.lineno) from None
+    except RecursionError:
+        raise SourceError("JSON nested too deeply; expected a trainer_state.json", location) from None
+    if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
+        raise SourceError("no 'log_history' list; expected an HF trainer_state.json", location)
+    return state
+
+
+def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
+    steps: list[int] = []
+    raws: list[str] = []
+    values: list[float] = []
+    summary: dict[str, Any] = {}
+    skipped = 0
+    for entry in state["log_history"]:
+        if not isinstance(entry, dict):
+            skipped += 1
+            continue
+        if any(k in entry for k in _SUMMARY_KEYS):
+            for key, value in entry.items():
+                num = _number(value)
+                if num is not None and key != "step":
+                    summary[key] = num
+            continue
+        step = _number(entry.get("step"))
+        if step is None or not math.isfinite(step):
+            skipped += 1
+            continue
+        is_eval = any(str(k).startswith("eval_") for k in entry)
+        for key, value in entry.items():
+            if key in _NOT_POINTS or (key == "epoch" and is_eval):
+                continue
+            num = _number(value)
+            if num is None:
+                continue
+            steps.append(int(step))
+            raws.append(str(key))
+            values.append(num)
+    if not steps:
+        raise SourceError("log_history holds no logged metrics (train or eval entries with a 'step')", location)
+    config: dict[str, Any] = {}
+    for key, value in sorted(state.items()):
+        if key == "log_history":
+            continue
+        if isinstance(value, (int, float, str)) or value is None:
+            config[f"trainer.{key}"] = value
+    global_step = _number(state.get("global_step"))
+    max_steps = _number(state.get("max_steps"))
+    for key, num in (("global_step", global_step), ("max_steps", max_steps)):
+        if num is not None:
+            summary[key] = int(num)
+    notes: list[str] = []
+    if skipped:
+        notes.append(f"{skipped} log_history entr(y/ies) without a step skipped")
+    if (global_step is not None and max_steps is not None and max_steps > 0 and global_step >= max_steps) \
+            or "train_runtime" in summary:
+        run_state = "finished"
+    elif max_steps is not None and max_steps > 0 and global_step is not None:
+        run_state = "interrupted"
+        notes.append(f"global_step {int(global_step)} < max_steps {int(max_steps)}: training stopped early "
+                     "(interrupted, or this is an intermediate checkpoint)")
+    else:
+        run_state = "unknown"
+    metrics = make_metrics(np.asarray(steps), np.asarray(raws, dtype=object), np.asarray(values))
+    dup = metrics.duplicated(["step", "raw_name"], keep="last")
+    if dup.any():
+        notes.append(f"{int(dup.sum())} repeated (step, metric) point(s) dropped; the last kept")
+        metrics = metrics.loc[~dup].reset_index(drop=True)
+    return Run(name=name, provenance=Provenance(kind=SOURCE.kind, location=location, step_source="logged",
+                                                notes=tuple(notes)),
+               metrics=metrics, config=config, summary=summary, state=run_state)
+
+
+def _run_name(path: Path) -> str:
+    """The output dir's name (a checkpoint dir is named after its parent)."""
+    parent = path.parent
+    if _CHECKPOINT.match(parent.name) and parent.parent.name:
+        return parent.parent.name
+    return parent.name or path.stem
+
+
+def read_state_file(path: Path, location: str) -> Run:
+    return state_to_run(load_state(path, location), location, _run_name(path.resolve()))
+
+
+class TrainerStateSource:
+    kind = "trainer-state"
+    description = "HF Trainer trainer_state.json (log_history), a checkpoint dir or an output dir holding one"
+    example = "outputs/checkpoint-40/trainer_state.json"
+    specificity = 60
+
+    def sniff(self, target: Target) -> float:
+        try:
+            if target.is_dir and target.path is not None:
+                return 0.85 if find_state_file(target.path) is not None else 0.0
+            if not target.is_file or not target.head:
+                return 0.0
+            head = target.head_text().lstrip()
+            if head.startswith("{") and '"log_history"' in head:
+                return 0.9
+            if head.startswith("{") and target.path is not None and target.path.name == PRIMARY_FILE:
+                return 0.9   # log_history may sit after a long preamble
+        except Exception:  # noqa: BLE001 - a sniffer never raises
+            return 0.0
+        return 0.0
+
+    def read(self, target: Target, options: ReadOptions) -> list[Run]:
+        if target.path is None:
+            raise SourceError("expected a trainer_state.json, a checkpoint dir or an output dir", target.location)
+        if target.is_dir:
+            path = find_state_file(target.path)
+            if path is None:
+                raise SourceError(f"no {PRIMARY_FILE} here or in a checkpoint-N/ subdirectory", target.location)
+            return [read_state_file(path, str(path))]
+        return [read_state_file(target.path, target.location)]
+
+
+SOURCE = TrainerStateSource()

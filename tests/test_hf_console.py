@@ -1,0 +1,248 @@
+"""hf-console reader: seed 001 (real pasted console), its CRLF / transformers-5 variants, generated logs
+(bench/gen_console_log.py formula), edge cases, and a real tiny trl run compared with its trainer_state.json."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from lossdoctor.errors import SourceError
+from lossdoctor.sources import ReadOptions, detect, make_target, read_runs
+from lossdoctor.sources.hf_console import SOURCE
+
+HERE = Path(__file__).parent
+CONSOLE = HERE / "data" / "console"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "bench"))
+import gen_console_log as gen  # noqa: E402
+from tinytrain import tiny_run_once  # noqa: E402
+
+_spec = importlib.util.spec_from_file_location("make_variants", CONSOLE / "make_variants.py")
+make_variants = importlib.util.module_from_spec(_spec)
+assert _spec.loader is not None
+_spec.loader.exec_module(make_variants)
+
+# the seed's printed values (seed 001, step 7 console block)
+SEED_EVAL = [2.680995464324951, 3.554626226425171, 3.5855770111083984, 3.633697271347046, 3.6372601985931396]
+SEED_TRAIN = [2.7509, 1.413, 0.6029, 0.1577, 0.0722, 0.0632, 0.0588, 0.0568, 0.0562, 0.0554]
+
+
+def read(path: Path | str):
+    runs = read_runs(str(path), ReadOptions(source_kind="hf-console"))
+    assert len(runs) == 1
+    return runs[0]
+
+
+def write(tmp_path: Path, text: str, name: str = "run.log", newline: str = "\n") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.replace("\n", newline).encode("utf-8"))
+    return path
+
+
+# ---------------------------------------------------------------- seed 001
+
+@pytest.mark.parametrize("name", ["seed001_console.log", "seed001_crlf.log"])
+def test_seed001_steps_and_values(name: str) -> None:
+    run = read(CONSOLE / name)
+    ev, tr = run.series("eval/loss"), run.series("train/loss")
+    assert ev.index.tolist() == [20, 40, 60, 80, 100]
+    assert ev.tolist() == SEED_EVAL
+    assert int(ev.idxmin()) == 20 and ev.min() == 2.680995464324951
+    assert ev.iloc[-1] == 3.6372601985931396
+    assert tr.index.tolist() == list(range(10, 101, 10))
+    assert tr.tolist() == SEED_TRAIN
+    assert run.provenance.step_source == "epoch*cadence"
+    assert any("cadence of 10 steps" in n for n in run.provenance.notes)
+    assert run.name == "Qwen2-0.5B-Instruct-lora-1755481247"       # from "wandb: Syncing run ..."
+    assert run.state == "finished"
+    # the end-of-training dict is metadata, not a point
+    assert run.summary["train_loss"] == 0.5287103277444839 and run.summary["train_runtime"] == 492.1056
+    assert run.summary["max_steps"] == 100
+    assert 0.5287103277444839 not in tr.tolist()
+
+
+def test_seed001_transformers5_string_values() -> None:
+    run = read(CONSOLE / "seed001_tf5.log")
+    ev = run.series("eval/loss")
+    assert ev.index.tolist() == [20, 40, 60, 80, 100]
+    assert ev.tolist() == [float(format(v, ".4g")) for v in SEED_EVAL]
+    assert run.series("train/loss").tolist() == [float(format(v, ".4g")) for v in SEED_TRAIN]
+    assert run.series("train/grad_norm").index.tolist() == list(range(10, 101, 10))
+
+
+def test_variants_are_reproducible(tmp_path: Path) -> None:
+    text = (CONSOLE / "seed001_console.log").read_text(encoding="utf-8")
+    assert (CONSOLE / "seed001_tf5.log").read_text(encoding="utf-8") == make_variants.tf5(text)
+    assert (CONSOLE / "seed001_crlf.log").read_bytes() == text.replace("\n", "\r\n").encode("utf-8")
+    assert "\ufffd" in text     # kept from the seed
+
+
+def test_detect_file_and_dir(tmp_path: Path) -> None:
+    source, score = detect(make_target(str(CONSOLE / "seed001_console.log")))
+    assert source.kind == "hf-console" and score == 0.7
+    d = tmp_path / "myrun"
+    d.mkdir()
+    (d / "console.log").write_bytes((CONSOLE / "seed001_tf5.log").read_bytes())
+    assert SOURCE.sniff(make_target(str(d))) == 0.5
+    run = read(d)
+    assert run.series("eval/loss").index.tolist() == [20, 40, 60, 80, 100]
+
+
+# ---------------------------------------------------------------- generated logs (formula)
+
+@pytest.mark.parametrize("noise", [1, 3])
+def test_generated_log_matches_formula(tmp_path: Path, noise: int) -> None:
+    path = gen.generate(tmp_path / "gen.log", 120, seed=7, noise=noise)
+    run = read(path)
+    train, evals = gen.expected(120, seed=7)
+    assert run.provenance.step_source == "tqdm"
+    loss = run.series("train/loss")
+    assert loss.index.tolist() == [s for s, _ in train]
+    assert loss.tolist() == [float(v["loss"]) for _, v in train]
+    assert run.series("train/num_tokens").tolist() == [float(v["num_tokens"]) for _, v in train]
+    ev = run.series("eval/loss")
+    assert ev.index.tolist() == [s for s, _ in evals] == [500, 1000]
+    assert ev.tolist() == [float(v["eval_loss"]) for _, v in evals]
+    assert run.summary["max_steps"] == 1200 and run.state == "finished"
+
+
+def test_chunk_boundaries_do_not_lose_counters(tmp_path: Path) -> None:
+    from lossdoctor.sources import hf_console
+
+    path = gen.generate(tmp_path / "gen.log", 300, seed=3)
+    small = hf_console.scan_file(path, chunk_bytes=997)
+    assert (small.after_n[small.kind != hf_console.SUMMARY] > 0).all()
+    run = read(path)
+    assert run.series("train/loss").index.tolist() == list(range(10, 3001, 10))
+
+
+# ---------------------------------------------------------------- edge cases
+
+BAR = "\r{pct:3d}%|#         | {n}/40 [00:01<00:02, 4.77it/s]"
+
+
+def test_tqdm_counter_with_ansi_and_redraws(tmp_path: Path) -> None:
+    lines = []
+    for step in (4, 8, 12):
+        lines.append(BAR.format(pct=step * 100 // 40, n=step - 1) + BAR.format(pct=step * 100 // 40, n=step)
+                     + "\r      \r\x1b[A" + "{'loss': %s, 'learning_rate': 1e-05}\n" % (step / 10)
+                     + BAR.format(pct=step * 100 // 40, n=step) + "\x1b[0m\n")
+    run = read(write(tmp_path, "".join(lines)))
+    assert run.provenance.step_source == "tqdm"
+    assert run.series("train/loss").to_dict() == {4: 0.4, 8: 0.8, 12: 1.2}
+    assert run.state == "unknown" and any("may be incomplete" in n for n in run.provenance.notes)
+
+
+def test_nan_inf_bare_and_quoted(tmp_path: Path) -> None:
+    text = ("{'loss': nan, 'grad_norm': inf, 'epoch': 0.5}\n"
+            "{'loss': 'nan', 'grad_norm': '-inf', 'epoch': '1.0'}\n"
+            "{'loss': '1.5', 'grad_norm': 'inf', 'epoch': '1.5'}\n")
+    run = read(write(tmp_path, text))
+    loss, gn = run.series("train/loss"), run.series("train/grad_norm")
+    assert math.isnan(loss.iloc[0]) and math.isnan(loss.iloc[1]) and loss.iloc[2] == 1.5
+    assert gn.tolist() == [math.inf, -math.inf, math.inf]
+    # no counter and no run length: epochs cannot be scaled to steps, so dicts are numbered
+    assert loss.index.tolist() == [1, 2, 3]
+
+
+def test_warnings_tracebacks_windows_paths_and_other_dicts(tmp_path: Path) -> None:
+    text = (
+        "C:\\peft_test\\.venv\\lib\\site-packages\\transformers\\training_args.py:1525: FutureWarning: x\n"
+        "  warnings.warn(\n"
+        "generation config {'max_length': 20, 'do_sample': True}\n"
+        + BAR.format(pct=10, n=4) + "\r   \r{'loss': '2.5', 'grad_norm': '1.125e+04', 'epoch': '0.1'}\n"
+        + BAR.format(pct=10, n=4) + "\n"
+        "Traceback (most recent call last):\n"
+        "  File \"C:\\peft_test\\train.py\", line 3, in <module>\n"
+        "KeyError: {'a': 'b'}\n"
+        + BAR.format(pct=20, n=8) + "\r   \r{'loss': '2.25', 'grad_norm': '3', 'epoch': '0.2'}\n"
+        + BAR.format(pct=20, n=8) + "\n"
+        "{'eval_loss': '2.4', 'eval_runtime': '0.45', 'epoch': '0.2'}\n"
+        + BAR.format(pct=20, n=8) + "\n"
+        "{'train_runtime': '9.1', 'train_loss': '2.3', 'epoch': '0.2'}\n"
+    )
+    run = read(write(tmp_path, text, newline="\r\n"))
+    assert run.series("train/loss").to_dict() == {4: 2.5, 8: 2.25}
+    assert run.series("train/grad_norm").to_dict() == {4: 11250.0, 8: 3.0}
+    assert run.series("eval/loss").to_dict() == {8: 2.4}
+    assert "max_length" not in set(run.metrics["raw_name"]) and "a" not in set(run.metrics["raw_name"])
+    assert run.summary["train_loss"] == 2.3 and run.state == "finished"
+    assert run.name == "run"
+
+
+def test_epoch_cadence_without_counters(tmp_path: Path) -> None:
+    # 12 steps per epoch, logging every 3 steps, eval every 6; the summary gives the run length 24
+    lines = []
+    for step in range(3, 25, 3):
+        lines.append("{'loss': %s, 'epoch': %s}\n" % (step, round(step / 12, 2)))
+        if step % 6 == 0:
+            lines.append("{'eval_loss': %s, 'epoch': %s}\n" % (100 + step, round(step / 12, 2)))
+    lines.append("{'train_runtime': 12.0, 'train_steps_per_second': 2.0, 'train_loss': 1.0, 'epoch': 2.0}\n")
+    run = read(write(tmp_path, "".join(lines)))
+    assert run.provenance.step_source == "epoch*cadence"
+    assert run.series("train/loss").to_dict() == {s: float(s) for s in range(3, 25, 3)}
+    assert run.series("eval/loss").to_dict() == {s: 100.0 + s for s in range(6, 25, 6)}
+
+
+def test_ordinal_when_no_step_information(tmp_path: Path) -> None:
+    run = read(write(tmp_path, "{'loss': 3.0}\n{'loss': 2.0}\n{'eval_loss': 2.5}\n{'loss': 1.0}\n"))
+    assert run.provenance.step_source == "ordinal"
+    assert run.series("train/loss").to_dict() == {1: 3.0, 2: 2.0, 3: 1.0}
+    assert run.series("eval/loss").to_dict() == {2: 2.5}
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "empty file"),
+    (b"\x00\x01\x02\x03binary\x00\xff" * 50, "binary file"),
+    (b"hello\nTraceback (most recent call last):\n  File \"C:\\x.py\"\n{'a': 1}\n", "no HF Trainer log dicts"),
+    (b"{'train_runtime': 1.0, 'train_loss': 2.0}\n", "no HF Trainer log dicts"),
+])
+def test_bad_input_is_a_one_line_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "bad.log"
+    path.write_bytes(content)
+    with pytest.raises(SourceError) as err:
+        read(path)
+    assert message in str(err.value)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_sniff_is_cheap_and_safe(tmp_path: Path) -> None:
+    assert SOURCE.sniff(make_target(str(write(tmp_path, "step 1 loss 2\n")))) == 0.0
+    assert SOURCE.sniff(make_target(str(write(tmp_path, "{'eval_loss': 1.0}\n", "e.log")))) == 0.7
+    assert SOURCE.sniff(make_target(str(tmp_path))) == 0.0
+
+
+# ---------------------------------------------------------------- a real trl run
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory):
+    return tiny_run_once(tmp_path_factory.mktemp("tinytrain"))
+
+
+@pytest.mark.slow
+def test_real_trl_console_equals_trainer_state(tiny_run) -> None:
+    import tinytrain
+
+    run = read(tiny_run.console_log)
+    state = json.loads(tiny_run.trainer_state.read_text())
+    expected: dict[tuple[int, str], float] = {}
+    for entry in state["log_history"]:
+        if "train_runtime" in entry:
+            continue
+        is_eval = any(k.startswith("eval_") for k in entry)
+        for key, value in entry.items():
+            if key in ("step", "total_flos") or (key == "epoch" and is_eval):
+                continue
+            expected[(entry["step"], key)] = float(format(value, ".4g")) if isinstance(value, float) else value
+    got = {(int(r.step), r.raw_name): r.value for r in run.metrics.itertuples()}
+    assert got == expected
+    assert run.provenance.step_source == "tqdm"
+    assert sorted({s for s, _ in got}) == list(range(tinytrain.LOGGING_STEPS, tinytrain.MAX_STEPS + 1,
+                                                     tinytrain.LOGGING_STEPS))
+    assert run.series("eval/loss").index.tolist() == list(range(tinytrain.EVAL_STEPS, tinytrain.MAX_STEPS + 1,
+                                                                tinytrain.EVAL_STEPS))
+    assert run.state == "finished" and run.summary["max_steps"] == tinytrain.MAX_STEPS
