@@ -1,0 +1,142 @@
+"""Per-user cache of runs fetched from the W&B API: one Parquet file (the tidy metric table) plus a JSON
+sidecar (name, state, config, summary, provenance) per run.
+
+Why: a finished run never changes, and a long history costs minutes to page through; re-analysing it
+(new rules, another report format) should cost a file read. Keyed by API host, entity, project and run id,
+so two servers never share entries. Nothing that identifies the user's credentials is ever written: the
+key is not part of the Run, and entries are written atomically (temp file + rename) so a killed fetch
+never leaves half an entry behind.
+
+Location: ``ReadOptions.cache_dir``, else ``$LOSSDOCTOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossdoctor/wandb``
+(``~/.cache/lossdoctor/wandb``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pandas as pd
+
+from lossdoctor.model import Provenance, Run
+from lossdoctor.wandb_url import RunRef
+
+SCHEMA = 1
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LOSSDOCTOR_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    root = Path(xdg) if xdg else Path.home() / ".cache"
+    return root / "lossdoctor" / "wandb"
+
+
+def _safe(part: str) -> str:
+    return quote(part, safe="-_.") or "_"
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON with NaN/inf kept as the tokens Python's json reads back; unknown objects as their str()."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value
+    if hasattr(value, "item"):          # numpy scalars
+        try:
+            return _jsonable(value.item())
+        except (TypeError, ValueError):
+            pass
+    return str(value)
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    run: Run
+    fetched_at: float
+
+
+class RunCache:
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else default_cache_dir()
+
+    def paths(self, ref: RunRef) -> tuple[Path, Path]:
+        host = ref.api_base.split("://", 1)[-1]
+        folder = self.root / _safe(host) / _safe(ref.entity) / _safe(ref.project)
+        stem = _safe(ref.run_id)
+        return folder / f"{stem}.parquet", folder / f"{stem}.json"
+
+    def load(self, ref: RunRef, location: str) -> CacheEntry | None:
+        """The cached run, or None when absent or unreadable (a broken entry is refetched, not fatal)."""
+        table, meta_path = self.paths(ref)
+        if not table.is_file() or not meta_path.is_file():
+            return None
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            if meta.get("schema") != SCHEMA:
+                return None
+            frame = pd.read_parquet(table)
+        except (OSError, ValueError, ImportError):
+            return None
+        frame = frame.astype({"step": "int64", "value": "float64"})
+        frame["metric"] = frame["metric"].astype(object)
+        frame["raw_name"] = frame["raw_name"].astype(object)
+        prov = meta.get("provenance", {})
+        run = Run(
+            name=meta.get("name", ref.run_id),
+            provenance=Provenance(kind=prov.get("kind", "wandb-api"), location=location,
+                                  step_source=prov.get("step_source", "_step"),
+                                  notes=tuple(prov.get("notes", ()))),
+            metrics=frame,
+            config=meta.get("config", {}),
+            summary=meta.get("summary", {}),
+            state=meta.get("state", "unknown"),
+            created=meta.get("created"),
+            tags=tuple(meta.get("tags", ())),
+        )
+        return CacheEntry(run=run, fetched_at=float(meta.get("fetched_at", 0.0)))
+
+    def store(self, ref: RunRef, run: Run) -> None:
+        """Write both files atomically; a failure to cache never fails the analysis (best effort)."""
+        table, meta_path = self.paths(ref)
+        meta = {
+            "schema": SCHEMA,
+            "api_base": ref.api_base, "entity": ref.entity, "project": ref.project, "run_id": ref.run_id,
+            "name": run.name, "state": run.state, "created": run.created, "tags": list(run.tags),
+            "config": _jsonable(dict(run.config)), "summary": _jsonable(dict(run.summary)),
+            "provenance": {"kind": run.provenance.kind, "step_source": run.provenance.step_source,
+                           "notes": list(run.provenance.notes)},
+            "fetched_at": time.time(),
+        }
+        try:
+            table.parent.mkdir(parents=True, exist_ok=True)
+            frame = run.metrics[["step", "metric", "value", "raw_name"]]
+            _atomic(table, lambda p: frame.to_parquet(p, index=False))
+            text = json.dumps(meta, sort_keys=True, indent=1)
+            _atomic(meta_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+        except (OSError, ValueError, ImportError):
+            pass
+
+
+def _atomic(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
