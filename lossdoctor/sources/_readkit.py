@@ -1,0 +1,246 @@
+"""Shared plumbing for the log and table readers (keyvalue, user-format, torchtune, nanoGPT, W&B console,
+TensorBoard, CSV, JSONL): decoding with a count of undecodable bytes, line splitting (tqdm ``\\r``, ANSI),
+DDP rank prefixes, number parsing, and a point collector that resolves duplicate (step, metric) points.
+
+Why one collector: every text reader meets the same DDP problems (two ranks printing the same step,
+``[rank1]:`` prefixes, records glued on one line). Resolving them in one place keeps the rule the same
+everywhere: prefer rank 0, then the reader's preferred line kind, then the first occurrence; a glued line
+is dropped whole and counted, never split into a mixed point.
+The leading underscore keeps this module out of the reader registry.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+
+from lossdoctor.errors import SourceError
+from lossdoctor.model import Provenance, Run, empty_metrics
+from lossdoctor.sources.base import Target
+from lossdoctor.sources.text import decode_bytes
+
+#: Lines longer than this are skipped (and counted): bounds regex work per line, see logformat.py.
+MAX_LINE_CHARS = 4000
+
+NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:[Nn][Aa][Nn]|[Ii]nf(?:inity)?)"
+_NUMBER_FULL = re.compile(rf"^\s*(?:{NUMBER})\s*$")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
+#: torchrun/`--tee` style rank prefixes at the start of a line: "[rank0]:", "[rank 1]:", "[default0]:".
+RANK_PREFIX = re.compile(r"^\s*\[(?:rank|default)\s*(\d+)\]\s*:\s?")
+#: The same prefix anywhere else in a line means two ranks' output was glued together.
+RANK_ANYWHERE = re.compile(r"\[(?:rank|default)\s*\d+\]\s*:")
+
+
+def parse_number(text: str) -> float | None:
+    """A float from a printed number ("2e-05", "nan", "-inf"); None for anything else. Never evals."""
+    if not _NUMBER_FULL.match(text):
+        return None
+    try:
+        return float(text.strip().lower().replace("infinity", "inf"))
+    except ValueError:
+        return None
+
+
+def count_undecodable(data: bytes, encoding: str, text: str) -> int:
+    """How many input bytes could not be decoded (surrogateescape maps each to one lone surrogate)."""
+    try:
+        escaped = data.decode(encoding, errors="surrogateescape")
+        return sum(1 for ch in escaped if "\udc80" <= ch <= "\udcff")
+    except (UnicodeDecodeError, LookupError):
+        return text.count("\ufffd")
+
+
+def decode_with_notes(data: bytes) -> tuple[str, list[str]]:
+    text, encoding, lossy = decode_bytes(data)
+    notes: list[str] = []
+    if lossy:
+        count = count_undecodable(data, encoding, text)
+        notes.append(f"{count} undecodable bytes replaced (decoded as {encoding})")
+    return text, notes
+
+
+def read_bytes(path: Path, location: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+
+
+def read_text(target: Target) -> tuple[str, list[str]]:
+    """The whole file decoded (BOM / UTF-16 / cp949 / GBK guessed); notes say what was lossy."""
+    if target.path is None or target.is_dir:
+        raise SourceError("expected a log file", target.location)
+    return decode_with_notes(read_bytes(target.path, target.location))
+
+
+def tail_text(target: Target, size: int = 64 * 1024) -> str:
+    """The last `size` bytes decoded leniently (for sniffers that look for end-of-run blocks). Never raises."""
+    if target.path is None or target.is_dir:
+        return ""
+    try:
+        with target.path.open("rb") as fh:
+            fh.seek(0, 2)
+            end = fh.tell()
+            if end <= len(target.head):
+                return ""
+            fh.seek(max(0, end - size))
+            data = fh.read(size)
+    except OSError:
+        return ""
+    encoding_probe = decode_bytes(target.head[:4096])[1]
+    if encoding_probe.startswith("utf-16") and len(data) % 2:
+        data = data[1:]
+    try:
+        return data.decode(encoding_probe.replace("-sig", ""), errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def iter_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, segment): each ``\\r``-separated tqdm refresh is its own segment; ANSI removed."""
+    has_ansi = "\x1b" in text
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if has_ansi:
+            line = _ANSI.sub("", line)
+        if "\r" in line:
+            for seg in line.split("\r"):
+                if seg:
+                    yield lineno, seg
+        elif line:
+            yield lineno, line
+
+
+def split_rank(line: str) -> tuple[int | None, str]:
+    """(rank or None, line without the rank prefix)."""
+    m = RANK_PREFIX.match(line)
+    if m:
+        return int(m.group(1)), line[m.end():]
+    return None, line
+
+
+@dataclass
+class Collector:
+    """Points as read, then resolved: one value per (step, canonical metric).
+
+    Preference among duplicates: lowest rank (unlabelled lines count as rank 0), then lowest `priority`
+    (a reader's preferred line kind), then the first read (or the last with ``keep="last"``).
+    """
+
+    keep: str = "first"
+    steps: list[int] = field(default_factory=list)
+    raws: list[str] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    metrics: list[str | None] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
+    priorities: list[int] = field(default_factory=list)
+    wall_times: list[float] = field(default_factory=list)
+    glued_lines: list[int] = field(default_factory=list)
+    long_lines: int = 0
+
+    def add(self, step: int, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
+            metric: str | None = None, wall_time: float | None = None) -> None:
+        self.steps.append(int(step))
+        self.raws.append(raw)
+        self.values.append(float(value))
+        self.metrics.append(metric)
+        self.ranks.append(0 if rank is None else int(rank))
+        self.priorities.append(priority)
+        self.wall_times.append(math.nan if wall_time is None else float(wall_time))
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def frame(self) -> tuple[pd.DataFrame, list[str]]:
+        """The tidy table (step, metric, value, raw_name [+ wall_time when any is known]) and notes on
+        what was dropped."""
+        from lossdoctor.metrics.names import canonicalise
+
+        notes: list[str] = []
+        if self.glued_lines:
+            first = ", ".join(str(n) for n in self.glued_lines[:5])
+            more = "" if len(self.glued_lines) <= 5 else ", ..."
+            notes.append(f"{len(self.glued_lines)} line(s) with two records glued together dropped "
+                         f"(DDP ranks writing at once; line {first}{more})")
+        if self.long_lines:
+            notes.append(f"{self.long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
+        if not self.steps:
+            return empty_metrics(), notes
+        canon = [m if m is not None else canonicalise(r) for m, r in zip(self.metrics, self.raws)]
+        frame = pd.DataFrame({
+            "step": np.asarray(self.steps, dtype="int64"),
+            "metric": np.asarray(canon, dtype="object"),
+            "value": np.asarray(self.values, dtype="float64"),
+            "raw_name": np.asarray(self.raws, dtype="object"),
+            "_rank": self.ranks,
+            "_prio": self.priorities,
+            "_order": np.arange(len(self.steps)) * (1 if self.keep == "first" else -1),
+        })
+        if not all(math.isnan(w) for w in self.wall_times):
+            frame["wall_time"] = np.asarray(self.wall_times, dtype="float64")
+        frame = frame.sort_values(["step", "metric", "_rank", "_prio", "_order"], kind="stable")
+        dup = frame.duplicated(["step", "metric"], keep="first")
+        if dup.any():
+            kept = frame.loc[~dup].set_index(["step", "metric"])[["_rank", "value"]]
+            dropped = frame.loc[dup]
+            match = kept.loc[list(zip(dropped["step"], dropped["metric"]))]
+            other_rank = dropped["_rank"].to_numpy() != match["_rank"].to_numpy()
+            a, b = dropped["value"].to_numpy(), match["value"].to_numpy()
+            same_value = (a == b) | (np.isnan(a) & np.isnan(b))
+            # identical repeats (tqdm refreshes, Lightning's epoch in every row) are merged silently
+            n_rank, n_rep = int(other_rank.sum()), int((~other_rank & ~same_value).sum())
+            if n_rank:
+                notes.append(f"{n_rank} point(s) from ranks other than the lowest-numbered dropped "
+                             f"(same step and metric; rank 0 kept)")
+            if n_rep:
+                which = "first" if self.keep == "first" else "last"
+                notes.append(f"{n_rep} repeated (step, metric) point(s) dropped; the {which} kept")
+            frame = frame.loc[~dup]
+        frame = frame.drop(columns=["_rank", "_prio", "_order"])
+        frame = frame.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+        return frame, notes
+
+
+def run_name(target: Target) -> str:
+    if target.path is None:
+        return target.location
+    path = target.path
+    return path.name if target.is_dir else (path.stem or path.name)
+
+
+def make_run(target: Target, kind: str, frame: pd.DataFrame, notes: list[str] | tuple[str, ...], *,
+             step_source: str = "logged", confidence: float = 1.0, name: str | None = None,
+             summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
+             state: str = "unknown", location: str | None = None) -> Run:
+    return Run(
+        name=name or run_name(target),
+        provenance=Provenance(kind=kind, location=location or target.location, step_source=step_source,
+                              notes=tuple(notes), confidence=confidence),
+        metrics=frame,
+        config=dict(config or {}),
+        summary=dict(summary or {}),
+        state=state,
+    )
+
+
+def split_step_epoch_names(raw_names: list[str]) -> dict[str, str]:
+    """Lightning logs ``x_step`` and ``x_epoch`` for the same metric; the alias table maps both to one
+    canonical name (train_loss_step and train_loss_epoch → train/loss), which would mix per-step values with
+    epoch means. When both exist, the ``_epoch`` one gets ``<canonical>_epoch``. Returns overrides only."""
+    from lossdoctor.metrics.names import canonicalise
+
+    names = set(raw_names)
+    out: dict[str, str] = {}
+    for raw in names:
+        if raw.endswith("_epoch") and raw[: -len("_epoch")] + "_step" in names:
+            out[raw] = canonicalise(raw[: -len("_epoch")] + "_step") + "_epoch"
+    return out
+
+
+def require_points(frame: pd.DataFrame, target: Target, what: str) -> None:
+    if frame.empty:
+        raise SourceError(f"no metric points found; expected {what}", target.location)

@@ -1,0 +1,98 @@
+"""nanoGPT-style console logs (karpathy/nanoGPT train.py and its many forks).
+
+Format strings (train.py)::
+
+    print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
+    print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%")
+
+Forks add pairs (``lr 6.00e-04``); every ``name value[unit]`` pair after ``iter N:`` is read.
+Mapping: iter ``loss`` → train/loss (one batch); eval ``val loss`` → eval/loss; eval ``train loss`` →
+``eval/train_loss`` — an estimate over eval_iters batches, kept apart so it does not mix with the per-batch
+train/loss at the same step. ``time`` in ms → train/step_time in seconds. ``mfu`` is a percentage; nanoGPT
+prints ``-100.00%`` until it has measured (running_mfu = -1), so negative mfu is skipped.
+"""
+from __future__ import annotations
+
+import re
+
+from lossdoctor.model import Run
+from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, iter_lines,
+                                         make_run, parse_number, read_text, require_points, split_rank)
+from lossdoctor.sources.base import ReadOptions, Target
+
+_ITER = re.compile(r"^\s*iter (\d+): ")
+_EVAL = re.compile(r"^\s*step (\d+): ")
+_PAIR = re.compile(rf"([A-Za-z_][\w ]*?) ({NUMBER})(ms|s|%)?(?=,|$)")
+_ANY_RECORD = re.compile(r"(?:iter|step) \d+: ")
+_EVAL_NAMES = {"train loss": ("eval/train_loss", "train loss"), "val loss": ("eval/loss", "val loss")}
+
+
+def _parse(line: str) -> tuple[int, list[tuple[str, str, float]], bool] | None:
+    """(step, [(canonical or "", raw name, value)], glued)."""
+    m = _ITER.match(line) or _EVAL.match(line)
+    if not m:
+        return None
+    is_eval = m.re is _EVAL
+    rest = line[m.end():].rstrip()
+    glued = bool(_ANY_RECORD.search(rest) or RANK_ANYWHERE.search(rest))
+    out: list[tuple[str, str, float]] = []
+    for part in rest.split(", "):
+        pm = _PAIR.fullmatch(part.strip())
+        if not pm:
+            continue
+        name, unit = pm.group(1).strip(), pm.group(3) or ""
+        value = parse_number(pm.group(2))
+        if value is None:
+            continue
+        if is_eval:
+            canon, raw = _EVAL_NAMES.get(name, ("", name))
+            out.append((canon, raw, value))
+            continue
+        if name == "time":
+            out.append(("train/step_time", "time", value / 1000 if unit == "ms" else value))
+        elif name == "mfu":
+            if value >= 0:
+                out.append(("train/mfu", "mfu", value))
+        else:
+            out.append(("", name, value))
+    return (int(m.group(1)), out, glued) if out else None
+
+
+class NanoGPTLogSource:
+    kind = "nanogpt-log"
+    description = "nanoGPT console output: 'iter N: loss …, time …ms, mfu …%' and 'step N: train loss …, val loss …'"
+    example = "iter 100: loss 2.3456, time 12.34ms, mfu 30.20%"
+    specificity = 40
+
+    def sniff(self, target: Target) -> float:
+        if not target.is_file or not target.head:
+            return 0.0
+        text = target.head_text()
+        if re.search(rf"(?m)^\s*iter \d+: loss (?:{NUMBER}), ", text) or \
+                re.search(rf"(?m)^\s*step \d+: train loss (?:{NUMBER}), val loss", text):
+            return 0.8
+        return 0.0
+
+    def read(self, target: Target, options: ReadOptions) -> list[Run]:
+        text, notes = read_text(target)
+        points = Collector()
+        for lineno, raw_line in iter_lines(text):
+            if len(raw_line) > MAX_LINE_CHARS:
+                points.long_lines += 1
+                continue
+            rank, line = split_rank(raw_line)
+            parsed = _parse(line)
+            if parsed is None:
+                continue
+            step, pairs, glued = parsed
+            if glued:
+                points.glued_lines.append(lineno)
+                continue
+            for canon, raw, value in pairs:
+                points.add(step, raw, value, rank=rank, metric=canon or None)
+        frame, more = points.frame()
+        require_points(frame, target, "nanoGPT lines like 'iter 100: loss 2.3456, time 12.34ms, mfu 30.20%'")
+        return [make_run(target, self.kind, frame, notes + more)]
+
+
+SOURCE = NanoGPTLogSource()
