@@ -1,0 +1,79 @@
+"""Reports: Diagnosis → HTML / Markdown / JSON / terminal text.
+
+The CLI calls four functions: ``available_formats``, ``render``, ``write_reports`` and ``render_terminal``.
+Rendering is pure (returns bytes); only ``write.py`` touches the disk.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lossdoctor.errors import UsageError
+
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+
+__all__ = ["available_formats", "render", "render_many", "write_reports", "render_terminal"]
+
+
+def available_formats() -> tuple[str, ...]:
+    """Every name --format accepts (canonical names and aliases), sorted."""
+    from lossdoctor.report.formats import registry
+
+    return tuple(registry())
+
+
+def _renderer(fmt: str):  # noqa: ANN202
+    from lossdoctor.report.formats import registry
+
+    found = registry().get(fmt.strip().lower())
+    if found is None:
+        raise UsageError(f"unknown report format {fmt!r}; expected one of {', '.join(available_formats())}")
+    return found
+
+
+def render(diagnosis: Diagnosis, fmt: str) -> dict[str, bytes]:
+    """Relative file name → content for one format (e.g. md → report.md + plots/*.png)."""
+    from lossdoctor.report.data import build_report_data
+
+    return _renderer(fmt).render(diagnosis, build_report_data(diagnosis))
+
+
+def render_many(diagnosis: Diagnosis, formats: tuple[str, ...]) -> tuple[dict[str, bytes], list[str]]:
+    """All formats at once (ReportData built once; aliases of one format rendered once).
+
+    Returns (files, primary file names in the order asked).
+    """
+    from lossdoctor.report.data import build_report_data
+
+    renderers = []
+    for fmt in formats:
+        r = _renderer(fmt)
+        if r not in renderers:
+            renderers.append(r)
+    data = build_report_data(diagnosis)
+    files: dict[str, bytes] = {}
+    primaries: list[str] = []
+    for r in renderers:
+        for name, content in r.render(diagnosis, data).items():
+            if name in files and files[name] != content:
+                raise RuntimeError(f"two report formats write {name!r} with different content")
+            files[name] = content
+        primaries.append(r.primary)
+    return files, primaries
+
+
+def write_reports(diagnosis: Diagnosis, formats: tuple[str, ...], out_dir: Path) -> list[Path]:
+    """Render every format in memory, then write them atomically; returns each format's main file."""
+    from lossdoctor.report.write import write_files
+
+    files, primaries = render_many(diagnosis, tuple(formats))
+    write_files(Path(out_dir), files)
+    return [Path(out_dir) / p for p in primaries]
+
+
+def render_terminal(diagnosis: Diagnosis, color: bool) -> str:
+    """A short summary for the console: verdict, headline facts, one line per finding."""
+    from lossdoctor.report.formats.terminal import summary
+
+    return summary(diagnosis, color=color)

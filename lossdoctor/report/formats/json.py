@@ -1,0 +1,100 @@
+"""JSON: the diagnosis as data for machines (schema in docs/report-schema.md).
+
+Deterministic: keys sorted, findings in the diagnosis order, metrics sorted by name, floats as
+Python's shortest repr. JSON has no NaN/Infinity, so non-finite floats are the strings "nan", "inf"
+and "-inf" (a consumer can map them back with float()); missing values are null.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from lossdoctor.model import Diagnosis, Run
+from lossdoctor.report.data import ReportData
+
+SCHEMA = "lossdoctor.diagnosis"
+SCHEMA_VERSION = 1
+
+
+def jsonable(value: Any) -> Any:
+    """Plain JSON types only: non-finite floats as strings, numpy scalars unwrapped, unknowns as str."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return v
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [jsonable(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    return str(value)
+
+
+def _metrics(run: Run) -> list[dict[str, Any]]:
+    out = []
+    for name in run.metric_names():
+        s = run.series(name)
+        raw = sorted(set(run.metrics.loc[run.metrics["metric"] == name, "raw_name"].astype(str)))
+        vals = s.to_numpy(dtype="float64")
+        out.append({"name": name, "raw_names": raw, "points": int(len(s)),
+                    "nonfinite": int((~np.isfinite(vals)).sum()),
+                    "steps": [int(x) for x in s.index], "values": [float(v) for v in vals]})
+    return out
+
+
+def diagnosis_to_dict(diagnosis: Diagnosis) -> dict[str, Any]:
+    from lossdoctor import __version__
+
+    run = diagnosis.run
+    doc = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "lossdoctor_version": __version__,
+        "run": {
+            "name": run.name,
+            "provenance": run.provenance,
+            "state": run.state,
+            "created": run.created,
+            "tags": list(run.tags),
+            "config": dict(run.config),
+            "summary": dict(run.summary),
+            "n_points": run.n_points,
+            "metrics": _metrics(run),
+        },
+        "facts": diagnosis.facts,
+        "verdict": diagnosis.verdict,
+        "worst_severity": diagnosis.worst_severity,
+        "findings": [dataclasses.asdict(f) for f in diagnosis.findings],
+        "crashed_checks": list(diagnosis.crashed_checks),
+        "rule_sources": list(diagnosis.rule_sources),
+    }
+    return jsonable(doc)
+
+
+class JsonRenderer:
+    name = "json"
+    aliases: tuple[str, ...] = ()
+    primary = "diagnosis.json"
+    description = "diagnosis.json: the full diagnosis and metric series for machines"
+
+    def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
+        text = json.dumps(diagnosis_to_dict(diagnosis), sort_keys=True, indent=2, ensure_ascii=False,
+                          allow_nan=False)
+        return {self.primary: (text + "\n").encode("utf-8")}
+
+
+RENDERER = JsonRenderer()
