@@ -51,22 +51,50 @@ class Run:
     state: str = "unknown"
     created: str | None = None
     tags: tuple[str, ...] = ()
+    #: per-metric Series, built once on first use (the metric table is not modified after construction)
+    _series_cache: dict[str, pd.Series] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _all_series(self) -> dict[str, pd.Series]:
+        """Every metric as a step-sorted Series in one pass over the table (last value wins per step)."""
+        cache = self._series_cache
+        if cache or self.metrics.empty:
+            return cache
+        frame = self.metrics
+        metric = frame["metric"].to_numpy()
+        codes, names = pd.factorize(metric, sort=True)
+        steps = frame["step"].to_numpy(dtype="int64")
+        values = frame["value"].to_numpy(dtype="float64")
+        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written
+        order = np.lexsort((steps, codes))
+        c, st, va = codes[order], steps[order], values[order]
+        n = len(c)
+        last = np.ones(n, dtype=bool)
+        if n > 1:
+            last[:-1] = (c[1:] != c[:-1]) | (st[1:] != st[:-1])
+        c, st, va = c[last], st[last], va[last]
+        bounds = np.searchsorted(c, np.arange(len(names) + 1))
+        for i, name in enumerate(names):
+            a, b = bounds[i], bounds[i + 1]
+            idx = st[a:b].copy()
+            vals = va[a:b].copy()
+            idx.flags.writeable = False
+            vals.flags.writeable = False
+            cache[str(name)] = pd.Series(vals, index=pd.Index(idx, name="step"), name=str(name))
+        return cache
 
     def metric_names(self) -> tuple[str, ...]:
-        return tuple(sorted(self.metrics["metric"].unique().tolist())) if len(self.metrics) else ()
+        return tuple(self._all_series()) if len(self.metrics) else ()
 
     def has(self, metric: str) -> bool:
-        return bool(len(self.metrics)) and bool((self.metrics["metric"] == metric).any())
+        return metric in self._all_series()
 
     def series(self, metric: str) -> pd.Series:
-        """The metric as a step-indexed float Series, sorted by step; the last value wins per step."""
-        frame = self.metrics
-        sel = frame.loc[frame["metric"] == metric, ["step", "value"]]
-        if sel.empty:
+        """The metric as a step-indexed float Series, sorted by step; the last value wins per step.
+        The Series is shared between callers (read-only values): copy before modifying it."""
+        found = self._all_series().get(metric)
+        if found is None:
             return pd.Series([], index=pd.Index([], dtype="int64", name="step"), dtype="float64", name=metric)
-        sel = sel.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
-        return pd.Series(sel["value"].to_numpy(dtype="float64"),
-                         index=pd.Index(sel["step"].to_numpy(dtype="int64"), name="step"), name=metric)
+        return found
 
     def wide(self) -> pd.DataFrame:
         """step × metric table (renderers only)."""

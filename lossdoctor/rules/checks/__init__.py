@@ -15,6 +15,7 @@ from functools import lru_cache
 from typing import Any, Callable, Mapping, Protocol
 
 import numpy as np
+import pandas as pd
 
 from lossdoctor.model import Run
 
@@ -97,17 +98,14 @@ def asof(clock: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarray
 
 
 def ema(values: np.ndarray, span: int) -> np.ndarray:
-    """Exponential moving average that skips non-finite values (they neither count nor break it)."""
+    """Exponential moving average (alpha = 2/(span+1)) that skips non-finite values: they neither count nor
+    break it, and the average is carried over them. Vectorised through pandas' ewm (adjust=False,
+    ignore_na=True), which has exactly these semantics; NaN before the first finite value."""
+    values = np.asarray(values, dtype="float64")
     if span <= 1 or len(values) == 0:
-        return values.astype("float64", copy=True)
-    alpha = 2.0 / (span + 1.0)
-    out = np.empty(len(values))
-    acc = np.nan
-    for i, v in enumerate(values):     # short series (evals/logs); vectorised paths avoid this
-        if np.isfinite(v):
-            acc = v if not np.isfinite(acc) else acc + alpha * (v - acc)
-        out[i] = acc
-    return out
+        return values.copy()
+    finite = np.where(np.isfinite(values), values, np.nan)
+    return pd.Series(finite).ewm(span=span, adjust=False, ignore_na=True).mean().to_numpy(dtype="float64")
 
 
 def running_best(values: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
