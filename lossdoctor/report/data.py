@@ -256,12 +256,39 @@ def _level(diagnosis: Diagnosis) -> str:
     return diagnosis.worst_severity or "ok"
 
 
+#: a plotted line keeps at most this many points (a plot is ~1000 px wide); see decimate()
+MAX_PLOT_POINTS = 2000
+
+
+def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS) -> np.ndarray:
+    """Indices to plot: all of them up to ``limit``; beyond, per bucket of consecutive points the first,
+    the lowest, the highest and the last (so spikes, minima and the shape survive), plus every non-finite
+    point (NaN/inf markers must not vanish). Deterministic, in step order."""
+    n = len(values)
+    if n <= limit:
+        return np.arange(n)
+    buckets = max(1, limit // 4)
+    edges = np.linspace(0, n, buckets + 1).astype("int64")
+    finite = np.isfinite(values)
+    keep = ~finite
+    keep[edges[:-1]] = True
+    keep[np.maximum(edges[1:] - 1, 0)] = True
+    hi = np.where(finite, values, -np.inf)
+    lo = np.where(finite, values, np.inf)
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        if b > a:
+            keep[a + int(np.argmax(hi[a:b]))] = True
+            keep[a + int(np.argmin(lo[a:b]))] = True
+    return np.flatnonzero(keep)
+
+
 def _line(run: Run, metric: str) -> Line | None:
     s = run.series(metric)
     if s.empty:
         return None
-    return Line(metric=metric, label=metric, steps=tuple(int(x) for x in s.index),
-                values=tuple(float(v) for v in s.to_numpy()))
+    steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+    idx = decimate(steps, values)
+    return Line(metric=metric, label=metric, steps=tuple(steps[idx].tolist()), values=tuple(values[idx].tolist()))
 
 
 def _log_y(lines: tuple[Line, ...]) -> bool:

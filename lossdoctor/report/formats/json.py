@@ -37,6 +37,8 @@ def jsonable(value: Any) -> Any:
         return v
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, np.ndarray) and value.dtype.kind in "fiub":
+        return _number_list(value)
     if isinstance(value, (list, tuple, np.ndarray)):
         return [jsonable(v) for v in value]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -44,15 +46,29 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _number_list(arr: np.ndarray) -> list[Any]:
+    """A numeric array as a JSON list in one C pass; only non-finite entries are patched to strings."""
+    if arr.dtype.kind != "f":
+        return arr.astype("int64").tolist() if arr.dtype.kind in "iu" else arr.astype(bool).tolist()
+    out = arr.astype("float64").tolist()
+    for i in np.flatnonzero(~np.isfinite(arr)).tolist():
+        out[i] = jsonable(out[i])
+    return out
+
+
 def _metrics(run: Run) -> list[dict[str, Any]]:
     out = []
+    pairs = run.metrics[["metric", "raw_name"]].drop_duplicates()
+    raw_names: dict[str, set[str]] = {}
+    for metric, raw_name in zip(pairs["metric"].tolist(), pairs["raw_name"].astype(str).tolist()):
+        raw_names.setdefault(str(metric), set()).add(raw_name)
     for name in run.metric_names():
         s = run.series(name)
-        raw = sorted(set(run.metrics.loc[run.metrics["metric"] == name, "raw_name"].astype(str)))
+        raw = sorted(raw_names.get(name, ()))
         vals = s.to_numpy(dtype="float64")
         out.append({"name": name, "raw_names": raw, "points": int(len(s)),
                     "nonfinite": int((~np.isfinite(vals)).sum()),
-                    "steps": [int(x) for x in s.index], "values": [float(v) for v in vals]})
+                    "steps": s.index.to_numpy(dtype="int64"), "values": vals})
     return out
 
 
