@@ -98,6 +98,33 @@ def _unknown_message(target: Target) -> str:
             f"(use --source-kind to force one)")
 
 
+#: files in a directory that are never the run itself (labels, notes, manifests)
+_DIR_SKIP_SUFFIXES = (".md", ".yaml", ".yml", ".txt.sha256")
+
+
+def _detect_in_dir(target: Target) -> tuple[Target, Source]:
+    """No reader claims the directory as a whole: pick the one file in it that a reader claims most
+    confidently (e.g. a run dir holding just ``train.log``). Ties between different files are an error."""
+    assert target.path is not None
+    best: list[tuple[float, int, str, Target, Source]] = []
+    for path in sorted(p for p in target.path.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if path.name.lower().endswith(_DIR_SKIP_SUFFIXES):
+            continue
+        try:
+            sub = make_target(str(path))
+            source, score = detect(sub)
+        except SourceError:
+            continue
+        best.append((score, source.specificity, path.name, sub, source))
+    if not best:
+        raise SourceError(_unknown_message(target), target.location)
+    best.sort(key=lambda t: (-t[0], -t[1], t[2]))
+    if len(best) > 1 and best[0][:2] == best[1][:2]:
+        raise SourceError(f"several files could be the run ({best[0][2]}, {best[1][2]}); name the file to read",
+                          target.location)
+    return best[0][3], best[0][4]
+
+
 def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
     """Read one location (file, dir, URL) into one or more runs."""
     options = options or ReadOptions()
@@ -109,7 +136,12 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
         if target.path is None and not _looks_like_url(location) and not source.sniff(target):
             raise SourceError("no such file or directory", location)
     else:
-        source, _ = detect(target)
+        try:
+            source, _ = detect(target)
+        except SourceError:
+            if not target.is_dir:
+                raise
+            target, source = _detect_in_dir(target)
     runs = source.read(target, options)
     if not runs:
         raise SourceError(f"no runs found by the {source.kind} reader", location)

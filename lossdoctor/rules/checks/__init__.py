@@ -108,6 +108,23 @@ def ema(values: np.ndarray, span: int) -> np.ndarray:
     return pd.Series(finite).ewm(span=span, adjust=False, ignore_na=True).mean().to_numpy(dtype="float64")
 
 
+def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
+    """Causal rolling median over the last ``window`` points (robust to single spikes); non-finite values
+    are skipped. NaN before the first finite value."""
+    values = np.asarray(values, dtype="float64")
+    if window <= 1 or len(values) == 0:
+        return values.copy()
+    finite = pd.Series(np.where(np.isfinite(values), values, np.nan))
+    return finite.rolling(window, min_periods=1).median().ffill().to_numpy(dtype="float64")
+
+
+def smooth(values: np.ndarray, kind: str, span: int, frac: float = 0.0) -> np.ndarray:
+    """EMA or causal rolling median over ``max(span, frac x points)`` points, so that a long noisy series
+    (one log per step) is smoothed over a comparable part of the run as a short one."""
+    span = max(int(span), int(round(float(frac) * len(values))))
+    return rolling_median(values, span) if kind == "median" else ema(values, span)
+
+
 def running_best(values: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
     """(running best value, index of it) for 'min' or 'max', ignoring non-finite values."""
     v = np.where(np.isfinite(values), values, np.inf if direction == "min" else -np.inf)
@@ -148,4 +165,4 @@ def noop_evidence(_: int) -> dict[str, Any]:
 
 
 __all__ = ["Param", "CheckResult", "Check", "registry", "empty_result", "global_result", "resolve_series",
-           "arrays", "asof", "ema", "running_best", "OPS", "window_start_index", "field"]
+           "arrays", "asof", "ema", "rolling_median", "smooth", "running_best", "OPS", "window_start_index", "field"]

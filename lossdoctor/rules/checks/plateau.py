@@ -22,6 +22,9 @@ class Plateau:
         "min_points": Param("int", default=10),
         "lr_aware": Param("bool", default=True),
         "lr_decayed_below": Param("fraction", default=0.1, doc="lr/peak below this = schedule finished"),
+        "compare": Param("choice", default="tail", choices=("tail", "lowest"),
+                         doc="tail: head vs the last fifth; lowest: head vs the lowest stretch anywhere "
+                             "(a loss that fell a lot and came back learned, then diverged)"),
     }
     evidence_keys = frozenset({"head", "tail", "drop_pct", "points", "from_step", "to_step", "metric",
                                "lr_ratio"})
@@ -41,6 +44,9 @@ class Plateau:
             return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
         k = max(2, n // 5)
         head, tail = float(np.median(values[:k])), float(np.median(values[-k:]))
+        if args["compare"] == "lowest":
+            from numpy.lib.stride_tricks import sliding_window_view
+            tail = min(tail, float(np.median(sliding_window_view(values, k), axis=1).min()))
         drop = (head - tail) / abs(head) if head != 0 else 0.0
         lr_ratio = float("nan")
         if run.has("train/learning_rate"):

@@ -1,6 +1,12 @@
 """trend: a series moved up or down by at least ``min_change`` (relative), measured from its best point so far
 (``from: best``, e.g. eval loss climbing back from its minimum) or from its first point (``from: start``).
-``smooth`` applies an EMA first so one noisy eval does not decide."""
+
+Robustness: the series is smoothed first (``smooth``: EMA span, or a causal rolling median with
+``smooth_kind: median``, over ``max(smooth, smooth_frac x points)`` points) and the best point is taken on the
+smoothed series too, so neither one noisy point nor one lucky low point decides. ``min_abs_change`` adds an
+absolute floor in the series' own units, ``min_change_of_first`` one relative to where the series started
+(a loss that went 2.5 -> 0.0001 -> 0.0002 rose +100% from its best, but by 0.004% of its scale: rounding).
+``until_end`` counts only a change that still holds at the last point (it did not recover)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -8,22 +14,40 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import CheckResult, Param, arrays, ema, empty_result, resolve_series, running_best
+from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, running_best, smooth
+
+
+def final_run_only(mask: np.ndarray) -> np.ndarray:
+    """Keep only the run of True values that reaches the last index."""
+    out = np.zeros_like(mask)
+    if len(mask) == 0 or not mask[-1]:
+        return out
+    falses = np.flatnonzero(~mask)
+    out[(int(falses[-1]) + 1 if len(falses) else 0):] = True
+    return out
 
 
 class Trend:
     kind = "trend"
-    doc = "relative change of a series from its best (or first) point, up or down"
+    doc = "relative change of a (smoothed) series from its best (or first) point, up or down"
     params = {
         "series": Param("series", required=True),
         "direction": Param("choice", required=True, choices=("up", "down")),
         "from": Param("choice", default="best", choices=("best", "start")),
         "min_change": Param("fraction", default=0.05, doc="relative change, e.g. 5%"),
-        "smooth": Param("int", default=1, doc="EMA span in points (1 = raw)"),
+        "smooth": Param("int", default=1, doc="smoothing span in points (1 = raw)"),
+        "smooth_kind": Param("choice", default="ema", choices=("ema", "median")),
+        "smooth_frac": Param("fraction", default=0.0, doc="smoothing span as a fraction of the points"),
+        "min_abs_change": Param("number", default=0.0, doc="absolute change also required (series units)"),
+        "min_change_of_first": Param("fraction", default=0.0,
+                                     doc="absolute change also required, as a fraction of the first (smoothed) "
+                                         "level: scale-free, unlike min_abs_change"),
+        "until_end": Param("bool", default=False, doc="the change must still hold at the last point"),
         "min_points": Param("int", default=3, doc="points needed before it may hold"),
     }
     evidence_keys = frozenset({"best", "best_step", "last", "last_step", "change_pct", "abs_change_pct",
-                               "rise_pct", "drop_pct", "points", "metric", "first", "first_step"})
+                               "rise_pct", "drop_pct", "points", "metric", "first", "first_step", "saving_pct",
+                               "smoothing"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names = resolve_series(run, args["series"])
@@ -31,11 +55,12 @@ class Trend:
             return empty_result((args["series"],))
         metric = names[0]
         steps, raw = arrays(run, metric)
-        values = ema(raw, int(args["smooth"]))
+        span = max(int(args["smooth"]), int(round(float(args["smooth_frac"]) * len(raw))))
+        values = smooth(raw, str(args["smooth_kind"]), span)
         up = args["direction"] == "up"
         n = len(values)
-        if args["from"] == "best":   # the best point is a raw one; the current level is smoothed (conservative)
-            ref, ref_idx = running_best(raw, "min" if up else "max")
+        if args["from"] == "best":   # best and current level both on the smoothed series
+            ref, ref_idx = running_best(values, "min" if up else "max")
         else:
             finite = np.flatnonzero(np.isfinite(values))
             first = int(finite[0]) if len(finite) else 0
@@ -43,20 +68,39 @@ class Trend:
             ref_idx = np.full(n, first, dtype="int64")
         with np.errstate(divide="ignore", invalid="ignore"):
             change = (values - ref) / np.abs(ref)
+            finite = np.flatnonzero(np.isfinite(values))
+            first_level = abs(float(values[finite[0]])) if len(finite) else np.nan
+            floor = max(float(args["min_abs_change"]), float(args["min_change_of_first"]) * first_level)
+            moved = np.abs(values - ref) >= floor
         signed = change if up else -change
         idx = np.arange(n)
         mask = np.isfinite(signed) & (signed >= float(args["min_change"])) & (idx >= int(args["min_points"]) - 1) \
-            & (idx > ref_idx)
+            & (idx > ref_idx) & moved
+        if bool(args["until_end"]):
+            mask = final_run_only(mask)
+        smoothing = "raw" if span <= 1 else f"{args['smooth_kind']} over {span} points"
+        # the turn, for people: the lowest (highest) raw point among those the smoothed best was made of
+        turn_idx = ref_idx.copy()
+        if span > 1 and args["from"] == "best" and n:
+            pick = np.where(np.isfinite(raw), raw if up else -raw, np.inf)
+            turn_for = np.arange(n)
+            for r in np.unique(ref_idx).tolist():
+                lo = max(0, r - span + 1)
+                turn_for[r] = lo + int(np.argmin(pick[lo:r + 1]))
+            turn_idx = turn_for[ref_idx]
 
         def evidence_at(i: int) -> dict[str, Any]:
-            r = int(ref_idx[i])
+            r, t = int(ref_idx[i]), int(turn_idx[i])
             pct = float(change[i] * 100.0) if np.isfinite(change[i]) else float("nan")
-            return {"best": float(raw[r]), "best_step": int(steps[r]), "last": float(raw[i]),
+            last = float(values[i])
+            saving = (last - float(values[r])) / abs(last) * 100.0 if last else float("nan")
+            return {"best": float(values[r]), "best_step": int(steps[t]), "last": last,
                     "last_step": int(steps[i]), "change_pct": pct, "abs_change_pct": abs(pct),
                     "rise_pct": pct, "drop_pct": -pct, "points": int(i + 1), "metric": metric,
-                    "first": float(raw[0]), "first_step": int(steps[0])}
+                    "first": float(values[0]), "first_step": int(steps[0]), "saving_pct": saving,
+                    "smoothing": smoothing}
 
-        return CheckResult(steps, mask, evidence_at, (metric,), onset_at=lambda i: int(steps[int(ref_idx[i])]))
+        return CheckResult(steps, mask, evidence_at, (metric,), onset_at=lambda i: int(steps[int(turn_idx[i])]))
 
 
 CHECK = Trend()
