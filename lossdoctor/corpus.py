@@ -1,0 +1,292 @@
+"""Measure the rules on a labelled corpus: one directory per run, each with the run's files and a ``label.yaml``.
+
+Pure core: :func:`parse_label` (text → Label), :func:`predict` (Diagnosis → verdicts + onset),
+:func:`score` (results → per-verdict confusion counts, per-rule precision/recall, onset errors),
+:func:`render_text` and :func:`check_floors`. Reading directories and running the analysis is
+``commands/eval_corpus.py``'s job.
+
+Which rule stands for which verdict is data: a rule's ``labels: {verdict: overfitting}`` in its rule file.
+A run whose findings carry no verdict is predicted ``healthy``.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+from lossdoctor.errors import SourceError, UsageError
+from lossdoctor.model import Diagnosis
+from lossdoctor.rules import yamlpos
+from lossdoctor.rules.packs import RuleSet
+
+VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
+                             "not-learning")
+LABEL_KEYS = frozenset({"source", "origin", "verdicts", "onset_step", "eval_interval", "why", "oracle", "notes"})
+
+
+@dataclass(frozen=True)
+class Label:
+    case: str
+    verdicts: frozenset[str]
+    onset_step: int | None = None
+    eval_interval: int | None = None
+    source: str = ""
+    origin: str = ""
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class CaseResult:
+    label: Label
+    predicted: frozenset[str]
+    fired: tuple[str, ...]                  # rule ids that fired (any severity)
+    onset: int | None = None                # predicted overfitting onset step
+    error: str | None = None                # the case could not be analysed (counts as predicted nothing)
+
+    @property
+    def correct(self) -> bool:
+        return self.error is None and self.predicted == self.label.verdicts
+
+
+@dataclass(frozen=True)
+class Counts:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+    tn: int = 0
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else math.nan
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else math.nan
+
+
+@dataclass(frozen=True)
+class CorpusScore:
+    results: tuple[CaseResult, ...]
+    verdicts: Mapping[str, Counts]
+    rules: Mapping[str, Counts]             # per rule, against the verdict it stands for
+    rule_verdict: Mapping[str, str]
+    onset_errors: tuple[tuple[str, int, int | None], ...]   # (case, |error| in steps, eval interval)
+    healthy_flagged: tuple[str, ...] = field(default=())  # healthy-labelled cases called overfitting/diverging
+
+    @property
+    def onset_within_interval(self) -> float:
+        ok = [e <= (iv or 0) for _, e, iv in self.onset_errors]
+        return sum(ok) / len(ok) if ok else math.nan
+
+    @property
+    def onset_median_error(self) -> float:
+        return float(statistics.median(e for _, e, _ in self.onset_errors)) if self.onset_errors else math.nan
+
+
+def _err(location: str, message: str, where: tuple[int, int] | None = None) -> SourceError:
+    return SourceError(message, location, where[0] if where else None, where[1] if where else None)
+
+
+def parse_label(text: str, location: str, case: str) -> Label:
+    """A label.yaml → Label; the first problem raises a located SourceError."""
+    try:
+        data = yamlpos.load(text)
+    except yamlpos.YamlPosError as exc:
+        raise SourceError(f"invalid YAML: {exc}", location) from None
+    if not isinstance(data, yamlpos.PosDict):
+        raise _err(location, "expected a mapping with 'verdicts' (see tests/corpus/README.md)")
+    for key in data:
+        if key not in LABEL_KEYS:
+            raise _err(location, f"unknown key {key!r}; expected one of {', '.join(sorted(LABEL_KEYS))}",
+                       data.pos(key))
+    verdicts = data.get("verdicts")
+    if not isinstance(verdicts, list) or not verdicts or not all(isinstance(v, str) for v in verdicts):
+        raise _err(location, "'verdicts' must be a non-empty list of verdict names", data.pos("verdicts"))
+    unknown = [v for v in verdicts if v not in VERDICTS]
+    if unknown:
+        raise _err(location, f"unknown verdict(s) {', '.join(unknown)}; expected {', '.join(VERDICTS)}",
+                   data.pos("verdicts"))
+    if "healthy" in verdicts and len(verdicts) > 1:
+        raise _err(location, "'healthy' cannot be combined with another verdict", data.pos("verdicts"))
+    ints: dict[str, int | None] = {}
+    for key in ("onset_step", "eval_interval"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise _err(location, f"'{key}' must be a non-negative integer step", data.pos(key))
+        ints[key] = value
+    if ints["onset_step"] is not None and "overfitting" not in verdicts:
+        raise _err(location, "'onset_step' is only for overfitting runs", data.pos("onset_step"))
+    return Label(case=case, verdicts=frozenset(verdicts), onset_step=ints["onset_step"],
+                 eval_interval=ints["eval_interval"], source=str(data.get("source", "")),
+                 origin=str(data.get("origin", "")), why=" ".join(str(data.get("why", "")).split()))
+
+
+def rule_verdicts(ruleset: RuleSet) -> dict[str, str]:
+    """rule id → the verdict it stands for (from the rule's ``labels.verdict``)."""
+    out: dict[str, str] = {}
+    for rule in ruleset.rules:
+        verdict = rule.labels.get("verdict")
+        if verdict is None:
+            continue
+        if verdict not in VERDICTS or verdict == "healthy":
+            raise UsageError(f"rule {rule.id}: labels.verdict {verdict!r} is not one of "
+                             f"{', '.join(v for v in VERDICTS if v != 'healthy')}", rule.origin)
+        out[rule.id] = verdict
+    return out
+
+
+def predict(diag: Diagnosis, verdict_of: Mapping[str, str]) -> tuple[frozenset[str], int | None]:
+    verdicts = {verdict_of[f.rule_id] for f in diag.findings if f.rule_id in verdict_of}
+    onset = next((f.first_step for f in diag.findings if verdict_of.get(f.rule_id) == "overfitting"), None)
+    return (frozenset(verdicts) if verdicts else frozenset({"healthy"})), onset
+
+
+def case_result(label: Label, diag: Diagnosis, verdict_of: Mapping[str, str]) -> CaseResult:
+    predicted, onset = predict(diag, verdict_of)
+    return CaseResult(label=label, predicted=predicted, fired=tuple(sorted({f.rule_id for f in diag.findings})),
+                      onset=onset)
+
+
+def _count(pairs: Iterable[tuple[bool, bool]]) -> Counts:
+    tp = fp = fn = tn = 0
+    for truth, said in pairs:
+        tp += truth and said
+        fp += (not truth) and said
+        fn += truth and not said
+        tn += (not truth) and not said
+    return Counts(tp, fp, fn, tn)
+
+
+def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str]) -> CorpusScore:
+    results = tuple(sorted(results, key=lambda r: r.label.case))
+    verdicts = {v: _count((v in r.label.verdicts, v in r.predicted) for r in results) for v in VERDICTS}
+    rules = {rid: _count((v in r.label.verdicts, rid in r.fired) for r in results)
+             for rid, v in sorted(verdict_of.items())}
+    onsets = []
+    for r in results:
+        if "overfitting" in r.label.verdicts and r.label.onset_step is not None and r.onset is not None:
+            onsets.append((r.label.case, abs(r.onset - r.label.onset_step), r.label.eval_interval))
+    flagged = tuple(r.label.case for r in results if "healthy" in r.label.verdicts
+                    and r.predicted & {"overfitting", "diverging"})
+    return CorpusScore(results=results, verdicts=verdicts, rules=rules, rule_verdict=dict(verdict_of),
+                       onset_errors=tuple(onsets), healthy_flagged=flagged)
+
+
+def _pct(x: float) -> str:
+    return "  -  " if math.isnan(x) else f"{x:5.2f}"
+
+
+def render_text(s: CorpusScore, verbose: bool = False) -> str:
+    n = len(s.results)
+    lines = [f"corpus: {n} run(s), {sum(r.correct for r in s.results)} with every verdict right, "
+             f"{sum(r.error is not None for r in s.results)} unreadable", ""]
+    # confusion matrix: label verdict (rows) x predicted verdict (columns); multi-label runs count in each cell
+    short = {v: v[:11] for v in VERDICTS}
+    lines.append("confusion (rows: labelled, columns: predicted; a run with several verdicts counts in each)")
+    lines.append(f"{'':<20}" + "".join(f"{short[v]:>12}" for v in VERDICTS) + f"{'runs':>7}")
+    for truth in VERDICTS:
+        rows = [r for r in s.results if truth in r.label.verdicts]
+        cells = [sum(pred in r.predicted for r in rows) for pred in VERDICTS]
+        lines.append(f"{truth:<20}" + "".join(f"{c:>12}" for c in cells) + f"{len(rows):>7}")
+    lines += ["", f"{'verdict':<20}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
+    for v, c in s.verdicts.items():
+        lines.append(f"{v:<20}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}{_pct(c.recall):>8}")
+    lines += ["", f"{'rule':<22}{'verdict':<20}{'fired':>6}{'precision':>11}{'recall':>8}"]
+    for rid, c in s.rules.items():
+        lines.append(f"{rid:<22}{s.rule_verdict[rid]:<20}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
+                     f"{_pct(c.recall):>8}")
+    lines.append("")
+    if s.onset_errors:
+        lines.append(f"overfitting onset: median error {s.onset_median_error:g} steps; within one eval interval on "
+                     f"{sum(e <= (iv or 0) for _, e, iv in s.onset_errors)}/{len(s.onset_errors)} runs "
+                     f"({s.onset_within_interval:.0%})")
+    else:
+        lines.append("overfitting onset: no labelled onset was predicted")
+    lines.append(f"healthy runs called overfitting or diverging: {len(s.healthy_flagged)}"
+                 + (f" ({', '.join(s.healthy_flagged)})" if s.healthy_flagged else ""))
+    wrong = [r for r in s.results if not r.correct]
+    if wrong or verbose:
+        lines += ["", "runs " + ("" if verbose else "with a wrong verdict ") + "(label -> predicted; rules fired)"]
+        for r in (s.results if verbose else wrong):
+            said = r.error or ",".join(sorted(r.predicted))
+            lines.append(f"  {'ok ' if r.correct else 'XX '}{r.label.case}: {','.join(sorted(r.label.verdicts))} -> "
+                         f"{said}; {' '.join(r.fired) or '-'}")
+    return "\n".join(lines) + "\n"
+
+
+# --- floors ----------------------------------------------------------------------------------------------
+
+FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healthy_flagged", "min_runs"})
+
+
+def parse_floors(text: str, location: str) -> dict[str, Any]:
+    try:
+        data = yamlpos.load(text)
+    except yamlpos.YamlPosError as exc:
+        raise SourceError(f"invalid YAML: {exc}", location) from None
+    if not isinstance(data, yamlpos.PosDict):
+        raise _err(location, "expected a mapping of floors")
+    for key in data:
+        if key not in FLOOR_KEYS:
+            raise _err(location, f"unknown key {key!r}; expected one of {', '.join(sorted(FLOOR_KEYS))}", data.pos(key))
+    for group in ("verdicts", "rules"):
+        block = data.get(group, {}) or {}
+        if not isinstance(block, dict):
+            raise _err(location, f"'{group}' must map names to {{precision, recall}}", data.pos(group))
+        for name, spec in block.items():
+            if group == "verdicts" and name not in VERDICTS:
+                raise _err(location, f"unknown verdict {name!r}", block.pos(name))
+            if not isinstance(spec, dict) or not set(spec) <= {"precision", "recall"}:
+                raise _err(location, f"{group}.{name}: expected {{precision: x, recall: y}}", block.pos(name))
+            for k, v in spec.items():
+                if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:
+                    raise _err(location, f"{group}.{name}.{k}: expected a number in 0..1", spec.pos(k))
+    return {k: v for k, v in data.items()}
+
+
+def check_floors(s: CorpusScore, floors: Mapping[str, Any]) -> list[str]:
+    """Every floor the score falls below, as one line each (empty = all met). NaN (no case) fails a floor."""
+    failures: list[str] = []
+
+    def below(name: str, what: str, value: float, floor: float) -> None:
+        if math.isnan(value) or value < floor:
+            failures.append(f"{name} {what} {'n/a' if math.isnan(value) else f'{value:.2f}'} < floor {floor:g}")
+
+    for v, spec in (floors.get("verdicts") or {}).items():
+        for what, floor in spec.items():
+            below(f"verdict {v}", what, getattr(s.verdicts[v], what), float(floor))
+    for rid, spec in (floors.get("rules") or {}).items():
+        if rid not in s.rules:
+            failures.append(f"rule {rid} has a floor but no labels.verdict (or is not enabled)")
+            continue
+        for what, floor in spec.items():
+            below(f"rule {rid}", what, getattr(s.rules[rid], what), float(floor))
+    if "onset_within_interval" in floors:
+        below("overfitting onset", "within one eval interval", s.onset_within_interval,
+              float(floors["onset_within_interval"]))
+    if "max_healthy_flagged" in floors and len(s.healthy_flagged) > int(floors["max_healthy_flagged"]):
+        failures.append(f"{len(s.healthy_flagged)} healthy run(s) called overfitting/diverging "
+                        f"> {floors['max_healthy_flagged']}: {', '.join(s.healthy_flagged)}")
+    if "min_runs" in floors and len(s.results) < int(floors["min_runs"]):
+        failures.append(f"only {len(s.results)} run(s) in the corpus < min_runs {floors['min_runs']}")
+    return failures
+
+
+def to_json(s: CorpusScore) -> dict[str, Any]:
+    def num(x: float) -> float | None:
+        return None if math.isnan(x) else round(x, 6)
+
+    return {
+        "runs": len(s.results),
+        "verdicts": {v: {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn, "precision": num(c.precision),
+                         "recall": num(c.recall)} for v, c in s.verdicts.items()},
+        "rules": {r: {"verdict": s.rule_verdict[r], "fired": c.tp + c.fp, "precision": num(c.precision),
+                      "recall": num(c.recall)} for r, c in s.rules.items()},
+        "onset": {"runs": len(s.onset_errors), "median_error_steps": num(s.onset_median_error),
+                  "within_one_eval_interval": num(s.onset_within_interval)},
+        "healthy_flagged": list(s.healthy_flagged),
+        "cases": [{"case": r.label.case, "label": sorted(r.label.verdicts), "predicted": sorted(r.predicted),
+                   "fired": list(r.fired), "onset_label": r.label.onset_step, "onset_predicted": r.onset,
+                   "error": r.error} for r in s.results],
+    }
