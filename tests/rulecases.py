@@ -2,7 +2,8 @@
 
 Series notation (a compact, expanding one like promtool's): space-separated segments, each either a number,
 ``nan``/``inf``/``-inf``, ``_`` (no point logged), or ``A+BxN`` / ``A-BxN`` = A, A±B, ..., A±N·B (N+1 values).
-A series is ``{every: STEPS, start: STEP, values: "..."}`` (start defaults to every).
+A series is ``{every: STEPS, start: STEP, values: "..."}`` (start defaults to every). A case may give the
+run's ``config`` (flat keys, as readers put them in ``Run.config``) for rules that read it.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def expand(text: str) -> list[float | None]:
     return out
 
 
-def build_run(series: dict[str, Any], name: str = "case") -> Run:
+def build_run(series: dict[str, Any], name: str = "case", config: dict[str, Any] | None = None) -> Run:
     steps, names, values = [], [], []
     for metric, spec in series.items():
         every = int(spec.get("every", 1))
@@ -45,7 +46,8 @@ def build_run(series: dict[str, Any], name: str = "case") -> Run:
             steps.append(start + i * every)
             names.append(metric)
             values.append(v)
-    return Run(name=name, provenance=Provenance("test-case", name), metrics=make_metrics(steps, names, values))
+    return Run(name=name, provenance=Provenance("test-case", name), metrics=make_metrics(steps, names, values),
+               config=dict(config or {}))
 
 
 def load_cases() -> list[tuple[str, str, dict[str, Any]]]:

@@ -16,7 +16,7 @@ CASES = load_cases()
 def test_rule_case(rule_id: str, case_id: str, case: dict) -> None:
     rule = RULES.get(rule_id)
     assert rule is not None, f"{case_id}: no rule {rule_id!r} in the default pack"
-    finding = evaluate_rule(rule, build_run(case["series"], case_id))
+    finding = evaluate_rule(rule, build_run(case["series"], case_id, case.get("config")))
     expect = case["expect"]
     if not expect:
         assert finding is None, f"{case_id}: expected silence, got: {finding and finding.message}"

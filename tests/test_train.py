@@ -137,19 +137,17 @@ def test_manifest(overfit_run) -> None:
 
 
 def test_analyze_reads_the_run(overfit_run) -> None:
-    """The run dir is what `lossdoctor analyze` is for: its rules see the overfitting."""
+    """The run dir is what `lossdoctor analyze` is for: it finds the source itself, takes the flags and the
+    end status from run.json, and its rules see the overfitting."""
     from lossdoctor import analyze
-    from lossdoctor.model import Provenance, Run, make_metrics
+    from lossdoctor.sources import read_runs
 
-    rows = history(overfit_run[0])
-    steps, names, values = [], [], []
-    for r in rows:
-        if "train_runtime" in r:
-            continue
-        for k, v in r.items():
-            if k != "step" and isinstance(v, (int, float)):
-                steps.append(r["step"]), names.append(k), values.append(float(v))
-    run = Run("overfit", Provenance("trainer-state", str(overfit_run[0])), make_metrics(steps, names, values))
+    run = read_runs(str(overfit_run[0]))[0]
+    assert run.provenance.kind == "trainer-state"
+    manifest = json.loads((overfit_run[0] / "run.json").read_text())
+    assert run.config["max_grad_norm"] == manifest["config"]["max_grad_norm"]
+    assert run.config["lr"] == manifest["config"]["lr"]
+    assert run.state == "finished"
     assert "overfitting" in [f.rule_id for f in analyze(run).findings]
 
 
@@ -216,6 +214,11 @@ def test_ctrl_c_leaves_valid_state(tmp_path: Path) -> None:
     assert manifest["status"] == "interrupted" and manifest["exit_code"] == 130
     assert manifest["global_step"] == state["global_step"]
     assert b"Traceback" not in err
+    from lossdoctor.sources import read_runs
+
+    run = read_runs(str(out))[0]
+    assert run.state == "interrupted"
+    assert any("status 'interrupted'" in n for n in run.provenance.notes)
 
 
 def test_yaml_keys_dashes_underscores_and_flag_override(tmp_path: Path) -> None:

@@ -134,7 +134,7 @@ def coerce_arg(kind: str, name: str, value: Any) -> tuple[Any, str | None]:
     t = spec.type
     if t == "series":
         return (value, None) if isinstance(value, str) and value else (None, "expected a metric name")
-    if t == "series_list":
+    if t in ("series_list", "names"):
         if isinstance(value, str) and value:
             return [value], None
         if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):

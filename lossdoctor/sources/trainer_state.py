@@ -12,6 +12,10 @@ Mapping (documented choice):
   logging_steps, eval_steps, save_steps, num_train_epochs, train_batch_size, epoch, total_flos ...) →
   ``Run.config`` under ``trainer.<key>`` (flat dotted keys); ``max_steps`` and ``global_step`` are
   also copied to ``Run.summary`` so every reader reports the run length the same way.
+- a ``run.json`` manifest of ``lossdoctor train`` beside it (or above a checkpoint dir) adds the flags the run
+  was trained with to ``Run.config`` (plain keys: lr, lr_scheduler, warmup_steps, max_grad_norm ...) and
+  its status to ``Run.state`` (completed -> finished, failed -> crashed, interrupted/stopped-by-rule ->
+  interrupted), so the config-aware rules (clipping, schedule) have what they need.
 - state: "finished" when global_step >= max_steps or the summary entry is present; else "interrupted"
   (with a note) when a max_steps is known; else "unknown".
 """
@@ -158,8 +162,41 @@ def _run_name(path: Path) -> str:
     return parent.name or path.stem
 
 
+#: run.json status (lossdoctor train's manifest) -> Run.state
+_MANIFEST_STATES = {"completed": "finished", "running": "running", "interrupted": "interrupted",
+                    "failed": "crashed", "stopped-by-rule": "interrupted"}
+
+
+def _manifest(path: Path) -> dict[str, Any] | None:
+    """The run.json that `lossdoctor train` leaves beside trainer_state.json (or above a checkpoint dir)."""
+    for directory in (path.parent, path.parent.parent):
+        candidate = directory / "run.json"
+        if candidate.is_file():
+            try:
+                data = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                return None
+            return data if isinstance(data, dict) and data.get("tool") == "lossdoctor train" else None
+    return None
+
+
 def read_state_file(path: Path, location: str) -> Run:
-    return state_to_run(load_state(path, location), location, _run_name(path.resolve()))
+    run = state_to_run(load_state(path, location), location, _run_name(path.resolve()))
+    manifest = _manifest(path)
+    if manifest is None:
+        return run
+    # the flags the run was trained with (lr, lr_scheduler, warmup_steps, max_grad_norm ...) and how it ended
+    config = {str(k): v for k, v in (manifest.get("config") or {}).items()
+              if isinstance(v, (int, float, str, bool)) or v is None}
+    config.update(run.config)
+    status = str(manifest.get("status") or "")
+    state = _MANIFEST_STATES.get(status, run.state)
+    notes = run.provenance.notes
+    if status and status != "completed":
+        notes = notes + (f"run.json: the run ended with status {status!r}",)
+    from dataclasses import replace
+
+    return replace(run, config=config, state=state, provenance=replace(run.provenance, notes=notes))
 
 
 class TrainerStateSource:

@@ -136,6 +136,24 @@ def running_best(values: np.ndarray, direction: str) -> tuple[np.ndarray, np.nda
     return best, idx
 
 
+def config_value(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[Any, str | None]:
+    """The first of ``keys`` present in the run's config (flat dotted keys, e.g. ``max_grad_norm`` or
+    ``trainer.max_steps``), as (value, key); (None, None) when none is."""
+    for key in keys or ():
+        if key in run.config and run.config[key] is not None:
+            return run.config[key], key
+    return None, None
+
+
+def config_number(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[float | None, str | None]:
+    value, key = config_value(run, keys)
+    try:
+        num = float(value) if value is not None and not isinstance(value, bool) else None
+    except (TypeError, ValueError):
+        num = None
+    return (num, key) if num is not None and np.isfinite(num) else (None, None)
+
+
 def fmt_float(x: float) -> float:
     return float(x) if x is not None else float("nan")
 
@@ -165,4 +183,4 @@ def noop_evidence(_: int) -> dict[str, Any]:
 
 
 __all__ = ["Param", "CheckResult", "Check", "registry", "empty_result", "global_result", "resolve_series",
-           "arrays", "asof", "ema", "rolling_median", "smooth", "running_best", "OPS", "window_start_index", "field"]
+           "arrays", "asof", "config_value", "config_number", "ema", "rolling_median", "smooth", "running_best", "OPS", "window_start_index", "field"]

@@ -24,7 +24,7 @@ class Threshold:
         "window": Param("window", default=None),
     }
     evidence_keys = frozenset({"value", "step", "peak", "peak_step", "points", "threshold", "metric", "total_points",
-                               "share_pct"})
+                               "share_pct", "ratio"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names = resolve_series(run, args["series"])
@@ -47,7 +47,7 @@ class Threshold:
             return global_result(holds, int(steps[at]), {
                 "value": reduced, "step": int(steps[at]), "peak": reduced, "peak_step": int(steps[at]),
                 "points": int(finite.sum()), "threshold": bound, "metric": metric, "total_points": int(len(values)),
-                "share_pct": 100.0}, (metric,))
+                "share_pct": 100.0, "ratio": reduced / bound if bound else float("nan")}, (metric,))
         mask = finite & op(values, bound)
         count = np.cumsum(mask)
         extreme = values if args["op"] in (">", ">=") else -values
@@ -58,7 +58,8 @@ class Threshold:
             peak_idx = int(np.flatnonzero(masked[: i + 1] == run_best[i])[0]) if np.isfinite(run_best[i]) else i
             return {"value": float(values[i]), "step": int(steps[i]), "peak": float(values[peak_idx]),
                     "peak_step": int(steps[peak_idx]), "points": int(count[i]), "threshold": bound,
-                    "metric": metric, "total_points": int(i + 1), "share_pct": 100.0 * float(count[i]) / (i + 1)}
+                    "metric": metric, "total_points": int(i + 1), "share_pct": 100.0 * float(count[i]) / (i + 1),
+                    "ratio": float(values[peak_idx]) / bound if bound else float("nan")}
 
         return CheckResult(steps, mask, evidence_at, (metric,))
 

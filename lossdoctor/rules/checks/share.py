@@ -1,0 +1,59 @@
+"""share: the condition ``series OP bound`` holds on at least ``min_share`` of the points (of a window).
+
+For "most of the time" questions a per-point threshold with ``for`` cannot ask, e.g. grad_norm above
+max_grad_norm on 80% of the logs: clipping, not the learning rate, is setting the step size. The bound can
+come from the run's config (``bound_from``: config keys tried in order, e.g. ``max_grad_norm``), falling back
+to ``value``; the evidence says which.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from lossdoctor.model import Run
+from lossdoctor.rules.checks import (OPS, CheckResult, Param, arrays, config_number, empty_result, global_result,
+                                     resolve_series, window_start_index)
+
+
+class Share:
+    kind = "share"
+    doc = "series OP bound on at least min_share of the (finite) points; the bound may come from the config"
+    params = {
+        "series": Param("series", required=True),
+        "op": Param("choice", required=True, choices=tuple(OPS)),
+        "value": Param("number", required=True, doc="the bound (used when no bound_from key is in the config)"),
+        "bound_from": Param("names", default=None, doc="config keys to read the bound from, first found wins"),
+        "min_share": Param("fraction", default=0.8),
+        "min_points": Param("int", default=10),
+        "window": Param("window", default=None),
+    }
+    evidence_keys = frozenset({"share_pct", "points", "total_points", "bound", "bound_source", "median", "metric",
+                               "from_step", "to_step"})
+
+    def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
+        names = resolve_series(run, args["series"])
+        if not names:
+            return empty_result((args["series"],), "global")
+        metric = names[0]
+        steps, values = arrays(run, metric)
+        start = window_start_index(steps, args.get("window"))
+        steps, values = steps[start:], values[start:]
+        finite = np.isfinite(values)
+        steps, values = steps[finite], values[finite]
+        n = len(values)
+        if n < int(args["min_points"]):
+            return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
+        bound, key = config_number(run, args.get("bound_from") or ())
+        source = f"the run's config ({key})" if key else "the default (not in the run's config)"
+        if bound is None:
+            bound = float(args["value"])
+        hits = int(OPS[args["op"]](values, bound).sum())
+        share = hits / n
+        return global_result(share >= float(args["min_share"]), int(steps[-1]), {
+            "share_pct": 100.0 * share, "points": hits, "total_points": n, "bound": bound, "bound_source": source,
+            "median": float(np.median(values)), "metric": metric, "from_step": int(steps[0]),
+            "to_step": int(steps[-1])}, (metric,))
+
+
+CHECK = Share()
