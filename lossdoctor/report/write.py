@@ -6,10 +6,9 @@ before calling here, so a rendering failure writes nothing (not even the directo
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
+from lossdoctor.atomic import atomic_write_bytes
 from lossdoctor.errors import UsageError
 
 
@@ -29,17 +28,7 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
         for name in sorted(files):
             target = out_dir.joinpath(*rels[name].parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(files[name])
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            atomic_write_bytes(target, files[name])
             written.append(target)
     except OSError as exc:
         where = exc.filename or out_dir

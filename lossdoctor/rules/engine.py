@@ -62,11 +62,11 @@ def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
         return out
 
     onset_parts = [(p, idx) for p, (_, idx) in zip(parts, sampled) if p.onset_at is not None and len(p.clock)]
-    onset: Callable[[int], int | None] | None = None
-    if onset_parts:
-        def onset(i: int) -> int | None:
-            p, idx = onset_parts[0]
-            return p.onset_at(int(idx[i]))  # type: ignore[misc]
+    def first_onset(i: int) -> int | None:
+        p, idx = onset_parts[0]
+        return p.onset_at(int(idx[i]))  # type: ignore[misc]
+
+    onset: Callable[[int], int | None] | None = first_onset if onset_parts else None
 
     series: list[str] = []
     for p in parts:

@@ -123,6 +123,17 @@ def split_rank(line: str) -> tuple[int | None, str]:
     return None, line
 
 
+def ranked_lines(text: str, points: "Collector") -> Iterator[tuple[int, int | None, str]]:
+    """(line number, DDP rank or None, line without its rank prefix) for every line a text-log reader should
+    parse; over-long lines are counted in ``points.long_lines`` and skipped."""
+    for lineno, raw_line in iter_lines(text):
+        if len(raw_line) > MAX_LINE_CHARS:
+            points.long_lines += 1
+            continue
+        rank, line = split_rank(raw_line)
+        yield lineno, rank, line
+
+
 @dataclass
 class Collector:
     """Points as read, then resolved: one value per (step, canonical metric).

@@ -22,8 +22,8 @@ import re
 
 from lossdoctor.metrics.names import alias_table, normalise_key
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, iter_lines,
-                                         make_run, parse_number, read_text, require_points, split_rank)
+from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, iter_lines, make_run,
+                                        parse_number, ranked_lines, read_text, require_points, split_rank)
 from lossdoctor.sources.base import ReadOptions, Target
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
@@ -118,11 +118,7 @@ class KeyValueLogSource:
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
         text, notes = read_text(target)
         points = Collector()
-        for lineno, raw_line in iter_lines(text):
-            if len(raw_line) > MAX_LINE_CHARS:
-                points.long_lines += 1
-                continue
-            rank, line = split_rank(raw_line)
+        for lineno, rank, line in ranked_lines(text, points):
             rec = parse_line(line)
             if rec is None:
                 continue

@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, iter_lines,
-                                         make_run, parse_number, read_text, require_points, split_rank)
+from lossdoctor.sources._readkit import (Collector, NUMBER, RANK_ANYWHERE, make_run, parse_number, ranked_lines,
+                                        read_text, require_points)
 from lossdoctor.sources.base import ReadOptions, Target
 
 _STEP_LINE = re.compile(r"^\s*Step (\d+) \| ")
@@ -70,11 +70,7 @@ class TorchtuneLogSource:
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
         text, notes = read_text(target)
         points = Collector()
-        for lineno, raw_line in iter_lines(text):
-            if len(raw_line) > MAX_LINE_CHARS:
-                points.long_lines += 1
-                continue
-            rank, line = split_rank(raw_line)
+        for lineno, rank, line in ranked_lines(text, points):
             parsed = _parse(line)
             if parsed is None:
                 continue

@@ -33,7 +33,7 @@ import pandas as pd
 
 from lossdoctor.cache import RunCache
 from lossdoctor.errors import SourceError
-from lossdoctor.model import Provenance, Run, empty_metrics, make_metrics
+from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.wandb_url import NotARunURL, RunRef, looks_like_run_path, parse_run_ref
 
@@ -389,7 +389,6 @@ def fetch_history(run: Any, keys: list[str], step_key: str, *, timeout: float, p
     """All points of ``keys``: the Parquet exports read directly (parallel downloads, pyarrow), the live
     tail scanned per key in parallel; without exports every key is scanned. Deduplicated on
     (step, metric), the last kept."""
-    from lossdoctor.sources.wandb_offline import dedup
 
     if not keys:
         return empty_metrics(), []

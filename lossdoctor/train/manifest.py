@@ -11,11 +11,12 @@ import json
 import os
 import platform
 import sys
-import tempfile
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Mapping
+
+from lossdoctor.atomic import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "failed", "stopped-by-rule")
@@ -67,16 +68,6 @@ def base_manifest(config: Mapping[str, Any], argv: list[str], data: Mapping[str,
 def write_manifest(out_dir: Path, manifest: Mapping[str, Any]) -> Path:
     """Atomic write (temp file + rename): a reader never sees half a manifest."""
     target = Path(out_dir) / MANIFEST_NAME
-    fd, tmp = tempfile.mkstemp(prefix=".run.json.", suffix=".tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=2, sort_keys=False, default=str, allow_nan=False)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    text = json.dumps(manifest, indent=2, sort_keys=False, default=str, allow_nan=False) + "\n"
+    atomic_write_bytes(target, text.encode("utf-8"))
     return target
