@@ -86,6 +86,20 @@ def arrays(run: Run, metric: str) -> tuple[np.ndarray, np.ndarray]:
     return s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
 
 
+def finite_points(run: Run, pattern: str, window: Mapping[str, Any] | None = None
+                  ) -> tuple[str | None, np.ndarray, np.ndarray]:
+    """(metric, steps, values) of the first series matching ``pattern``, cut to ``window`` and to its finite
+    points; (None, empty, empty) when the run has no such series."""
+    names = resolve_series(run, pattern)
+    if not names:
+        return None, np.zeros(0, dtype="int64"), np.zeros(0)
+    steps, values = arrays(run, names[0])
+    start = window_start_index(steps, window)
+    steps, values = steps[start:], values[start:]
+    ok = np.isfinite(values)
+    return names[0], steps[ok], values[ok]
+
+
 def asof(clock: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarray:
     """values sampled at clock steps, as of (last value at or before); NaN before the first step."""
     out = np.full(len(clock), np.nan)
@@ -183,4 +197,4 @@ def noop_evidence(_: int) -> dict[str, Any]:
 
 
 __all__ = ["Param", "CheckResult", "Check", "registry", "empty_result", "global_result", "resolve_series",
-           "arrays", "asof", "config_value", "config_number", "ema", "rolling_median", "smooth", "running_best", "OPS", "window_start_index", "field"]
+           "arrays", "finite_points", "asof", "config_value", "config_number", "ema", "rolling_median", "smooth", "running_best", "OPS", "window_start_index", "field"]

@@ -15,7 +15,7 @@ class NonFinite:
     doc = "NaN/inf in any matching series"
     params = {"series": Param("series_list", required=True, doc="names or globs")}
     evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite",
-                               "last_finite_step", "metrics"})
+                               "last_finite_step", "metrics", "zero_loss_points", "peak_before", "peak_before_step"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names: list[str] = []
@@ -35,6 +35,12 @@ class NonFinite:
             first_bad_metric[pos[fresh]] = name
             bad[pos] = True
         cum = np.cumsum(bad)
+        # the hidden-NaN signature: train/loss logged as exactly 0.0 at a step where this series is non-finite
+        loss_steps, loss_values = arrays(run, "train/loss") if run.has("train/loss") else (np.zeros(0, "int64"),
+                                                                                          np.zeros(0))
+        zero_loss_steps = loss_steps[loss_values == 0.0]
+        zero_at_bad = np.isin(clock, zero_loss_steps) & bad
+        zero_cum = np.cumsum(zero_at_bad)
 
         def evidence_at(i: int) -> dict[str, Any]:
             bad_idx = np.flatnonzero(bad[: i + 1])
@@ -47,9 +53,13 @@ class NonFinite:
             last_f = float(values[finite_before[-1]]) if len(finite_before) else float("nan")
             last_fs = int(steps[finite_before[-1]]) if len(finite_before) else -1
             metrics = sorted({str(m) for m in first_bad_metric[: i + 1][bad[: i + 1]] if m})
+            finite_vals = values[:j][np.isfinite(values[:j])]
+            peak = float(finite_vals.max()) if len(finite_vals) else float("nan")
+            peak_step = int(steps[:j][np.isfinite(values[:j])][int(finite_vals.argmax())]) if len(finite_vals) else -1
             return {"metric": metric, "value": str(value), "step": int(clock[first]),
                     "first_bad_step": int(clock[first]), "bad_points": int(cum[i]), "last_finite": last_f,
-                    "last_finite_step": last_fs, "metrics": ", ".join(metrics)}
+                    "last_finite_step": last_fs, "metrics": ", ".join(metrics),
+                    "zero_loss_points": int(zero_cum[i]), "peak_before": peak, "peak_before_step": peak_step}
 
         return CheckResult(clock, bad, evidence_at, tuple(names))
 

@@ -8,8 +8,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import Param, CheckResult, arrays, empty_result, global_result, resolve_series, \
-    window_start_index
+from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, finite_points, global_result,
+                                     window_start_index)
 
 
 class Plateau:
@@ -30,15 +30,10 @@ class Plateau:
                                "lr_ratio"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
-        names = resolve_series(run, args["series"])
-        if not names:
+        metric, steps, values = finite_points(run, args["series"], args.get("window"))
+        if metric is None:
             return empty_result((args["series"],), "global")
-        metric = names[0]
-        steps, values = arrays(run, metric)
-        start = window_start_index(steps, args.get("window"))
-        steps, values = steps[start:], values[start:]
-        finite = np.isfinite(values)
-        steps, values = steps[finite], values[finite]
+        windowed = window_start_index(arrays(run, metric)[0], args.get("window")) > 0   # a tail, not the run
         n = len(values)
         if n < int(args["min_points"]):
             return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
@@ -55,7 +50,7 @@ class Plateau:
             if len(lr) and lr.max() > 0:
                 lr_ratio = float(lr[-1] / lr.max())
         holds = drop < float(args["min_drop"])
-        if holds and bool(args["lr_aware"]) and start > 0 and np.isfinite(lr_ratio) \
+        if holds and bool(args["lr_aware"]) and windowed and np.isfinite(lr_ratio) \
                 and lr_ratio < float(args["lr_decayed_below"]):
             holds = False
         return global_result(holds, int(steps[-1]), {

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import CheckResult, Param, arrays, asof, ema, empty_result, resolve_series, running_best
+from lossdoctor.rules.checks import CheckResult, Param, arrays, asof, empty_result, resolve_series, running_best, smooth
 
 
 def _moved(change: np.ndarray, direction: str, amount: float) -> np.ndarray:
@@ -26,7 +26,9 @@ class Relation:
         "from": Param("choice", default="best_b", choices=("best_b", "start")),
         "min_change_a": Param("fraction", default=0.0),
         "min_change_b": Param("fraction", default=0.0),
-        "smooth_a": Param("int", default=1, doc="EMA span for a (train loss is noisy)"),
+        "smooth_a": Param("int", default=1, doc="smoothing span for a (train loss is noisy)"),
+        "smooth_a_kind": Param("choice", default="ema", choices=("ema", "median")),
+        "until_end": Param("bool", default=False, doc="the relation must still hold at b's last point"),
     }
     evidence_keys = frozenset({"a_from", "a_to", "a_change_pct", "a_drop_pct", "b_from", "b_to", "b_change_pct",
                                "from_step", "to_step", "a", "b"})
@@ -38,7 +40,7 @@ class Relation:
         a_name, b_name = a_names[0], b_names[0]
         a_steps, a_raw = arrays(run, a_name)
         b_steps, b_vals = arrays(run, b_name)
-        a_vals = ema(a_raw, int(args["smooth_a"]))
+        a_vals = smooth(a_raw, str(args["smooth_a_kind"]), int(args["smooth_a"]))
         if args["from"] == "best_b":
             b_ref, ref_idx = running_best(b_vals, "min" if args["b_direction"] == "up" else "max")
         else:
@@ -46,6 +48,16 @@ class Relation:
             b_ref = np.full(len(b_vals), b_vals[0] if len(b_vals) else np.nan)
         ref_steps = b_steps[ref_idx] if len(b_steps) else b_steps
         a_from = asof(ref_steps, a_steps, a_vals)
+        # a logged less often than b (e.g. 9 train logs, 45 evals): no a point yet at b's best step -> use the
+        # first a point after it, so the comparison still starts at (about) b's best
+        if len(a_steps):
+            missing = np.isnan(a_from)
+            if missing.any():
+                nxt = np.searchsorted(a_steps, ref_steps[missing], side="left")
+                ok = nxt < len(a_steps)
+                fill = np.full(int(missing.sum()), np.nan)
+                fill[ok] = a_vals[nxt[ok]]
+                a_from[missing] = fill
         a_to = asof(b_steps, a_steps, a_vals)
         with np.errstate(divide="ignore", invalid="ignore"):
             a_change = (a_to - a_from) / np.abs(a_from)
@@ -53,6 +65,10 @@ class Relation:
         mask = (_moved(a_change, args["a_direction"], float(args["min_change_a"]))
                 & _moved(b_change, args["b_direction"], float(args["min_change_b"]))
                 & (np.arange(len(b_vals)) > ref_idx))
+        if bool(args["until_end"]):
+            from lossdoctor.rules.checks.trend import final_run_only
+
+            mask = final_run_only(mask)
 
         def evidence_at(i: int) -> dict[str, Any]:
             ac = float(a_change[i] * 100.0)

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import (CheckResult, Param, arrays, config_number, config_value, empty_result,
-                                     global_result, resolve_series)
+from lossdoctor.rules.checks import (CheckResult, Param, config_number, config_value, empty_result,
+                                     finite_points, global_result)
 
 DECAYING = ("linear", "cosine", "polynomial", "cosine_with_restarts")
 
@@ -41,13 +40,9 @@ class Schedule:
                                "scheduler", "max_steps", "lr_ratio"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
-        names = resolve_series(run, args["series"])
-        if not names:
+        metric, steps, values = finite_points(run, args["series"])
+        if metric is None:
             return empty_result((args["series"],), "global")
-        metric = names[0]
-        steps, values = arrays(run, metric)
-        ok = np.isfinite(values)
-        steps, values = steps[ok], values[ok]
         if len(values) < int(args["min_points"]) or values.max() <= 0:
             return global_result(False, int(steps[-1]) if len(steps) else None, {}, (metric,))
         peak = float(values.max())

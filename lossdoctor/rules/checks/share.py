@@ -3,7 +3,7 @@
 For "most of the time" questions a per-point threshold with ``for`` cannot ask, e.g. grad_norm above
 max_grad_norm on 80% of the logs: clipping, not the learning rate, is setting the step size. The bound can
 come from the run's config (``bound_from``: config keys tried in order, e.g. ``max_grad_norm``), falling back
-to ``value``; the evidence says which.
+to ``value`` (or, with ``require_config``, the check stays silent); the evidence says which.
 """
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import (OPS, CheckResult, Param, arrays, config_number, empty_result, global_result,
-                                     resolve_series, window_start_index)
+from lossdoctor.rules.checks import (OPS, CheckResult, Param, config_number, empty_result, finite_points,
+                                     global_result)
 
 
 class Share:
@@ -24,6 +24,8 @@ class Share:
         "op": Param("choice", required=True, choices=tuple(OPS)),
         "value": Param("number", required=True, doc="the bound (used when no bound_from key is in the config)"),
         "bound_from": Param("names", default=None, doc="config keys to read the bound from, first found wins"),
+        "require_config": Param("bool", default=False,
+                                doc="silent unless the bound is in the run's config (no default assumed)"),
         "min_share": Param("fraction", default=0.8),
         "min_points": Param("int", default=10),
         "window": Param("window", default=None),
@@ -32,21 +34,17 @@ class Share:
                                "from_step", "to_step"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
-        names = resolve_series(run, args["series"])
-        if not names:
+        metric, steps, values = finite_points(run, args["series"], args.get("window"))
+        if metric is None:
             return empty_result((args["series"],), "global")
-        metric = names[0]
-        steps, values = arrays(run, metric)
-        start = window_start_index(steps, args.get("window"))
-        steps, values = steps[start:], values[start:]
-        finite = np.isfinite(values)
-        steps, values = steps[finite], values[finite]
         n = len(values)
         if n < int(args["min_points"]):
             return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
         bound, key = config_number(run, args.get("bound_from") or ())
         source = f"the run's config ({key})" if key else "the default (not in the run's config)"
         if bound is None:
+            if bool(args["require_config"]):
+                return global_result(False, int(steps[-1]), {}, (metric,))
             bound = float(args["value"])
         hits = int(OPS[args["op"]](values, bound).sum())
         share = hits / n

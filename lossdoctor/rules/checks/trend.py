@@ -6,7 +6,11 @@ Robustness: the series is smoothed first (``smooth``: EMA span, or a causal roll
 smoothed series too, so neither one noisy point nor one lucky low point decides. ``min_abs_change`` adds an
 absolute floor in the series' own units, ``min_change_of_first`` one relative to where the series started
 (a loss that went 2.5 -> 0.0001 -> 0.0002 rose +100% from its best, but by 0.004% of its scale: rounding).
-``until_end`` counts only a change that still holds at the last point (it did not recover)."""
+``until_end`` counts only a change that still holds at the last point (it did not recover).
+``confirm: N`` wants the change on N consecutive points unless one point moved ``strong_change`` or more
+(persistence for small moves, none for big ones). ``onset_within`` puts the onset at the first point within that fraction of the best (the start of the best
+basin: a noisy eval's exact minimum is a coin toss between near-equal points; stopping at the basin's start
+loses less than the tolerance)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -44,6 +48,11 @@ class Trend:
                                          "level: scale-free, unlike min_abs_change"),
         "until_end": Param("bool", default=False, doc="the change must still hold at the last point"),
         "min_points": Param("int", default=3, doc="points needed before it may hold"),
+        "confirm": Param("int", default=1, doc="consecutive points the change must hold (persistence) ..."),
+        "strong_change": Param("fraction", default=0.0,
+                               doc="... unless a single point moved at least this much (0 = always confirm)"),
+        "onset_within": Param("fraction", default=0.0,
+                              doc="onset = first point within this of the best (the start of the best basin)"),
     }
     evidence_keys = frozenset({"best", "best_step", "last", "last_step", "change_pct", "abs_change_pct",
                                "rise_pct", "drop_pct", "points", "metric", "first", "first_step", "saving_pct",
@@ -76,6 +85,13 @@ class Trend:
         idx = np.arange(n)
         mask = np.isfinite(signed) & (signed >= float(args["min_change"])) & (idx >= int(args["min_points"]) - 1) \
             & (idx > ref_idx) & moved
+        confirm = int(args["confirm"])
+        if confirm > 1 and n:
+            # held for `confirm` consecutive points, or one point beyond strong_change (big moves need no wait)
+            last_false = np.maximum.accumulate(np.where(~mask, idx, -1))
+            run_len = np.where(mask, idx - last_false, 0)          # length of the run of True ending here
+            strong = float(args["strong_change"])
+            mask = mask & ((run_len >= confirm) | ((signed >= strong) if strong > 0 else False))
         if bool(args["until_end"]):
             mask = final_run_only(mask)
         smoothing = "raw" if span <= 1 else f"{args['smooth_kind']} over {span} points"
@@ -100,7 +116,18 @@ class Trend:
                     "first": float(values[0]), "first_step": int(steps[0]), "saving_pct": saving,
                     "smoothing": smoothing}
 
-        return CheckResult(steps, mask, evidence_at, (metric,), onset_at=lambda i: int(steps[int(turn_idx[i])]))
+        tol = float(args["onset_within"])
+
+        def onset_at(i: int) -> int:
+            t = int(turn_idx[i])
+            if tol > 0 and args["from"] == "best":
+                best = float(values[int(ref_idx[i])])
+                near = np.flatnonzero((values[: t + 1] <= best * (1 + tol)) if up else
+                                      (values[: t + 1] >= best * (1 - tol)))
+                t = int(near[0]) if len(near) else t
+            return int(steps[t])
+
+        return CheckResult(steps, mask, evidence_at, (metric,), onset_at=onset_at)
 
 
 CHECK = Trend()
