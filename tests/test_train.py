@@ -247,3 +247,22 @@ def test_help_does_not_import_torch() -> None:
     code = "import sys; from lossdoctor.cli import group; import lossdoctor.train; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV)
     assert out.stdout.strip() == "False"
+
+
+def test_torchrun_two_cpu_processes_rank0_writes(tmp_path: Path) -> None:
+    """DDP through torchrun (2 CPU processes, gloo): one run dir written by rank 0, world size 2 recorded,
+    one closing line, and the run reads back like any other."""
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "lossdoctor", "train", "--config",
+                           str(OVERFIT_YAML), "--output-dir", str(out), "--max-steps", "20", "--wandb", "off"],
+                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (proc.stdout + proc.stderr).count("lossdoctor: run completed at step 20") == 1
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "completed" and manifest["world_size"] == 2 and manifest["global_step"] == 20
+    assert json.loads((out / "trainer_state.json").read_text())["global_step"] == 20
+    from lossdoctor.sources import read_runs
+
+    run = read_runs(str(out))[0]
+    assert run.state == "finished" and run.summary["global_step"] == 20 and run.has("train/loss")

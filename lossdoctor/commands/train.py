@@ -73,12 +73,13 @@ def train_command(ctx: click.Context, config_file: str | None, **options: Any) -
     2 bad input; 130 interrupted (Ctrl-C) after saving trainer_state.json and run.json.
     """
     from lossdoctor.train.config import build_config
-    from lossdoctor.train.recipe import train
+    from lossdoctor.train.recipe import is_main_process, train
 
     given = {k: v for k, v in options.items() if v is not None and not (k in _MULTI and v == ())}
     config = build_config(config_file, given)
     result = train(config, argv=["lossdoctor", *sys.argv[1:]])
-    click.echo(f"lossdoctor: run {result.status} at step {result.global_step}: {result.run_dir}", err=True)
+    if is_main_process():   # under torchrun / accelerate launch, one line, not one per rank
+        click.echo(f"lossdoctor: run {result.status} at step {result.global_step}: {result.run_dir}", err=True)
     return result.exit_code
 
 
