@@ -6,7 +6,7 @@
 Builds a deterministic run (train loss / lr / grad_norm every step, eval loss every 10 steps, epoch every 3
 steps; noisy, with an overfitting turn) as a trainer_state.json, then times, in this process:
 
-- ``diagnose``: the 15 default rules + facts on the in-memory Run (fresh Run each repeat, so no cached series);
+- ``diagnose``: the default rules + facts on the in-memory Run (fresh Run each repeat, so no cached series);
 - ``read + diagnose``: the analysis proper, from the trainer_state.json on disk to the Diagnosis (the target);
 - the JSON report and the Markdown report (three matplotlib PNGs) rendered to bytes, each on its own, and the
   Markdown report of a 100-point run: matplotlib's cost per figure hardly depends on the points (lines are
@@ -82,6 +82,7 @@ def main() -> None:
         state = Path(tmp) / "trainer_state.json"
         n = make_state(args.points, state)
         ruleset = load_rules((), include_default=True)
+        n_rules = len(ruleset.rules)
         run = read_runs(str(state))[0]
         print(f"run: {len(run.metrics):,} points ({n:,} written), {len(ruleset.rules)} rules, "
               f"verdict: {diagnose(run, ruleset).verdict}")
@@ -119,7 +120,7 @@ def main() -> None:
         print(f"{what:<46}{t * 1000:9.1f} ms  = {t / base:7.1f}x baseline")
 
     line("baseline: one Python loop over the points", base)
-    line("diagnose (15 rules + facts, in memory)", t_diag)
+    line(f"diagnose ({n_rules} rules + facts, in memory)", t_diag)
     line("analysis: read trainer_state.json + diagnose", t_all)
     line("JSON report (full series) to bytes", t_json)
     line("Markdown report + 3 PNG plots to bytes", t_md)

@@ -9,7 +9,7 @@ import numpy as np
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, finite_points, global_result,
-                                     window_start_index)
+                                     rolling_median, window_start_index)
 
 
 class Plateau:
@@ -40,8 +40,8 @@ class Plateau:
         k = max(2, n // 5)
         head, tail = float(np.median(values[:k])), float(np.median(values[-k:]))
         if args["compare"] == "lowest":
-            from numpy.lib.stride_tricks import sliding_window_view
-            tail = min(tail, float(np.median(sliding_window_view(values, k), axis=1).min()))
+            # the lowest stretch of k points anywhere (rolling median: O(n log k), not a k-wide window copy)
+            tail = min(tail, float(rolling_median(values, k)[k - 1:].min()))
         drop = (head - tail) / abs(head) if head != 0 else 0.0
         lr_ratio = float("nan")
         if run.has("train/learning_rate"):
