@@ -10,7 +10,7 @@ import numpy as np
 from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Finding, Run
 from lossdoctor.rules import template
-from lossdoctor.rules.checks import CheckResult, asof, registry
+from lossdoctor.rules.checks import CheckResult, asof, registry, sorted_unique
 from lossdoctor.rules.packs import RuleSet
 from lossdoctor.rules.schema import Condition, Rule, check_args
 from lossdoctor.rules.window import qualifying_runs
@@ -45,7 +45,7 @@ def _sample(part: CheckResult, clock: np.ndarray) -> tuple[np.ndarray, np.ndarra
 def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
     pointwise = [p for p in parts if p.scope != "global"]
     if pointwise:
-        clock = pointwise[0].clock if op == "all" else np.unique(np.concatenate([p.clock for p in pointwise]))
+        clock = pointwise[0].clock if op == "all" else sorted_unique(*[p.clock for p in pointwise])
     else:
         clock = parts[0].clock
     sampled = [_sample(p, clock) for p in parts]

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
+from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, sorted_unique
 
 
 class NonFinite:
@@ -24,7 +24,7 @@ class NonFinite:
         if not names:
             return empty_result(tuple(args["series"]))
         per = {n: arrays(run, n) for n in names}
-        clock = np.unique(np.concatenate([s for s, _ in per.values()]))
+        clock = sorted_unique(*[s for s, _ in per.values()])
         bad = np.zeros(len(clock), dtype=bool)
         first_bad_metric = np.full(len(clock), "", dtype=object)
         for name in names:

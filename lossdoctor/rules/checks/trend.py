@@ -95,18 +95,19 @@ class Trend:
         if bool(args["until_end"]):
             mask = final_run_only(mask)
         smoothing = "raw" if span <= 1 else f"{args['smooth_kind']} over {span} points"
-        # the turn, for people: the lowest (highest) raw point among those the smoothed best was made of
-        turn_idx = ref_idx.copy()
-        if span > 1 and args["from"] == "best" and n:
-            pick = np.where(np.isfinite(raw), raw if up else -raw, np.inf)
-            turn_for = np.arange(n)
-            for r in np.unique(ref_idx).tolist():
-                lo = max(0, r - span + 1)
-                turn_for[r] = lo + int(np.argmin(pick[lo:r + 1]))
-            turn_idx = turn_for[ref_idx]
+        # the turn, for people: the lowest (highest) raw point among those the smoothed best was made of;
+        # computed only for the indices whose evidence is asked for (a few), not for every point
+        pick = np.where(np.isfinite(raw), raw if up else -raw, np.inf)
+
+        def turn(i: int) -> int:
+            r = int(ref_idx[i])
+            if span <= 1 or args["from"] != "best":
+                return r
+            lo = max(0, r - span + 1)
+            return lo + int(np.argmin(pick[lo:r + 1]))
 
         def evidence_at(i: int) -> dict[str, Any]:
-            r, t = int(ref_idx[i]), int(turn_idx[i])
+            r, t = int(ref_idx[i]), turn(i)
             pct = float(change[i] * 100.0) if np.isfinite(change[i]) else float("nan")
             last = float(values[i])
             saving = (last - float(values[r])) / abs(last) * 100.0 if last else float("nan")
@@ -119,7 +120,7 @@ class Trend:
         tol = float(args["onset_within"])
 
         def onset_at(i: int) -> int:
-            t = int(turn_idx[i])
+            t = turn(i)
             if tol > 0 and args["from"] == "best":
                 best = float(values[int(ref_idx[i])])
                 near = np.flatnonzero((values[: t + 1] <= best * (1 + tol)) if up else
