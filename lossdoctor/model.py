@@ -60,12 +60,16 @@ class Run:
         if cache or self.metrics.empty:
             return cache
         frame = self.metrics
-        metric = frame["metric"].to_numpy()
-        codes, names = pd.factorize(metric, sort=True)
+        codes, names = frame["metric"].factorize(sort=True)     # on the column itself: no object array
+        codes = np.asarray(codes)
         steps = frame["step"].to_numpy(dtype="int64")
         values = frame["value"].to_numpy(dtype="float64")
-        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written
-        order = np.lexsort((steps, codes))
+        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written;
+        # tables are usually step-sorted already, and then a stable sort on the metric alone is enough
+        if len(steps) < 2 or bool((steps[1:] >= steps[:-1]).all()):
+            order = np.argsort(codes, kind="stable")
+        else:
+            order = np.lexsort((steps, codes))
         c, st, va = codes[order], steps[order], values[order]
         n = len(c)
         last = np.ones(n, dtype=bool)
