@@ -1,0 +1,74 @@
+"""The vectorised helpers the checks and plots rest on, against plain reference implementations."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lossdoctor.report.data import decimate
+from lossdoctor.rules.checks import EXACT_MEDIAN_WINDOW, ema, rolling_median, sorted_unique
+
+
+def _ema_loop(values: np.ndarray, span: int) -> np.ndarray:
+    alpha, acc, out = 2.0 / (span + 1.0), math.nan, []
+    for v in values:
+        if math.isfinite(v):
+            acc = v if not math.isfinite(acc) else acc + alpha * (v - acc)
+        out.append(acc)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_ema_equals_the_loop_and_skips_nonfinite(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    v = rng.normal(size=200)
+    v[rng.random(200) < 0.15] = np.nan
+    v[rng.random(200) < 0.05] = np.inf
+    for span in (1, 3, 7):
+        np.testing.assert_allclose(ema(v, span), _ema_loop(v, span) if span > 1 else v, rtol=1e-12)
+
+
+def test_rolling_median_exact_below_the_threshold() -> None:
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=5000)
+    v[::97] = np.nan
+    want = pd.Series(v).rolling(500, min_periods=1).median().ffill().to_numpy()
+    np.testing.assert_allclose(rolling_median(v, 500), want)
+
+
+def test_rolling_median_long_window_is_causal_and_close() -> None:
+    rng = np.random.default_rng(1)
+    n, window = 400_000, 20_000
+    assert window > EXACT_MEDIAN_WINDOW
+    v = np.linspace(3.0, 1.0, n) + rng.normal(0, 0.3, n)
+    approx = rolling_median(v, window)
+    exact = pd.Series(v).rolling(window, min_periods=1).median().to_numpy()
+    # the trend moves 0.1 per window; one block (window/32) of lag plus sampling noise stays well under that
+    assert np.abs(approx[window:] - exact[window:]).max() < 0.02
+    changed = v.copy()
+    changed[300_100:] += 50.0                      # the future must not leak into the past (mid-block)
+    np.testing.assert_array_equal(rolling_median(changed, window)[:300_100], approx[:300_100])
+
+
+def test_sorted_unique_is_the_union() -> None:
+    rng = np.random.default_rng(2)
+    a, b = np.sort(rng.integers(0, 1000, 300)), np.sort(rng.integers(0, 1000, 200))
+    np.testing.assert_array_equal(sorted_unique(a, b), np.unique(np.concatenate([a, b])))
+    assert sorted_unique().size == 0
+
+
+def test_decimate_keeps_extremes_and_nonfinite_points() -> None:
+    rng = np.random.default_rng(3)
+    n = 100_000
+    steps = np.arange(n)
+    values = rng.normal(size=n)
+    values[12_345] = 50.0                           # a spike
+    values[54_321] = -50.0                          # a dip
+    values[77_777] = np.nan
+    values[88_888] = np.inf
+    idx = decimate(steps, values, limit=2000)
+    assert len(idx) <= 2000 + 2 and np.all(np.diff(idx) > 0)
+    assert {0, n - 1, 12_345, 54_321, 77_777, 88_888} <= set(idx.tolist())
+    assert decimate(steps[:500], values[:500], limit=2000).tolist() == list(range(500))
