@@ -88,14 +88,19 @@ def _err(location: str, message: str, where: tuple[int, int] | None = None) -> S
     return SourceError(message, location, where[0] if where else None, where[1] if where else None)
 
 
-def parse_label(text: str, location: str, case: str) -> Label:
-    """A label.yaml → Label; the first problem raises a located SourceError."""
+def _load_mapping(text: str, location: str, expected: str) -> yamlpos.PosDict:
     try:
         data = yamlpos.load(text)
     except yamlpos.YamlPosError as exc:
         raise SourceError(f"invalid YAML: {exc}", location) from None
     if not isinstance(data, yamlpos.PosDict):
-        raise _err(location, "expected a mapping with 'verdicts' (see tests/corpus/README.md)")
+        raise _err(location, f"expected {expected}")
+    return data
+
+
+def parse_label(text: str, location: str, case: str) -> Label:
+    """A label.yaml → Label; the first problem raises a located SourceError."""
+    data = _load_mapping(text, location, "a mapping with 'verdicts' (see tests/corpus/README.md)")
     for key in data:
         if key not in LABEL_KEYS:
             raise _err(location, f"unknown key {key!r}; expected one of {', '.join(sorted(LABEL_KEYS))}",
@@ -221,12 +226,7 @@ FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healt
 
 
 def parse_floors(text: str, location: str) -> dict[str, Any]:
-    try:
-        data = yamlpos.load(text)
-    except yamlpos.YamlPosError as exc:
-        raise SourceError(f"invalid YAML: {exc}", location) from None
-    if not isinstance(data, yamlpos.PosDict):
-        raise _err(location, "expected a mapping of floors")
+    data = _load_mapping(text, location, "a mapping of floors")
     for key in data:
         if key not in FLOOR_KEYS:
             raise _err(location, f"unknown key {key!r}; expected one of {', '.join(sorted(FLOOR_KEYS))}", data.pos(key))

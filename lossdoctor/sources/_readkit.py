@@ -46,6 +46,18 @@ def parse_number(text: str) -> float | None:
         return None
 
 
+def json_number(value: Any) -> float | None:
+    """A JSON value as a number: int/float as is, numeric strings (transformers 5 logs '5.351') parsed,
+    booleans and everything else None."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        return parse_number(value)
+    return None
+
+
 def count_undecodable(data: bytes, encoding: str, text: str) -> int:
     """How many input bytes could not be decoded (surrogateescape maps each to one lone surrogate)."""
     try:

@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (Collector, decode_with_notes, make_run, parse_number, read_bytes)
+from lossdoctor.sources._readkit import Collector, decode_with_notes, json_number, make_run, read_bytes
 from lossdoctor.sources.base import ReadOptions, Target
 
 STEP_KEYS = ("step", "global_step", "train/global_step", "trainer/global_step", "iter", "iteration", "_step")
@@ -32,14 +32,7 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield name, value
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return parse_number(value)
-    return None
+_number = json_number
 
 
 def _step_of(obj: dict[str, Any]) -> tuple[str, int] | None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, make_metrics
-from lossdoctor.sources._readkit import parse_number
+from lossdoctor.sources._readkit import json_number
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import decode_bytes
 
@@ -60,14 +60,7 @@ def find_state_file(directory: Path) -> Path | None:
     return best[1] if best else None
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        return parse_number(value)
-    return None
+_number = json_number
 
 
 def load_state(path: Path, location: str) -> dict[str, Any]:
