@@ -120,12 +120,9 @@ class RunCache:
         try:
             table.parent.mkdir(parents=True, exist_ok=True)
             frame = run.metrics[["step", "metric", "value", "raw_name"]]
-            _atomic(table, lambda p: frame.to_parquet(p, index=False))
+            atomic_write(table, lambda p: frame.to_parquet(p, index=False))
             text = json.dumps(meta, sort_keys=True, indent=1)
-            _atomic(meta_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
+            atomic_write(meta_path, lambda p: Path(p).write_text(text, encoding="utf-8"))
         except (OSError, ValueError, ImportError):
             pass
 
-
-def _atomic(path: Path, write: Any) -> None:
-    atomic_write(path, write)

@@ -32,13 +32,10 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield name, value
 
 
-_number = json_number
-
-
 def _step_of(obj: dict[str, Any]) -> tuple[str, int] | None:
     for key in STEP_KEYS:
         if key in obj:
-            value = _number(obj[key])
+            value = json_number(obj[key])
             if value is not None and math.isfinite(value) and value == int(value):
                 return key, int(value)
     return None
@@ -108,7 +105,7 @@ class JsonlMetricsSource:
             for name, value in _flatten(obj):
                 if name == step_key or name.startswith("_") or name in STEP_KEYS:
                     continue
-                number = _number(value)
+                number = json_number(value)
                 if number is not None:
                     points.add(step, name, number)
         frame, more = points.frame()

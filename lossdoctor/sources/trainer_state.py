@@ -60,9 +60,6 @@ def find_state_file(directory: Path) -> Path | None:
     return best[1] if best else None
 
 
-_number = json_number
-
-
 def load_state(path: Path, location: str) -> dict[str, Any]:
     """The parsed JSON; malformed input → SourceError with the line of the problem."""
     try:
@@ -94,11 +91,11 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
             continue
         if any(k in entry for k in _SUMMARY_KEYS):
             for key, value in entry.items():
-                num = _number(value)
+                num = json_number(value)
                 if num is not None and key != "step":
                     summary[key] = num
             continue
-        step = _number(entry.get("step"))
+        step = json_number(entry.get("step"))
         if step is None or not math.isfinite(step):
             skipped += 1
             continue
@@ -106,7 +103,7 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
         for key, value in entry.items():
             if key in _NOT_POINTS or (key == "epoch" and is_eval):
                 continue
-            num = _number(value)
+            num = json_number(value)
             if num is None:
                 continue
             steps.append(int(step))
@@ -120,8 +117,8 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
             continue
         if isinstance(value, (int, float, str)) or value is None:
             config[f"trainer.{key}"] = value
-    global_step = _number(state.get("global_step"))
-    max_steps = _number(state.get("max_steps"))
+    global_step = json_number(state.get("global_step"))
+    max_steps = json_number(state.get("max_steps"))
     for key, num in (("global_step", global_step), ("max_steps", max_steps)):
         if num is not None:
             summary[key] = int(num)

@@ -168,11 +168,20 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-def smooth(values: np.ndarray, kind: str, span: int, frac: float = 0.0) -> np.ndarray:
-    """EMA or causal rolling median over ``max(span, frac x points)`` points, so that a long noisy series
-    (one log per step) is smoothed over a comparable part of the run as a short one."""
-    span = max(int(span), int(round(float(frac) * len(values))))
-    return rolling_median(values, span) if kind == "median" else ema(values, span)
+def smooth(values: np.ndarray, kind: str, span: int) -> np.ndarray:
+    """EMA (``kind="ema"``) or causal rolling median (``"median"``) over ``span`` points."""
+    return rolling_median(values, int(span)) if kind == "median" else ema(values, int(span))
+
+
+def final_run_only(mask: np.ndarray) -> np.ndarray:
+    """Keep only the run of True values that reaches the last index (a condition that still holds at the
+    end, i.e. did not recover)."""
+    out = np.zeros_like(mask)
+    if len(mask) == 0 or not mask[-1]:
+        return out
+    falses = np.flatnonzero(~mask)
+    out[(int(falses[-1]) + 1 if len(falses) else 0):] = True
+    return out
 
 
 def running_best(values: np.ndarray, direction: str) -> tuple[np.ndarray, np.ndarray]:
@@ -233,4 +242,4 @@ def noop_evidence(_: int) -> dict[str, Any]:
 
 
 __all__ = ["Param", "CheckResult", "Check", "registry", "empty_result", "global_result", "resolve_series",
-           "arrays", "sorted_unique", "finite_points", "asof", "config_value", "config_number", "ema", "rolling_median", "smooth", "running_best", "OPS", "window_start_index", "field"]
+           "arrays", "sorted_unique", "finite_points", "asof", "config_value", "config_number", "ema", "rolling_median", "smooth", "final_run_only", "running_best", "OPS", "window_start_index", "field"]

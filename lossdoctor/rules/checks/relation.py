@@ -7,7 +7,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import CheckResult, Param, arrays, asof, empty_result, resolve_series, running_best, smooth
+from lossdoctor.rules.checks import (CheckResult, Param, arrays, asof, ema, empty_result, final_run_only,
+                                     resolve_series, running_best)
 
 
 def _moved(change: np.ndarray, direction: str, amount: float) -> np.ndarray:
@@ -26,8 +27,7 @@ class Relation:
         "from": Param("choice", default="best_b", choices=("best_b", "start")),
         "min_change_a": Param("fraction", default=0.0),
         "min_change_b": Param("fraction", default=0.0),
-        "smooth_a": Param("int", default=1, doc="smoothing span for a (train loss is noisy)"),
-        "smooth_a_kind": Param("choice", default="ema", choices=("ema", "median")),
+        "smooth_a": Param("int", default=1, doc="EMA span for a (train loss is noisy)"),
         "until_end": Param("bool", default=False, doc="the relation must still hold at b's last point"),
     }
     evidence_keys = frozenset({"a_from", "a_to", "a_change_pct", "a_drop_pct", "b_from", "b_to", "b_change_pct",
@@ -40,7 +40,7 @@ class Relation:
         a_name, b_name = a_names[0], b_names[0]
         a_steps, a_raw = arrays(run, a_name)
         b_steps, b_vals = arrays(run, b_name)
-        a_vals = smooth(a_raw, str(args["smooth_a_kind"]), int(args["smooth_a"]))
+        a_vals = ema(a_raw, int(args["smooth_a"]))
         if args["from"] == "best_b":
             b_ref, ref_idx = running_best(b_vals, "min" if args["b_direction"] == "up" else "max")
         else:
@@ -66,8 +66,6 @@ class Relation:
                 & _moved(b_change, args["b_direction"], float(args["min_change_b"]))
                 & (np.arange(len(b_vals)) > ref_idx))
         if bool(args["until_end"]):
-            from lossdoctor.rules.checks.trend import final_run_only
-
             mask = final_run_only(mask)
 
         def evidence_at(i: int) -> dict[str, Any]:

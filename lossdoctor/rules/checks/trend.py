@@ -18,17 +18,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, running_best, smooth
-
-
-def final_run_only(mask: np.ndarray) -> np.ndarray:
-    """Keep only the run of True values that reaches the last index."""
-    out = np.zeros_like(mask)
-    if len(mask) == 0 or not mask[-1]:
-        return out
-    falses = np.flatnonzero(~mask)
-    out[(int(falses[-1]) + 1 if len(falses) else 0):] = True
-    return out
+from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, final_run_only, resolve_series,
+                                     running_best, smooth)
 
 
 class Trend:
