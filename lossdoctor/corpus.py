@@ -230,6 +230,14 @@ def parse_floors(text: str, location: str) -> dict[str, Any]:
     for key in data:
         if key not in FLOOR_KEYS:
             raise _err(location, f"unknown key {key!r}; expected one of {', '.join(sorted(FLOOR_KEYS))}", data.pos(key))
+    for key in ("min_runs", "max_healthy_flagged"):
+        value = data.get(key)
+        if key in data and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise _err(location, f"'{key}' must be a whole number >= 0", data.pos(key))
+    if "onset_within_interval" in data:
+        value = data["onset_within_interval"]
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+            raise _err(location, "'onset_within_interval' must be a number in 0..1", data.pos("onset_within_interval"))
     for group in ("verdicts", "rules"):
         block = data.get(group, {}) or {}
         if not isinstance(block, dict):

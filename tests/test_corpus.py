@@ -131,6 +131,16 @@ def test_command_bad_input_exit_2(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "floors.yaml:2:3: unknown verdict 'overfit'" in proc.stderr
     proc = cli("eval-corpus", str(tmp_path / "nowhere"))
     assert proc.returncode == 2 and "corpus directory not found" in proc.stderr
+    (tmp_path / "floors.yaml").write_text("verdicts: {}\nmin_runs: abc\n")
+    proc = cli("eval-corpus", str(tmp_path))
+    assert proc.returncode == 2 and "floors.yaml:2:1: 'min_runs' must be a whole number >= 0" in proc.stderr
+    (tmp_path / "floors.yaml").unlink()
+    proc = cli("eval-corpus", str(tmp_path), "--json", str(tmp_path / "no" / "such" / "out.json"))
+    assert proc.returncode == 2 and "--json: the directory to write into does not exist" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "no").exists()
+    (tmp_path / "a" / "label.yaml").write_bytes(b"\xff\xfe\x00verdicts")
+    proc = cli("eval-corpus", str(tmp_path))
+    assert proc.returncode == 2 and "label.yaml: not UTF-8 text" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_default_rules_meet_the_corpus_floors(tmp_path: Path) -> None:

@@ -6,8 +6,17 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.errors import LossdoctorError, UsageError
+from lossdoctor.errors import LossdoctorError, SourceError, UsageError
 from lossdoctor.exitcodes import EXIT_GATE, EXIT_OK
+
+
+def _read_utf8(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"not UTF-8 text (byte {exc.start}); expected a YAML file", str(path)) from None
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", str(path)) from None
 
 
 @click.command("eval-corpus")
@@ -49,8 +58,10 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
     if floors_file or floors_path.exists():
         if not floors_path.is_file():
             raise UsageError("floors file not found", str(floors_path))
-        floors = corpus.parse_floors(floors_path.read_text(encoding="utf-8"), str(floors_path))
+        floors = corpus.parse_floors(_read_utf8(floors_path), str(floors_path))
 
+    if json_out and not Path(json_out).resolve().parent.is_dir():   # fail before any work or output
+        raise UsageError("--json: the directory to write into does not exist", json_out)
     cases = sorted(p for p in root.iterdir() if p.is_dir() and (p / "label.yaml").is_file())
     if only:
         cases = [p for p in cases if any(fnmatch.fnmatchcase(p.name, g) for g in only)]
@@ -60,7 +71,7 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
     options = ReadOptions(offline=True)
     for case in cases:
         label_path = case / "label.yaml"
-        label = corpus.parse_label(label_path.read_text(encoding="utf-8"), str(label_path), case.name)
+        label = corpus.parse_label(_read_utf8(label_path), str(label_path), case.name)
         try:
             runs = read_runs(str(case), options)
         except LossdoctorError as exc:     # an unreadable case is a miss, not the end of the evaluation
@@ -71,8 +82,13 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
     scored = corpus.score(results, verdict_of)
     click.echo(corpus.render_text(scored, verbose=verbose), nl=False)
     if json_out:
-        Path(json_out).write_text(json.dumps(corpus.to_json(scored), indent=2, sort_keys=True) + "\n",
-                                  encoding="utf-8")
+        from lossdoctor.atomic import atomic_write_bytes
+
+        text = json.dumps(corpus.to_json(scored), indent=2, sort_keys=True) + "\n"
+        try:
+            atomic_write_bytes(Path(json_out), text.encode("utf-8"))
+        except OSError as exc:
+            raise UsageError(f"--json: cannot write: {exc.strerror or exc}", json_out) from None
     if floors is None:
         return EXIT_OK
     failures = corpus.check_floors(scored, floors)
