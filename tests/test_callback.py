@@ -92,11 +92,30 @@ def _drive(cb, rows):
     return stopped_at
 
 
-def test_callback_importable_standalone() -> None:
-    code = "from lossdoctor.integrations import LossDoctorCallback; import transformers; " \
-           "print(issubclass(LossDoctorCallback, transformers.TrainerCallback))"
+def test_callback_import_loads_no_training_stack() -> None:
+    code = ("import sys; from lossdoctor.integrations import LossDoctorCallback; "
+            "print(sorted(m for m in ('transformers', 'torch', 'peft', 'bitsandbytes', 'trl') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV)
-    assert out.stdout.strip() == "True"
+    assert out.stdout.strip() == "[]"
+    assert out.stderr == ""
+
+
+def test_callback_answers_every_trainer_event() -> None:
+    """The Trainer calls getattr(callback, event) for each event TrainerCallback defines: all must exist."""
+    import inspect
+
+    from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+
+    from lossdoctor.integrations import LossDoctorCallback
+
+    cb = LossDoctorCallback()
+    events = [n for n, _ in inspect.getmembers(TrainerCallback, inspect.isfunction) if n.startswith("on_")]
+    assert "on_log" in events and "on_step_end" in events
+    args = TrainingArguments(output_dir="unused", report_to=[], use_cpu=True)
+    for event in events:
+        getattr(cb, event)(args, TrainerState(), TrainerControl(), metrics={})
+    with pytest.raises(AttributeError):
+        cb.not_an_event  # noqa: B018
 
 
 def test_prints_each_finding_once_and_stops() -> None:

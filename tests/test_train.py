@@ -266,3 +266,19 @@ def test_torchrun_two_cpu_processes_rank0_writes(tmp_path: Path) -> None:
 
     run = read_runs(str(out))[0]
     assert run.state == "finished" and run.summary["global_step"] == 20 and run.has("train/loss")
+
+
+def test_import_output_is_captured_not_shown(tmp_path: Path) -> None:
+    """What a package prints while it is imported (at the fd level, like bitsandbytes' kernel-fetch failures on
+    CPU) is kept by captured_output and never reaches the terminal."""
+    pkg = tmp_path / "noisy_pkg.py"
+    pkg.write_text("import os, sys, logging\nos.write(2, b'C-level noise\\n')\nprint('stdout noise')\n"
+                   "logging.getLogger('noisy').warning('logged noise')\n")
+    code = ("from lossdoctor.train.quiet import captured_output\n"
+            "with captured_output() as c:\n    import noisy_pkg\n"
+            "import sys; sys.stderr.write('kept=' + repr(sorted(l for l in c.text.splitlines())) + '\\n')\n")
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    assert proc.stderr.strip() == "kept=['C-level noise', 'logged noise', 'stdout noise']"

@@ -16,6 +16,12 @@ If a finding's severity is at or above ``stop_on`` or its rule id is in ``stop_o
 
 Why on_log and not on_step_end: rules read logged metrics, so nothing can change between logs; evaluating
 only when a log arrives keeps the overhead at one engine pass per ``logging_steps``/``eval_steps``.
+
+Why not a ``transformers.TrainerCallback`` subclass: the Trainer only ever calls ``getattr(callback, event)``
+on its callbacks, so a class with the same ``on_*`` methods is a callback. Subclassing would import
+transformers (and with it peft, bitsandbytes and torch: seconds, and import-time noise on CPU machines) just
+to define this class; as it is, importing it costs only lossdoctor's own core. Events this class does not
+handle (including ones a future transformers adds) are no-ops, as in ``TrainerCallback``.
 """
 from __future__ import annotations
 
@@ -26,8 +32,6 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
-
-from transformers import TrainerCallback
 
 from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Run
@@ -54,7 +58,7 @@ class _LiveRun(Run):
                          index=pd.Index(np.asarray(steps, dtype="int64"), name="step"), name=metric)
 
 
-class LossDoctorCallback(TrainerCallback):
+class LossDoctorCallback:
     """Live rule evaluation over ``state.log_history``; can stop training on a finding.
 
     rules: extra rule files (the default pack is always included unless ``include_default=False``).
@@ -224,6 +228,16 @@ class LossDoctorCallback(TrainerCallback):
     @property
     def findings(self) -> tuple[Any, ...]:
         return tuple(self.fired.values())
+
+    def __getattr__(self, name: str) -> Any:
+        """Every other Trainer event (on_step_end, on_evaluate, ...) is a no-op, as in TrainerCallback."""
+        if name.startswith("on_"):
+            return _no_event
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def _no_event(args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+    return None
 
 
 def _only_missing(cond: Any) -> bool:

@@ -63,22 +63,48 @@ def check_quant(quant: str, cuda: bool) -> None:
         return
     if not cuda:
         raise TrainError(f"--quant {quant} needs a CUDA GPU (bitsandbytes); use --quant none")
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise TrainError(f"--quant {quant} needs bitsandbytes: pip install bitsandbytes") from None
+    from lossdoctor.train.quiet import captured_output
+
+    with captured_output() as captured:
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            found = False
+        else:
+            found = True
+    if captured.text.strip():
+        IMPORT_OUTPUT.append(captured.text)
+    if not found:
+        raise TrainError(f"--quant {quant} needs bitsandbytes: pip install 'lossdoctor[train,quant]'")
+
+
+#: what the training stack printed while it was imported (recorded in run.json, never shown)
+IMPORT_OUTPUT: list[str] = []
 
 
 def import_stack() -> None:
-    """Fail early with one line when the training extra is not installed."""
-    try:
-        import datasets  # noqa: F401
-        import peft  # noqa: F401
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
-        import trl  # noqa: F401
-    except ImportError as exc:
-        raise TrainError(f"the training stack is not installed ({exc.name or exc}); {INSTALL_HINT}") from None
+    """Import what training uses, with whatever the packages print at import kept out of the terminal
+    (see train/quiet.py); fail early with one line when the training extra is not installed."""
+    from lossdoctor.train.quiet import captured_output
+
+    with captured_output() as captured:
+        try:
+            import datasets  # noqa: F401
+            import peft  # noqa: F401
+            import torch  # noqa: F401
+            import transformers  # noqa: F401
+            import trl  # noqa: F401
+            from peft import LoraConfig  # noqa: F401
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: F401
+            from trl import SFTConfig, SFTTrainer  # noqa: F401
+        except ImportError as exc:
+            missing = exc.name or str(exc)
+        else:
+            missing = ""
+    if captured.text.strip():
+        IMPORT_OUTPUT.append(captured.text)
+    if missing:
+        raise TrainError(f"the training stack is not installed ({missing}); {INSTALL_HINT}")
 
 
 def check_model(model: str) -> None:
@@ -89,8 +115,11 @@ def check_model(model: str) -> None:
         raise TrainError("is a file; expected a model directory, a hub id, or `tiny`", model)
     from transformers import AutoConfig
 
+    from lossdoctor.train.quiet import captured_output
+
     try:
-        AutoConfig.from_pretrained(model)
+        with captured_output():   # hub/cache warnings before the one-line error
+            AutoConfig.from_pretrained(model)
     except Exception as exc:  # noqa: BLE001 - hub/network/cache errors come in many types
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or \
             os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes")
@@ -310,6 +339,8 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     manifest = base_manifest(config.to_dict(), list(argv if argv is not None else sys.argv), data_info)
     manifest["device"] = "cuda" if checked.cuda else "cpu"
     manifest["precision"] = checked.precision
+    if IMPORT_OUTPUT:
+        manifest["import_output"] = "".join(IMPORT_OUTPUT)
     tee = ConsoleTee(out / "console.log") if main else None
     if main:
         write_manifest(out, manifest)
