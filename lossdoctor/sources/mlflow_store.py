@@ -358,7 +358,7 @@ class MlflowStoreSource:
             if not target.is_dir and not is_sqlite(target.head):
                 raise SourceError(f"not an SQLite file; expected {WHAT}", location)
             runs = sqlite_runs(path, location, options.all_runs)
-            total = len(runs) if options.all_runs else None
+            total = None
         elif how == "run":
             experiment = (_meta(path.parent / "meta.yaml") or {}).get("name") or path.parent.name
             one = _file_run(path, str(experiment))
@@ -373,7 +373,7 @@ class MlflowStoreSource:
         if not runs:
             raise SourceError(f"no MLflow runs in this store (it holds no run that is not deleted); expected {WHAT}",
                               location)
-        n = total if total is not None else _count_db_runs(path, location)
+        n = 1 if options.all_runs else total if total is not None else _count_db_runs(path, location)
         return [to_run(r, location, n) for r in runs]
 
 

@@ -111,7 +111,8 @@ def read_project(path: Path, location: str, all_runs: bool) -> list[Run]:
             rows = conn.execute(
                 f"SELECT step, metrics, {'timestamp' if has_time else 'NULL'} FROM metrics "
                 f"WHERE {key} = ? ORDER BY {order} LIMIT ?", (run_key, MAX_ROWS + 1)).fetchall()
-            out.append(_to_run(rows, str(run_name), project, location, configs.get(run_key), len(runs)))
+            out.append(_to_run(rows, str(run_name), project, location, configs.get(run_key),
+                               1 if all_runs else len(runs)))
     return out
 
 
