@@ -61,7 +61,8 @@ def test_project_dir_run_dir_and_experiment_dir(store: Path) -> None:
     assert run.name == "second"
     if store.is_dir():                                     # the file store: one run, one experiment
         (first_dir,) = [d for e in store.iterdir() if (e / "meta.yaml").is_file()
-                        for d in e.iterdir() if (d / "meta.yaml").is_file() and "first" in (d / "meta.yaml").read_text()]
+                        for d in e.iterdir()
+                        if (d / "meta.yaml").is_file() and "first" in (d / "meta.yaml").read_text()]
         assert detect(make_target(str(first_dir)))[0].kind == "mlflow"
         (run,) = read_runs(str(first_dir))
         pd.testing.assert_frame_equal(core(run), expected())
@@ -116,7 +117,8 @@ def test_hf_summary_metrics_are_not_points(tmp_path: Path) -> None:
     (tmp_path / "mlruns" / "1" / "meta.yaml").write_text("experiment_id: '1'\nname: hf\nlifecycle_stage: active\n")
     (run_dir / "meta.yaml").write_text("run_id: abc\nrun_name: hf\nstatus: 3\nstart_time: 1700000000000\n"
                                        "lifecycle_stage: active\n")
-    (run_dir / "metrics" / "loss").write_text("".join(f"{1700000000000 + s} {3.0 - s / 10} {s}\n" for s in range(1, 11)))
+    lines = "".join(f"{1700000000000 + s} {3.0 - s / 10} {s}\n" for s in range(1, 11))
+    (run_dir / "metrics" / "loss").write_text(lines)
     (run_dir / "metrics" / "train_loss").write_text("1700000000100 2.45 10\n")
     (run_dir / "metrics" / "train_runtime").write_text("1700000000100 12.5 10\n")
     (run, ) = read_runs(str(tmp_path / "mlruns"))

@@ -17,7 +17,7 @@ Mapping (documented choice):
   seconds since the start of training; percentage and remaining_time are progress, not metrics;
 - every other numeric value is a point at that step; lines without one (progress only) carry no points;
 - a line that is not a JSON object is skipped and counted; a (step, metric) written twice (a resumed run
-  appends to the same file) keeps the last.
+  appends to the same file; on several nodes each node's rank 0 writes it) keeps the last.
 
 An output dir (``saves/<model>/lora/sft``) holds trainer_log.jsonl beside ``trainer_state.json`` (written at
 the end by save_state, or in ``checkpoint-N/``) and ``all_results.json``. trainer_state.json is the better
@@ -115,8 +115,9 @@ def read_trainer_log(path: Path, location: str, name: str) -> Run:
         more.append(f"{len(bad)} line(s) that are not LLaMA-Factory log records skipped (line "
                     f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})")
     if went_back:
-        more.append(f"current_steps went back {went_back} time(s): the run was resumed into the same "
-                    "trainer_log.jsonl; the points written last are kept")
+        more.append(f"current_steps went back {went_back} time(s): a run resumed into the same "
+                    "trainer_log.jsonl, or more than one process writing it (one per node); the points written "
+                    "last are kept")
     if frame.empty:
         raise SourceError(f"{records} LLaMA-Factory log record(s) but no metric values in them (progress "
                           "lines only: an eval-only run, or training that never logged)", location)
