@@ -113,15 +113,38 @@ def test_csv_without_step_column_names_what_was_expected(tmp_path: Path) -> None
 
 def test_jsonl_bad_first_line_and_cut_last_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
-    bad.write_text("hello\n{\"step\": 1, \"loss\": 2}\n")
+    bad.write_text("hello\nworld\n")
     with pytest.raises(SourceError) as err:
         read_runs(str(bad), ReadOptions(source_kind="jsonl"))
     assert str(err.value).startswith(f"{bad}:1:")
+    # issue 21 (5): one stray line, even the first, never decides the format; it is skipped and counted
+    stray = tmp_path / "stray.jsonl"
+    stray.write_text("hello\n{\"step\": 1, \"loss\": 2}\n")
+    (run,) = read_runs(str(stray), ReadOptions(source_kind="jsonl"))
+    assert run.series("train/loss").to_dict() == {1: 2.0}
+    assert any("1 line(s) that are not JSON objects skipped (line 1)" in n for n in run.provenance.notes)
     cut = tmp_path / "cut.jsonl"
     cut.write_text('{"step": 1, "loss": 2.0, "_runtime": 3}\n{"step": 2, "train": {"loss": 1.5}}\n{"step": 3, "lo')
     (run,) = read_runs(str(cut))
     assert run.series("train/loss").to_dict() == {1: 2.0, 2: 1.5}
     assert any("not JSON objects skipped" in n for n in run.provenance.notes)
+
+
+def test_jsonl_with_a_stray_second_line_is_detected_and_read(tmp_path: Path) -> None:
+    rows = [f'{{"step": {s}, "loss": {3.0 - 0.1 * s}}}' for s in range(1, 9)]
+    path = tmp_path / "log.jsonl"
+    path.write_text("\n".join([rows[0], "Traceback: printed into the log", *rows[1:]]) + "\n")
+    source, confidence = detect(make_target(str(path)))
+    assert source.kind == "jsonl" and confidence > 0.5
+    (run,) = read_runs(str(path))
+    assert sorted(run.series("train/loss").index) == list(range(1, 9))
+    assert any("1 line(s) that are not JSON objects skipped (line 2)" in n for n in run.provenance.notes)
+    # mostly text with a few JSON lines is not JSON Lines
+    text = tmp_path / "console.log"
+    text.write_text("\n".join(["some text"] * 6 + rows[:2]) + "\n")
+    from lossdoctor.sources import registry
+
+    assert registry()["jsonl"].sniff(make_target(str(text))) == 0.0
 
 
 def test_jsonl_prefers_train_global_step_over_wandb_step(tmp_path: Path) -> None:

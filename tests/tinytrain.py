@@ -45,8 +45,9 @@ def _texts(n: int, offset: int) -> list[str]:
     return out
 
 
-def train(out_dir: Path) -> None:
-    """The child process: train and save. Imports the heavy stack lazily (only here)."""
+def train(out_dir: Path, report_to: tuple[str, ...] = ()) -> None:
+    """The child process: train and save. Imports the heavy stack lazily (only here). `report_to` names the
+    Trainer's trackers (e.g. trackio, mlflow: their stores go where TRACKIO_DIR / MLFLOW_TRACKING_URI say)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
@@ -73,7 +74,7 @@ def train(out_dir: Path) -> None:
     args = SFTConfig(output_dir=str(out_dir), max_steps=MAX_STEPS, logging_steps=LOGGING_STEPS,
                      eval_strategy="steps", eval_steps=EVAL_STEPS, save_strategy="steps", save_steps=SAVE_STEPS,
                      per_device_train_batch_size=4, per_device_eval_batch_size=4, learning_rate=3e-3,
-                     report_to=[], use_cpu=True, seed=SEED, max_length=32, dataloader_num_workers=0,
+                     report_to=list(report_to), use_cpu=True, seed=SEED, max_length=32, dataloader_num_workers=0,
                      save_only_model=True, disable_tqdm=False)
     trainer = SFTTrainer(model=model, args=args, processing_class=tokenizer,
                          train_dataset=Dataset.from_dict({"text": train_texts}),
@@ -82,15 +83,18 @@ def train(out_dir: Path) -> None:
     trainer.save_state()
 
 
-def run_tiny_training(root: Path, timeout: float = 300) -> TinyRun:
-    """Train in a child process; its stdout and stderr go to one file, in the order they were written."""
+def run_tiny_training(root: Path, timeout: float = 300, report_to: tuple[str, ...] = (),
+                      env: dict[str, str] | None = None) -> TinyRun:
+    """Train in a child process; its stdout and stderr go to one file, in the order they were written.
+    `report_to` and `env` (added to the child's environment) let a test send the run to a local tracker."""
     root.mkdir(parents=True, exist_ok=True)
     log = root / "console.log"
     out = root / "out"
     env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-               TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", COLUMNS="100")
+               TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", COLUMNS="100", **(env or {}))
+    extra = ["--report-to", ",".join(report_to)] if report_to else []
     with log.open("wb") as fh:
-        proc = subprocess.run([sys.executable, __file__, "--child", str(out)], stdout=fh,
+        proc = subprocess.run([sys.executable, __file__, "--child", str(out), *extra], stdout=fh,
                               stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"tiny training failed ({proc.returncode}):\n{log.read_text(errors='replace')[-3000:]}")
@@ -108,8 +112,8 @@ def tiny_run_once(root: Path) -> TinyRun:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        train(Path(sys.argv[2]))
+    if len(sys.argv) in (3, 5) and sys.argv[1] == "--child":
+        train(Path(sys.argv[2]), tuple(sys.argv[4].split(",")) if len(sys.argv) == 5 else ())
     elif len(sys.argv) == 2:
         print(run_tiny_training(Path(sys.argv[1])))
     else:

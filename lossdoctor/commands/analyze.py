@@ -45,7 +45,9 @@ def parse_formats(text: str) -> tuple[str, ...]:
 @click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`).")
 @click.option("--log-format", type=click.Path(dir_okay=False), default=None,
               help="YAML line-format file for a custom trainer log.")
-@click.option("--all", "all_runs", is_flag=True, help="Every run under a wandb/ directory, not only the latest.")
+@click.option("--all", "all_runs", is_flag=True,
+              help="Every run in the source (a wandb/ directory, a trackio project, an MLflow store), "
+                   "not only the latest.")
 @click.option("--refresh", is_flag=True, help="Refetch a W&B run even if it is cached.")
 @click.option("--offline", is_flag=True, help="Never touch the network (W&B runs from the cache only).")
 @click.option("--timeout", type=float, default=120.0, show_default=True,

@@ -5,8 +5,9 @@ Step key, first found: step, global_step, train/global_step, trainer/global_step
 Nested objects are flattened with "/" ({"train": {"loss": 1}} → train/loss). Numbers and numeric strings
 are values (JSON's NaN/Infinity literals too); booleans, other strings, lists are skipped; keys starting
 with "_" (W&B's _runtime, _timestamp) are not metrics.
-A line that is not a JSON object is skipped and counted (a run still writing leaves a cut last line);
-when the first record line is not JSON at all the file is not JSONL and that is an error with its line.
+A line that is not a JSON object is skipped and counted, wherever it is (a run still writing leaves a cut
+last line; a warning printed into the file leaves a stray line): one stray line never decides the format.
+A file with no JSON object line at all is not JSONL, and that is an error naming its first line.
 """
 from __future__ import annotations
 
@@ -41,18 +42,46 @@ def _step_of(obj: dict[str, Any]) -> tuple[str, int] | None:
     return None
 
 
-def _first_objects(text: str, limit: int = 5) -> list[Any]:
-    out: list[Any] = []
-    for line in text.splitlines():
+#: How many non-empty head lines detection looks at, and the share of them that must be JSON objects.
+SAMPLE_LINES = 20
+MIN_OBJECT_SHARE = 0.75
+
+
+def sample_objects(text: str, limit: int = SAMPLE_LINES) -> tuple[list[dict[str, Any]], int]:
+    """(the JSON objects among the first `limit` non-empty lines, how many of those lines were not JSON
+    objects). A last line that does not parse is left out: the head may cut it. Used by every JSON Lines
+    sniffer, so a stray line is judged the same way for each format."""
+    lines: list[str] = []
+    for line in text.lstrip("\ufeff").split("\n"):
+        if line.strip():
+            lines.append(line)
+            if len(lines) > limit:
+                break
+    objects: list[dict[str, Any]] = []
+    strays = 0
+    for i, (_, obj) in enumerate(iter_json_lines("\n".join(lines[:limit]))):
+        if obj is not None:
+            objects.append(obj)
+        elif i < len(lines) - 1:
+            strays += 1
+    return objects, strays
+
+
+def iter_json_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """(1-based line number, the line's JSON object or None when it is not one) for each non-empty line."""
+    for lineno, line in enumerate(text.lstrip("\ufeff").split("\n"), 1):
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
-        except ValueError:
-            out.append(None)
-        if len(out) >= limit:
-            break
-    return out
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            obj = None
+        yield lineno, obj if isinstance(obj, dict) else None
+
+
+def looks_like_json_lines(objects: list[dict[str, Any]], strays: int) -> bool:
+    """Mostly JSON objects: at least one, and at least MIN_OBJECT_SHARE of the sampled lines."""
+    return bool(objects) and len(objects) >= MIN_OBJECT_SHARE * (len(objects) + strays)
 
 
 class JsonlMetricsSource:
@@ -66,12 +95,10 @@ class JsonlMetricsSource:
             return 0.5 if (target.path / PRIMARY_FILE).is_file() else 0.0
         if not target.is_file or not target.head:
             return 0.0
-        objs = _first_objects(target.head_text())
-        if len(objs) > 1 and objs[-1] is None:
-            objs = objs[:-1]           # the head may cut the last line
-        if not objs or not all(isinstance(o, dict) for o in objs):
+        objs, strays = sample_objects(target.head_text())
+        if not looks_like_json_lines(objs, strays) or not any(_step_of(o) for o in objs):
             return 0.0
-        return 0.8 if any(_step_of(o) for o in objs) else 0.0
+        return 0.8 if not strays else 0.7
 
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
         if target.path is None:
@@ -82,21 +109,12 @@ class JsonlMetricsSource:
         points = Collector()
         bad: list[int] = []
         no_step = 0
-        seen_record = False
-        for lineno, line in enumerate(text.lstrip("\ufeff").split("\n"), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError:
-                obj = None
-            if not isinstance(obj, dict):
-                if not seen_record:
-                    raise SourceError("not a JSON object; expected one JSON object per line "
-                                      '(e.g. {"step": 10, "loss": 2.3})', location, line=lineno)
+        objects = 0
+        for lineno, obj in iter_json_lines(text):
+            if obj is None:
                 bad.append(lineno)
                 continue
-            seen_record = True
+            objects += 1
             found = _step_of(obj)
             if found is None:
                 no_step += 1
@@ -108,10 +126,13 @@ class JsonlMetricsSource:
                 number = json_number(value)
                 if number is not None:
                     points.add(step, name, number)
+        if bad and objects == 0:
+            raise SourceError("not a JSON object; expected one JSON object per line "
+                              '(e.g. {"step": 10, "loss": 2.3})', location, line=bad[0])
         frame, more = points.frame()
         if bad:
-            more.append(f"{len(bad)} line(s) that are not JSON objects skipped (line {bad[0]}"
-                        f"{', ...' if len(bad) > 1 else ''})")
+            more.append(f"{len(bad)} line(s) that are not JSON objects skipped (line "
+                        f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})")
         if no_step:
             more.append(f"{no_step} object(s) without a step key skipped (expected one of {', '.join(STEP_KEYS)})")
         if frame.empty:
