@@ -184,3 +184,14 @@ class Diagnosis:
         if not self.findings:
             return None
         return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)
+
+    def _repr_html_(self) -> str:
+        """Shown inline by Jupyter / Colab / VS Code: findings first (lossdoctor/report/inline.py)."""
+        from lossdoctor.report.inline import render_inline_html
+
+        return render_inline_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from lossdoctor.report.inline import render_inline_markdown
+
+        return render_inline_markdown(self)

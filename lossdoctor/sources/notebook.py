@@ -130,8 +130,9 @@ class Cell:
     outputs: tuple[dict[str, Any], ...]
 
     def label(self) -> str:
-        run = f"In [{self.execution_count}]" if self.execution_count is not None else "not executed"
-        return f"cell {self.number} ({run})"
+        if self.execution_count is None:
+            return f"cell {self.number}"
+        return f"cell {self.number} (In [{self.execution_count}])"
 
 
 def _text(value: Any) -> str:
@@ -310,6 +311,9 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
     names = _columns(table.head, width)
     known, other, missing = notebook_table()
     hf = any(n in known and known[n].endswith("loss") for n in names)
+    # rows are written at each evaluation when the table has eval columns; then a 'Training Loss' equal to the row
+    # above is the last logged train loss shown again. Without evaluation every row is its own log.
+    eval_rows = hf and any(n and (n not in known or known[n] == "eval_loss") for n in names)
     keys: list[str | None] = []
     for n in names:
         if not n:
@@ -384,7 +388,7 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
         for i, num in values:
             if standalone_eval and canon[i] == "train/loss":
                 continue                        # the last train loss shown again, not a new point
-            if hf and canon[i] == "train/loss":
+            if eval_rows and canon[i] == "train/loss":
                 if last_train is not None and num == last_train:
                     stale += 1
                     continue
@@ -396,8 +400,13 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
     if progress is not None and not standalone_eval and progress.epoch is not None:
         points.add(progress.reached, "Epoch (progress header)", progress.epoch, metric="train/epoch")
     frame, more = points.frame()
-    if frame.empty and not notes:
-        return None
+    if not frame["metric"].isin(_LOSSES).any():
+        if progress is not None and not standalone_eval and not notes:
+            notes.append(f"{cell.label()}: a training table with no logged loss ({progress.text}): the run logged "
+                         "nothing (logging_steps larger than the run, or stopped before its first log)")
+        if not notes:
+            return None
+        return _Segment(cell=cell, kind="empty", what=what, frame=empty_metrics(), notes=notes + more)
     return _Segment(cell=cell, kind=kind, what=what, frame=frame, notes=notes + more, step_source=step_source,
                     progress=None if standalone_eval else progress)
 
@@ -588,6 +597,8 @@ class _Build:
 def _assemble(segments: list[_Segment]) -> list[_Build]:
     builds: list[_Build] = []
     for seg in segments:
+        if seg.kind == "empty":
+            continue
         if seg.kind == "eval-table":
             if builds:
                 builds[-1].segments.append(seg)
@@ -680,7 +691,10 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
         segments.extend(_cell_segments(cell, location, options, notes))
     del nb
     builds = _assemble(segments)
+    notes.extend(n for seg in segments if seg.kind == "empty" for n in seg.notes)
     if not builds:
+        if notes:
+            raise SourceError(f"no training log read from this notebook's saved outputs: {notes[0]}", location)
         if not n_outputs:
             raise SourceError(f"no saved outputs in this notebook ({n_cells} cells): it was saved before running "
                               "or with its outputs cleared, so it holds no training log", location)
@@ -743,11 +757,11 @@ class NotebookSource:
         path, selector = found
         if selector is not None:
             return 0.95 if path.suffix.lower() == ".ipynb" else 0.6
+        if path.suffix.lower() == ".ipynb":
+            return 0.95 if target.head else 0.0     # named a notebook: its own errors say what is wrong
         head = target.head.lstrip(b"\xef\xbb\xbf \t\r\n")
         if not head.startswith(b"{"):
             return 0.0
-        if path.suffix.lower() == ".ipynb":
-            return 0.95
         sample = head[:HEAD_SNIFF]
         return 0.9 if b'"nbformat"' in target.head and (b'"cells"' in sample or b'"worksheets"' in sample) else 0.0
 
