@@ -10,6 +10,7 @@ is fine in a test over our own fixture), never from lossdoctor's output.
 from __future__ import annotations
 
 import ast
+from html import escape as html_escape
 import json
 import math
 import subprocess
@@ -340,9 +341,11 @@ def test_diagnose_notebook_repr_html_without_transformers_or_torch() -> None:
 def test_inline_html_findings_first_and_escaped(tmp_path: Path) -> None:
     import lossdoctor
 
-    d = lossdoctor.diagnose(_overfit_notebook(tmp_path, name=f"{HOSTILE}.ipynb", column=HOSTILE))
+    # the column header escaped in the saved HTML (as pandas writes it), so the name survives as text
+    d = lossdoctor.diagnose(_overfit_notebook(tmp_path, name=f"{HOSTILE}.ipynb", column=html_escape(HOSTILE)))
+    assert f"eval_{HOSTILE.replace(' ', '_')}" in d.run.metric_names()
     html = d._repr_html_()
-    assert HOSTILE not in html and "onerror=alert(1)&gt;" in html
+    assert HOSTILE not in html and "eval_&lt;img_src=x_onerror=alert(1)&gt;" in html
     assert "<script" not in html and "<link" not in html and "<style" not in html and "<img" not in html
     assert 'href="http' not in html and "src=" not in html.replace("src=x", "")
     # findings first: the verdict and the overfitting finding come before the plots and the facts

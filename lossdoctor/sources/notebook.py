@@ -457,6 +457,8 @@ def _history_segment(cell: Cell, rows: list[Any], what: str) -> _Segment | None:
         run = state_to_run({"log_history": rows}, cell.label(), cell.label())
     except SourceError:
         return None
+    if not run.metrics["metric"].isin(_LOSSES).any():
+        return None                       # dicts with a step but no loss (a repr of something else)
     return _Segment(cell=cell, kind="history", what=what, frame=run.metrics,
                     notes=[f"{cell.label()}: {n}" for n in run.provenance.notes if "max_steps" not in n],
                     summary=dict(run.summary))
@@ -487,6 +489,8 @@ def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[
         if not isinstance(data, dict):
             continue
         html = _text(data.get("text/html"))
+        if 'class="lossdoctor-inline' in html:
+            continue                      # lossdoctor's own inline diagnosis, not a training log
         if html:
             tables.extend(_html_segments(cell, html, notes))
         value = data.get("application/json")
@@ -508,6 +512,10 @@ def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[
             notes.append(f"{cell.label()}: stream output not read: {exc.message}")
             runs = []
         for run in runs:
+            if not run.metrics["metric"].isin(_LOSSES).any():
+                notes.append(f"{cell.label()}: stream output read by the {run.provenance.kind} reader holds no "
+                             "loss; not taken as a training run")
+                continue
             others.append(_Segment(cell=cell, kind="stream", what=f"stream output ({run.provenance.kind} reader)",
                                    frame=run.metrics, step_source=run.provenance.step_source,
                                    notes=[f"{cell.label()}: {n}" for n in run.provenance.notes],
