@@ -355,3 +355,15 @@ def test_inline_html_findings_first_and_escaped(tmp_path: Path) -> None:
     md = d._repr_markdown_()
     assert HOSTILE not in md and "&lt;img src=x onerror=alert(1)&gt;" in md
     assert md.index("**Verdict:**") < md.index("overfitting")
+
+
+def test_public_kaggle_notebook_excerpt() -> None:
+    """A real Kaggle notebook's training cell (tests/data/notebooks/public/SOURCE.md): 692 steps, eval every 100;
+    the trainer.evaluate() progress bar (no table) and the eval_results dict (no step) add nothing."""
+    run = _one(str(NB / "public" / "law-llm-excerpt.ipynb"))
+    assert run.name == "law-llm-excerpt.ipynb#cell-1"
+    assert list(run.series("eval/loss").index) == [100, 200, 300, 400, 500, 600]
+    assert run.series("eval/loss").iloc[-1] == pytest.approx(0.303802)
+    assert run.series("train/loss").iloc[0] == pytest.approx(284.8732)
+    assert run.summary["max_steps"] == 692 and run.state == "finished"
+    assert len(run.provenance.notes) == 1          # nothing else was taken for a run
