@@ -185,6 +185,11 @@ class Diagnosis:
             return None
         return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)
 
+    def __repr__(self) -> str:
+        """Short (the default dataclass repr prints the whole metric table; notebooks save it as text/plain)."""
+        rules = ", ".join(f.rule_id for f in self.findings)
+        return f"<Diagnosis of {self.run.name!r}: {self.verdict!r}; findings: [{rules}]>"
+
     def _repr_html_(self) -> str:
         """Shown inline by Jupyter / Colab / VS Code: findings first (lossdoctor/report/inline.py)."""
         from lossdoctor.report.inline import render_inline_html
