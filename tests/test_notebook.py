@@ -135,7 +135,7 @@ def test_crashed_run_is_said_with_its_cell_and_steps() -> None:
     assert run.summary["max_steps"] == 30 and run.summary["global_step"] < 30
     notes = " | ".join(run.provenance.notes)
     assert "cell 5 (In [4]) stopped with RuntimeError: simulated crash at step 12" in notes
-    assert f"of 30: the run stopped short of its total" in notes
+    assert "of 30: the run stopped short of its total" in notes
 
 
 def test_all_reads_each_run_and_unknown_selector_lists_them() -> None:
