@@ -184,3 +184,19 @@ class Diagnosis:
         if not self.findings:
             return None
         return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)
+
+    def __repr__(self) -> str:
+        """Short (the default dataclass repr prints the whole metric table; notebooks save it as text/plain)."""
+        rules = ", ".join(f.rule_id for f in self.findings)
+        return f"<Diagnosis of {self.run.name!r}: {self.verdict!r}; findings: [{rules}]>"
+
+    def _repr_html_(self) -> str:
+        """Shown inline by Jupyter / Colab / VS Code: findings first (lossdoctor/report/inline.py)."""
+        from lossdoctor.report.inline import render_inline_html
+
+        return render_inline_html(self)
+
+    def _repr_markdown_(self) -> str:
+        from lossdoctor.report.inline import render_inline_markdown
+
+        return render_inline_markdown(self)

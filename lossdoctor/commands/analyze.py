@@ -46,7 +46,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 @click.option("--log-format", type=click.Path(dir_okay=False), default=None,
               help="YAML line-format file for a custom trainer log.")
 @click.option("--all", "all_runs", is_flag=True,
-              help="Every run in the source (a wandb/ directory, a trackio project, an MLflow store), "
+              help="Every run in the source (a wandb/ directory, a trackio project, an MLflow store, a notebook), "
                    "not only the latest.")
 @click.option("--refresh", is_flag=True, help="Refetch a W&B run even if it is cached.")
 @click.option("--offline", is_flag=True, help="Never touch the network (W&B runs from the cache only).")
@@ -59,7 +59,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
                     color: bool | None) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
-    or a W&B run URL.
+    a W&B run URL, or a notebook (nb.ipynb, nb.ipynb#cell-12).
 
     \b
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.

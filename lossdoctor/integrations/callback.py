@@ -14,6 +14,10 @@ If a finding's severity is at or above ``stop_on`` or its rule id is in ``stop_o
 ``control.should_training_stop``; the Trainer then stops after the current step (and, with
 ``load_best_model_at_end=True``, reloads the best checkpoint).
 
+In a notebook (a Jupyter kernel is running), the notices are not printed: the callback shows one inline display
+under the cell and updates it in place (findings so far, then the full diagnosis when training ends), so a long
+run does not fill the cell with lines. ``inline=False`` keeps printing; outside a kernel nothing changes.
+
 Why on_log and not on_step_end: rules read logged metrics, so nothing can change between logs; evaluating
 only when a log arrives keeps the overhead at one engine pass per ``logging_steps``/``eval_steps``.
 
@@ -26,6 +30,7 @@ handle (including ones a future transformers adds) are no-ops, as in ``TrainerCa
 from __future__ import annotations
 
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
@@ -65,6 +70,8 @@ class LossDoctorCallback:
     stop_on: "never" | "error" | "warning" | "info" - stop when a finding at or above this severity fires.
     stop_on_rules: rule ids that stop training whatever their severity.
     print_fn: where the one-line notices go (default ``print``; the run's console.log tees it).
+    inline: None (default) = in a Jupyter kernel, show one inline display updated in place instead of printing;
+        True / False force it on / off.
     max_overhead: share of training wall time the rules may use. A train-loss log that arrives while the
         callback is over budget is ingested but judged at the next log; eval logs and the end of training are
         always judged (that is where overfitting shows and where the best checkpoint is decided).
@@ -72,7 +79,7 @@ class LossDoctorCallback:
 
     def __init__(self, rules: Iterable[str] = (), stop_on: str = "never", stop_on_rules: Iterable[str] = (),
                  print_fn: Callable[[str], Any] = print, include_default: bool = True, ruleset: Any = None,
-                 run_name: str | None = None, max_overhead: float = 0.02) -> None:
+                 run_name: str | None = None, max_overhead: float = 0.02, inline: bool | None = None) -> None:
         if stop_on != "never" and stop_on not in SEVERITY_RANK:
             raise ValueError(f"stop_on must be 'never' or one of {', '.join(SEVERITY_RANK)}, got {stop_on!r}")
         if ruleset is None:
@@ -88,6 +95,8 @@ class LossDoctorCallback:
         self.print_fn = print_fn
         self.run_name = run_name
         self.max_overhead = max_overhead
+        self.inline = in_notebook() if inline is None else bool(inline)
+        self._display: Any = None                     # the IPython display handle (inline mode)
         self._spent = 0.0                             # seconds spent judging
         self._started: float | None = None
         #: rules made only of `missing` checks judge an absence, which only the finished run can show
@@ -174,6 +183,10 @@ class LossDoctorCallback:
         finally:
             self._spent += time.perf_counter() - t0
 
+    def _notice(self, line: str) -> None:
+        if not self.inline:
+            self.print_fn(line)
+
     def _judge(self, args: Any, state: Any, control: Any, final: bool, diagnose: Callable[..., Any]) -> None:
         diag = diagnose(self.current_run(args, "finished" if final else "running"), self.ruleset)
         self.last_diagnosis = diag
@@ -181,25 +194,44 @@ class LossDoctorCallback:
         for item in diag.crashed_checks:
             if item not in self.crashed:
                 self.crashed.append(item)
-                self.print_fn(f"{PREFIX} ERROR rule check crashed: {item}")
+                self._notice(f"{PREFIX} ERROR rule check crashed: {item}")
         step = int(state.global_step)
         for finding in diag.findings:
             if finding.rule_id in self.fired or (finding.rule_id in self.deferred and not final):
                 continue
             self.fired[finding.rule_id] = finding
             self.fired_at[finding.rule_id] = step
-            self.print_fn(f"{PREFIX} {finding.severity.upper()} {finding.rule_id} @ step {step}: {finding.message}")
+            self._notice(f"{PREFIX} {finding.severity.upper()} {finding.rule_id} @ step {step}: {finding.message}")
             if self.stopped_by is None and not final and self._should_stop(finding):
                 self.stopped_by, self.stopped_at = finding, step
                 control.should_training_stop = True
-                self.print_fn(f"{PREFIX} stopping training at step {step} ({finding.rule_id}, {finding.severity})")
+                self._notice(f"{PREFIX} stopping training at step {step} ({finding.rule_id}, {finding.severity})")
+        if self.inline:
+            self._show(step, final)
+
+    def _show(self, step: int, final: bool) -> None:
+        """Create the inline display on first use, then update that same display (never a new output)."""
+        from IPython.display import HTML, display   # a kernel is running: IPython is already imported
+
+        from lossdoctor.report.inline import render_live_html
+
+        if final and self.last_diagnosis is not None:
+            html = self.last_diagnosis._repr_html_()
+        else:
+            fired = [(f, self.fired_at.get(f.rule_id, step)) for f in self.fired.values()]
+            html = render_live_html(step, fired, self.crashed, self.stopped_by, self.stopped_at)
+        if self._display is None:
+            self._display = display(HTML(html), display_id=True)
+        else:
+            self._display.update(HTML(html))
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
                **kwargs: Any) -> Any:
         history = state.log_history
         if self._seen > len(history):     # history replaced (resumed from a checkpoint): start over
             self.__init__(stop_on=self.stop_on, stop_on_rules=self.stop_on_rules, print_fn=self.print_fn,
-                          ruleset=self.ruleset, run_name=self.run_name, max_overhead=self.max_overhead)
+                          ruleset=self.ruleset, run_name=self.run_name, max_overhead=self.max_overhead,
+                          inline=self.inline)
         new_rows = history[self._seen:]
         self._seen = len(history)
         if self._ingest(new_rows):
@@ -234,6 +266,19 @@ class LossDoctorCallback:
         if name.startswith("on_"):
             return _no_event
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (the test transformers and tqdm use). IPython is never imported here: a
+    kernel has imported it already."""
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    try:
+        shell = ipython.get_ipython()
+        return shell is not None and "IPKernelApp" in shell.config
+    except Exception:  # noqa: BLE001 - an odd shell is simply not a notebook
+        return False
 
 
 def _no_event(args: Any, state: Any, control: Any, **kwargs: Any) -> None:

@@ -20,10 +20,15 @@ def normalise_key(raw: str) -> str:
 
 
 @lru_cache(maxsize=1)
+def _alias_data() -> dict:
+    text = resources.files("lossdoctor.metrics").joinpath("aliases.yaml").read_text(encoding="utf-8")
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+@lru_cache(maxsize=1)
 def alias_table() -> dict[str, str]:
     """normalised raw name → canonical name."""
-    text = resources.files("lossdoctor.metrics").joinpath("aliases.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    data = _alias_data()
     table: dict[str, str] = {}
     for canonical, aliases in data["canonical"].items():
         table[normalise_key(canonical)] = canonical
@@ -50,3 +55,13 @@ def canonicalise_many(raw_names: Iterable[str]) -> np.ndarray:
 
 def canonical_names() -> tuple[str, ...]:
     return tuple(sorted(set(alias_table().values())))
+
+
+@lru_cache(maxsize=1)
+def notebook_table() -> tuple[dict[str, str], str, frozenset[str]]:
+    """The HF notebook progress table's columns (aliases.yaml ``notebook_table``): (header → log key for the
+    listed headers, the pattern for the others, the cell texts that mean "not logged")."""
+    data = _alias_data()
+    table = {str(k): str(v) for k, v in data["notebook_table"].items()}
+    other = table.pop("*")
+    return table, other, frozenset(str(v) for v in data["notebook_table_missing"])

@@ -149,3 +149,45 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
         if run.metrics.empty:
             raise SourceError(f"no training metrics found ({source.kind}: {source.description})", location)
     return runs
+
+
+def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
+                   skip_kinds: frozenset[str] = frozenset()) -> list[Run]:
+    """Runs from text held in memory (a notebook cell's stream output, a pasted console): the same detection
+    and readers as for a file holding that text, so every text reader (and any added later) applies.
+
+    ``location`` names where the text came from (``nb.ipynb#cell-12``); it replaces the scratch file's path in
+    the runs and in errors. Returns [] when no reader claims the text (or the one that does is in
+    ``skip_kinds``); a claiming reader's SourceError is raised with ``location``.
+    Why a scratch file: the readers stream from a path (the console reader reads 4 MiB chunks); one private
+    temporary file (mkstemp, removed afterwards) keeps them all unchanged.
+    """
+    import os
+    import re
+    import tempfile
+    from dataclasses import replace
+
+    if not re.search(r"\d", text):
+        return []                          # no number, no metric
+    fd, name = tempfile.mkstemp(prefix="lossdoctor-text-", suffix=".log")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(text.encode("utf-8", errors="surrogateescape"))
+        target = make_target(str(path))
+        try:
+            source, _ = detect(target)
+        except SourceError:
+            return []
+        if source.kind in skip_kinds:
+            return []
+        try:
+            runs = source.read(target, options or ReadOptions())
+        except SourceError as exc:
+            raise SourceError(exc.message.replace(str(path), location), location, exc.line, exc.column) from None
+    finally:
+        path.unlink(missing_ok=True)
+    return [replace(run, name=location, provenance=replace(
+        run.provenance, location=location,
+        notes=tuple(n.replace(str(path), location) for n in run.provenance.notes)))
+        for run in runs if not run.metrics.empty]

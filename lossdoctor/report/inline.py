@@ -1,0 +1,99 @@
+"""The diagnosis shown inside a notebook: ``Diagnosis._repr_html_`` / ``_repr_markdown_`` render through here.
+
+Findings first, and small: the verdict, each finding with what to do, one or two small plots (the loss curves,
+and the series of the first finding that is not a loss), then the headline facts and the reader's notes folded
+away. Built from the same ReportData as the file reports (``report/data.py``); this module only lays it out.
+
+Self-contained and inert: inline ``style`` attributes only (notebook front-ends drop or scope ``<style>``
+blocks differently), inline SVG (no external file, no script), every run string escaped (jinja autoescape for
+HTML, ``md_escape`` for Markdown). SVG element ids get a prefix derived from the run, so two diagnoses shown in
+one notebook page do not share clip-path ids.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from markupsafe import Markup
+
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import PlotSpec, ReportData
+
+#: verdict box colours by level (the file reports use the same severity colours)
+LEVEL_COLOURS = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4", "ok": "#2ca02c",
+                 "incomplete": "#9467bd"}
+MAX_PLOTS = 2
+
+
+def inline_plots(data: ReportData) -> tuple[PlotSpec, ...]:
+    """The loss plot, then the plot holding the first finding's series when that is another one."""
+    by_key = {p.key: p for p in data.plots}
+    chosen: list[PlotSpec] = []
+    if "loss" in by_key:
+        chosen.append(by_key["loss"])
+    for f in data.findings:
+        for p in data.plots:
+            if p not in chosen and set(f.series) & {ln.metric for ln in p.lines}:
+                chosen.append(p)
+                break
+        if len(chosen) >= MAX_PLOTS:
+            break
+    if not chosen and data.plots:
+        chosen.append(data.plots[0])
+    return tuple(replace(p, small=True) for p in chosen[:MAX_PLOTS])
+
+
+def _prefix(data: ReportData) -> str:
+    digest = hashlib.sha1(f"{data.run.location}\0{data.run.name}\0{data.run.n_points}\0{data.verdict}"
+                          .encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"ld{digest}-"
+
+
+_SVG_STYLE = re.compile(r"<style[^>]*>\*\{([^}<]*)\}</style>")
+
+
+def _scoped(svg: str) -> str:
+    """matplotlib puts ``<style>*{stroke-linejoin: round; ...}</style>`` in its SVG; inline in a notebook page that
+    ``*`` rule would restyle every SVG on the page. The same properties go on the root element (they inherit)."""
+    m = _SVG_STYLE.search(svg)
+    if m is None:
+        return svg
+    svg = svg[:m.start()] + svg[m.end():]
+    return svg.replace("<svg ", f'<svg style="{m.group(1).strip()}" ', 1)
+
+
+def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
+    from lossdoctor.report.data import build_report_data
+    from lossdoctor.report.formats._jinja import html_env
+    from lossdoctor.report.plots import SEVERITY_COLOURS, render_svg
+
+    data = data or build_report_data(diagnosis)
+    prefix = _prefix(data)
+    svgs = [(p, Markup(_scoped(render_svg(p, id_prefix=f"{prefix}p{i}-")))) for i, p in enumerate(inline_plots(data))]
+    return html_env().get_template("inline.html.j2").render(
+        d=data, svgs=svgs, colours=SEVERITY_COLOURS, level_colour=LEVEL_COLOURS.get(data.level, "#888"))
+
+
+def render_inline_markdown(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
+    from lossdoctor.report.data import build_report_data
+    from lossdoctor.report.formats._jinja import md_env
+    from lossdoctor.report.formats.markdown import LEVEL_MARK, SEVERITY_MARK, md_escape
+
+    data = data or build_report_data(diagnosis)
+    text = md_env(md_escape).get_template("inline.md.j2").render(
+        d=data, severity_mark=SEVERITY_MARK, level_mark=LEVEL_MARK.get(data.level, ""))
+    return text.strip() + "\n"
+
+
+def render_live_html(step: int, fired: list, crashed: list[str], stopped_by, stopped_at: int | None) -> str:  # noqa: ANN001
+    """What the live callback shows while training runs: the findings so far (each with the step it first
+    fired at), a crashed check, the stop. Replaced by the full diagnosis when training ends."""
+    from lossdoctor.report.formats._jinja import html_env
+    from lossdoctor.report.plots import SEVERITY_COLOURS
+
+    return html_env().get_template("inline_live.html.j2").render(
+        step=step, fired=fired, crashed=crashed, stopped_by=stopped_by, stopped_at=stopped_at,
+        colours=SEVERITY_COLOURS)
