@@ -134,6 +134,7 @@ class ReportData:
     title: str
     verdict: str
     level: str                # error | warning | info | ok | incomplete (CSS class / colour)
+    objective: str            # what the run optimises and how that was decided (one line)
     caveats: tuple[str, ...]
     facts: tuple[tuple[str, str], ...]      # label, display value
     findings: tuple[FindingView, ...]
@@ -359,8 +360,11 @@ def build_report_data(diagnosis: Diagnosis) -> ReportData:
         confidence=float(prov.confidence), notes=tuple(prov.notes), created=run.created or "",
         tags=tuple(run.tags), n_points=run.n_points, metrics=run.metric_names())
     config = tuple((str(k), fmt_value(v)) for k, v in sorted(run.config.items(), key=lambda kv: str(kv[0])))
+    from lossdoctor.metrics.objectives import describe
+
     return ReportData(
         title=f"lossdoctor: {run.name}", verdict=diagnosis.verdict, level=_level(diagnosis),
+        objective=describe(diagnosis.objective),
         caveats=_caveats(diagnosis), facts=_facts(diagnosis),
         findings=tuple(_finding_view(f) for f in diagnosis.findings), counts=counts,
         crashed_checks=tuple(diagnosis.crashed_checks), run=info, config=config, plots=_plots(diagnosis),
