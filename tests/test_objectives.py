@@ -244,3 +244,22 @@ def test_objective_in_every_report(tmp_path: Path) -> None:
                            "--objective", "vibes"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 2 and "unknown objective 'vibes'" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "x").exists()
+
+
+def test_silent_cases_for_other_objectives_have_teeth() -> None:
+    """Each tests/cases entry where a supervised rule stays silent on an RL or preference run would fire on
+    the same series if objectives were ignored: the silence comes from judging by objective, not from the
+    numbers."""
+    from lossdoctor.rules.engine import evaluate_rule
+    from rulecases import build_run, load_cases
+
+    ruleset = load_rules()
+    checked = 0
+    for rule_id, case_id, case in load_cases():
+        rule = ruleset.get(rule_id)
+        kind = case.get("objective_detected")
+        if case["expect"] or kind not in ("rl", "preference") or rule.applies_to(kind):
+            continue
+        assert evaluate_rule(rule, build_run(case["series"], case_id)) is not None, case_id
+        checked += 1
+    assert checked >= 5
