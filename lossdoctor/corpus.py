@@ -221,15 +221,15 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
     short = {v: v[:11] for v in VERDICTS}
     present = [v for v in VERDICTS if v == "healthy" or any(v in r.label.verdicts | r.predicted for r in s.results)]
     lines.append("confusion (rows: labelled, columns: predicted; a run with several verdicts counts in each)")
-    lines.append(f"{'':<20}" + "".join(f"{short[v]:>12}" for v in present) + f"{'runs':>7}")
+    lines.append(f"{'':<24}" + "".join(f"{short[v]:>12}" for v in present) + f"{'runs':>7}")
     for truth in present:
         rows = [r for r in s.results if truth in r.label.verdicts]
         cells = [sum(pred in r.predicted for r in rows) for pred in present]
-        lines.append(f"{truth:<20}" + "".join(f"{c:>12}" for c in cells) + f"{len(rows):>7}")
-    lines += ["", f"{'verdict':<20}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
+        lines.append(f"{truth:<24}" + "".join(f"{c:>12}" for c in cells) + f"{len(rows):>7}")
+    lines += ["", f"{'verdict':<24}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
     for v, c in s.verdicts.items():
         if v in present:
-            lines.append(f"{v:<20}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}{_pct(c.recall):>8}")
+            lines.append(f"{v:<24}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}{_pct(c.recall):>8}")
     lines += ["", "per objective (as labelled; else as detected)",
               f"  {'':<2}{'verdict':<22}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
     for group, counts in s.by_objective.items():
@@ -242,9 +242,11 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
             if c.tp + c.fp + c.fn:
                 lines.append(f"    {v:<22}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}"
                              f"{_pct(c.recall):>8}")
-    lines += ["", f"{'rule':<22}{'verdict':<20}{'fired':>6}{'precision':>11}{'recall':>8}"]
+    rw = max([22] + [len(r) + 2 for r in s.rules])
+    vw = max([20] + [len(v) + 2 for v in s.rule_verdict.values()])
+    lines += ["", f"{'rule':<{rw}}{'verdict':<{vw}}{'fired':>6}{'precision':>11}{'recall':>8}"]
     for rid, c in s.rules.items():
-        lines.append(f"{rid:<22}{s.rule_verdict[rid]:<20}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
+        lines.append(f"{rid:<{rw}}{s.rule_verdict[rid]:<{vw}}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
                      f"{_pct(c.recall):>8}")
     lines.append("")
     if s.onset_errors:

@@ -263,3 +263,47 @@ def test_silent_cases_for_other_objectives_have_teeth() -> None:
         assert evaluate_rule(rule, build_run(case["series"], case_id)) is not None, case_id
         checked += 1
     assert checked >= 5
+
+
+# --- eval-corpus: per objective, and rules off their objective ------------------------------------------
+
+def test_label_objective_is_validated() -> None:
+    from lossdoctor import corpus
+    from lossdoctor.errors import SourceError
+
+    assert corpus.parse_label("verdicts: [healthy]\nobjective: rl\n", "x", "c").objective == "rl"
+    assert corpus.parse_label("verdicts: [healthy]\n", "x", "c").objective is None
+    with pytest.raises(SourceError) as info:
+        corpus.parse_label("verdicts: [healthy]\nobjective: grpo\n", "case/label.yaml", "c")
+    assert str(info.value).startswith("case/label.yaml:2:") and "unknown objective 'grpo'" in str(info.value)
+
+
+def test_score_per_objective_and_off_objective_firings() -> None:
+    from lossdoctor import corpus
+
+    def result(case: str, objective: str | None, truth: set[str], said: set[str], fired: tuple[str, ...],
+               detected: str) -> corpus.CaseResult:
+        label = corpus.Label(case=case, verdicts=frozenset(truth), objective=objective)
+        return corpus.CaseResult(label=label, predicted=frozenset(said), fired=fired, objective=detected)
+
+    verdict_of = {"loss-not-decreasing": "not-learning", "reward-not-improving": "not-learning",
+                  "kl-blowup": "kl-blowup"}
+    judges = {"loss-not-decreasing": ("sft",), "reward-not-improving": ("rl",), "kl-blowup": ("rl",)}
+    results = [
+        result("a", "rl", {"kl-blowup"}, {"kl-blowup"}, ("kl-blowup",), "rl"),
+        result("b", "rl", {"healthy"}, {"not-learning"}, ("loss-not-decreasing",), "sft"),   # misdetected
+        result("c", "sft", {"not-learning"}, {"not-learning"}, ("loss-not-decreasing",), "sft"),
+        result("d", None, {"healthy"}, {"healthy"}, (), "classification"),
+    ]
+    s = corpus.score(results, verdict_of, judges)
+    assert set(s.by_objective) == {"rl", "sft", "classification"}
+    rl = s.by_objective["rl"]
+    assert (rl["kl-blowup"].tp, rl["not-learning"].fp, rl["healthy"].fn) == (1, 1, 1)
+    assert s.by_objective["sft"]["not-learning"].recall == 1.0
+    assert s.off_objective == ("b: loss-not-decreasing",)
+    text = corpus.render_text(s)
+    assert "rl: 2 run(s), 1 with every verdict right; objective detected right on 1/2" in text
+    assert "fired on a run of an objective they do not judge: 1 (b: loss-not-decreasing)" in text
+    assert corpus.check_floors(s, {"max_off_objective": 0}) == [
+        "1 rule firing(s) on a run of an objective the rule does not judge > 0: b: loss-not-decreasing"]
+    assert corpus.to_json(s)["objectives"]["rl"]["kl-blowup"]["recall"] == 1.0
