@@ -78,7 +78,7 @@ class Counts:
 class CorpusScore:
     results: tuple[CaseResult, ...]
     verdicts: Mapping[str, Counts]
-    rules: Mapping[str, Counts]             # per rule, against the verdict it stands for
+    rules: Mapping[str, Counts]             # per rule, against the verdict it stands for, on the runs it judges
     rule_verdict: Mapping[str, str]
     onset_errors: tuple[tuple[str, int, int | None], ...]   # (case, |error| in steps, eval interval)
     healthy_flagged: tuple[str, ...] = field(default=())  # healthy-labelled cases called overfitting/diverging
@@ -196,7 +196,12 @@ def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str],
         by_objective[group] = {v: _count((v in r.label.verdicts, v in r.predicted) for r in rows) for v in VERDICTS}
     off = tuple(f"{r.label.case}: {rid}" for r in results if r.label.objective for rid in r.fired
                 if (rule_objectives or {}).get(rid) and r.label.objective not in (rule_objectives or {})[rid])
-    rules = {rid: _count((v in r.label.verdicts, rid in r.fired) for r in results)
+    judged = rule_objectives or {}
+
+    def judges(rid: str, r: CaseResult) -> bool:   # a rule is scored on the runs of the objectives it judges
+        return not judged.get(rid) or r.objective_group in judged[rid]
+
+    rules = {rid: _count((v in r.label.verdicts, rid in r.fired) for r in results if judges(rid, r))
              for rid, v in sorted(verdict_of.items())}
     onsets = []
     for r in results:

@@ -224,7 +224,8 @@ def test_objective_in_every_report(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "objective: rl - online reinforcement learning" in proc.stdout
-    assert "detected from train/frac_reward_zero_std, train/kl, train/reward, train/reward_std" in proc.stdout
+    assert "detected from train/reward, train/reward_std, train/frac_reward_zero_std, train/kl" in proc.stdout
+    assert "final train/reward: 1.1 at step 120" in proc.stdout      # judged on its own signals
     doc = json.loads((out / "diagnosis.json").read_text())
     assert doc["objective"]["id"] == "rl" and doc["objective"]["how"] == "detected"
     assert "loss-not-decreasing" in doc["rules_not_applied"]
@@ -301,6 +302,11 @@ def test_score_per_objective_and_off_objective_firings() -> None:
     assert (rl["kl-blowup"].tp, rl["not-learning"].fp, rl["healthy"].fn) == (1, 1, 1)
     assert s.by_objective["sft"]["not-learning"].recall == 1.0
     assert s.off_objective == ("b: loss-not-decreasing",)
+    # a rule is scored on the runs of the objectives it judges: b (an RL run) does not count against it
+    lnd = s.rules["loss-not-decreasing"]
+    assert (lnd.tp, lnd.fp, lnd.fn) == (1, 0, 0)
+    rni = s.rules["reward-not-improving"]
+    assert (rni.tp, rni.fp, rni.fn, rni.tn) == (0, 0, 0, 2)
     text = corpus.render_text(s)
     assert "rl: 2 run(s), 1 with every verdict right; objective detected right on 1/2" in text
     assert "fired on a run of an objective they do not judge: 1 (b: loss-not-decreasing)" in text

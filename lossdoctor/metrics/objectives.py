@@ -97,9 +97,11 @@ def objective_table() -> ObjectiveTable:
 
 
 def _globs_hit(patterns: Iterable[str], names: tuple[str, ...]) -> list[str]:
-    """The names matched by any pattern (in name order)."""
-    pats = tuple(patterns)
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in pats)]
+    """The names matched by the patterns, in pattern order (the table lists the telling signs first)."""
+    out: list[str] = []
+    for p in patterns:
+        out.extend(n for n in names if fnmatch.fnmatchcase(n, p) and n not in out)
+    return out
 
 
 def _config_hits(spec: ObjectiveSpec, config: Mapping[str, Any]) -> list[str]:
@@ -160,6 +162,14 @@ def missing_caveat(run: Run, objective: Objective, table: ObjectiveTable | None 
     if not spec.needs or _globs_hit(spec.needs, run.metric_names()):
         return ""
     return spec.needs_caveat
+
+
+def judged_on(run: Run, objective: Objective, table: ObjectiveTable | None = None) -> tuple[str, ...]:
+    """The metrics a run of this objective is judged on that the run logged (its ``needs``, in table order)."""
+    table = table or objective_table()
+    if objective.id not in table.ids():
+        return ()
+    return tuple(_globs_hit(table.get(objective.id).needs, run.metric_names()))
 
 
 def describe(objective: Objective) -> str:

@@ -236,7 +236,17 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
         else:
             rows.append(("Early stopping would have helped", "no"))
     else:
-        rows.append(("Eval loss", "not logged: overfitting cannot be judged"))
+        from lossdoctor.metrics.objectives import judged_on
+
+        # a run judged on other signals (reward, reward margins) shows their last values instead
+        own = [m for m in judged_on(diagnosis.run, diagnosis.objective) if m != "eval/loss"]
+        for metric in own:
+            s = diagnosis.run.series(metric)
+            s = s[np.isfinite(s.to_numpy())]
+            if len(s):
+                rows.append((f"Final {metric}", f"{fmt_num(float(s.iloc[-1]))} at step {int(s.index[-1])}"))
+        if not own:
+            rows.append(("Eval loss", "not logged: overfitting cannot be judged"))
     rows.append(("Final train loss", fmt_num(f.final_train_loss)))
     rows.append(("Last step", fmt_num(f.last_step)))
     rows.append(("Points logged", f"{f.train_points} train loss, {f.eval_points} eval loss"))

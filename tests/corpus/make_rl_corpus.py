@@ -61,7 +61,8 @@ class Case:
     # DPO
     pairs: int = 64
     eval_pairs: int = 32
-    flip: float = 0.0             # share of training pairs with chosen/rejected swapped
+    flip: float = 0.0             # share of the words whose training pairs have chosen/rejected swapped
+    eval_noisy_words: bool = False  # held-out pairs only for those words (with the true labels)
     epochs: float = 0.0           # > 0: train by epochs instead of steps
     beta: float = 0.1
     # GRPO
@@ -80,7 +81,7 @@ class Case:
 CASES: tuple[Case, ...] = (
     Case("dpo", "healthy", 1, steps=40, lr=2e-3, eval_steps=8, console=True, expect=("healthy",)),
     Case("dpo", "healthy", 2, steps=48, lr=1e-3, seed=2, eval_steps=8, expect=("healthy",)),
-    Case("dpo", "overfit", 1, pairs=32, flip=0.4, epochs=30, lr=5e-3, batch=8, eval_steps=8,
+    Case("dpo", "overfit", 1, pairs=32, flip=0.2, eval_noisy_words=True, epochs=16, lr=5e-3, batch=8, eval_steps=4,
          expect=("overfitting",)),
     Case("dpo", "displacement", 1, pairs=32, flip=0.3, epochs=12, lr=1e-2, batch=8, eval_steps=4,
          expect=("likelihood-displacement",)),
@@ -121,14 +122,14 @@ def _model(tokenizer: Any, seed: int, where: Path) -> str:
     return str(where)
 
 
-def dpo_rows(n: int, seed: int, flip: float) -> list[dict[str, str]]:
-    """Pairs "good K" (chosen) vs "bad K"; with ``flip``, the pairs whose K is one of the first flip x 10 words
-    are swapped: a rule plus word-specific exceptions that a held-out set (never flipped) does not share."""
+def dpo_rows(n: int, seed: int, flip: float, keys: tuple[str, ...] = WORDS) -> list[dict[str, str]]:
+    """Pairs "good K" (chosen) vs "bad K" for K drawn from ``keys``; with ``flip``, the pairs whose K is one of
+    the first flip x 10 words are swapped (label noise tied to a word, which a model can memorise)."""
     rng = random.Random(seed)
     flipped = set(WORDS[: round(flip * len(WORDS))])
     rows = []
     for _ in range(n):
-        a, b, k = rng.choice(WORDS), rng.choice(WORDS), rng.choice(WORDS)
+        a, b, k = rng.choice(WORDS), rng.choice(WORDS), rng.choice(keys)
         good, bad = f" good {k}", f" bad {k}"
         swap = k in flipped
         rows.append({"prompt": f"pick : {a} {b}", "chosen": bad if swap else good,
@@ -154,7 +155,10 @@ def train_dpo(case: Case, out: Path) -> None:
     model = _model(tokenizer, case.seed, out.parent / "init")
     args = DPOConfig(beta=case.beta, max_length=16, **_common_args(case, out))
     train = Dataset.from_list(dpo_rows(case.pairs, 100 + case.seed, case.flip))
-    evals = Dataset.from_list(dpo_rows(case.eval_pairs, 900 + case.seed, 0.0)) if case.eval_steps else None
+    # held-out pairs with the true labels; in the overfitting regime only for the words whose training pairs
+    # were swapped: the rule the policy learns first helps there, the swapped pairs it memorises later hurt
+    keys = WORDS[: round(case.flip * len(WORDS))] if case.eval_noisy_words else WORDS
+    evals = Dataset.from_list(dpo_rows(case.eval_pairs, 900 + case.seed, 0.0, keys)) if case.eval_steps else None
     trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=train,
                          eval_dataset=evals)
     trainer.train()
