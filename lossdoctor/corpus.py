@@ -21,8 +21,10 @@ from lossdoctor.rules import yamlpos
 from lossdoctor.rules.packs import RuleSet
 
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
-                             "not-learning")
-LABEL_KEYS = frozenset({"source", "origin", "verdicts", "onset_step", "eval_interval", "why", "oracle", "notes"})
+                             "not-learning", "no-learning-signal", "reward-falling", "kl-blowup",
+                             "entropy-collapse", "length-collapse", "length-pinned", "likelihood-displacement")
+LABEL_KEYS = frozenset({"source", "origin", "verdicts", "onset_step", "eval_interval", "why", "oracle", "notes",
+                        "objective"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class Label:
     source: str = ""
     origin: str = ""
     why: str = ""
+    objective: str | None = None            # what the run optimised (objectives.yaml id); None = not labelled
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,12 @@ class CaseResult:
     fired: tuple[str, ...]                  # rule ids that fired (any severity)
     onset: int | None = None                # predicted overfitting onset step
     error: str | None = None                # the case could not be analysed (counts as predicted nothing)
+    objective: str | None = None            # the objective lossdoctor took the run for
+
+    @property
+    def objective_group(self) -> str:
+        """The labelled objective, else the detected one (per-objective tables group by it)."""
+        return self.label.objective or self.objective or "?"
 
     @property
     def correct(self) -> bool:
@@ -69,10 +78,13 @@ class Counts:
 class CorpusScore:
     results: tuple[CaseResult, ...]
     verdicts: Mapping[str, Counts]
-    rules: Mapping[str, Counts]             # per rule, against the verdict it stands for
+    rules: Mapping[str, Counts]             # per rule, against the verdict it stands for, on the runs it judges
     rule_verdict: Mapping[str, str]
     onset_errors: tuple[tuple[str, int, int | None], ...]   # (case, |error| in steps, eval interval)
     healthy_flagged: tuple[str, ...] = field(default=())  # healthy-labelled cases called overfitting/diverging
+    by_objective: Mapping[str, Mapping[str, Counts]] = field(default_factory=dict)  # objective → verdict → counts
+    #: "case: rule" for each rule that fired on a run whose labelled objective it does not judge
+    off_objective: tuple[str, ...] = field(default=())
 
     @property
     def onset_within_interval(self) -> float:
@@ -122,9 +134,18 @@ def parse_label(text: str, location: str, case: str) -> Label:
         ints[key] = value
     if ints["onset_step"] is not None and "overfitting" not in verdicts:
         raise _err(location, "'onset_step' is only for overfitting runs", data.pos("onset_step"))
+    objective = data.get("objective")
+    if objective is not None:
+        from lossdoctor.metrics.objectives import objective_table
+
+        known = objective_table().ids()
+        if objective not in known:
+            raise _err(location, f"unknown objective {objective!r}; expected one of {', '.join(known)}",
+                       data.pos("objective"))
     return Label(case=case, verdicts=frozenset(verdicts), onset_step=ints["onset_step"],
                  eval_interval=ints["eval_interval"], source=str(data.get("source", "")),
-                 origin=str(data.get("origin", "")), why=" ".join(str(data.get("why", "")).split()))
+                 origin=str(data.get("origin", "")), why=" ".join(str(data.get("why", "")).split()),
+                 objective=objective)
 
 
 def rule_verdicts(ruleset: RuleSet) -> dict[str, str]:
@@ -150,7 +171,7 @@ def predict(diag: Diagnosis, verdict_of: Mapping[str, str]) -> tuple[frozenset[s
 def case_result(label: Label, diag: Diagnosis, verdict_of: Mapping[str, str]) -> CaseResult:
     predicted, onset = predict(diag, verdict_of)
     return CaseResult(label=label, predicted=predicted, fired=tuple(sorted({f.rule_id for f in diag.findings})),
-                      onset=onset)
+                      onset=onset, objective=diag.objective.id)
 
 
 def _count(pairs: Iterable[tuple[bool, bool]]) -> Counts:
@@ -163,10 +184,24 @@ def _count(pairs: Iterable[tuple[bool, bool]]) -> Counts:
     return Counts(tp, fp, fn, tn)
 
 
-def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str]) -> CorpusScore:
+def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str],
+          rule_objectives: Mapping[str, tuple[str, ...]] | None = None) -> CorpusScore:
+    """``rule_objectives``: rule id → the objectives it judges (() = every one), to catch a rule firing on a
+    run of an objective it does not judge (a supervised-loss rule on a GRPO run)."""
     results = tuple(sorted(results, key=lambda r: r.label.case))
     verdicts = {v: _count((v in r.label.verdicts, v in r.predicted) for r in results) for v in VERDICTS}
-    rules = {rid: _count((v in r.label.verdicts, rid in r.fired) for r in results)
+    by_objective: dict[str, dict[str, Counts]] = {}
+    for group in sorted({r.objective_group for r in results}):
+        rows = [r for r in results if r.objective_group == group]
+        by_objective[group] = {v: _count((v in r.label.verdicts, v in r.predicted) for r in rows) for v in VERDICTS}
+    off = tuple(f"{r.label.case}: {rid}" for r in results if r.label.objective for rid in r.fired
+                if (rule_objectives or {}).get(rid) and r.label.objective not in (rule_objectives or {})[rid])
+    judged = rule_objectives or {}
+
+    def judges(rid: str, r: CaseResult) -> bool:   # a rule is scored on the runs of the objectives it judges
+        return not judged.get(rid) or r.objective_group in judged[rid]
+
+    rules = {rid: _count((v in r.label.verdicts, rid in r.fired) for r in results if judges(rid, r))
              for rid, v in sorted(verdict_of.items())}
     onsets = []
     for r in results:
@@ -175,7 +210,8 @@ def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str]) -> Corpu
     flagged = tuple(r.label.case for r in results if "healthy" in r.label.verdicts
                     and r.predicted & {"overfitting", "diverging"})
     return CorpusScore(results=results, verdicts=verdicts, rules=rules, rule_verdict=dict(verdict_of),
-                       onset_errors=tuple(onsets), healthy_flagged=flagged)
+                       onset_errors=tuple(onsets), healthy_flagged=flagged, by_objective=by_objective,
+                       off_objective=off)
 
 
 def _pct(x: float) -> str:
@@ -188,18 +224,34 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
              f"{sum(r.error is not None for r in s.results)} unreadable", ""]
     # confusion matrix: label verdict (rows) x predicted verdict (columns); multi-label runs count in each cell
     short = {v: v[:11] for v in VERDICTS}
+    present = [v for v in VERDICTS if v == "healthy" or any(v in r.label.verdicts | r.predicted for r in s.results)]
     lines.append("confusion (rows: labelled, columns: predicted; a run with several verdicts counts in each)")
-    lines.append(f"{'':<20}" + "".join(f"{short[v]:>12}" for v in VERDICTS) + f"{'runs':>7}")
-    for truth in VERDICTS:
+    lines.append(f"{'':<24}" + "".join(f"{short[v]:>12}" for v in present) + f"{'runs':>7}")
+    for truth in present:
         rows = [r for r in s.results if truth in r.label.verdicts]
-        cells = [sum(pred in r.predicted for r in rows) for pred in VERDICTS]
-        lines.append(f"{truth:<20}" + "".join(f"{c:>12}" for c in cells) + f"{len(rows):>7}")
-    lines += ["", f"{'verdict':<20}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
+        cells = [sum(pred in r.predicted for r in rows) for pred in present]
+        lines.append(f"{truth:<24}" + "".join(f"{c:>12}" for c in cells) + f"{len(rows):>7}")
+    lines += ["", f"{'verdict':<24}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
     for v, c in s.verdicts.items():
-        lines.append(f"{v:<20}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}{_pct(c.recall):>8}")
-    lines += ["", f"{'rule':<22}{'verdict':<20}{'fired':>6}{'precision':>11}{'recall':>8}"]
+        if v in present:
+            lines.append(f"{v:<24}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}{_pct(c.recall):>8}")
+    lines += ["", "per objective (as labelled; else as detected)",
+              f"  {'':<2}{'verdict':<22}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
+    for group, counts in s.by_objective.items():
+        rows = [r for r in s.results if r.objective_group == group]
+        labelled = [r for r in rows if r.label.objective]
+        detected = (f"; objective detected right on {sum(r.objective == r.label.objective for r in labelled)}/"
+                    f"{len(labelled)}" if labelled else "")
+        lines.append(f"  {group}: {len(rows)} run(s), {sum(r.correct for r in rows)} with every verdict right{detected}")
+        for v, c in counts.items():
+            if c.tp + c.fp + c.fn:
+                lines.append(f"    {v:<22}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}"
+                             f"{_pct(c.recall):>8}")
+    rw = max([22] + [len(r) + 2 for r in s.rules])
+    vw = max([20] + [len(v) + 2 for v in s.rule_verdict.values()])
+    lines += ["", f"{'rule':<{rw}}{'verdict':<{vw}}{'fired':>6}{'precision':>11}{'recall':>8}"]
     for rid, c in s.rules.items():
-        lines.append(f"{rid:<22}{s.rule_verdict[rid]:<20}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
+        lines.append(f"{rid:<{rw}}{s.rule_verdict[rid]:<{vw}}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
                      f"{_pct(c.recall):>8}")
     lines.append("")
     if s.onset_errors:
@@ -210,6 +262,8 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
         lines.append("overfitting onset: no labelled onset was predicted")
     lines.append(f"healthy runs called overfitting or diverging: {len(s.healthy_flagged)}"
                  + (f" ({', '.join(s.healthy_flagged)})" if s.healthy_flagged else ""))
+    lines.append(f"rules that fired on a run of an objective they do not judge: {len(s.off_objective)}"
+                 + (f" ({'; '.join(s.off_objective)})" if s.off_objective else ""))
     wrong = [r for r in s.results if not r.correct]
     if wrong or verbose:
         lines += ["", "runs " + ("" if verbose else "with a wrong verdict ") + "(label -> predicted; rules fired)"]
@@ -222,7 +276,8 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
 
 # --- floors ----------------------------------------------------------------------------------------------
 
-FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healthy_flagged", "min_runs"})
+FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healthy_flagged", "min_runs",
+                        "max_off_objective"})
 
 
 def parse_floors(text: str, location: str) -> dict[str, Any]:
@@ -230,7 +285,7 @@ def parse_floors(text: str, location: str) -> dict[str, Any]:
     for key in data:
         if key not in FLOOR_KEYS:
             raise _err(location, f"unknown key {key!r}; expected one of {', '.join(sorted(FLOOR_KEYS))}", data.pos(key))
-    for key in ("min_runs", "max_healthy_flagged"):
+    for key in ("min_runs", "max_healthy_flagged", "max_off_objective"):
         value = data.get(key)
         if key in data and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise _err(location, f"'{key}' must be a whole number >= 0", data.pos(key))
@@ -276,6 +331,9 @@ def check_floors(s: CorpusScore, floors: Mapping[str, Any]) -> list[str]:
     if "max_healthy_flagged" in floors and len(s.healthy_flagged) > int(floors["max_healthy_flagged"]):
         failures.append(f"{len(s.healthy_flagged)} healthy run(s) called overfitting/diverging "
                         f"> {floors['max_healthy_flagged']}: {', '.join(s.healthy_flagged)}")
+    if "max_off_objective" in floors and len(s.off_objective) > int(floors["max_off_objective"]):
+        failures.append(f"{len(s.off_objective)} rule firing(s) on a run of an objective the rule does not judge "
+                        f"> {floors['max_off_objective']}: {'; '.join(s.off_objective)}")
     if "min_runs" in floors and len(s.results) < int(floors["min_runs"]):
         failures.append(f"only {len(s.results)} run(s) in the corpus < min_runs {floors['min_runs']}")
     return failures
@@ -294,7 +352,12 @@ def to_json(s: CorpusScore) -> dict[str, Any]:
         "onset": {"runs": len(s.onset_errors), "median_error_steps": num(s.onset_median_error),
                   "within_one_eval_interval": num(s.onset_within_interval)},
         "healthy_flagged": list(s.healthy_flagged),
+        "objectives": {g: {v: {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn, "precision": num(c.precision),
+                               "recall": num(c.recall)} for v, c in counts.items() if c.tp + c.fp + c.fn}
+                       for g, counts in s.by_objective.items()},
+        "off_objective": list(s.off_objective),
         "cases": [{"case": r.label.case, "label": sorted(r.label.verdicts), "predicted": sorted(r.predicted),
                    "fired": list(r.fired), "onset_label": r.label.onset_step, "onset_predicted": r.onset,
-                   "error": r.error} for r in s.results],
+                   "error": r.error, "objective_label": r.label.objective, "objective_detected": r.objective}
+                  for r in s.results],
     }

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from lossdoctor.model import Diagnosis, Facts, Run
+from lossdoctor.model import Diagnosis, Facts, Objective, Run
 from lossdoctor.rules.engine import run_rules
 from lossdoctor.rules.packs import RuleSet
 
@@ -33,7 +33,9 @@ def compute_facts(run: Run) -> Facts:
                  eval_points=int(len(ev)), train_points=int(len(tr)), last_step=last_step)
 
 
-def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, run: Run) -> str:
+def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, run: Run,
+                 caveat: str | None = None) -> str:
+    """``caveat``: what a healthy verdict must add (from the objective's ``needs``); None = the eval-loss one."""
     if crashed:
         return f"analysis incomplete: {len(crashed)} rule check(s) crashed"
     errors = [f for f in diag_findings if f.severity == "error"]
@@ -46,8 +48,9 @@ def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, r
         titles = [f.title for f in warnings]
     else:
         so_far = " so far" if run.state in ("running", "unknown", "interrupted") else ""
-        caveat = "" if facts.eval_points else " (no eval loss: overfitting not judged)"
-        return f"healthy{so_far}{caveat}"
+        if caveat is None:
+            caveat = "" if facts.eval_points else "no eval loss: overfitting not judged"
+        return f"healthy{so_far}" + (f" ({caveat})" if caveat else "")
     text = f"{head}: " + "; ".join(titles[:3])
     if len(titles) > 3:
         text += f" (+{len(titles) - 3} more)"
@@ -57,9 +60,15 @@ def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, r
     return text
 
 
-def diagnose(run: Run, ruleset: RuleSet) -> Diagnosis:
-    result = run_rules(run, ruleset)
+def diagnose(run: Run, ruleset: RuleSet, objective: Objective | None = None) -> Diagnosis:
+    """Judge ``run`` by the rules for its objective: ``objective`` when given (``--objective``), else the one
+    its metric names and config show (lossdoctor/metrics/objectives.yaml)."""
+    from lossdoctor.metrics.objectives import detect, missing_caveat
+
+    objective = objective or detect(run)
+    result = run_rules(run, ruleset, objective.id)
     facts = compute_facts(run)
-    verdict = verdict_line(result.findings, result.crashed, facts, run)
+    verdict = verdict_line(result.findings, result.crashed, facts, run, missing_caveat(run, objective))
     return Diagnosis(run=run, findings=result.findings, facts=facts, verdict=verdict,
-                     crashed_checks=result.crashed, rule_sources=ruleset.sources)
+                     crashed_checks=result.crashed, rule_sources=ruleset.sources, objective=objective,
+                     rules_not_applied=result.not_applied)

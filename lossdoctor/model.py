@@ -168,6 +168,17 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """What the run optimises (lossdoctor/metrics/objectives.yaml): rules judge only the objectives they name."""
+
+    id: str = "sft"                          # sft | preference | rl | reward-model | classification | speech
+    title: str = ""
+    how: str = "default"                     # "detected" | "given" (--objective) | "default" (no sign found)
+    evidence: tuple[str, ...] = ()           # the signs that decided it: "metric train/reward", "config loss_type=sigmoid"
+    given_as: str = ""                       # the name passed to --objective, when it was an alias (e.g. "dpo")
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     run: Run
     findings: tuple[Finding, ...]
@@ -176,6 +187,8 @@ class Diagnosis:
     crashed_checks: tuple[str, ...] = ()      # "rule-id: ExceptionType: message"
     rule_sources: tuple[str, ...] = ()
     schema_version: int = 1
+    objective: Objective = field(default_factory=Objective)
+    rules_not_applied: tuple[str, ...] = ()   # enabled rules that do not judge this objective
 
     @property
     def worst_severity(self) -> str | None:

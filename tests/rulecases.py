@@ -3,7 +3,9 @@
 Series notation (a compact, expanding one like promtool's): space-separated segments, each either a number,
 ``nan``/``inf``/``-inf``, ``_`` (no point logged), or ``A+BxN`` / ``A-BxN`` = A, A±B, ..., A±N·B (N+1 values).
 A series is ``{every: STEPS, start: STEP, values: "..."}`` (start defaults to every). A case may give the
-run's ``config`` (flat keys, as readers put them in ``Run.config``) for rules that read it.
+run's ``config`` (flat keys, as readers put them in ``Run.config``) for rules that read it, and its
+``objective`` (e.g. ``rl``; without it the objective is told from the series' names, as for a real run);
+``objective_detected: ID`` also asserts what the series are taken for.
 """
 from __future__ import annotations
 

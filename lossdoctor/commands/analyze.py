@@ -43,6 +43,9 @@ def parse_formats(text: str) -> tuple[str, ...]:
 @click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), default="error", show_default=True,
               help="Exit 1 when a finding at or above this severity fires.")
 @click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`).")
+@click.option("--objective", default=None, metavar="NAME",
+              help="What the run optimises (sft, preference/dpo, rl/grpo/ppo, reward-model, classification, "
+                   "speech) [default: told from its metric names and config].")
 @click.option("--log-format", type=click.Path(dir_okay=False), default=None,
               help="YAML line-format file for a custom trainer log.")
 @click.option("--all", "all_runs", is_flag=True,
@@ -57,7 +60,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
 def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                     out_dir: str | None, fail_on: str, source_kind: str | None, log_format: str | None,
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
-                    color: bool | None) -> int:
+                    color: bool | None, objective: str | None = None) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
     a W&B run URL, or a notebook (nb.ipynb, nb.ipynb#cell-12).
 
@@ -70,7 +73,10 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     from lossdoctor.sources import read_runs
     from lossdoctor.sources.base import ReadOptions
 
+    from lossdoctor.metrics.objectives import resolve as resolve_objective
+
     wanted = parse_formats(formats)
+    given_objective = resolve_objective(objective) if objective is not None else None
     if no_default_rules and not rule_files:
         raise UsageError("--no-default-rules needs at least one --rules FILE")
     ruleset = load_rules(rule_files, include_default=not no_default_rules)
@@ -79,7 +85,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     options = ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
                           timeout=timeout, log_format=log_format, progress=sys.stderr.isatty())
     runs = [run for location in sources for run in read_runs(location, options)]
-    diagnoses = [diagnose(run, ruleset) for run in runs]
+    diagnoses = [diagnose(run, ruleset, given_objective) for run in runs]
 
     # every report is rendered before anything is written (write_reports is atomic per directory)
     base = Path(out_dir) if out_dir else None

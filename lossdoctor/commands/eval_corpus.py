@@ -79,7 +79,7 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
             continue
         results.append(corpus.case_result(label, diagnose(runs[0], ruleset), verdict_of))
 
-    scored = corpus.score(results, verdict_of)
+    scored = corpus.score(results, verdict_of, {r.id: r.objectives for r in ruleset.rules})
     click.echo(corpus.render_text(scored, verbose=verbose), nl=False)
     if json_out:
         from lossdoctor.atomic import atomic_write_bytes

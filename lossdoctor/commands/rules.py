@@ -21,7 +21,8 @@ def list_command(rule_files: tuple[str, ...]) -> int:
     width = max((len(r.id) for r in ruleset.rules), default=10)
     for rule in ruleset.rules:
         persist = f" for {rule.for_count} {rule.for_unit}" if rule.for_count > 1 else ""
-        click.echo(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.title}{persist}  [{rule.origin}]")
+        judges = ",".join(rule.objectives) or "any"
+        click.echo(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.title}{persist}  [{rule.origin}] ({judges})")
     for rid in ruleset.disabled:
         click.echo(f"{rid:<{width}}  disabled")
     return EXIT_OK

@@ -134,6 +134,7 @@ class ReportData:
     title: str
     verdict: str
     level: str                # error | warning | info | ok | incomplete (CSS class / colour)
+    objective: str            # what the run optimises and how that was decided (one line)
     caveats: tuple[str, ...]
     facts: tuple[tuple[str, str], ...]      # label, display value
     findings: tuple[FindingView, ...]
@@ -235,7 +236,17 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
         else:
             rows.append(("Early stopping would have helped", "no"))
     else:
-        rows.append(("Eval loss", "not logged: overfitting cannot be judged"))
+        from lossdoctor.metrics.objectives import judged_on
+
+        # a run judged on other signals (reward, reward margins) shows their last values instead
+        own = [m for m in judged_on(diagnosis.run, diagnosis.objective) if m != "eval/loss"]
+        for metric in own:
+            s = diagnosis.run.series(metric)
+            s = s[np.isfinite(s.to_numpy())]
+            if len(s):
+                rows.append((f"Final {metric}", f"{fmt_num(float(s.iloc[-1]))} at step {int(s.index[-1])}"))
+        if not own:
+            rows.append(("Eval loss", "not logged: overfitting cannot be judged"))
     rows.append(("Final train loss", fmt_num(f.final_train_loss)))
     rows.append(("Last step", fmt_num(f.last_step)))
     rows.append(("Points logged", f"{f.train_points} train loss, {f.eval_points} eval loss"))
@@ -359,8 +370,11 @@ def build_report_data(diagnosis: Diagnosis) -> ReportData:
         confidence=float(prov.confidence), notes=tuple(prov.notes), created=run.created or "",
         tags=tuple(run.tags), n_points=run.n_points, metrics=run.metric_names())
     config = tuple((str(k), fmt_value(v)) for k, v in sorted(run.config.items(), key=lambda kv: str(kv[0])))
+    from lossdoctor.metrics.objectives import describe
+
     return ReportData(
         title=f"lossdoctor: {run.name}", verdict=diagnosis.verdict, level=_level(diagnosis),
+        objective=describe(diagnosis.objective),
         caveats=_caveats(diagnosis), facts=_facts(diagnosis),
         findings=tuple(_finding_view(f) for f in diagnosis.findings), counts=counts,
         crashed_checks=tuple(diagnosis.crashed_checks), run=info, config=config, plots=_plots(diagnosis),

@@ -20,6 +20,7 @@ from lossdoctor.rules.window import qualifying_runs
 class EngineResult:
     findings: tuple[Finding, ...]
     crashed: tuple[str, ...]          # "rule-id: ExceptionType: message"
+    not_applied: tuple[str, ...] = ()  # rules skipped: they do not judge the run's objective
 
 
 def _evaluate(cond: Condition, run: Run, params: dict[str, Any]) -> CheckResult:
@@ -124,10 +125,15 @@ def sort_key(f: Finding) -> tuple[int, int, str]:
     return (-SEVERITY_RANK[f.severity], f.first_step if f.first_step is not None else -1, f.rule_id)
 
 
-def run_rules(run: Run, ruleset: RuleSet) -> EngineResult:
+def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> EngineResult:
+    """Every enabled rule that judges ``objective`` (all of them when None) against the run."""
     findings: list[Finding] = []
     crashed: list[str] = []
+    not_applied: list[str] = []
     for rule in ruleset.rules:
+        if objective is not None and not rule.applies_to(objective):
+            not_applied.append(rule.id)
+            continue
         try:
             finding = evaluate_rule(rule, run)
         except Exception as exc:  # noqa: BLE001 - reported, exit 2 (house rule 5)
@@ -136,4 +142,4 @@ def run_rules(run: Run, ruleset: RuleSet) -> EngineResult:
         if finding is not None:
             findings.append(finding)
     findings.sort(key=sort_key)
-    return EngineResult(tuple(findings), tuple(crashed))
+    return EngineResult(tuple(findings), tuple(crashed), tuple(not_applied))

@@ -62,6 +62,8 @@ def _apply_override(rule: Rule, entry: dict[str, Any], problems: list[str], path
         changes["severity"] = entry["severity"]
     if "enabled" in entry:
         changes["enabled"] = entry["enabled"]
+    if "objectives" in entry:
+        changes["objectives"] = entry["objectives"]
     if "for" in entry:
         changes["for_count"], changes["for_unit"] = entry["for"]
     if "params" in entry:

@@ -13,10 +13,10 @@ from lossdoctor.rules.checks import registry as check_registry
 from lossdoctor.rules.yamlpos import PosDict, PosList, YamlPosError, load
 
 ENGINE_EVIDENCE = frozenset({"first_step", "last_step", "fired_step", "held_points", "onset_step"})
-TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides"}
+TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "objectives"}
 RULE_KEYS = {"id", "severity", "title", "description", "params", "when", "for", "message", "remediation",
-             "labels", "enabled"}
-OVERRIDE_KEYS = {"severity", "params", "for", "enabled"}
+             "labels", "enabled", "objectives"}
+OVERRIDE_KEYS = {"severity", "params", "for", "enabled", "objectives"}
 FOR_UNITS = ("points", "evals", "steps")
 _FOR_RE = re.compile(r"^\s*(\d+)\s*(points?|evals?|steps?)\s*$")
 _WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|points?|evals?|steps?|logs?)\s*$")
@@ -48,6 +48,13 @@ class Rule:
     labels: Mapping[str, str]
     origin: str                               # file:line
     enabled: bool = True
+    #: the objectives the rule judges (lossdoctor/metrics/objectives.yaml); () = every objective. From the
+    #: rule's own `objectives:`, else its file's top-level `objectives:`, else every objective (so a rule file
+    #: written before objectives existed judges every run, as it did)
+    objectives: tuple[str, ...] = ()
+
+    def applies_to(self, objective: str) -> bool:
+        return not self.objectives or objective in self.objectives
 
     def with_override(self, **changes: Any) -> "Rule":
         return replace(self, **changes)
@@ -59,7 +66,8 @@ class RuleFile:
     pack: str
     extends: tuple[str, ...]
     rules: tuple[Rule, ...]
-    overrides: Mapping[str, Mapping[str, Any]]   # id → {severity, params, for_count/for_unit, enabled, origin}
+    overrides: Mapping[str, Mapping[str, Any]]   # id → {severity, params, for_count/for_unit, enabled, objectives, origin}
+    objectives: tuple[str, ...] = ()             # the file's default for its rules (() = every objective)
 
 
 class _Problems:
@@ -250,7 +258,36 @@ def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str) -
     return out
 
 
-def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str) -> Rule | None:
+def parse_objectives(node: Any, pos: tuple[int, int], probs: _Problems, rid: str | None) -> tuple[str, ...] | None:
+    """`objectives: [sft, preference]` or `objectives: any` → ids (() = every objective); None when invalid."""
+    from lossdoctor.metrics.objectives import ANY, objective_table
+
+    table = objective_table()
+    items = [node] if isinstance(node, str) else node
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        probs.add(pos, f"objectives: expected a list of objectives ({', '.join(table.ids())}) or '{ANY}'", rid)
+        return None
+    ids: list[str] = []
+    for i, name in enumerate(items):
+        where = node.item_pos[i] if isinstance(node, PosList) else pos
+        if name == ANY:
+            if len(items) > 1:
+                probs.add(where, f"objectives: '{ANY}' must stand alone", rid)
+                return None
+            return ()
+        if name not in table.ids():
+            alias = table.alias_of(name)
+            hint = f" ({name!r} is a kind of {alias!r}: write {alias})" if alias else ""
+            probs.add(where, f"objectives: unknown objective {name!r}; expected {ANY} or one of "
+                             f"{', '.join(table.ids())}{hint}", rid)
+            return None
+        if name not in ids:
+            ids.append(name)
+    return tuple(ids)
+
+
+def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
+                default_objectives: tuple[str, ...] = ()) -> Rule | None:
     if not isinstance(node, PosDict):
         probs.add(pos, "each rule must be a mapping")
         return None
@@ -314,6 +351,9 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str) ->
     if not isinstance(enabled, bool):
         probs.add(node.pos("enabled"), "enabled: expected true or false", rid)
         enabled = True
+    objectives = default_objectives
+    if "objectives" in node:
+        objectives = parse_objectives(node["objectives"], node.pos("objectives"), probs, rid) or ()
     if rid is None or cond is None or severity not in SEVERITIES or not isinstance(title, str):
         return None
     return Rule(id=rid, severity=severity, title=title.strip(),
@@ -321,14 +361,15 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str) ->
                 for_count=for_count, for_unit=for_unit, message=message.strip(),
                 remediation=tuple(r.strip() for r in remediation_node),
                 labels={str(k): str(v) for k, v in labels.items()}, origin=f"{path}:{node.pos()[0]}",
-                enabled=enabled)
+                enabled=enabled, objectives=objectives)
 
 
 def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[str, dict[str, Any]]:
     if node is None:
         return {}
     if not isinstance(node, PosDict):
-        probs.add(pos, "overrides: expected a mapping of rule id → 'disable' or {severity, params, for, enabled}")
+        probs.add(pos, "overrides: expected a mapping of rule id → 'disable' or {severity, params, for, enabled, "
+                       "objectives}")
         return {}
     out: dict[str, dict[str, Any]] = {}
     for rid, spec in node.items():
@@ -356,13 +397,17 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
                     probs.add(spec.pos("for"), "for: expected 'N points', 'N evals' or 'N steps'", rid)
                 else:
                     entry["for"] = parsed
+            if "objectives" in spec:
+                parsed_objectives = parse_objectives(spec["objectives"], spec.pos("objectives"), probs, rid)
+                if parsed_objectives is not None:
+                    entry["objectives"] = parsed_objectives
             if "enabled" in spec:
                 if isinstance(spec["enabled"], bool):
                     entry["enabled"] = spec["enabled"]
                 else:
                     probs.add(spec.pos("enabled"), "enabled: expected true or false", rid)
         else:
-            probs.add(where, "expected 'disable' or a mapping {severity, params, for, enabled}", rid)
+            probs.add(where, "expected 'disable' or a mapping {severity, params, for, enabled, objectives}", rid)
             continue
         out[str(rid)] = entry
     return out
@@ -390,6 +435,9 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
     if not isinstance(extends, list) or not all(isinstance(e, str) for e in extends):
         probs.add(data.pos("extends"), "extends: expected a pack name or a list of them")
         extends = []
+    file_objectives: tuple[str, ...] = ()
+    if "objectives" in data:
+        file_objectives = parse_objectives(data["objectives"], data.pos("objectives"), probs, None) or ()
     rules_node = data.get("rules", PosList())
     rules: list[Rule] = []
     if rules_node is None:
@@ -399,7 +447,7 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
     else:
         seen: dict[str, int] = {}
         for i, item in enumerate(rules_node):
-            rule = _parse_rule(item, rules_node.item_pos[i], probs, path)
+            rule = _parse_rule(item, rules_node.item_pos[i], probs, path, file_objectives)
             if rule is None:
                 continue
             if rule.id in seen:
@@ -411,7 +459,8 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
         probs.add(data.pos(), "expected 'rules', 'overrides' or 'extends'")
     overrides = _parse_overrides(data.get("overrides"), data.pos("overrides"), probs)
     pack = str(data.get("pack", "") or "")
-    return RuleFile(path=path, pack=pack, extends=tuple(extends), rules=tuple(rules), overrides=overrides), probs.items
+    return (RuleFile(path=path, pack=pack, extends=tuple(extends), rules=tuple(rules), overrides=overrides,
+                     objectives=file_objectives), probs.items)
 
 
 def raise_problems(problems: list[str], path: str) -> None:

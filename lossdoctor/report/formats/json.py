@@ -93,6 +93,8 @@ def diagnosis_to_dict(diagnosis: Diagnosis) -> dict[str, Any]:
         },
         "facts": diagnosis.facts,
         "verdict": diagnosis.verdict,
+        "objective": diagnosis.objective,
+        "rules_not_applied": list(diagnosis.rules_not_applied),
         "worst_severity": diagnosis.worst_severity,
         "findings": [dataclasses.asdict(f) for f in diagnosis.findings],
         "crashed_checks": list(diagnosis.crashed_checks),

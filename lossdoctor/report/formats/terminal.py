@@ -30,6 +30,7 @@ def summary_from_data(data: ReportData, color: bool) -> str:
     lines = [f"{clean(data.run.name)}: " + _paint(clean(data.verdict), data.level, color, bold=True)]
     for caveat in data.caveats:
         lines.append("  ! " + clean(caveat))
+    lines.append("  objective: " + clean(data.objective))
     lines.append("  " + "; ".join(f"{label.lower()}: {clean(value)}" for label, value in data.facts[:4]))
     for f in data.findings:
         tag = _paint(f"{f.severity.upper():<7}", f.severity, color)
