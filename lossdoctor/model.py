@@ -168,6 +168,19 @@ class Facts:
 
 
 @dataclass(frozen=True)
+class RuleOutcome:
+    """How one rule in force came out on a run (CI reports: one test case per rule)."""
+
+    rule_id: str
+    severity: str
+    title: str
+    origin: str                          # "rules/default.yaml:12"
+    status: str                          # fired | passed | skipped | crashed
+    reason: str = ""                     # why it was skipped (e.g. the series it needs is not logged), or the crash
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     run: Run
     findings: tuple[Finding, ...]
@@ -176,6 +189,7 @@ class Diagnosis:
     crashed_checks: tuple[str, ...] = ()      # "rule-id: ExceptionType: message"
     rule_sources: tuple[str, ...] = ()
     schema_version: int = 1
+    rule_outcomes: tuple[RuleOutcome, ...] = ()   # every rule in force, in rule-set order (empty: not recorded)
 
     @property
     def worst_severity(self) -> str | None:
