@@ -82,7 +82,10 @@ def sarif_log(diagnosis: Diagnosis, data: ReportData) -> dict[str, Any]:
             result["locations"] = [{"physicalLocation": physical}]
         results.append(result)
 
+    slug = "".join(ch if ch.isalnum() or ch in "._-" else "-" for ch in diagnosis.run.name).strip("-") or "run"
     run: dict[str, Any] = {
+        # one category per training run: code scanning keeps the results of several runs apart
+        "automationDetails": {"id": f"lossdoctor/{slug[:80]}/"},
         "tool": {"driver": {"name": "lossdoctor", "version": __version__, "semanticVersion": __version__,
                             "informationUri": INFO_URI, "rules": rules}},
         "results": results,
