@@ -344,3 +344,68 @@ def test_terminal_strips_control_sequences() -> None:
     text = render_terminal(evil, color=False)
     assert "\x1b" not in text and "\r" not in text
     assert text.splitlines()[0].startswith("a [2Jb c d:")
+
+
+# --------------------------------------------------------------------------- where findings hold, plots
+
+def test_findings_shaded_exactly_where_they_hold() -> None:
+    """Real rules on a real generated run: overfitting from the best eval on; lr-too-high wherever the lr is
+    at or over its limit (not only at the peak step the rule reports)."""
+    import json as _json
+
+    from lossdoctor.diagnosis import diagnose
+    from lossdoctor.rules.packs import load_rules
+    from lossdoctor.sources import read_runs
+
+    path = Path(__file__).parent / "corpus" / "gen-overfit-lr-1" / "trainer_state.json"
+    diag = diagnose(read_runs(str(path))[0], load_rules(()))
+    views = {f.rule_id: f for f in build_report_data(diag).findings}
+    hist = _json.loads(path.read_text())["log_history"]
+    evals = [(r["step"], r["eval_loss"]) for r in hist if "eval_loss" in r]
+    best_step = min(evals, key=lambda sv: sv[1])[0]
+    assert views["overfitting"].holds == ((best_step, evals[-1][0]),)
+    over = [r["step"] for r in hist if r.get("learning_rate", 0) >= 0.01]
+    assert over and views["lr-too-high"].holds == ((over[0], over[-1]),)
+    assert diag.findings[[f.rule_id for f in diag.findings].index("lr-too-high")].first_step == over[0]
+    lr_plot = next(p for p in build_report_data(diag).plots if p.key == "learning_rate")
+    assert lr_plot.spans[0].ranges == ((over[0], over[-1]),)
+
+
+def test_loss_plot_goes_log_when_it_spans_more_than_10x() -> None:
+    data = build_report_data(overfit_diagnosis())       # train loss 2.94 -> 0.51: under 10x
+    assert not next(p for p in data.plots if p.key == "loss").log_y
+    import dataclasses
+
+    from lossdoctor.model import make_metrics
+
+    diag = overfit_diagnosis()
+    s = np.arange(1, 101, dtype=float)
+    frame = make_metrics(s, ["loss"] * 100, 8.0 * np.exp(-s / 20.0) + 0.05)     # 7.7 -> 0.10: 75x
+    run = dataclasses.replace(diag.run, metrics=frame)
+    loss = next(p for p in build_report_data(dataclasses.replace(diag, run=run)).plots if p.key == "loss")
+    assert loss.log_y
+    from lossdoctor.report.svg import plot_svg
+
+    assert "loss (log)" in plot_svg(loss)
+
+
+def test_svg_survives_extreme_values_and_markup_in_names() -> None:
+    import dataclasses
+
+    from lossdoctor.model import make_metrics
+    from lossdoctor.report.svg import plot_svg
+
+    diag = overfit_diagnosis()
+    s = np.arange(1, 11, dtype=float)
+    vals = np.array([1e308, -1e308, 1.7976931348623157e308, 0.0, np.nan, np.inf, -np.inf, 1.0, -5e307, 3.0])
+    frame = make_metrics(s, ["$\\alpha$ <b>&"] * 10, vals)
+    run = dataclasses.replace(diag.run, metrics=frame)
+    data = build_report_data(dataclasses.replace(diag, run=run, findings=()))
+    (plot,) = data.plots
+    svg = plot_svg(plot)
+    coords = re.findall(r'\b(?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]+)"', svg)
+    coords += re.findall(r"-?\d+(?:\.\d+)?", " ".join(re.findall(r' d="([^"]+)"', svg)))
+    coords = [c for c in coords if c != "100%"]          # the <svg width="100%">
+    assert coords and all(math.isfinite(float(c)) for c in coords)
+    assert "$\\alpha$_&lt;b&gt;&amp;</text>" in svg and "<b>" not in svg     # literal, no math text
+    assert svg.count('class="nonfinite"') == 3

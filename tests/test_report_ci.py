@@ -272,3 +272,23 @@ def test_json_decimated_keeps_evidence_and_nonfinite_full_series_keeps_all() -> 
     fm = full["run"]["metrics"][0]
     assert fm["steps"] == list(range(1, n + 1)) and fm["decimated"] is False and full["run"]["full_series"]
     assert math.isclose(fm["values"][0], loss[0])
+
+
+def test_report_path_imports_only_what_a_format_uses(tmp_path: Path) -> None:
+    """No matplotlib on the analyze path at all; jinja2 and the SVG code only for HTML/Markdown."""
+    state = CORPUS / "gen-overfit-lr-1" / "trainer_state.json"
+    probe = ("import runpy, sys\n"
+             "sys.argv = ['lossdoctor', 'analyze', sys.argv[1], '--format', sys.argv[2], '--out', sys.argv[3], "
+             "'--fail-on', 'never', '-q']\n"
+             "try:\n    runpy.run_module('lossdoctor', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('matplotlib', 'jinja2', 'lossdoctor.report.svg', 'xml.sax.saxutils', "
+             "'torch') if m in sys.modules), file=sys.stderr)\n")
+    seen = {}
+    for fmt in ("json", "html,md", "sarif,junit"):
+        proc = subprocess.run([sys.executable, "-c", probe, str(state), fmt, str(tmp_path / fmt)],
+                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        seen[fmt] = proc.stderr.strip().splitlines()[-1]
+    assert seen["json"] == "[]"
+    assert seen["html,md"] == "['jinja2', 'lossdoctor.report.svg']"
+    assert seen["sarif,junit"] == "['xml.sax.saxutils']"

@@ -8,8 +8,11 @@ or inject another one.
 """
 from __future__ import annotations
 
-from lossdoctor.model import Diagnosis
-from lossdoctor.report.data import ReportData
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import ReportData
 
 LEVELS = {"error": "error", "warning": "warning", "info": "notice"}
 

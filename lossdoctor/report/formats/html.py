@@ -9,12 +9,11 @@ scripts and remote loads as a second line of defence.
 """
 from __future__ import annotations
 
-from markupsafe import Markup
+from typing import TYPE_CHECKING
 
-from lossdoctor.model import Diagnosis
-from lossdoctor.report.data import ReportData
-from lossdoctor.report.formats._jinja import html_env
-from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg, timeline_svg
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import ReportData
 
 
 class HtmlRenderer:
@@ -24,6 +23,11 @@ class HtmlRenderer:
     description = "report.html: one self-contained page (verdict, findings, timeline, curves)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
+        from markupsafe import Markup   # jinja2 only when an HTML report is rendered
+
+        from lossdoctor.report.formats._jinja import html_env
+        from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg, timeline_svg
+
         svgs = [(plot, Markup(plot_svg(plot))) for plot in data.plots]
         strip = Markup(timeline_svg(data.timeline)) if data.timeline is not None and data.findings else None
         text = html_env().get_template("report.html.j2").render(d=data, svgs=svgs, timeline_svg=strip,

@@ -8,19 +8,24 @@ not be judged is ``<skipped>`` with the reason (e.g. the run has no eval loss), 
 from __future__ import annotations
 
 import re
-from xml.sax.saxutils import escape, quoteattr
+from typing import TYPE_CHECKING
 
-from lossdoctor.model import Diagnosis
-from lossdoctor.report.data import ReportData
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import ReportData
 
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def _text(value: object) -> str:
+    from xml.sax.saxutils import escape
+
     return escape(_NOT_XML.sub("", str(value)))
 
 
 def _attr(value: object) -> str:
+    from xml.sax.saxutils import quoteattr
+
     return quoteattr(" ".join(_NOT_XML.sub(" ", str(value)).split()))
 
 

@@ -12,10 +12,11 @@ backticks replaced, so it cannot close the block.
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
-from lossdoctor.model import Diagnosis
-from lossdoctor.report.data import ReportData, Timeline, public_text
-from lossdoctor.report.formats._jinja import MdSafe, md_env
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import ReportData, Timeline
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 SEVERITY_MARK = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
@@ -63,6 +64,9 @@ class MarkdownRenderer:
     description = "report.md: for PR comments and $GITHUB_STEP_SUMMARY (sparklines, no images)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
+        from lossdoctor.report.data import public_text
+        from lossdoctor.report.formats._jinja import MdSafe, md_env   # jinja2 only when rendered
+
         env = md_env(md_escape)
         template = env.get_template("report.md.j2")
         strip = MdSafe(text_strip(data.timeline)) if data.timeline is not None and data.timeline.rows else None

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
-from lossdoctor.model import Diagnosis
-from lossdoctor.report.data import ReportData
+if TYPE_CHECKING:
+    from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import ReportData
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {"error": "error", "warning": "warning", "info": "note"}
@@ -24,6 +24,8 @@ INFO_URI = "https://pypi.org/project/lossdoctor/"
 def artifact_uri(location: str) -> str | None:
     """A SARIF uri-reference for a run location: a relative path stays relative (POSIX separators), an
     absolute one becomes a file:// URI, a URL stays; stdin and other pseudo locations have none."""
+    from urllib.parse import quote
+
     if not location or location.startswith("<") or location == "-":
         return None
     if "://" in location:
