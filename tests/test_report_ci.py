@@ -292,3 +292,26 @@ def test_report_path_imports_only_what_a_format_uses(tmp_path: Path) -> None:
     assert seen["json"] == "[]"
     assert seen["html,md"] == "['jinja2', 'lossdoctor.report.svg']"
     assert seen["sarif,junit"] == "['xml.sax.saxutils']"
+
+
+def test_wandb_sparkline_facts_say_only_what_is_known(tmp_path: Path) -> None:
+    """The W&B console block holds 8-level sparklines and the summary's final values: the facts and the
+    verdict give the summary's values, the order and the shape, never a number read off the glyphs."""
+    log = ROOT / "tests" / "data" / "logs" / "seed001_wandb_block.log"
+    proc = cli("analyze", str(log), "--format", "json,md,html", "--out", str(tmp_path / "o"), "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr.decode()
+    doc = json.loads((tmp_path / "o" / "diagnosis.json").read_text())
+    summary = doc["run"]["summary"]
+    facts = doc["facts"]
+    assert facts["best_eval_loss"] is None and facts["final_gap_pct"] is None
+    assert facts["final_eval_loss"] == summary["eval/loss"] and facts["final_train_loss"] == summary["train/loss"]
+    assert facts["early_stopping_would_help"] is True
+    levels = [v for m in doc["run"]["metrics"] if m["name"] == "eval/loss" for v in m["values"]]
+    reconstructed = min(levels)                # the shape's lowest point: not a measured value
+    md = (tmp_path / "o" / "report.md").read_text()
+    facts_table = md.split("### Findings")[0]
+    assert f"{reconstructed:.4g}" not in facts_table and "100.0%" not in facts_table
+    assert f"{summary['eval/loss']:.4g} (run summary)" in facts_table
+    assert "its value is not recorded" in facts_table
+    assert f"{reconstructed:.4g}" not in doc["verdict"] and "%" not in doc["verdict"]
+    assert "read off a recovered shape" in md          # the findings' numbers are flagged as such
