@@ -315,3 +315,19 @@ def test_wandb_sparkline_facts_say_only_what_is_known(tmp_path: Path) -> None:
     assert "its value is not recorded" in facts_table
     assert f"{reconstructed:.4g}" not in doc["verdict"] and "%" not in doc["verdict"]
     assert "read off a recovered shape" in md          # the findings' numbers are flagged as such
+
+
+def test_a_finished_log_is_not_called_incomplete(tmp_path: Path) -> None:
+    """seed 004: the last record is 'step 50 / 50' and the script then prints 'Training finished.'"""
+    log = ROOT / "tests" / "data" / "logs" / "seed004_ddp.log"
+    diag = real_diagnosis(log)
+    assert diag.run.state == "finished"
+    assert "so far" not in diag.verdict
+    text = render(diag, "md")["report.md"].decode()
+    assert "may be incomplete" not in text and "still running" not in text
+    cut = tmp_path / "cut.log"                 # the same log stopped at step 30 of 50 is not finished
+    lines = log.read_text(encoding="utf-8").splitlines()
+    keep = [ln for ln in lines if "step 40 / 50" not in ln and "step 50 / 50" not in ln
+            and "Training finished" not in ln]
+    cut.write_text("\n".join(keep) + "\n", encoding="utf-8")
+    assert real_diagnosis(cut).run.state == "unknown"
