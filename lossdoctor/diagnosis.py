@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
@@ -13,7 +14,37 @@ from lossdoctor.rules.packs import RuleSet
 EARLY_STOP_MARGIN = 0.01
 
 
+def summary_value(run: Run, metric: str) -> float | None:
+    """The run summary's value for a canonical metric (its final value as the source recorded it)."""
+    from lossdoctor.metrics.names import canonicalise
+
+    keys = [metric] + sorted(str(k) for k in run.summary
+                             if str(k) != metric and "/" in str(k) and canonicalise(str(k)) == metric)
+    for key in keys:
+        value = run.summary.get(key)
+        if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) \
+                and math.isfinite(float(value)):
+            return float(value)
+    return None
+
+
+def is_shape_only(run: Run) -> bool:
+    """Values recovered as a shape (e.g. W&B console sparklines: 8 levels, order known, magnitudes not)."""
+    return run.provenance.confidence < 1.0 and run.provenance.step_source == "ordinal"
+
+
 def compute_facts(run: Run) -> Facts:
+    facts = _measured_facts(run)
+    if not is_shape_only(run):
+        return facts
+    # only what is known: the order of the points (best step, whether eval ended higher) and the summary's
+    # final values; never a number reconstructed from sparkline levels
+    return replace(facts, best_eval_loss=None, final_gap_pct=None,
+                   final_eval_loss=summary_value(run, "eval/loss") if facts.final_eval_step is not None else None,
+                   final_train_loss=summary_value(run, "train/loss"))
+
+
+def _measured_facts(run: Run) -> Facts:
     ev = run.series("eval/loss")
     ev = ev[np.isfinite(ev.to_numpy())]
     tr = run.series("train/loss")
@@ -55,8 +86,11 @@ def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, r
     if len(titles) > 3:
         text += f" (+{len(titles) - 3} more)"
     if facts.early_stopping_would_help and facts.best_eval_step is not None:
-        text += (f" - best eval loss {facts.best_eval_loss:.4g} at step {facts.best_eval_step}, "
-                 f"final {facts.final_eval_loss:.4g} (+{facts.final_gap_pct:.1f}%)")
+        if facts.best_eval_loss is None or facts.final_gap_pct is None:   # a shape: the order is all we know
+            text += f" - eval loss lowest around step {facts.best_eval_step}, higher at the end"
+        else:
+            text += (f" - best eval loss {facts.best_eval_loss:.4g} at step {facts.best_eval_step}, "
+                     f"final {facts.final_eval_loss:.4g} (+{facts.final_gap_pct:.1f}%)")
     return text
 
 
@@ -71,4 +105,4 @@ def diagnose(run: Run, ruleset: RuleSet, objective: Objective | None = None) -> 
     verdict = verdict_line(result.findings, result.crashed, facts, run, missing_caveat(run, objective))
     return Diagnosis(run=run, findings=result.findings, facts=facts, verdict=verdict,
                      crashed_checks=result.crashed, rule_sources=ruleset.sources, objective=objective,
-                     rules_not_applied=result.not_applied)
+                     rules_not_applied=result.not_applied, rule_outcomes=result.outcomes)

@@ -1,7 +1,8 @@
 """Data that crosses module boundaries: Run, Finding, Facts, Diagnosis (frozen dataclasses).
 
 The metric table of a Run is a *tidy long* DataFrame (tbparse style) with columns
-``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str``.
+``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str``, optionally
+``wall_time`` and ``line`` (the 1-based line of the source file, for text logs; reports point at it).
 Wide frames exist only for plotting (``Run.wide()``).
 """
 from __future__ import annotations
@@ -179,6 +180,19 @@ class Objective:
 
 
 @dataclass(frozen=True)
+class RuleOutcome:
+    """How one rule in force came out on a run (CI reports: one test case per rule)."""
+
+    rule_id: str
+    severity: str
+    title: str
+    origin: str                          # "rules/default.yaml:12"
+    status: str                          # fired | passed | skipped | crashed
+    reason: str = ""                     # why it was skipped (e.g. the series it needs is not logged), or the crash
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Diagnosis:
     run: Run
     findings: tuple[Finding, ...]
@@ -189,6 +203,7 @@ class Diagnosis:
     schema_version: int = 1
     objective: Objective = field(default_factory=Objective)
     rules_not_applied: tuple[str, ...] = ()   # enabled rules that do not judge this objective
+    rule_outcomes: tuple[RuleOutcome, ...] = ()   # every rule in force, in rule-set order (empty: not recorded)
 
     @property
     def worst_severity(self) -> str | None:

@@ -99,7 +99,7 @@ def test_dpo_keys_resumed_run_and_end_line(tmp_path: Path) -> None:
                 "elapsed_time": "0:00:45", "remaining_time": "0:00:00"}]
     (run,) = read_runs(str(_write_lines(tmp_path / "dpo" / "trainer_log.jsonl", records)))
     assert run.series("train/loss").to_dict() == {10: 0.6931, 20: 0.65, 30: 0.6, 40: 0.55}
-    assert run.series("rewards/accuracies").to_dict() == {10: 0.5, 20: 0.6, 30: 0.7, 40: 0.8}
+    assert run.series("train/rewards/accuracies").to_dict() == {10: 0.5, 20: 0.6, 30: 0.7, 40: 0.8}
     assert run.state == "finished"
     notes = " | ".join(run.provenance.notes)
     assert "resumed" in notes and "rewards/accuracies" in notes

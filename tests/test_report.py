@@ -6,8 +6,6 @@ import json
 import math
 import os
 import re
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +28,12 @@ UPDATE = os.environ.get("LOSSDOCTOR_UPDATE_GOLD") == "1"
 # --------------------------------------------------------------------------- gold-file machinery
 
 _SVG = re.compile(r"<svg\b.*?</svg>", re.S)
-_KEPT_ID = re.compile(r'id="((?:finding-|best-eval-step)[^"]*)"')
+_KEPT_ID = re.compile(r'id="((?:finding-|best-eval-step|strip-)[^"]*)"')
 
 
 def _scrub_svg(match: re.Match[str]) -> str:
-    """Plots are checked for determinism and by the browser test; the gold keeps only their public ids
-    (matplotlib's path data changes between matplotlib releases)."""
+    """Plots are checked for determinism, by their own tests and by the browser test; the gold keeps only
+    their public ids, so a change of a plot's drawing does not churn every HTML gold file."""
     ids = " ".join(_KEPT_ID.findall(match.group(0)))
     return f"<svg>[plot; ids: {ids}]</svg>"
 
@@ -68,8 +66,10 @@ def compare_gold(name: str, actual: str) -> None:
 
 @pytest.mark.parametrize("sample,fmt,file", [
     ("overfit", "md", "report.md"), ("overfit", "json", "diagnosis.json"), ("overfit", "html", "report.html"),
-    ("healthy", "md", "report.md"), ("healthy", "json", "diagnosis.json"),
-    ("nonfinite", "md", "report.md"),
+    ("overfit", "sarif", "report.sarif"), ("overfit", "junit", "junit.xml"),
+    ("overfit", "github", "github-annotations.txt"),
+    ("healthy", "md", "report.md"), ("healthy", "json", "diagnosis.json"), ("healthy", "html", "report.html"),
+    ("nonfinite", "md", "report.md"), ("nonfinite", "html", "report.html"),
 ])
 def test_gold(sample: str, fmt: str, file: str, tmp_path: Path) -> None:
     if sample == "overfit":
@@ -77,7 +77,10 @@ def test_gold(sample: str, fmt: str, file: str, tmp_path: Path) -> None:
     else:
         diag = {"healthy": healthy_diagnosis, "nonfinite": nonfinite_diagnosis}[sample]()
     out = scrub(render(diag, fmt)[file].decode("utf-8"), tmp_path)
-    assert ("TMP/trainer" in out) == (sample == "overfit") and "VERSION" in out
+    # the Markdown (PR comments, job summaries) never shows a local absolute path; the others keep it
+    assert ("TMP/trainer" in out) == (sample == "overfit" and fmt != "md")
+    assert ("…/trainer\\_state.json" in out) == (sample == "overfit" and fmt == "md")
+    assert "VERSION" in out or fmt in ("github", "junit")
     compare_gold(f"{sample}/{file}", out)
 
 
@@ -105,7 +108,8 @@ def test_every_formats_module_with_renderer_is_registered() -> None:
         module = importlib.import_module(f"lossdoctor.report.formats.{info.name}")
         if hasattr(module, "RENDERER"):
             expected.add(module.RENDERER.name)
-    assert {r.name for r in registry().values()} == expected == {"html", "markdown", "json", "terminal"}
+    assert {r.name for r in registry().values()} == expected == {"html", "markdown", "json", "terminal", "sarif",
+                                                                 "junit", "github"}
 
 
 def test_unknown_format_is_usage_error() -> None:
@@ -117,14 +121,11 @@ def test_render_file_sets() -> None:
     diag = overfit_diagnosis()
     assert set(render(diag, "html")) == {"report.html"}
     assert set(render(diag, "json")) == {"diagnosis.json"}
+    # the Markdown is self-contained: no image files, no links to any
     md = render(diag, "md")
-    # loss, lr, grad_norm + one small multiple (mean_token_accuracy); epoch is bookkeeping, not plotted
-    assert set(md) == {"report.md", "plots/loss.png", "plots/learning_rate.png", "plots/grad_norm.png",
-                       "plots/metric-train_mean_token_accuracy.png"}
+    assert set(md) == {"report.md"}
     text = md["report.md"].decode()
-    for rel in md:
-        if rel.endswith(".png"):
-            assert f"]({rel})" in text
+    assert "](" not in text and "<img" not in text and ".png" not in text
 
 
 # --------------------------------------------------------------------------- report data
@@ -135,12 +136,13 @@ def test_report_data_is_frozen_and_pure() -> None:
     assert a == b
     with pytest.raises(dataclasses.FrozenInstanceError):
         a.verdict = "x"  # type: ignore[misc]
-    assert [p.key for p in a.plots] == ["loss", "learning_rate", "grad_norm", "metric-train_mean_token_accuracy"]
-    loss = a.plots[0]
+    # the most telling first: the plot with the error, then the one with the warning, then the rest
+    assert [p.key for p in a.plots] == ["grad_norm", "loss", "learning_rate", "metric-train_mean_token_accuracy"]
+    loss = a.plots[1]
     assert [s.gid for s in loss.spans] == ["finding-overfitting"]
     assert loss.marker is not None and (loss.marker.step, loss.marker.value) == (20, 1.0)
-    assert [s.gid for s in a.plots[2].spans] == ["finding-grad-norm-explosion"]
-    assert a.plots[1].spans == ()          # the LR plot: no finding names train/learning_rate
+    assert [s.gid for s in a.plots[0].spans] == ["finding-grad-norm-explosion"]
+    assert a.plots[2].spans == ()          # the LR plot: no finding names train/learning_rate
     assert a.level == "error" and a.counts == (("error", 1), ("warning", 1), ("info", 0))
 
 
@@ -273,26 +275,9 @@ def test_json_nonfinite_as_strings() -> None:
 
 # --------------------------------------------------------------------------- determinism
 
-def _png_chunks(data: bytes) -> list[bytes]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, kinds = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
-        kinds.append(kind)
-        pos += 12 + length
-    return kinds
-
-
-def test_output_is_deterministic_and_png_has_no_metadata() -> None:
-    for fmt in ("html", "md", "json"):
+def test_output_is_deterministic() -> None:
+    for fmt in ("html", "md", "json", "sarif", "junit", "github", "terminal"):
         assert render(overfit_diagnosis(), fmt) == render(overfit_diagnosis(), fmt), fmt
-    for rel, data in render(overfit_diagnosis(), "md").items():
-        if rel.endswith(".png"):
-            kinds = _png_chunks(data)
-            assert not {b"tEXt", b"iTXt", b"zTXt", b"tIME"} & set(kinds), (rel, kinds)
     html = render(overfit_diagnosis(), "html")["report.html"].decode()
     assert "<metadata" not in html and "<dc:date" not in html
 
@@ -304,9 +289,9 @@ def test_write_reports_writes_all_and_returns_primaries(tmp_path: Path) -> None:
     written = write_reports(overfit_diagnosis(), ("html", "md", "markdown", "json"), out)
     assert written == [out / "report.html", out / "report.md", out / "diagnosis.json"]
     names = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert names == sorted(["report.html", "report.md", "diagnosis.json", "plots/loss.png",
-                            "plots/learning_rate.png", "plots/grad_norm.png",
-                            "plots/metric-train_mean_token_accuracy.png"])   # and no temp files left
+    # and no temp files left; .lossdoctor-files lists what this report owns (for the next run in the dir)
+    assert names == sorted(["report.html", "report.md", "diagnosis.json", ".lossdoctor-files"])
+    assert (out / ".lossdoctor-files").read_text().split() == ["diagnosis.json", "report.html", "report.md"]
     assert (out / "report.md").read_bytes() == render(overfit_diagnosis(), "md")["report.md"]
 
 
@@ -359,3 +344,68 @@ def test_terminal_strips_control_sequences() -> None:
     text = render_terminal(evil, color=False)
     assert "\x1b" not in text and "\r" not in text
     assert text.splitlines()[0].startswith("a [2Jb c d:")
+
+
+# --------------------------------------------------------------------------- where findings hold, plots
+
+def test_findings_shaded_exactly_where_they_hold() -> None:
+    """Real rules on a real generated run: overfitting from the best eval on; lr-too-high wherever the lr is
+    at or over its limit (not only at the peak step the rule reports)."""
+    import json as _json
+
+    from lossdoctor.diagnosis import diagnose
+    from lossdoctor.rules.packs import load_rules
+    from lossdoctor.sources import read_runs
+
+    path = Path(__file__).parent / "corpus" / "gen-overfit-lr-1" / "trainer_state.json"
+    diag = diagnose(read_runs(str(path))[0], load_rules(()))
+    views = {f.rule_id: f for f in build_report_data(diag).findings}
+    hist = _json.loads(path.read_text())["log_history"]
+    evals = [(r["step"], r["eval_loss"]) for r in hist if "eval_loss" in r]
+    best_step = min(evals, key=lambda sv: sv[1])[0]
+    assert views["overfitting"].holds == ((best_step, evals[-1][0]),)
+    over = [r["step"] for r in hist if r.get("learning_rate", 0) >= 0.01]
+    assert over and views["lr-too-high"].holds == ((over[0], over[-1]),)
+    assert diag.findings[[f.rule_id for f in diag.findings].index("lr-too-high")].first_step == over[0]
+    lr_plot = next(p for p in build_report_data(diag).plots if p.key == "learning_rate")
+    assert lr_plot.spans[0].ranges == ((over[0], over[-1]),)
+
+
+def test_loss_plot_goes_log_when_it_spans_more_than_10x() -> None:
+    data = build_report_data(overfit_diagnosis())       # train loss 2.94 -> 0.51: under 10x
+    assert not next(p for p in data.plots if p.key == "loss").log_y
+    import dataclasses
+
+    from lossdoctor.model import make_metrics
+
+    diag = overfit_diagnosis()
+    s = np.arange(1, 101, dtype=float)
+    frame = make_metrics(s, ["loss"] * 100, 8.0 * np.exp(-s / 20.0) + 0.05)     # 7.7 -> 0.10: 75x
+    run = dataclasses.replace(diag.run, metrics=frame)
+    loss = next(p for p in build_report_data(dataclasses.replace(diag, run=run)).plots if p.key == "loss")
+    assert loss.log_y
+    from lossdoctor.report.svg import plot_svg
+
+    assert "loss (log)" in plot_svg(loss)
+
+
+def test_svg_survives_extreme_values_and_markup_in_names() -> None:
+    import dataclasses
+
+    from lossdoctor.model import make_metrics
+    from lossdoctor.report.svg import plot_svg
+
+    diag = overfit_diagnosis()
+    s = np.arange(1, 11, dtype=float)
+    vals = np.array([1e308, -1e308, 1.7976931348623157e308, 0.0, np.nan, np.inf, -np.inf, 1.0, -5e307, 3.0])
+    frame = make_metrics(s, ["$\\alpha$ <b>&"] * 10, vals)
+    run = dataclasses.replace(diag.run, metrics=frame)
+    data = build_report_data(dataclasses.replace(diag, run=run, findings=()))
+    (plot,) = data.plots
+    svg = plot_svg(plot)
+    coords = re.findall(r'\b(?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]+)"', svg)
+    coords += re.findall(r"-?\d+(?:\.\d+)?", " ".join(re.findall(r' d="([^"]+)"', svg)))
+    coords = [c for c in coords if c != "100%"]          # the <svg width="100%">
+    assert coords and all(math.isfinite(float(c)) for c in coords)
+    assert "$\\alpha$_&lt;b&gt;&amp;</text>" in svg and "<b>" not in svg     # literal, no math text
+    assert svg.count('class="nonfinite"') == 3

@@ -221,6 +221,49 @@ def test_ctrl_c_leaves_valid_state(tmp_path: Path) -> None:
     assert any("status 'interrupted'" in n for n in run.provenance.notes)
 
 
+def test_every_run_ends_with_the_diagnosis_and_report_path(overfit_run) -> None:
+    """Without --stop-on too: the last lines are the verdict, the findings and where the report is."""
+    out, proc = overfit_run
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
+    reports = [ln.split("report: ", 1)[1] for ln in lines if ln.startswith("  report: ")]
+    assert reports == [str(out / "report" / n) for n in ("report.html", "report.md", "diagnosis.json")]
+    assert lines[-1] == f"  report: {out / 'report' / 'diagnosis.json'}"
+    summary = lines[lines.index(next(ln for ln in lines if ln.startswith("overfit: "))):]
+    assert summary[0].startswith("overfit: needs attention") and "overfitting" in summary[0]
+    assert any(ln.split()[:2] == ["WARNING", "overfitting"] for ln in summary)
+    doc = json.loads((out / "report" / "diagnosis.json").read_text())
+    assert doc["run"]["state"] == "finished" and "overfitting" in [f["rule_id"] for f in doc["findings"]]
+    assert (out / "report" / "report.html").stat().st_size > 0
+
+
+def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
+    out = tmp_path / "terminated"
+    proc = subprocess.Popen([sys.executable, "-m", "lossdoctor", "train", "--config", str(OVERFIT_YAML),
+                             "--output-dir", str(out), "--epochs", "500", "--wandb", "off"], cwd=ROOT, env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    log = out / "console.log"
+    while time.time() < deadline:   # wait until a few steps have been logged
+        if log.exists() and log.read_text(errors="replace").count("'loss'") >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert b"Traceback" not in err and b"terminated (SIGTERM) at step" in err
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert 0 < state["global_step"] < 500 * 16
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["exit_code"] == 143
+    assert manifest["global_step"] == state["global_step"]
+    # the partial run is diagnosed too, as an interrupted run
+    text = stdout.decode()
+    assert text.strip().splitlines()[-1] == f"  report: {out / 'report' / 'diagnosis.json'}"
+    doc = json.loads((out / "report" / "diagnosis.json").read_text())
+    assert doc["run"]["state"] == "interrupted"
+    assert "interrupted" in (out / "report" / "report.md").read_text()
+
+
 def test_yaml_keys_dashes_underscores_and_flag_override(tmp_path: Path) -> None:
     from lossdoctor.train.config import build_config
 

@@ -12,6 +12,9 @@ from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 
 DEFAULT_FORMATS = "html,md"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
+#: `analyze -` reads at most this much of standard input (a log that large belongs in a file)
+STDIN_LIMIT = 256 * 1024 * 1024
+STDIN_LOCATION = "<stdin>"
 
 
 def run_slug(name: str) -> str:
@@ -31,16 +34,52 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return wanted
 
 
+def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa: ANN001
+    """`analyze -`: standard input (bounded) read like a file; the runs say <stdin>, never a temp path."""
+    import dataclasses
+    import tempfile
+
+    from lossdoctor.errors import LossdoctorError
+    from lossdoctor.sources import read_runs
+
+    data = sys.stdin.buffer.read(limit + 1)
+    if len(data) > limit:
+        raise UsageError(f"standard input is larger than {limit // (1024 * 1024)} MiB; save it to a file and "
+                         "pass the file", STDIN_LOCATION)
+    if not data.strip():
+        raise UsageError("standard input is empty; expected a training log or a trainer_state.json",
+                         STDIN_LOCATION)
+    with tempfile.TemporaryDirectory(prefix="lossdoctor-stdin-") as tmp:
+        path = Path(tmp) / "stdin"
+        path.write_bytes(data)
+        try:
+            runs = read_runs(str(path), options)  # type: ignore[arg-type]
+        except LossdoctorError as err:
+            err.location = STDIN_LOCATION
+            raise
+    out = []
+    for run in runs:
+        prov = dataclasses.replace(run.provenance, location=STDIN_LOCATION,
+                                   notes=tuple(n.replace(str(path), STDIN_LOCATION) for n in run.provenance.notes))
+        name = "stdin" if run.name in (path.name, path.stem, Path(tmp).name) else run.name
+        out.append(dataclasses.replace(run, provenance=prov, name=name))
+    return out
+
+
 @click.command("analyze")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @click.option("--rules", "rule_files", multiple=True, metavar="FILE",
               help="Extra rule file (repeatable); may extend/override the default pack.")
 @click.option("--no-default-rules", is_flag=True, help="Use only the --rules files.")
 @click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True,
-              help="Comma-separated report formats: html, md, json.")
+              help="Comma-separated report formats: html, md, json, sarif, junit, github (annotations on "
+                   "standard output), terminal.")
+@click.option("--full-series", is_flag=True,
+              help="diagnosis.json: every point of every metric (default: the points the plots use).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report directory [default: reports/<run-name>/].")
-@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), default="error", show_default=True,
+@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES, case_sensitive=False), default="error",
+              show_default=True,
               help="Exit 1 when a finding at or above this severity fires.")
 @click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`).")
 @click.option("--objective", default=None, metavar="NAME",
@@ -58,17 +97,19 @@ def parse_formats(text: str) -> tuple[str, ...]:
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line per run.")
 @click.option("--color/--no-color", default=None, help="Colour the terminal summary [default: if a TTY].")
 def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
-                    out_dir: str | None, fail_on: str, source_kind: str | None, log_format: str | None,
+                    full_series: bool, out_dir: str | None, fail_on: str, source_kind: str | None,
+                    log_format: str | None,
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
                     color: bool | None, objective: str | None = None) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
-    a W&B run URL, or a notebook (nb.ipynb, nb.ipynb#cell-12).
+    a W&B run URL, a notebook (nb.ipynb, nb.ipynb#cell-12), or - (standard input).
 
     \b
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.
     """
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.report import render_terminal, write_reports
+    from lossdoctor.report.data import ReportOptions
     from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
     from lossdoctor.sources.base import ReadOptions
@@ -84,7 +125,12 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         source_kind = "user-format"
     options = ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
                           timeout=timeout, log_format=log_format, progress=sys.stderr.isatty())
-    runs = [run for location in sources for run in read_runs(location, options)]
+    if sum(1 for location in sources if location == "-") > 1:
+        raise UsageError("standard input (-) can be given only once")
+    runs = [run for location in sources
+            for run in (read_stdin_runs(options) if location == "-" else read_runs(location, options))]
+    report_options = ReportOptions(full_series=full_series)
+    fail_on = fail_on.lower()
     diagnoses = [diagnose(run, ruleset, given_objective) for run in runs]
 
     # every report is rendered before anything is written (write_reports is atomic per directory)
@@ -103,8 +149,11 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         targets.append(target)
     use_color = sys.stdout.isatty() if color is None else color
     written_all = []
+    printed: list[str] = []
     for diag, target in zip(diagnoses, targets):
-        written_all.append(write_reports(diag, wanted, target))
+        written_all.append(write_reports(diag, wanted, target, report_options, stdout=printed))
+    for text in printed:
+        click.echo(text, nl=False)
     for diag, written in zip(diagnoses, written_all):
         for note in diag.run.provenance.notes:
             click.echo(f"lossdoctor: note: {diag.run.name}: {note}", err=True)

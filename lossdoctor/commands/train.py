@@ -68,9 +68,13 @@ def train_command(ctx: click.Context, config_file: str | None, **options: Any) -
     lossdoctor train --model tiny --data examples/data/overfit.jsonl --output-dir runs/overfit
     lossdoctor train --config examples/train_overfit.yaml --output-dir runs/overfit --stop-on warning
 
+    Every run ends with the diagnosis (the verdict and the findings) and the report written to
+    <output-dir>/report/ (report.html, report.md, diagnosis.json), also when it was interrupted.
+
     \b
     Exit codes: 0 completed; 1 stopped by a rule (--stop-on / --stop-on-rule);
-    2 bad input; 130 interrupted (Ctrl-C) after saving trainer_state.json and run.json.
+    2 bad input; 130 interrupted (Ctrl-C) and 143 terminated (SIGTERM), after saving
+    trainer_state.json, run.json and the report.
     """
     from lossdoctor.train.config import build_config
     from lossdoctor.train.recipe import is_main_process, train
@@ -78,8 +82,12 @@ def train_command(ctx: click.Context, config_file: str | None, **options: Any) -
     given = {k: v for k, v in options.items() if v is not None and not (k in _MULTI and v == ())}
     config = build_config(config_file, given)
     result = train(config, argv=["lossdoctor", *sys.argv[1:]])
-    if is_main_process():   # under torchrun / accelerate launch, one line, not one per rank
+    if is_main_process():   # under torchrun / accelerate launch, once, not once per rank
         click.echo(f"lossdoctor: run {result.status} at step {result.global_step}: {result.run_dir}", err=True)
+        if result.summary:   # the last thing a run prints: the diagnosis and where the report is
+            click.echo(result.summary)
+            for path in result.reports:
+                click.echo(f"  report: {path}")
     return result.exit_code
 
 

@@ -1,4 +1,4 @@
-"""Reports: Diagnosis → HTML / Markdown / JSON / terminal text.
+"""Reports: Diagnosis → HTML / Markdown / JSON / terminal text / CI formats (SARIF, JUnit, GitHub annotations).
 
 The CLI calls four functions: ``available_formats``, ``render``, ``write_reports`` and ``render_terminal``.
 Rendering is pure (returns bytes); only ``write.py`` touches the disk.
@@ -12,6 +12,7 @@ from lossdoctor.errors import UsageError
 
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
+    from lossdoctor.report.data import ReportOptions
 
 __all__ = ["available_formats", "render", "render_many", "write_reports", "render_terminal"]
 
@@ -32,14 +33,15 @@ def _renderer(fmt: str):  # noqa: ANN202
     return found
 
 
-def render(diagnosis: Diagnosis, fmt: str) -> dict[str, bytes]:
-    """Relative file name → content for one format (e.g. md → report.md + plots/*.png)."""
+def render(diagnosis: Diagnosis, fmt: str, options: ReportOptions | None = None) -> dict[str, bytes]:
+    """Relative file name → content for one format (e.g. html → report.html)."""
     from lossdoctor.report.data import build_report_data
 
-    return _renderer(fmt).render(diagnosis, build_report_data(diagnosis))
+    return _renderer(fmt).render(diagnosis, build_report_data(diagnosis, options))
 
 
-def render_many(diagnosis: Diagnosis, formats: tuple[str, ...]) -> tuple[dict[str, bytes], list[str]]:
+def render_many(diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportOptions | None = None
+                ) -> tuple[dict[str, bytes], list[str]]:
     """All formats at once (ReportData built once; aliases of one format rendered once).
 
     Returns (files, primary file names in the order asked).
@@ -51,7 +53,7 @@ def render_many(diagnosis: Diagnosis, formats: tuple[str, ...]) -> tuple[dict[st
         r = _renderer(fmt)
         if r not in renderers:
             renderers.append(r)
-    data = build_report_data(diagnosis)
+    data = build_report_data(diagnosis, options)
     files: dict[str, bytes] = {}
     primaries: list[str] = []
     for r in renderers:
@@ -63,12 +65,24 @@ def render_many(diagnosis: Diagnosis, formats: tuple[str, ...]) -> tuple[dict[st
     return files, primaries
 
 
-def write_reports(diagnosis: Diagnosis, formats: tuple[str, ...], out_dir: Path) -> list[Path]:
-    """Render every format in memory, then write them atomically; returns each format's main file."""
+def write_reports(diagnosis: Diagnosis, formats: tuple[str, ...], out_dir: Path,
+                  options: ReportOptions | None = None, stdout: list[str] | None = None) -> list[Path]:
+    """Render every format in memory, then write them atomically (and remove the files an earlier report in
+    the same directory wrote that this one does not); returns each written format's main file.
+
+    Formats meant for standard output (``to_stdout``, e.g. GitHub annotations) are appended to ``stdout``
+    when a list is given (the CLI prints them), else written as files like the others."""
     from lossdoctor.report.write import write_files
 
-    files, primaries = render_many(diagnosis, tuple(formats))
-    write_files(Path(out_dir), files)
+    files, primaries = render_many(diagnosis, tuple(formats), options)
+    if stdout is not None:
+        for fmt in dict.fromkeys(formats):
+            r = _renderer(fmt)
+            if getattr(r, "to_stdout", False) and r.primary in files:
+                stdout.append(files.pop(r.primary).decode("utf-8"))
+                primaries = [p for p in primaries if p != r.primary]
+    if files:
+        write_files(Path(out_dir), files)
     return [Path(out_dir) / p for p in primaries]
 
 

@@ -57,6 +57,13 @@ SEVERITY_ORDER: tuple[str, ...] = ("error", "warning", "info")
 
 
 @dataclass(frozen=True)
+class ReportOptions:
+    """What the user asked of the report (not of the run): passed from the CLI through ``render_many``."""
+
+    full_series: bool = False     # diagnosis.json: every point instead of the plotted (decimated) ones
+
+
+@dataclass(frozen=True)
 class Line:
     """One metric drawn on a plot; non-finite values stay in ``values`` (plots mark them)."""
 
@@ -68,13 +75,16 @@ class Line:
 
 @dataclass(frozen=True)
 class Span:
-    """A finding's step range shaded on a plot. ``gid`` is the SVG element id (unique per report)."""
+    """Where a finding holds, shaded on a plot. ``gid`` is the SVG element id (unique per report); ``ranges``
+    are the step ranges (inclusive) where the finding's condition holds, ``first_step``..``last_step`` their
+    hull."""
 
     rule_id: str
     severity: str
     first_step: int
     last_step: int
     gid: str
+    ranges: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,7 @@ class Marker:
 
 @dataclass(frozen=True)
 class PlotSpec:
-    key: str                  # file stem: plots/<key>.png
+    key: str                  # stable slug (HTML id plot-<key>)
     title: str
     ylabel: str
     lines: tuple[Line, ...]
@@ -97,6 +107,7 @@ class PlotSpec:
     marker: Marker | None
     small: bool               # a small multiple (extra metric) rather than a headline plot
     log_y: bool
+    group: str = "main"       # "main" | "extra" | "throughput" (throughput and token counts come last)
 
 
 @dataclass(frozen=True)
@@ -108,9 +119,44 @@ class FindingView:
     remediation: tuple[str, ...]
     steps: str                # "20-100", "40", or "-" (no step range)
     series: tuple[str, ...]
-    evidence: tuple[tuple[str, str], ...]   # sorted key, display value
+    evidence: tuple[tuple[str, str], ...]   # every key, sorted, display value
     origin: str
     confidence: str           # "" when 1.0
+    key_evidence: tuple[tuple[str, str], ...] = ()   # the few telling values, rounded (shown first)
+    note: str = ""                                   # a caveat on the message's numbers (recovered shapes)
+    holds: tuple[tuple[int, int], ...] = ()          # step ranges where the finding holds (inclusive)
+    holds_text: str = "-"                            # the same as text: "80-192", "1-49", "30, 40-50"
+    line: int | None = None                          # line of the log where it starts, when the reader knows
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    rule_id: str
+    severity: str
+    title: str
+    ranges: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The health strip: one row per finding with a step range, over the run's whole step axis."""
+
+    first_step: int
+    last_step: int
+    rows: tuple[TimelineRow, ...]
+    best_eval_step: int | None = None
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A headline metric in a few characters: a Unicode sparkline and its first / best / last values."""
+
+    metric: str
+    spark: str
+    first: str
+    last: str
+    low: str                  # lowest finite value and its step, e.g. "0.7625 @ 180"
+    points: int
 
 
 @dataclass(frozen=True)
@@ -127,6 +173,7 @@ class RunInfo:
     tags: tuple[str, ...]
     n_points: int
     metrics: tuple[str, ...]
+    public_location: str = ""     # location without a local absolute directory (for Markdown / CI output)
 
 
 @dataclass(frozen=True)
@@ -145,6 +192,10 @@ class ReportData:
     plots: tuple[PlotSpec, ...]
     rule_sources: tuple[str, ...]
     version: str
+    timeline: Timeline | None = None
+    curves: tuple[Curve, ...] = ()
+    key_steps: tuple[tuple[str, ...], ...] = ()   # header row, then one row per key step (Markdown table)
+    options: ReportOptions = ReportOptions()
 
 
 # --------------------------------------------------------------------------- formatting helpers
@@ -202,6 +253,19 @@ def span_gid(rule_id: str) -> str:
 
 # --------------------------------------------------------------------------- pieces
 
+_ABS_PATH = re.compile(r"""(?<![^\s"'(=,\[])(?:/|[A-Za-z]:[\\/]|~[\\/])[^\s"',;|()<>]+""")
+
+
+def public_text(text: str) -> str:
+    """``text`` with every local absolute path cut to its last component (``/home/me/runs/x.log`` →
+    ``…/x.log``): what a PR comment or a CI log may show of a machine's directories. URLs are kept."""
+    def cut(m: re.Match[str]) -> str:
+        path = m.group(0).rstrip("/\\")
+        tail = re.split(r"[\\/]", path)[-1] if path else ""
+        return "…/" + tail if tail else "…/"
+    return _ABS_PATH.sub(cut, str(text))
+
+
 def _caveats(diagnosis: Diagnosis) -> tuple[str, ...]:
     run = diagnosis.run
     out: list[str] = []
@@ -218,7 +282,39 @@ def _caveats(diagnosis: Diagnosis) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _shape_facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
+    """Facts of a run recovered as a shape (W&B console sparklines): only what is known, i.e. the summary's
+    final values, the order of the points and the shape; never a number reconstructed from 8 glyph levels."""
+    run, f = diagnosis.run, diagnosis.facts
+    rows: list[tuple[str, str]] = []
+    ev = run.series("eval/loss")
+    vals = ev.to_numpy(dtype="float64")
+    finite = np.flatnonzero(np.isfinite(vals))
+    if finite.size:
+        best_i = int(finite[np.argmin(vals[finite])])
+        where = f"point {best_i + 1} of {len(vals)}"
+        rows.append(("Lowest eval loss", f"at {where} (about step {f.best_eval_step}); its value is not recorded"))
+        rows.append(("Final eval loss", f"{fmt_num(f.final_eval_loss)} (run summary)"
+                     if f.final_eval_loss is not None else "not in the run summary"))
+        if f.early_stopping_would_help:
+            rows.append(("After its lowest point", "eval loss rose to the end (by how much is not recorded)"))
+            rows.append(("Early stopping would have helped", f"likely: eval loss was lowest at {where}"))
+        else:
+            rows.append(("After its lowest point", "eval loss did not rise"))
+    else:
+        rows.append(("Eval loss", "not logged: overfitting cannot be judged"))
+    rows.append(("Final train loss", f"{fmt_num(f.final_train_loss)} (run summary)"
+                 if f.final_train_loss is not None else "not in the run summary"))
+    rows.append(("Last step", fmt_num(f.last_step)))
+    rows.append(("Points recovered", f"{f.train_points} train loss, {f.eval_points} eval loss (shape only)"))
+    return tuple(rows)
+
+
 def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
+    from lossdoctor.diagnosis import is_shape_only
+
+    if is_shape_only(diagnosis.run):
+        return _shape_facts(diagnosis)
     f = diagnosis.facts
     rows: list[tuple[str, str]] = []
     if f.best_eval_step is not None:
@@ -253,12 +349,164 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
     return tuple(rows)
 
 
-def _finding_view(f: Finding) -> FindingView:
+# ----------------------------------------------------------------------- where a finding holds
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    v = float(value)
+    return int(v) if math.isfinite(v) and v == int(v) else None
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return float(value)
+
+
+def _mask_ranges(steps: np.ndarray, mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Runs of consecutive True points as inclusive (first step, last step) ranges."""
+    if not len(mask) or not mask.any():
+        return ()
+    padded = np.r_[False, mask, False].astype(np.int8)
+    diff = np.diff(padded)
+    starts, ends = np.flatnonzero(diff == 1), np.flatnonzero(diff == -1) - 1
+    return tuple((int(steps[a]), int(steps[b])) for a, b in zip(starts.tolist(), ends.tolist()))
+
+
+def hold_ranges(f: Finding, run: Run) -> tuple[tuple[int, int], ...]:
+    """The step ranges where a finding holds, from the evidence its check kind declares:
+
+    - a trend measured from the best point (``best_step``: overfitting, divergence): from the best on;
+    - a bound crossed (``threshold`` + ``peak`` + ``metric``: lr too high, grad norm too high or too low,
+      many epochs): every run of points of that metric on the peak's side of the bound, over the whole
+      series (lr-too-high judges the peak, but holds wherever the lr is over the limit);
+    - non-finite values (``bad_points``): the runs of non-finite points of the finding's series;
+    - a window (``from_step``/``to_step``: plateau, relation, share): that window;
+    - otherwise the finding's first..last step.
+    """
+    first, last = f.first_step, f.last_step
+    if first is None and last is None:
+        return ()
+    first = int(first if first is not None else last)  # type: ignore[arg-type]
+    last = int(last if last is not None else first)
+    ev = f.evidence
+    best_step = _int(ev.get("best_step"))
+    if best_step is not None and first <= best_step <= last:
+        return ((best_step, last),)
+    threshold, peak, metric = _num(ev.get("threshold")), _num(ev.get("peak")), ev.get("metric")
+    if threshold is not None and peak is not None and isinstance(metric, str) and peak != threshold \
+            and run.has(metric):
+        s = run.series(metric)
+        steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+        with np.errstate(invalid="ignore"):
+            mask = np.isfinite(values) & ((values >= threshold) if peak > threshold else (values <= threshold))
+        found = _mask_ranges(steps, mask)
+        if found:
+            return found
+    if _int(ev.get("bad_points")) is not None:
+        found_all: list[tuple[int, int]] = []
+        for name in f.series:
+            if run.has(name):
+                s = run.series(name)
+                steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+                found_all.extend(_mask_ranges(steps, ~np.isfinite(values) & (steps >= first) & (steps <= last)))
+        if found_all:
+            return _merge(found_all)
+    lo, hi = _int(ev.get("from_step")), _int(ev.get("to_step"))
+    if lo is not None and hi is not None and lo <= hi:
+        return ((lo, hi),)
+    return ((first, last),)
+
+
+def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
+    out: list[list[int]] = []
+    for a, b in sorted(ranges):
+        if out and a <= out[-1][1]:
+            out[-1][1] = max(out[-1][1], b)
+        else:
+            out.append([a, b])
+    return tuple((a, b) for a, b in out)
+
+
+def source_line(run: Run, step: int | None, series: tuple[str, ...]) -> int | None:
+    """The line of the source file that logged ``step`` (of one of ``series`` if it can), when the reader
+    recorded line numbers (an optional ``line`` column of the metric table); else None."""
+    frame = run.metrics
+    if step is None or "line" not in frame.columns or not len(frame):
+        return None
+    at = frame["step"].to_numpy(dtype="int64") == int(step)
+    if not at.any():
+        return None
+    lines = frame["line"].to_numpy(dtype="float64")
+    pick = at & np.isin(frame["metric"].to_numpy(dtype="object"), list(series)) if series else at
+    if not (pick & np.isfinite(lines)).any():
+        pick = at
+    found = lines[pick & np.isfinite(lines)]
+    return int(found.min()) if found.size else None
+
+
+def ranges_text(ranges: tuple[tuple[int, int], ...], limit: int = 4) -> str:
+    if not ranges:
+        return "-"
+    parts = [fmt_steps(a, b) for a, b in ranges[:limit]]
+    if len(ranges) > limit:
+        parts.append(f"+{len(ranges) - limit} more")
+    return ", ".join(parts)
+
+
+# ----------------------------------------------------------------------- evidence people read
+
+#: evidence keys worth showing first, most telling first (keys declared by the check kinds); the rest of
+#: the evidence is folded away. Bookkeeping keys (fired_step, held_points, onset_step, metric, ...) never lead.
+KEY_EVIDENCE: tuple[str, ...] = (
+    "best", "best_step", "last", "rise_pct", "a_drop_pct", "peak", "peak_step", "threshold", "bound",
+    "ratio", "share_pct", "value", "baseline", "bad_points", "first_bad_step", "last_finite", "head", "tail",
+    "drop_pct", "problem", "found_points", "lr_ratio",
+)
+MAX_KEY_EVIDENCE = 4
+
+
+def fmt_evidence(key: str, value: Any) -> str:
+    """A rounded evidence value: 4 significant digits, percentages with one decimal and a % sign."""
+    if key.endswith("_pct") and _num(value) is not None and math.isfinite(float(value)):
+        return f"{float(value):.1f}%"
+    if isinstance(value, str):
+        return value
+    return fmt_value(value) if isinstance(value, (list, tuple, dict)) else fmt_num(value)
+
+
+def _key_evidence(evidence: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for key in KEY_EVIDENCE:
+        if key in evidence and len(out) < MAX_KEY_EVIDENCE:
+            value = evidence[key]
+            if key == "value" and "peak" in evidence:
+                continue
+            out.append((key, fmt_evidence(key, value)))
+    return tuple(out)
+
+
+SHAPE_NOTE = ("The numbers in this message were read off a recovered shape (8-level sparklines), not measured: "
+              "only the direction and the order of the points hold.")
+
+
+def _finding_view(f: Finding, run: Run) -> FindingView:
+    from lossdoctor.diagnosis import is_shape_only
+
+    holds = hold_ranges(f, run)
+    shape = is_shape_only(run)
+    key = _key_evidence(f.evidence)
+    if shape:   # only what the shape knows: where (steps), not how much
+        key = tuple((k, v) for k, v in key if k.endswith("step"))
     return FindingView(
         rule_id=f.rule_id, severity=f.severity, title=f.title, message=f.message,
         remediation=tuple(f.remediation), steps=fmt_steps(f.first_step, f.last_step), series=tuple(f.series),
-        evidence=tuple((str(k), fmt_value(v)) for k, v in sorted(f.evidence.items(), key=lambda kv: str(kv[0]))),
-        origin=f.origin, confidence="" if f.confidence >= 1.0 else f"{f.confidence:.2f}")
+        evidence=tuple((str(k), fmt_evidence(str(k), v))
+                       for k, v in sorted(f.evidence.items(), key=lambda kv: str(kv[0]))),
+        origin=f.origin, confidence="" if f.confidence >= 1.0 else f"{f.confidence:.2f}",
+        key_evidence=key, holds=holds, holds_text=ranges_text(holds), note=SHAPE_NOTE if shape else "",
+        line=source_line(run, holds[0][0] if holds else f.first_step, f.series))
 
 
 def _level(diagnosis: Diagnosis) -> str:
@@ -267,14 +515,18 @@ def _level(diagnosis: Diagnosis) -> str:
     return diagnosis.worst_severity or "ok"
 
 
+# ----------------------------------------------------------------------- series for plots and JSON
+
 #: a plotted line keeps at most this many points (a plot is ~1000 px wide); see decimate()
 MAX_PLOT_POINTS = 2000
 
 
-def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS) -> np.ndarray:
+def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS,
+             keep_steps: "np.ndarray | None" = None) -> np.ndarray:
     """Indices to plot: all of them up to ``limit``; beyond, per bucket of consecutive points the first,
     the lowest, the highest and the last (so spikes, minima and the shape survive), plus every non-finite
-    point (NaN/inf markers must not vanish). Deterministic, in step order."""
+    point (NaN/inf markers must not vanish) and every point at one of ``keep_steps`` (a finding's evidence).
+    Deterministic, in step order."""
     n = len(values)
     if n <= limit:
         return np.arange(n)
@@ -290,74 +542,225 @@ def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS
         if b > a:
             keep[a + int(np.argmax(hi[a:b]))] = True
             keep[a + int(np.argmin(lo[a:b]))] = True
+    if keep_steps is not None and len(keep_steps):
+        keep |= np.isin(steps, keep_steps)
     return np.flatnonzero(keep)
 
 
-def _line(run: Run, metric: str) -> Line | None:
+def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, int], ...], ...] = ()
+                   ) -> np.ndarray:
+    """Every step a finding names (its range, its evidence's ``*step`` values, the ends of where it holds):
+    the points a decimated series must keep."""
+    out: set[int] = set()
+    for f in findings:
+        for v in (f.first_step, f.last_step):
+            if v is not None:
+                out.add(int(v))
+        for k, v in f.evidence.items():
+            if str(k).endswith("step") and _int(v) is not None:
+                out.add(int(v))  # type: ignore[arg-type]
+    for ranges in holds:
+        for a, b in ranges:
+            out.update((a, b))
+    return np.asarray(sorted(out), dtype="int64")
+
+
+def _line(run: Run, metric: str, keep_steps: np.ndarray) -> Line | None:
     s = run.series(metric)
     if s.empty:
         return None
     steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
-    idx = decimate(steps, values)
+    idx = decimate(steps, values, keep_steps=keep_steps)
     return Line(metric=metric, label=metric, steps=tuple(steps[idx].tolist()), values=tuple(values[idx].tolist()))
 
 
-def _log_y(lines: tuple[Line, ...]) -> bool:
-    """Log scale when a positive series spans more than three decades (grad_norm blow-ups, LR warmup)."""
+def _positive_span(lines: tuple[Line, ...]) -> float:
     vals = np.array([v for ln in lines for v in ln.values], dtype="float64")
     vals = vals[np.isfinite(vals)]
     if vals.size < 2 or (vals <= 0).any():
-        return False
-    return bool(vals.max() / vals.min() > 1e3)
+        return 1.0
+    return float(vals.max() / vals.min())
 
 
-def _plots(diagnosis: Diagnosis) -> tuple[PlotSpec, ...]:
+def _log_y(key: str, lines: tuple[Line, ...]) -> bool:
+    """Loss on a log axis when it spans more than 10x (the first train losses would flatten an eval rise);
+    any other positive series when it spans more than three decades (grad_norm blow-ups, LR warmup)."""
+    return _positive_span(lines) > (10.0 if key == "loss" else 1e3)
+
+
+_THROUGHPUT = re.compile(r"(tokens|samples|steps)_per_s(ec(ond)?)?|num_tokens|tokens?$|throughput|runtime|"
+                         r"flos|_per_second|mfu|memory|mem_", re.I)
+
+
+def _group_of(metric: str) -> str:
+    return "throughput" if _THROUGHPUT.search(metric) else "extra"
+
+
+def _plots(diagnosis: Diagnosis, views: tuple[FindingView, ...], keep_steps: np.ndarray) -> tuple[PlotSpec, ...]:
+    """Headline plots, then other metrics, then throughput / token counts; within that, the plots that show
+    a finding first (worst severity first). Every plot shades where each finding on its series holds."""
+    from lossdoctor.exitcodes import SEVERITY_RANK
+
     run = diagnosis.run
     present = run.metric_names()
-    groups: list[tuple[str, str, tuple[str, ...], str, bool]] = []
+    groups: list[tuple[str, str, tuple[str, ...], str, bool, str]] = []
     used: set[str] = set()
     for key, title, metrics, ylabel in MAIN_PLOTS:
         have = tuple(m for m in metrics if m in present)
         if have:
-            groups.append((key, title, have, ylabel, False))
+            groups.append((key, title, have, ylabel, False, "main"))
             used.update(have)
     extras = [m for m in present if m not in used and m not in BOOKKEEPING_METRICS]
-    for m in extras[:MAX_EXTRA_PLOTS]:
+    plain = [m for m in extras if _group_of(m) == "extra"][:MAX_EXTRA_PLOTS]
+    throughput = [m for m in extras if _group_of(m) == "throughput"][:MAX_EXTRA_PLOTS]
+    for m in plain + throughput:
         key = "metric-" + (_GID_BAD.sub("_", m).strip("_") or "x")
-        groups.append((key, m, (m,), m, True))
+        groups.append((key, m, (m,), m, True, _group_of(m)))
 
     seen_gid: dict[str, int] = {}
     facts = diagnosis.facts
-    out: list[PlotSpec] = []
+    out: list[tuple[tuple[int, int, int], PlotSpec]] = []
     keys_used: set[str] = set()
-    for key, title, metrics, ylabel, small in groups:
+    for order, (key, title, metrics, ylabel, small, group) in enumerate(groups):
         while key in keys_used:   # two odd names can slug to the same key
             key += "_"
         keys_used.add(key)
-        lines = tuple(ln for ln in (_line(run, m) for m in metrics) if ln is not None)
+        lines = tuple(ln for ln in (_line(run, m, keep_steps) for m in metrics) if ln is not None)
         spans: list[Span] = []
-        for f in diagnosis.findings:
-            if f.first_step is None and f.last_step is None:
-                continue
-            if not set(f.series) & set(metrics):
+        for f, view in zip(diagnosis.findings, views):
+            if not view.holds or not set(f.series) & set(metrics):
                 continue
             base = span_gid(f.rule_id)
             seen_gid[base] = seen_gid.get(base, 0) + 1
             gid = base if seen_gid[base] == 1 else f"{base}-{seen_gid[base]}"
-            first = f.first_step if f.first_step is not None else f.last_step
-            last = f.last_step if f.last_step is not None else f.first_step
-            spans.append(Span(rule_id=f.rule_id, severity=f.severity, first_step=int(first),
-                              last_step=int(last), gid=gid))
+            spans.append(Span(rule_id=f.rule_id, severity=f.severity, first_step=view.holds[0][0],
+                              last_step=view.holds[-1][1], gid=gid, ranges=view.holds))
         marker = None
         if "eval/loss" in metrics and facts.best_eval_step is not None and facts.best_eval_loss is not None:
             marker = Marker(step=int(facts.best_eval_step), value=float(facts.best_eval_loss),
                             label=f"best eval {fmt_num(facts.best_eval_loss)} @ step {facts.best_eval_step}")
-        out.append(PlotSpec(key=key, title=title, ylabel=ylabel, lines=lines, spans=tuple(spans),
-                            marker=marker, small=small, log_y=_log_y(lines)))
+        worst = max((SEVERITY_RANK.get(sp.severity, 0) + 1 for sp in spans), default=0)
+        rank = (0 if group == "main" else 1 if group == "extra" else 2, -worst, order)
+        out.append((rank, PlotSpec(key=key, title=title, ylabel=ylabel, lines=lines, spans=tuple(spans),
+                                   marker=marker, small=small, log_y=_log_y(key, lines), group=group)))
+    out.sort(key=lambda item: item[0])
+    return tuple(spec for _, spec in out)
+
+
+# ----------------------------------------------------------------------- timeline, curves, key steps
+
+def _timeline(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> Timeline | None:
+    run = diagnosis.run
+    if not len(run.metrics):
+        return None
+    steps = run.metrics["step"].to_numpy(dtype="int64")
+    rows = tuple(TimelineRow(rule_id=v.rule_id, severity=v.severity, title=v.title, ranges=v.holds)
+                 for v in views if v.holds)
+    return Timeline(first_step=int(steps.min()), last_step=int(steps.max()), rows=rows,
+                    best_eval_step=diagnosis.facts.best_eval_step)
+
+
+SPARK_GLYPHS = "▁▂▃▄▅▆▇█"
+SPARK_WIDTH = 24
+CURVE_METRICS: tuple[str, ...] = ("train/loss", "eval/loss", "train/learning_rate", "train/grad_norm")
+
+
+def sparkline(values: np.ndarray, width: int = SPARK_WIDTH, log: bool = False) -> str:
+    """``values`` as at most ``width`` glyphs (the mean of each bucket of consecutive points, scaled to eight
+    levels between the lowest and highest finite value); a bucket with a NaN/inf point is ``×``."""
+    values = np.asarray(values, dtype="float64")
+    if not len(values):
+        return ""
+    n = min(width, len(values))
+    edges = np.linspace(0, len(values), n + 1).astype("int64")
+    means, bad = np.empty(n), np.zeros(n, dtype=bool)
+    for i in range(n):
+        chunk = values[edges[i]:edges[i + 1]]
+        ok = np.isfinite(chunk)
+        bad[i] = not ok.all()
+        means[i] = float(chunk[ok].mean()) if ok.any() else np.nan
+    shown = np.log10(means) if log and np.nanmin(np.where(np.isfinite(means), means, np.inf)) > 0 else means
+    finite = np.isfinite(shown)
+    if not finite.any():
+        return "×" * n
+    lo, hi = float(np.min(shown[finite])), float(np.max(shown[finite]))
+    out = []
+    for i in range(n):
+        if bad[i] or not finite[i]:
+            out.append("×")
+        elif hi - lo <= 0 or not math.isfinite(hi - lo):
+            out.append(SPARK_GLYPHS[0])
+        else:
+            out.append(SPARK_GLYPHS[int(round((shown[i] - lo) / (hi - lo) * 7))])
+    return "".join(out)
+
+
+def _curves(run: Run) -> tuple[Curve, ...]:
+    out = []
+    for metric in CURVE_METRICS:
+        s = run.series(metric)
+        if s.empty:
+            continue
+        steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+        finite = np.flatnonzero(np.isfinite(values))
+        low = "-"
+        if finite.size:
+            i = int(finite[np.argmin(values[finite])])
+            low = f"{fmt_num(values[i])} @ {int(steps[i])}"
+        log = metric.endswith("loss") and finite.size > 1 and bool((values[finite] > 0).all()) and \
+            float(values[finite].max() / values[finite].min()) > 10
+        out.append(Curve(metric=metric, spark=sparkline(values, log=log), first=fmt_num(values[0]),
+                         last=fmt_num(values[-1]), low=low, points=int(len(values))))
     return tuple(out)
 
 
-def build_report_data(diagnosis: Diagnosis) -> ReportData:
+MAX_KEY_STEPS = 8
+
+
+def _key_steps(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> tuple[tuple[str, ...], ...]:
+    """A small table of the headline curves at the steps that matter: the first and last step, the best eval
+    step, and where each finding starts to hold (as-of values: the last point at or before the step)."""
+    run = diagnosis.run
+    metrics = [m for m in CURVE_METRICS if run.has(m)]
+    if not metrics or not len(run.metrics):
+        return ()
+    steps_all = run.metrics["step"].to_numpy(dtype="int64")
+    marks: dict[int, list[str]] = {}
+
+    def mark(step: int | None, why: str) -> None:
+        if step is not None:
+            marks.setdefault(int(step), [])
+            if why not in marks[int(step)]:
+                marks[int(step)].append(why)
+
+    mark(int(steps_all.min()), "first")
+    if diagnosis.facts.best_eval_step is not None:
+        mark(diagnosis.facts.best_eval_step, "best eval")
+    for v in views:
+        if v.holds:
+            mark(v.holds[0][0], f"{v.rule_id} from")
+    mark(int(steps_all.max()), "last")
+    chosen = sorted(marks)
+    if len(chosen) > MAX_KEY_STEPS:
+        keep = {chosen[0], chosen[-1]}
+        if diagnosis.facts.best_eval_step is not None:
+            keep.add(int(diagnosis.facts.best_eval_step))
+        chosen = sorted(keep | set(chosen[1:MAX_KEY_STEPS - len(keep) + 1]))
+    rows: list[tuple[str, ...]] = [("step", *metrics, "note")]
+    series = {m: run.series(m) for m in metrics}
+    for step in chosen:
+        cells = [str(step)]
+        for m in metrics:
+            s = series[m]
+            idx = s.index.to_numpy(dtype="int64")
+            i = int(np.searchsorted(idx, step, side="right")) - 1
+            cells.append(fmt_num(float(s.iloc[i])) if i >= 0 else "-")
+        cells.append(", ".join(marks[step]))
+        rows.append(tuple(cells))
+    return tuple(rows)
+
+
+def build_report_data(diagnosis: Diagnosis, options: ReportOptions | None = None) -> ReportData:
     """Pure: the same Diagnosis always gives the same ReportData (no clock, no environment)."""
     from lossdoctor import __version__
 
@@ -368,14 +771,18 @@ def build_report_data(diagnosis: Diagnosis) -> ReportData:
         name=run.name, kind=prov.kind, location=prov.location, step_source=prov.step_source,
         step_source_words=STEP_SOURCE_WORDS.get(prov.step_source, prov.step_source), state=run.state,
         confidence=float(prov.confidence), notes=tuple(prov.notes), created=run.created or "",
-        tags=tuple(run.tags), n_points=run.n_points, metrics=run.metric_names())
+        tags=tuple(run.tags), n_points=run.n_points, metrics=run.metric_names(),
+        public_location=public_text(prov.location))
     config = tuple((str(k), fmt_value(v)) for k, v in sorted(run.config.items(), key=lambda kv: str(kv[0])))
     from lossdoctor.metrics.objectives import describe
 
+    views = tuple(_finding_view(f, run) for f in diagnosis.findings)
+    keep = evidence_steps(diagnosis.findings, tuple(v.holds for v in views))
     return ReportData(
         title=f"lossdoctor: {run.name}", verdict=diagnosis.verdict, level=_level(diagnosis),
-        objective=describe(diagnosis.objective),
-        caveats=_caveats(diagnosis), facts=_facts(diagnosis),
-        findings=tuple(_finding_view(f) for f in diagnosis.findings), counts=counts,
-        crashed_checks=tuple(diagnosis.crashed_checks), run=info, config=config, plots=_plots(diagnosis),
-        rule_sources=tuple(diagnosis.rule_sources), version=__version__)
+        objective=describe(diagnosis.objective), caveats=_caveats(diagnosis), facts=_facts(diagnosis),
+        findings=views, counts=counts,
+        crashed_checks=tuple(diagnosis.crashed_checks), run=info, config=config,
+        plots=_plots(diagnosis, views, keep), rule_sources=tuple(diagnosis.rule_sources), version=__version__,
+        timeline=_timeline(diagnosis, views), curves=_curves(run), key_steps=_key_steps(diagnosis, views),
+        options=options or ReportOptions())

@@ -7,12 +7,11 @@ away. Built from the same ReportData as the file reports (``report/data.py``); t
 Self-contained and inert: inline ``style`` attributes only (notebook front-ends drop or scope ``<style>``
 blocks differently), inline SVG (no external file, no script), every run string escaped (jinja autoescape for
 HTML, ``md_escape`` for Markdown). SVG element ids get a prefix derived from the run, so two diagnoses shown in
-one notebook page do not share clip-path ids.
+one notebook page do not share an id.
 """
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -52,27 +51,24 @@ def _prefix(data: ReportData) -> str:
     return f"ld{digest}-"
 
 
-_SVG_STYLE = re.compile(r"<style[^>]*>\*\{([^}<]*)\}</style>")
+#: inline plots are narrower than the file report's
+INLINE_WIDTH = 640
 
 
-def _scoped(svg: str) -> str:
-    """matplotlib puts ``<style>*{stroke-linejoin: round; ...}</style>`` in its SVG; inline in a notebook page that
-    ``*`` rule would restyle every SVG on the page. The same properties go on the root element (they inherit)."""
-    m = _SVG_STYLE.search(svg)
-    if m is None:
-        return svg
-    svg = svg[:m.start()] + svg[m.end():]
-    return svg.replace("<svg ", f'<svg style="{m.group(1).strip()}" ', 1)
+def _prefixed_ids(svg: str, prefix: str) -> str:
+    """SVG element ids with the run's prefix, so two diagnoses shown in one notebook page never share an id."""
+    return svg.replace(' id="', f' id="{prefix}')
 
 
 def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
     from lossdoctor.report.data import build_report_data
     from lossdoctor.report.formats._jinja import html_env
-    from lossdoctor.report.plots import SEVERITY_COLOURS, render_svg
+    from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg
 
     data = data or build_report_data(diagnosis)
     prefix = _prefix(data)
-    svgs = [(p, Markup(_scoped(render_svg(p, id_prefix=f"{prefix}p{i}-")))) for i, p in enumerate(inline_plots(data))]
+    svgs = [(p, Markup(_prefixed_ids(plot_svg(p, width=INLINE_WIDTH), f"{prefix}p{i}-")))
+            for i, p in enumerate(inline_plots(data))]
     return html_env().get_template("inline.html.j2").render(
         d=data, svgs=svgs, colours=SEVERITY_COLOURS, level_colour=LEVEL_COLOURS.get(data.level, "#888"))
 
@@ -92,7 +88,7 @@ def render_live_html(step: int, fired: list, crashed: list[str], stopped_by, sto
     """What the live callback shows while training runs: the findings so far (each with the step it first
     fired at), a crashed check, the stop. Replaced by the full diagnosis when training ends."""
     from lossdoctor.report.formats._jinja import html_env
-    from lossdoctor.report.plots import SEVERITY_COLOURS
+    from lossdoctor.report.svg import SEVERITY_COLOURS
 
     return html_env().get_template("inline_live.html.j2").render(
         step=step, fired=fired, crashed=crashed, stopped_by=stopped_by, stopped_at=stopped_at,

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Finding, Run
+from lossdoctor.model import Finding, RuleOutcome, Run
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import CheckResult, asof, registry, sorted_unique
 from lossdoctor.rules.packs import RuleSet
@@ -21,6 +21,7 @@ class EngineResult:
     findings: tuple[Finding, ...]
     crashed: tuple[str, ...]          # "rule-id: ExceptionType: message"
     not_applied: tuple[str, ...] = ()  # rules skipped: they do not judge the run's objective
+    outcomes: tuple[RuleOutcome, ...] = ()   # every rule: fired / passed / skipped (with the reason) / crashed
 
 
 def _evaluate(cond: Condition, run: Run, params: dict[str, Any]) -> CheckResult:
@@ -85,13 +86,18 @@ def _json_safe(value: Any) -> Any:
 
 
 def evaluate_rule(rule: Rule, run: Run) -> Finding | None:
+    return judge_rule(rule, run)[0]
+
+
+def judge_rule(rule: Rule, run: Run) -> tuple[Finding | None, str]:
+    """(the finding or None, why the rule could not be judged: "" when it was)."""
     params = dict(rule.params)
     result = _evaluate(rule.when, run, params)
     if len(result.clock) == 0:
-        return None
+        return None, f"not judged: the run has no {' / '.join(result.series) or 'data'} series it needs"
     if result.scope == "global":
         if not result.mask[0]:
-            return None
+            return None, ""
         evidence = result.evidence_at(0)
         first = int(evidence.get("from_step", result.clock[0]))
         last = int(evidence.get("to_step", result.clock[0]))
@@ -100,7 +106,7 @@ def evaluate_rule(rule: Rule, run: Run) -> Finding | None:
     else:
         runs = qualifying_runs(result.clock, result.mask, rule.for_count, rule.for_unit)
         if not runs:
-            return None
+            return None, ""
         start, _, fired_idx = runs[0]
         last_end = runs[-1][1]
         evidence = result.evidence_at(last_end)
@@ -118,7 +124,7 @@ def evaluate_rule(rule: Rule, run: Run) -> Finding | None:
     return Finding(rule_id=rule.id, severity=rule.severity, title=rule.title, message=message,
                    remediation=remediation, series=result.series, first_step=first, last_step=last,
                    evidence=dict(sorted(evidence.items())), origin=rule.origin,
-                   confidence=float(run.provenance.confidence), category=rule.labels.get("category", ""))
+                   confidence=float(run.provenance.confidence), category=rule.labels.get("category", "")), ""
 
 
 def sort_key(f: Finding) -> tuple[int, int, str]:
@@ -130,16 +136,25 @@ def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> Engin
     findings: list[Finding] = []
     crashed: list[str] = []
     not_applied: list[str] = []
+    outcomes: list[RuleOutcome] = []
     for rule in ruleset.rules:
+        def outcome(status: str, reason: str = "") -> RuleOutcome:
+            return RuleOutcome(rule_id=rule.id, severity=rule.severity, title=rule.title, origin=rule.origin,
+                               status=status, reason=reason, description=rule.description)
         if objective is not None and not rule.applies_to(objective):
             not_applied.append(rule.id)
+            outcomes.append(outcome("skipped", f"does not judge {objective} runs"))
             continue
         try:
-            finding = evaluate_rule(rule, run)
+            finding, skipped = judge_rule(rule, run)
         except Exception as exc:  # noqa: BLE001 - reported, exit 2 (house rule 5)
             crashed.append(f"{rule.id}: {type(exc).__name__}: {exc}")
+            outcomes.append(outcome("crashed", f"{type(exc).__name__}: {exc}"))
             continue
         if finding is not None:
             findings.append(finding)
+            outcomes.append(outcome("fired"))
+        else:
+            outcomes.append(outcome("skipped", skipped) if skipped else outcome("passed"))
     findings.sort(key=sort_key)
-    return EngineResult(tuple(findings), tuple(crashed), tuple(not_applied))
+    return EngineResult(tuple(findings), tuple(crashed), tuple(not_applied), tuple(outcomes))

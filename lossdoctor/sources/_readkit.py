@@ -162,11 +162,12 @@ class Collector:
     ranks: list[int] = field(default_factory=list)
     priorities: list[int] = field(default_factory=list)
     wall_times: list[float] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)       # source line per point; 0 = unknown
     glued_lines: list[int] = field(default_factory=list)
     long_lines: int = 0
 
     def add(self, step: int, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
-            metric: str | None = None, wall_time: float | None = None) -> None:
+            metric: str | None = None, wall_time: float | None = None, line: int | None = None) -> None:
         self.steps.append(int(step))
         self.raws.append(raw)
         self.values.append(float(value))
@@ -174,13 +175,14 @@ class Collector:
         self.ranks.append(0 if rank is None else int(rank))
         self.priorities.append(priority)
         self.wall_times.append(math.nan if wall_time is None else float(wall_time))
+        self.lines.append(0 if line is None else int(line))
 
     def __len__(self) -> int:
         return len(self.steps)
 
     def frame(self) -> tuple[pd.DataFrame, list[str]]:
-        """The tidy table (step, metric, value, raw_name [+ wall_time when any is known]) and notes on
-        what was dropped."""
+        """The tidy table (step, metric, value, raw_name [+ wall_time, + line: the 1-based source line, when
+        any is known]) and notes on what was dropped."""
         from lossdoctor.metrics.names import canonicalise
 
         notes: list[str] = []
@@ -205,6 +207,8 @@ class Collector:
         })
         if not all(math.isnan(w) for w in self.wall_times):
             frame["wall_time"] = np.asarray(self.wall_times, dtype="float64")
+        if any(self.lines):
+            frame["line"] = np.asarray(self.lines, dtype="int64")
         frame = frame.sort_values(["step", "metric", "_rank", "_prio", "_order"], kind="stable")
         dup = frame.duplicated(["step", "metric"], keep="first")
         if dup.any():

@@ -36,6 +36,12 @@ _KV = re.compile(rf"(?P<key>{_WORD}(?: {_WORD}){{0,3}})\s*[:=]\s*(?P<val>{NUMBER
 #: seed-004 style: a printed tuple of 'key: value ' strings whose first item holds the step.
 _TUPLE_STYLE = re.compile(r"\('(?:epoch \d+ )?(?:step|iter) \d+[^']*', '[^']+:")
 _NOT_METRICS = {"step", "global_step", "iter", "iteration", "rank", "local_rank", "world_size", "pid"}
+#: "step 50 / 50": the counter with its total (a run whose last record reaches the total finished)
+_STEP_TOTAL = re.compile(r"(?<![\w/])(?:global[_ ]step|step|iter(?:ation)?)\s*[:=#]?\s*(\d+)\s*/\s*(\d+)|"
+                         r"\[\s*(\d+)\s*/\s*(\d+)\s*\]", re.IGNORECASE)
+#: a line a training script prints when it is done ("Training finished.", "training complete", ...)
+_FINISHED = re.compile(r"\b(?:training\s+(?:is\s+)?(?:finished|complete[d]?|done|ended)|finished\s+training|"
+                       r"done\s+training)\b", re.IGNORECASE)
 
 
 def _choose_key(phrase: str) -> str:
@@ -118,18 +124,28 @@ class KeyValueLogSource:
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
         text, notes = read_text(target)
         points = Collector()
+        last_line, reached_total, finished_line = 0, False, 0
         for lineno, rank, line in ranked_lines(text, points):
             rec = parse_line(line)
             if rec is None:
+                if _FINISHED.search(line):
+                    finished_line = lineno
                 continue
             if rec.glued:
                 points.glued_lines.append(lineno)
                 continue
             for key, value in rec.pairs:
-                points.add(rec.step, key, value, rank=rank)
+                points.add(rec.step, key, value, rank=rank, line=lineno)
+            last_line = lineno
+            total = _STEP_TOTAL.search(line)
+            if total:
+                done, of = (total.group(1), total.group(2)) if total.group(1) else (total.group(3), total.group(4))
+                reached_total = int(done) >= int(of) > 0
         frame, more = points.frame()
         require_points(frame, target, "lines with a step counter and key: value pairs (e.g. 'step 10 loss: 2.3')")
-        return [make_run(target, self.kind, frame, notes + more)]
+        # finished: the last record reached its total (step 50 / 50), or the script said so after it
+        state = "finished" if reached_total or finished_line > last_line else "unknown"
+        return [make_run(target, self.kind, frame, notes + more, state=state)]
 
 
 SOURCE = KeyValueLogSource()

@@ -85,7 +85,7 @@ class NanoGPTLogSource:
                 points.glued_lines.append(lineno)
                 continue
             for canon, raw, value in pairs:
-                points.add(step, raw, value, rank=rank, metric=canon or None)
+                points.add(step, raw, value, rank=rank, metric=canon or None, line=lineno)
         frame, more = points.frame()
         require_points(frame, target, "nanoGPT lines like 'iter 100: loss 2.3456, time 12.34ms, mfu 30.20%'")
         return [make_run(target, self.kind, frame, notes + more)]

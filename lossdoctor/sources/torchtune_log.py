@@ -79,7 +79,8 @@ class TorchtuneLogSource:
                 points.glued_lines.append(lineno)
                 continue
             for key, value in pairs:
-                points.add(step, key, value, rank=rank, priority=0 if kind == "logger" else 1)
+                points.add(step, key, value, rank=rank, priority=0 if kind == "logger" else 1,
+                           line=lineno)
         frame, more = points.frame()
         require_points(frame, target, "torchtune lines like 'Step 1 | loss:2.345 lr:2e-05'")
         return [make_run(target, self.kind, frame, notes + more)]

@@ -63,7 +63,8 @@ class UserFormatSource:
                 points.glued_lines.append(lineno)
                 continue
             for group, metric, value in parsed:
-                points.add(int(step_value), group, value, rank=rank, metric=metric)  # type: ignore[arg-type]
+                points.add(int(step_value), group, value, rank=rank, metric=metric,  # type: ignore[arg-type]
+                           line=lineno)
         frame, more = points.frame()
         if bad_steps:
             more.append(f"{bad_steps} matching line(s) skipped: step group {fmt.step_group!r} held no integer")

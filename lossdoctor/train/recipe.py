@@ -23,8 +23,10 @@ from lossdoctor.train.data import DataFile, read_jsonl, split
 from lossdoctor.train.manifest import MANIFEST_NAME
 
 INSTALL_HINT = "pip install 'lossdoctor[train]'"
-#: Ctrl-C ends `lossdoctor train` with 130 (128 + SIGINT), the shell convention, after saving the state
+#: Ctrl-C ends `lossdoctor train` with 130 (128 + SIGINT), the shell convention, after saving the state;
+#: SIGTERM (a scheduler's or `kill`'s stop) is handled the same way and ends with 143 (128 + SIGTERM)
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 REPORT_FORMATS = ("html", "md", "json")
 
 
@@ -34,6 +36,37 @@ class TrainResult:
     status: str          # completed | interrupted | failed | stopped-by-rule
     exit_code: int
     global_step: int
+    summary: str = ""                 # the diagnosis of the run as the terminal shows it ("" if none was made)
+    reports: tuple[Path, ...] = ()    # the report files written (report/report.html, ...)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C's KeyboardInterrupt would be, so both end the run the same way."""
+
+
+class _SigtermAsInterrupt:
+    """While active, SIGTERM raises _Terminated in the main thread (the trainer's loop), like Ctrl-C does."""
+
+    def __init__(self) -> None:
+        self.previous: Any = None
+        self.fired = False
+
+    def __enter__(self) -> "_SigtermAsInterrupt":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            def handler(signum: int, frame: Any) -> None:
+                self.fired = True
+                raise _Terminated()
+            self.previous = signal.signal(signal.SIGTERM, handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import signal
+
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def is_main_process() -> bool:
@@ -348,23 +381,29 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     trainer = None
     live_cb = None
     status, exit_code = "failed", 1
+    report: tuple[str, tuple[Path, ...]] = ("", ())
+    sigterm = _SigtermAsInterrupt()
     try:
-        trainer, live_cb = _build_trainer(config, checked, out)
-        try:
-            trainer.train()
-            if live_cb is not None and live_cb.stopped_by is not None:
-                status, exit_code = "stopped-by-rule", EXIT_GATE
-            else:
-                status, exit_code = "completed", EXIT_OK
-        except KeyboardInterrupt:
-            status, exit_code = "interrupted", EXIT_INTERRUPTED
-            print(f"\nlossdoctor: interrupted at step {trainer.state.global_step}; saving trainer state",
-                  file=sys.stderr, flush=True)
-        _save_outputs(trainer, out, status, main)
-        if main and live_cb is not None:
-            _write_report(live_cb, trainer, out, status)
-    except KeyboardInterrupt:   # during setup or saving
-        status, exit_code = "interrupted", EXIT_INTERRUPTED
+        with sigterm:
+            trainer, live_cb = _build_trainer(config, checked, out)
+            try:
+                trainer.train()
+                if live_cb is not None and live_cb.stopped_by is not None:
+                    status, exit_code = "stopped-by-rule", EXIT_GATE
+                else:
+                    status, exit_code = "completed", EXIT_OK
+            except KeyboardInterrupt as exc:
+                status = "interrupted"
+                exit_code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
+                how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
+                print(f"\nlossdoctor: {how} at step {trainer.state.global_step}; saving trainer state",
+                      file=sys.stderr, flush=True)
+            _save_outputs(trainer, out, status, main)
+            if main:
+                report = _write_report(live_cb, trainer, out, status, config, checked)
+    except KeyboardInterrupt as exc:   # during setup or saving
+        status = "interrupted"
+        exit_code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
         if trainer is not None:
             trainer.save_state()
     except BaseException as exc:
@@ -398,7 +437,8 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
                 tee.close()
             write_manifest(out, manifest)
     return TrainResult(run_dir=out, status=status, exit_code=exit_code,
-                       global_step=int(trainer.state.global_step) if trainer is not None else 0)
+                       global_step=int(trainer.state.global_step) if trainer is not None else 0,
+                       summary=report[0], reports=report[1])
 
 
 def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[Any, Any]:
@@ -456,23 +496,39 @@ def _save_outputs(trainer: Any, out: Path, status: str, main: bool) -> None:
         trainer.processing_class.save_pretrained(str(out))
 
 
-def _write_report(live_cb: Any, trainer: Any, out: Path, status: str) -> None:
-    """The diagnosis of the whole run, written with analyze's report writer (report/)."""
-    try:
-        from lossdoctor.report import write_reports
-    except ImportError:
-        return
+def _write_report(live_cb: Any, trainer: Any, out: Path, status: str, config: TrainConfig,
+                  checked: Checked) -> tuple[str, tuple[Path, ...]]:
+    """The diagnosis of the whole run (every run, with or without --stop-on), written with analyze's report
+    writer to ``<run dir>/report/``; returns (terminal summary, report files). A report that cannot be made
+    never loses the run: the error is printed and the run dir stays as it is."""
     from lossdoctor.diagnosis import diagnose
+    from lossdoctor.errors import LossdoctorError
+    from lossdoctor.report import render_terminal, write_reports
 
-    # ingest rows logged after the last on_log (none normally) and judge the finished run
-    live_cb._ingest(trainer.state.log_history[live_cb._seen:])
-    live_cb._seen = len(trainer.state.log_history)
     state_name = {"completed": "finished", "stopped-by-rule": "finished"}.get(status, "interrupted")
-    diag = diagnose(live_cb.current_run(trainer.args, state_name), live_cb.ruleset)
-    written = write_reports(diag, REPORT_FORMATS, out / "report")
-    print(f"[lossdoctor] {diag.verdict}", flush=True)
-    for path in written:
-        print(f"[lossdoctor] report: {path}", flush=True)
+    try:
+        if live_cb is not None:
+            # ingest rows logged after the last on_log (none normally) and judge the finished run
+            live_cb._ingest(trainer.state.log_history[live_cb._seen:])
+            live_cb._seen = len(trainer.state.log_history)
+            run, ruleset = live_cb.current_run(trainer.args, state_name), live_cb.ruleset
+        else:
+            import dataclasses
+
+            from lossdoctor.rules.packs import load_rules
+            from lossdoctor.sources.trainer_state import state_to_run
+
+            state = {"log_history": list(trainer.state.log_history),
+                     "global_step": int(trainer.state.global_step), "max_steps": int(trainer.state.max_steps)}
+            run = state_to_run(state, str(out / "trainer_state.json"), config.run_name or out.name)
+            run = dataclasses.replace(run, state=state_name)
+            ruleset = checked.ruleset if checked.ruleset is not None else load_rules(tuple(config.rules))
+        diag = diagnose(run, ruleset)
+        written = write_reports(diag, REPORT_FORMATS, out / "report")
+    except (LossdoctorError, OSError, ValueError) as exc:
+        print(f"lossdoctor: warning: no report written: {exc}", file=sys.stderr, flush=True)
+        return "", ()
+    return render_terminal(diag, color=False), tuple(written)
 
 
 def run_training(config: TrainConfig) -> Path:

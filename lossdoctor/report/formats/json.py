@@ -1,5 +1,10 @@
 """JSON: the diagnosis as data for machines (schema in docs/report-schema.md).
 
+Sized for people and CI artifacts: each metric's points are decimated the way the plots are (at most
+``MAX_PLOT_POINTS`` per series: per bucket the first, lowest, highest and last point), keeping every
+non-finite point and every step a finding names (its range, its evidence, where it holds). With
+``ReportOptions(full_series=True)`` (``analyze --full-series``) every point is written.
+
 Deterministic: keys sorted, findings in the diagnosis order, metrics sorted by name, floats as
 Python's shortest repr. JSON has no NaN/Infinity, so non-finite floats are the strings "nan", "inf"
 and "-inf" (a consumer can map them back with float()); missing values are null.
@@ -14,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Diagnosis, Run
-from lossdoctor.report.data import ReportData
+from lossdoctor.report.data import ReportData, build_report_data, decimate, evidence_steps
 
 SCHEMA = "lossdoctor.diagnosis"
 SCHEMA_VERSION = 1
@@ -56,7 +61,8 @@ def _number_list(arr: np.ndarray) -> list[Any]:
     return out
 
 
-def _metrics(run: Run) -> list[dict[str, Any]]:
+def _metrics(run: Run, keep_steps: np.ndarray | None) -> list[dict[str, Any]]:
+    """One item per metric; ``keep_steps`` None writes every point, else the decimated series."""
     out = []
     pairs = run.metrics[["metric", "raw_name"]].drop_duplicates()
     raw_names: dict[str, set[str]] = {}
@@ -65,17 +71,32 @@ def _metrics(run: Run) -> list[dict[str, Any]]:
     for name in run.metric_names():
         s = run.series(name)
         raw = sorted(raw_names.get(name, ()))
-        vals = s.to_numpy(dtype="float64")
-        out.append({"name": name, "raw_names": raw, "points": int(len(s)),
-                    "nonfinite": int((~np.isfinite(vals)).sum()),
-                    "steps": s.index.to_numpy(dtype="int64"), "values": vals})
+        steps, vals = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+        item: dict[str, Any] = {"name": name, "raw_names": raw, "points": int(len(s)),
+                                "nonfinite": int((~np.isfinite(vals)).sum())}
+        if keep_steps is not None:
+            idx = decimate(steps, vals, keep_steps=keep_steps)
+            item["decimated"] = bool(len(idx) < len(vals))
+            steps, vals = steps[idx], vals[idx]
+        else:
+            item["decimated"] = False
+        item["steps"], item["values"] = steps, vals
+        out.append(item)
     return out
 
 
-def diagnosis_to_dict(diagnosis: Diagnosis) -> dict[str, Any]:
+def diagnosis_to_dict(diagnosis: Diagnosis, data: ReportData | None = None) -> dict[str, Any]:
     from lossdoctor import __version__
 
+    data = data if data is not None else build_report_data(diagnosis)
     run = diagnosis.run
+    holds = tuple(v.holds for v in data.findings)
+    keep = None if data.options.full_series else evidence_steps(diagnosis.findings, holds)
+    findings = []
+    for f, view in zip(diagnosis.findings, data.findings):
+        item = dataclasses.asdict(f)
+        item["holds"] = [list(r) for r in view.holds]
+        findings.append(item)
     doc = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -89,14 +110,17 @@ def diagnosis_to_dict(diagnosis: Diagnosis) -> dict[str, Any]:
             "config": dict(run.config),
             "summary": dict(run.summary),
             "n_points": run.n_points,
-            "metrics": _metrics(run),
+            "metrics": _metrics(run, keep),
+            "full_series": keep is None,
         },
         "facts": diagnosis.facts,
         "verdict": diagnosis.verdict,
         "objective": diagnosis.objective,
         "rules_not_applied": list(diagnosis.rules_not_applied),
         "worst_severity": diagnosis.worst_severity,
-        "findings": [dataclasses.asdict(f) for f in diagnosis.findings],
+        "findings": findings,
+        "rules": [{"rule_id": o.rule_id, "severity": o.severity, "status": o.status, "reason": o.reason,
+                   "origin": o.origin} for o in diagnosis.rule_outcomes],
         "crashed_checks": list(diagnosis.crashed_checks),
         "rule_sources": list(diagnosis.rule_sources),
     }
@@ -107,10 +131,10 @@ class JsonRenderer:
     name = "json"
     aliases: tuple[str, ...] = ()
     primary = "diagnosis.json"
-    description = "diagnosis.json: the full diagnosis and metric series for machines"
+    description = "diagnosis.json: findings, facts and the series as plotted (--full-series: every point)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        text = json.dumps(diagnosis_to_dict(diagnosis), sort_keys=True, indent=2, ensure_ascii=False,
+        text = json.dumps(diagnosis_to_dict(diagnosis, data), sort_keys=True, indent=2, ensure_ascii=False,
                           allow_nan=False)
         return {self.primary: (text + "\n").encode("utf-8")}
 

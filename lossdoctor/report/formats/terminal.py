@@ -34,7 +34,7 @@ def summary_from_data(data: ReportData, color: bool) -> str:
     lines.append("  " + "; ".join(f"{label.lower()}: {clean(value)}" for label, value in data.facts[:4]))
     for f in data.findings:
         tag = _paint(f"{f.severity.upper():<7}", f.severity, color)
-        lines.append(f"  {tag} {clean(f.rule_id)} [steps {clean(f.steps)}] {clean(f.message)}")
+        lines.append(f"  {tag} {clean(f.rule_id)} [steps {clean(f.holds_text)}] {clean(f.message)}")
     for c in data.crashed_checks:
         lines.append("  " + _paint("CRASHED", "incomplete", color) + " " + clean(c))
     return "\n".join(lines)
