@@ -303,6 +303,15 @@ def confidence_at(j: Judgement, i: int) -> float:
     return round(base * (0.5 + 0.5 * sample_factor(n, ENOUGH_EVALS)), 3)
 
 
+def _selected_words(j: Judgement) -> str:
+    y = j.values if j.lower_is_better else -j.values
+    b = int(np.argmin(y))
+    last = len(y) - 1
+    where = "at the last eval" if b == last else f"at step {int(j.steps[b])}, {float(j.values[last]):.4g} at the end"
+    return (f"{j.metric} ({'lower' if j.lower_is_better else 'higher'} is better) was best, "
+            f"{float(j.values[b]):.4g}, {where}")
+
+
 class Overfit:
     kind = "overfit"
     doc = "eval (or the selected metric) worse than its best, beyond its noise, sustained, train not rising (Prechelt GL/PQ/UP)"
@@ -321,6 +330,9 @@ class Overfit:
         "need_train": Param("bool", default=True, doc="silent without a train loss"),
         "require_no_train": Param("bool", default=False, doc="holds only when the run has no train loss"),
         "min_points": Param("int", default=2, doc="evals needed"),
+        "disagree": Param("bool", default=False,
+                          doc="judge `series` and hold only when the run selected on another metric that did not "
+                              "get worse (eval loss up, chosen metric fine: over-confidence, not overfitting)"),
         "noise_min_points": Param("int", default=8, doc="evals needed to estimate their noise (fewer: "
                                                           "relative thresholds only, lower confidence)"),
         "min_rise_of_first": Param("fraction", default=0.01,
@@ -331,7 +343,7 @@ class Overfit:
                                "noise", "rise", "noise_ratio", "metric", "selection", "direction", "saving_pct",
                                "counterfactual", "a_from", "a_to", "a_drop_pct", "a_change_pct", "train",
                                "confidence", "points", "train_words", "noise_words",
-                               "early_stopping"})
+                               "early_stopping", "selected", "selected_words"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         j = judge(run, series=str(args["series"]), select=bool(args["select"]), min_gl=float(args["min_gl"]),
@@ -343,6 +355,16 @@ class Overfit:
                   noise_min_points=int(args["noise_min_points"]))
         if j is None:
             return empty_result((str(args["series"]),))
+        other = None
+        if bool(args["disagree"]):        # eval loss judged; holds only when the selected metric says otherwise
+            chosen = selected_metric(run, str(args["series"]))
+            if chosen.metric == j.metric:
+                return empty_result((str(args["series"]),))
+            other = judge(run, series=str(args["series"]), select=True, min_gl=float(args["min_gl"]),
+                          confirm=int(args["confirm"]), up=int(args["up"]), noise_z=float(args["noise_z"]),
+                          max_train_rise=1e9, need_train=False, min_points=int(args["min_points"]))
+            if other is None or (len(other.mask) and other.mask[-1]):
+                return empty_result((str(args["series"]),))
 
         def evidence_at(i: int) -> dict[str, Any]:
             b = int(j.best_idx[i])
@@ -367,7 +389,10 @@ class Overfit:
                     "a_from": float(j.train_from[i]), "a_to": float(j.train_to[i]),
                     "a_change_pct": float(j.train_change[i]), "a_drop_pct": -float(j.train_change[i]),
                     "train": j.train_metric or "none", "train_words": words,
-                    "confidence": confidence_at(j, i), "points": i + 1, "early_stopping": "yes",
+                    "confidence": confidence_at(j, i), "points": i + 1,
+                    "early_stopping": "no" if other is not None else "yes",
+                    "selected": other.metric if other is not None else j.metric,
+                    "selected_words": _selected_words(other) if other is not None else "",
                     "noise_words": (f"{ratio:.1f}× the evals' own noise ({noise:.3g})" if np.isfinite(ratio) else
                                     "above a noise that is ~0" if np.isfinite(noise) else
                                     f"not compared with the noise: {i + 1} evals are too few to estimate it")}
