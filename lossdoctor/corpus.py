@@ -22,6 +22,8 @@ from lossdoctor.rules.packs import RuleSet
 
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
                              "not-learning")
+#: severities a user reads as an alarm (a healthy run with one is a false alarm)
+ALARM_SEVERITIES = ("warning", "error")
 LABEL_KEYS = frozenset({"source", "origin", "verdicts", "onset_step", "eval_interval", "why", "oracle", "notes"})
 
 
@@ -43,6 +45,7 @@ class CaseResult:
     fired: tuple[str, ...]                  # rule ids that fired (any severity)
     onset: int | None = None                # predicted overfitting onset step
     error: str | None = None                # the case could not be analysed (counts as predicted nothing)
+    worst: str | None = None                # the worst severity among the findings (None: no finding)
 
     @property
     def correct(self) -> bool:
@@ -73,6 +76,14 @@ class CorpusScore:
     rule_verdict: Mapping[str, str]
     onset_errors: tuple[tuple[str, int, int | None], ...]   # (case, |error| in steps, eval interval)
     healthy_flagged: tuple[str, ...] = field(default=())  # healthy-labelled cases called overfitting/diverging
+    false_alarms: tuple[str, ...] = field(default=())     # healthy-labelled cases with a warning or an error
+    healthy_runs: int = 0
+
+    @property
+    def false_alarm_rate(self) -> float:
+        """Share of the healthy-labelled runs whose report says more than info (a warning or an error): what
+        a user sees as an alarm, whatever verdict it stands for."""
+        return len(self.false_alarms) / self.healthy_runs if self.healthy_runs else math.nan
 
     @property
     def onset_within_interval(self) -> float:
@@ -150,7 +161,7 @@ def predict(diag: Diagnosis, verdict_of: Mapping[str, str]) -> tuple[frozenset[s
 def case_result(label: Label, diag: Diagnosis, verdict_of: Mapping[str, str]) -> CaseResult:
     predicted, onset = predict(diag, verdict_of)
     return CaseResult(label=label, predicted=predicted, fired=tuple(sorted({f.rule_id for f in diag.findings})),
-                      onset=onset)
+                      onset=onset, worst=diag.worst_severity)
 
 
 def _count(pairs: Iterable[tuple[bool, bool]]) -> Counts:
@@ -174,8 +185,11 @@ def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str]) -> Corpu
             onsets.append((r.label.case, abs(r.onset - r.label.onset_step), r.label.eval_interval))
     flagged = tuple(r.label.case for r in results if "healthy" in r.label.verdicts
                     and r.predicted & {"overfitting", "diverging"})
+    healthy = [r for r in results if "healthy" in r.label.verdicts]
+    alarms = tuple(r.label.case for r in healthy if r.worst in ALARM_SEVERITIES)
     return CorpusScore(results=results, verdicts=verdicts, rules=rules, rule_verdict=dict(verdict_of),
-                       onset_errors=tuple(onsets), healthy_flagged=flagged)
+                       onset_errors=tuple(onsets), healthy_flagged=flagged, false_alarms=alarms,
+                       healthy_runs=len(healthy))
 
 
 def _pct(x: float) -> str:
@@ -210,6 +224,9 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
         lines.append("overfitting onset: no labelled onset was predicted")
     lines.append(f"healthy runs called overfitting or diverging: {len(s.healthy_flagged)}"
                  + (f" ({', '.join(s.healthy_flagged)})" if s.healthy_flagged else ""))
+    rate = "-" if math.isnan(s.false_alarm_rate) else f"{s.false_alarm_rate:.0%}"
+    lines.append(f"false alarms (healthy runs with a warning or an error): {len(s.false_alarms)}/{s.healthy_runs}"
+                 f" ({rate})" + (f": {', '.join(s.false_alarms)}" if s.false_alarms else ""))
     wrong = [r for r in s.results if not r.correct]
     if wrong or verbose:
         lines += ["", "runs " + ("" if verbose else "with a wrong verdict ") + "(label -> predicted; rules fired)"]
@@ -222,7 +239,8 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
 
 # --- floors ----------------------------------------------------------------------------------------------
 
-FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healthy_flagged", "min_runs"})
+FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healthy_flagged", "min_runs",
+                        "max_false_alarm_rate"})
 
 
 def parse_floors(text: str, location: str) -> dict[str, Any]:
@@ -234,10 +252,11 @@ def parse_floors(text: str, location: str) -> dict[str, Any]:
         value = data.get(key)
         if key in data and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise _err(location, f"'{key}' must be a whole number >= 0", data.pos(key))
-    if "onset_within_interval" in data:
-        value = data["onset_within_interval"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise _err(location, "'onset_within_interval' must be a number in 0..1", data.pos("onset_within_interval"))
+    for key in ("onset_within_interval", "max_false_alarm_rate"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise _err(location, f"'{key}' must be a number in 0..1", data.pos(key))
     for group in ("verdicts", "rules"):
         block = data.get(group, {}) or {}
         if not isinstance(block, dict):
@@ -276,6 +295,11 @@ def check_floors(s: CorpusScore, floors: Mapping[str, Any]) -> list[str]:
     if "max_healthy_flagged" in floors and len(s.healthy_flagged) > int(floors["max_healthy_flagged"]):
         failures.append(f"{len(s.healthy_flagged)} healthy run(s) called overfitting/diverging "
                         f"> {floors['max_healthy_flagged']}: {', '.join(s.healthy_flagged)}")
+    if "max_false_alarm_rate" in floors:
+        rate = s.false_alarm_rate
+        if not math.isnan(rate) and rate > float(floors["max_false_alarm_rate"]):
+            failures.append(f"false-alarm rate {rate:.2f} ({len(s.false_alarms)}/{s.healthy_runs} healthy runs with a "
+                            f"warning or error: {', '.join(s.false_alarms)}) > {floors['max_false_alarm_rate']:g}")
     if "min_runs" in floors and len(s.results) < int(floors["min_runs"]):
         failures.append(f"only {len(s.results)} run(s) in the corpus < min_runs {floors['min_runs']}")
     return failures
@@ -294,7 +318,9 @@ def to_json(s: CorpusScore) -> dict[str, Any]:
         "onset": {"runs": len(s.onset_errors), "median_error_steps": num(s.onset_median_error),
                   "within_one_eval_interval": num(s.onset_within_interval)},
         "healthy_flagged": list(s.healthy_flagged),
+        "false_alarms": {"runs": list(s.false_alarms), "healthy_runs": s.healthy_runs,
+                         "rate": num(s.false_alarm_rate)},
         "cases": [{"case": r.label.case, "label": sorted(r.label.verdicts), "predicted": sorted(r.predicted),
                    "fired": list(r.fired), "onset_label": r.label.onset_step, "onset_predicted": r.onset,
-                   "error": r.error} for r in s.results],
+                   "worst": r.worst, "error": r.error} for r in s.results],
     }

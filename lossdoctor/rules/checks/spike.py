@@ -71,11 +71,11 @@ class Spike:
             at = np.flatnonzero(mask[: i + 1])
             shown = ", ".join(str(int(steps[k])) for k in at[:8]) + (" ..." if len(at) > 8 else "")
             k, r = int(count[i]), int(rec_count[i])
-            words = (f"{k} spike(s) in {i + 1} logs (at step(s) {shown}); "
+            words = (f"{k} spike(s) in {n} logs (at step(s) {shown}); "
                      + ("each followed by a normal log" if r == k else f"{k - r} not followed by a normal log"))
             return {"value": float(values[i]), "step": int(steps[i]), "baseline": float(baseline[i]),
                     "ratio": float(ratio[i]), "points": k, "metric": metric,
-                    "recovered": str(bool(recovered[i])), "total_points": int(i + 1), "recovered_points": r,
+                    "recovered": str(bool(recovered[i])), "total_points": int(n), "recovered_points": r,
                     "median": median, "noise": float(noise), "spike_steps": shown, "spike_words": words}
 
         return CheckResult(steps, mask, evidence_at, (metric,))
