@@ -211,9 +211,9 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
     lines += ["", f"{'verdict':<20}{'tp':>5}{'fp':>5}{'fn':>5}{'tn':>5}{'precision':>11}{'recall':>8}"]
     for v, c in s.verdicts.items():
         lines.append(f"{v:<20}{c.tp:>5}{c.fp:>5}{c.fn:>5}{c.tn:>5}{_pct(c.precision):>11}{_pct(c.recall):>8}")
-    lines += ["", f"{'rule':<22}{'verdict':<20}{'fired':>6}{'precision':>11}{'recall':>8}"]
+    lines += ["", f"{'rule':<28}{'verdict':<20}{'fired':>6}{'precision':>11}{'recall':>8}"]
     for rid, c in s.rules.items():
-        lines.append(f"{rid:<22}{s.rule_verdict[rid]:<20}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
+        lines.append(f"{rid:<28}{s.rule_verdict[rid]:<20}{c.tp + c.fp:>6}{_pct(c.precision):>11}"
                      f"{_pct(c.recall):>8}")
     lines.append("")
     if s.onset_errors:

@@ -399,7 +399,14 @@ def judge(state: dict, oracle: dict) -> dict[str, Any]:
     if not verdicts and len(pre) >= 2:
         last = sum(v for _, v in pre[-2:]) / 2
         facts["train_fall"] = 1 - last / pre[0][1]
-        if last > 0.95 * pre[0][1]:
+        # dead: over the second half of the run no gradient reached the weights (grad_norm 0) and the loss did
+        # not move (a uniform output after a huge lr with clipping off: the first log falls to ln V and stays)
+        half_g = [g for s, g in grads if s > pre[-1][0] / 2]
+        half_t = [v for s, v in pre if s > pre[-1][0] / 2]
+        dead = bool(half_g) and all(_finite(g) and abs(g) <= 1e-8 for g in half_g) and len(half_t) >= 2 \
+            and max(half_t) - min(half_t) <= 0.01 * abs(max(half_t))
+        facts["dead"] = dead
+        if last > 0.95 * pre[0][1] or dead:
             verdicts.append("not-learning")
     out["verdicts"] = verdicts or ["healthy"]
     out["facts"] = facts

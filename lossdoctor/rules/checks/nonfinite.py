@@ -4,7 +4,8 @@ which is how HF's ``logging_nan_inf_filter`` hides a NaN step loss).
 Transient or persistent (``persistence``): fp16 mixed precision skips a step whose gradients overflowed,
 halves the loss scale and goes on — the log shows an isolated ``grad_norm: inf/nan`` followed by normal
 steps. The non-finite points are **transient** when there are at most ``max_transient`` of them (or that share
-of the logs), none is the last log or next to another, the train loss is never logged as exactly 0.0 at or
+of the logs), none is the last log or next to another (except a
+run of them at the very start: the scaler calibrating its initial 2^16 scale), the train loss is never logged as exactly 0.0 at or
 after them (the hidden-NaN signature) and the train loss after the last one is finite and not above
 ``blowup`` x its level before the first one. Anything else is **persistent**. ``persistence: any`` (the
 default) keeps the old behaviour: every non-finite point."""
@@ -90,7 +91,11 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     if k == 0:
         return False, ""
     limit = max(int(args["max_transient"]), int(float(args["max_transient_share"]) * n))
-    adjacent = bool(k > 1 and (np.diff(at) == 1).any())
+    # the loss scaler's calibration: fp16 starts at scale 2^16 and may overflow at the first few steps in a row
+    # before any finite norm; a leading run like that is the scaler settling, not a failure
+    lead = int(np.flatnonzero(~bad)[0]) if (~bad).any() else n
+    later = at[at >= lead]
+    adjacent = bool(len(later) > 1 and (np.diff(later) == 1).any())
     at_end = bool(at[-1] == n - 1)
     first, last = int(clock[at[0]]), int(clock[at[-1]])
     finite = np.isfinite(loss_values)
@@ -102,6 +107,8 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     gaps = np.diff(clock[at]) if k > 1 else np.zeros(0)
     spacing = f", {int(np.median(gaps))} steps apart (median)" if len(gaps) else ""
     where = f"{k} non-finite point(s) of {n} logs, steps {first}-{last}{spacing}"
+    if lead:
+        where += f" ({lead} at the start, before the first finite one: the loss scaler calibrating)"
     if k > limit:
         return False, f"{where}: too many to be skipped steps"
     if adjacent or at_end:

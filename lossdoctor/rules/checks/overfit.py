@@ -267,8 +267,15 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
     onset_idx = best_idx.copy()
     if onset_within > 0:
         for j in np.flatnonzero(mask):
+            # the start of the best basin: the first eval within onset_within of the best, or within the noise
+            # the evals showed up to the best (among values that close, which one is lowest is a coin toss;
+            # the noise after the turn is left out: an overfitting model's evals often get jumpier)
             b = int(best_idx[j])
-            near = np.flatnonzero(y[: b + 1] <= best[j] + abs(best[j]) * onset_within)
+            tol = abs(best[j]) * onset_within
+            before = point_noise(y[: b + 1])
+            if np.isfinite(before):
+                tol = max(tol, before)
+            near = np.flatnonzero(y[: b + 1] <= best[j] + tol)
             onset_idx[j] = int(near[0]) if len(near) else b
     return Judgement(chosen.metric, chosen.lower_is_better, chosen.source, steps, raw, mask, best_idx, gl,
                      up_run, rise, noise, pq, train_change, train_from, train_to, t_metric, onset_idx)

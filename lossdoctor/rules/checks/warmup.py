@@ -45,8 +45,9 @@ class Warmup:
             return empty_result((args["series"],), "global")
         n = len(values)
         diffs = np.diff(values)
+        positive = values[values > 0]            # the Trainer logs lr 0 at step 1 of a warm-up
         rising = n >= int(args["min_points"]) and bool((diffs >= 0).all()) and bool((diffs[-3:] > 0).all()) \
-            and values[0] > 0 and values[-1] >= float(args["min_rise"]) * values[0]
+            and len(positive) > 0 and values[-1] >= float(args["min_rise"]) * positive[0]
         evidence["problem"] = (f"the learning rate rose at every log, {values[0]:.3g} at step {int(steps[0])} to "
                                f"{values[-1]:.3g} at step {int(steps[-1])}: the run ended inside its warm-up"
                                if rising else "")
