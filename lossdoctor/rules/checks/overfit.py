@@ -28,6 +28,7 @@ Evidence says which criterion fired, the onset (the start of the best basin: the
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -167,7 +168,7 @@ class Judgement:
     train_from: np.ndarray
     train_to: np.ndarray
     train_metric: str | None
-    onset_idx: np.ndarray
+    onset_within: float
 
 
 def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: float = 0.05,
@@ -175,7 +176,26 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
           max_train_rise: float = 0.1, train: str = "train/loss", need_train: bool = True, min_points: int = 2,
           onset_within: float = 0.01, require_no_train: bool = False, min_rise_of_first: float = 0.01,
           noise_min_points: int = 8) -> Judgement | None:
-    """The early-stopping judgement over a run's evals (None when it has no such eval series)."""
+    """The early-stopping judgement over a run's evals (None when it has no such eval series). Memoised per
+    run (several rules ask for the same judgement; a Run is immutable)."""
+    key = (series, select, min_gl, max_gl, strong_gl, confirm, up, noise_z, max_train_rise, train, need_train,
+           min_points, onset_within, require_no_train, min_rise_of_first, noise_min_points)
+    memo = _MEMO.setdefault(run, {})
+    if key not in memo:
+        memo[key] = _judge(run, *key)
+    return memo[key]
+
+
+#: run -> {judge arguments: Judgement}; weak, so a run's judgements go with it
+_MEMO: "weakref.WeakKeyDictionary[Run, dict[tuple, Judgement | None]]" = weakref.WeakKeyDictionary()
+
+
+def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, strong_gl: float, confirm: int,
+           up: int, noise_z: float, max_train_rise: float, train: str, need_train: bool, min_points: int,
+           onset_within: float, require_no_train: bool, min_rise_of_first: float, noise_min_points: int
+           ) -> Judgement | None:
+    if require_no_train and resolve_series(run, train):
+        return None
     if select:
         chosen = selected_metric(run, series)
     else:
@@ -225,14 +245,7 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
             have = now >= 0
             train_from[have] = t_level[at_best[have]]
             train_to[have] = t_level[now[have]]
-            prev_steps = np.r_[-np.inf, steps[:-1]]
-            for i in range(n):                                   # P_k over the strip since the previous eval
-                lo = np.searchsorted(t_steps, prev_steps[i], side="right")
-                hi = np.searchsorted(t_steps, steps[i], side="right")
-                strip = t_raw[max(0, min(lo, hi - 5)) if hi - lo < 2 else lo:hi]
-                if len(strip) >= 2 and strip.min() > 0:
-                    progress = 1000.0 * (strip.mean() / strip.min() - 1.0)
-                    pq[i] = gl[i] / progress if progress > 0 else np.inf
+            pq = _progress_quotient(gl, steps, t_steps, t_raw)
     with np.errstate(divide="ignore", invalid="ignore"):
         train_change = (train_to - train_from) / np.abs(train_from) * 100.0
     if t_metric is None or not np.isfinite(train_change).any():
@@ -246,12 +259,23 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
     mask = np.zeros(n, dtype=bool)
     rise = np.full(n, np.nan)
     noise = np.full(n, np.nan)
+    # the noise up to each eval, computed exactly for the last few and carried back beyond them (a long
+    # overfitting tail of thousands of evals would otherwise cost O(n^2))
+    exact_from = max(0, n - 64)
+    carried = point_noise(y[: exact_from + 1]) if exact_from + 1 >= noise_min_points else np.nan
+    # the robust level after the best: the median of the last (up to) 3 evals since the best, vectorised
+    since = idx - best_idx                                   # evals after the best, up to and including i
+    y1 = np.r_[np.nan, y[:-1]]
+    y2 = np.r_[np.nan, np.nan, y[:-2]]
+    med3 = y + y1 + y2 - np.fmax(np.fmax(y, y1), y2) - np.fmin(np.fmin(y, y1), y2)
+    level = np.where(since >= 3, med3, np.where(since == 2, (y + y1) / 2.0, y))
     i = n - 1
     while i >= 0 and cand[i]:
-        b = int(best_idx[i])
-        tail = y[b + 1:i + 1][-3:]
-        rise[i] = float(np.median(tail)) - float(best[i])
-        noise[i] = point_noise(y[: i + 1]) if i + 1 >= noise_min_points else np.nan
+        rise[i] = float(level[i]) - float(best[i])
+        if i + 1 < noise_min_points:
+            noise[i] = np.nan
+        else:
+            noise[i] = point_noise(y[: i + 1]) if i >= exact_from else carried
         if np.isfinite(noise[i]) and rise[i] <= noise_z * noise[i]:
             break
         if rise[i] < min_rise_of_first * abs(float(y[0])):     # rounding-level wobble of a loss near zero
@@ -259,26 +283,55 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
         mask[i] = True
         i -= 1
     if max_gl > 0 and mask.any():      # the band below a stronger rule: what that rule would not say
-        stronger = judge(run, series, select, max_gl, 0.0, strong_gl if strong_gl > max_gl else 0.15, confirm, up,
-                         noise_z, max_train_rise, train, need_train, min_points, onset_within, require_no_train,
-                         min_rise_of_first, noise_min_points)
+        stronger = judge(run, series, select, min_gl=max_gl, confirm=confirm, up=up, train=train,
+                         need_train=need_train, min_points=min_points, onset_within=onset_within,
+                         require_no_train=require_no_train, min_rise_of_first=min_rise_of_first,
+                         noise_min_points=noise_min_points)
         if stronger is not None and len(stronger.mask) == n and stronger.mask[-1]:
             mask[:] = False
-    onset_idx = best_idx.copy()
-    if onset_within > 0:
-        for j in np.flatnonzero(mask):
-            # the start of the best basin: the first eval within onset_within of the best, or within the noise
-            # the evals showed up to the best (among values that close, which one is lowest is a coin toss;
-            # the noise after the turn is left out: an overfitting model's evals often get jumpier)
-            b = int(best_idx[j])
-            tol = abs(best[j]) * onset_within
-            before = point_noise(y[: b + 1])
-            if np.isfinite(before):
-                tol = max(tol, before)
-            near = np.flatnonzero(y[: b + 1] <= best[j] + tol)
-            onset_idx[j] = int(near[0]) if len(near) else b
     return Judgement(chosen.metric, chosen.lower_is_better, chosen.source, steps, raw, mask, best_idx, gl,
-                     up_run, rise, noise, pq, train_change, train_from, train_to, t_metric, onset_idx)
+                     up_run, rise, noise, pq, train_change, train_from, train_to, t_metric, onset_within)
+
+
+def onset_index(j: "Judgement", i: int) -> int:
+    """The start of the best basin at eval i: the first eval within ``onset_within`` of the best, or within the
+    noise the evals showed up to the best (among values that close, which one is lowest is a coin toss; the
+    noise after the turn is left out: an overfitting model's evals often get jumpier)."""
+    b = int(j.best_idx[i])
+    if j.onset_within <= 0:
+        return b
+    y = j.values if j.lower_is_better else -j.values
+    best = float(y[b])
+    tol = abs(best) * j.onset_within
+    before = point_noise(y[: b + 1])
+    if np.isfinite(before):
+        tol = max(tol, before)
+    near = np.flatnonzero(y[: b + 1] <= best + tol)
+    return int(near[0]) if len(near) else b
+
+
+def _progress_quotient(gl: np.ndarray, steps: np.ndarray, t_steps: np.ndarray, t_raw: np.ndarray) -> np.ndarray:
+    """Prechelt's PQ = GL / P_k at each eval, P_k = 1000 (mean/min - 1) of the train logs in the strip since
+    the previous eval (the last 5 train logs when the strip holds fewer than 2). Vectorised: strips are
+    (lo, hi) index pairs into the train logs, their sums from a cumulative sum, their minima from one
+    ``minimum.reduceat`` over the interleaved pairs."""
+    n = len(steps)
+    prev = np.r_[np.iinfo(np.int64).min, steps[:-1]]
+    lo = np.searchsorted(t_steps, prev, side="right")
+    hi = np.searchsorted(t_steps, steps, side="right")
+    short = hi - lo < 2
+    lo = np.where(short, np.maximum(0, hi - 5), lo)
+    ok = hi - lo >= 2
+    cs = np.r_[0.0, np.cumsum(t_raw)]
+    mean = np.where(ok, (cs[hi] - cs[lo]) / np.maximum(hi - lo, 1), np.nan)
+    padded = np.r_[t_raw, np.inf]
+    pairs = np.empty(2 * n, dtype=np.int64)
+    pairs[0::2], pairs[1::2] = np.minimum(lo, len(t_raw)), np.minimum(hi, len(t_raw))
+    mins = np.minimum.reduceat(padded, pairs)[0::2] if n else np.zeros(0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        progress = 1000.0 * (mean / mins - 1.0)
+        pq = np.where(progress > 0, gl / progress, np.inf)
+    return np.where(ok & (mins > 0), pq, np.nan)
 
 
 def _held(mask: np.ndarray, count: int) -> np.ndarray:
@@ -327,8 +380,9 @@ class Overfit:
         "select": Param("bool", default=True, doc="judge the metric the run selected its checkpoint on"),
         "train": Param("series", default="train/loss"),
         "min_gl": Param("fraction", default=0.05, doc="Prechelt's alpha: relative worsening from the best"),
-        "max_gl": Param("fraction", default=0.0, doc="holds only where the same judgement at this GL does not "
-                                                    "(the band below a stronger rule; 0 = no band)"),
+        "max_gl": Param("fraction", default=0.0, doc="holds only where this check with its defaults and "
+                                                    "min_gl = max_gl does not (the band below the overfitting "
+                                                    "rule; 0 = no band)"),
         "strong_gl": Param("fraction", default=0.15, doc="one eval this much worse needs no confirmation"),
         "confirm": Param("int", default=2, doc="consecutive evals at min_gl ..."),
         "up": Param("int", default=3, doc="... or this many successive increases"),
@@ -353,6 +407,8 @@ class Overfit:
                                "early_stopping", "selected", "selected_words"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
+        if bool(args["disagree"]) and selected_metric(run, str(args["series"])).metric == str(args["series"]):
+            return empty_result((str(args["series"]),))     # nothing else selected: nothing to disagree with
         j = judge(run, series=str(args["series"]), select=bool(args["select"]), min_gl=float(args["min_gl"]),
                   max_gl=float(args["max_gl"]), strong_gl=float(args["strong_gl"]), confirm=int(args["confirm"]),
                   up=int(args["up"]), noise_z=float(args["noise_z"]), max_train_rise=float(args["max_train_rise"]),
@@ -405,7 +461,7 @@ class Overfit:
                                     f"not compared with the noise: {i + 1} evals are too few to estimate it")}
 
         return CheckResult(j.steps, j.mask, evidence_at, (j.metric,) + ((j.train_metric,) if j.train_metric else ()),
-                           onset_at=lambda i: int(j.steps[int(j.onset_idx[i])]))
+                           onset_at=lambda i: int(j.steps[onset_index(j, i)]))
 
 
 CHECK = Overfit()

@@ -54,7 +54,7 @@ class Spike:
             ratio = values / baseline
         mask = (np.isfinite(ratio) & (baseline > 0) & (ratio > float(args["factor"]))
                 & (values - baseline > float(args["min_excess"])))
-        noise = residual_noise(values)
+        noise = residual_noise(values) if mask.any() else float("nan")     # only when a candidate needs it
         if float(args["noise_z"]) > 0 and np.isfinite(noise):
             mask &= values - baseline > float(args["noise_z"]) * noise
         mask[: int(args["skip_first"])] = False
