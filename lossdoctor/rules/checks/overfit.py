@@ -343,6 +343,11 @@ def _held(mask: np.ndarray, count: int) -> np.ndarray:
 def criteria_text(j: Judgement, i: int, min_gl: float, up: int) -> str:
     """Which of Prechelt's criteria hold at eval i, in words."""
     parts = [f"GL {j.gl[i]:.1f}% ≥ {min_gl * 100:g}% (generalisation loss: worse than the best by that much)"]
+    b = int(j.best_idx[i])
+    held = 0
+    while held <= i - b - 1 and j.gl[i - held] >= min_gl * 100.0:
+        held += 1
+    parts.append(f"held at the last {held} eval(s)")
     if j.up[i] >= up:
         parts.append(f"UP{int(j.up[i])}: {int(j.up[i])} successive evals got worse")
     else:
@@ -367,9 +372,10 @@ def _selected_words(j: Judgement) -> str:
     y = j.values if j.lower_is_better else -j.values
     b = int(np.argmin(y))
     last = len(y) - 1
-    where = "at the last eval" if b == last else f"at step {int(j.steps[b])}, {float(j.values[last]):.4g} at the end"
-    return (f"{j.metric} ({'lower' if j.lower_is_better else 'higher'} is better) was best, "
-            f"{float(j.values[b]):.4g}, {where}")
+    where = "at the last eval" if b == last else \
+        f"at step {int(j.steps[b])} and {float(j.values[last]):.4g} at the end"
+    return (f"the run selected its checkpoint on {j.metric} ({'lower' if j.lower_is_better else 'higher'} is "
+            f"better), which was at its best, {float(j.values[b]):.4g}, {where}")
 
 
 class Overfit:
