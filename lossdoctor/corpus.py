@@ -23,6 +23,8 @@ from lossdoctor.rules.packs import RuleSet
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
                              "not-learning", "no-learning-signal", "reward-falling", "kl-blowup",
                              "entropy-collapse", "length-collapse", "length-pinned", "likelihood-displacement")
+#: severities a user reads as an alarm (a healthy run with one is a false alarm)
+ALARM_SEVERITIES = ("warning", "error")
 LABEL_KEYS = frozenset({"source", "origin", "verdicts", "onset_step", "eval_interval", "why", "oracle", "notes",
                         "objective"})
 
@@ -46,6 +48,7 @@ class CaseResult:
     fired: tuple[str, ...]                  # rule ids that fired (any severity)
     onset: int | None = None                # predicted overfitting onset step
     error: str | None = None                # the case could not be analysed (counts as predicted nothing)
+    worst: str | None = None                # the worst severity among the findings (None: no finding)
     objective: str | None = None            # the objective lossdoctor took the run for
 
     @property
@@ -85,6 +88,14 @@ class CorpusScore:
     by_objective: Mapping[str, Mapping[str, Counts]] = field(default_factory=dict)  # objective → verdict → counts
     #: "case: rule" for each rule that fired on a run whose labelled objective it does not judge
     off_objective: tuple[str, ...] = field(default=())
+    false_alarms: tuple[str, ...] = field(default=())     # healthy-labelled cases with a warning or an error
+    healthy_runs: int = 0
+
+    @property
+    def false_alarm_rate(self) -> float:
+        """Share of the healthy-labelled runs whose report says more than info (a warning or an error): what
+        a user sees as an alarm, whatever verdict it stands for."""
+        return len(self.false_alarms) / self.healthy_runs if self.healthy_runs else math.nan
 
     @property
     def onset_within_interval(self) -> float:
@@ -171,7 +182,7 @@ def predict(diag: Diagnosis, verdict_of: Mapping[str, str]) -> tuple[frozenset[s
 def case_result(label: Label, diag: Diagnosis, verdict_of: Mapping[str, str]) -> CaseResult:
     predicted, onset = predict(diag, verdict_of)
     return CaseResult(label=label, predicted=predicted, fired=tuple(sorted({f.rule_id for f in diag.findings})),
-                      onset=onset, objective=diag.objective.id)
+                      onset=onset, objective=diag.objective.id, worst=diag.worst_severity)
 
 
 def _count(pairs: Iterable[tuple[bool, bool]]) -> Counts:
@@ -209,9 +220,11 @@ def score(results: Iterable[CaseResult], verdict_of: Mapping[str, str],
             onsets.append((r.label.case, abs(r.onset - r.label.onset_step), r.label.eval_interval))
     flagged = tuple(r.label.case for r in results if "healthy" in r.label.verdicts
                     and r.predicted & {"overfitting", "diverging"})
+    healthy = [r for r in results if "healthy" in r.label.verdicts]
+    alarms = tuple(r.label.case for r in healthy if r.worst in ALARM_SEVERITIES)
     return CorpusScore(results=results, verdicts=verdicts, rules=rules, rule_verdict=dict(verdict_of),
                        onset_errors=tuple(onsets), healthy_flagged=flagged, by_objective=by_objective,
-                       off_objective=off)
+                       off_objective=off, false_alarms=alarms, healthy_runs=len(healthy))
 
 
 def _pct(x: float) -> str:
@@ -264,6 +277,9 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
                  + (f" ({', '.join(s.healthy_flagged)})" if s.healthy_flagged else ""))
     lines.append(f"rules that fired on a run of an objective they do not judge: {len(s.off_objective)}"
                  + (f" ({'; '.join(s.off_objective)})" if s.off_objective else ""))
+    rate = "-" if math.isnan(s.false_alarm_rate) else f"{s.false_alarm_rate:.0%}"
+    lines.append(f"false alarms (healthy runs with a warning or an error): {len(s.false_alarms)}/{s.healthy_runs}"
+                 f" ({rate})" + (f": {', '.join(s.false_alarms)}" if s.false_alarms else ""))
     wrong = [r for r in s.results if not r.correct]
     if wrong or verbose:
         lines += ["", "runs " + ("" if verbose else "with a wrong verdict ") + "(label -> predicted; rules fired)"]
@@ -277,7 +293,7 @@ def render_text(s: CorpusScore, verbose: bool = False) -> str:
 # --- floors ----------------------------------------------------------------------------------------------
 
 FLOOR_KEYS = frozenset({"verdicts", "rules", "onset_within_interval", "max_healthy_flagged", "min_runs",
-                        "max_off_objective"})
+                        "max_off_objective", "max_false_alarm_rate"})
 
 
 def parse_floors(text: str, location: str) -> dict[str, Any]:
@@ -289,10 +305,11 @@ def parse_floors(text: str, location: str) -> dict[str, Any]:
         value = data.get(key)
         if key in data and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
             raise _err(location, f"'{key}' must be a whole number >= 0", data.pos(key))
-    if "onset_within_interval" in data:
-        value = data["onset_within_interval"]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
-            raise _err(location, "'onset_within_interval' must be a number in 0..1", data.pos("onset_within_interval"))
+    for key in ("onset_within_interval", "max_false_alarm_rate"):
+        if key in data:
+            value = data[key]
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
+                raise _err(location, f"'{key}' must be a number in 0..1", data.pos(key))
     for group in ("verdicts", "rules"):
         block = data.get(group, {}) or {}
         if not isinstance(block, dict):
@@ -334,6 +351,11 @@ def check_floors(s: CorpusScore, floors: Mapping[str, Any]) -> list[str]:
     if "max_off_objective" in floors and len(s.off_objective) > int(floors["max_off_objective"]):
         failures.append(f"{len(s.off_objective)} rule firing(s) on a run of an objective the rule does not judge "
                         f"> {floors['max_off_objective']}: {'; '.join(s.off_objective)}")
+    if "max_false_alarm_rate" in floors:
+        rate = s.false_alarm_rate
+        if not math.isnan(rate) and rate > float(floors["max_false_alarm_rate"]):
+            failures.append(f"false-alarm rate {rate:.2f} ({len(s.false_alarms)}/{s.healthy_runs} healthy runs with a "
+                            f"warning or error: {', '.join(s.false_alarms)}) > {floors['max_false_alarm_rate']:g}")
     if "min_runs" in floors and len(s.results) < int(floors["min_runs"]):
         failures.append(f"only {len(s.results)} run(s) in the corpus < min_runs {floors['min_runs']}")
     return failures
@@ -352,12 +374,14 @@ def to_json(s: CorpusScore) -> dict[str, Any]:
         "onset": {"runs": len(s.onset_errors), "median_error_steps": num(s.onset_median_error),
                   "within_one_eval_interval": num(s.onset_within_interval)},
         "healthy_flagged": list(s.healthy_flagged),
+        "false_alarms": {"runs": list(s.false_alarms), "healthy_runs": s.healthy_runs,
+                         "rate": num(s.false_alarm_rate)},
         "objectives": {g: {v: {"tp": c.tp, "fp": c.fp, "fn": c.fn, "tn": c.tn, "precision": num(c.precision),
                                "recall": num(c.recall)} for v, c in counts.items() if c.tp + c.fp + c.fn}
                        for g, counts in s.by_objective.items()},
         "off_objective": list(s.off_objective),
         "cases": [{"case": r.label.case, "label": sorted(r.label.verdicts), "predicted": sorted(r.predicted),
                    "fired": list(r.fired), "onset_label": r.label.onset_step, "onset_predicted": r.onset,
-                   "error": r.error, "objective_label": r.label.objective, "objective_detected": r.objective}
-                  for r in s.results],
+                   "worst": r.worst, "error": r.error,
+                   "objective_label": r.label.objective, "objective_detected": r.objective} for r in s.results],
     }

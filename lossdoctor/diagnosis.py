@@ -33,8 +33,8 @@ def is_shape_only(run: Run) -> bool:
     return run.provenance.confidence < 1.0 and run.provenance.step_source == "ordinal"
 
 
-def compute_facts(run: Run) -> Facts:
-    facts = _measured_facts(run)
+def compute_facts(run: Run, findings: tuple = ()) -> Facts:
+    facts = _measured_facts(run, findings)
     if not is_shape_only(run):
         return facts
     # only what is known: the order of the points (best step, whether eval ended higher) and the summary's
@@ -44,7 +44,22 @@ def compute_facts(run: Run) -> Facts:
                    final_train_loss=summary_value(run, "train/loss"))
 
 
-def _measured_facts(run: Run) -> Facts:
+def _early_stop(findings: tuple, best_step: int, final_step: int, best: float, final: float
+                ) -> tuple[bool, int | None, str | None]:
+    """(would early stopping have helped, the step to stop at, the metric judged) — from the findings, so a
+    verdict and its facts always agree: yes when an early-stopping finding (an ``overfit`` check: evidence
+    ``early_stopping: yes``) fired, or when the run failed (an error finding) after its best eval by more
+    than EARLY_STOP_MARGIN."""
+    for f in findings:
+        if f.evidence.get("early_stopping") == "yes":
+            return True, int(f.evidence.get("best_step", best_step)), str(f.evidence.get("metric", "eval/loss"))
+    failed = any(f.severity == "error" for f in findings)
+    if failed and best_step < final_step and final > best * (1 + EARLY_STOP_MARGIN):
+        return True, best_step, "eval/loss"
+    return False, None, None
+
+
+def _measured_facts(run: Run, findings: tuple = ()) -> Facts:
     ev = run.series("eval/loss")
     ev = ev[np.isfinite(ev.to_numpy())]
     tr = run.series("train/loss")
@@ -57,9 +72,10 @@ def _measured_facts(run: Run) -> Facts:
     best_step, best = int(ev.index[best_pos]), float(ev.iloc[best_pos])
     final_step, final = int(ev.index[-1]), float(ev.iloc[-1])
     gap = (final - best) / abs(best) * 100.0 if best != 0 else (0.0 if final == best else math.inf)
-    helped = bool(best_step < final_step and final > best * (1 + EARLY_STOP_MARGIN))
+    helped, stop_step, stop_metric = _early_stop(tuple(findings), best_step, final_step, best, final)
     return Facts(best_eval_step=best_step, best_eval_loss=best, final_eval_step=final_step,
                  final_eval_loss=final, final_gap_pct=gap, early_stopping_would_help=helped,
+                 early_stop_step=stop_step, early_stop_metric=stop_metric,
                  final_train_loss=float(tr_f.iloc[-1]) if len(tr_f) else None,
                  eval_points=int(len(ev)), train_points=int(len(tr)), last_step=last_step)
 
@@ -85,7 +101,8 @@ def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, r
     text = f"{head}: " + "; ".join(titles[:3])
     if len(titles) > 3:
         text += f" (+{len(titles) - 3} more)"
-    if facts.early_stopping_would_help and facts.best_eval_step is not None:
+    if facts.early_stopping_would_help and facts.best_eval_step is not None \
+            and facts.early_stop_metric in (None, "eval/loss"):
         if facts.best_eval_loss is None or facts.final_gap_pct is None:   # a shape: the order is all we know
             text += f" - eval loss lowest around step {facts.best_eval_step}, higher at the end"
         else:
@@ -101,7 +118,7 @@ def diagnose(run: Run, ruleset: RuleSet, objective: Objective | None = None) -> 
 
     objective = objective or detect(run)
     result = run_rules(run, ruleset, objective.id)
-    facts = compute_facts(run)
+    facts = compute_facts(run, result.findings)
     verdict = verdict_line(result.findings, result.crashed, facts, run, missing_caveat(run, objective))
     return Diagnosis(run=run, findings=result.findings, facts=facts, verdict=verdict,
                      crashed_checks=result.crashed, rule_sources=ruleset.sources, objective=objective,

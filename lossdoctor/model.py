@@ -162,6 +162,8 @@ class Facts:
     final_eval_loss: float | None = None
     final_gap_pct: float | None = None        # (final - best) / best × 100
     early_stopping_would_help: bool | None = None
+    early_stop_step: int | None = None           # where to stop (the judged metric's best), when it would help
+    early_stop_metric: str | None = None         # the metric that judgement was made on (eval/loss or selected)
     final_train_loss: float | None = None
     eval_points: int = 0
     train_points: int = 0

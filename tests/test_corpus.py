@@ -85,6 +85,28 @@ def test_score_counts_precision_recall_and_onset() -> None:
     assert "XX c: overfitting -> healthy" in text and "ok a" not in text
 
 
+def test_false_alarm_rate_counts_healthy_runs_with_a_warning_or_error() -> None:
+    label = corpus.Label
+    results = [corpus.CaseResult(label("h1", frozenset({"healthy"})), frozenset({"healthy"}), ("many-epochs",),
+                                 worst="info"),
+               corpus.CaseResult(label("h2", frozenset({"healthy"})), frozenset({"healthy"}), ("lr-too-high",),
+                                 worst="warning"),
+               corpus.CaseResult(label("h3", frozenset({"healthy"})), frozenset({"healthy"}), (), worst=None),
+               corpus.CaseResult(label("h4", frozenset({"healthy"})), frozenset({"healthy"}), ("x",), worst="error"),
+               corpus.CaseResult(label("o", frozenset({"overfitting"})), frozenset({"overfitting"}),
+                                 ("overfitting",), worst="warning")]
+    s = corpus.score(results, {"overfitting": "overfitting"})
+    assert s.false_alarms == ("h2", "h4") and s.healthy_runs == 4 and s.false_alarm_rate == 0.5
+    assert "false alarms (healthy runs with a warning or an error): 2/4 (50%): h2, h4" in corpus.render_text(s)
+    assert corpus.to_json(s)["false_alarms"] == {"runs": ["h2", "h4"], "healthy_runs": 4, "rate": 0.5}
+    failures = corpus.check_floors(s, {"max_false_alarm_rate": 0.25})
+    assert failures == ["false-alarm rate 0.50 (2/4 healthy runs with a warning or error: h2, h4) > 0.25"]
+    assert corpus.check_floors(s, {"max_false_alarm_rate": 0.5}) == []
+    with pytest.raises(SourceError) as info:
+        corpus.parse_floors("max_false_alarm_rate: 2\n", "floors.yaml")
+    assert "'max_false_alarm_rate' must be a number in 0..1" in str(info.value)
+
+
 def test_a_floor_with_no_case_fails() -> None:
     s = corpus.score([_result("e", {"healthy"}, {"healthy"})], {"grad-norm-explosion": "exploding-gradients"})
     assert corpus.check_floors(s, {"verdicts": {"exploding-gradients": {"recall": 1.0}}}) == [

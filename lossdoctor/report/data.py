@@ -327,8 +327,10 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
         if helped is None:
             rows.append(("Early stopping would have helped", "-"))
         elif helped:
+            on = "" if f.early_stop_metric in (None, "eval/loss") else f", judged on {f.early_stop_metric}"
             rows.append(("Early stopping would have helped",
-                         f"yes: stop at step {f.best_eval_step} (load_best_model_at_end)"))
+                         f"yes: stop at step {f.early_stop_step if f.early_stop_step is not None else f.best_eval_step}"
+                         f" (load_best_model_at_end{on})"))
         else:
             rows.append(("Early stopping would have helped", "no"))
     else:

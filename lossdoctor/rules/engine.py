@@ -85,6 +85,14 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _confidence(run: Run, evidence: dict[str, Any]) -> float:
+    """The reader's confidence in the numbers x the check's own (``evidence.confidence``: what n points and
+    the series' noise allow it to conclude; 1 when the check does not say)."""
+    own = evidence.get("confidence")
+    own = float(own) if isinstance(own, (int, float)) and not isinstance(own, bool) and np.isfinite(own) else 1.0
+    return round(float(run.provenance.confidence) * min(1.0, max(0.0, own)), 3)
+
+
 def evaluate_rule(rule: Rule, run: Run) -> Finding | None:
     return judge_rule(rule, run)[0]
 
@@ -124,7 +132,7 @@ def judge_rule(rule: Rule, run: Run) -> tuple[Finding | None, str]:
     return Finding(rule_id=rule.id, severity=rule.severity, title=rule.title, message=message,
                    remediation=remediation, series=result.series, first_step=first, last_step=last,
                    evidence=dict(sorted(evidence.items())), origin=rule.origin,
-                   confidence=float(run.provenance.confidence), category=rule.labels.get("category", "")), ""
+                   confidence=_confidence(run, evidence), category=rule.labels.get("category", "")), ""
 
 
 def sort_key(f: Finding) -> tuple[int, int, str]:

@@ -235,6 +235,15 @@ def _cases() -> list[Case]:
                warmup=50, logging_steps=4, eval_steps=20, max_grad_norm=0, seed=35, data_seed=75, expect=EX),
           Case("nan", 4, rows=200, eval_rows=20, epochs=1, lr=0.02, batch=4, logging_steps=4, eval_steps=20,
                max_grad_norm=0, dtype="fp16-pure", seed=44, data_seed=84, expect=NF)]
+    # added for issue 12: runs that provably train nothing, and a warm-up longer than the run
+    c += [Case("dead", 1, rows=200, eval_rows=20, epochs=1, lr=1000.0, batch=4, scheduler="constant",
+               logging_steps=4, eval_steps=20, max_grad_norm=0, seed=71, data_seed=111, expect=NL),
+          Case("dead", 2, rows=240, eval_rows=0, epochs=1, lr=1000.0, batch=4, scheduler="constant",
+               logging_steps=3, max_grad_norm=0, seed=72, data_seed=112, expect=NL),
+          Case("lr-zero", 1, rows=200, eval_rows=20, epochs=1, lr=0.0, batch=4, scheduler="constant",
+               logging_steps=4, eval_steps=20, seed=73, data_seed=113, expect=NL),
+          Case("warmup-long", 1, rows=400, eval_rows=40, epochs=1, lr=0.005, max_steps=50, batch=8,
+               scheduler="linear", warmup=100, logging_steps=5, eval_steps=10, seed=74, data_seed=114)]
     return c
 
 
@@ -390,7 +399,14 @@ def judge(state: dict, oracle: dict) -> dict[str, Any]:
     if not verdicts and len(pre) >= 2:
         last = sum(v for _, v in pre[-2:]) / 2
         facts["train_fall"] = 1 - last / pre[0][1]
-        if last > 0.95 * pre[0][1]:
+        # dead: over the second half of the run no gradient reached the weights (grad_norm 0) and the loss did
+        # not move (a uniform output after a huge lr with clipping off: the first log falls to ln V and stays)
+        half_g = [g for s, g in grads if s > pre[-1][0] / 2]
+        half_t = [v for s, v in pre if s > pre[-1][0] / 2]
+        dead = bool(half_g) and all(_finite(g) and abs(g) <= 1e-8 for g in half_g) and len(half_t) >= 2 \
+            and max(half_t) - min(half_t) <= 0.01 * abs(max(half_t))
+        facts["dead"] = dead
+        if last > 0.95 * pre[0][1] or dead:
             verdicts.append("not-learning")
     out["verdicts"] = verdicts or ["healthy"]
     out["facts"] = facts

@@ -1,5 +1,14 @@
 """nonfinite: NaN or ±inf in any of the named series (also a loss of exactly 0 logged with a NaN grad_norm,
-which is how HF's ``logging_nan_inf_filter`` hides a NaN step loss)."""
+which is how HF's ``logging_nan_inf_filter`` hides a NaN step loss).
+
+Transient or persistent (``persistence``): fp16 mixed precision skips a step whose gradients overflowed,
+halves the loss scale and goes on — the log shows an isolated ``grad_norm: inf/nan`` followed by normal
+steps. The non-finite points are **transient** when there are at most ``max_transient`` of them (or that share
+of the logs), none is the last log or next to another (except a
+run of them at the very start: the scaler calibrating its initial 2^16 scale), the train loss is never logged as exactly 0.0 at or
+after them (the hidden-NaN signature) and the train loss after the last one is finite and not above
+``blowup`` x its level before the first one. Anything else is **persistent**. ``persistence: any`` (the
+default) keeps the old behaviour: every non-finite point."""
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -13,9 +22,14 @@ from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, re
 class NonFinite:
     kind = "nonfinite"
     doc = "NaN/inf in any matching series"
-    params = {"series": Param("series_list", required=True, doc="names or globs")}
+    params = {"series": Param("series_list", required=True, doc="names or globs"),
+              "persistence": Param("choice", default="any", choices=("any", "transient", "persistent")),
+              "max_transient": Param("int", default=3, doc="at most this many isolated points are transient ..."),
+              "max_transient_share": Param("fraction", default=0.02, doc="... or this share of the logs"),
+              "blowup": Param("number", default=1.5, doc="train loss after / before above this: not transient")}
     evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite",
-                               "last_finite_step", "metrics", "zero_loss_points", "peak_before", "peak_before_step"})
+                               "last_finite_step", "metrics", "zero_loss_points", "peak_before", "peak_before_step",
+                               "persistence", "pattern"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names: list[str] = []
@@ -41,6 +55,10 @@ class NonFinite:
         zero_loss_steps = loss_steps[loss_values == 0.0]
         zero_at_bad = np.isin(clock, zero_loss_steps) & bad
         zero_cum = np.cumsum(zero_at_bad)
+        transient, pattern = _classify(bad, clock, loss_steps, loss_values, args)
+        want = str(args["persistence"])
+        if want != "any" and transient != (want == "transient"):
+            bad = np.zeros(len(clock), dtype=bool)
 
         def evidence_at(i: int) -> dict[str, Any]:
             bad_idx = np.flatnonzero(bad[: i + 1])
@@ -59,9 +77,47 @@ class NonFinite:
             return {"metric": metric, "value": str(value), "step": int(clock[first]),
                     "first_bad_step": int(clock[first]), "bad_points": int(cum[i]), "last_finite": last_f,
                     "last_finite_step": last_fs, "metrics": ", ".join(metrics),
-                    "zero_loss_points": int(zero_cum[i]), "peak_before": peak, "peak_before_step": peak_step}
+                    "zero_loss_points": int(zero_cum[i]), "peak_before": peak, "peak_before_step": peak_step,
+                    "persistence": "transient" if transient else "persistent", "pattern": pattern}
 
         return CheckResult(clock, bad, evidence_at, tuple(names))
+
+
+def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_values: np.ndarray,
+              args: Mapping[str, Any]) -> tuple[bool, str]:
+    """(transient?, the pattern in words) of the non-finite points on ``clock``."""
+    at = np.flatnonzero(bad)
+    k, n = len(at), len(clock)
+    if k == 0:
+        return False, ""
+    limit = max(int(args["max_transient"]), int(float(args["max_transient_share"]) * n))
+    # the loss scaler's calibration: fp16 starts at scale 2^16 and may overflow at the first few steps in a row
+    # before any finite norm; a leading run like that is the scaler settling, not a failure
+    lead = int(np.flatnonzero(~bad)[0]) if (~bad).any() else n
+    later = at[at >= lead]
+    adjacent = bool(len(later) > 1 and (np.diff(later) == 1).any())
+    at_end = bool(at[-1] == n - 1)
+    first, last = int(clock[at[0]]), int(clock[at[-1]])
+    finite = np.isfinite(loss_values)
+    zero_after = bool(((loss_values == 0.0) & (loss_steps >= first)).any())
+    before = loss_values[(loss_steps < first) & finite][-5:]
+    after = loss_values[loss_steps > last][:5]
+    blew_up = bool(len(after) and (not np.isfinite(after).all() or (
+        len(before) and np.median(after) > float(args["blowup"]) * np.median(before))))
+    gaps = np.diff(clock[at]) if k > 1 else np.zeros(0)
+    spacing = f", {int(np.median(gaps))} steps apart (median)" if len(gaps) else ""
+    where = f"{k} non-finite point(s) of {n} logs, steps {first}-{last}{spacing}"
+    if lead:
+        where += f" ({lead} at the start, before the first finite one: the loss scaler calibrating)"
+    if k > limit:
+        return False, f"{where}: too many to be skipped steps"
+    if adjacent or at_end:
+        return False, f"{where}: " + ("consecutive logs" if adjacent else "the last log is non-finite")
+    if zero_after:
+        return False, f"{where}, and train/loss logged as exactly 0.0 from there on (a NaN loss hidden as 0)"
+    if blew_up:
+        return False, f"{where}, and the train loss after them is non-finite or above {args['blowup']}x its level before"
+    return True, f"{where}, each followed by normal steps and a train loss that carried on"
 
 
 CHECK = NonFinite()

@@ -25,9 +25,13 @@ class Plateau:
         "compare": Param("choice", default="tail", choices=("tail", "lowest"),
                          doc="tail: head vs the last fifth; lowest: head vs the lowest stretch anywhere "
                              "(a loss that fell a lot and came back learned, then diverged)"),
+        "unless_improving": Param("series", default=None,
+                                  doc="silent while this series (e.g. eval/loss) improved by improve_by: a model "
+                                      "whose eval loss keeps improving is learning"),
+        "improve_by": Param("fraction", default=0.05, doc="first vs the median of the last 3 points"),
     }
     evidence_keys = frozenset({"head", "tail", "drop_pct", "points", "from_step", "to_step", "metric",
-                               "lr_ratio"})
+                               "lr_ratio", "improving"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         metric, steps, values = finite_points(run, args["series"], args.get("window"))
@@ -53,7 +57,17 @@ class Plateau:
         if holds and bool(args["lr_aware"]) and windowed and np.isfinite(lr_ratio) \
                 and lr_ratio < float(args["lr_decayed_below"]):
             holds = False
+        improving = ""
+        other = args.get("unless_improving")
+        if holds and other:
+            o_metric, _, o_vals = finite_points(run, other)
+            if o_metric is not None and len(o_vals) >= 2 and o_vals[0] != 0:
+                gain = (o_vals[0] - float(np.median(o_vals[-3:]))) / abs(o_vals[0])
+                if gain >= float(args["improve_by"]):
+                    holds = False
+                    improving = f"{o_metric} improved {gain * 100:.1f}%"
         return global_result(holds, int(steps[-1]), {
+            "improving": improving,
             "head": head, "tail": tail, "drop_pct": drop * 100.0, "points": n, "from_step": int(steps[0]),
             "to_step": int(steps[-1]), "metric": metric, "lr_ratio": lr_ratio}, (metric,))
 

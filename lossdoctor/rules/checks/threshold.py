@@ -22,6 +22,11 @@ class Threshold:
         "value": Param("number", required=True),
         "reduce": Param("choice", default="each", choices=("each", *_REDUCERS)),
         "window": Param("window", default=None),
+        "skip_first": Param("int", default=0, doc="ignore the first N points (warm-up)"),
+        "ignore_zeros": Param("bool", default=False,
+                              doc="exact 0.0 values are not measurements (an engine that logs 0 where it did not "
+                                  "compute the value): leave them out"),
+        "min_points": Param("int", default=1, doc="finite points needed in the window (reduce mode)"),
     }
     evidence_keys = frozenset({"value", "step", "peak", "peak_step", "points", "threshold", "metric", "total_points",
                                "share_pct", "ratio"})
@@ -34,12 +39,18 @@ class Threshold:
         steps, values = arrays(run, metric)
         start = window_start_index(steps, args.get("window"))
         steps, values = steps[start:], values[start:]
+        if bool(args["ignore_zeros"]):
+            keep = values != 0.0
+            steps, values = steps[keep], values[keep]
+        skip = int(args["skip_first"])
+        if skip and args["reduce"] != "each":
+            steps, values = steps[skip:], values[skip:]
         op = OPS[args["op"]]
         bound = float(args["value"])
         finite = np.isfinite(values)
         if args["reduce"] != "each":
-            if not finite.any():
-                return global_result(False, None, {}, (metric,))
+            if not finite.any() or int(finite.sum()) < int(args["min_points"]):
+                return global_result(False, int(steps[-1]) if len(steps) else None, {}, (metric,))
             reduced = float(_REDUCERS[args["reduce"]](values))
             at = int(np.flatnonzero(finite & (values == reduced))[0]) if np.isfinite(reduced) and \
                 (values == reduced).any() else len(values) - 1
@@ -49,6 +60,7 @@ class Threshold:
                 "points": int(finite.sum()), "threshold": bound, "metric": metric, "total_points": int(len(values)),
                 "share_pct": 100.0, "ratio": reduced / bound if bound else float("nan")}, (metric,))
         mask = finite & op(values, bound)
+        mask[:skip] = False
         count = np.cumsum(mask)
         extreme = values if args["op"] in (">", ">=") else -values
         masked = np.where(mask, extreme, -np.inf)

@@ -20,6 +20,7 @@ import numpy as np
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, final_run_only, resolve_series,
                                      running_best, smooth)
+from lossdoctor.rules.noise import level_noise
 
 
 class Trend:
@@ -44,6 +45,12 @@ class Trend:
                                doc="... unless a single point moved at least this much (0 = always confirm)"),
         "onset_within": Param("fraction", default=0.0,
                               doc="onset = first point within this of the best (the start of the best basin)"),
+        "raw_end": Param("int", default=0,
+                         doc="also judge the last N raw points (0 = off): rising at each of them and each "
+                             "min_change above the smoothed best - a blow-up in the last logs that a smooth "
+                             "lags behind"),
+        "raw_noise_z": Param("number", default=4.0,
+                             doc="... and above it by this many noise deviations of the points before them"),
     }
     evidence_keys = frozenset({"best", "best_step", "last", "last_step", "change_pct", "abs_change_pct",
                                "rise_pct", "drop_pct", "points", "metric", "first", "first_step", "saving_pct",
@@ -85,6 +92,9 @@ class Trend:
             mask = mask & ((run_len >= confirm) | ((signed >= strong) if strong > 0 else False))
         if bool(args["until_end"]):
             mask = final_run_only(mask)
+        raw_hit = _raw_end(raw, values, ref, up, int(args["raw_end"]), float(args["min_change"]), floor,
+                           float(args["raw_noise_z"])) if args["from"] == "best" else np.zeros(n, dtype=bool)
+        mask = mask | raw_hit
         smoothing = "raw" if span <= 1 else f"{args['smooth_kind']} over {span} points"
         # the turn, for people: the lowest (highest) raw point among those the smoothed best was made of;
         # computed only for the indices whose evidence is asked for (a few), not for every point
@@ -100,13 +110,13 @@ class Trend:
         def evidence_at(i: int) -> dict[str, Any]:
             r, t = int(ref_idx[i]), turn(i)
             pct = float(change[i] * 100.0) if np.isfinite(change[i]) else float("nan")
-            last = float(values[i])
+            last = float(raw[i]) if raw_hit[i] else float(values[i])
             saving = (last - float(values[r])) / abs(last) * 100.0 if last else float("nan")
             return {"best": float(values[r]), "best_step": int(steps[t]), "last": last,
                     "last_step": int(steps[i]), "change_pct": pct, "abs_change_pct": abs(pct),
                     "rise_pct": pct, "drop_pct": -pct, "points": int(i + 1), "metric": metric,
                     "first": float(values[0]), "first_step": int(steps[0]), "saving_pct": saving,
-                    "smoothing": smoothing}
+                    "smoothing": f"raw, the last {int(raw_hit.sum())} logs rising" if raw_hit[i] else smoothing}
 
         tol = float(args["onset_within"])
 
@@ -120,6 +130,30 @@ class Trend:
             return int(steps[t])
 
         return CheckResult(steps, mask, evidence_at, (metric,), onset_at=onset_at)
+
+
+def _raw_end(raw: np.ndarray, smoothed: np.ndarray, ref: np.ndarray, up: bool, k: int, min_change: float,
+             floor: float, z: float) -> np.ndarray:
+    """The trailing raw points that rose at every log and sit ``min_change`` (and ``floor``, and ``z`` noise
+    deviations of the points before them) beyond the smoothed best reached before them."""
+    n = len(raw)
+    out = np.zeros(n, dtype=bool)
+    if k < 2 or n < k + 2:
+        return out
+    tail = raw[-k:]
+    sign = 1.0 if up else -1.0
+    if not np.isfinite(tail).all() or not (np.diff(tail) * sign > 0).all():
+        return out
+    best = float(ref[n - k - 1])
+    if not np.isfinite(best) or best == 0:
+        return out
+    moved = (tail - best) * sign
+    ok = (moved / abs(best) >= min_change) & (moved >= floor)
+    noise = level_noise(raw[:-k])
+    if np.isfinite(noise) and noise > 0:
+        ok &= moved > z * noise
+    out[-k:] = final_run_only(ok)
+    return out
 
 
 CHECK = Trend()

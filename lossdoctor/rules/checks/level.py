@@ -1,0 +1,52 @@
+"""level: a loss level no language model should show — above ln(V), the loss of a uniform guess over a
+vocabulary of V tokens (V from the run's config, else the largest real vocabulary, ``default_vocab``).
+
+A token-level cross-entropy above ln(V) is worse than guessing uniformly: labels that do not match the
+inputs (shuffled or offset), a loss summed instead of averaged, the wrong tokenizer, or weights that have
+diverged. The level is the rolling median of 3 logs (one spike is not a level), read at the start (``at:
+start``: the first 3 logs), at the end (``at: end``) or at its highest (``at: max``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+
+from lossdoctor.model import Run
+from lossdoctor.rules.checks import (Param, config_number, empty_result, finite_points, global_result,
+                                     rolling_median)
+
+
+class Level:
+    kind = "level"
+    doc = "a loss level above ln(vocab size) (worse than a uniform guess)"
+    params = {
+        "series": Param("series", default="train/loss"),
+        "at": Param("choice", default="max", choices=("start", "end", "max")),
+        "vocab_from": Param("names", default=["vocab_size", "model.vocab_size", "config.vocab_size",
+                                              "model_config.vocab_size"]),
+        "default_vocab": Param("int", default=262144, doc="V when the config does not say (Gemma 3's 262,144)"),
+        "min_points": Param("int", default=3),
+    }
+    evidence_keys = frozenset({"level", "level_step", "ln_vocab", "vocab", "vocab_source", "metric", "ratio"})
+
+    def evaluate(self, run: Run, args: Mapping[str, Any]) -> Any:
+        metric, steps, values = finite_points(run, args["series"])
+        if metric is None:
+            return empty_result((args["series"],), "global")
+        if len(values) < int(args["min_points"]):
+            return global_result(False, int(steps[-1]) if len(steps) else None, {}, (metric,))
+        vocab, key = config_number(run, args["vocab_from"])
+        source = f"the run's config ({key})" if vocab and vocab > 1 else "the largest real vocabulary"
+        vocab = float(vocab) if vocab and vocab > 1 else float(args["default_vocab"])
+        ln_v = math.log(vocab)
+        med = rolling_median(values, 3)[2:]
+        where = {"start": 0, "end": len(med) - 1, "max": int(np.argmax(med))}[str(args["at"])]
+        level = float(med[where])
+        return global_result(level > ln_v, int(steps[where + 2]), {
+            "level": level, "level_step": int(steps[where + 2]), "ln_vocab": ln_v, "vocab": int(vocab),
+            "vocab_source": source, "metric": metric, "ratio": level / ln_v}, (metric,))
+
+
+CHECK = Level()
