@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import click
 
+from lossdoctor.commands._options import (load_ruleset, make_read_options, read_options, report_options,
+                                          rule_options, use_color)
 from lossdoctor.errors import UsageError
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 
@@ -33,25 +34,12 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 @click.command("analyze")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
-@click.option("--rules", "rule_files", multiple=True, metavar="FILE",
-              help="Extra rule file (repeatable); may extend/override the default pack.")
-@click.option("--no-default-rules", is_flag=True, help="Use only the --rules files.")
-@click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True,
-              help="Comma-separated report formats: html, md, json.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Report directory [default: reports/<run-name>/].")
+@rule_options
+@report_options(DEFAULT_FORMATS, "Report directory [default: reports/<run-name>/].")
 @click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES), default="error", show_default=True,
               help="Exit 1 when a finding at or above this severity fires.")
-@click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`).")
-@click.option("--log-format", type=click.Path(dir_okay=False), default=None,
-              help="YAML line-format file for a custom trainer log.")
-@click.option("--all", "all_runs", is_flag=True, help="Every run under a wandb/ directory, not only the latest.")
-@click.option("--refresh", is_flag=True, help="Refetch a W&B run even if it is cached.")
-@click.option("--offline", is_flag=True, help="Never touch the network (W&B runs from the cache only).")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Total time budget in seconds for network reads, retries included.")
+@read_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line per run.")
-@click.option("--color/--no-color", default=None, help="Colour the terminal summary [default: if a TTY].")
 def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                     out_dir: str | None, fail_on: str, source_kind: str | None, log_format: str | None,
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
@@ -64,18 +52,11 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     """
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.report import render_terminal, write_reports
-    from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
-    from lossdoctor.sources.base import ReadOptions
 
     wanted = parse_formats(formats)
-    if no_default_rules and not rule_files:
-        raise UsageError("--no-default-rules needs at least one --rules FILE")
-    ruleset = load_rules(rule_files, include_default=not no_default_rules)
-    if log_format and not source_kind:
-        source_kind = "user-format"
-    options = ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
-                          timeout=timeout, log_format=log_format, progress=sys.stderr.isatty())
+    ruleset = load_ruleset(rule_files, no_default_rules)
+    options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout)
     runs = [run for location in sources for run in read_runs(location, options)]
     diagnoses = [diagnose(run, ruleset) for run in runs]
 
@@ -93,7 +74,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         else:
             target = base if len(diagnoses) == 1 else base / slug
         targets.append(target)
-    use_color = sys.stdout.isatty() if color is None else color
+    painted = use_color(color)
     written_all = []
     for diag, target in zip(diagnoses, targets):
         written_all.append(write_reports(diag, wanted, target))
@@ -103,7 +84,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         if quiet:
             click.echo(f"{diag.run.name}: {diag.verdict}")
         else:
-            click.echo(render_terminal(diag, use_color))
+            click.echo(render_terminal(diag, painted))
             for path in written:
                 click.echo(f"  report: {path}")
     crashed = [c for d in diagnoses for c in d.crashed_checks]
