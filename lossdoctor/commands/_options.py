@@ -30,8 +30,11 @@ rule_options = _stack(
     click.option("--no-default-rules", is_flag=True, help="Use only the --rules files."),
 )
 
+source_kind_option = click.option("--source-kind", default=None, metavar="KIND",
+                                  help="Skip detection (see `lossdoctor sources`).")
+
 read_options = _stack(
-    click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`)."),
+    source_kind_option,
     click.option("--log-format", type=click.Path(dir_okay=False), default=None,
                  help="YAML line-format file for a custom trainer log."),
     click.option("--all", "all_runs", is_flag=True, help="Every run under a wandb/ directory, not only the latest."),

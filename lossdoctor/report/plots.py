@@ -45,7 +45,7 @@ def _figure(spec: PlotSpec):  # noqa: ANN202 - matplotlib Figure
         vals = np.asarray(ln.values, dtype="float64")
         xs_all.extend(ln.steps)
         finite = np.isfinite(vals)
-        colour = LINE_COLOURS.get(ln.metric, DEFAULT_LINE)
+        colour = getattr(ln, "colour", "") or LINE_COLOURS.get(ln.metric, DEFAULT_LINE)
         shown = np.where(finite, vals, np.nan)
         marker = "o" if len(steps) <= 40 and ln.metric.startswith("eval/") else None
         ax.plot(steps, shown, color=colour, label=ln.label, linewidth=1.4, marker=marker, markersize=3)
@@ -63,8 +63,9 @@ def _figure(spec: PlotSpec):  # noqa: ANN202 - matplotlib Figure
         if b - a < width_min:
             mid = (a + b) / 2
             a, b = mid - width_min / 2, mid + width_min / 2
-        ax.axvspan(a, b, color=SEVERITY_COLOURS.get(span.severity, "#7f7f7f"), alpha=0.18, linewidth=0,
-                   gid=span.gid, label=f"{span.rule_id} ({span.severity})")
+        ax.axvspan(a, b, color=getattr(span, "colour", "") or SEVERITY_COLOURS.get(span.severity, "#7f7f7f"),
+                   alpha=0.18, linewidth=0, gid=span.gid,
+                   label=getattr(span, "label", "") or f"{span.rule_id} ({span.severity})")
     if spec.marker is not None and math.isfinite(spec.marker.value):
         m = spec.marker
         ax.axvline(m.step, color="#2ca02c", linestyle="--", linewidth=1.0, gid=m.gid, label=m.label)
