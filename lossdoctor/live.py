@@ -10,15 +10,21 @@ Cost per new point, not per whole history, where it can be:
   re-runs it only when one of those series got points since it was last judged. A rule that has fired is
   not judged again until the end (each finding is printed once, the first time it fires); rules made only
   of ``missing`` checks judge an absence and wait for the end, as in the training callback.
-* **Judging is throttled and budgeted.** A pass runs at most every ``min_interval`` seconds, only when
-  points arrived, and only while the time spent judging stays within ``budget`` of the wall time (a token
-  bucket: bursts are allowed, the average is bounded). The rules themselves still look at the whole history
-  of the series they read (an overfitting turn is relative to the best eval loss ever seen), so a pass costs
-  O(points of those series) with a small vectorised constant; the budget keeps the CPU share bounded when a
-  history gets long, at the price of a longer wait between passes.
+* **Pointwise rules look at the recent points only.** A rule made only of point-by-point checks
+  (``threshold`` with ``reduce: each`` and no window, ``nonfinite``) holds at a point whatever came long
+  before, so it is judged on the last ``TAIL_POINTS`` points of its series: O(1) per pass. (Its live message
+  counts within that tail; the final report is judged on everything.) Every ``FULL_EVERY`` seconds it is judged
+  on the whole history once, so nothing that arrived between passes can be missed.
+* **Judging is throttled and budgeted per rule.** A pass runs at most every ``min_interval`` seconds and only
+  when points arrived. Each other rule looks at the whole history of the series it reads (an overfitting
+  turn is relative to the best eval loss ever seen), so it costs O(points of those series) with a small
+  vectorised constant; each rule gets an equal share of ``budget`` (a share of one core), i.e. it is judged
+  again after ``max(min_interval, cost x rules / budget)``. Cheap rules keep answering every pass while the
+  CPU share stays bounded as a history grows long; an expensive rule on a very long history waits longer.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import time
 from dataclasses import dataclass, field
@@ -31,6 +37,10 @@ from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Finding, Provenance, Run, make_metrics
 
 _INITIAL = 256
+#: pointwise rules are judged live on this many latest points of each series
+TAIL_POINTS = 4096
+#: ... and on the whole history this often (seconds)
+FULL_EVERY = 30.0
 
 
 class _Column:
@@ -59,6 +69,22 @@ class _Column:
         self.steps[n] = step
         self.values[n] = value
         self.n = n + 1
+
+    def extend(self, steps: list[int], values: list[float]) -> None:
+        """Many points at once: one array copy when they come after the last step in order (the usual case)."""
+        st = np.asarray(steps, dtype="int64")
+        n, k = self.n, len(steps)
+        if not (self.sorted and k and (n == 0 or st[0] > self.steps[n - 1]) and (k == 1 or (st[1:] > st[:-1]).all())):
+            for step, value in zip(steps, values):
+                self.add(int(step), float(value))
+            return
+        if n + k > len(self.steps):
+            cap = max(2 * len(self.steps), n + k)
+            self.steps = np.concatenate([self.steps[:n], np.empty(cap - n, dtype="int64")])
+            self.values = np.concatenate([self.values[:n], np.empty(cap - n, dtype="float64")])
+        self.steps[n:n + k] = st
+        self.values[n:n + k] = values
+        self.n = n + k
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.sorted:       # out-of-order points (rare: a resumed run): sort once, last value per step
@@ -106,6 +132,29 @@ class LiveStore:
             self.last_step = int(step)
         return canon
 
+    def add_many(self, points: list[tuple[int, str, float]]) -> set[str]:
+        """Append points (step, raw name, value) in arrival order; returns the canonical metrics touched."""
+        by_raw: dict[str, tuple[list[int], list[float]]] = {}
+        for step, raw, value in points:
+            group = by_raw.get(raw)
+            if group is None:
+                group = by_raw[raw] = ([], [])
+            group[0].append(step)
+            group[1].append(value)
+        touched = set()
+        for raw, (steps, values) in by_raw.items():
+            canon = self.canonical(raw)
+            col = self.columns.get(canon)
+            if col is None:
+                col = self.columns[canon] = _Column()
+            col.extend(steps, values)
+            touched.add(canon)
+            top = max(steps)
+            if self.last_step is None or top > self.last_step:
+                self.last_step = int(top)
+        self.points += len(points)
+        return touched
+
     @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.columns.values())
@@ -119,6 +168,10 @@ class LiveStore:
                               "raw_name": [x[1] for x in last]})
         return LiveRun(name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state,
                        store=self)
+
+    def tail_view(self, run: "LiveRun", points: int = TAIL_POINTS) -> "LiveRun":
+        """The same snapshot cut to the last ``points`` points of every series."""
+        return dataclasses.replace(run, tail=points)
 
     def to_run(self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None,
                state: str = "unknown") -> Run:
@@ -150,6 +203,7 @@ class LiveRun(Run):
     ``n_points`` counts every point."""
 
     store: Any = field(default=None, repr=False)
+    tail: int | None = None
 
     def _all_series(self) -> dict[str, pd.Series]:
         cache = self._series_cache
@@ -157,6 +211,8 @@ class LiveRun(Run):
             return cache
         for metric in sorted(self.store.columns):
             steps, values = self.store.columns[metric].view()
+            if self.tail is not None:
+                steps, values = steps[-self.tail:], values[-self.tail:]
             if len(steps):
                 cache[metric] = pd.Series(values, index=pd.Index(steps, name="step", copy=False), name=metric,
                                           copy=False)
@@ -188,6 +244,15 @@ def _series_patterns(cond: Any) -> tuple[str, ...]:
     return tuple(out) or ("*",)
 
 
+def _pointwise(cond: Any) -> bool:
+    """Made only of checks whose value at a point depends on that point alone."""
+    if cond.op != "check":
+        return bool(cond.children) and all(_pointwise(c) for c in cond.children)
+    if cond.kind == "nonfinite":
+        return True
+    return cond.kind == "threshold" and cond.args.get("reduce", "each") == "each" and not cond.args.get("window")
+
+
 def _only_missing(cond: Any) -> bool:
     if cond.op == "check":
         return cond.kind == "missing"
@@ -196,87 +261,91 @@ def _only_missing(cond: Any) -> bool:
 
 @dataclass
 class LiveJudge:
-    """Judges a LiveStore with a RuleSet as points arrive; remembers what fired first and when."""
+    """Judges a LiveStore with a RuleSet as points arrive; remembers what fired first."""
 
     ruleset: Any
     min_interval: float = 0.25          # seconds between passes
-    budget: float = 0.03                # share of wall time a pass may use on average
-    burst: float = 1.0                  # seconds of judging that may be spent at once
+    budget: float = 0.03                # share of one core that judging may use on average
     fired: dict[str, Finding] = field(default_factory=dict)
     crashed: dict[str, str] = field(default_factory=dict)
     passes: int = 0
     spent: float = 0.0
-    _credit: float = 0.0
     _last_pass: float | None = None
-    _last_credit_at: float | None = None
-    _dirty: set[str] = field(default_factory=set)
+    _stale: set[str] = field(default_factory=set)           # rules whose series got points since judged
     _patterns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _deferred: frozenset[str] = frozenset()
-    _judged_once: set[str] = field(default_factory=set)
+    _pointwise: frozenset[str] = frozenset()
+    _cost: dict[str, float] = field(default_factory=dict)   # rule id → seconds of its last judgement
+    _judged_at: dict[str, float] = field(default_factory=dict)
+    _full_at: float | None = None
 
     def __post_init__(self) -> None:
         self._patterns = {r.id: _series_patterns(r.when) for r in self.ruleset.rules}
         self._deferred = frozenset(r.id for r in self.ruleset.rules if _only_missing(r.when))
-        self._credit = self.burst
+        self._pointwise = frozenset(r.id for r in self.ruleset.rules if _pointwise(r.when))
 
     def touched(self, metrics: Iterable[str]) -> None:
-        """Say which canonical metrics got points since the last pass."""
-        self._dirty.update(metrics)
+        """Say which canonical metrics got points since the last call."""
+        metrics = set(metrics)
+        for rule_id, patterns in self._patterns.items():
+            if rule_id in self._stale or rule_id in self.fired or rule_id in self._deferred:
+                continue
+            if any(p == "*" or any(fnmatch.fnmatchcase(m, p) for m in metrics) for p in patterns):
+                self._stale.add(rule_id)
 
     @property
     def pending(self) -> bool:
-        return bool(self._dirty)
+        return bool(self._stale)
 
-    def _refill(self, now: float) -> None:
-        if self._last_credit_at is not None:
-            self._credit = min(self.burst, self._credit + (now - self._last_credit_at) * self.budget)
-        self._last_credit_at = now
+    def _interval(self, rule_id: str) -> float:
+        live = max(1, len(self._patterns) - len(self._deferred) - len(self.fired))
+        return max(self.min_interval, self._cost.get(rule_id, 0.0) * live / self.budget)
+
+    def _ready(self, rule_id: str, now: float) -> bool:
+        last = self._judged_at.get(rule_id)
+        return last is None or now - last >= self._interval(rule_id)
 
     def due(self, now: float) -> bool:
-        """Points arrived, the interval has passed and the budget allows a pass."""
-        if not self._dirty:
+        """Points arrived, the interval has passed, and some stale rule's share allows judging it."""
+        if not self._stale:
             return False
         if self._last_pass is not None and now - self._last_pass < self.min_interval:
             return False
-        self._refill(now)
-        return self._credit > 0
+        return any(self._ready(r, now) for r in self._stale)
 
-    def _wants(self, rule_id: str, dirty: set[str], final: bool) -> bool:
-        if final:
-            return rule_id not in self.fired or rule_id in self._deferred
-        if rule_id in self.fired or rule_id in self._deferred:
-            return False
-        if rule_id not in self._judged_once:
-            return True
-        for pattern in self._patterns.get(rule_id, ("*",)):
-            if pattern == "*" or any(fnmatch.fnmatchcase(m, pattern) for m in dirty):
-                return True
-        return False
-
-    def judge(self, run: Run, now: float, final: bool = False) -> list[Finding]:
-        """One pass over ``run`` (a LiveRun snapshot); returns the findings that fired for the first time."""
+    def judge(self, run: "LiveRun | Run", now: float, final: bool = False) -> list[Finding]:
+        """One pass over ``run`` (a LiveRun snapshot, or the whole run when ``final``); returns the findings
+        that fired for the first time."""
         from lossdoctor.rules.engine import evaluate_rule, sort_key
 
-        dirty, self._dirty = self._dirty, set()
-        t0 = time.perf_counter()
+        full = final or self._full_at is None or now - self._full_at >= FULL_EVERY
+        if full:
+            self._full_at = now
+        tail = run.store.tail_view(run) if isinstance(run, LiveRun) and not full else run
         new: list[Finding] = []
+        t_pass = time.perf_counter()
         for rule in self.ruleset.rules:
-            if not self._wants(rule.id, dirty, final):
+            rid = rule.id
+            if final:
+                if rid in self.fired and rid not in self._deferred:
+                    continue
+            elif rid not in self._stale or not self._ready(rid, now):
                 continue
-            self._judged_once.add(rule.id)
+            pointwise = rid in self._pointwise
+            t0 = time.perf_counter()
             try:
-                finding = evaluate_rule(rule, run)
+                finding = evaluate_rule(rule, tail if pointwise else run)
             except Exception as exc:  # noqa: BLE001 - reported once, exit 2 at the end (as analyze)
-                self.crashed.setdefault(rule.id, f"{rule.id}: {type(exc).__name__}: {exc}")
-                continue
-            if finding is not None and rule.id not in self.fired:
-                self.fired[rule.id] = finding
+                self.crashed.setdefault(rid, f"{rid}: {type(exc).__name__}: {exc}")
+                finding = None
+            self._cost[rid] = time.perf_counter() - t0
+            self._judged_at[rid] = now
+            self._stale.discard(rid)
+            if finding is not None and rid not in self.fired:
+                self.fired[rid] = finding
                 new.append(finding)
-        cost = time.perf_counter() - t0
-        self.spent += cost
+        self.spent += time.perf_counter() - t_pass
         self.passes += 1
-        self._refill(now)
-        self._credit -= cost
         self._last_pass = now
         new.sort(key=sort_key)
         return new

@@ -175,10 +175,9 @@ class Watcher:
             for note in update.notes:
                 self.echo(f"lossdoctor: note: {note}", err=True)
             if update.points:
-                touched = {self.store.add(step, raw, value) for step, raw, value in update.points}
-                self.judge.touched(touched)
+                self.judge.touched(self.store.add_many(update.points))
                 last_point = now
-            if self.judge.due(now) or (update.ended and self.judge.pending):
+            if self.judge.due(now):
                 self._report_new(self.judge.judge(self._snapshot(), now))
             if self.stop_reason:
                 break

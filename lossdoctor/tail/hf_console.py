@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +44,9 @@ class ConsoleTail:
     config: dict[str, Any] = field(default_factory=dict)
     follower: TextFollower = field(init=False)
     pending: list[_Pending] = field(default_factory=list)
-    totals: Counter = field(default_factory=Counter)
+    totals: dict[int, int] = field(default_factory=dict)    # bar total → times seen right after a dict
+    main_total: int | None = None
+    kinds: dict[tuple[str, ...], int | None] = field(default_factory=dict)
     last_step: int | None = None
     cadence: int | None = None
     steps_per_epoch: float | None = None
@@ -55,8 +57,6 @@ class ConsoleTail:
     def __post_init__(self) -> None:
         self.follower = TextFollower(self.path)
 
-    def _main_total(self) -> int | None:
-        return self.totals.most_common(1)[0][0] if self.totals else None
 
     def _from_counter(self, p: _Pending, counter: int) -> int:
         """The counter, unless it disagrees with the dict's epoch: a counter redrawn after a dict can lag or lead
@@ -65,7 +65,8 @@ class ConsoleTail:
         if not p.epoch or p.epoch <= 0 or counter <= 0:
             return counter
         self.ratios.append(counter / p.epoch)
-        self.steps_per_epoch = float(statistics.median(self.ratios))
+        if self.steps_per_epoch is None or len(self.ratios) < RATIOS or self.train_dicts % 8 == 0:
+            self.steps_per_epoch = float(statistics.median(self.ratios))
         expected = p.epoch * self.steps_per_epoch
         tolerance = self.steps_per_epoch * max(0.005, p.epoch * 5e-4) + 1.0
         if abs(counter - expected) <= tolerance:
@@ -98,9 +99,11 @@ class ConsoleTail:
     def _counter(self, n: int, total: int, out: Update) -> None:
         if not self.pending:
             return
-        self.totals[total] += 1
-        main = self._main_total()
-        if main is not None and total != main and self.totals[total] < self.totals[main]:
+        seen = self.totals[total] = self.totals.get(total, 0) + 1
+        main = self.main_total
+        if main is None or seen > self.totals[main]:
+            self.main_total = main = total
+        if total != main:
             return                     # another bar (evaluation) closing: not the step
         for p in self.pending:
             self._resolve(p, self._from_counter(p, n), out)
@@ -108,13 +111,18 @@ class ConsoleTail:
 
     def _dict(self, text: str, now: float, out: Update) -> None:
         keys, raw = _split_dict(text)
-        kind = _kind_of(keys)
+        kind = self.kinds.get(keys, -1)
+        if kind == -1:
+            kind = self.kinds[keys] = _kind_of(keys)
         if kind is None or len(keys) != len(raw):
             return
         if kind == SUMMARY:
             out.ended = "end-of-training summary (train_runtime) printed"
             return
-        values = [parse_number(v) for v in raw]
+        try:
+            values: list[float | None] = list(map(float, raw))
+        except ValueError:
+            values = [parse_number(v) for v in raw]
         epoch = values[keys.index("epoch")] if "epoch" in keys else None
         if kind != EVAL:
             self.train_dicts += 1
