@@ -1,6 +1,7 @@
 """`lossdoctor analyze SOURCE...`: read → diagnose → report → exit code by severity."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -40,12 +41,22 @@ def parse_formats(text: str) -> tuple[str, ...]:
               help="Exit 1 when a finding at or above this severity fires.")
 @read_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line per run.")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Triage: at most this many runs.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Triage: runs read at once.")
 def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                     out_dir: str | None, fail_on: str, source_kind: str | None, log_format: str | None,
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
-                    color: bool | None) -> int:
+                    color: bool | None, filters: tuple[str, ...], limit: int | None, jobs: int) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
     or a W&B run URL.
+
+    \b
+    A W&B project (ENTITY/PROJECT, a project or sweep URL) or a directory of runs is triaged: every run
+    read in parallel (--jobs), one summary table sorted worst first, each run's report (JSON unless
+    --format says otherwise).
 
     \b
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.
@@ -57,6 +68,17 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     wanted = parse_formats(formats)
     ruleset = load_ruleset(rule_files, no_default_rules)
     options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout)
+    from lossdoctor.triage import expand
+
+    items = expand(sources, filters, limit, timeout, offline)
+    if items is not None:
+        from click.core import ParameterSource
+
+        from lossdoctor.commands._triage import run_triage
+
+        given = click.get_current_context().get_parameter_source("formats") != ParameterSource.DEFAULT
+        return run_triage(items, " ".join(sources), ruleset, dataclasses.replace(options, progress=False),
+                          wanted if given else None, out_dir, fail_on, jobs, quiet)
     runs = [run for location in sources for run in read_runs(location, options)]
     diagnoses = [diagnose(run, ruleset) for run in runs]
 
