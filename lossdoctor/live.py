@@ -299,7 +299,7 @@ class LiveJudge:
 
     def _interval(self, rule_id: str) -> float:
         live = max(1, len(self._patterns) - len(self._deferred) - len(self.fired))
-        return max(self.min_interval, self._cost.get(rule_id, 0.0) * live / self.budget)
+        return min(FULL_EVERY, max(self.min_interval, self._cost.get(rule_id, 0.0) * live / self.budget))
 
     def _ready(self, rule_id: str, now: float) -> bool:
         last = self._judged_at.get(rule_id)
@@ -338,7 +338,10 @@ class LiveJudge:
             except Exception as exc:  # noqa: BLE001 - reported once, exit 2 at the end (as analyze)
                 self.crashed.setdefault(rid, f"{rid}: {type(exc).__name__}: {exc}")
                 finding = None
-            self._cost[rid] = time.perf_counter() - t0
+            cost = time.perf_counter() - t0
+            # the first judgement of a rule pays one-off imports and warm-up: it does not set the pace
+            old = self._cost.get(rid)
+            self._cost[rid] = 0.0 if rid not in self._judged_at else cost if not old else 0.5 * (old + cost)
             self._judged_at[rid] = now
             self._stale.discard(rid)
             if finding is not None and rid not in self.fired:

@@ -131,7 +131,8 @@ class Watcher:
 
     def _report_new(self, findings: list[Any], at_end: bool = False) -> None:
         for f in findings:
-            step = self.store.last_step
+            fired = f.evidence.get("fired_step")
+            step = int(fired) if isinstance(fired, (int, float)) and not isinstance(fired, bool) else self.store.last_step
             self.fired_step[f.rule_id] = step
             self.echo(_line(f, step) + (" (judged at the end)" if at_end else ""))
             if self.gated is None and self.until != "never" and \
