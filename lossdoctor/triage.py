@@ -163,18 +163,26 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
     return items
 
 
-def _single_run(path: Path) -> bool:
-    from lossdoctor.sources import _detect_in_dir, detect, make_target
+def _claimed(path: Path) -> bool:
+    """A reader claims the path as it is (a file, or a directory as a whole)."""
+    from lossdoctor.sources import detect, make_target
 
-    target = make_target(str(path))
     try:
-        detect(target)
+        detect(make_target(str(path)))
         return True
     except SourceError:
-        pass
-    if target.is_dir:
+        return False
+
+
+def _single_run(path: Path) -> bool:
+    """What ``read_runs`` reads as one run: a claimed path, or a directory holding one claimed file."""
+    from lossdoctor.sources import _detect_in_dir, make_target
+
+    if _claimed(path):
+        return True
+    if path.is_dir():
         try:
-            _detect_in_dir(target)
+            _detect_in_dir(make_target(str(path)))
             return True
         except SourceError:
             return False
@@ -182,18 +190,20 @@ def _single_run(path: Path) -> bool:
 
 
 def dir_items(path: Path) -> list[Item] | None:
-    """A directory that is not itself one run but holds runs (sub-directories or files a reader claims):
-    one item per run; None when the directory is a run (analyze reads it as one) or holds none."""
+    """A directory that is not itself one run but holds runs: one item per child a reader claims (run
+    directories and log files). None when a reader claims the directory itself, or when it holds no run
+    directory and one log file (analyze reads that file as the run)."""
     from lossdoctor.sources import _DIR_SKIP_SUFFIXES
 
-    if not path.is_dir() or _single_run(path):
+    if not path.is_dir() or _claimed(path):
         return None
-    items = []
-    for child in sorted(path.iterdir()):
-        if child.name.startswith(".") or child.name.lower().endswith(_DIR_SKIP_SUFFIXES):
-            continue
-        if (child.is_dir() or child.is_file()) and _single_run(child):
-            items.append(Item(label=child.name, location=str(child)))
+    children = [c for c in sorted(path.iterdir())
+                if not c.name.startswith(".") and not c.name.lower().endswith(_DIR_SKIP_SUFFIXES)]
+    run_dirs = [c for c in children if c.is_dir() and _single_run(c)]
+    if not run_dirs and _single_run(path):
+        return None
+    items = [Item(label=c.name, location=str(c)) for c in children
+             if (c.is_dir() and c in run_dirs) or (c.is_file() and _claimed(c))]
     return items or None
 
 
