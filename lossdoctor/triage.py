@@ -234,16 +234,21 @@ def expand(sources: tuple[str, ...], filters: tuple[str, ...], limit: int | None
 
 
 def _was_cached(item: Item, options: Any) -> bool:
+    """Whether the W&B reader will answer from the cache (a finished run's entry exists): its small JSON
+    metadata says, without loading the metric table."""
     if not item.remote or options.refresh:
         return False
+    import json
+
     from lossdoctor.cache import RunCache
     from lossdoctor.wandb_url import NotARunURL, parse_run_ref
 
     try:
-        entry = RunCache(options.cache_dir).load(parse_run_ref(item.location), item.location)
-    except NotARunURL:
+        table, meta = RunCache(options.cache_dir).paths(parse_run_ref(item.location))
+        state = json.loads(meta.read_text(encoding="utf-8")).get("state")
+    except (NotARunURL, OSError, ValueError, AttributeError):
         return False
-    return entry is not None and entry.run.state in ("finished", "crashed", "interrupted")
+    return table.is_file() and state in ("finished", "crashed", "interrupted")
 
 
 def _read(item: Item, options: Any) -> Fetched:
