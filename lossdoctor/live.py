@@ -19,8 +19,10 @@ Cost per new point, not per whole history, where it can be:
   when points arrived. Each other rule looks at the whole history of the series it reads (an overfitting
   turn is relative to the best eval loss ever seen), so it costs O(points of those series) with a small
   vectorised constant; each rule gets an equal share of ``budget`` (a share of one core), i.e. it is judged
-  again after ``max(min_interval, cost x rules / budget)``. Cheap rules keep answering every pass while the
-  CPU share stays bounded as a history grows long; an expensive rule on a very long history waits longer.
+  again after ``max(min_interval, cost x rules / budget)`` (at most FULL_EVERY). Pointwise rules, whose cost
+  does not grow with the history, are judged every ``POINTWISE_INTERVAL`` outside that budget. Cheap rules
+  keep answering quickly while the CPU share stays bounded as a history grows long; an expensive rule on a
+  very long history waits longer.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ _INITIAL = 256
 TAIL_POINTS = 4096
 #: ... and on the whole history this often (seconds)
 FULL_EVERY = 30.0
+#: pointwise rules cost O(TAIL_POINTS) whatever the history: judged at this pace, outside the budget
+POINTWISE_INTERVAL = 0.5
 
 
 class _Column:
@@ -298,7 +302,9 @@ class LiveJudge:
         return bool(self._stale)
 
     def _interval(self, rule_id: str) -> float:
-        live = max(1, len(self._patterns) - len(self._deferred) - len(self.fired))
+        if rule_id in self._pointwise:
+            return max(self.min_interval, POINTWISE_INTERVAL)
+        live = max(1, len(self._patterns) - len(self._deferred) - len(self.fired) - len(self._pointwise))
         return min(FULL_EVERY, max(self.min_interval, self._cost.get(rule_id, 0.0) * live / self.budget))
 
     def _ready(self, rule_id: str, now: float) -> bool:
