@@ -30,6 +30,36 @@ from typing import Any
 
 import numpy as np
 
+class _HttpError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def _matches(run: FakeRun, filters: dict[str, Any]) -> bool:
+    """The subset of W&B's Mongo-style run filters that triage sends: state, tags, sweep; $in, $and, $or."""
+    for key, want in filters.items():
+        if key == "$and":
+            if not all(_matches(run, f) for f in want):
+                return False
+            continue
+        if key == "$or":
+            if not any(_matches(run, f) for f in want):
+                return False
+            continue
+        have: Any = {"state": run.state, "sweep": run.sweep, "name": run.run_id,
+                     "displayName": run.name}.get(key, None)
+        if key == "tags":
+            options = want["$in"] if isinstance(want, dict) and "$in" in want else [want]
+            if not set(options) & set(run.tags):
+                return False
+            continue
+        options = want["$in"] if isinstance(want, dict) and "$in" in want else [want]
+        if have not in options:
+            return False
+    return True
+
+
 _OP = re.compile(r"\b(?:query|mutation)\s+([A-Za-z_][A-Za-z0-9_]*)")
 
 
@@ -50,6 +80,10 @@ class FakeRun:
     created: str = "2026-01-01T00:00:00"
     exported_rows: int = 0          # the first N rows are served as parquet exports, the rest as live pages
     parquet_parts: int = 1
+    sweep: str | None = None
+    #: a broken run, for triage tests: "error" (its Run query answers HTTP 500 every time), "vanished"
+    #: (listed, but `run: null` when fetched, as when it is deleted meanwhile); an empty history needs no flag
+    broken: str | None = None
 
     @classmethod
     def from_rows(cls, rows: list[dict[str, float]], **kwargs: Any) -> "FakeRun":
@@ -202,8 +236,14 @@ class FakeWandbServer:
             return {"viewer": viewer}
         entity = variables.get("entity")
         project = variables.get("project")
+        if op == "Runs":
+            return self._project_runs(entity, project, variables)
         name = variables.get("name") or variables.get("runName") or variables.get("run")
         run = self.runs.get((entity, project, name))
+        if run is not None and run.broken == "error":
+            raise _HttpError(500)
+        if run is not None and run.broken == "vanished":
+            run = None
         if run is None:
             return {"project": {"run": None}} if op != "Run" else {"project": None if project not in
                                                                    {r.project for r in self.runs.values()}
@@ -231,6 +271,25 @@ class FakeWandbServer:
             idx = np.linspace(0, len(run.steps) - 1, min(samples, len(run.steps))).astype(int) if len(run.steps) else []
             return {"project": {"run": {"history": [_row_string(run.row(int(i))) for i in idx]}}}
         raise KeyError(op)
+
+    def _project_runs(self, entity: str, project: str, variables: dict[str, Any]) -> dict[str, Any]:
+        runs = [r for (e, p, _), r in self.runs.items() if e == entity and p == project]
+        if not runs:
+            return {"project": None}
+        filters = json.loads(variables.get("filters") or "{}") or {}
+        runs = [r for r in runs if _matches(r, filters)]
+        runs.sort(key=lambda r: (r.created, r.run_id), reverse=str(variables.get("order", "")).startswith("-"))
+        start = int(variables.get("cursor") or 0)
+        per_page = int(variables.get("perPage") or 50)
+        page = runs[start:start + per_page]
+        edges = []
+        for i, r in enumerate(page):
+            node = self._run_fragment(r)
+            node.update(projectId="1", sweepName=r.sweep)
+            edges.append({"node": node, "cursor": str(start + i + 1)})
+        return {"project": {"internalId": "UHJvamVjdDox", "runCount": len(runs), "readOnly": False,
+                            "runs": {"edges": edges, "pageInfo": {"endCursor": str(start + len(page)),
+                                                                  "hasNextPage": start + per_page < len(runs)}}}}
 
     def _sampled(self, run: FakeRun, spec: dict[str, Any]) -> list[dict[str, Any]]:
         keys = list(dict.fromkeys(spec.get("keys") or []))
@@ -306,6 +365,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             data = srv.answer(op, variables)
+        except _HttpError as exc:
+            self._send(exc.status, b'{"errors":[{"message":"scripted failure"}]}')
+            return
         except KeyError:
             self._send(400, _dumps({"errors": [{"message": f"fake server: unsupported operation {op}"}]}).encode())
             return
@@ -377,3 +439,58 @@ def formula_run(n_rows: int, *, exported_rows: int, entity: str = "e", project: 
 
 def finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+#: the kinds of run project_of_runs cycles through (what each one's curves do)
+PROJECT_KINDS = ("healthy", "overfitting", "nan", "diverging", "healthy", "overfitting")
+
+
+def small_run(kind: str, i: int, *, entity: str, project: str, rows: int = 120) -> FakeRun:
+    """One small HF-shaped run from formulas: train rows every step, eval every 10 (triage tests, bench).
+    ``kind``: healthy (both losses fall), overfitting (eval turns up at 40 % while train falls), nan (train
+    loss NaN from 60 %), diverging (train loss climbs from 50 %), empty (no history at all)."""
+    if kind == "empty":
+        return FakeRun(entity=entity, project=project, run_id=f"run{i:04d}", steps=np.zeros(0, dtype="int64"),
+                       columns={}, name=f"{kind}-{i}", state="crashed", created=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}")
+    steps = np.arange(1, rows + 1, dtype="int64")
+    x = steps / rows
+    wobble = 0.01 * np.sin(steps * (1.0 + i % 7))
+    train = 2.5 * np.exp(-3 * x) + 0.3 + wobble
+    evals = 2.6 * np.exp(-2.5 * x) + 0.5
+    if kind == "overfitting":
+        turn = 0.4
+        evals = np.where(x < turn, 2.6 * np.exp(-2.5 * x) + 0.5, 2.6 * np.exp(-2.5 * turn) + 0.5 + 1.5 * (x - turn))
+    if kind == "nan":
+        train = np.where(x >= 0.6, np.nan, train)
+    if kind == "diverging":
+        train = train + 24.0 * np.clip(x - 0.5, 0.0, None) ** 1.2
+    is_eval = steps % 10 == 0
+    ones = np.ones(rows, dtype=bool)
+    columns = {
+        "train/global_step": (ones, steps.astype(float)),
+        "train/loss": (ones, train),
+        "train/grad_norm": (ones, 1.0 + 0.2 * np.cos(steps)),
+        "train/learning_rate": (ones, 2e-4 * (1 - x)),
+        "train/epoch": (ones, 3 * x),
+        "eval/loss": (is_eval, evals),
+    }
+    return FakeRun(entity=entity, project=project, run_id=f"run{i:04d}", steps=steps, columns=columns,
+                   name=f"{kind}-{i}", state="crashed" if kind == "nan" else "finished",
+                   tags=(kind,), sweep="sweep1" if i % 2 == 0 else None,
+                   created=f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}")
+
+
+def project_of_runs(server: FakeWandbServer, n: int, *, entity: str = "team", project: str = "sweep",
+                    broken: dict[int, str] | None = None) -> list[FakeRun]:
+    """Add ``n`` small runs (kinds cycling through PROJECT_KINDS) to ``server``; ``broken`` maps a run index to
+    "error", "vanished" or "empty"."""
+    broken = broken or {}
+    out = []
+    for i in range(n):
+        how = broken.get(i)
+        kind = "empty" if how == "empty" else PROJECT_KINDS[i % len(PROJECT_KINDS)]
+        run = small_run(kind, i, entity=entity, project=project)
+        if how in ("error", "vanished"):
+            run.broken = how
+        out.append(server.add_run(run))
+    return out

@@ -1,12 +1,15 @@
 """`lossdoctor analyze SOURCE...`: read → diagnose → report → exit code by severity."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from pathlib import Path
 
 import click
 
+from lossdoctor.commands._options import (load_ruleset, make_read_options, read_options, report_options,
+                                          rule_options, use_color)
 from lossdoctor.errors import UsageError
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 
@@ -68,41 +71,35 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
 
 @click.command("analyze")
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
-@click.option("--rules", "rule_files", multiple=True, metavar="FILE",
-              help="Extra rule file (repeatable); may extend/override the default pack.")
-@click.option("--no-default-rules", is_flag=True, help="Use only the --rules files.")
-@click.option("--format", "formats", default=DEFAULT_FORMATS, show_default=True,
-              help="Comma-separated report formats: html, md, json, sarif, junit, github (annotations on "
-                   "standard output), terminal.")
+@rule_options
+@report_options(DEFAULT_FORMATS, "Report directory [default: reports/<run-name>/].")
 @click.option("--full-series", is_flag=True,
               help="diagnosis.json: every point of every metric (default: the points the plots use).")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Report directory [default: reports/<run-name>/].")
 @click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES, case_sensitive=False), default="error",
-              show_default=True,
-              help="Exit 1 when a finding at or above this severity fires.")
-@click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`).")
+              show_default=True, help="Exit 1 when a finding at or above this severity fires.")
 @click.option("--objective", default=None, metavar="NAME",
               help="What the run optimises (sft, preference/dpo, rl/grpo/ppo, reward-model, classification, "
                    "speech) [default: told from its metric names and config].")
-@click.option("--log-format", type=click.Path(dir_okay=False), default=None,
-              help="YAML line-format file for a custom trainer log.")
-@click.option("--all", "all_runs", is_flag=True,
-              help="Every run in the source (a wandb/ directory, a trackio project, an MLflow store, a notebook), "
-                   "not only the latest.")
-@click.option("--refresh", is_flag=True, help="Refetch a W&B run even if it is cached.")
-@click.option("--offline", is_flag=True, help="Never touch the network (W&B runs from the cache only).")
-@click.option("--timeout", type=float, default=120.0, show_default=True,
-              help="Total time budget in seconds for network reads, retries included.")
+@read_options
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line per run.")
-@click.option("--color/--no-color", default=None, help="Colour the terminal summary [default: if a TTY].")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
+              help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).")
+@click.option("--limit", type=click.IntRange(1), default=None, help="Triage: at most this many runs.")
+@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
+              help="Triage: runs read at once.")
 def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                     full_series: bool, out_dir: str | None, fail_on: str, source_kind: str | None,
                     log_format: str | None,
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
-                    color: bool | None, objective: str | None = None) -> int:
+                    color: bool | None, filters: tuple[str, ...], limit: int | None, jobs: int,
+                    objective: str | None = None) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
     a W&B run URL, a notebook (nb.ipynb, nb.ipynb#cell-12), or - (standard input).
+
+    \b
+    A W&B project (ENTITY/PROJECT, a project or sweep URL) or a directory of runs is triaged: every run
+    read in parallel (--jobs), one summary table sorted worst first, each run's report (JSON unless
+    --format says otherwise).
 
     \b
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.
@@ -110,27 +107,31 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.report import render_terminal, write_reports
     from lossdoctor.report.data import ReportOptions
-    from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
-    from lossdoctor.sources.base import ReadOptions
 
     from lossdoctor.metrics.objectives import resolve as resolve_objective
 
     wanted = parse_formats(formats)
     given_objective = resolve_objective(objective) if objective is not None else None
-    if no_default_rules and not rule_files:
-        raise UsageError("--no-default-rules needs at least one --rules FILE")
-    ruleset = load_rules(rule_files, include_default=not no_default_rules)
-    if log_format and not source_kind:
-        source_kind = "user-format"
-    options = ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
-                          timeout=timeout, log_format=log_format, progress=sys.stderr.isatty())
+    ruleset = load_ruleset(rule_files, no_default_rules)
+    options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout)
+    fail_on = fail_on.lower()
+    from lossdoctor.triage import expand
+
+    items = expand(sources, filters, limit, timeout, offline)
+    if items is not None:
+        from click.core import ParameterSource
+
+        from lossdoctor.commands._triage import run_triage
+
+        given = click.get_current_context().get_parameter_source("formats") != ParameterSource.DEFAULT
+        return run_triage(items, " ".join(sources), ruleset, dataclasses.replace(options, progress=False),
+                          wanted if given else None, out_dir, fail_on, jobs, quiet)
     if sum(1 for location in sources if location == "-") > 1:
         raise UsageError("standard input (-) can be given only once")
     runs = [run for location in sources
             for run in (read_stdin_runs(options) if location == "-" else read_runs(location, options))]
     report_options = ReportOptions(full_series=full_series)
-    fail_on = fail_on.lower()
     diagnoses = [diagnose(run, ruleset, given_objective) for run in runs]
 
     # every report is rendered before anything is written (write_reports is atomic per directory)
@@ -147,7 +148,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         else:
             target = base if len(diagnoses) == 1 else base / slug
         targets.append(target)
-    use_color = sys.stdout.isatty() if color is None else color
+    painted = use_color(color)
     written_all = []
     printed: list[str] = []
     for diag, target in zip(diagnoses, targets):
@@ -160,7 +161,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         if quiet:
             click.echo(f"{diag.run.name}: {diag.verdict}")
         else:
-            click.echo(render_terminal(diag, use_color))
+            click.echo(render_terminal(diag, painted))
             for path in written:
                 click.echo(f"  report: {path}")
     crashed = [c for d in diagnoses for c in d.crashed_checks]

@@ -71,6 +71,7 @@ class Line:
     label: str
     steps: tuple[int, ...]
     values: tuple[float, ...]
+    colour: str = ""          # "" = the metric's colour; compare colours lines by run
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class Span:
     last_step: int
     gid: str
     ranges: tuple[tuple[int, int], ...] = ()
+    colour: str = ""          # "" = the severity's colour; compare colours spans by run
+    label: str = ""           # legend text; "" = "rule (severity)"
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def plot_svg(spec: PlotSpec, width: int = WIDTH) -> str:
     # shaded ranges first, so the curves stay on top
     span_w = max((x1 - x0) / 300.0, 3.0)
     for sp in spec.spans:
-        colour = SEVERITY_COLOURS.get(sp.severity, "#7f7f7f")
+        colour = sp.colour or SEVERITY_COLOURS.get(sp.severity, "#7f7f7f")
         ranges = sp.ranges or ((sp.first_step, sp.last_step),)
         where = ", ".join(fmt_steps(a, b) for a, b in ranges[:6]) + (" …" if len(ranges) > 6 else "")
         out.append(f'<g id="{esc(sp.gid)}" class="span {esc(sp.severity)}"><title>{esc(sp.rule_id)} '
@@ -198,7 +198,7 @@ def plot_svg(spec: PlotSpec, width: int = WIDTH) -> str:
     legend: list[tuple[str, str, str]] = []
     extra = 0
     for ln in spec.lines:
-        colour = LINE_COLOURS.get(ln.metric)
+        colour = ln.colour or LINE_COLOURS.get(ln.metric)
         if colour is None:
             colour = PALETTE[extra % len(PALETTE)]
             extra += 1
@@ -241,7 +241,8 @@ def plot_svg(spec: PlotSpec, width: int = WIDTH) -> str:
                    f'stroke="{BEST_COLOUR}" stroke-width="2"/></g>')
         legend.append(("dash", BEST_COLOUR, m.label))
     for sp in spec.spans:
-        legend.append(("box", SEVERITY_COLOURS.get(sp.severity, "#7f7f7f"), f"{sp.rule_id} ({sp.severity})"))
+        legend.append(("box", sp.colour or SEVERITY_COLOURS.get(sp.severity, "#7f7f7f"),
+                       sp.label or f"{sp.rule_id} ({sp.severity})"))
     out.extend(_legend(legend, x0 + 4, 16))
     out.append("</svg>")
     return "".join(out)

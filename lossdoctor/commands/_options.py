@@ -1,0 +1,80 @@
+"""Option groups shared by the commands that read runs and judge them (analyze, compare, watch).
+
+One declaration per option: a command stacks the groups it needs (``@rule_options``, ``@read_options``,
+``@report_options``) and turns the values into a RuleSet / ReadOptions with the helpers below, so the
+same flag means the same thing everywhere.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable
+
+import click
+
+from lossdoctor.errors import UsageError
+
+F = Callable[..., Any]
+
+
+def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    def apply(func: F) -> F:
+        for deco in reversed(decorators):
+            func = deco(func)
+        return func
+    return apply
+
+
+rule_options = _stack(
+    click.option("--rules", "rule_files", multiple=True, metavar="FILE",
+                 help="Extra rule file (repeatable); may extend/override the default pack."),
+    click.option("--no-default-rules", is_flag=True, help="Use only the --rules files."),
+)
+
+source_kind_option = click.option("--source-kind", default=None, metavar="KIND",
+                                  help="Skip detection (see `lossdoctor sources`).")
+
+read_options = _stack(
+    source_kind_option,
+    click.option("--log-format", type=click.Path(dir_okay=False), default=None,
+                 help="YAML line-format file for a custom trainer log."),
+    click.option("--all", "all_runs", is_flag=True,
+                 help="Every run in the source (a wandb/ directory, a trackio project, an MLflow store, a "
+                      "notebook), not only the latest."),
+    click.option("--refresh", is_flag=True, help="Refetch a W&B run even if it is cached."),
+    click.option("--offline", is_flag=True, help="Never touch the network (W&B runs from the cache only)."),
+    click.option("--timeout", type=float, default=120.0, show_default=True,
+                 help="Total time budget in seconds for network reads, retries included."),
+)
+
+
+def report_options(default_formats: str, out_help: str) -> Callable[[F], F]:
+    return _stack(
+        click.option("--format", "formats", default=default_formats, show_default=True,
+                     help="Comma-separated report formats (see `lossdoctor analyze --help`)."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None, help=out_help),
+        click.option("--color/--no-color", default=None, help="Colour the terminal summary [default: if a TTY]."),
+    )
+
+
+def load_ruleset(rule_files: tuple[str, ...], no_default_rules: bool) -> Any:
+    from lossdoctor.rules.packs import load_rules
+
+    if no_default_rules and not rule_files:
+        raise UsageError("--no-default-rules needs at least one --rules FILE")
+    return load_rules(rule_files, include_default=not no_default_rules)
+
+
+def make_read_options(source_kind: str | None = None, log_format: str | None = None, all_runs: bool = False,
+                      refresh: bool = False, offline: bool = False, timeout: float = 120.0,
+                      progress: bool | None = None) -> Any:
+    from lossdoctor.sources.base import ReadOptions
+
+    if log_format and not source_kind:
+        source_kind = "user-format"
+    return ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
+                       timeout=timeout, log_format=log_format,
+                       progress=sys.stderr.isatty() if progress is None else progress)
+
+
+def use_color(color: bool | None) -> bool:
+    return sys.stdout.isatty() if color is None else color

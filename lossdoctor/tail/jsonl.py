@@ -1,0 +1,75 @@
+"""Follow a JSON Lines metrics file: each appended complete line is one object with a step key (the jsonl
+reader's step keys and flattening). A cut last line waits for the rest. A row carrying HF's end-of-training
+summary (``train_runtime``) ends the run; otherwise the run ends by ``--stall-timeout`` or Ctrl-C."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lossdoctor.sources._readkit import json_number
+from lossdoctor.sources.jsonl_metrics import STEP_KEYS, _flatten, _step_of
+from lossdoctor.tail import TextFollower, Update
+
+
+@dataclass
+class JsonlTail:
+    path: Path
+    kind: str = "jsonl"
+    step_source: str = "logged"
+    config: dict[str, Any] = field(default_factory=dict)
+    follower: TextFollower = field(init=False)
+    bad_lines: int = 0
+
+    def __post_init__(self) -> None:
+        self.follower = TextFollower(self.path)
+
+    def poll(self, now: float) -> Update:
+        out = Update()
+        done, _ = self.follower.lines()
+        if self.follower.restarted:
+            out.notes.append(f"{self.path}: the file was truncated or replaced; following it from its start")
+        for line in done.split("\n"):
+            line = line.strip().lstrip("\ufeff")
+            if not line:
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                obj = None
+            if not isinstance(obj, dict):
+                self.bad_lines += 1
+                continue
+            if "train_runtime" in obj:
+                out.ended = "end-of-training summary (train_runtime) logged"
+                continue
+            found = _step_of(obj)
+            if found is None:
+                continue
+            step_key, step = found
+            for name, value in _flatten(obj):
+                if name == step_key or name.startswith("_") or name in STEP_KEYS:
+                    continue
+                number = json_number(value)
+                if number is not None:
+                    out.points.append((step, name, number))
+        out.backlog = self.follower.backlog
+        return out
+
+    def close(self) -> None:
+        self.follower.close()
+
+
+class JsonlTailer:
+    kinds = ("jsonl",)
+
+    def open(self, path: Path, location: str) -> JsonlTail:
+        if path.is_dir():
+            from lossdoctor.sources.jsonl_metrics import PRIMARY_FILE
+
+            path = path / PRIMARY_FILE
+        return JsonlTail(path)
+
+
+TAILER = JsonlTailer()

@@ -1,0 +1,342 @@
+"""Triage many runs at once: a W&B project (``ENTITY/PROJECT``, a project or sweep URL) or a directory of runs.
+
+``expand`` turns the command-line sources into items (one per run) when one of them is a collection;
+``fetch_all`` reads the items in parallel with bounded concurrency (a thread pool: reading a W&B run is
+network wait, and wandb's own client runs each fetch; the existing per-user cache answers finished runs
+without the network); the caller diagnoses and renders in its own thread as results arrive (report rendering
+uses matplotlib's global rc settings, so it stays in one thread). Every item ends as exactly one row:
+fetched, cached, read (a local run) or an error line.
+"""
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+from urllib.parse import unquote, urlsplit
+
+from lossdoctor.errors import SourceError, UsageError
+from lossdoctor.exitcodes import SEVERITY_RANK
+
+#: --filter keys and the W&B run field each one filters on
+FILTER_KEYS: dict[str, str] = {"state": "state", "tag": "tags", "sweep": "sweep"}
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_NOT_PROJECT_SUFFIXES = (".log", ".txt", ".json", ".jsonl", ".csv", ".out", ".wandb", ".yaml", ".yml")
+#: level order for the summary, worst first
+LEVEL_ORDER: dict[str, int] = {"unreadable": 0, "incomplete": 1, "error": 2, "warning": 3, "info": 4, "ok": 5}
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    api_base: str
+    entity: str
+    project: str
+    sweep: str | None = None
+
+    @property
+    def path(self) -> str:
+        return f"{self.entity}/{self.project}"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One run to triage: a label for the table and what ``read_runs`` is given."""
+
+    label: str
+    location: str
+    remote: bool = False
+
+
+@dataclass(frozen=True)
+class Fetched:
+    item: Item
+    runs: tuple[Any, ...]              # Run objects ((), on error)
+    status: str                        # fetched | cached | read | error
+    error: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the summary table."""
+
+    label: str
+    name: str
+    status: str
+    level: str                         # unreadable | incomplete | error | warning | info | ok
+    verdict: str
+    top_finding: str
+    best_eval: str
+    onset: str
+    report: str
+
+
+def parse_project_ref(text: str, env: dict[str, str] | None = None) -> ProjectRef | None:
+    """``ENTITY/PROJECT``, ``https://HOST/ENTITY/PROJECT[/workspace|/table|/runs]`` or a sweep URL
+    ``.../ENTITY/PROJECT/sweeps/ID``; None for anything else (a run URL, a local path, ...)."""
+    import os
+
+    from lossdoctor.wandb_url import _api_for_host, _default_base
+
+    env = dict(os.environ) if env is None else env
+    raw = text.strip()
+    if re.match(r"^https?://", raw):
+        parts = urlsplit(raw)
+        segs = [unquote(s) for s in parts.path.split("/") if s]
+        host = parts.netloc.lower().split("@")[-1].split(":")[0]
+        if host in ("forge.coreweave.com", "api.forge.coreweave.com") and segs[:1] == ["wandb"]:
+            segs = segs[1:]
+        base = _api_for_host(parts.scheme, parts.netloc)
+        if len(segs) == 4 and segs[2] == "sweeps":
+            return ProjectRef(base, segs[0], segs[1], segs[3])
+        if len(segs) == 2 or (len(segs) == 3 and segs[2] in ("workspace", "table", "runs", "overview")):
+            return ProjectRef(base, segs[0], segs[1])
+        return None
+    if "\\" in raw or raw.startswith((".", "/", "~")) or Path(raw).exists():
+        return None
+    segs = raw.split("/")
+    if len(segs) != 2 or not all(_SEGMENT.match(s) for s in segs):
+        return None
+    if segs[1].lower().endswith(_NOT_PROJECT_SUFFIXES) or Path(segs[0]).exists():
+        return None          # a mistyped local file, not a project: never sent to the network
+    return ProjectRef(_default_base(env), segs[0], segs[1])
+
+
+def parse_filters(filters: tuple[str, ...], sweep: str | None = None) -> dict[str, Any]:
+    """``state=finished``, ``tag=baseline``, ``sweep=ID`` (repeatable; the same key twice means either) →
+    a W&B run filter."""
+    wanted: dict[str, list[str]] = {}
+    for text in filters:
+        key, sep, value = text.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not sep or key not in FILTER_KEYS or not value:
+            raise UsageError(f"--filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)} "
+                             "(e.g. --filter state=finished --filter tag=baseline)")
+        wanted.setdefault(FILTER_KEYS[key], []).append(value)
+    if sweep:
+        wanted.setdefault("sweep", []).append(sweep)
+    parts = [{field: values[0]} if len(values) == 1 else {field: {"$in": values}}
+             for field, values in sorted(wanted.items())]
+    parts = [{"tags": {"$in": [p["tags"]]}} if "tags" in p and isinstance(p["tags"], str) else p for p in parts]
+    if not parts:
+        return {}
+    return parts[0] if len(parts) == 1 else {"$and": parts}
+
+
+def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, timeout: float,
+                 location: str) -> list[Item]:
+    """The project's runs (oldest first, as the server orders them), through the real wandb client."""
+    import os
+
+    try:
+        import wandb
+    except ImportError:
+        raise SourceError("reading W&B projects needs the wandb package: pip install wandb", location) from None
+    from lossdoctor.sources.wandb_api import _scrub, graphql_limits, http_status
+
+    secret = os.environ.get("WANDB_API_KEY")
+    items: list[Item] = []
+    try:
+        with graphql_limits(timeout):
+            api = wandb.Api(overrides={"base_url": ref.api_base, "entity": ref.entity}, timeout=max(1, int(timeout)))
+        runs = api.runs(ref.path, filters=filters or None, per_page=min(100, limit or 100))
+        for run in runs:
+            items.append(Item(label=str(run.id), remote=True,
+                              location=f"{ref.api_base.rstrip('/')}/{ref.entity}/{ref.project}/runs/{run.id}"
+                              if "://" in ref.api_base else f"{ref.entity}/{ref.project}/runs/{run.id}"))
+            if limit is not None and len(items) >= limit:
+                break
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # noqa: BLE001 - wandb raises many types; each becomes one line
+        status = http_status(exc)
+        text = _scrub(" ".join(str(exc).split()), secret)[:200]
+        if status in (401, 403):
+            raise SourceError(f"not authorised to list runs (HTTP {status}); set WANDB_API_KEY", location) from None
+        if "Could not find project" in text or status == 404:
+            raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location) from None
+        raise SourceError(f"could not list the runs of {ref.path}: {text}", location) from None
+    return items
+
+
+def _claimed(path: Path) -> bool:
+    """A reader claims the path as it is (a file, or a directory as a whole)."""
+    from lossdoctor.sources import detect, make_target
+
+    try:
+        detect(make_target(str(path)))
+        return True
+    except SourceError:
+        return False
+
+
+def _single_run(path: Path) -> bool:
+    """What ``read_runs`` reads as one run: a claimed path, or a directory holding one claimed file."""
+    from lossdoctor.sources import _detect_in_dir, make_target
+
+    if _claimed(path):
+        return True
+    if path.is_dir():
+        try:
+            _detect_in_dir(make_target(str(path)))
+            return True
+        except SourceError:
+            return False
+    return False
+
+
+def dir_items(path: Path) -> list[Item] | None:
+    """A directory that is not itself one run but holds runs: one item per child a reader claims (run
+    directories and log files). None when a reader claims the directory itself, or when it holds no run
+    directory and one log file (analyze reads that file as the run)."""
+    from lossdoctor.sources import _DIR_SKIP_SUFFIXES
+
+    if not path.is_dir() or _claimed(path):
+        return None
+    children = [c for c in sorted(path.iterdir())
+                if not c.name.startswith(".") and not c.name.lower().endswith(_DIR_SKIP_SUFFIXES)]
+    run_dirs = [c for c in children if c.is_dir() and _single_run(c)]
+    if not run_dirs and _single_run(path):
+        return None
+    items = [Item(label=c.name, location=str(c)) for c in children
+             if (c.is_dir() and c in run_dirs) or (c.is_file() and _claimed(c))]
+    return items or None
+
+
+def expand(sources: tuple[str, ...], filters: tuple[str, ...], limit: int | None, timeout: float,
+           offline: bool) -> list[Item] | None:
+    """Items when any source is a collection (a project, a sweep URL, a directory of runs), else None."""
+    items: list[Item] = []
+    collection = False
+    for source in sources:
+        ref = parse_project_ref(source)
+        if ref is not None:
+            if offline:
+                raise UsageError(f"{source}: listing a W&B project needs the network (drop --offline)")
+            collection = True
+            items.extend(list_project(ref, parse_filters(filters, ref.sweep), limit, timeout, source))
+            continue
+        found = dir_items(Path(source))
+        if found is not None:
+            collection = True
+            items.extend(found[:limit] if limit else found)
+            continue
+        items.append(Item(label=source, location=source))
+    if not collection:
+        if filters:
+            raise UsageError("--filter applies to a W&B project (ENTITY/PROJECT) only")
+        return None
+    return items
+
+
+def _was_cached(item: Item, options: Any) -> bool:
+    """Whether the W&B reader will answer from the cache (a finished run's entry exists): its small JSON
+    metadata says, without loading the metric table."""
+    if not item.remote or options.refresh:
+        return False
+    import json
+
+    from lossdoctor.cache import RunCache
+    from lossdoctor.wandb_url import NotARunURL, parse_run_ref
+
+    try:
+        table, meta = RunCache(options.cache_dir).paths(parse_run_ref(item.location))
+        state = json.loads(meta.read_text(encoding="utf-8")).get("state")
+    except (NotARunURL, OSError, ValueError, AttributeError):
+        return False
+    return table.is_file() and state in ("finished", "crashed", "interrupted")
+
+
+def _read(item: Item, options: Any) -> Fetched:
+    from lossdoctor.errors import LossdoctorError
+    from lossdoctor.sources import read_runs
+
+    t0 = time.monotonic()
+    cached = _was_cached(item, options)
+    try:
+        runs = tuple(read_runs(item.location, options))
+    except LossdoctorError as exc:
+        return Fetched(item, (), "error", str(exc), time.monotonic() - t0)
+    except Exception as exc:  # noqa: BLE001 - one run's bug must not take the others down; said in its row
+        return Fetched(item, (), "error", f"internal error: {type(exc).__name__}: {exc}", time.monotonic() - t0)
+    status = "cached" if cached else "fetched" if item.remote else "read"
+    return Fetched(item, runs, status, "", time.monotonic() - t0)
+
+
+def fetch_all(items: list[Item], options: Any, jobs: int,
+              stop: threading.Event | None = None) -> Iterator[Fetched]:
+    """Read every item with at most ``jobs`` at once; results in completion order, one per item."""
+    jobs = max(1, int(jobs))
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lossdoctor-fetch") as pool:
+        queue = list(items)
+        running: set[Future[Fetched]] = set()
+        while queue or running:
+            while queue and len(running) < jobs and not (stop and stop.is_set()):
+                running.add(pool.submit(_read, queue.pop(0), options))
+            if not running:
+                break
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield fut.result()
+        for item in queue:      # stopped early: still accounted for
+            yield Fetched(item, (), "error", "not read (stopped)")
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def row_for(fetched: Fetched, diag: Any, report: str) -> Row:
+    """A summary row for a read run (``diag``) or an error line (``diag`` None)."""
+    if diag is None:
+        return Row(label=fetched.item.label, name="", status="error", level="unreadable",
+                   verdict="could not be read: " + fetched.error, top_finding="-", best_eval="-", onset="-",
+                   report="")
+    f = diag.facts
+    top = diag.findings[0] if diag.findings else None
+    level = "incomplete" if diag.crashed_checks else (diag.worst_severity or "ok")
+    return Row(label=fetched.item.label, name=diag.run.name, status=fetched.status, level=level,
+               verdict=diag.verdict,
+               top_finding=f"{top.rule_id} ({top.severity})" if top else "-",
+               best_eval="-" if f.best_eval_step is None else f"{_fmt(f.best_eval_loss)} @ {f.best_eval_step}",
+               onset="-" if top is None or top.first_step is None else str(top.first_step), report=report)
+
+
+def sort_rows(rows: list[Row]) -> list[Row]:
+    """Worst first: unreadable, incomplete, error, warning, info, ok; then by label."""
+    return sorted(rows, key=lambda r: (LEVEL_ORDER.get(r.level, 9), r.label, r.name))
+
+
+def summary_text(rows: list[Row], clean: Callable[[str], str]) -> str:
+    header = ["run", "status", "verdict", "top finding", "best eval", "onset"]
+    table = [[clean(r.label if not r.name or r.name == r.label else f"{r.label} ({r.name})"), r.status,
+              clean(r.verdict), clean(r.top_finding), r.best_eval, r.onset] for r in rows]
+    cut = [[c if len(c) <= 60 else c[:59] + "…" for c in row] for row in [header, *table]]
+    widths = [max(len(row[i]) for row in cut) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cut)
+
+
+def summary_markdown(rows: list[Row], title: str) -> str:
+    from lossdoctor.report.formats.markdown import md_escape
+
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.level] = counts.get(r.level, 0) + 1
+    lines = [f"## {md_escape(title)}", "",
+             ", ".join(f"{n} {lvl}" for lvl, n in sorted(counts.items(), key=lambda kv: LEVEL_ORDER.get(kv[0], 9))),
+             "", "| Run | Status | Verdict | Top finding | Best eval | Onset | Report |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        name = r.label if not r.name or r.name == r.label else f"{r.label} ({r.name})"
+        link = f"[report]({r.report})" if r.report else "-"
+        lines.append(f"| {md_escape(name)} | {r.status} | {md_escape(r.verdict)} | {md_escape(r.top_finding)} | "
+                     f"{md_escape(r.best_eval)} | {r.onset} | {link} |")
+    return "\n".join(lines) + "\n"
+
+
+def severity_of_rows(diags: list[Any]) -> list[str]:
+    return [f.severity for d in diags for f in d.findings if f.severity in SEVERITY_RANK]
