@@ -237,13 +237,18 @@ def _label_problem(label_file: Path) -> str:
 
 
 def _run_input(run_dir: Path) -> Path | None:
-    """The file a user would point the tools at (trainer_state.json first, else the one log file)."""
+    """What a user would point the tools at: trainer_state.json first, else the one log file (a notebook, a
+    trainer_log.jsonl, a console log, an llm.c main.log, ...), else the one folder (a W&B run dir, a TensorBoard
+    logdir), as the case holds it."""
     for name in ("trainer_state.json",):
         if (run_dir / name).exists():
             return run_dir / name
     files = [p for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != "label.yaml"
              and not p.name.endswith((".md", ".yaml", ".yml"))]
-    return files[0] if files else None
+    if files:
+        return files[0]
+    dirs = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
+    return dirs[0] if len(dirs) == 1 else None
 
 
 def cmd_verdicts(args: argparse.Namespace) -> None:
