@@ -20,6 +20,7 @@ STEP_SOURCES: tuple[str, ...] = (
     "tqdm",            # HF console: the tqdm counter printed with the dict
     "epoch*cadence",   # HF console: epoch × steps-per-epoch inferred from the logging cadence
     "ordinal",         # only the order of points is known (sparklines, step-less logs)
+    "epoch",           # text logs with no step counter: the printed epoch number
     "train/global_step",  # W&B: the HF integration's defined step metric
     "_step",           # W&B: its own log-call counter
 )

@@ -45,6 +45,9 @@ def parse_formats(text: str) -> tuple[str, ...]:
 @click.option("--source-kind", default=None, metavar="KIND", help="Skip detection (see `lossdoctor sources`).")
 @click.option("--log-format", type=click.Path(dir_okay=False), default=None,
               help="YAML line-format file for a custom trainer log.")
+@click.option("--metric", "metric_roles", multiple=True, metavar="ROLE=NAME",
+              help="Take series NAME as ROLE (train_loss, eval_loss, lr, grad_norm, epoch, tokens, throughput; "
+                   "or train/loss ...), overriding what was inferred from the names. Repeatable.")
 @click.option("--all", "all_runs", is_flag=True, help="Every run under a wandb/ directory, not only the latest.")
 @click.option("--refresh", is_flag=True, help="Refetch a W&B run even if it is cached.")
 @click.option("--offline", is_flag=True, help="Never touch the network (W&B runs from the cache only).")
@@ -54,8 +57,8 @@ def parse_formats(text: str) -> tuple[str, ...]:
 @click.option("--color/--no-color", default=None, help="Colour the terminal summary [default: if a TTY].")
 def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                     out_dir: str | None, fail_on: str, source_kind: str | None, log_format: str | None,
-                    all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
-                    color: bool | None) -> int:
+                    metric_roles: tuple[str, ...], all_runs: bool, refresh: bool, offline: bool, timeout: float,
+                    quiet: bool, color: bool | None) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
     or a W&B run URL.
 
@@ -74,8 +77,11 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     ruleset = load_rules(rule_files, include_default=not no_default_rules)
     if log_format and not source_kind:
         source_kind = "user-format"
+    from lossdoctor.metrics.roles import parse_overrides
+
     options = ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
-                          timeout=timeout, log_format=log_format, progress=sys.stderr.isatty())
+                          timeout=timeout, log_format=log_format, progress=sys.stderr.isatty(),
+                          metric_roles=parse_overrides(metric_roles))
     runs = [run for location in sources for run in read_runs(location, options)]
     diagnoses = [diagnose(run, ruleset) for run in runs]
 

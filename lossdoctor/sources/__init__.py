@@ -148,4 +148,6 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
     for run in runs:
         if run.metrics.empty:
             raise SourceError(f"no training metrics found ({source.kind}: {source.description})", location)
-    return runs
+    from lossdoctor.metrics.roles import apply_roles
+
+    return [apply_roles(run, options.metric_roles) for run in runs]

@@ -1,4 +1,4 @@
-"""Shared plumbing for the log and table readers (keyvalue, user-format, torchtune, nanoGPT, W&B console,
+"""Shared plumbing for the log and table readers (generic text-log, user-format, torchtune, nanoGPT, W&B console,
 TensorBoard, CSV, JSONL): decoding with a count of undecodable bytes, line splitting (tqdm ``\\r``, ANSI),
 DDP rank prefixes, number parsing, and a point collector that resolves duplicate (step, metric) points.
 

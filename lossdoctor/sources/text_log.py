@@ -1,0 +1,600 @@
+"""The generic text-log reader: the reader of last resort for any text log (console output, SLURM ``.out``,
+W&B ``output.log``, Markdown, notebooks' stream text via :func:`read_log_text`).
+
+Per line it finds ``name <sep> number [unit]`` pairs and the step, whatever the trainer:
+
+- separators ``:``, ``=``, whitespace, ``|`` / ``,`` / ``;`` between pairs, Python dicts (``{'loss': 2.3}``,
+  transformers-5 quoted numbers too) and JSON objects printed one per line among other text (nested keys
+  flattened with ``/``); a unit after the number (``%``, ``ms``, ``s``, ``min``, ``h``, ``GB``, ``BPC`` ...)
+  is tolerated; times in ms/min/h become seconds; a ``(running mean)`` after a value is ignored;
+- the step: ``step``, ``iter``, ``Iter``, ``it``, ``iteration N/M``, ``s:N`` (llm.c), ``global_step``,
+  ``current_steps``, ``[N/M]``; a step key inside a dict/JSON line; ``GLOBAL_STEP`` wins over a
+  per-epoch ``STEP``; without any step in the whole file, ``Epoch e[/E]``; without even that, the records
+  are numbered in order (an eval-only record shares the step of the record before it);
+- block layouts (Coqui TTS: a ``--> STEP: 0/406 -- GLOBAL_STEP: 0`` header, its metrics on the indented
+  lines after it): lines with pairs and no step take the step of the header above them;
+- evaluation context: a line (or, in a block layout, a section) marked by an eval word (``validation loss at
+  iteration 50 | lm loss value: ...``, ``--> EVAL PERFORMANCE``) gives its pairs as ``eval/<name>``;
+- tqdm ``\\r`` redraws (only a line's last redraw is read for bars), ANSI codes, CRLF, BOM/UTF-16/cp949,
+  ``[rankN]:`` prefixes (rank 0 preferred); a line holding two records glued together (a second step counter,
+  rank prefix or timestamp) is dropped whole and counted.
+
+Lines that carry pairs but no step in a file whose records have steps are ignored (argument dumps, banners).
+The layout found is said in a provenance note (which line grammars, which step form, how many lines) and the
+roles in another (which names were taken as train loss, eval loss, lr ...: see lossdoctor/metrics/roles.py).
+Detection: it claims a text file with a few recognisable record lines, with a low confidence, so every
+specific reader that claims the file wins.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from lossdoctor.errors import SourceError
+from lossdoctor.metrics.names import canonicalise, normalise_key
+from lossdoctor.model import Run
+from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, decode_with_notes,
+                                         make_run, split_rank)
+from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.sources.text import looks_binary
+
+#: files up to this size are decoded whole (exact undecodable-byte notes); larger ones are streamed
+WHOLE_FILE_BYTES = 64 * 1024 * 1024
+SNIFF_MIN_RECORDS = 2
+LOOKED_FOR = ("lines with a step (step/iter/Iter/s:/global_step/iteration N/M ...) and name: value pairs, "
+              "or dict/JSON lines with numbers")
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d")
+_LEAD_STAMP = re.compile(r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
+                         r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?")
+_TQDM_BAR = re.compile(r"[^|\n]{0,120}?\d{1,3}%\|")
+_STEP = re.compile(
+    r"(?<![\w/.\-])(?P<kw>global[_ ]step|current_steps|steps?|iteration|iter|it)(?![\w])"
+    r"\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])"
+    r"|(?<![\w/.\-])(?P<skw>s):(?P<sn>\d+)(?![\w.])",
+    re.IGNORECASE)
+_BRACKET_STEP = re.compile(r"\[\s*(\d+)\s*/\s*\d+\s*\]")
+_EPOCH = re.compile(r"(?<![\w/.\-])epoch(?![\w])\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])",
+                    re.IGNORECASE)
+_UNIT = r"%|ms|s|sec|secs|min|h|hr|GB|GiB|MB|MiB|KB|TB|TiB|BPC|bpc|bpb|BPB|it/s|s/it|tok/s"
+_WORD = r"[A-Za-z_(][\w./\-()\[\]]*"
+_NUM_END = r"(?![\w.])(?![-:/]\d)"
+_PAIR_SEP = re.compile(
+    rf"(?<![\w./\-()])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)\s*[:=]\s*(?P<num>{NUMBER})(?:\s?(?P<unit>{_UNIT}))?{_NUM_END}")
+_PAIR_WS = re.compile(
+    rf"(?<![\w./\-()])(?P<name>{_WORD}(?: {_WORD}){{0,4}}?)\s+(?P<num>{NUMBER})(?:\s?(?P<unit>{_UNIT}))?{_NUM_END}")
+_SEGMENTS = re.compile(r"\s*[|,;\t]\s*|\s+-{2,}>?\s+|\s+[-–]\s+")
+_PYDICT_PAIR = re.compile(r"'([^'\n]{1,200})'\s*:\s*(?:'([^'\n]*)'|([^,'}\s]+))")
+_JSONISH_PAIR = re.compile(rf"\"([^\"\n]{{1,200}})\"\s*:\s*\"?({NUMBER})\"?(?=\s*[,}}])")
+_SECONDS = {"ms": 1e-3, "min": 60.0, "h": 3600.0, "hr": 3600.0}
+_STEP_KEYS = ("global_step", "train/global_step", "trainer/global_step", "step", "current_steps", "iteration",
+              "iter", "_step")
+_KW_RANK = {"global_step": 0, "global step": 0, "current_steps": 1, "step": 2, "steps": 2, "iteration": 3,
+            "iter": 3, "it": 4, "s": 5}
+
+
+@lru_cache(maxsize=1)
+def _vocab() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
+    from lossdoctor.metrics.roles import role_table
+
+    table = role_table()
+    words = "|".join(sorted(table.eval_words, key=len, reverse=True))
+    return table.not_metrics, table.eval_words, re.compile(rf"(?<![\w])(?:{words})(?![\w])", re.IGNORECASE)
+
+
+_LOG_WORDS = frozenset({"info", "debug", "warning", "warn", "error", "trace", "log", "logger", "trainer",
+                        "training", "train.py", "main", "root", "stdout", "stderr"})
+
+
+@lru_cache(maxsize=8192)
+def _key(phrase: str) -> str:
+    """A multi-word name cut to its longest trailing phrase the alias table knows when the words cut off are
+    log noise (a level, a logger name, ``name:``) or the phrase is long; else the phrase itself (so that
+    ``aux loss`` stays a component loss and never becomes ``loss``)."""
+    from lossdoctor.metrics.names import alias_table, normalise_key
+
+    words = phrase.split(" ")
+    if len(words) > 1:
+        table = alias_table()
+        for i in range(1, len(words)):
+            if normalise_key(" ".join(words[i:])) in table:
+                head = words[:i]
+                if len(words) > 3 or all(w.isupper() or w.endswith(":") or w.lower() in _LOG_WORDS
+                                         for w in head):
+                    return " ".join(words[i:])
+                break
+    return phrase
+
+
+@lru_cache(maxsize=8192)
+def _is_eval_name(name: str) -> bool:
+    return bool(_vocab()[2].search(name.replace("_", " ").replace("/", " ")))
+
+
+@lru_cache(maxsize=8192)
+def _not_metric(name: str) -> bool:
+    return name.strip().lower().replace(" ", "_") in _vocab()[0]
+
+
+def _float(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value
+
+
+@dataclass
+class _Rec:
+    """One record line: its step (None when the line has none), pairs, and how it was read."""
+
+    lineno: int
+    rank: int | None
+    step: int | None
+    step_kw: str | None
+    epoch: int | None
+    pairs: list[tuple[str, float]]
+    grammar: str
+    is_eval: bool
+    glued: bool = False
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            yield from _flatten(value, name + "/")
+        else:
+            yield name, value
+
+
+def _dict_pairs(segment: str) -> tuple[list[tuple[str, float]], str] | None:
+    """Pairs of a JSON object or Python dict printed in the segment."""
+    i = segment.find("{")
+    j = segment.rfind("}")
+    if i < 0 or j < i:
+        return None
+    body = segment[i:j + 1]
+    out: list[tuple[str, float]] = []
+    if body.startswith('{"'):
+        try:
+            obj = json.loads(body)
+        except (ValueError, RecursionError):
+            obj = None
+        if isinstance(obj, dict):
+            for name, value in _flatten(obj):
+                if isinstance(value, bool) or value is None:
+                    continue
+                if isinstance(value, (int, float)):
+                    out.append((name, float(value)))
+                elif isinstance(value, str):
+                    number = _float(value) if value[:1] in "-+.0123456789nNiI" else None
+                    if number is not None:
+                        out.append((name, number))
+            return out, "json"
+        for name, num in _JSONISH_PAIR.findall(body):
+            value = _float(num)
+            if value is not None:
+                out.append((name, value))
+        return (out, "json") if out else None
+    if body.startswith("{'"):
+        for name, quoted, bare in _PYDICT_PAIR.findall(body):
+            text = quoted or bare
+            if not text or text[:1] not in "-+.0123456789nNiI":
+                continue
+            value = _float(text)
+            if value is not None:
+                out.append((name, value))
+        return (out, "python-dict") if out else None
+    return None
+
+
+def _text_pairs(text: str) -> tuple[list[tuple[str, float]], str, str]:
+    """(pairs, grammar, leftover text) of a line's text with its step/epoch tokens blanked out."""
+    pairs: list[tuple[str, float]] = []
+    styles: Counter[str] = Counter()
+    leftover: list[str] = []
+    for seg in _SEGMENTS.split(text):
+        seg = seg.strip(" '\"()[]{}:>")
+        if not seg:
+            continue
+        found = list(_PAIR_SEP.finditer(seg))
+        style = "name: value" if found and ":" in seg else "name=value"
+        if not found:
+            found = list(_PAIR_WS.finditer(seg))
+            style = "name value"
+        pos = 0
+        for m in found:
+            leftover.append(seg[pos:m.start()])
+            pos = m.end()
+            value = _float(m.group("num"))
+            if value is None:
+                continue
+            unit = m.group("unit")
+            if unit in _SECONDS:
+                value *= _SECONDS[unit]
+            pairs.append((_key(m.group("name").strip()), value))
+            styles[style] += 1
+        leftover.append(seg[pos:])
+    grammar = styles.most_common(1)[0][0] if styles else ""
+    return pairs, grammar, " ".join(leftover)
+
+
+def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | None:
+    """One line (rank prefix already removed) → a record or None. A record with ``glued`` set holds two
+    records run together (a second step counter, rank prefix, timestamp or name): never split into points."""
+    if len(line) > MAX_LINE_CHARS:
+        return None
+    m = _LEAD_STAMP.match(line)
+    if m:
+        line = line[m.end():]
+    steps = list(_STEP.finditer(line))
+    step: int | None = None
+    step_kw: str | None = None
+    glued = False
+    spans: list[tuple[int, int]] = []
+    if steps:
+        best: tuple[int, int, str] | None = None
+        kws: Counter[str] = Counter()
+        for s in steps:
+            kw = (s.group("kw") or s.group("skw") or "").lower().replace("_", " ")
+            kws[kw] += 1
+            n = int(s.group("n") or s.group("sn"))
+            rank_kw = _KW_RANK.get(kw.replace(" ", "_") if kw == "global step" else kw, 9)
+            if best is None or rank_kw < best[0]:
+                best = (rank_kw, n, (s.group("kw") or s.group("skw") or "") + (" N/M" if s.group("tot") else ""))
+            spans.append(s.span())
+        glued = any(c > 1 for c in kws.values())
+        assert best is not None
+        step, step_kw = best[1], best[2]
+    else:
+        b = _BRACKET_STEP.search(line)
+        if b:
+            step, step_kw = int(b.group(1)), "[N/M]"
+            spans.append(b.span())
+    if RANK_ANYWHERE.search(line) or len(_TIMESTAMP.findall(line)) > 1:
+        glued = True
+    epoch: int | None = None
+    e = _EPOCH.search(line)
+    if e:
+        epoch = int(e.group("n"))
+        spans.append(e.span())
+    pairs: list[tuple[str, float]] = []
+    grammar = ""
+    leftover = ""
+    brace = line.find("{")
+    if brace >= 0 and line[brace + 1:brace + 2] in ("'", '"'):
+        found = _dict_pairs(line[brace:])
+        if found is not None:
+            pairs, grammar = found
+            if step is None:
+                for key in _STEP_KEYS:
+                    hit = next((v for k, v in pairs if k == key), None)
+                    if hit is not None and math.isfinite(hit) and hit == int(hit):
+                        step, step_kw = int(hit), f"'{key}' key"
+                        break
+            leftover = line[:brace]
+    if not grammar:
+        if spans:
+            chars = list(line)
+            for a, b in spans:
+                chars[a:b] = "|" * (b - a)
+            text = "".join(chars)
+        else:
+            text = line
+        pairs, grammar, leftover = _text_pairs(text)
+    clean: list[tuple[str, float]] = []
+    seen: set[str] = set()
+    for name, value in pairs:
+        if _not_metric(name):
+            continue
+        if name.lower() == "epoch":
+            clean.append(("epoch", value))
+            seen.add("epoch")
+            continue
+        low = name.lower()
+        if low in seen:
+            if grammar not in ("json", "python-dict"):
+                glued = True
+            continue
+        seen.add(low)
+        clean.append((name, value))
+    if epoch is not None and "epoch" not in seen:
+        clean.append(("epoch", float(epoch)))
+    metric_pairs = [p for p in clean if p[0] != "epoch"]
+    if not metric_pairs and step is None:
+        return None
+    is_eval = bool(leftover.strip()) and bool(_vocab()[2].search(leftover))
+    return _Rec(lineno, rank, step, step_kw, epoch, clean, grammar, is_eval, glued)
+
+
+def _is_header_or_section(line: str) -> tuple[bool, bool]:
+    """(is a section line with an eval word, is any non-empty line)."""
+    stripped = line.strip()
+    if not stripped:
+        return False, False
+    return bool(_vocab()[2].search(stripped)), True
+
+
+@dataclass
+class Extraction:
+    """What the generic reader found in one text (pure; no file access)."""
+
+    points: Collector = field(default_factory=Collector)
+    notes: list[str] = field(default_factory=list)
+    step_source: str = "logged"
+    records: int = 0
+
+
+def _segments(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, segment): for a line with tqdm ``\\r`` redraws, every segment that is not a progress
+    bar, plus the last segment (a bar's final state may carry ``key=value`` postfixes)."""
+    has_ansi = "\x1b" in text
+    for lineno, line in enumerate(text.split("\n"), 1):
+        if has_ansi and "\x1b" in line:
+            line = _ANSI.sub("", line)
+        if "\r" in line:
+            segs = [s for s in line.split("\r") if s.strip()]
+            for k, seg in enumerate(segs):
+                bar = _TQDM_BAR.match(seg)
+                if bar and (k < len(segs) - 1 or "=" not in seg):
+                    continue
+                yield lineno, seg
+        elif line:
+            if _TQDM_BAR.match(line) and "=" not in line:
+                continue
+            yield lineno, line
+
+
+class _Scanner:
+    """Line-by-line extraction with the file-level decisions (step axis, blocks) left for the end."""
+
+    def __init__(self, line_offset: int = 0) -> None:
+        self.recs: list[_Rec] = []
+        self.long_lines = 0
+        self.offset = line_offset
+        # block layouts: the last header (a line with a step and no pairs) and the current section
+        self.header_step: int | None = None
+        self.header_kw: str | None = None
+        self.section_eval = False
+        self.headers = 0
+        self.items = 0
+
+    def feed(self, text: str) -> None:
+        for lineno, raw_line in _segments(text):
+            lineno += self.offset
+            if len(raw_line) > MAX_LINE_CHARS:
+                self.long_lines += 1
+                continue
+            rank, line = split_rank(raw_line)
+            rec = parse_line(line, lineno, rank)
+            if rec is None:
+                is_eval, _ = _is_header_or_section(line)
+                if is_eval and self.header_step is not None:
+                    self.section_eval = True
+                continue
+            rec.rank = rank
+            if rec.step is not None and not rec.glued and not any(n != "epoch" for n, _ in rec.pairs):
+                self.header_step, self.header_kw = rec.step, rec.step_kw
+                self.section_eval = rec.is_eval
+                self.headers += 1
+                continue
+            if rec.step is None and self.header_step is not None and rec.grammar not in ("json", "python-dict"):
+                rec.step_kw = "block"
+                rec.step = self.header_step
+                rec.is_eval = rec.is_eval or self.section_eval
+                rec.grammar = f"{rec.grammar} (lines under a step header)"
+                self.items += 1
+            self.recs.append(rec)
+        self.offset += text.count("\n")
+
+    def finish(self, out: Extraction) -> None:
+        recs = self.recs
+        block = self.headers >= 2 and self.items >= self.headers
+        if not block:
+            # a few pair lines after a stray header are not a block layout: they have no step of their own
+            for rec in recs:
+                if rec.step_kw == "block":
+                    rec.step = None
+                    rec.step_kw = None
+        stepped = [r for r in recs if r.step is not None]
+        if stepped:
+            out.step_source = "logged"
+            ignored = len(recs) - len(stepped)
+            use = stepped
+            if ignored:
+                out.notes.append(f"{ignored} line(s) with name/value pairs but no step ignored "
+                                 "(the file's records carry a step)")
+        elif any(r.epoch is not None for r in recs):
+            use = [r for r in recs if r.epoch is not None]
+            for r in use:
+                r.step, r.step_kw = r.epoch, "epoch"
+            out.step_source = "epoch"
+            out.notes.append("no step counter in the file: the epoch number is the step axis")
+        else:
+            use = recs
+            n = 0
+            for r in use:
+                names = [k for k, _ in r.pairs if k != "epoch"]
+                eval_only = bool(names) and all(_is_eval_name(k) for k in names)
+                end_summary = "train_runtime" in names     # HF's end-of-run summary: no step of its own
+                if not ((eval_only or end_summary) and n):
+                    n += 1
+                r.step, r.step_kw = n, "ordinal"
+            out.step_source = "ordinal"
+            if use:
+                out.notes.append("no step in the records: numbered in order (an eval-only or end-of-run "
+                                 "summary record shares the step of the one before it)")
+        glued = [r.lineno for r in use if r.glued]
+        use = [r for r in use if not r.glued]
+        points = out.points
+        grammars: Counter[str] = Counter()
+        step_forms: Counter[str] = Counter()
+        eval_lines = 0
+        for r in use:
+            grammars[r.grammar] += 1
+            step_forms[r.step_kw or "?"] += 1
+            if r.is_eval:
+                eval_lines += 1
+            claimed: dict[str, str] = {}
+            for name, value in r.pairs:
+                if r.is_eval and name != "epoch" and not _is_eval_name(name):
+                    name = f"eval/{name}"
+                if name == "epoch" and r.is_eval:
+                    continue
+                # two names on one line that alias to one metric (seed 004: 'step time' and 'dt'): the first
+                # takes the canonical name, the next keeps its own
+                canon = canonicalise(name)
+                first = claimed.setdefault(canon, name)
+                points.add(r.step, name, value, rank=r.rank,
+                           metric=None if first == name else normalise_key(name))
+        points.glued_lines.extend(glued)
+        points.long_lines += self.long_lines
+        out.records = len(use)
+        if use:
+            layout = "; ".join(f"{n} line(s) of {g or 'step only'}" for g, n in grammars.most_common())
+            steps = ", ".join(f"{_describe_kw(k)} ({n})" for k, n in step_forms.most_common())
+            note = f"layout inferred by the generic text reader: {layout}; step from {steps}"
+            if block:
+                note += "; block layout: metric lines take the step of the header line above them"
+            if eval_lines:
+                note += f"; {eval_lines} line(s) marked as evaluation: their pairs read as eval/<name>"
+            out.notes.insert(0, note)
+
+
+def _describe_kw(kw: str) -> str:
+    if kw in ("ordinal", "epoch", "block", "[N/M]"):
+        return {"ordinal": "record order", "epoch": "the epoch number", "block": "the header line above",
+                "[N/M]": "'[N/M]' counters"}[kw]
+    return kw if kw.endswith("key") else f"'{kw}'"
+
+
+def extract(chunks: Iterable[str], line_offset: int = 0) -> Extraction:
+    """Run the extractor over text pieces that each end at a line break (pure)."""
+    scanner = _Scanner(line_offset)
+    for chunk in chunks:
+        scanner.feed(chunk)
+    out = Extraction()
+    scanner.finish(out)
+    return out
+
+
+def count_records(text: str, limit: int = 400) -> int:
+    """How many of the first `limit` lines are records with a step and pairs (for sniffers)."""
+    n = 0
+    for i, (_, line) in enumerate(_segments(text)):
+        if i >= limit:
+            break
+        rec = parse_line(split_rank(line)[1])
+        if rec is not None and rec.step is not None and any(k != "epoch" for k, _ in rec.pairs):
+            n += 1
+    return n
+
+
+def count_any_records(text: str, limit: int = 400) -> int:
+    """Records of any kind (with or without a step) among the first `limit` lines."""
+    n = 0
+    for i, (_, line) in enumerate(_segments(text)):
+        if i >= limit:
+            break
+        rec = parse_line(split_rank(line)[1])
+        if rec is not None and any(k != "epoch" for k, _ in rec.pairs):
+            n += 1
+    return n
+
+
+def _to_run(found: Extraction, location: str, name: str, notes: list[str]) -> Run:
+    """The Run, with the roles inferred here already (so the note says what was finally taken as what)."""
+    from dataclasses import replace
+
+    from lossdoctor.metrics.roles import apply_roles, roles_note
+
+    frame, more = found.points.frame()
+    if frame.empty:
+        raise SourceError(f"no training metrics found; looked for {LOOKED_FOR}", location)
+    summary = dict(found.points.summary)
+    target = Target(location=location, path=None)
+    run = apply_roles(make_run(target, SOURCE.kind, frame, [], step_source=found.step_source, name=name,
+                               summary=summary, location=location))
+    all_notes = found.notes + [roles_note(run.metrics)] + list(run.provenance.notes) + notes + more
+    return replace(run, provenance=replace(run.provenance, notes=tuple(all_notes)))
+
+
+def read_log_text(text: str, location: str, name: str | None = None, line_offset: int = 0) -> Run:
+    """Entry point for text that is not a file of its own (a notebook cell's stream output, a Markdown code
+    block): ``location`` labels it in notes and errors. Raises SourceError when nothing is recognised."""
+    found = extract([text], line_offset)
+    return _to_run(found, location, name or location, [])
+
+
+def _iter_file_text(path: Path, location: str, notes: list[str]) -> Iterator[str]:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+    if size <= WHOLE_FILE_BYTES:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+        text, more = decode_with_notes(data)
+        notes.extend(more)
+        yield text.lstrip("\ufeff")
+        return
+    from lossdoctor.sources.hf_console import iter_text_chunks
+    from lossdoctor.sources.text import guess_encoding
+
+    replaced = 0
+    try:
+        with path.open("rb") as fh:
+            encoding = guess_encoding(fh.read(8192))
+            fh.seek(0)
+            for text, _, _ in iter_text_chunks(fh, encoding):
+                replaced += text.count("\ufffd")
+                yield text
+    except OSError as exc:
+        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+    if replaced:
+        notes.append(f"{replaced} U+FFFD replacement character(s) in the text (bytes lost before or while "
+                     "decoding)")
+
+
+class TextLogSource:
+    kind = "text-log"
+    description = ("any text log, read generically: name: value / name=value / name value pairs, dict and JSON "
+                   "lines, with the step on the line (step, iter, s:, iteration N/M, global_step ...)")
+    example = "Iter 10: Train loss 2.100, Learning Rate 1.000e-05, It/sec 3.1, Tokens/sec 800.0"
+    specificity = 5
+
+    def sniff(self, target: Target) -> float:
+        try:
+            if not target.is_file or not target.head or looks_binary(target.head):
+                return 0.0
+            text = target.head_text()
+            if count_records(text) >= SNIFF_MIN_RECORDS:
+                return 0.3
+            if count_any_records(text) >= 3:
+                return 0.2
+        except Exception:  # noqa: BLE001 - a sniffer never raises
+            return 0.0
+        return 0.0
+
+    def read(self, target: Target, options: ReadOptions) -> list[Run]:
+        if target.path is None or target.is_dir:
+            raise SourceError("expected a text log file", target.location)
+        if target.head and looks_binary(target.head):
+            raise SourceError(f"binary file; expected a text log ({LOOKED_FOR})", target.location)
+        notes: list[str] = []
+        found = extract(_iter_file_text(target.path, target.location, notes))
+        name = target.path.stem or target.path.name
+        return [_to_run(found, target.location, name, notes)]
+
+
+SOURCE = TextLogSource()
