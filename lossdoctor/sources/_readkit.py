@@ -192,9 +192,10 @@ class Collector:
             notes.append(f"{self.long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
         if not self.steps:
             return empty_metrics(), notes
-        has_wall = any(not math.isnan(w) for w in self.wall_times)
+        n = len(self.steps)
+        has_wall = self.wall_times.count(math.nan) != n and any(w == w for w in self.wall_times)
         result = tidy_points(self.steps, self.raws, self.values,
-                             canonical=self.metrics if any(m is not None for m in self.metrics) else None,
+                             canonical=self.metrics if self.metrics.count(None) != n else None,
                              rank=self.ranks if any(self.ranks) else None,
                              priority=self.priorities if any(self.priorities) else None,
                              wall_time=self.wall_times if has_wall else None)

@@ -54,7 +54,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d")
 _LEAD_STAMP = re.compile(r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
                          r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?")
-_TQDM_BAR = re.compile(r"[^|\n]{0,120}?\d{1,3}%\|")
 _STEP = re.compile(
     r"(?<![\w/.\-])(?P<kw>global[_ ]step|current_steps|steps?|iteration|iter|it)(?![\w])"
     r"\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])"
@@ -131,7 +130,7 @@ def _float(text: str) -> float | None:
     return value
 
 
-@dataclass
+@dataclass(slots=True)
 class _Rec:
     """One record line: its step (None when the line has none), pairs, and how it was read."""
 
@@ -140,7 +139,8 @@ class _Rec:
     step: int | None
     step_kw: str | None
     epoch: int | None
-    pairs: list[tuple[str, float]]
+    names: tuple[str, ...]
+    values: list[float]
     grammar: str
     is_eval: bool
     glued: bool = False
@@ -155,14 +155,15 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield name, value
 
 
-def _dict_pairs(segment: str) -> tuple[list[tuple[str, float]], str] | None:
-    """Pairs of a JSON object or Python dict printed in the segment."""
+def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None:
+    """(names, values, grammar) of a JSON object or Python dict printed in the segment (numbers only)."""
     i = segment.find("{")
     j = segment.rfind("}")
     if i < 0 or j < i:
         return None
     body = segment[i:j + 1]
     out: list[tuple[str, float]] = []
+    grammar = "json"
     if body.startswith('{"'):
         try:
             obj = json.loads(body)
@@ -178,22 +179,36 @@ def _dict_pairs(segment: str) -> tuple[list[tuple[str, float]], str] | None:
                     number = _float(value) if value[:1] in "-+.0123456789nNiI" else None
                     if number is not None:
                         out.append((name, number))
-            return out, "json"
-        for name, num in _JSONISH_PAIR.findall(body):
-            value = _float(num)
-            if value is not None:
-                out.append((name, value))
-        return (out, "json") if out else None
-    if body.startswith("{'"):
-        for name, quoted, bare in _PYDICT_PAIR.findall(body):
-            text = quoted or bare
+        else:
+            for name, num in _JSONISH_PAIR.findall(body):
+                value = _float(num)
+                if value is not None:
+                    out.append((name, value))
+    elif body.startswith("{'"):
+        grammar = "python-dict"
+        found = _PYDICT_PAIR.findall(body)
+        if not found:
+            return None
+        names, quoted, bare = zip(*found)
+        try:      # the common case: every value a number, all quoted (transformers 5: '5.351') or none
+            if not any(bare):
+                return names, list(map(float, quoted)), grammar
+            if not any(quoted):
+                return names, list(map(float, bare)), grammar
+        except ValueError:
+            pass
+        for name, q, b in found:
+            text = q or b
             if not text or text[:1] not in "-+.0123456789nNiI":
                 continue
             value = _float(text)
             if value is not None:
                 out.append((name, value))
-        return (out, "python-dict") if out else None
-    return None
+    else:
+        return None
+    if not out:
+        return None
+    return tuple(n for n, _ in out), [v for _, v in out], grammar
 
 
 def _text_pairs(text: str) -> tuple[list[tuple[str, float]], str, str]:
@@ -227,6 +242,43 @@ def _text_pairs(text: str) -> tuple[list[tuple[str, float]], str, str]:
     return pairs, grammar, " ".join(leftover)
 
 
+def _find_step(text: str) -> tuple[int | None, str | None, bool, list[tuple[int, int]]]:
+    """(step, how it was written, two counters of one kind (glued), spans to blank out) of a line's text."""
+    spans: list[tuple[int, int]] = []
+    best: tuple[int, int, str] | None = None
+    kws: set[str] = set()
+    glued = False
+    for s in _STEP.finditer(text):
+        raw_kw = s.group("kw") or s.group("skw") or ""
+        kw = raw_kw.lower().replace("_", " ")
+        if kw in kws:
+            glued = True
+        kws.add(kw)
+        n = int(s.group("n") or s.group("sn"))
+        rank_kw = _KW_RANK.get("global_step" if kw == "global step" else kw, 9)
+        if best is None or rank_kw < best[0]:
+            best = (rank_kw, n, raw_kw + (" N/M" if s.group("tot") else ""))
+        spans.append(s.span())
+    if best is not None:
+        return best[1], best[2], glued, spans
+    b = _BRACKET_STEP.search(text)
+    if b:
+        return int(b.group(1)), "[N/M]", False, [b.span()]
+    return None, None, False, spans
+
+
+_NAME_INFO: dict[str, tuple[bool, bool, str]] = {}
+
+
+def _name_info(name: str) -> tuple[bool, bool, str]:
+    """(not a metric, is the epoch, lower-case form), cached per name."""
+    info = _NAME_INFO.get(name)
+    if info is None:
+        low = name.lower()
+        info = _NAME_INFO[name] = (_not_metric(name), low == "epoch", low)
+    return info
+
+
 def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | None:
     """One line (rank prefix already removed) → a record or None. A record with ``glued`` set holds two
     records run together (a second step counter, rank prefix, timestamp or name): never split into points."""
@@ -235,30 +287,12 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     m = _LEAD_STAMP.match(line)
     if m:
         line = line[m.end():]
-    steps = list(_STEP.finditer(line))
-    step: int | None = None
-    step_kw: str | None = None
-    glued = False
-    spans: list[tuple[int, int]] = []
-    if steps:
-        best: tuple[int, int, str] | None = None
-        kws: Counter[str] = Counter()
-        for s in steps:
-            kw = (s.group("kw") or s.group("skw") or "").lower().replace("_", " ")
-            kws[kw] += 1
-            n = int(s.group("n") or s.group("sn"))
-            rank_kw = _KW_RANK.get(kw.replace(" ", "_") if kw == "global step" else kw, 9)
-            if best is None or rank_kw < best[0]:
-                best = (rank_kw, n, (s.group("kw") or s.group("skw") or "") + (" N/M" if s.group("tot") else ""))
-            spans.append(s.span())
-        glued = any(c > 1 for c in kws.values())
-        assert best is not None
-        step, step_kw = best[1], best[2]
-    else:
-        b = _BRACKET_STEP.search(line)
-        if b:
-            step, step_kw = int(b.group(1)), "[N/M]"
-            spans.append(b.span())
+    brace = line.find("{")
+    if brace >= 0 and line[brace + 1:brace + 2] in ("'", '"'):
+        found = _dict_pairs(line[brace:])
+        if found is not None:
+            return _dict_record(line, brace, found, lineno, rank)
+    step, step_kw, glued, spans = _find_step(line)
     if RANK_ANYWHERE.search(line) or len(_TIMESTAMP.findall(line)) > 1:
         glued = True
     epoch: int | None = None
@@ -266,53 +300,76 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     if e:
         epoch = int(e.group("n"))
         spans.append(e.span())
-    pairs: list[tuple[str, float]] = []
-    grammar = ""
-    leftover = ""
-    brace = line.find("{")
-    if brace >= 0 and line[brace + 1:brace + 2] in ("'", '"'):
-        found = _dict_pairs(line[brace:])
-        if found is not None:
-            pairs, grammar = found
-            if step is None:
-                for key in _STEP_KEYS:
-                    hit = next((v for k, v in pairs if k == key), None)
-                    if hit is not None and math.isfinite(hit) and hit == int(hit):
-                        step, step_kw = int(hit), f"'{key}' key"
-                        break
-            leftover = line[:brace]
-    if not grammar:
-        if spans:
-            chars = list(line)
-            for a, b in spans:
-                chars[a:b] = "|" * (b - a)
-            text = "".join(chars)
-        else:
-            text = line
-        pairs, grammar, leftover = _text_pairs(text)
+    if spans:
+        chars = list(line)
+        for a, b in spans:
+            chars[a:b] = "|" * (b - a)
+        text = "".join(chars)
+    else:
+        text = line
+    pairs, grammar, leftover = _text_pairs(text)
     clean: list[tuple[str, float]] = []
     seen: set[str] = set()
+    has_metric = False
     for name, value in pairs:
-        if _not_metric(name):
+        skip, is_epoch, low = _name_info(name)
+        if skip:
             continue
-        if name.lower() == "epoch":
-            clean.append(("epoch", value))
-            seen.add("epoch")
-            continue
-        low = name.lower()
         if low in seen:
-            if grammar not in ("json", "python-dict"):
-                glued = True
+            glued = True
             continue
         seen.add(low)
-        clean.append((name, value))
+        if is_epoch:
+            clean.append(("epoch", value))
+        else:
+            has_metric = True
+            clean.append((name, value))
     if epoch is not None and "epoch" not in seen:
         clean.append(("epoch", float(epoch)))
-    metric_pairs = [p for p in clean if p[0] != "epoch"]
-    if not metric_pairs and step is None:
+    if not has_metric and step is None:
         return None
     is_eval = bool(leftover.strip()) and bool(_vocab()[2].search(leftover))
-    return _Rec(lineno, rank, step, step_kw, epoch, clean, grammar, is_eval, glued)
+    return _Rec(lineno, rank, step, step_kw, epoch, tuple(n for n, _ in clean), [v for _, v in clean], grammar,
+                is_eval, glued)
+
+
+_DICT_LAYOUTS: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[str, ...], bool, int | None, str]] = {}
+
+
+def _dict_layout(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ...], bool, int | None, str]:
+    """(indices of the pairs kept, their names, has a metric, index of the step key, its name), per key set."""
+    found = _DICT_LAYOUTS.get(names)
+    if found is None:
+        keep = tuple(i for i, n in enumerate(names) if not _name_info(n)[0])
+        kept = tuple("epoch" if _name_info(names[i])[1] else names[i] for i in keep)
+        step_at: int | None = None
+        step_key = ""
+        for key in _STEP_KEYS:
+            if key in names:
+                step_at, step_key = names.index(key), key
+                break
+        found = _DICT_LAYOUTS[names] = (keep, kept, any(n != "epoch" for n in kept), step_at, step_key)
+    return found
+
+
+def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float], str], lineno: int,
+                 rank: int | None) -> _Rec | None:
+    names, values, grammar = found
+    prefix = line[:brace]
+    step, step_kw, glued = None, None, False
+    if prefix.strip():
+        step, step_kw, glued, _ = _find_step(prefix)
+    keep, kept, has_metric, step_at, step_key = _dict_layout(names)
+    if step is None and step_at is not None:
+        hit = values[step_at]
+        if math.isfinite(hit) and hit == int(hit):
+            step, step_kw = int(hit), f"'{step_key}' key"
+    if not has_metric and step is None:
+        return None
+    if len(keep) != len(values):
+        values = [values[i] for i in keep]
+    is_eval = bool(prefix.strip()) and bool(_vocab()[2].search(prefix))
+    return _Rec(lineno, rank, step, step_kw, None, kept, values, grammar, is_eval, glued)
 
 
 def _is_header_or_section(line: str) -> tuple[bool, bool]:
@@ -342,13 +399,13 @@ def _segments(text: str) -> Iterator[tuple[int, str]]:
             line = _ANSI.sub("", line)
         if "\r" in line:
             segs = [s for s in line.split("\r") if s.strip()]
+            last = len(segs) - 1
             for k, seg in enumerate(segs):
-                bar = _TQDM_BAR.match(seg)
-                if bar and (k < len(segs) - 1 or "=" not in seg):
+                if "%|" in seg and (k < last or "=" not in seg):      # a tqdm bar redraw
                     continue
                 yield lineno, seg
         elif line:
-            if _TQDM_BAR.match(line) and "=" not in line:
+            if "%|" in line and "=" not in line:
                 continue
             yield lineno, line
 
@@ -381,7 +438,7 @@ class _Scanner:
                     self.section_eval = True
                 continue
             rec.rank = rank
-            if rec.step is not None and not rec.glued and not any(n != "epoch" for n, _ in rec.pairs):
+            if rec.step is not None and not rec.glued and not any(n != "epoch" for n in rec.names):
                 self.header_step, self.header_kw = rec.step, rec.step_kw
                 self.section_eval = rec.is_eval
                 self.headers += 1
@@ -419,10 +476,15 @@ class _Scanner:
             out.step_source = "epoch"
             out.notes.append("no step counter in the file: the epoch number is the step axis")
         else:
-            use = recs
+            # only the records of the file's main grammar (a warning 'file.py:1525: ...' is no record)
+            main = Counter(r.grammar for r in recs if not r.glued).most_common(1)
+            use = [r for r in recs if main and r.grammar == main[0][0]]
+            if len(use) < len(recs):
+                out.notes.append(f"{len(recs) - len(use)} line(s) with name/value pairs in another layout than "
+                                 f"the file's {main[0][0] if main else ''} records ignored")
             n = 0
             for r in use:
-                names = [k for k, _ in r.pairs if k != "epoch"]
+                names = [k for k in r.names if k != "epoch"]
                 eval_only = bool(names) and all(_is_eval_name(k) for k in names)
                 end_summary = "train_runtime" in names     # HF's end-of-run summary: no step of its own
                 if not ((eval_only or end_summary) and n):
@@ -438,23 +500,25 @@ class _Scanner:
         grammars: Counter[str] = Counter()
         step_forms: Counter[str] = Counter()
         eval_lines = 0
+        layouts: dict[tuple[tuple[str, ...], bool], tuple[list[bool], list[str], list[str | None]]] = {}
         for r in use:
             grammars[r.grammar] += 1
             step_forms[r.step_kw or "?"] += 1
             if r.is_eval:
                 eval_lines += 1
-            claimed: dict[str, str] = {}
-            for name, value in r.pairs:
-                if r.is_eval and name != "epoch" and not _is_eval_name(name):
-                    name = f"eval/{name}"
-                if name == "epoch" and r.is_eval:
-                    continue
-                # two names on one line that alias to one metric (seed 004: 'step time' and 'dt'): the first
-                # takes the canonical name, the next keeps its own
-                canon = canonicalise(name)
-                first = claimed.setdefault(canon, name)
-                points.add(r.step, name, value, rank=r.rank,
-                           metric=None if first == name else normalise_key(name))
+            key = (r.names, r.is_eval)
+            plan = layouts.get(key)
+            if plan is None:
+                plan = layouts[key] = _plan_names(r.names, r.is_eval)
+            keep, names, metrics = plan
+            k = len(names)
+            points.steps.extend([r.step] * k)
+            points.raws.extend(names)
+            points.values.extend([v for v, ok in zip(r.values, keep) if ok] if k != len(r.values) else r.values)
+            points.metrics.extend(metrics)
+            points.ranks.extend([r.rank or 0] * k)
+            points.priorities.extend([0] * k)
+            points.wall_times.extend([math.nan] * k)
         points.glued_lines.extend(glued)
         points.long_lines += self.long_lines
         out.records = len(use)
@@ -467,6 +531,29 @@ class _Scanner:
             if eval_lines:
                 note += f"; {eval_lines} line(s) marked as evaluation: their pairs read as eval/<name>"
             out.notes.insert(0, note)
+
+
+def _plan_names(names: tuple[str, ...], is_eval: bool) -> tuple[list[bool], list[str], list[str | None]]:
+    """For one line layout (its names in order): which pairs give points, under which raw names, and the
+    canonical-name overrides. On an evaluation line a name without an eval word becomes ``eval/<name>`` (and
+    its epoch is left out: the train lines carry it). Two names on one line that alias to one metric (seed
+    004: 'step time' and 'dt'): the first takes the canonical name, the next keeps its own."""
+    keep: list[bool] = []
+    out_names: list[str] = []
+    metrics: list[str | None] = []
+    claimed: dict[str, str] = {}
+    for name in names:
+        if name == "epoch" and is_eval:
+            keep.append(False)
+            continue
+        if is_eval and name != "epoch" and not _is_eval_name(name):
+            name = f"eval/{name}"
+        canon = canonicalise(name)
+        first = claimed.setdefault(canon, name)
+        keep.append(True)
+        out_names.append(name)
+        metrics.append(None if first == name else normalise_key(name))
+    return keep, out_names, metrics
 
 
 def _describe_kw(kw: str) -> str:
@@ -493,7 +580,7 @@ def count_records(text: str, limit: int = 400) -> int:
         if i >= limit:
             break
         rec = parse_line(split_rank(line)[1])
-        if rec is not None and rec.step is not None and any(k != "epoch" for k, _ in rec.pairs):
+        if rec is not None and rec.step is not None and any(k != "epoch" for k in rec.names):
             n += 1
     return n
 
@@ -505,7 +592,7 @@ def count_any_records(text: str, limit: int = 400) -> int:
         if i >= limit:
             break
         rec = parse_line(split_rank(line)[1])
-        if rec is not None and any(k != "epoch" for k, _ in rec.pairs):
+        if rec is not None and any(k != "epoch" for k in rec.names):
             n += 1
     return n
 
