@@ -256,6 +256,26 @@ def test_markdown_code_block_log(tmp_path: Path) -> None:
     assert as_dict(run.series("train/loss")) == {s: round(mk.train_loss(s), 3) for s in mk.train_steps()}
 
 
+def test_tables_in_markdown_and_aligned_columns(tmp_path: Path) -> None:
+    """A results table in a README (mlx-examples' LoRA README reports its run this way) and a console table
+    with space-aligned columns: a header with a step-like column, then rows of numbers ('N/A' = not logged)."""
+    md = tmp_path / "README.md"
+    rows = "".join(f"| {s} | {'N/A' if s == 1 else f'{mk.train_loss(s):.3f}'} | {mk.eval_loss(s):.3f} |\n"
+                   for s in (1, 50, 100, 150, 200))
+    md.write_text("## Results\n\n| Iteration | Train Loss | Validation Loss |\n| --- | --- | --- |\n" + rows
+                  + "\nThe model trains at around 475 tokens per second.\n")
+    run = one_run(md)
+    assert as_dict(run.series("train/loss")) == {s: round(mk.train_loss(s), 3) for s in (50, 100, 150, 200)}
+    assert as_dict(run.series("eval/loss")) == {s: round(mk.eval_loss(s), 3) for s in (1, 50, 100, 150, 200)}
+    console = tmp_path / "train.txt"
+    console.write_text("Step    Loss      Grad Norm    Learning Rate\n" + "-" * 48 + "\n" + "".join(
+        f"{s:<8}{mk.train_loss(s):<10.4f}{0.5:<13}{mk.learning_rate(s):.7f}\n" for s in mk.train_steps()))
+    run = one_run(console)
+    assert as_dict(run.series("train/loss")) == {s: round(mk.train_loss(s), 4) for s in mk.train_steps()}
+    assert run.series("train/grad_norm").size == len(mk.train_steps())
+    assert "table" in notes_of(run)
+
+
 def test_sources_explain_shows_roles(tmp_path: Path) -> None:
     from lossdoctor.commands.sources import COMMAND
 

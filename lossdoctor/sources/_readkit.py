@@ -152,6 +152,9 @@ class Collector:
     the lowest `priority` (a reader's preferred line kind), then the last written. Steps are validated
     there (a NaN or out-of-range step drops its point with a note)."""
 
+    #: the one repeat policy ("last": the last written wins, after rank and priority); kept as a field so
+    #: that readers written as ``Collector(keep="last")`` read as what they mean; any other value is an error
+    keep: str = "last"
     steps: list[Any] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
@@ -163,6 +166,11 @@ class Collector:
     long_lines: int = 0
     #: HF end-of-run summary entries found among the points by the last ``frame()`` call
     summary: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.keep != "last":
+            raise ValueError(f"Collector(keep={self.keep!r}): repeats resolve one way for every reader "
+                             "(lossdoctor.tidy): the last written is kept")
 
     def add(self, step: Any, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
             metric: str | None = None, wall_time: float | None = None) -> None:

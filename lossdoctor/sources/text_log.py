@@ -40,7 +40,7 @@ from lossdoctor.errors import SourceError
 from lossdoctor.metrics.names import canonicalise, normalise_key
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, decode_with_notes,
-                                         make_run, split_rank)
+                                         make_run, parse_number, split_rank)
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import looks_binary
 
@@ -372,6 +372,34 @@ def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float
     return _Rec(lineno, rank, step, step_kw, None, kept, values, grammar, is_eval, glued)
 
 
+_TABLE_STEP_NAMES = frozenset({"step", "steps", "iter", "iteration", "iterations", "it", "global_step", "epoch",
+                               "epochs", "iters"})
+_HEADER_CELL = re.compile(r"[A-Za-z_][\w ./\-()%]*")
+_RULE_CELL = re.compile(r":?-{3,}:?|={3,}|")
+_RULE_LINE = re.compile(r"[\s|:=+-]{3,}")
+_NA_CELLS = frozenset({"", "-", "n/a", "N/A", "NA", "nan?", "—", "–"})
+
+
+def _table_cells(line: str) -> list[str] | None:
+    """Cells of a Markdown table row (``| a | b |``) or of space-aligned columns (two or more spaces or a tab
+    between cells; a row of numbers may use single spaces). None when the line is not tabular."""
+    stripped = line.strip()
+    if not stripped:
+        return None
+    if "|" in stripped:
+        if not (stripped.startswith("|") or stripped.count("|") >= 2):
+            return None
+        cells = [c.strip() for c in stripped.strip("|").split("|")]
+        return cells if len(cells) >= 2 else None
+    cells = [c for c in re.split(r"\s{2,}|\t", stripped) if c]
+    if len(cells) >= 2:
+        return cells
+    tokens = stripped.split()
+    if len(tokens) >= 2 and all(parse_number(t.rstrip("%")) is not None for t in tokens):
+        return tokens
+    return None
+
+
 def _is_header_or_section(line: str) -> tuple[bool, bool]:
     """(is a section line with an eval word, is any non-empty line)."""
     stripped = line.strip()
@@ -423,6 +451,7 @@ class _Scanner:
         self.section_eval = False
         self.headers = 0
         self.items = 0
+        self.table: tuple[tuple[str, ...], int] | None = None
 
     def feed(self, text: str) -> None:
         for lineno, raw_line in _segments(text):
@@ -431,6 +460,12 @@ class _Scanner:
                 self.long_lines += 1
                 continue
             rank, line = split_rank(raw_line)
+            if self.table is not None or "  " in line or "|" in line or "\t" in line:
+                row = self._table_row(line, lineno, rank)
+                if row is not None:
+                    if isinstance(row, _Rec):
+                        self.recs.append(row)
+                    continue
             rec = parse_line(line, lineno, rank)
             if rec is None:
                 is_eval, _ = _is_header_or_section(line)
@@ -451,6 +486,51 @@ class _Scanner:
                 self.items += 1
             self.recs.append(rec)
         self.offset += text.count("\n")
+
+    def _table_row(self, line: str, lineno: int, rank: int | None) -> _Rec | bool | None:
+        """Tables (Markdown ``| Step | Loss |``, or columns aligned with spaces): a header of names with a
+        step-like column, then rows of numbers. Returns a record for a row, True for a header or rule line
+        (consumed), None for anything else (which also ends a table)."""
+        if self.table is not None and _RULE_LINE.fullmatch(line):
+            return True
+        cells = _table_cells(line)
+        if cells is None:
+            self.table = None
+            return None
+        if all(_RULE_CELL.fullmatch(c) for c in cells):
+            return True if self.table is not None or "|" in line else None
+        if len(cells) >= 2 and all(_HEADER_CELL.fullmatch(c) for c in cells):
+            step_at = next((i for i, c in enumerate(cells) if normalise_key(c) in _TABLE_STEP_NAMES), None)
+            if step_at is not None:
+                self.table = (tuple(cells), step_at)
+                return True
+            self.table = None
+            return None
+        if self.table is None:
+            return None
+        names, step_at = self.table
+        if len(cells) != len(names):
+            self.table = None
+            return None
+        values: list[float | None] = []
+        for c in cells:
+            if c in _NA_CELLS:
+                values.append(None)
+                continue
+            v = parse_number(c.rstrip("%"))
+            if v is None:
+                self.table = None
+                return None
+            values.append(v)
+        step = values[step_at]
+        if step is None or not math.isfinite(step) or step != int(step):
+            return True
+        kept = [(n, v) for i, (n, v) in enumerate(zip(names, values)) if i != step_at and v is not None]
+        kept = [(("epoch" if _name_info(n)[1] else n), v) for n, v in kept if not _name_info(n)[0]]
+        if not kept:
+            return True
+        return _Rec(lineno, rank, int(step), f"{names[step_at]} column", None, tuple(n for n, _ in kept),
+                    [v for _, v in kept], "table", False, False)
 
     def finish(self, out: Extraction) -> None:
         recs = self.recs
@@ -573,28 +653,22 @@ def extract(chunks: Iterable[str], line_offset: int = 0) -> Extraction:
     return out
 
 
+def _head_records(text: str, limit: int) -> list[_Rec]:
+    lines = text.split("\n", limit)[:limit]
+    scanner = _Scanner()
+    scanner.feed("\n".join(lines))
+    return scanner.recs
+
+
 def count_records(text: str, limit: int = 400) -> int:
-    """How many of the first `limit` lines are records with a step and pairs (for sniffers)."""
-    n = 0
-    for i, (_, line) in enumerate(_segments(text)):
-        if i >= limit:
-            break
-        rec = parse_line(split_rank(line)[1])
-        if rec is not None and rec.step is not None and any(k != "epoch" for k in rec.names):
-            n += 1
-    return n
+    """How many of the first `limit` lines are records with a step and a metric (for sniffers)."""
+    return sum(1 for r in _head_records(text, limit)
+               if r.step is not None and not r.glued and any(k != "epoch" for k in r.names))
 
 
 def count_any_records(text: str, limit: int = 400) -> int:
-    """Records of any kind (with or without a step) among the first `limit` lines."""
-    n = 0
-    for i, (_, line) in enumerate(_segments(text)):
-        if i >= limit:
-            break
-        rec = parse_line(split_rank(line)[1])
-        if rec is not None and any(k != "epoch" for k in rec.names):
-            n += 1
-    return n
+    """Records of any kind (with or without a step, under a step header too) among the first `limit` lines."""
+    return sum(1 for r in _head_records(text, limit) if any(k != "epoch" for k in r.names))
 
 
 def _to_run(found: Extraction, location: str, name: str, notes: list[str]) -> Run:
