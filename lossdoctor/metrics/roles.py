@@ -99,11 +99,17 @@ class Assignment:
 
 
 def _series_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (raw_name, metric) with its point count."""
+    """One row per (raw_name, metric) with its point count (codes and bincount: millions of points)."""
     if frame.empty:
         return pd.DataFrame({"raw_name": [], "metric": [], "points": []})
-    counts = frame.groupby(["raw_name", "metric"], sort=True, observed=True).size()
-    return counts.rename("points").reset_index()
+    r_codes, r_names = pd.factorize(frame["raw_name"])
+    m_codes, m_names = pd.factorize(frame["metric"])
+    pair = np.asarray(r_codes, dtype=np.int64) * len(m_names) + np.asarray(m_codes, dtype=np.int64)
+    uniq, counts = np.unique(pair, return_counts=True)
+    r_idx, m_idx = np.divmod(uniq, len(m_names))
+    out = pd.DataFrame({"raw_name": [str(r_names[i]) for i in r_idx], "metric": [str(m_names[i]) for i in m_idx],
+                        "points": counts})
+    return out.sort_values(["raw_name", "metric"], kind="stable").reset_index(drop=True)
 
 
 def describe(frame: pd.DataFrame) -> list[Assignment]:

@@ -155,6 +155,22 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
             yield name, value
 
 
+#: compiled templates of dict layouts seen (key set + quoting); None -> the last one used
+_DICT_TEMPLATES: dict[Any, tuple[re.Pattern[str], tuple[str, ...]]] = {}
+
+
+def _remember_layout(names: tuple[str, ...], quoted: bool) -> None:
+    key = (names, quoted)
+    found = _DICT_TEMPLATES.get(key)
+    if found is None:
+        if len(_DICT_TEMPLATES) > 64:
+            _DICT_TEMPLATES.clear()
+        value = "'([^'\\n]*)'" if quoted else "([^,'}\\s]+)"
+        body = ", ".join("'" + re.escape(n) + "': " + value for n in names)
+        found = _DICT_TEMPLATES[key] = (re.compile(r"\{" + body + r"\}"), names)
+    _DICT_TEMPLATES[None] = found
+
+
 def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None:
     """(names, values, grammar) of a JSON object or Python dict printed in the segment (numbers only)."""
     i = segment.find("{")
@@ -186,15 +202,27 @@ def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None
                     out.append((name, value))
     elif body.startswith("{'"):
         grammar = "python-dict"
+        last = _DICT_TEMPLATES.get(None)
+        if last is not None:       # the layout of the previous dict line, matched in one go
+            m = last[0].fullmatch(body)
+            if m is not None:
+                try:
+                    return last[1], list(map(float, m.groups())), grammar
+                except ValueError:
+                    pass
         found = _PYDICT_PAIR.findall(body)
         if not found:
             return None
         names, quoted, bare = zip(*found)
         try:      # the common case: every value a number, all quoted (transformers 5: '5.351') or none
             if not any(bare):
-                return names, list(map(float, quoted)), grammar
+                values = list(map(float, quoted))
+                _remember_layout(names, True)
+                return names, values, grammar
             if not any(quoted):
-                return names, list(map(float, bare)), grammar
+                values = list(map(float, bare))
+                _remember_layout(names, False)
+                return names, values, grammar
         except ValueError:
             pass
         for name, q, b in found:
@@ -644,12 +672,22 @@ def _describe_kw(kw: str) -> str:
 
 
 def extract(chunks: Iterable[str], line_offset: int = 0) -> Extraction:
-    """Run the extractor over text pieces that each end at a line break (pure)."""
-    scanner = _Scanner(line_offset)
-    for chunk in chunks:
-        scanner.feed(chunk)
-    out = Extraction()
-    scanner.finish(out)
+    """Run the extractor over text pieces that each end at a line break (pure). The cyclic garbage collector
+    is paused meanwhile: the records are acyclic, and its full passes over a growing heap of them would make
+    a long log cost more than linear time."""
+    import gc
+
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        scanner = _Scanner(line_offset)
+        for chunk in chunks:
+            scanner.feed(chunk)
+        out = Extraction()
+        scanner.finish(out)
+    finally:
+        if enabled:
+            gc.enable()
     return out
 
 
