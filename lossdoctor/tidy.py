@@ -145,6 +145,23 @@ def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray
     return drop, summary
 
 
+def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray, pr: np.ndarray, n_metrics: int) -> np.ndarray:
+    """Point order by (step, metric, rank, priority, later writes first): a stable sort of the points taken in
+    reverse. One int64 key (step x metrics + metric) when rank and priority are constant and it fits, and no
+    sort at all when the points already come in that order (the usual case for step-sorted logs)."""
+    n = len(st)
+    rev = np.arange(n - 1, -1, -1)
+    varying = [k for k in (pr, rk) if k.min() != k.max()]
+    lo, hi = int(st.min()), int(st.max())
+    if not varying and max(abs(lo), abs(hi)) < (2 ** 62) // max(n_metrics, 1):
+        key = st * n_metrics + mc
+        if bool((key[1:] > key[:-1]).all()):
+            return np.arange(n)
+        return rev[np.argsort(key[rev], kind="stable")]
+    keys = [k[rev] for k in varying] + [mc[rev], st[rev]]
+    return rev[np.lexsort(keys)]
+
+
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
                 priority: Any = None, wall_time: Any = None) -> Tidy:
     """The tidy table from parallel per-point columns.
@@ -202,8 +219,9 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     wt = None if wall_time is None else np.asarray(wall_time, dtype=np.float64)[idx]
 
     if len(idx) > 1:
-        # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one)
-        order = np.lexsort((-idx, pr, rk, mc, st))
+        # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one):
+        # a stable sort of the points taken in reverse; constant keys are left out (millions of points)
+        order = _order(st, mc, rk, pr, len(canon_sorted))
         st, mc, va, rc, rk, pr = st[order], mc[order], va[order], rc[order], rk[order], pr[order]
         if wt is not None:
             wt = wt[order]
