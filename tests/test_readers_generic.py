@@ -276,6 +276,39 @@ def test_tables_in_markdown_and_aligned_columns(tmp_path: Path) -> None:
     assert "table" in notes_of(run)
 
 
+def test_epoch_and_batch_counter_layouts(tmp_path: Path) -> None:
+    """Logs whose only step is an epoch plus a batch counter, as printed by Keras' progress bar (verbose=1,
+    the final redraw of each epoch), pytorch/examples word_language_model (`| epoch 1 | 200/2983 batches |
+    ... | loss 7.64`, then `| end of epoch 1 | ... | valid loss 5.53`) and fairseq (`num_updates` is its step)."""
+    keras = tmp_path / "keras.log"
+    keras.write_text("".join(f"Epoch {e}/3\n469/469 [==============================] - 5s 10ms/step - loss: "
+                             f"{mk.train_loss(e * 10):.4f} - val_loss: {mk.eval_loss(e * 50):.4f}\n" for e in (1, 2, 3)))
+    run = one_run(keras)
+    assert as_dict(run.series("train/loss")) == {469 * e: round(mk.train_loss(e * 10), 4) for e in (1, 2, 3)}
+    assert as_dict(run.series("eval/loss")) == {469 * e: round(mk.eval_loss(e * 50), 4) for e in (1, 2, 3)}
+    wlm = tmp_path / "wlm.log"
+    lines = []
+    for e in (1, 2):
+        lines += [f"| epoch {e:3d} | {b:5d}/ 2983 batches | lr 20.00 | ms/batch 11.61 | loss {mk.train_loss(b // 10 + e):5.2f} "
+                  f"| ppl 2079.22" for b in (200, 400)]
+        lines += ["-" * 89, f"| end of epoch {e:3d} | time: 35.58s | valid loss {mk.eval_loss(e * 50):5.2f} | "
+                            f"valid ppl 252.86", "-" * 89]
+    wlm.write_text("\n".join(lines) + "\n")
+    run = one_run(wlm)
+    assert as_dict(run.series("train/loss")) == {(e - 1) * 2983 + b: round(mk.train_loss(b // 10 + e), 2)
+                                                 for e in (1, 2) for b in (200, 400)}
+    assert as_dict(run.series("eval/loss")) == {e * 2983: round(mk.eval_loss(e * 50), 2) for e in (1, 2)}
+    fairseq = tmp_path / "fairseq.log"
+    fairseq.write_text("".join(
+        f"2021-01-01 10:00:00 | INFO | train_inner | epoch 001:    {u} / 1000 loss={mk.train_loss(u // 10):.3f}, "
+        f"ppl=724.1, wps=10000, num_updates={u}, lr={mk.learning_rate(u // 10):.3g}, gnorm=2.3, wall=60\n"
+        for u in (100, 200)) + "2021-01-01 10:02:00 | INFO | valid | epoch 001 | valid on 'valid' subset | "
+        f"loss {mk.eval_loss(20):.3f} | ppl 294.1 | num_updates 200\n")
+    run = one_run(fairseq)
+    assert as_dict(run.series("train/loss")) == {u: round(mk.train_loss(u // 10), 3) for u in (100, 200)}
+    assert as_dict(run.series("eval/loss")) == {200: round(mk.eval_loss(20), 3)}
+
+
 def test_sources_explain_shows_roles(tmp_path: Path) -> None:
     from lossdoctor.commands.sources import COMMAND
 

@@ -55,11 +55,13 @@ _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d")
 _LEAD_STAMP = re.compile(r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
                          r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?")
 _STEP = re.compile(
-    r"(?<![\w/.\-])(?P<kw>global[_ ]step|current_steps|steps?|iteration|iter|it)(?![\w])"
+    r"(?<![\w/.\-])(?P<kw>global[_ ]step|current_steps|num_updates|steps?|iteration|iter|it)(?![\w])"
     r"\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])"
     r"|(?<![\w/.\-])(?P<skw>s):(?P<sn>\d+)(?![\w.])",
     re.IGNORECASE)
 _BRACKET_STEP = re.compile(r"\[\s*(\d+)\s*/\s*\d+\s*\]")
+#: a batch counter within an epoch ("200/ 2983 batches", Keras' "469/469 [====]"): with the epoch, a step
+_COUNTER = re.compile(r"(?<![\w./:])(\d+)\s*/\s*(\d+)(?=\s*(?:batches|batch|steps|iters|it\b|\[|\||$))")
 _EPOCH = re.compile(r"(?<![\w/.\-])epoch(?![\w])\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])",
                     re.IGNORECASE)
 _UNIT = r"%|ms|s|sec|secs|min|h|hr|GB|GiB|MB|MiB|KB|TB|TiB|BPC|bpc|bpb|BPB|it/s|s/it|tok/s"
@@ -73,10 +75,10 @@ _SEGMENTS = re.compile(r"\s*[|,;\t]\s*|\s+-{2,}>?\s+|\s+[-–]\s+")
 _PYDICT_PAIR = re.compile(r"'([^'\n]{1,200})'\s*:\s*(?:'([^'\n]*)'|([^,'}\s]+))")
 _JSONISH_PAIR = re.compile(rf"\"([^\"\n]{{1,200}})\"\s*:\s*\"?({NUMBER})\"?(?=\s*[,}}])")
 _SECONDS = {"ms": 1e-3, "min": 60.0, "h": 3600.0, "hr": 3600.0}
-_STEP_KEYS = ("global_step", "train/global_step", "trainer/global_step", "step", "current_steps", "iteration",
-              "iter", "_step")
-_KW_RANK = {"global_step": 0, "global step": 0, "current_steps": 1, "step": 2, "steps": 2, "iteration": 3,
-            "iter": 3, "it": 4, "s": 5}
+_STEP_KEYS = ("global_step", "train/global_step", "trainer/global_step", "step", "current_steps", "num_updates",
+              "iteration", "iter", "_step")
+_KW_RANK = {"global_step": 0, "global step": 0, "current_steps": 1, "num updates": 1, "step": 2, "steps": 2,
+            "iteration": 3, "iter": 3, "it": 4, "s": 5}
 
 
 @lru_cache(maxsize=1)
@@ -144,6 +146,7 @@ class _Rec:
     grammar: str
     is_eval: bool
     glued: bool = False
+    sub: tuple[int, int] | None = None      # (N, M): a batch counter within the epoch
 
 
 def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -324,10 +327,16 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     if RANK_ANYWHERE.search(line) or len(_TIMESTAMP.findall(line)) > 1:
         glued = True
     epoch: int | None = None
+    sub: tuple[int, int] | None = None
     e = _EPOCH.search(line)
     if e:
         epoch = int(e.group("n"))
         spans.append(e.span())
+    if step is None:
+        c = _COUNTER.search(line, e.end() if e else 0)
+        if c is not None and (e is None or c.start() >= e.end()):
+            sub = (int(c.group(1)), int(c.group(2)))
+            spans.append(c.span())
     if spans:
         chars = list(line)
         for a, b in spans:
@@ -355,10 +364,12 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     if epoch is not None and "epoch" not in seen:
         clean.append(("epoch", float(epoch)))
     if not has_metric and step is None:
+        if epoch is not None:          # an epoch header ("Epoch 3/10"): the lines below belong to it
+            return _Rec(lineno, rank, None, None, epoch, (), [], "epoch header", False, glued)
         return None
     is_eval = bool(leftover.strip()) and bool(_vocab()[2].search(leftover))
     return _Rec(lineno, rank, step, step_kw, epoch, tuple(n for n, _ in clean), [v for _, v in clean], grammar,
-                is_eval, glued)
+                is_eval, glued, sub)
 
 
 _DICT_LAYOUTS: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[str, ...], bool, int | None, str]] = {}
@@ -480,6 +491,7 @@ class _Scanner:
         self.headers = 0
         self.items = 0
         self.table: tuple[tuple[str, ...], int] | None = None
+        self.epoch: int | None = None
 
     def feed(self, text: str) -> None:
         for lineno, raw_line in _segments(text):
@@ -501,6 +513,13 @@ class _Scanner:
                     self.section_eval = True
                 continue
             rec.rank = rank
+            if rec.grammar == "epoch header":
+                self.epoch = rec.epoch
+                continue
+            if rec.epoch is not None:
+                self.epoch = rec.epoch
+            elif self.epoch is not None and rec.step is None:
+                rec.epoch = self.epoch          # under an epoch header (Keras: 'Epoch 2/10' then its metrics)
             if rec.step is not None and not rec.glued and not any(n != "epoch" for n in rec.names):
                 self.header_step, self.header_kw = rec.step, rec.step_kw
                 self.section_eval = rec.is_eval
@@ -579,10 +598,26 @@ class _Scanner:
                                  "(the file's records carry a step)")
         elif any(r.epoch is not None for r in recs):
             use = [r for r in recs if r.epoch is not None]
-            for r in use:
-                r.step, r.step_kw = r.epoch, "epoch"
-            out.step_source = "epoch"
-            out.notes.append("no step counter in the file: the epoch number is the step axis")
+            totals = Counter(r.sub[1] for r in use if r.sub is not None and r.sub[1] > 0)
+            per_epoch = totals.most_common(1)[0][0] if totals else None
+            if per_epoch:
+                # epoch + batch counter: step = (epoch - first epoch) x batches per epoch + batch; a record of the
+                # epoch without a counter (its end-of-epoch evaluation) sits at the epoch's last batch
+                first = min(r.epoch for r in use if r.epoch is not None)
+                for r in use:
+                    e = int(r.epoch) - first       # type: ignore[arg-type]
+                    if r.sub is not None:
+                        r.step, r.step_kw = e * r.sub[1] + r.sub[0], "epoch + batch N/M"
+                    else:
+                        r.step, r.step_kw = (e + 1) * per_epoch, "epoch end"
+                out.step_source = "logged"
+                out.notes.append(f"no step counter in the file: steps are (epoch - {first}) x {per_epoch} "
+                                 "batches + the batch counter N/M printed with the epoch")
+            else:
+                for r in use:
+                    r.step, r.step_kw = r.epoch, "epoch"
+                out.step_source = "epoch"
+                out.notes.append("no step counter in the file: the epoch number is the step axis")
         else:
             # only the records of the file's main grammar (a warning 'file.py:1525: ...' is no record)
             main = Counter(r.grammar for r in recs if not r.glued).most_common(1)
@@ -665,9 +700,10 @@ def _plan_names(names: tuple[str, ...], is_eval: bool) -> tuple[list[bool], list
 
 
 def _describe_kw(kw: str) -> str:
-    if kw in ("ordinal", "epoch", "block", "[N/M]"):
+    if kw in ("ordinal", "epoch", "block", "[N/M]", "epoch + batch N/M", "epoch end"):
         return {"ordinal": "record order", "epoch": "the epoch number", "block": "the header line above",
-                "[N/M]": "'[N/M]' counters"}[kw]
+                "[N/M]": "'[N/M]' counters", "epoch + batch N/M": "epoch and batch counter",
+                "epoch end": "the end of its epoch"}[kw]
     return kw if kw.endswith("key") else f"'{kw}'"
 
 
