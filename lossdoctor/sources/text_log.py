@@ -39,8 +39,9 @@ from typing import Any, Iterable, Iterator
 from lossdoctor.errors import SourceError
 from lossdoctor.metrics.names import canonicalise, normalise_key
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, decode_with_notes,
-                                         make_run, parse_number, split_rank)
+from lossdoctor.sources._readkit import (_ANSI, MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector,
+                                         decode_with_notes, json_number, make_run, parse_number, split_rank)
+from lossdoctor.sources.jsonl_metrics import _flatten
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import looks_binary
 
@@ -50,7 +51,6 @@ SNIFF_MIN_RECORDS = 2
 LOOKED_FOR = ("lines with a step (step/iter/Iter/s:/global_step/iteration N/M ...) and name: value pairs, "
               "or dict/JSON lines with numbers")
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d")
 _LEAD_STAMP = re.compile(r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
                          r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?")
@@ -149,15 +149,6 @@ class _Rec:
     sub: tuple[int, int] | None = None      # (N, M): a batch counter within the epoch
 
 
-def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in obj.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _flatten(value, name + "/")
-        else:
-            yield name, value
-
-
 #: compiled templates of dict layouts seen (key set + quoting); None -> the last one used
 _DICT_TEMPLATES: dict[Any, tuple[re.Pattern[str], tuple[str, ...]]] = {}
 
@@ -190,14 +181,9 @@ def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None
             obj = None
         if isinstance(obj, dict):
             for name, value in _flatten(obj):
-                if isinstance(value, bool) or value is None:
-                    continue
-                if isinstance(value, (int, float)):
-                    out.append((name, float(value)))
-                elif isinstance(value, str):
-                    number = _float(value) if value[:1] in "-+.0123456789nNiI" else None
-                    if number is not None:
-                        out.append((name, number))
+                number = json_number(value)
+                if number is not None:
+                    out.append((name, number))
         else:
             for name, num in _JSONISH_PAIR.findall(body):
                 value = _float(num)

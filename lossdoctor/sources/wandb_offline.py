@@ -13,7 +13,6 @@ otherwise at ``_step`` (wandb's own ``log()`` counter, which the HF callback adv
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
