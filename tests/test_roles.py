@@ -42,6 +42,11 @@ def test_component_losses_never_taken_when_a_total_is_there(tmp_path: Path) -> N
     assert any("train/loss taken from 'total_loss'" in n for n in run.provenance.notes)
 
 
+def test_component_eval_losses_are_not_the_eval_loss(tmp_path: Path) -> None:
+    run = read(jsonl(tmp_path, {"loss": falling(2), "eval_nll_loss": falling(1), "eval/aux_loss": falling(0.1)}))
+    assert raw_of(run, "train/loss") == {"loss"} and not run.has("eval/loss")
+
+
 def test_lone_loss_is_taken_only_when_unique(tmp_path: Path) -> None:
     one = read(jsonl(tmp_path, {"loss_mel_ce": falling(4)}, "one.jsonl"))
     assert raw_of(one, "train/loss") == {"loss_mel_ce"}
