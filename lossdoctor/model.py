@@ -1,7 +1,8 @@
 """Data that crosses module boundaries: Run, Finding, Facts, Diagnosis (frozen dataclasses).
 
 The metric table of a Run is a *tidy long* DataFrame (tbparse style) with columns
-``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str``.
+``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str``, optionally
+``wall_time`` and ``line`` (the 1-based line of the source file, for text logs; reports point at it).
 Wide frames exist only for plotting (``Run.wide()``).
 """
 from __future__ import annotations

@@ -17,7 +17,7 @@ a fake loss spike at the last step wherever it reached a table. Here, for every 
   epoch written in every row) merge silently; the others are counted in a note.
 
 The table: ``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str`` (+ ``wall_time``
-when any point has one), sorted by (step, metric). The name columns are built from codes over the few unique
+when any point has one, + ``line``, the source line, when the reader gives it), sorted by (step, metric). The name columns are built from codes over the few unique
 names (cheap to turn into a categorical), not one Python object per point.
 """
 from __future__ import annotations
@@ -163,12 +163,13 @@ def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray, pr: np.ndarray, n_met
 
 
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
-                priority: Any = None, wall_time: Any = None) -> Tidy:
+                priority: Any = None, wall_time: Any = None, line: Any = None) -> Tidy:
     """The tidy table from parallel per-point columns.
 
     ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
     where the reader knows better than the alias table (None entries: from the alias table). ``rank``: DDP
     rank (int; unlabelled lines are rank 0). ``priority``: lower wins among repeats. ``wall_time``: seconds, NaN = unknown.
+    ``line``: the 1-based line of the source file each point was read from (text logs; reports point at it).
     """
     from lossdoctor.metrics.names import canonicalise
 
@@ -217,6 +218,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     rk = np.zeros(len(idx), np.int64) if rank is None else np.asarray(rank, dtype=np.int64)[idx]
     pr = np.zeros(len(idx), np.int64) if priority is None else np.asarray(priority, dtype=np.int64)[idx]
     wt = None if wall_time is None else np.asarray(wall_time, dtype=np.float64)[idx]
+    ln = None if line is None else np.asarray(line, dtype=np.int64)[idx]
 
     if len(idx) > 1:
         # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one):
@@ -225,6 +227,8 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         st, mc, va, rc, rk, pr = st[order], mc[order], va[order], rc[order], rk[order], pr[order]
         if wt is not None:
             wt = wt[order]
+        if ln is not None:
+            ln = ln[order]
         dup = np.zeros(len(st), dtype=bool)
         dup[1:] = (st[1:] == st[:-1]) & (mc[1:] == mc[:-1])
         if dup.any():
@@ -245,6 +249,8 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
             st, mc, va, rc = st[~dup], mc[~dup], va[~dup], rc[~dup]
             if wt is not None:
                 wt = wt[~dup]
+            if ln is not None:
+                ln = ln[~dup]
     if not len(st):
         return Tidy(empty_frame(), tuple(notes), summary)
     frame = pd.DataFrame({
@@ -255,4 +261,6 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     })
     if wt is not None and np.isfinite(wt).any():
         frame["wall_time"] = wt
+    if ln is not None:
+        frame["line"] = ln
     return Tidy(frame, tuple(notes), summary)

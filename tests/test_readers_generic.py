@@ -309,6 +309,30 @@ def test_epoch_and_batch_counter_layouts(tmp_path: Path) -> None:
     assert as_dict(run.series("eval/loss")) == {200: round(mk.eval_loss(20), 3)}
 
 
+def test_source_lines_and_finished_state(tmp_path: Path) -> None:
+    """Each point keeps the line it was read from (reports point at it); a log whose last record reaches its
+    total ('step 50 / 50') or that says 'Training finished.' after it is finished; cut short, it is not."""
+    lines = ["starting run", "config: lr=1e-4"]
+    at: dict[int, int] = {}
+    for step in range(5, 51, 5):
+        lines.append(f"step {step} / 50 | loss: {mk.train_loss(step):.4f} | lr: 0.0001")
+        at[step] = len(lines)
+    path = tmp_path / "train.log"
+    path.write_text("\n".join(lines) + "\n")
+    run = one_run(path)
+    loss = run.metrics[run.metrics["metric"] == "train/loss"]
+    assert dict(zip(loss["step"], loss["line"])) == at
+    assert run.state == "finished"
+    cut = tmp_path / "cut.log"
+    cut.write_text("\n".join(lines[:-2]) + "\n")
+    assert one_run(cut).state == "unknown"
+    said = tmp_path / "said.log"
+    said.write_text("\n".join(lines[:-2] + ["Training finished."]) + "\n")
+    assert one_run(said).state == "finished"
+    seed004 = one_run(DATA / "logs" / "seed004_ddp.log")
+    assert seed004.state == "finished"
+
+
 def test_sources_explain_shows_roles(tmp_path: Path) -> None:
     from lossdoctor.commands.sources import COMMAND
 

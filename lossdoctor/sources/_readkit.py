@@ -162,6 +162,7 @@ class Collector:
     ranks: list[int] = field(default_factory=list)
     priorities: list[int] = field(default_factory=list)
     wall_times: list[float] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)       # source line per point; 0 = unknown
     glued_lines: list[int] = field(default_factory=list)
     long_lines: int = 0
     #: HF end-of-run summary entries found among the points by the last ``frame()`` call
@@ -173,7 +174,7 @@ class Collector:
                              "(lossdoctor.tidy): the last written is kept")
 
     def add(self, step: Any, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
-            metric: str | None = None, wall_time: float | None = None) -> None:
+            metric: str | None = None, wall_time: float | None = None, line: int | None = None) -> None:
         self.steps.append(step)
         self.raws.append(raw)
         self.values.append(float(value))
@@ -181,13 +182,15 @@ class Collector:
         self.ranks.append(0 if rank is None else int(rank))
         self.priorities.append(priority)
         self.wall_times.append(math.nan if wall_time is None else float(wall_time))
+        self.lines.append(0 if line is None else int(line))
 
     def __len__(self) -> int:
         return len(self.steps)
 
     def frame(self) -> tuple[pd.DataFrame, list[str]]:
-        """The tidy table and notes on what was dropped (glued or long lines, repeats, bad steps, the HF
-        end-of-run summary, whose entries are left in ``self.summary``)."""
+        """The tidy table (+ ``line``, the 1-based source line, when the reader recorded it) and notes on what
+        was dropped (glued or long lines, repeats, bad steps, the HF end-of-run summary, whose entries are left
+        in ``self.summary``)."""
         from lossdoctor.tidy import tidy_points
 
         notes: list[str] = []
@@ -206,7 +209,8 @@ class Collector:
                              canonical=self.metrics if self.metrics.count(None) != n else None,
                              rank=self.ranks if any(self.ranks) else None,
                              priority=self.priorities if any(self.priorities) else None,
-                             wall_time=self.wall_times if has_wall else None)
+                             wall_time=self.wall_times if has_wall else None,
+                             line=self.lines if any(self.lines) else None)
         self.summary = dict(result.summary)
         return result.frame, notes + list(result.notes)
 

@@ -59,7 +59,10 @@ _STEP = re.compile(
     r"\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])"
     r"|(?<![\w/.\-])(?P<skw>s):(?P<sn>\d+)(?![\w.])",
     re.IGNORECASE)
-_BRACKET_STEP = re.compile(r"\[\s*(\d+)\s*/\s*\d+\s*\]")
+_BRACKET_STEP = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\s*\]")
+#: a line a training script prints when it is done ("Training finished.", "training complete", ...)
+_FINISHED = re.compile(r"\b(?:training\s+(?:is\s+)?(?:finished|complete[d]?|done|ended)|finished\s+training|"
+                       r"done\s+training)\b", re.IGNORECASE)
 #: a batch counter within an epoch ("200/ 2983 batches", Keras' "469/469 [====]"): with the epoch, a step
 _COUNTER = re.compile(r"(?<![\w./:])(\d+)\s*/\s*(\d+)(?=\s*(?:batches|batch|steps|iters|it\b|\[|\||$))")
 _EPOCH = re.compile(r"(?<![\w/.\-])epoch(?![\w])\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])",
@@ -147,6 +150,7 @@ class _Rec:
     is_eval: bool
     glued: bool = False
     sub: tuple[int, int] | None = None      # (N, M): a batch counter within the epoch
+    total: int | None = None                # M of "step N / M": the run's planned length
 
 
 #: compiled templates of dict layouts seen (key set + quoting); None -> the last one used
@@ -259,10 +263,11 @@ def _text_pairs(text: str) -> tuple[list[tuple[str, float]], str, str]:
     return pairs, grammar, " ".join(leftover)
 
 
-def _find_step(text: str) -> tuple[int | None, str | None, bool, list[tuple[int, int]]]:
-    """(step, how it was written, two counters of one kind (glued), spans to blank out) of a line's text."""
+def _find_step(text: str) -> tuple[int | None, str | None, bool, list[tuple[int, int]], int | None]:
+    """(step, how it was written, two counters of one kind (glued), spans to blank out, the total of
+    'step N / M') of a line's text."""
     spans: list[tuple[int, int]] = []
-    best: tuple[int, int, str] | None = None
+    best: tuple[int, int, str, int | None] | None = None
     kws: set[str] = set()
     glued = False
     for s in _STEP.finditer(text):
@@ -274,14 +279,15 @@ def _find_step(text: str) -> tuple[int | None, str | None, bool, list[tuple[int,
         n = int(s.group("n") or s.group("sn"))
         rank_kw = _KW_RANK.get("global_step" if kw == "global step" else kw, 9)
         if best is None or rank_kw < best[0]:
-            best = (rank_kw, n, raw_kw + (" N/M" if s.group("tot") else ""))
+            tot = s.group("tot")
+            best = (rank_kw, n, raw_kw + (" N/M" if tot else ""), int(tot) if tot else None)
         spans.append(s.span())
     if best is not None:
-        return best[1], best[2], glued, spans
+        return best[1], best[2], glued, spans, best[3]
     b = _BRACKET_STEP.search(text)
     if b:
-        return int(b.group(1)), "[N/M]", False, [b.span()]
-    return None, None, False, spans
+        return int(b.group(1)), "[N/M]", False, [b.span()], int(b.group(2))
+    return None, None, False, spans, None
 
 
 _NAME_INFO: dict[str, tuple[bool, bool, str]] = {}
@@ -309,7 +315,7 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
         found = _dict_pairs(line[brace:])
         if found is not None:
             return _dict_record(line, brace, found, lineno, rank)
-    step, step_kw, glued, spans = _find_step(line)
+    step, step_kw, glued, spans, total = _find_step(line)
     if RANK_ANYWHERE.search(line) or len(_TIMESTAMP.findall(line)) > 1:
         glued = True
     epoch: int | None = None
@@ -355,7 +361,7 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
         return None
     is_eval = bool(leftover.strip()) and bool(_vocab()[2].search(leftover))
     return _Rec(lineno, rank, step, step_kw, epoch, tuple(n for n, _ in clean), [v for _, v in clean], grammar,
-                is_eval, glued, sub)
+                is_eval, glued, sub, total)
 
 
 _DICT_LAYOUTS: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[str, ...], bool, int | None, str]] = {}
@@ -383,7 +389,7 @@ def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float
     prefix = line[:brace]
     step, step_kw, glued = None, None, False
     if prefix.strip():
-        step, step_kw, glued, _ = _find_step(prefix)
+        step, step_kw, glued, _, _ = _find_step(prefix)
     keep, kept, has_metric, step_at, step_key = _dict_layout(names)
     if step is None and step_at is not None:
         hit = values[step_at]
@@ -441,6 +447,7 @@ class Extraction:
     notes: list[str] = field(default_factory=list)
     step_source: str = "logged"
     records: int = 0
+    state: str = "unknown"
 
 
 def _segments(text: str) -> Iterator[tuple[int, str]]:
@@ -478,6 +485,7 @@ class _Scanner:
         self.items = 0
         self.table: tuple[tuple[str, ...], int] | None = None
         self.epoch: int | None = None
+        self.finished_line = 0
 
     def feed(self, text: str) -> None:
         for lineno, raw_line in _segments(text):
@@ -494,6 +502,8 @@ class _Scanner:
                     continue
             rec = parse_line(line, lineno, rank)
             if rec is None:
+                if _FINISHED.search(line):
+                    self.finished_line = lineno
                 is_eval, _ = _is_header_or_section(line)
                 if is_eval and self.header_step is not None:
                     self.section_eval = True
@@ -648,9 +658,15 @@ class _Scanner:
             points.ranks.extend([r.rank or 0] * k)
             points.priorities.extend([0] * k)
             points.wall_times.extend([math.nan] * k)
+            points.lines.extend([r.lineno] * k)
         points.glued_lines.extend(glued)
         points.long_lines += self.long_lines
         out.records = len(use)
+        # finished: the last record reached its total ('step 50 / 50'), or the script said so after it
+        last = max(use, key=lambda r: r.lineno, default=None)
+        if last is not None and ((last.total is not None and last.step is not None and last.step >= last.total > 0)
+                                 or self.finished_line > last.lineno):
+            out.state = "finished"
         if use:
             layout = "; ".join(f"{n} line(s) of {g or 'step only'}" for g, n in grammars.most_common())
             steps = ", ".join(f"{_describe_kw(k)} ({n})" for k, n in step_forms.most_common())
@@ -743,7 +759,7 @@ def _to_run(found: Extraction, location: str, name: str, notes: list[str]) -> Ru
     summary = dict(found.points.summary)
     target = Target(location=location, path=None)
     run = apply_roles(make_run(target, SOURCE.kind, frame, [], step_source=found.step_source, name=name,
-                               summary=summary, location=location))
+                               summary=summary, location=location, state=found.state))
     all_notes = found.notes + [roles_note(run.metrics)] + list(run.provenance.notes) + notes + more
     return replace(run, provenance=replace(run.provenance, notes=tuple(all_notes)))
 
