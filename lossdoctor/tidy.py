@@ -163,13 +163,15 @@ def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray, pr: np.ndarray, n_met
 
 
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
-                priority: Any = None, wall_time: Any = None, line: Any = None) -> Tidy:
+                priority: Any = None, wall_time: Any = None, line: Any = None,
+                canonical_codes: Sequence[str | None] | None = None) -> Tidy:
     """The tidy table from parallel per-point columns.
 
     ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
     where the reader knows better than the alias table (None entries: from the alias table). ``rank``: DDP
     rank (int; unlabelled lines are rank 0). ``priority``: lower wins among repeats. ``wall_time``: seconds, NaN = unknown.
     ``line``: the 1-based line of the source file each point was read from (text logs; reports point at it).
+    ``canonical_codes``: with :class:`Coded` names, the canonical override per name code (None: alias table).
     """
     from lossdoctor.metrics.names import canonicalise
 
@@ -185,7 +187,10 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         notes.append(f"{bad_steps} point(s) dropped: step not a finite integer within int64")
 
     # canonical name per point: per (raw, override) pair, resolved once per pair
-    if canonical is not None:
+    if canonical_codes is not None:
+        canon_names_list = [c if c is not None else canonicalise(r) for r, c in zip(raw_names, canonical_codes)]
+        canon_codes = raw_codes
+    elif canonical is not None:
         over = np.asarray(canonical, dtype=object).reshape(-1)
         over_codes, over_names = pd.factorize(over, use_na_sentinel=True)
         pair = raw_codes * (len(over_names) + 1) + (over_codes + 1)

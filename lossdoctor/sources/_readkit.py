@@ -193,14 +193,7 @@ class Collector:
         in ``self.summary``)."""
         from lossdoctor.tidy import tidy_points
 
-        notes: list[str] = []
-        if self.glued_lines:
-            first = ", ".join(str(n) for n in self.glued_lines[:5])
-            more = "" if len(self.glued_lines) <= 5 else ", ..."
-            notes.append(f"{len(self.glued_lines)} line(s) with two records glued together dropped "
-                         f"(DDP ranks writing at once; line {first}{more})")
-        if self.long_lines:
-            notes.append(f"{self.long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
+        notes = skipped_line_notes(self.glued_lines, self.long_lines)
         if not self.steps:
             return empty_metrics(), notes
         n = len(self.steps)
@@ -213,6 +206,19 @@ class Collector:
                              line=self.lines if any(self.lines) else None)
         self.summary = dict(result.summary)
         return result.frame, notes + list(result.notes)
+
+
+def skipped_line_notes(glued_lines: list[int], long_lines: int) -> list[str]:
+    """Notes on the lines a text reader dropped whole: glued records, over-long lines."""
+    notes: list[str] = []
+    if glued_lines:
+        first = ", ".join(str(n) for n in glued_lines[:5])
+        more = "" if len(glued_lines) <= 5 else ", ..."
+        notes.append(f"{len(glued_lines)} line(s) with two records glued together dropped "
+                     f"(DDP ranks writing at once; line {first}{more})")
+    if long_lines:
+        notes.append(f"{long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
+    return notes
 
 
 def run_name(target: Target) -> str:

@@ -39,8 +39,8 @@ from typing import Any, Iterable, Iterator
 from lossdoctor.errors import SourceError
 from lossdoctor.metrics.names import canonicalise, normalise_key
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (_ANSI, MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector,
-                                         decode_with_notes, json_number, make_run, parse_number, split_rank)
+from lossdoctor.sources._readkit import (_ANSI, MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, decode_with_notes,
+                                         json_number, make_run, parse_number, skipped_line_notes, split_rank)
 from lossdoctor.sources.jsonl_metrics import _flatten
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import looks_binary
@@ -52,6 +52,7 @@ LOOKED_FOR = ("lines with a step (step/iter/Iter/s:/global_step/iteration N/M ..
               "or dict/JSON lines with numbers")
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d")
+_STAMP_START = frozenset("0123456789[ \t")
 _LEAD_STAMP = re.compile(r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
                          r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?")
 _STEP = re.compile(
@@ -307,9 +308,10 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     records run together (a second step counter, rank prefix, timestamp or name): never split into points."""
     if len(line) > MAX_LINE_CHARS:
         return None
-    m = _LEAD_STAMP.match(line)
-    if m:
-        line = line[m.end():]
+    if line[:1] in _STAMP_START:
+        m = _LEAD_STAMP.match(line)
+        if m:
+            line = line[m.end():]
     brace = line.find("{")
     if brace >= 0 and line[brace + 1:brace + 2] in ("'", '"'):
         found = _dict_pairs(line[brace:])
@@ -386,9 +388,9 @@ def _dict_layout(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ..
 def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float], str], lineno: int,
                  rank: int | None) -> _Rec | None:
     names, values, grammar = found
-    prefix = line[:brace]
+    prefix = line[:brace].strip() if brace else ""
     step, step_kw, glued = None, None, False
-    if prefix.strip():
+    if prefix:
         step, step_kw, glued, _, _ = _find_step(prefix)
     keep, kept, has_metric, step_at, step_key = _dict_layout(names)
     if step is None and step_at is not None:
@@ -399,7 +401,7 @@ def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float
         return None
     if len(keep) != len(values):
         values = [values[i] for i in keep]
-    is_eval = bool(prefix.strip()) and bool(_vocab()[2].search(prefix))
+    is_eval = bool(prefix) and bool(_vocab()[2].search(prefix))
     return _Rec(lineno, rank, step, step_kw, None, kept, values, grammar, is_eval, glued)
 
 
@@ -443,11 +445,36 @@ def _is_header_or_section(line: str) -> tuple[bool, bool]:
 class Extraction:
     """What the generic reader found in one text (pure; no file access)."""
 
-    points: Collector = field(default_factory=Collector)
     notes: list[str] = field(default_factory=list)
     step_source: str = "logged"
     records: int = 0
     state: str = "unknown"
+    # the points, column-wise: a name code per point into (raw name, canonical override) pairs
+    steps: list[int] = field(default_factory=list)
+    codes: list[int] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    names: list[tuple[str, str | None]] = field(default_factory=list)
+    glued_lines: list[int] = field(default_factory=list)
+    long_lines: int = 0
+
+    def table(self) -> Any:
+        """The tidy table (one constructor: lossdoctor.tidy) and its notes."""
+        import numpy as np
+
+        from lossdoctor.tidy import Coded, tidy_points
+
+        try:
+            steps = np.asarray(self.steps, dtype=np.int64)
+        except OverflowError:               # a step beyond int64: the constructor drops it with a note
+            steps = np.asarray(self.steps, dtype=object)
+        return tidy_points(steps,
+                           Coded(np.asarray(self.codes, dtype=np.int64), [n for n, _ in self.names]),
+                           np.asarray(self.values, dtype=np.float64),
+                           canonical_codes=[c for _, c in self.names],
+                           rank=self.ranks if any(self.ranks) else None,
+                           line=np.asarray(self.lines, dtype=np.int64))
 
 
 def _segments(text: str) -> Iterator[tuple[int, str]]:
@@ -635,11 +662,12 @@ class _Scanner:
                                  "summary record shares the step of the one before it)")
         glued = [r.lineno for r in use if r.glued]
         use = [r for r in use if not r.glued]
-        points = out.points
         grammars: Counter[str] = Counter()
         step_forms: Counter[str] = Counter()
         eval_lines = 0
-        layouts: dict[tuple[tuple[str, ...], bool], tuple[list[bool], list[str], list[str | None]]] = {}
+        layouts: dict[tuple[tuple[str, ...], bool], tuple[list[bool], tuple[int, ...]]] = {}
+        code_of: dict[tuple[str, str | None], int] = {}
+        steps, codes, values, ranks, lines = out.steps, out.codes, out.values, out.ranks, out.lines
         for r in use:
             grammars[r.grammar] += 1
             step_forms[r.step_kw or "?"] += 1
@@ -648,19 +676,19 @@ class _Scanner:
             key = (r.names, r.is_eval)
             plan = layouts.get(key)
             if plan is None:
-                plan = layouts[key] = _plan_names(r.names, r.is_eval)
-            keep, names, metrics = plan
-            k = len(names)
-            points.steps.extend([r.step] * k)
-            points.raws.extend(names)
-            points.values.extend([v for v, ok in zip(r.values, keep) if ok] if k != len(r.values) else r.values)
-            points.metrics.extend(metrics)
-            points.ranks.extend([r.rank or 0] * k)
-            points.priorities.extend([0] * k)
-            points.wall_times.extend([math.nan] * k)
-            points.lines.extend([r.lineno] * k)
-        points.glued_lines.extend(glued)
-        points.long_lines += self.long_lines
+                keep, names, metrics = _plan_names(r.names, r.is_eval)
+                plan = layouts[key] = (keep, tuple(code_of.setdefault(pair, len(code_of))
+                                                   for pair in zip(names, metrics)))
+            keep, plan_codes = plan
+            k = len(plan_codes)
+            steps.extend([r.step] * k)
+            codes.extend(plan_codes)
+            values.extend([v for v, ok in zip(r.values, keep) if ok] if k != len(r.values) else r.values)
+            ranks.extend([r.rank or 0] * k)
+            lines.extend([r.lineno] * k)
+        out.names = list(code_of)
+        out.glued_lines.extend(glued)
+        out.long_lines += self.long_lines
         out.records = len(use)
         # finished: the last record reached its total ('step 50 / 50'), or the script said so after it
         last = max(use, key=lambda r: r.lineno, default=None)
@@ -753,10 +781,12 @@ def _to_run(found: Extraction, location: str, name: str, notes: list[str]) -> Ru
 
     from lossdoctor.metrics.roles import apply_roles, roles_note
 
-    frame, more = found.points.frame()
+    table = found.table()
+    frame = table.frame
+    more = skipped_line_notes(found.glued_lines, found.long_lines) + list(table.notes)
     if frame.empty:
         raise SourceError(f"no training metrics found; looked for {LOOKED_FOR}", location)
-    summary = dict(found.points.summary)
+    summary = dict(table.summary)
     target = Target(location=location, path=None)
     run = apply_roles(make_run(target, SOURCE.kind, frame, [], step_source=found.step_source, name=name,
                                summary=summary, location=location, state=found.state))
