@@ -21,6 +21,7 @@ STEP_SOURCES: tuple[str, ...] = (
     "tqdm",            # HF console: the tqdm counter printed with the dict
     "epoch*cadence",   # HF console: epoch × steps-per-epoch inferred from the logging cadence
     "ordinal",         # only the order of points is known (sparklines, step-less logs)
+    "epoch",           # text logs with no step counter: the printed epoch number
     "train/global_step",  # W&B: the HF integration's defined step metric
     "_step",           # W&B: its own log-call counter
 )
@@ -114,24 +115,18 @@ class Run:
 
 
 def empty_metrics() -> pd.DataFrame:
-    return pd.DataFrame({
-        "step": pd.Series([], dtype="int64"),
-        "metric": pd.Series([], dtype="object"),
-        "value": pd.Series([], dtype="float64"),
-        "raw_name": pd.Series([], dtype="object"),
-    })
+    from lossdoctor.tidy import empty_frame
+
+    return empty_frame()
 
 
 def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = None) -> pd.DataFrame:
-    """Build the tidy table from parallel arrays; canonical names from the alias table unless given."""
-    from lossdoctor.metrics.names import canonicalise_many
+    """Build the tidy table from parallel arrays (canonical names from the alias table unless given), through
+    the one constructor, :func:`lossdoctor.tidy.tidy_points` (its notes are dropped here: readers that report
+    what was dropped call it directly)."""
+    from lossdoctor.tidy import tidy_points
 
-    steps_arr = np.asarray(steps, dtype="int64")
-    raw = np.asarray(raw_names, dtype="object")
-    vals = np.asarray(values, dtype="float64")
-    canon = np.asarray(metrics, dtype="object") if metrics is not None else canonicalise_many(raw)
-    frame = pd.DataFrame({"step": steps_arr, "metric": canon, "value": vals, "raw_name": raw})
-    return frame.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+    return tidy_points(steps, raw_names, values, canonical=metrics).frame
 
 
 @dataclass(frozen=True)

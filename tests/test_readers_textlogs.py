@@ -42,7 +42,7 @@ SEED004_METRICS = ("train/learning_rate", "train/tokens_per_second", "train/loss
 
 def test_seed004_points_exactly_as_printed() -> None:
     path = LOGS / "seed004_ddp.log"
-    assert detect(make_target(str(path)))[0].kind == "keyvalue-log"
+    assert detect(make_target(str(path)))[0].kind == "text-log"
     run = one_run(path)
     for metric, column in zip(SEED004_METRICS, range(5)):
         series = run.series(metric)
@@ -50,8 +50,12 @@ def test_seed004_points_exactly_as_printed() -> None:
         assert series.tolist() == [float(SEED004[s][column]) for s in (10, 20, 30, 40, 50)], metric
     raw = dict(zip(run.metrics["metric"], run.metrics["raw_name"]))
     assert raw["eval/perplexity"] == "val ppl" and raw["train/tokens_per_second"] == "toks/s (per rank)"
-    # 'total files: 1total files: 1', the Namespace(...) dump, dt/eta with units, amp: True: no points
-    assert set(run.metric_names()) == set(SEED004_METRICS) | {"train/epoch", "train/step_time"}
+    # 'total files: 1total files: 1', the Namespace(...) dump, amp: True: no points. Since issue 11 values with a
+    # unit are read (dt: 1.98s, eta: 0.00h, in seconds); 'dt' aliases to train/step_time like 'step time', which
+    # comes first on the line and keeps the name
+    assert set(run.metric_names()) == set(SEED004_METRICS) | {"train/epoch", "train/step_time", "dt", "eta"}
+    assert run.series("train/step_time").tolist() == [0.16] * 5
+    assert run.series("eta").tolist() == [0.0] * 5
     assert run.provenance.step_source == "logged" and run.provenance.confidence == 1.0
 
 
@@ -130,7 +134,7 @@ def test_rank_glued_lines_give_no_wrong_points() -> None:
 @pytest.mark.parametrize("name", ["utf16_powershell.log", "cp949_console.log", "undecodable.log"])
 def test_encodings(name: str) -> None:
     path = LOGS / name
-    assert detect(make_target(str(path)))[0].kind == "keyvalue-log"
+    assert detect(make_target(str(path)))[0].kind == "text-log"
     run = one_run(path)
     assert run.series("train/loss").to_dict() == {s: make_logs.train_loss(s) for s in range(10, 101, 10)}
     lossy = [n for n in run.provenance.notes if "undecodable bytes replaced" in n]
@@ -302,8 +306,8 @@ def test_user_format_needs_the_option(tmp_path: Path) -> None:
 # --- detection and the `sources` command --------------------------------------------------------------
 
 @pytest.mark.parametrize("name, kind", [
-    ("seed004_ddp.log", "keyvalue-log"), ("seed001_wandb_block.log", "wandb-console"),
-    ("ddp_glued.log", "keyvalue-log"), ("utf16_powershell.log", "keyvalue-log"),
+    ("seed004_ddp.log", "text-log"), ("seed001_wandb_block.log", "wandb-console"),
+    ("ddp_glued.log", "text-log"), ("utf16_powershell.log", "text-log"),
     ("torchtune_disk.log", "torchtune-log"), ("torchtune_pbar.log", "torchtune-log"),
     ("lightning_metrics.csv", "csv"), ("long_metrics.csv", "csv"), ("metrics.jsonl", "jsonl"),
 ])

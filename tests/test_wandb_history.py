@@ -39,7 +39,10 @@ def raw(run, name: str) -> dict:
 def check_formula(run, train_key: str) -> None:
     assert same(raw(run, train_key), {i: gen.loss(i) for i in range(gen.N)})
     assert raw(run, "validation_loss") == pytest.approx({i: gen.val_loss(i) for i in range(0, gen.N, 3)})
-    assert raw(run, "train/lr(1e-3)") == pytest.approx({i: 1.0 - i / 20 for i in range(gen.N)})
+    # logged divided by 1e-3 (the scale in the name): role inference multiplies it back (metrics/aliases.yaml)
+    assert raw(run, "train/lr(1e-3)") == pytest.approx({i: 1e-3 * (1.0 - i / 20) for i in range(gen.N)})
+    assert run.series("train/learning_rate").to_dict() == pytest.approx(
+        {i: 1e-3 * (1.0 - i / 20) for i in range(gen.N)})
 
 
 @pytest.mark.parametrize("where, confidence", [

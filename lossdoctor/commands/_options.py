@@ -66,13 +66,13 @@ def load_ruleset(rule_files: tuple[str, ...], no_default_rules: bool) -> Any:
 
 def make_read_options(source_kind: str | None = None, log_format: str | None = None, all_runs: bool = False,
                       refresh: bool = False, offline: bool = False, timeout: float = 120.0,
-                      progress: bool | None = None) -> Any:
+                      progress: bool | None = None, metric_roles: tuple[tuple[str, str], ...] = ()) -> Any:
     from lossdoctor.sources.base import ReadOptions
 
     if log_format and not source_kind:
         source_kind = "user-format"
     return ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
-                       timeout=timeout, log_format=log_format,
+                       timeout=timeout, log_format=log_format, metric_roles=metric_roles,
                        progress=sys.stderr.isatty() if progress is None else progress)
 
 

@@ -81,6 +81,9 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
               help="What the run optimises (sft, preference/dpo, rl/grpo/ppo, reward-model, classification, "
                    "speech) [default: told from its metric names and config].")
 @read_options
+@click.option("--metric", "metric_roles", multiple=True, metavar="ROLE=NAME",
+              help="Take series NAME as ROLE (train_loss, eval_loss, lr, grad_norm, epoch, tokens, throughput; "
+                   "or train/loss ...), overriding what was inferred from the names. Repeatable.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line per run.")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).")
@@ -92,7 +95,7 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
                     log_format: str | None,
                     all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
                     color: bool | None, filters: tuple[str, ...], limit: int | None, jobs: int,
-                    objective: str | None = None) -> int:
+                    metric_roles: tuple[str, ...] = (), objective: str | None = None) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
     a W&B run URL, a notebook (nb.ipynb, nb.ipynb#cell-12), or - (standard input).
 
@@ -114,7 +117,10 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     wanted = parse_formats(formats)
     given_objective = resolve_objective(objective) if objective is not None else None
     ruleset = load_ruleset(rule_files, no_default_rules)
-    options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout)
+    from lossdoctor.metrics.roles import parse_overrides
+
+    options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout,
+                                metric_roles=parse_overrides(metric_roles))
     fail_on = fail_on.lower()
     from lossdoctor.triage import expand
 

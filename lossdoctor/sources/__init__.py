@@ -148,7 +148,9 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
     for run in runs:
         if run.metrics.empty:
             raise SourceError(f"no training metrics found ({source.kind}: {source.description})", location)
-    return runs
+    from lossdoctor.metrics.roles import apply_roles
+
+    return [apply_roles(run, options.metric_roles) for run in runs]
 
 
 def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
@@ -187,7 +189,9 @@ def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
             raise SourceError(exc.message.replace(str(path), location), location, exc.line, exc.column) from None
     finally:
         path.unlink(missing_ok=True)
-    return [replace(run, name=location, provenance=replace(
+    from lossdoctor.metrics.roles import apply_roles
+
+    return [apply_roles(replace(run, name=location, provenance=replace(
         run.provenance, location=location,
-        notes=tuple(n.replace(str(path), location) for n in run.provenance.notes)))
+        notes=tuple(n.replace(str(path), location) for n in run.provenance.notes))), (options or ReadOptions()).metric_roles)
         for run in runs if not run.metrics.empty]

@@ -1,4 +1,4 @@
-"""Shared plumbing for the log and table readers (keyvalue, user-format, torchtune, nanoGPT, W&B console,
+"""Shared plumbing for the log and table readers (generic text-log, user-format, torchtune, nanoGPT, W&B console,
 TensorBoard, CSV, JSONL): decoding with a count of undecodable bytes, line splitting (tqdm ``\\r``, ANSI),
 DDP rank prefixes, number parsing, and a point collector that resolves duplicate (step, metric) points.
 
@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import numpy as np
 import pandas as pd
 
 from lossdoctor.errors import SourceError
@@ -148,14 +147,12 @@ def ranked_lines(text: str, points: "Collector") -> Iterator[tuple[int, int | No
 
 @dataclass
 class Collector:
-    """Points as read, then resolved: one value per (step, canonical metric).
+    """Points as read, resolved by the one tidy-table constructor (:func:`lossdoctor.tidy.tidy_points`):
+    one value per (step, canonical metric), the lowest rank first (unlabelled lines count as rank 0), then
+    the lowest `priority` (a reader's preferred line kind), then the last written. Steps are validated
+    there (a NaN or out-of-range step drops its point with a note)."""
 
-    Preference among duplicates: lowest rank (unlabelled lines count as rank 0), then lowest `priority`
-    (a reader's preferred line kind), then the first read (or the last with ``keep="last"``).
-    """
-
-    keep: str = "first"
-    steps: list[int] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
     metrics: list[str | None] = field(default_factory=list)
@@ -165,10 +162,12 @@ class Collector:
     lines: list[int] = field(default_factory=list)       # source line per point; 0 = unknown
     glued_lines: list[int] = field(default_factory=list)
     long_lines: int = 0
+    #: HF end-of-run summary entries found among the points by the last ``frame()`` call
+    summary: dict[str, float] = field(default_factory=dict)
 
-    def add(self, step: int, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
+    def add(self, step: Any, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
             metric: str | None = None, wall_time: float | None = None, line: int | None = None) -> None:
-        self.steps.append(int(step))
+        self.steps.append(step)
         self.raws.append(raw)
         self.values.append(float(value))
         self.metrics.append(metric)
@@ -181,55 +180,37 @@ class Collector:
         return len(self.steps)
 
     def frame(self) -> tuple[pd.DataFrame, list[str]]:
-        """The tidy table (step, metric, value, raw_name [+ wall_time, + line: the 1-based source line, when
-        any is known]) and notes on what was dropped."""
-        from lossdoctor.metrics.names import canonicalise
+        """The tidy table (+ ``line``, the 1-based source line, when the reader recorded it) and notes on what
+        was dropped (glued or long lines, repeats, bad steps, the HF end-of-run summary, whose entries are left
+        in ``self.summary``)."""
+        from lossdoctor.tidy import tidy_points
 
-        notes: list[str] = []
-        if self.glued_lines:
-            first = ", ".join(str(n) for n in self.glued_lines[:5])
-            more = "" if len(self.glued_lines) <= 5 else ", ..."
-            notes.append(f"{len(self.glued_lines)} line(s) with two records glued together dropped "
-                         f"(DDP ranks writing at once; line {first}{more})")
-        if self.long_lines:
-            notes.append(f"{self.long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
+        notes = skipped_line_notes(self.glued_lines, self.long_lines)
         if not self.steps:
             return empty_metrics(), notes
-        canon = [m if m is not None else canonicalise(r) for m, r in zip(self.metrics, self.raws)]
-        frame = pd.DataFrame({
-            "step": np.asarray(self.steps, dtype="int64"),
-            "metric": np.asarray(canon, dtype="object"),
-            "value": np.asarray(self.values, dtype="float64"),
-            "raw_name": np.asarray(self.raws, dtype="object"),
-            "_rank": self.ranks,
-            "_prio": self.priorities,
-            "_order": np.arange(len(self.steps)) * (1 if self.keep == "first" else -1),
-        })
-        if not all(math.isnan(w) for w in self.wall_times):
-            frame["wall_time"] = np.asarray(self.wall_times, dtype="float64")
-        if any(self.lines):
-            frame["line"] = np.asarray(self.lines, dtype="int64")
-        frame = frame.sort_values(["step", "metric", "_rank", "_prio", "_order"], kind="stable")
-        dup = frame.duplicated(["step", "metric"], keep="first")
-        if dup.any():
-            kept = frame.loc[~dup].set_index(["step", "metric"])[["_rank", "value"]]
-            dropped = frame.loc[dup]
-            match = kept.loc[list(zip(dropped["step"], dropped["metric"]))]
-            other_rank = dropped["_rank"].to_numpy() != match["_rank"].to_numpy()
-            a, b = dropped["value"].to_numpy(), match["value"].to_numpy()
-            same_value = (a == b) | (np.isnan(a) & np.isnan(b))
-            # identical repeats (tqdm refreshes, Lightning's epoch in every row) are merged silently
-            n_rank, n_rep = int(other_rank.sum()), int((~other_rank & ~same_value).sum())
-            if n_rank:
-                notes.append(f"{n_rank} point(s) from ranks other than the lowest-numbered dropped "
-                             f"(same step and metric; rank 0 kept)")
-            if n_rep:
-                which = "first" if self.keep == "first" else "last"
-                notes.append(f"{n_rep} repeated (step, metric) point(s) dropped; the {which} kept")
-            frame = frame.loc[~dup]
-        frame = frame.drop(columns=["_rank", "_prio", "_order"])
-        frame = frame.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
-        return frame, notes
+        n = len(self.steps)
+        has_wall = self.wall_times.count(math.nan) != n and any(w == w for w in self.wall_times)
+        result = tidy_points(self.steps, self.raws, self.values,
+                             canonical=self.metrics if self.metrics.count(None) != n else None,
+                             rank=self.ranks if any(self.ranks) else None,
+                             priority=self.priorities if any(self.priorities) else None,
+                             wall_time=self.wall_times if has_wall else None,
+                             line=self.lines if any(self.lines) else None)
+        self.summary = dict(result.summary)
+        return result.frame, notes + list(result.notes)
+
+
+def skipped_line_notes(glued_lines: list[int], long_lines: int) -> list[str]:
+    """Notes on the lines a text reader dropped whole: glued records, over-long lines."""
+    notes: list[str] = []
+    if glued_lines:
+        first = ", ".join(str(n) for n in glued_lines[:5])
+        more = "" if len(glued_lines) <= 5 else ", ..."
+        notes.append(f"{len(glued_lines)} line(s) with two records glued together dropped "
+                     f"(DDP ranks writing at once; line {first}{more})")
+    if long_lines:
+        notes.append(f"{long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
+    return notes
 
 
 def run_name(target: Target) -> str:

@@ -23,6 +23,7 @@ class ReadOptions:
     log_format: str | None = None      # --log-format FILE: user-defined line format
     cache_dir: str | None = None       # override of the per-user cache dir
     progress: bool = False             # show a progress bar on long fetches
+    metric_roles: tuple[tuple[str, str], ...] = ()   # --metric ROLE=NAME: (canonical, series name) overrides
 
 
 @dataclass(frozen=True)

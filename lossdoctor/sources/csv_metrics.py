@@ -83,21 +83,21 @@ def read_csv_text(text: str, location: str, points: Collector) -> int:
                 skipped += 1
                 continue
             step = parse_number(row[index[step_col]])
-            if step is None or step != step or step != int(step):
+            if step is None:          # a NaN, fractional or huge step is dropped (and counted) by the tidy table
                 skipped += 1
                 continue
             if long:
                 value = parse_number(row[index[long[1]]])
                 name = row[index[long[0]]].strip()
                 if value is not None and name:
-                    points.add(int(step), name, value)
+                    points.add(step, name, value)
                 continue
             for col, cell in zip(header, row):
                 if col == step_col or not cell.strip():
                     continue
                 value = parse_number(cell)
                 if value is not None:
-                    points.add(int(step), col, value)
+                    points.add(step, col, value)
     except csv.Error as exc:
         raise SourceError(f"CSV error: {exc}", location, line=reader.line_num) from None
     return skipped
@@ -138,14 +138,15 @@ class CsvMetricsSource:
                 points.metrics = [overrides.get(r, m) for r, m in zip(points.raws, points.metrics)]
             frame, more = points.frame()
             if skipped:
-                more.append(f"{skipped} row(s) skipped (wrong number of cells or no integer step)")
+                more.append(f"{skipped} row(s) skipped (wrong number of cells or no number in the step column)")
             if frame.empty:
                 raise SourceError("no numeric metric cells in the CSV", location)
             name = None
             if target.is_dir:
                 rel = path.parent.relative_to(target.path).as_posix()
                 name = target.path.name if rel == "." else f"{target.path.name}/{rel}"
-            runs.append(make_run(target, self.kind, frame, notes + more, name=name, location=location))
+            runs.append(make_run(target, self.kind, frame, notes + more, name=name, location=location,
+                                 summary=points.summary))
         return runs
 
 

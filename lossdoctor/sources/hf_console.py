@@ -500,22 +500,10 @@ def _steps_per_epoch_from_summary(summary: dict[str, Any], total: int | None, ep
 
 # ---------------------------------------------------------------- the reader
 
-def _strings(names: list[str], codes: np.ndarray) -> Any:
-    """A string column from a few names and per-point codes, without one python object per point
-    (arrow ``take`` on the names; plain object array when pyarrow is unavailable)."""
-    try:
-        import pyarrow as pa
-
-        arr = pa.array(names, type=pa.large_string()).take(pa.array(codes)).cast(pa.string())
-        return pd.array(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
-    except (ImportError, TypeError, ValueError):
-        return np.asarray(names, dtype=object)[codes]
-
-
-def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[pd.DataFrame | None, int]:
-    """The tidy table, built column-wise (same layout and order as model.make_metrics: sorted by step,
-    then canonical metric, stably). A repeated (step, raw name) keeps the last dict's value."""
-    from lossdoctor.metrics.names import canonicalise
+def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[pd.DataFrame | None, list[str]]:
+    """The tidy table, through the one constructor (:func:`lossdoctor.tidy.tidy_points`, given the values
+    column-wise with coded names). A repeated (step, metric) keeps the last dict's value."""
+    from lossdoctor.tidy import Coded, tidy_points
 
     raw_names: list[str] = []
     step_parts, code_parts, val_parts, ord_parts = [], [], [], []
@@ -536,34 +524,18 @@ def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[pd.DataFrame | None, int
             if key not in raw_names:
                 raw_names.append(key)
             step_parts.append(st[sel])
-            code_parts.append(np.full(count, raw_names.index(key), dtype=np.int32))
+            code_parts.append(np.full(count, raw_names.index(key), dtype=np.int64))
             val_parts.append(vals[sel, k])
             ord_parts.append(idx[sel])
     if not step_parts:
-        return None, 0
-    step = np.concatenate(step_parts)
-    raw_code = np.concatenate(code_parts)
-    value = np.concatenate(val_parts)
+        return None, []
+    # points in the order the dicts were printed, so that "the last written" is the last printed
     ordinal = np.concatenate(ord_parts)
-    # repeated (step, raw name): keep the last printed
-    by_raw = np.lexsort((ordinal, step, raw_code))
-    same = (np.diff(step[by_raw]) == 0) & (np.diff(raw_code[by_raw]) == 0)
-    dropped = int(same.sum())
-    if dropped:
-        keep = np.ones(step.size, bool)
-        keep[by_raw[:-1][same]] = False
-        step, raw_code, value = step[keep], raw_code[keep], value[keep]
-    canon = [canonicalise(r) for r in raw_names]
-    canon_sorted = sorted(set(canon))
-    canon_code = np.asarray([canon_sorted.index(c) for c in canon], dtype=np.int32)[raw_code]
-    order = np.lexsort((canon_code, step))
-    frame = pd.DataFrame({
-        "step": step[order].astype(np.int64),
-        "metric": _strings(canon_sorted, canon_code[order]),
-        "value": value[order].astype(np.float64),
-        "raw_name": _strings(raw_names, raw_code[order]),
-    })
-    return frame, dropped
+    order = np.argsort(ordinal, kind="stable")
+    table = tidy_points(np.concatenate(step_parts)[order],
+                        Coded(np.concatenate(code_parts)[order], raw_names),
+                        np.concatenate(val_parts)[order])
+    return table.frame, list(table.notes)
 
 
 def build_run(scan: ScanResult, target: Target, location: str, name_default: str) -> Run:
@@ -582,13 +554,11 @@ def build_run(scan: ScanResult, target: Target, location: str, name_default: str
     plan = infer_steps(scan, summary)
     if plan.max_steps is not None:
         summary["max_steps"] = plan.max_steps
-    metrics, dropped = _tidy(scan, plan.steps)
+    metrics, tidy_notes = _tidy(scan, plan.steps)
     if metrics is None:
         raise SourceError("no HF Trainer log dicts found (expected lines like {'loss': 2.75, 'epoch': 0.5})",
                           location)
-    notes = list(plan.notes)
-    if dropped:
-        notes.append(f"{dropped} repeated (step, metric) point(s) dropped; the last kept")
+    notes = list(plan.notes) + tidy_notes
     if scan.replacement_chars:
         notes.append(f"{scan.replacement_chars} U+FFFD replacement character(s) in the text "
                      "(bytes lost before or while decoding); numbers are unaffected")

@@ -138,7 +138,7 @@ class JsonlMetricsSource:
         if frame.empty:
             raise SourceError(f"no metric points; expected objects with a step key ({', '.join(STEP_KEYS)}) "
                               "and numeric values", location)
-        return [make_run(target, self.kind, frame, notes + more, location=location)]
+        return [make_run(target, self.kind, frame, notes + more, location=location, summary=points.summary)]
 
 
 SOURCE = JsonlMetricsSource()

@@ -77,7 +77,7 @@ def read_trainer_log(path: Path, location: str, name: str) -> Run:
     from lossdoctor.metrics.names import canonicalise
 
     text, notes = decode_with_notes(read_bytes(path, location))
-    points = Collector(keep="last")
+    points = Collector()
     bad: list[int] = []
     records = 0
     last_step: int | None = None

@@ -271,7 +271,7 @@ def to_run(run: StoreRun, location: str, n_runs: int) -> Run:
                      "summary, not as points")
     step_source = "logged"
     ordinal = bool(points) and all(p[1] == 0 for p in points) and len(points) > len({p[0] for p in points})
-    collector = Collector(keep="last")
+    collector = Collector()
     counters: dict[str, int] = {}
     for key, step, value, stamp in sorted(points, key=lambda p: (p[3] or 0)) if ordinal else points:
         if ordinal:

@@ -5,7 +5,8 @@ Format strings (train.py)::
     print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}")
     print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%")
 
-Forks add pairs (``lr 6.00e-04``); every ``name value[unit]`` pair after ``iter N:`` is read.
+Forks add pairs (``lr 6.00e-04``) and units (``loss 1.80 BPC`` in character-level forks); every
+``name value[unit]`` pair after ``iter N:`` is read (the unit is dropped; ms become seconds).
 Mapping: iter ``loss`` → train/loss (one batch); eval ``val loss`` → eval/loss; eval ``train loss`` →
 ``eval/train_loss`` — an estimate over eval_iters batches, kept apart so it does not mix with the per-batch
 train/loss at the same step. ``time`` in ms → train/step_time in seconds. ``mfu`` is a percentage; nanoGPT
@@ -22,7 +23,8 @@ from lossdoctor.sources.base import ReadOptions, Target
 
 _ITER = re.compile(r"^\s*iter (\d+): ")
 _EVAL = re.compile(r"^\s*step (\d+): ")
-_PAIR = re.compile(rf"([A-Za-z_][\w ]*?) ({NUMBER})(ms|s|%)?(?=,|$)")
+_UNIT = r"ms|s|%|BPC|bpc|bpb|BPB|nats|bits"
+_PAIR = re.compile(rf"([A-Za-z_][\w ]*?) ({NUMBER})\s?({_UNIT})?(?=,|$)")
 _ANY_RECORD = re.compile(r"(?:iter|step) \d+: ")
 _EVAL_NAMES = {"train loss": ("eval/train_loss", "train loss"), "val loss": ("eval/loss", "val loss")}
 
@@ -68,8 +70,8 @@ class NanoGPTLogSource:
         if not target.is_file or not target.head:
             return 0.0
         text = target.head_text()
-        if re.search(rf"(?m)^\s*iter \d+: loss (?:{NUMBER}), ", text) or \
-                re.search(rf"(?m)^\s*step \d+: train loss (?:{NUMBER}), val loss", text):
+        if re.search(rf"(?m)^\s*iter \d+: loss (?:{NUMBER})(?:\s?(?:{_UNIT}))?, ", text) or \
+                re.search(rf"(?m)^\s*step \d+: train loss (?:{NUMBER})(?:\s?(?:{_UNIT}))?, val loss", text):
             return 0.8
         return 0.0
 

@@ -188,7 +188,7 @@ class TensorBoardSource:
             groups.setdefault(f.parent, []).append(f)
         runs: list[Run] = []
         for parent, group in sorted(groups.items()):
-            points = Collector(keep="last")
+            points = Collector()
             notes: list[str] = []
             for f in sorted(group):
                 read_event_file(f, str(f), points, notes)
@@ -207,7 +207,8 @@ class TensorBoardSource:
                 location = str(parent)
             else:
                 name, location = parent.name or target.path.stem, target.location
-            runs.append(make_run(target, self.kind, frame, notes + more, name=name, location=location))
+            runs.append(make_run(target, self.kind, frame, notes + more, name=name, location=location,
+                                 summary=points.summary))
         if not runs:
             raise SourceError("no scalar summaries in the event file(s)", target.location)
         return runs

@@ -137,7 +137,7 @@ def _to_run(rows: list[tuple[Any, Any, Any]], name: str, project: str, location:
     parsed = [(_loads(blob), step, stamp) for step, blob, stamp in rows]
     with_hf_step = sum(1 for obj, _, _ in parsed if obj is not None and json_number(obj.get(HF_STEP_KEY)) is not None)
     use_hf_step = with_hf_step * 2 > len(parsed)
-    points = Collector(keep="last")
+    points = Collector()
     bad = media = no_step = 0
     for obj, step_value, stamp in parsed:
         if obj is None:

@@ -22,15 +22,14 @@ Mapping (documented choice):
 from __future__ import annotations
 
 import json
-import math
 import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from lossdoctor.errors import SourceError
-from lossdoctor.model import Provenance, Run, make_metrics
+from lossdoctor.model import Provenance, Run
+from lossdoctor.tidy import tidy_points
 from lossdoctor.sources._readkit import json_number
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import decode_bytes
@@ -95,8 +94,8 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
                 if num is not None and key != "step":
                     summary[key] = num
             continue
-        step = json_number(entry.get("step"))
-        if step is None or not math.isfinite(step):
+        step = entry.get("step")
+        if json_number(step) is None:     # NaN / fractional / huge steps: dropped and counted by the tidy table
             skipped += 1
             continue
         is_eval = any(str(k).startswith("eval_") for k in entry)
@@ -106,7 +105,7 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
             num = json_number(value)
             if num is None:
                 continue
-            steps.append(int(step))
+            steps.append(step)
             raws.append(str(key))
             values.append(num)
     if not steps:
@@ -134,11 +133,11 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
                      "(interrupted, or this is an intermediate checkpoint)")
     else:
         run_state = "unknown"
-    metrics = make_metrics(np.asarray(steps), np.asarray(raws, dtype=object), np.asarray(values))
-    dup = metrics.duplicated(["step", "raw_name"], keep="last")
-    if dup.any():
-        notes.append(f"{int(dup.sum())} repeated (step, metric) point(s) dropped; the last kept")
-        metrics = metrics.loc[~dup].reset_index(drop=True)
+    table = tidy_points(steps, raws, values)
+    notes.extend(table.notes)
+    metrics = table.frame
+    if metrics.empty:
+        raise SourceError("log_history holds no logged metrics with a valid step", location)
     return Run(name=name, provenance=Provenance(kind=SOURCE.kind, location=location, step_source="logged",
                                                 notes=tuple(notes)),
                metrics=metrics, config=config, summary=summary, state=run_state)

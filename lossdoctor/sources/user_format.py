@@ -52,7 +52,7 @@ class UserFormatSource:
                 rank = int(m.group("rank"))
             step_text = m.group(fmt.step_group)
             step_value = parse_number(step_text) if step_text is not None else None
-            if step_value is None or step_value != step_value or step_value != int(step_value):
+            if step_value is None:        # NaN / fractional / huge steps: dropped and counted by the tidy table
                 bad_steps += 1
                 continue
             values = [(group, metric, m.group(group)) for group, metric in fmt.metrics if m.group(group) is not None]
@@ -63,11 +63,11 @@ class UserFormatSource:
                 points.glued_lines.append(lineno)
                 continue
             for group, metric, value in parsed:
-                points.add(int(step_value), group, value, rank=rank, metric=metric,  # type: ignore[arg-type]
+                points.add(step_value, group, value, rank=rank, metric=metric,  # type: ignore[arg-type]
                            line=lineno)
         frame, more = points.frame()
         if bad_steps:
-            more.append(f"{bad_steps} matching line(s) skipped: step group {fmt.step_group!r} held no integer")
+            more.append(f"{bad_steps} matching line(s) skipped: step group {fmt.step_group!r} held no number")
         if frame.empty:
             raise SourceError(f"no line matched the pattern of {fmt.path} with a numeric step and metric",
                               target.location)

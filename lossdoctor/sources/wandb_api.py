@@ -281,7 +281,7 @@ def _scan_once(run: Any, group: list[str], step_key: str, progress: _Progress, d
         rows: Iterator[dict] = _live_rows(run, keys, page_size, min_step, int(run.lastHistoryStep))
     else:
         rows = iter(run.scan_history(keys=keys, page_size=page_size, min_step=min_step))
-    steps: dict[str, list[int]] = {k: [] for k in group}
+    steps: dict[str, list[float]] = {k: [] for k in group}
     values: dict[str, list[float]] = {k: [] for k in group}
     missing = dict.fromkeys(group, 0)
     count = 0
@@ -299,10 +299,10 @@ def _scan_once(run: Any, group: list[str], step_key: str, progress: _Progress, d
             if step is None or not math.isfinite(step):
                 missing[key] += 1
                 continue
-            steps[key].append(int(step))
+            steps[key].append(step)          # validated (integral, inside int64) by the tidy table
             values[key].append(value)
     progress.add(count % 5000)
-    return [(k, np.asarray(steps[k], dtype="int64"), np.asarray(values[k], dtype="float64"), missing[k])
+    return [(k, np.asarray(steps[k], dtype="float64"), np.asarray(values[k], dtype="float64"), missing[k])
             for k in group]
 
 
@@ -361,7 +361,7 @@ def _parquet_points(blob: bytes, keys: list[str], step_key: str,
         values = col.to_numpy(zero_copy_only=False).astype("float64")[present]
         steps = axis[present]
         ok = np.isfinite(steps)
-        out.append((key, steps[ok].astype("int64"), values[ok], int((~ok).sum())))
+        out.append((key, steps[ok], values[ok], int((~ok).sum())))   # steps validated by the tidy table
     return out
 
 
@@ -431,48 +431,25 @@ def fetch_history(run: Any, keys: list[str], step_key: str, *, timeout: float, p
 
 
 def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tuple[pd.DataFrame, list[str]]:
-    """The tidy table from per-key (steps, values) arrays, built with numpy (millions of points): per
-    metric one value per step (the last fetched wins; the export boundary page can come back twice),
-    rows ordered by (step, metric) as ``make_metrics`` orders them."""
-    from lossdoctor.metrics.names import canonicalise
+    """The tidy table from per-key (steps, values) arrays, through the one constructor (numpy all the way:
+    millions of points). Per metric one value per step, the last fetched wins (the export boundary page
+    can come back twice)."""
+    from lossdoctor.tidy import Coded, tidy_points
 
-    by_key: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    for key, steps, values, _ in results:
-        if len(steps):
-            by_key.setdefault(key, []).append((steps, values))
-    if not by_key:
-        return empty_metrics(), []
-    canon = {key: canonicalise(key) for key in by_key}
-    order = sorted(by_key, key=lambda k: (canon[k], k))
+    keys: list[str] = []
     parts_s, parts_v, parts_c = [], [], []
-    differing = 0
-    for code, key in enumerate(order):
-        steps = np.concatenate([p[0] for p in by_key[key]])
-        values = np.concatenate([p[1] for p in by_key[key]])
-        rev_steps = steps[::-1]
-        uniq, first_in_rev = np.unique(rev_steps, return_index=True)   # last occurrence of each step
-        keep = len(steps) - 1 - first_in_rev
-        if len(uniq) < len(steps):
-            dropped = np.ones(len(steps), dtype=bool)
-            dropped[keep] = False
-            kept_val = values[keep][np.searchsorted(uniq, steps[dropped])]
-            a = values[dropped]
-            differing += int((~((a == kept_val) | (np.isnan(a) & np.isnan(kept_val)))).sum())
-        parts_s.append(uniq.astype("int64"))
-        parts_v.append(values[keep])
-        parts_c.append(np.full(len(uniq), code, dtype="int32"))
-    steps = np.concatenate(parts_s)
-    values = np.concatenate(parts_v)
-    codes = np.concatenate(parts_c)
-    idx = np.lexsort((codes, steps))
-    codes = codes[idx]
-    metric_names = np.asarray([canon[k] for k in order], dtype=object)
-    raw_names = np.asarray(order, dtype=object)
-    frame = pd.DataFrame({"step": steps[idx], "metric": metric_names[codes], "value": values[idx],
-                          "raw_name": raw_names[codes]})
-    notes = [f"{differing} repeated (step, metric) point(s) with different values; the last fetched kept"] \
-        if differing else []
-    return frame, notes
+    for key, steps, values, _ in results:
+        if not len(steps):
+            continue
+        if key not in keys:
+            keys.append(key)
+        parts_s.append(np.asarray(steps, dtype="float64"))
+        parts_v.append(np.asarray(values, dtype="float64"))
+        parts_c.append(np.full(len(steps), keys.index(key), dtype="int64"))
+    if not keys:
+        return empty_metrics(), []
+    table = tidy_points(np.concatenate(parts_s), Coded(np.concatenate(parts_c), keys), np.concatenate(parts_v))
+    return table.frame, list(table.notes)
 
 
 def _flat_scalars(data: Any, drop_wandb: bool = True) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class WandbConsoleSource:
             return 0.0
         if _HF_DICT.search(head) or _HF_DICT.search(text):
             return 0.6          # hf-console (0.7) reads exact values from the same file
-        from lossdoctor.sources.keyvalue_log import count_records
+        from lossdoctor.sources.text_log import count_records
 
         if count_records(head) >= 2:
             return 0.25         # exact per-step lines exist: any line reader should win

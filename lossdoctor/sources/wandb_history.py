@@ -125,7 +125,7 @@ def read_history(path: Path, location: str) -> Run:
                           '(e.g. {"loss": 2.3, "_step": 0, "_runtime": 1.2, "_timestamp": 1600000000.0})', location)
     with_hf = sum(1 for _, row in rows if json_number(row.get(HF_STEP_KEY)) is not None)
     step_key = HF_STEP_KEY if with_hf * 2 > len(rows) else "_step"
-    points = Collector(keep="last")
+    points = Collector()
     no_step = media = 0
     for _, row in rows:
         step = json_number(row.get(step_key))

@@ -13,7 +13,6 @@ otherwise at ``_step`` (wandb's own ``log()`` counter, which the HF callback adv
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from lossdoctor.errors import SourceError
-from lossdoctor.model import Provenance, Run, empty_metrics, make_metrics
+from lossdoctor.model import Provenance, Run, empty_metrics
+from lossdoctor.tidy import tidy_points
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
 
@@ -234,48 +234,32 @@ def choose_step_key(log: WandbLog) -> str:
     return "_step"
 
 
-def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[pd.DataFrame, list[str]]:
-    """History rows → tidy table. Rows without the step key are dropped (said in a note); a (step, metric)
-    logged twice keeps the last value."""
-    steps: list[int] = []
+def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[pd.DataFrame, list[str], dict[str, float]]:
+    """History rows → tidy table (through the one constructor: a repeated (step, metric) keeps the last
+    logged; HF's end-of-run summary row is kept out of the curves and returned). Rows without the step key
+    are dropped (said in a note)."""
+    steps: list[float] = []
     names: list[str] = []
     values: list[float] = []
     missing = 0
     for row in rows:
         raw_step = row.get(step_key)
-        if raw_step is None or not math.isfinite(raw_step):
+        if raw_step is None:
             missing += 1
             continue
-        step = int(raw_step)
         for key, val in row.items():
             if key.startswith("_"):
                 continue
-            steps.append(step)
+            steps.append(raw_step)
             names.append(key)
             values.append(val)
     notes = []
     if missing:
         notes.append(f"{missing} history row(s) without {step_key} skipped")
     if not steps:
-        return empty_metrics(), notes
-    frame = make_metrics(steps, names, values)
-    frame, dup_notes = dedup(frame)
-    return frame, notes + dup_notes
-
-
-def dedup(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """One value per (step, metric), the last logged kept. Identical repeats (the step metric itself in an
-    HF train row and eval row at the same step) are merged silently; differing ones are counted."""
-    dup = frame.duplicated(["step", "metric"], keep="last")
-    if not dup.any():
-        return frame, []
-    later = frame.loc[~dup].set_index(["step", "metric"])["value"]
-    dropped = frame.loc[dup]
-    other = later.reindex(pd.MultiIndex.from_arrays([dropped["step"], dropped["metric"]])).to_numpy()
-    a = dropped["value"].to_numpy()
-    differ = int((~((a == other) | (np.isnan(a) & np.isnan(other)))).sum())
-    notes = [f"{differ} repeated (step, metric) point(s) with different values; the last logged kept"] if differ else []
-    return frame.loc[~dup].reset_index(drop=True), notes
+        return empty_metrics(), notes, {}
+    table = tidy_points(np.asarray(steps, dtype=np.float64), names, values)
+    return table.frame, notes + list(table.notes), dict(table.summary)
 
 
 def state_of(exit_code: int | None) -> tuple[str, list[str]]:
@@ -288,7 +272,7 @@ def state_of(exit_code: int | None) -> tuple[str, list[str]]:
 
 def log_to_run(log: WandbLog, location: str) -> Run:
     step_key = choose_step_key(log)
-    frame, notes = to_frame(log.rows, step_key)
+    frame, notes, run_summary = to_frame(log.rows, step_key)
     state, state_notes = state_of(log.exit_code)
     all_notes = list(log.notes) + state_notes + notes
     if log.skipped_values:
@@ -306,7 +290,7 @@ def log_to_run(log: WandbLog, location: str) -> Run:
                               notes=tuple(all_notes)),
         metrics=frame,
         config=log.config,
-        summary=log.summary,
+        summary={**run_summary, **log.summary},
         state=state,
         created=log.created,
         tags=log.tags,

@@ -1,0 +1,229 @@
+"""Role inference: which series is the train loss, the eval loss, the lr, the grad norm, epoch, tokens,
+throughput. The patterns are data (``roles:`` in aliases.yaml); this module only applies them.
+
+Applied to every run a reader returns (``sources.read_runs``): for each role whose canonical name no alias
+gave, the first series matching the role's patterns is renamed to it (the raw name is kept); a scale written
+in the name (``train/lr(1e-3)``) multiplies the values back; a per-epoch loss is said in a note.
+``--metric ROLE=NAME`` (ROLE: ``train_loss`` or ``train/loss`` ...) overrides inference and aliases alike.
+Pure: a Run in, a Run out.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from lossdoctor.errors import UsageError
+from lossdoctor.metrics.names import normalise_key
+
+
+@dataclass(frozen=True)
+class Role:
+    key: str                                  # train_loss
+    canonical: str                            # train/loss
+    patterns: tuple[re.Pattern[str], ...]
+    only_if_unique: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.key.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class RoleTable:
+    roles: tuple[Role, ...]
+    per_epoch_loss: re.Pattern[str]
+    scale_in_name: re.Pattern[str]
+    eval_words: frozenset[str]
+    not_metrics: frozenset[str]
+
+    def canonical_names(self) -> frozenset[str]:
+        return frozenset(r.canonical for r in self.roles)
+
+
+@lru_cache(maxsize=1)
+def role_table() -> RoleTable:
+    text = resources.files("lossdoctor.metrics").joinpath("aliases.yaml").read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    roles = tuple(Role(key=str(key), canonical=str(spec["canonical"]),
+                       patterns=tuple(re.compile(p) for p in spec["patterns"]),
+                       only_if_unique=bool(spec.get("only_if_unique", False)))
+                  for key, spec in data["roles"].items())
+    return RoleTable(roles=roles, per_epoch_loss=re.compile(data["per_epoch_loss"]),
+                     scale_in_name=re.compile(data["scale_in_name"], re.IGNORECASE),
+                     eval_words=frozenset(str(w).lower() for w in data["eval_words"]),
+                     not_metrics=frozenset(str(w).lower() for w in data["not_metrics"]))
+
+
+def role_keys() -> tuple[str, ...]:
+    return tuple(dict.fromkeys(r.key for r in role_table().roles if not r.only_if_unique))
+
+
+def _role_for(name: str) -> Role | None:
+    """The role a --metric key names: its key (train_loss), its canonical name (train/loss) or label."""
+    wanted = name.strip().lower().replace(" ", "_")
+    for role in role_table().roles:
+        if role.only_if_unique:
+            continue
+        if wanted in (role.key, role.canonical.lower(), normalise_key(role.canonical)):
+            return role
+    return None
+
+
+def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
+    """``ROLE=NAME`` strings → ((canonical, name), ...); a bad one is a UsageError naming what is accepted."""
+    out: list[tuple[str, str]] = []
+    for item in items:
+        role_name, sep, series = item.partition("=")
+        role = _role_for(role_name) if sep else None
+        if role is None or not series.strip():
+            accepted = ", ".join(f"{r}" for r in role_keys())
+            raise UsageError(f"--metric {item!r}: expected ROLE=NAME with ROLE one of {accepted} "
+                             f"(or its canonical name, e.g. train/loss)")
+        out.append((role.canonical, series.strip()))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Assignment:
+    role: str            # label: "train loss"
+    canonical: str       # train/loss
+    raw_names: tuple[str, ...]
+    how: str             # "alias" | "inferred" | "--metric"
+
+
+def _series_names(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per (raw_name, metric) with its point count (codes and bincount: millions of points)."""
+    if frame.empty:
+        return pd.DataFrame({"raw_name": [], "metric": [], "points": []})
+    r_codes, r_names = pd.factorize(frame["raw_name"])
+    m_codes, m_names = pd.factorize(frame["metric"])
+    pair = np.asarray(r_codes, dtype=np.int64) * len(m_names) + np.asarray(m_codes, dtype=np.int64)
+    uniq, counts = np.unique(pair, return_counts=True)
+    r_idx, m_idx = np.divmod(uniq, len(m_names))
+    out = pd.DataFrame({"raw_name": [str(r_names[i]) for i in r_idx], "metric": [str(m_names[i]) for i in m_idx],
+                        "points": counts})
+    return out.sort_values(["raw_name", "metric"], kind="stable").reset_index(drop=True)
+
+
+def describe(frame: pd.DataFrame) -> list[Assignment]:
+    """What each role is taken from in a finished table (for notes and ``sources --explain``)."""
+    names = _series_names(frame)
+    out = []
+    seen: set[str] = set()
+    for role in role_table().roles:
+        if role.canonical in seen:
+            continue
+        seen.add(role.canonical)
+        raws = tuple(str(r) for r in names.loc[names["metric"] == role.canonical, "raw_name"])
+        if raws:
+            out.append(Assignment(role.key.replace("_", " "), role.canonical, raws, "alias"))
+    return out
+
+
+def roles_note(frame: pd.DataFrame) -> str:
+    parts = [f"{a.role} <- {', '.join(repr(r) for r in a.raw_names)}" for a in describe(frame)]
+    return "roles: " + ("; ".join(parts) if parts else "none recognised")
+
+
+def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
+    """The run with role inference and ``--metric`` overrides applied to its metric table."""
+    frame = run.metrics
+    if frame.empty:
+        if overrides:
+            raise UsageError(f"--metric: {run.provenance.location} has no series to choose from")
+        return run
+    table = role_table()
+    names = _series_names(frame)
+    raw_to_metric: dict[str, str] = {}
+    for raw, metric in zip(names["raw_name"], names["metric"]):
+        raw_to_metric.setdefault(str(raw), str(metric))
+    points = dict(zip(names["raw_name"].astype(str), names["points"]))
+    new_metric: dict[str, str] = {}          # raw name -> new canonical name
+    notes: list[str] = []
+    scales: dict[str, float] = {}
+    taken = {m for m in raw_to_metric.values()}
+
+    for canonical, wanted in overrides:
+        matches = [r for r in raw_to_metric if r == wanted] or \
+                  [r for r in raw_to_metric if normalise_key(r) == normalise_key(wanted)] or \
+                  [r for r, m in raw_to_metric.items() if m == wanted]
+        if not matches:
+            have = ", ".join(sorted(raw_to_metric)[:20])
+            raise UsageError(f"--metric {canonical}={wanted}: no series named {wanted!r} in "
+                             f"{run.provenance.location} (series: {have})")
+        for raw, metric in raw_to_metric.items():       # whoever held the role gives it up
+            if metric == canonical and raw not in matches:
+                new_metric[raw] = normalise_key(raw) if normalise_key(raw) != canonical else f"{canonical}_replaced"
+        for raw in matches:
+            new_metric[raw] = canonical
+        notes.append(f"{canonical} taken from {', '.join(repr(m) for m in matches)} (--metric)")
+        taken.add(canonical)
+
+    role_canon = table.canonical_names()
+    for role in table.roles:
+        if role.canonical in taken:
+            continue
+        # only series nobody has named yet: a name the alias table or the reader mapped (eval_num_tokens ->
+        # eval/num_tokens, a notebook column "Num Tokens" read as an eval metric) keeps that meaning
+        free = [r for r in raw_to_metric if r not in new_metric and raw_to_metric[r] not in role_canon
+                and raw_to_metric[r] == normalise_key(r)]
+        chosen: str | None = None
+        for pattern in role.patterns:
+            hits = [r for r in free if pattern.search(normalise_key(r))]
+            if role.only_if_unique and len(hits) != 1:
+                hits = []
+            if hits:
+                chosen = max(hits, key=lambda r: (points.get(r, 0), r))
+                break
+        if chosen is None:
+            continue
+        new_metric[chosen] = role.canonical
+        taken.add(role.canonical)
+        how = "the only loss-like series" if role.only_if_unique else "inferred from its name"
+        notes.append(f"{role.canonical} taken from {chosen!r} ({how})")
+    for raw, canonical in list(new_metric.items()) + [(r, m) for r, m in raw_to_metric.items() if r not in new_metric]:
+        if canonical not in role_canon:
+            continue
+        m = table.scale_in_name.search(raw.strip())
+        if m:
+            try:
+                scale = float(m.group("scale"))
+            except ValueError:
+                continue
+            if scale > 0 and scale != 1.0:
+                scales[raw] = scale
+                notes.append(f"{raw!r} is logged divided by {m.group('scale')}: values multiplied back")
+        if canonical in ("train/loss", "eval/loss") and table.per_epoch_loss.search(normalise_key(raw)):
+            notes.append(f"{canonical} ({raw!r}) is one value per epoch (a per-epoch mean or sum), "
+                         "not a per-step loss")
+    if not new_metric and not scales and not notes:
+        return run
+    out = frame
+    if new_metric or scales:
+        out = frame.copy()
+        raw_col = out["raw_name"].astype(str)
+        if new_metric:
+            mapped = raw_col.map(new_metric)
+            hit = mapped.notna().to_numpy()
+            metric_col = out["metric"].astype(object).to_numpy(copy=True)
+            metric_col[hit] = mapped.to_numpy()[hit]
+            out["metric"] = pd.array(metric_col.astype(str), dtype=out["raw_name"].dtype) \
+                if isinstance(out["raw_name"].dtype, pd.StringDtype) else metric_col
+        if scales:
+            factor = raw_col.map(scales).fillna(1.0).to_numpy(dtype=np.float64)
+            out["value"] = out["value"].to_numpy(dtype=np.float64) * factor
+        dup = out.duplicated(["step", "metric"], keep="last")
+        if dup.any():
+            notes.append(f"{int(dup.sum())} point(s) of series renamed onto an existing one dropped "
+                         "(same step; the last kept)")
+            out = out.loc[~dup]
+        out = out.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+    prov = replace(run.provenance, notes=tuple(run.provenance.notes) + tuple(notes))
+    return replace(run, metrics=out, provenance=prov)

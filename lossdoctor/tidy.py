@@ -1,0 +1,271 @@
+"""The one constructor of a Run's tidy metric table: every reader hands its points here.
+
+Why one place: the readers used to resolve repeated points each their own way (the CSV reader kept the first
+repeat, the TensorBoard reader the last), and HF's end-of-run summary (``train_loss``, a run average) became
+a fake loss spike at the last step wherever it reached a table. Here, for every format:
+
+- **steps** are validated once: a step that is not a finite integer inside int64 drops its point (counted in
+  a note, never a crash); steps end up ``int64``;
+- **names** are canonicalised from the alias table (``lossdoctor/metrics/aliases.yaml``) unless the reader
+  gives the canonical name; the raw name is kept;
+- **HF end-of-run summary entries** (``train_runtime``, ``train_samples_per_second``,
+  ``train_steps_per_second``, ``total_flos``, and ``train_loss`` at a step where ``train_runtime`` was logged,
+  with or without a ``train/`` prefix) are never points: they are returned as ``summary`` and said in a note;
+- **repeated (step, metric) points** resolve one way: the lowest rank (unlabelled = rank 0), then the lowest
+  reader priority (a reader's preferred line kind), then the *last* written (a resumed run re-logs the steps
+  after its checkpoint; the later values are the run that went on). Identical repeats (tqdm redraws, an
+  epoch written in every row) merge silently; the others are counted in a note.
+
+The table: ``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str`` (+ ``wall_time``
+when any point has one, + ``line``, the source line, when the reader gives it), sorted by (step, metric). The name columns are built from codes over the few unique
+names (cheap to turn into a categorical), not one Python object per point.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+#: HF Trainer's end-of-training summary keys: never points of a curve.
+SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})
+#: ... and ``train_loss``, which is a summary entry only where ``train_runtime`` sits at the same step.
+SUMMARY_LOSS = "train_loss"
+_SUMMARY_PREFIXES = ("", "train/")
+_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+@dataclass(frozen=True)
+class Coded:
+    """Per-point names given as integer codes into a short list of names (what fast readers have)."""
+
+    codes: np.ndarray
+    names: Sequence[str]
+
+
+@dataclass(frozen=True)
+class Tidy:
+    frame: pd.DataFrame
+    notes: tuple[str, ...] = ()
+    #: HF end-of-run summary entries taken out of the points (raw name without prefix -> value)
+    summary: Mapping[str, float] = field(default_factory=dict)
+
+
+def empty_frame() -> pd.DataFrame:
+    return pd.DataFrame({
+        "step": pd.Series([], dtype="int64"),
+        "metric": pd.Series([], dtype="object"),
+        "value": pd.Series([], dtype="float64"),
+        "raw_name": pd.Series([], dtype="object"),
+    })
+
+
+def string_column(names: Sequence[str], codes: np.ndarray) -> Any:
+    """A string column from a few names and per-point codes, without one Python object per point (arrow
+    ``take``; a plain object array where pyarrow is unavailable)."""
+    try:
+        import pyarrow as pa
+
+        arr = pa.array(list(names), type=pa.large_string()).take(pa.array(codes)).cast(pa.string())
+        return pd.array(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    except (ImportError, TypeError, ValueError):
+        return np.asarray(list(names), dtype=object)[codes]
+
+
+def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 steps, mask of the valid ones): finite, integral, inside int64. Never raises."""
+    arr = np.asarray(steps)
+    n = arr.shape[0] if arr.ndim else 0
+    if arr.ndim != 1:
+        arr = arr.reshape(-1)
+        n = arr.shape[0]
+    if arr.dtype.kind in "iu":
+        if arr.dtype.kind == "u" and arr.dtype.itemsize >= 8:
+            ok = arr <= np.uint64(_INT64_MAX)
+            return np.where(ok, arr, 0).astype(np.int64), ok
+        return arr.astype(np.int64, copy=False), np.ones(n, dtype=bool)
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            ok = np.isfinite(arr) & (arr == np.floor(arr)) & (arr >= -2.0 ** 63) & (arr < 2.0 ** 63)
+        return np.where(ok, arr, 0).astype(np.int64), ok
+    if arr.dtype.kind == "b":
+        return arr.astype(np.int64), np.zeros(n, dtype=bool)    # a boolean is no step
+    # object / strings: one by one (Python ints beyond int64, numeric strings, None ...)
+    out = np.zeros(n, dtype=np.int64)
+    ok = np.zeros(n, dtype=bool)
+    for i, s in enumerate(arr.tolist()):
+        if isinstance(s, bool) or s is None:
+            continue
+        if isinstance(s, (int, np.integer)):
+            v = int(s)
+        else:
+            try:
+                f = float(s)
+            except (TypeError, ValueError, OverflowError):
+                continue
+            if not np.isfinite(f) or f != int(f):
+                continue
+            v = int(f)
+        if _INT64_MIN <= v <= _INT64_MAX:
+            out[i], ok[i] = v, True
+    return out, ok
+
+
+def _codes_of(raw: Any) -> tuple[np.ndarray, list[str]]:
+    if isinstance(raw, Coded):
+        return np.asarray(raw.codes, dtype=np.int64), [str(x) for x in raw.names]
+    arr = np.asarray(raw, dtype=object)
+    if arr.size == 0:
+        return np.empty(0, np.int64), []
+    codes, uniques = pd.factorize(arr)
+    return codes.astype(np.int64), [str(x) for x in uniques]
+
+
+def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray,
+                  values: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    """Points that are HF end-of-run summary entries, and those entries (last value per key)."""
+    drop = np.zeros(len(raw_codes), dtype=bool)
+    summary: dict[str, float] = {}
+    index = {name: i for i, name in enumerate(raw_names)}
+    for prefix in _SUMMARY_PREFIXES:
+        runtime = index.get(prefix + "train_runtime")
+        for key in SUMMARY_ONLY | {SUMMARY_LOSS}:
+            code = index.get(prefix + key)
+            if code is None:
+                continue
+            sel = raw_codes == code
+            if key == SUMMARY_LOSS:
+                if runtime is None:
+                    continue
+                sel &= np.isin(steps, steps[raw_codes == runtime])
+            if sel.any():
+                drop |= sel
+                summary[key] = float(values[np.flatnonzero(sel)[-1]])
+    return drop, summary
+
+
+def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray, pr: np.ndarray, n_metrics: int) -> np.ndarray:
+    """Point order by (step, metric, rank, priority, later writes first): a stable sort of the points taken in
+    reverse. One int64 key (step x metrics + metric) when rank and priority are constant and it fits, and no
+    sort at all when the points already come in that order (the usual case for step-sorted logs)."""
+    n = len(st)
+    rev = np.arange(n - 1, -1, -1)
+    varying = [k for k in (pr, rk) if k.min() != k.max()]
+    lo, hi = int(st.min()), int(st.max())
+    if not varying and max(abs(lo), abs(hi)) < (2 ** 62) // max(n_metrics, 1):
+        key = st * n_metrics + mc
+        if bool((key[1:] > key[:-1]).all()):
+            return np.arange(n)
+        return rev[np.argsort(key[rev], kind="stable")]
+    keys = [k[rev] for k in varying] + [mc[rev], st[rev]]
+    return rev[np.lexsort(keys)]
+
+
+def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
+                priority: Any = None, wall_time: Any = None, line: Any = None,
+                canonical_codes: Sequence[str | None] | None = None) -> Tidy:
+    """The tidy table from parallel per-point columns.
+
+    ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
+    where the reader knows better than the alias table (None entries: from the alias table). ``rank``: DDP
+    rank (int; unlabelled lines are rank 0). ``priority``: lower wins among repeats. ``wall_time``: seconds, NaN = unknown.
+    ``line``: the 1-based line of the source file each point was read from (text logs; reports point at it).
+    ``canonical_codes``: with :class:`Coded` names, the canonical override per name code (None: alias table).
+    """
+    from lossdoctor.metrics.names import canonicalise
+
+    vals = np.asarray(values, dtype=np.float64).reshape(-1)
+    n = vals.shape[0]
+    step_arr, ok = valid_steps(steps) if n else (np.empty(0, np.int64), np.empty(0, bool))
+    raw_codes, raw_names = _codes_of(raw)
+    notes: list[str] = []
+    if len(raw_codes) != n or len(step_arr) != n:
+        raise ValueError("steps, names and values must have the same length")
+    bad_steps = int(n - ok.sum())
+    if bad_steps:
+        notes.append(f"{bad_steps} point(s) dropped: step not a finite integer within int64")
+
+    # canonical name per point: per (raw, override) pair, resolved once per pair
+    if canonical_codes is not None:
+        canon_names_list = [c if c is not None else canonicalise(r) for r, c in zip(raw_names, canonical_codes)]
+        canon_codes = raw_codes
+    elif canonical is not None:
+        over = np.asarray(canonical, dtype=object).reshape(-1)
+        over_codes, over_names = pd.factorize(over, use_na_sentinel=True)
+        pair = raw_codes * (len(over_names) + 1) + (over_codes + 1)
+        pair_codes, pair_uniques = pd.factorize(pair)
+        canon_of_pair = []
+        for p in pair_uniques:
+            r, o = divmod(int(p), len(over_names) + 1)
+            canon_of_pair.append(str(over_names[o - 1]) if o else canonicalise(raw_names[r]))
+        canon_names_list, canon_codes = canon_of_pair, pair_codes.astype(np.int64)
+    else:
+        canon_names_list = [canonicalise(r) for r in raw_names]
+        canon_codes = raw_codes
+    # collapse equal canonical names onto one code, sorted (the table's order is by canonical name)
+    canon_sorted = sorted(set(canon_names_list))
+    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=np.int64)
+    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, np.int64)
+
+    keep = ok.copy()
+    summary: dict[str, float] = {}
+    if n:
+        drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals)
+        drop &= ok
+        if drop.any():
+            keep &= ~drop
+            notes.append(f"{int(drop.sum())} HF end-of-training summary entr(y/ies) "
+                         f"({', '.join(sorted(summary))}) kept out of the curves: run totals, not points")
+
+    idx = np.flatnonzero(keep)
+    st, mc, va, rc = step_arr[idx], metric_codes[idx], vals[idx], raw_codes[idx]
+    rk = np.zeros(len(idx), np.int64) if rank is None else np.asarray(rank, dtype=np.int64)[idx]
+    pr = np.zeros(len(idx), np.int64) if priority is None else np.asarray(priority, dtype=np.int64)[idx]
+    wt = None if wall_time is None else np.asarray(wall_time, dtype=np.float64)[idx]
+    ln = None if line is None else np.asarray(line, dtype=np.int64)[idx]
+
+    if len(idx) > 1:
+        # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one):
+        # a stable sort of the points taken in reverse; constant keys are left out (millions of points)
+        order = _order(st, mc, rk, pr, len(canon_sorted))
+        st, mc, va, rc, rk, pr = st[order], mc[order], va[order], rc[order], rk[order], pr[order]
+        if wt is not None:
+            wt = wt[order]
+        if ln is not None:
+            ln = ln[order]
+        dup = np.zeros(len(st), dtype=bool)
+        dup[1:] = (st[1:] == st[:-1]) & (mc[1:] == mc[:-1])
+        if dup.any():
+            first = np.flatnonzero(~dup)
+            group = np.cumsum(~dup) - 1
+            kept_of = first[group]                       # for each point, the kept point of its group
+            d = np.flatnonzero(dup)
+            a, b = va[d], va[kept_of[d]]
+            same = (a == b) | (np.isnan(a) & np.isnan(b))
+            other_rank = rk[d] != rk[kept_of[d]]
+            n_rank = int(other_rank.sum())
+            n_rep = int((~other_rank & ~same).sum())
+            if n_rank:
+                notes.append(f"{n_rank} point(s) from ranks other than the lowest-numbered dropped "
+                             f"(same step and metric; rank 0 kept)")
+            if n_rep:
+                notes.append(f"{n_rep} repeated (step, metric) point(s) dropped; the last kept")
+            st, mc, va, rc = st[~dup], mc[~dup], va[~dup], rc[~dup]
+            if wt is not None:
+                wt = wt[~dup]
+            if ln is not None:
+                ln = ln[~dup]
+    if not len(st):
+        return Tidy(empty_frame(), tuple(notes), summary)
+    frame = pd.DataFrame({
+        "step": st.astype(np.int64, copy=False),
+        "metric": string_column(canon_sorted, mc),
+        "value": va,
+        "raw_name": string_column(raw_names, rc),
+    })
+    if wt is not None and np.isfinite(wt).any():
+        frame["wall_time"] = wt
+    if ln is not None:
+        frame["line"] = ln
+    return Tidy(frame, tuple(notes), summary)
