@@ -367,3 +367,30 @@ def test_public_kaggle_notebook_excerpt() -> None:
     assert run.series("train/loss").iloc[0] == pytest.approx(284.8732)
     assert run.summary["max_steps"] == 692 and run.state == "finished"
     assert len(run.provenance.notes) == 1          # nothing else was taken for a run
+
+
+def test_trl_table_columns_are_train_metrics_and_the_code_names_the_trainer(tmp_path: Path) -> None:
+    """A GRPO table as trl/unsloth notebooks show it: logged train metrics under their log keys (lower case,
+    spaced slashes), not HF's title-cased eval columns; GRPO's loss 0.0 repeats at every row and each row is
+    its own log. The code cell that built the trainer tells the objective when the table has only the loss."""
+    rows = [[str(s), "0.000000", f"{0.5 + s / 100:.6f}", f"{0.3:.6f}", f"{s / 1e5:.6f}", f"{1.0 + s / 50:.6f}"]
+            for s in range(1, 11)]
+    html = _hf_table(["Step", "Training Loss", "reward", "reward_std", "kl", "rewards / margins"], rows, 10, 10, "1/1")
+    nb = _notebook([_html_output(html)])
+    (run,) = read_runs(str(_save(nb, tmp_path / "grpo.ipynb")))
+    assert run.series("train/loss").to_dict() == {s: 0.0 for s in range(1, 11)}      # no row dropped as a repeat
+    assert run.series("train/reward").iloc[-1] == pytest.approx(0.6)
+    assert {"train/kl", "train/reward_std", "train/rewards/margins"} <= set(run.metric_names())
+    assert not [m for m in run.metric_names() if m.startswith("eval")]
+
+    only_loss = _hf_table(["Step", "Training Loss"], [[str(s), "0.000000"] for s in range(1, 11)], 10, 10, "1/1")
+    nb = _notebook([], [_html_output(only_loss)])
+    nb["cells"][0]["source"] = ["from trl import GRPOConfig, GRPOTrainer\n", "trainer = GRPOTrainer(model=m,\n",
+                                "    reward_funcs=[r])\n"]
+    path = _save(nb, tmp_path / "grpo_loss_only.ipynb")
+    (run,) = read_runs(str(path))
+    assert run.config["trainer_class"] == "GRPOTrainer"
+    proc = cli("analyze", str(path), "--format", "json", "--out", str(tmp_path / "r"))
+    doc = json.loads((tmp_path / "r" / "diagnosis.json").read_text())
+    assert doc["objective"]["id"] == "rl" and "config trainer_class=GRPOTrainer" in doc["objective"]["evidence"]
+    assert proc.returncode == 0, proc.stdout                    # loss 0.0 at every step is GRPO's normal

@@ -313,3 +313,10 @@ def test_score_per_objective_and_off_objective_firings() -> None:
     assert corpus.check_floors(s, {"max_off_objective": 0}) == [
         "1 rule firing(s) on a run of an objective the rule does not judge > 0: b: loss-not-decreasing"]
     assert corpus.to_json(s)["objectives"]["rl"]["kl-blowup"]["recall"] == 1.0
+
+
+def test_one_signature_metric_is_enough() -> None:
+    """LLaMA-Factory's DPO log carries rewards/accuracies (as `accuracy`) and nothing else of the family: only
+    preference trainers log it, so it alone tells the objective; a reward-model run's `accuracy` does not."""
+    assert detect(run_of({"loss": [0.69, 0.6, 0.5], "rewards/accuracies": [0.5, 0.6, 0.7]}, None)).id == "preference"
+    assert detect(run_of({"loss": [0.69, 0.6], "rewards/chosen": [0.0, 0.1]}, None)).id == "sft"   # min_metrics 2

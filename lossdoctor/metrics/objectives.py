@@ -20,7 +20,8 @@ from lossdoctor.model import Objective, Run
 
 #: the word a rule file uses for "every objective"
 ANY = "any"
-_SPEC_KEYS = frozenset({"id", "title", "aliases", "metrics", "min_metrics", "unless_metrics", "config", "needs"})
+_SPEC_KEYS = frozenset({"id", "title", "aliases", "metrics", "min_metrics", "signature_metrics", "unless_metrics",
+                        "config", "needs"})
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class ObjectiveSpec:
     config: tuple[tuple[str, tuple[str, ...] | None], ...]   # key, value globs (None = any value)
     needs: tuple[str, ...] = ()            # metrics a run of this objective is judged on (any one will do) ...
     needs_caveat: str = ""                 # ... and what a healthy verdict says when none was logged
+    signature_metrics: tuple[str, ...] = ()   # metrics only this objective logs: one alone is enough
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,8 @@ def parse_table(data: Any) -> ObjectiveTable:
             aliases=tuple(a.lower() for a in _strs(item.get("aliases"), f"{item['id']}.aliases")),
             metrics=_strs(item.get("metrics"), f"{item['id']}.metrics"), min_metrics=int(item.get("min_metrics", 1)),
             unless_metrics=_strs(item.get("unless_metrics"), f"{item['id']}.unless_metrics"), config=tuple(config),
-            needs=_strs(needs.get("metrics"), f"{item['id']}.needs.metrics"), needs_caveat=str(needs.get("caveat", ""))))
+            needs=_strs(needs.get("metrics"), f"{item['id']}.needs.metrics"), needs_caveat=str(needs.get("caveat", "")),
+            signature_metrics=_strs(item.get("signature_metrics"), f"{item['id']}.signature_metrics")))
     ids = [s.id for s in specs]
     if len(set(ids)) != len(ids) or data.get("default") not in ids or ANY in ids:
         raise RuntimeError("objectives.yaml: ids must be unique, not 'any', and include the default")
@@ -132,8 +135,10 @@ def detect(run: Run, table: ObjectiveTable | None = None) -> Objective:
         if spec.unless_metrics and _globs_hit(spec.unless_metrics, names):
             continue
         metric_hits = _globs_hit(spec.metrics, names) if spec.metrics else []
+        signature_hits = _globs_hit(spec.signature_metrics, names) if spec.signature_metrics else []
         config_hits = _config_hits(spec, run.config)
-        if config_hits or (spec.metrics and len(metric_hits) >= spec.min_metrics):
+        if config_hits or signature_hits or (spec.metrics and len(metric_hits) >= spec.min_metrics):
+            metric_hits = list(dict.fromkeys([*signature_hits, *metric_hits]))
             evidence = tuple([f"metric {m}" for m in metric_hits] + config_hits)
             return Objective(id=spec.id, title=spec.title, how="detected", evidence=evidence)
     default = table.get(table.default)

@@ -123,11 +123,19 @@ def load_notebook(data: bytes, location: str) -> tuple[dict[str, Any], int]:
     return nb, skipped
 
 
+#: a trainer built in a code cell ("trainer = GRPOTrainer(model=..."): which trainer ran tells the objective
+#: (lossdoctor/metrics/objectives.yaml, config ``trainer_class``) when the saved table shows only the loss
+_TRAINER_CALL = re.compile(r"\b([A-Z][A-Za-z0-9]*Trainer)\s*\(")
+#: code looked at per cell (a trainer call sits in a cell's first lines, not after 20,000 characters)
+MAX_SOURCE = 20_000
+
+
 @dataclass(frozen=True)
 class Cell:
     number: int                      # 1-based, over every cell of the notebook
     execution_count: int | None
     outputs: tuple[dict[str, Any], ...]
+    trainer: str = ""                # the last `XxxTrainer(` the cell's code builds ("" if none)
 
     def label(self) -> str:
         if self.execution_count is None:
@@ -173,7 +181,10 @@ def iter_cells(nb: dict[str, Any]) -> Iterator[Cell]:
             outputs = []
         outs = tuple(_v3_output(o) if v3 else o for o in outputs if isinstance(o, dict))
         count = cell.get("prompt_number" if v3 else "execution_count")
-        yield Cell(number=i, execution_count=count if isinstance(count, int) else None, outputs=outs)
+        code = _text(cell.get("input" if v3 else "source"))[:MAX_SOURCE] if cell.get("cell_type") == "code" else ""
+        found = _TRAINER_CALL.findall(code)
+        yield Cell(number=i, execution_count=count if isinstance(count, int) else None, outputs=outs,
+                   trainer=found[-1] if found else "")
 
 
 # --------------------------------------------------------------------------- HTML tables
@@ -311,17 +322,22 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
     names = _columns(table.head, width)
     known, other, missing = notebook_table()
     hf = any(n in known and known[n].endswith("loss") for n in names)
-    # rows are written at each evaluation when the table has eval columns; then a 'Training Loss' equal to the row
-    # above is the last logged train loss shown again. Without evaluation every row is its own log.
-    eval_rows = hf and any(n and (n not in known or known[n] == "eval_loss") for n in names)
     keys: list[str | None] = []
     for n in names:
         if not n:
             keys.append(None)
-        elif hf:
-            keys.append(known.get(n) or other.replace("{words}", "_".join(n.lower().split())))
+        elif not hf or n in known:
+            keys.append(known.get(n, n))
+        elif n[:1].islower():
+            # not HF's own column: HF title-cases the eval metrics it adds ("Mean Token Accuracy" <-
+            # eval_mean_token_accuracy); trl/unsloth tables show logged train metrics under their log keys,
+            # with spaced slashes ("reward", "rewards / margins")
+            keys.append("/".join(part.strip() for part in n.split("/")))
         else:
-            keys.append(n)
+            keys.append(other.replace("{words}", "_".join(n.lower().split())))
+    # rows are written at each evaluation when the table has eval columns; then a 'Training Loss' equal to the row
+    # above is the last logged train loss shown again. Without evaluation every row is its own log.
+    eval_rows = hf and any(k is not None and k.startswith("eval_") for k in keys)
     canon = [canonicalise(k) if k else None for k in keys]
     norm = [normalise_key(k) if k else "" for k in keys]
     axis = next((i for i, k in enumerate(norm) if k in _STEP_NAMES or canon[i] == "train/global_step"), None)
@@ -631,7 +647,8 @@ def _describe(build: _Build, frame: pd.DataFrame) -> str:
     return f"{build.cell.label()}: {build.segments[0].what}, {span}{total}"
 
 
-def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[str, str]]) -> Run:
+def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[str, str]],
+            trainers: dict[int, str]) -> Run:
     frame, step_source = build.frame()
     notes: list[str] = []
     for i, seg in enumerate(build.segments):
@@ -648,6 +665,9 @@ def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[st
     config: dict[str, Any] = {"notebook.cell": build.cell.number}
     if build.cell.execution_count is not None:
         config["notebook.execution_count"] = build.cell.execution_count
+    built = [name for number, name in sorted(trainers.items()) if number <= build.cell.number]
+    if built:   # the trainer built last at or before the training cell
+        config["trainer_class"] = built[-1]
     state = "finished" if "train_runtime" in summary else "unknown"
     prog = build.progress()
     if prog is not None:
@@ -688,8 +708,11 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
     segments: list[_Segment] = []
     errors: dict[int, tuple[str, str]] = {}
     n_cells = n_outputs = 0
+    trainers: dict[int, str] = {}
     for cell in iter_cells(nb):
         n_cells += 1
+        if cell.trainer:
+            trainers[cell.number] = cell.trainer
         if not cell.outputs:
             continue
         n_outputs += 1
@@ -710,7 +733,7 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
                           "output); expected the HF Trainer progress table, printed log dicts or a training "
                           "console", location)
     name_base = Path(location).name
-    runs = [_to_run(b, location, name_base, errors) for b in builds]
+    runs = [_to_run(b, location, name_base, errors, trainers) for b in builds]
     ids = [b.run_id for b in builds]
     if selector is not None:
         m = _SELECTOR.match(selector)
