@@ -6,12 +6,11 @@ away. Built from the same ReportData as the file reports (``report/data.py``); t
 
 Self-contained and inert: inline ``style`` attributes only (notebook front-ends drop or scope ``<style>``
 blocks differently), inline SVG (no external file, no script), every run string escaped (jinja autoescape for
-HTML, ``md_escape`` for Markdown). SVG element ids get a prefix derived from the run, so two diagnoses shown in
-one notebook page do not share an id.
+HTML, ``md_escape`` for Markdown). The SVG refers to no id (no clip paths, no ``url(#...)``), so two
+diagnoses shown in one notebook page cannot disturb each other's plots.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
@@ -45,19 +44,8 @@ def inline_plots(data: ReportData) -> tuple[PlotSpec, ...]:
     return tuple(replace(p, small=True) for p in chosen[:MAX_PLOTS])
 
 
-def _prefix(data: ReportData) -> str:
-    digest = hashlib.sha1(f"{data.run.location}\0{data.run.name}\0{data.run.n_points}\0{data.verdict}"
-                          .encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    return f"ld{digest}-"
-
-
 #: inline plots are narrower than the file report's
 INLINE_WIDTH = 640
-
-
-def _prefixed_ids(svg: str, prefix: str) -> str:
-    """SVG element ids with the run's prefix, so two diagnoses shown in one notebook page never share an id."""
-    return svg.replace(' id="', f' id="{prefix}')
 
 
 def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
@@ -66,9 +54,7 @@ def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> 
     from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg
 
     data = data or build_report_data(diagnosis)
-    prefix = _prefix(data)
-    svgs = [(p, Markup(_prefixed_ids(plot_svg(p, width=INLINE_WIDTH), f"{prefix}p{i}-")))
-            for i, p in enumerate(inline_plots(data))]
+    svgs = [(p, Markup(plot_svg(p, width=INLINE_WIDTH))) for p in inline_plots(data)]
     return html_env().get_template("inline.html.j2").render(
         d=data, svgs=svgs, colours=SEVERITY_COLOURS, level_colour=LEVEL_COLOURS.get(data.level, "#888"))
 
