@@ -198,9 +198,23 @@ def w_tb(run: Run, d: Path, names: dict[str, str] | None = None, sub: Callable[[
     """TensorBoard event files written by torch's SummaryWriter (HF's TensorBoardCallback names by default).
     `sub(tag)` puts a tag's events in a subdirectory (Keras' train/ and validation/); `sessions` writes one
     event file per (first_step, last_step) range, as a resumed run leaves."""
+    from unittest import mock
+
     from torch.utils.tensorboard import SummaryWriter
 
-    names = {**TB_NAMES, **(names or {})}
+    clock = mock.patch("time.time", return_value=1.7e9)      # the file-version event's time: same bytes each run
+    clock.start()
+    try:
+        _write_tb(run, d, {**TB_NAMES, **(names or {})}, sub, sessions, SummaryWriter)
+    finally:
+        clock.stop()
+    # fixed file names, so a rerun rewrites the same files
+    for k, f in enumerate(sorted((d / "tb").rglob("events.out.tfevents.*"))):
+        f.rename(f.parent / f"events.out.tfevents.{1700000000 + k}.scenario.{k}")
+
+
+def _write_tb(run: Run, d: Path, names: dict[str, str], sub: Callable[[str], str] | None,
+              sessions: list[tuple[int, int]] | None, SummaryWriter: Any) -> None:
     ranges = sessions or [(-1, 10 ** 12)]
     for i, (lo, hi) in enumerate(ranges):
         writers: dict[str, Any] = {}
@@ -218,9 +232,6 @@ def w_tb(run: Run, d: Path, names: dict[str, str] | None = None, sub: Callable[[
                 writers[where].add_scalar(tag.split("|")[0], v, e["step"], walltime=1.7e9 + 60 * e["step"] + i)
         for w in writers.values():
             w.close()
-    # fixed file names, so a rerun rewrites the same files
-    for k, f in enumerate(sorted((d / "tb").rglob("events.out.tfevents.*"))):
-        f.rename(f.parent / f"events.out.tfevents.{1700000000 + k}.scenario.{k}")
 
 
 def _py(v: Any) -> str:
@@ -922,9 +933,9 @@ def preference_rl(out: list[Scenario]) -> None:
       objective="preference")
 
     def grpo(reward: Fn, kl: Fn, length: Fn, zero_std: Fn, entropy: Fn | None = None, clipped: Fn | None = None,
-             loss: Fn | None = None) -> Run:
+             loss: Fn | None = None, reward_sd: float = 0.02) -> Run:
         def extra(s: int) -> dict[str, Any]:
-            e = {"reward": round(reward(s) + rng.gauss(0, 0.02), 4), "reward_std": round(max(0.0, 0.3 * (1 - zero_std(s)) + rng.gauss(0, 0.01)), 4),
+            e = {"reward": round(reward(s) + (rng.gauss(0, reward_sd) if reward_sd else 0.0), 4), "reward_std": round(max(0.0, 0.3 * (1 - zero_std(s)) + rng.gauss(0, 0.01)), 4),
                  "frac_reward_zero_std": round(min(1.0, max(0.0, zero_std(s) + rng.gauss(0, 0.01))), 4),
                  "kl": round(kl(s), 6), "completions/mean_length": round(length(s) + rng.gauss(0, 3), 1),
                  "completions/clipped_ratio": round(clipped(s) if clipped else 0.02, 4)}
@@ -940,9 +951,9 @@ def preference_rl(out: list[Scenario]) -> None:
       ["healthy"], "GRPO: loss = 0.04 x kl (0.0 at the start), reward 0.1 -> 0.67, kl up to 0.05, entropy 1.2 -> 0.9, "
       "lengths ~200: healthy.", f"{I21} section 1 (a GRPO run with loss 0.0 called not decreasing)", objective="rl")
     S("rl-grpo-no-signal-state", "state",
-      grpo(lambda s: 0.0, lambda s: 0.0, lambda s: 150, lambda s: 0.97),
+      grpo(lambda s: 0.0, lambda s: 0.0, lambda s: 150, lambda s: 0.97, reward_sd=0.0),
       ["no-learning-signal", "not-learning"], "GRPO on a task too hard for the model: every group's completions "
-      "score 0 (frac_reward_zero_std ~0.97, reward_std ~0), the mean reward stays at ~0, kl 0: no learning "
+      "score 0 (frac_reward_zero_std ~0.97, reward_std ~0), the mean reward is 0.0 at every log, kl 0: no learning "
       "signal, and the reward never rises.",
       f"{I21} section 2 (reward_std -> 0)", objective="rl")
     S("rl-grpo-kl-blowup-state", "state",
