@@ -22,7 +22,8 @@ from lossdoctor.rules.packs import RuleSet
 
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
                              "not-learning", "no-learning-signal", "reward-falling", "kl-blowup",
-                             "entropy-collapse", "length-collapse", "length-pinned", "likelihood-displacement")
+                             "entropy-collapse", "length-collapse", "length-pinned", "likelihood-displacement",
+                             "implausible-loss", "slowdown")
 #: severities a user reads as an alarm (a healthy run with one is a false alarm)
 ALARM_SEVERITIES = ("warning", "error")
 LABEL_KEYS = frozenset({"source", "origin", "verdicts", "onset_step", "eval_interval", "why", "oracle", "notes",

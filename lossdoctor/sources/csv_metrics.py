@@ -8,11 +8,17 @@ Long (tbparse's layout): columns step + metric|tag|name|key + value.
 Lightning logs ``x_step`` and ``x_epoch`` for one metric; both alias to the same canonical name, so when
 both exist the ``_epoch`` one is kept apart as ``<canonical>_epoch`` (see _readkit.split_step_epoch_names).
 A row whose cell count differs from the header, or whose step is not an integer, is skipped and counted.
+
+The delimiter is the one of comma, semicolon and tab that splits the header into the most cells (a
+spreadsheet saves semicolons where the decimal mark is a comma; then ``1,25`` is read as 1.25). A W&B chart
+export (``Step``, then ``<run> - <metric>`` with ``__MIN`` / ``__MAX`` band columns) is read as the metrics of
+its first run: the run prefix is dropped, the band columns and other runs' columns are left out (a note says so).
 """
 from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 from lossdoctor.errors import SourceError
@@ -27,15 +33,42 @@ PRIMARY_FILE = "metrics.csv"
 csv.field_size_limit(1 << 24)
 
 
+DELIMITERS = (",", ";", "\t")
+_WANDB_EXPORT = re.compile(r"^(?P<run>.+?) - (?P<metric>.+?)(?P<band>__MIN|__MAX)?$")
+
+
+def _delimiter(first_line: str) -> str | None:
+    counts = {d: first_line.count(d) for d in DELIMITERS}
+    best = max(DELIMITERS, key=lambda d: counts[d])
+    return best if counts[best] else None
+
+
 def _header(text: str) -> list[str] | None:
     first = text.lstrip("\ufeff").split("\n", 1)[0].strip("\r")
-    if "," not in first:
+    delimiter = _delimiter(first)
+    if delimiter is None:
         return None
     try:
-        row = next(csv.reader([first]))
+        row = next(csv.reader([first], delimiter=delimiter))
     except (csv.Error, StopIteration):
         return None
     return [c.strip() for c in row]
+
+
+def _wandb_export_columns(header: list[str], step_col: str) -> tuple[dict[str, str], str | None]:
+    """{column: metric name} for a W&B chart export's first run (band and other runs' columns left out), and a
+    note; ({}, None) when the header is not such an export."""
+    others = [c for c in header if c != step_col]
+    matches = [_WANDB_EXPORT.match(c) for c in others]
+    if not others or not all(matches):
+        return {}, None
+    runs = list(dict.fromkeys(m.group("run") for m in matches if m))
+    keep = {c: m.group("metric") for c, m in zip(others, matches) if m and m.group("run") == runs[0]
+            and not m.group("band")}
+    note = f"a W&B chart export: run {runs[0]!r} read (its __MIN/__MAX band columns left out)"
+    if len(runs) > 1:
+        note += f"; {len(runs) - 1} other run(s) in the file left out"
+    return keep, note
 
 
 def _step_column(header: list[str]) -> str | None:
@@ -59,9 +92,12 @@ def _find_csvs(root: Path) -> list[Path]:
         sorted(p for p in root.glob(f"*/*/{PRIMARY_FILE}") if p.is_file())
 
 
-def read_csv_text(text: str, location: str, points: Collector) -> int:
+def read_csv_text(text: str, location: str, points: Collector, notes: list[str] | None = None) -> int:
     """Add the points of one CSV text; returns the number of skipped rows. Raises SourceError if no step column."""
-    reader = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""))
+    body = text.lstrip("\ufeff")
+    delimiter = _delimiter(body.split("\n", 1)[0].strip("\r")) or ","
+    decimal_comma = delimiter != ","
+    reader = csv.reader(io.StringIO(body, newline=""), delimiter=delimiter)
     try:
         header = [c.strip() for c in next(reader)]
     except StopIteration:
@@ -74,6 +110,18 @@ def read_csv_text(text: str, location: str, points: Collector) -> int:
                           location, line=1)
     index = {c: i for i, c in enumerate(header)}
     long = _is_long(header)
+    rename, note = _wandb_export_columns(header, step_col) if not long else ({}, None)
+    if note and notes is not None:
+        notes.append(note)
+    if decimal_comma and notes is not None:
+        notes.append(f"delimiter {delimiter!r}: a decimal comma in a cell is read as a decimal point")
+
+    def number(cell: str) -> float | None:
+        value = parse_number(cell)
+        if value is None and decimal_comma and "," in cell:
+            value = parse_number(cell.replace(",", "."))
+        return value
+
     skipped = 0
     try:
         for row in reader:
@@ -82,22 +130,22 @@ def read_csv_text(text: str, location: str, points: Collector) -> int:
             if len(row) != len(header):
                 skipped += 1
                 continue
-            step = parse_number(row[index[step_col]])
+            step = number(row[index[step_col]])
             if step is None:          # a NaN, fractional or huge step is dropped (and counted) by the tidy table
                 skipped += 1
                 continue
             if long:
-                value = parse_number(row[index[long[1]]])
+                value = number(row[index[long[1]]])
                 name = row[index[long[0]]].strip()
                 if value is not None and name:
                     points.add(step, name, value)
                 continue
             for col, cell in zip(header, row):
-                if col == step_col or not cell.strip():
+                if col == step_col or not cell.strip() or (rename and col not in rename):
                     continue
-                value = parse_number(cell)
+                value = number(cell)
                 if value is not None:
-                    points.add(step, col, value)
+                    points.add(step, rename.get(col, col), value)
     except csv.Error as exc:
         raise SourceError(f"CSV error: {exc}", location, line=reader.line_num) from None
     return skipped
@@ -132,7 +180,7 @@ class CsvMetricsSource:
             location = str(path) if target.is_dir else target.location
             text, notes = decode_with_notes(read_bytes(path, location))
             points = Collector()
-            skipped = read_csv_text(text, location, points)
+            skipped = read_csv_text(text, location, points, notes)
             overrides = split_step_epoch_names(sorted(set(points.raws)))
             if overrides:
                 points.metrics = [overrides.get(r, m) for r, m in zip(points.raws, points.metrics)]

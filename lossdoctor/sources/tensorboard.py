@@ -10,6 +10,10 @@ The length CRC is checked on every record (8 bytes: cheap in Python), the payloa
 CRC over every byte would dominate the read); a payload that fails to parse is skipped and counted.
 The protobuf module comes from the ``tensorboard`` package: ``pip install 'lossdoctor[tensorboard]'``.
 
+Keras' TensorBoard callback writes one run as two directories, ``train/`` and ``validation/``, with the same
+tags (``epoch_loss``): a ``validation`` (or ``val``/``eval``) directory beside a ``train`` one is read into that
+run, its tags as ``val_<tag>`` (``epoch_loss`` becomes ``val_loss``), so the held-out curve is the eval loss.
+
 Scalars come in two encodings: ``simple_value`` (HF TensorBoardCallback, ``add_scalar`` default) and a
 0-d tensor with plugin ``scalars`` (``add_scalar(new_style=True)``, torchtune; the plugin metadata is only
 written with a tag's first value). Both are read; strings, images, histograms are ignored.
@@ -99,7 +103,14 @@ def _tensor_scalar(tensor: object) -> float | None:
     return None
 
 
-def read_event_file(path: Path, location: str, points: Collector, notes: list[str]) -> int:
+VALIDATION_DIRS = ("validation", "val", "eval")
+
+
+def _val_tag(tag: str) -> str:
+    return "val_" + (tag[len("epoch_"):] if tag.startswith("epoch_") else tag)
+
+
+def read_event_file(path: Path, location: str, points: Collector, notes: list[str], validation: bool = False) -> int:
     """Add the scalars of one event file to `points`; returns how many were read."""
     try:
         from tensorboard.compat.proto import event_pb2
@@ -135,7 +146,8 @@ def read_event_file(path: Path, location: str, points: Collector, notes: list[st
                 continue
             if number is None:
                 continue
-            points.add(int(event.step), value.tag, number, wall_time=event.wall_time)
+            points.add(int(event.step), _val_tag(value.tag) if validation else value.tag, number,
+                       wall_time=event.wall_time)
             n += 1
     if bad:
         notes.append(f"{path.name}: {bad} record(s) that are not Event protobufs skipped")
@@ -186,12 +198,22 @@ class TensorBoardSource:
         groups: dict[Path, list[Path]] = {}
         for f in files:
             groups.setdefault(f.parent, []).append(f)
+        validation = {p.parent / "train": p for p in groups
+                      if p.name.lower() in VALIDATION_DIRS and p.parent / "train" in groups}
         runs: list[Run] = []
         for parent, group in sorted(groups.items()):
+            if parent in validation.values():
+                continue                                   # read into its train/ sibling's run
             points = Collector()
             notes: list[str] = []
             for f in sorted(group):
                 read_event_file(f, str(f), points, notes)
+            if parent in validation:
+                val_dir = validation[parent]
+                for f in sorted(groups[val_dir]):
+                    read_event_file(f, str(f), points, notes, validation=True)
+                notes.append(f"Keras layout: {val_dir.name}/ read into this run as val_<tag> "
+                             "(its epoch_loss is the eval loss)")
             if not len(points):
                 continue
             overrides = split_step_epoch_names(sorted(set(points.raws)))

@@ -7,7 +7,8 @@ steps. The non-finite points are **transient** when there are at most ``max_tran
 of the logs), none is the last log or next to another (except a
 run of them at the very start: the scaler calibrating its initial 2^16 scale), the train loss is never logged as exactly 0.0 at or
 after them (the hidden-NaN signature) and the train loss after the last one is finite and not above
-``blowup`` x its level before the first one. Anything else is **persistent**. ``persistence: any`` (the
+``blowup`` x its level before the first one, nor at the end above ``blowup`` x the lowest it had been before
+the first one (a run that diverged around them). Anything else is **persistent**. ``persistence: any`` (the
 default) keeps the old behaviour: every non-finite point."""
 from __future__ import annotations
 
@@ -104,6 +105,14 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     after = loss_values[loss_steps > last][:5]
     blew_up = bool(len(after) and (not np.isfinite(after).all() or (
         len(before) and np.median(after) > float(args["blowup"]) * np.median(before))))
+    # ... or a run that diverged around them: the loss at the end above blowup x the lowest it had been before
+    # (3-log medians), though the loss right around the point looked continuous (it was already up)
+    prior = loss_values[(loss_steps < first) & finite]
+    tail = loss_values[finite][-5:]
+    if len(prior) >= 3 and len(tail):
+        lows = np.array([np.median(prior[i:i + 3]) for i in range(len(prior) - 2)])
+        lowest = float(lows.min())
+        blew_up = blew_up or bool(lowest > 0 and np.median(tail) > float(args["blowup"]) * lowest)
     gaps = np.diff(clock[at]) if k > 1 else np.zeros(0)
     spacing = f", {int(np.median(gaps))} steps apart (median)" if len(gaps) else ""
     where = f"{k} non-finite point(s) of {n} logs, steps {first}-{last}{spacing}"
@@ -116,7 +125,8 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     if zero_after:
         return False, f"{where}, and train/loss logged as exactly 0.0 from there on (a NaN loss hidden as 0)"
     if blew_up:
-        return False, f"{where}, and the train loss after them is non-finite or above {args['blowup']}x its level before"
+        return False, (f"{where}, and the train loss after them (or at the end) is non-finite or above "
+                       f"{args['blowup']}x its level before")
     return True, f"{where}, each followed by normal steps and a train loss that carried on"
 
 

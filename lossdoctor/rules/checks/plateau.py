@@ -29,6 +29,9 @@ class Plateau:
                                   doc="silent while this series (e.g. eval/loss) improved by improve_by: a model "
                                       "whose eval loss keeps improving is learning"),
         "improve_by": Param("fraction", default=0.05, doc="first vs the median of the last 3 points"),
+        "improve_at_best": Param("fraction", default=0.0,
+                                 doc="... or first vs the last point when that is the series' best so far (an eval "
+                                     "still setting new bests at its last eval is learning; 0 = off)"),
     }
     evidence_keys = frozenset({"head", "tail", "drop_pct", "points", "from_step", "to_step", "metric",
                                "lr_ratio", "improving"})
@@ -63,9 +66,12 @@ class Plateau:
             o_metric, _, o_vals = finite_points(run, other)
             if o_metric is not None and len(o_vals) >= 2 and o_vals[0] != 0:
                 gain = (o_vals[0] - float(np.median(o_vals[-3:]))) / abs(o_vals[0])
-                if gain >= float(args["improve_by"]):
+                at_best = (o_vals[0] - float(o_vals[-1])) / abs(o_vals[0])
+                still_best = float(args["improve_at_best"]) > 0 and o_vals[-1] <= o_vals[:-1].min() \
+                    and at_best >= float(args["improve_at_best"])
+                if gain >= float(args["improve_by"]) or still_best:
                     holds = False
-                    improving = f"{o_metric} improved {gain * 100:.1f}%"
+                    improving = f"{o_metric} improved {max(gain, at_best) * 100:.1f}%"
         return global_result(holds, int(steps[-1]), {
             "improving": improving,
             "head": head, "tail": tail, "drop_pct": drop * 100.0, "points": n, "from_step": int(steps[0]),

@@ -28,15 +28,20 @@ class Share:
                                 doc="silent unless the bound is in the run's config (no default assumed)"),
         "min_share": Param("fraction", default=0.8),
         "min_points": Param("int", default=10),
+        "min_count": Param("int", default=0, doc="also at least this many points (isolated ones count)"),
+        "skip_first": Param("int", default=0, doc="leave out the first N points (warm-up)"),
         "window": Param("window", default=None),
     }
-    evidence_keys = frozenset({"share_pct", "points", "total_points", "bound", "bound_source", "median", "metric",
+    evidence_keys = frozenset({"share_pct", "points", "total_points", "bound", "bound_source", "median", "peak", "metric",
                                "from_step", "to_step"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         metric, steps, values = finite_points(run, args["series"], args.get("window"))
         if metric is None:
             return empty_result((args["series"],), "global")
+        skip = int(args["skip_first"])
+        if skip:
+            steps, values = steps[skip:], values[skip:]
         n = len(values)
         if n < int(args["min_points"]):
             return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
@@ -48,9 +53,11 @@ class Share:
             bound = float(args["value"])
         hits = int(OPS[args["op"]](values, bound).sum())
         share = hits / n
-        return global_result(share >= float(args["min_share"]), int(steps[-1]), {
+        holds = share >= float(args["min_share"]) and hits >= int(args["min_count"])
+        return global_result(holds, int(steps[-1]), {
             "share_pct": 100.0 * share, "points": hits, "total_points": n, "bound": bound, "bound_source": source,
-            "median": float(np.median(values)), "metric": metric, "from_step": int(steps[0]),
+            "median": float(np.median(values)), "peak": float(np.max(values)), "metric": metric,
+            "from_step": int(steps[0]),
             "to_step": int(steps[-1])}, (metric,))
 
 

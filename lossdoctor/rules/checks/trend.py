@@ -51,6 +51,12 @@ class Trend:
                              "lags behind"),
         "raw_noise_z": Param("number", default=4.0,
                              doc="... and above it by this many noise deviations of the points before them"),
+        "unless_improving": Param("series", default=None,
+                                  doc="silent while this series (e.g. eval/loss) is at its best at its last point "
+                                      "and improve_by below its first: a train loss that rises while the held-out "
+                                      "loss keeps improving measures something else (a curriculum, a display "
+                                      "loss), not a model that diverged"),
+        "improve_by": Param("fraction", default=0.05, doc="first vs last point of unless_improving"),
     }
     evidence_keys = frozenset({"best", "best_step", "last", "last_step", "change_pct", "abs_change_pct",
                                "rise_pct", "drop_pct", "points", "metric", "first", "first_step", "saving_pct",
@@ -95,6 +101,10 @@ class Trend:
         raw_hit = _raw_end(raw, values, ref, up, int(args["raw_end"]), float(args["min_change"]), floor,
                            float(args["raw_noise_z"])) if args["from"] == "best" else np.zeros(n, dtype=bool)
         mask = mask | raw_hit
+        if args.get("unless_improving") and mask.any():
+            best_step = int(steps[int(ref_idx[int(np.flatnonzero(mask)[-1])])])
+            if _still_improving(run, args["unless_improving"], float(args["improve_by"]), up, best_step):
+                mask = np.zeros(n, dtype=bool)
         smoothing = "raw" if span <= 1 else f"{args['smooth_kind']} over {span} points"
         # the turn, for people: the lowest (highest) raw point among those the smoothed best was made of;
         # computed only for the indices whose evidence is asked for (a few), not for every point
@@ -130,6 +140,28 @@ class Trend:
             return int(steps[t])
 
         return CheckResult(steps, mask, evidence_at, (metric,), onset_at=onset_at)
+
+
+def _still_improving(run: Run, series: str, improve_by: float, up: bool, since_step: int) -> bool:
+    """The other series (a loss: lower is better when the watched one must not go ``up``) has at least 3 points,
+    one of them at or before ``since_step`` (the watched series' best: the held-out curve saw the turn), its
+    last one is its best, and that is ``improve_by`` better than where it was at ``since_step``."""
+    names = resolve_series(run, series)
+    if not names:
+        return False
+    s, v = arrays(run, names[0])
+    ok = np.isfinite(v)
+    s, v = s[ok], v[ok]
+    before = np.flatnonzero(s <= since_step)
+    if len(v) < 3 or not len(before):
+        return False
+    if not up:
+        v = -v
+    ref = float(v[before[-1]])
+    if ref == 0:
+        return False
+    gain = (ref - v[-1]) / abs(ref)
+    return bool(v[-1] <= v[:-1].min() and gain >= improve_by)
 
 
 def _raw_end(raw: np.ndarray, smoothed: np.ndarray, ref: np.ndarray, up: bool, k: int, min_change: float,
