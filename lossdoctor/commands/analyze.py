@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.errors import UsageError
+from lossdoctor.errors import UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
+from lossdoctor.safetext import visible
 
 DEFAULT_FORMATS = "html,md"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -63,7 +64,8 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.
     """
     from lossdoctor.diagnosis import diagnose
-    from lossdoctor.report import render_terminal, write_reports
+    from lossdoctor.report import render_many, render_terminal
+    from lossdoctor.report.write import write_files
     from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
     from lossdoctor.sources.base import ReadOptions
@@ -76,10 +78,16 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         source_kind = "user-format"
     options = ReadOptions(source_kind=source_kind, all_runs=all_runs, refresh=refresh, offline=offline,
                           timeout=timeout, log_format=log_format, progress=sys.stderr.isatty())
-    runs = [run for location in sources for run in read_runs(location, options)]
-    diagnoses = [diagnose(run, ruleset) for run in runs]
+    runs = []
+    for location in sources:
+        with doing("reading", location):
+            runs.extend(read_runs(location, options))
+    diagnoses = []
+    for run in runs:
+        with doing("diagnosing", run.provenance.location):
+            diagnoses.append(diagnose(run, ruleset))
 
-    # every report is rendered before anything is written (write_reports is atomic per directory)
+    # every report is rendered before anything is written (each file is written atomically)
     base = Path(out_dir) if out_dir else None
     names_seen: dict[str, int] = {}
     targets = []
@@ -94,22 +102,27 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
             target = base if len(diagnoses) == 1 else base / slug
         targets.append(target)
     use_color = sys.stdout.isatty() if color is None else color
+    rendered = []
+    for diag in diagnoses:
+        with doing("rendering the report of", diag.run.provenance.location):
+            rendered.append(render_many(diag, wanted))
     written_all = []
-    for diag, target in zip(diagnoses, targets):
-        written_all.append(write_reports(diag, wanted, target))
+    for (files, primaries), target in zip(rendered, targets):
+        write_files(target, files)
+        written_all.append([target / p for p in primaries])
     for diag, written in zip(diagnoses, written_all):
         for note in diag.run.provenance.notes:
-            click.echo(f"lossdoctor: note: {diag.run.name}: {note}", err=True)
+            click.echo(visible(f"lossdoctor: note: {diag.run.name}: {note}"), err=True)
         if quiet:
-            click.echo(f"{diag.run.name}: {diag.verdict}")
+            click.echo(visible(f"{diag.run.name}: {diag.verdict}"))
         else:
             click.echo(render_terminal(diag, use_color))
             for path in written:
-                click.echo(f"  report: {path}")
+                click.echo(visible(f"  report: {path}"))
     crashed = [c for d in diagnoses for c in d.crashed_checks]
     if crashed:
         for item in crashed:
-            click.echo(f"lossdoctor: error: rule check crashed: {item}", err=True)
+            click.echo(visible(f"lossdoctor: error: rule check crashed: {item}"), err=True)
         return EXIT_ERROR
     severities = [f.severity for d in diagnoses for f in d.findings]
     return gate(severities, fail_on) if severities else EXIT_OK

@@ -11,6 +11,7 @@ import re
 from lossdoctor.model import Diagnosis
 from lossdoctor.report.data import ReportData
 from lossdoctor.report.formats._jinja import md_env
+from lossdoctor.safetext import blank
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 SEVERITY_MARK = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
@@ -18,8 +19,9 @@ LEVEL_MARK = {"error": "🔴", "warning": "🟠", "info": "🔵", "ok": "🟢", 
 
 
 def md_escape(text: str) -> str:
-    """One line, HTML entities for & < >, backslash before Markdown markup characters."""
-    text = " ".join(str(text).split())
+    """One line without control characters (no raw ESC in the file), HTML entities for & < >, backslash
+    before Markdown markup characters."""
+    text = blank(text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 
