@@ -48,14 +48,65 @@ def parse_number(text: str) -> float | None:
 
 def json_number(value: Any) -> float | None:
     """A JSON value as a number: int/float as is, numeric strings (transformers 5 logs '5.351') parsed,
-    booleans and everything else None."""
+    booleans and everything else None. An integer too large for a float (a 400-digit literal) is ±inf:
+    it is a number, just beyond any float."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         return parse_number(value)
     return None
+
+
+#: Steps are int64 (the tidy table's dtype); anything outside is not a step.
+STEP_MIN, STEP_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def to_step(value: Any) -> int | None:
+    """A step counter from a parsed number (int, float or numeric string): None when it is not one —
+    non-finite, fractional, boolean, or outside int64 (a 20-digit counter, 1e20). Never raises."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        digits = value.strip()
+        if _INT_TEXT.match(digits):         # exact, without a detour through float (and never 4300+ digits)
+            return _in_int64(int(digits)) if len(digits) <= 21 else None
+        value = parse_number(value)
+        if value is None:
+            return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != math.floor(value):
+            return None
+        value = int(value)
+    try:
+        step = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return _in_int64(step)
+
+
+_INT_TEXT = re.compile(r"^[-+]?\d+$")
+
+
+def _in_int64(step: int) -> int | None:
+    return step if STEP_MIN <= step <= STEP_MAX else None
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` (NaN/Infinity tokens accepted) whose every failure is a ValueError: nesting deeper
+    than the interpreter's recursion limit or an integer literal past Python's digit limit included."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def count_undecodable(data: bytes, encoding: str, text: str) -> int:
@@ -131,7 +182,7 @@ def split_rank(line: str) -> tuple[int | None, str]:
     """(rank or None, line without the rank prefix)."""
     m = RANK_PREFIX.match(line)
     if m:
-        return int(m.group(1)), line[m.end():]
+        return to_step(m.group(1)), line[m.end():]
     return None, line
 
 
@@ -164,14 +215,19 @@ class Collector:
     wall_times: list[float] = field(default_factory=list)
     glued_lines: list[int] = field(default_factory=list)
     long_lines: int = 0
+    bad_steps: int = 0
 
     def add(self, step: int, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
             metric: str | None = None, wall_time: float | None = None) -> None:
-        self.steps.append(int(step))
+        checked = to_step(step)
+        if checked is None:          # non-finite, fractional or outside int64: dropped and counted
+            self.bad_steps += 1
+            return
+        self.steps.append(checked)
         self.raws.append(raw)
         self.values.append(float(value))
         self.metrics.append(metric)
-        self.ranks.append(0 if rank is None else int(rank))
+        self.ranks.append(0 if rank is None else (to_step(rank) or 0))
         self.priorities.append(priority)
         self.wall_times.append(math.nan if wall_time is None else float(wall_time))
 
@@ -191,6 +247,8 @@ class Collector:
                          f"(DDP ranks writing at once; line {first}{more})")
         if self.long_lines:
             notes.append(f"{self.long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
+        if self.bad_steps:
+            notes.append(f"{self.bad_steps} point(s) whose step is not an integer within int64 dropped")
         if not self.steps:
             return empty_metrics(), notes
         canon = [m if m is not None else canonicalise(r) for m, r in zip(self.metrics, self.raws)]

@@ -18,7 +18,7 @@ from pathlib import Path
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (Collector, decode_with_notes, make_run, parse_number, read_bytes,
-                                         split_step_epoch_names)
+                                         split_step_epoch_names, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 STEP_COLUMNS = ("step", "global_step", "train/global_step", "trainer/global_step", "_step", "iter", "iteration")
@@ -82,22 +82,22 @@ def read_csv_text(text: str, location: str, points: Collector) -> int:
             if len(row) != len(header):
                 skipped += 1
                 continue
-            step = parse_number(row[index[step_col]])
-            if step is None or step != step or step != int(step):
+            step = to_step(parse_number(row[index[step_col]]))
+            if step is None:
                 skipped += 1
                 continue
             if long:
                 value = parse_number(row[index[long[1]]])
                 name = row[index[long[0]]].strip()
                 if value is not None and name:
-                    points.add(int(step), name, value)
+                    points.add(step, name, value)
                 continue
             for col, cell in zip(header, row):
                 if col == step_col or not cell.strip():
                     continue
                 value = parse_number(cell)
                 if value is not None:
-                    points.add(int(step), col, value)
+                    points.add(step, col, value)
     except csv.Error as exc:
         raise SourceError(f"CSV error: {exc}", location, line=reader.line_num) from None
     return skipped

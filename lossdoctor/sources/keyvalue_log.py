@@ -23,7 +23,7 @@ import re
 from lossdoctor.metrics.names import alias_table, normalise_key
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, Collector, iter_lines, make_run,
-                                        parse_number, ranked_lines, read_text, require_points, split_rank)
+                                        parse_number, ranked_lines, read_text, require_points, split_rank, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d")
@@ -87,7 +87,7 @@ def parse_line(line: str) -> LineResult | None:
         pairs.append((key, value))
     if len(pairs) == (1 if epoch else 0):
         return None
-    return LineResult(int(steps[0]), pairs, glued)
+    return LineResult(to_step(steps[0]), pairs, glued)
 
 
 def count_records(text: str, limit: int = 400) -> int:

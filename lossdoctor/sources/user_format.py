@@ -15,7 +15,7 @@ from lossdoctor.errors import SourceError
 from lossdoctor.logformat import load_log_format
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (MAX_LINE_CHARS, Collector, iter_lines, make_run, parse_number,
-                                         read_text, split_rank)
+                                         read_text, split_rank, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 
@@ -51,8 +51,8 @@ class UserFormatSource:
             if has_rank_group and m.group("rank") is not None and m.group("rank").strip().isdigit():
                 rank = int(m.group("rank"))
             step_text = m.group(fmt.step_group)
-            step_value = parse_number(step_text) if step_text is not None else None
-            if step_value is None or step_value != step_value or step_value != int(step_value):
+            step_value = to_step(parse_number(step_text)) if step_text is not None else None
+            if step_value is None:
                 bad_steps += 1
                 continue
             values = [(group, metric, m.group(group)) for group, metric in fmt.metrics if m.group(group) is not None]
@@ -63,7 +63,7 @@ class UserFormatSource:
                 points.glued_lines.append(lineno)
                 continue
             for group, metric, value in parsed:
-                points.add(int(step_value), group, value, rank=rank, metric=metric)  # type: ignore[arg-type]
+                points.add(step_value, group, value, rank=rank, metric=metric)  # type: ignore[arg-type]
         frame, more = points.frame()
         if bad_steps:
             more.append(f"{bad_steps} matching line(s) skipped: step group {fmt.step_group!r} held no integer")
