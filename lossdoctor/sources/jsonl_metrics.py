@@ -10,24 +10,28 @@ when the first record line is not JSON at all the file is not JSONL and that is 
 """
 from __future__ import annotations
 
-import json
-import math
 from typing import Any, Iterator
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import Collector, decode_with_notes, json_number, make_run, read_bytes
+from lossdoctor.sources._readkit import (Collector, decode_with_notes, json_number, load_json, make_run, read_bytes,
+                                         to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 STEP_KEYS = ("step", "global_step", "train/global_step", "trainer/global_step", "iter", "iteration", "_step")
 PRIMARY_FILE = "metrics.jsonl"
 
 
-def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+#: Nested objects deeper than this are not metrics (and must not cost a recursion per level).
+MAX_DEPTH = 16
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            yield from _flatten(value, name + "/")
+            if depth < MAX_DEPTH:
+                yield from _flatten(value, name + "/", depth + 1)
         else:
             yield name, value
 
@@ -35,9 +39,9 @@ def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]
 def _step_of(obj: dict[str, Any]) -> tuple[str, int] | None:
     for key in STEP_KEYS:
         if key in obj:
-            value = json_number(obj[key])
-            if value is not None and math.isfinite(value) and value == int(value):
-                return key, int(value)
+            step = to_step(obj[key])
+            if step is not None:
+                return key, step
     return None
 
 
@@ -47,7 +51,7 @@ def _first_objects(text: str, limit: int = 5) -> list[Any]:
         if not line.strip():
             continue
         try:
-            out.append(json.loads(line))
+            out.append(load_json(line))
         except ValueError:
             out.append(None)
         if len(out) >= limit:
@@ -87,7 +91,7 @@ class JsonlMetricsSource:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = load_json(line)
             except ValueError:
                 obj = None
             if not isinstance(obj, dict):
