@@ -25,7 +25,7 @@ import re
 
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (Collector, iter_lines, make_run, parse_number, read_text,
-                                         require_points, tail_text)
+                                         require_points, tail_text, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 GLYPHS = "▁▂▃▄▅▆▇█"
@@ -89,7 +89,8 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
             if value is None:
                 summary[key] = text_value
             else:
-                summary[key] = int(text_value) if re.fullmatch(r"[-+]?\d+", text_value) else value
+                exact = to_step(text_value) if re.fullmatch(r"[-+]?\d+", text_value) else None
+                summary[key] = exact if exact is not None else value     # a counter within int64 stays exact
     return history, summary, name, skipped
 
 
@@ -128,8 +129,9 @@ class WandbConsoleSource:
         points = Collector()
         longest = max((len(v) for k, v in history.items() if k not in _STEP_KEYS), default=0)
         total = next((summary[k] for k in _STEP_KEYS if _is_number(summary.get(k))), None)
-        known_total = _is_number(total) and math.isfinite(total) and total >= longest > 0  # type: ignore
-        span = int(total) if known_total else longest  # type: ignore[arg-type]
+        total_step = to_step(total) if _is_number(total) else None
+        known_total = total_step is not None and total_step >= longest > 0
+        span = total_step if known_total else longest  # type: ignore[assignment]
 
         def anchor_of(key: str) -> float | None:
             value, last = summary.get(key), history[key][-1]
