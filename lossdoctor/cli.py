@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import sys
+import warnings
 
 import click
 
@@ -33,6 +34,8 @@ def group(debug: bool) -> None:
     lossdoctor train --model tiny --data examples/data/overfit.jsonl --output-dir runs/overfit
     """
     _STATE["debug"] = debug
+    if debug:
+        warnings.simplefilter("default")
 
 
 for _command in discover():
@@ -54,6 +57,8 @@ def internal_error_line(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # numpy's overflow/invalid-value warnings on hostile numbers are not for the user (--debug shows them)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         code = group.main(args=argv, prog_name="lossdoctor", standalone_mode=False)
     except LossdoctorError as err:

@@ -26,7 +26,10 @@ _RC: dict[str, Any] = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "path.simplify": True,
+    "text.parse_math": False,      # a metric or run named "$x^{" is text, never matplotlib math
 }
+#: Values beyond this are drawn at it: matplotlib's axis arithmetic (range × margin) overflows near ±1e308.
+CLAMP = 1e300
 
 
 def _figure(spec: PlotSpec):  # noqa: ANN202 - matplotlib Figure
@@ -46,7 +49,7 @@ def _figure(spec: PlotSpec):  # noqa: ANN202 - matplotlib Figure
         xs_all.extend(ln.steps)
         finite = np.isfinite(vals)
         colour = LINE_COLOURS.get(ln.metric, DEFAULT_LINE)
-        shown = np.where(finite, vals, np.nan)
+        shown = np.where(finite, np.clip(vals, -CLAMP, CLAMP), np.nan)
         marker = "o" if len(steps) <= 40 and ln.metric.startswith("eval/") else None
         ax.plot(steps, shown, color=colour, label=ln.label, linewidth=1.4, marker=marker, markersize=3)
         if (~finite).any():   # NaN/inf cannot be drawn: an x at the top edge marks each one
@@ -68,7 +71,7 @@ def _figure(spec: PlotSpec):  # noqa: ANN202 - matplotlib Figure
     if spec.marker is not None and math.isfinite(spec.marker.value):
         m = spec.marker
         ax.axvline(m.step, color="#2ca02c", linestyle="--", linewidth=1.0, gid=m.gid, label=m.label)
-        ax.plot([m.step], [m.value], marker="*", markersize=11, color="#2ca02c", linestyle="none")
+        ax.plot([m.step], [max(-CLAMP, min(CLAMP, m.value))], marker="*", markersize=11, color="#2ca02c", linestyle="none")
     if spec.lines:
         ax.legend(loc="best", fontsize=7 if spec.small else 8, framealpha=0.8)
     return fig
