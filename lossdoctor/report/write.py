@@ -20,7 +20,11 @@ def _safe_relative(name: str) -> PurePosixPath:
 
 
 def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write ``files`` (relative name → bytes) under ``out_dir``; returns the paths written (sorted)."""
+    """Write ``files`` (relative name → bytes) under ``out_dir``; returns the paths written (sorted).
+
+    A sub-directory written here (``plots/``) belongs to the report: files in it with a suffix written
+    now but not among the new files (plots of an earlier analysis) are removed, so a report never sits
+    beside stale plots."""
     rels = {name: _safe_relative(name) for name in files}
     written: list[Path] = []
     try:
@@ -30,8 +34,22 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, files[name])
             written.append(target)
+        _remove_stale(out_dir, rels.values())
     except OSError as exc:
         where = exc.filename or out_dir
         raise UsageError(f"cannot write report: {exc.strerror or exc}; expected a writable directory",
                          str(where)) from None
     return written
+
+
+def _remove_stale(out_dir: Path, rels: object) -> None:
+    keep: dict[PurePosixPath, set[str]] = {}
+    for rel in rels:  # type: ignore[attr-defined]
+        if len(rel.parts) > 1:
+            keep.setdefault(rel.parent, set()).add(rel.name)
+    for sub, names in keep.items():
+        suffixes = {PurePosixPath(n).suffix for n in names}
+        folder = out_dir.joinpath(*sub.parts)
+        for path in folder.iterdir():
+            if path.is_file() and path.suffix in suffixes and path.name not in names:
+                path.unlink()
