@@ -14,7 +14,7 @@ class NonFinite:
     kind = "nonfinite"
     doc = "NaN/inf in any matching series"
     params = {"series": Param("series_list", required=True, doc="names or globs")}
-    evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite",
+    evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite", "before",
                                "last_finite_step", "metrics", "zero_loss_points", "peak_before", "peak_before_step"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
@@ -50,15 +50,17 @@ class NonFinite:
             j = int(np.searchsorted(steps, clock[first]))
             value = float(values[j]) if j < len(values) else float("nan")
             finite_before = np.flatnonzero(np.isfinite(values[:j]))
-            last_f = float(values[finite_before[-1]]) if len(finite_before) else float("nan")
-            last_fs = int(steps[finite_before[-1]]) if len(finite_before) else -1
+            last_f = float(values[finite_before[-1]]) if len(finite_before) else None
+            last_fs = int(steps[finite_before[-1]]) if len(finite_before) else None
+            before = (f"last finite value {last_f:.4g} at step {last_fs}" if last_f is not None
+                      else "no finite value before it")
             metrics = sorted({str(m) for m in first_bad_metric[: i + 1][bad[: i + 1]] if m})
             finite_vals = values[:j][np.isfinite(values[:j])]
             peak = float(finite_vals.max()) if len(finite_vals) else float("nan")
             peak_step = int(steps[:j][np.isfinite(values[:j])][int(finite_vals.argmax())]) if len(finite_vals) else -1
             return {"metric": metric, "value": str(value), "step": int(clock[first]),
                     "first_bad_step": int(clock[first]), "bad_points": int(cum[i]), "last_finite": last_f,
-                    "last_finite_step": last_fs, "metrics": ", ".join(metrics),
+                    "last_finite_step": last_fs, "before": before, "metrics": ", ".join(metrics),
                     "zero_loss_points": int(zero_cum[i]), "peak_before": peak, "peak_before_step": peak_step}
 
         return CheckResult(clock, bad, evidence_at, tuple(names))
