@@ -2,12 +2,14 @@
 which is how HF's ``logging_nan_inf_filter`` hides a NaN step loss)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, sorted_unique
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class NonFinite:

@@ -2,13 +2,15 @@
 divergence by the rules that look at persistence and trend)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class Spike:
