@@ -158,8 +158,10 @@ class ScanResult:
 
 
 #: the main bar redrawn on the line right after a dict (tqdm.write redraws it after printing)
-# counters of at most 18 digits: anything longer is no tqdm bar (and would not fit the int64 step column)
-_AFTER = r"(?:\r?\n(?:\x1b\[A|\r)*[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d{1,18})/(\d{1,18}) \[)?"
+# counters of at most 18 digits: anything longer is no tqdm bar (and would not fit the int64 step column).
+# At most 64 cursor-up/CR redraws before the bar: an unbounded (?:a|b)* keeps one backtracking entry per
+# character in Python's re, ~200 bytes each (10 MB of bare \r took 1.6 GB); a bar follows within a few.
+_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d{1,18})/(\d{1,18}) \[)?"
 _OTHER = r"([^{}\n\r]*\})" + _AFTER
 
 
