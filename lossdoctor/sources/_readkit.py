@@ -164,6 +164,9 @@ def tail_text(target: Target, size: int = 64 * 1024) -> str:
         return data.decode("utf-8", errors="replace")
 
 
+_SEGMENT = re.compile(r"[^\r]+")
+
+
 def iter_lines(text: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, segment): each ``\\r``-separated tqdm refresh is its own segment; ANSI removed."""
     has_ansi = "\x1b" in text
@@ -171,9 +174,9 @@ def iter_lines(text: str) -> Iterator[tuple[int, str]]:
         if has_ansi:
             line = _ANSI.sub("", line)
         if "\r" in line:
-            for seg in line.split("\r"):
-                if seg:
-                    yield lineno, seg
+            # lazily: a line of millions of bare \r (tqdm redraws) must not become a list of millions
+            for seg in _SEGMENT.finditer(line):
+                yield lineno, seg.group()
         elif line:
             yield lineno, line
 
