@@ -300,8 +300,9 @@ def run_cli(path: Path, out_dir: Path, extra: list[str], debug: bool = False) ->
 
     if out_dir.exists():
         shutil.rmtree(out_dir)
-    args = (["--debug"] if debug else []) + ["analyze", str(path), "--format", "json", "--out", str(out_dir), "--fail-on", "warning",
-            "--no-color", *extra]
+    fmt = [] if "--format" in extra else ["--format", "json"]
+    args = (["--debug"] if debug else []) + ["analyze", str(path), *fmt, "--out", str(out_dir), "--fail-on",
+                                             "warning", "--no-color", *extra]
     out, err = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
     code: object = None
@@ -352,6 +353,28 @@ class Report:
     seconds: float = 0.0
     max_rss_mb: float = 0.0
 
+    @classmethod
+    def merge(cls, reports: list["Report"]) -> "Report":
+        out = cls()
+        for r in reports:
+            for kind, n in r.inputs.items():
+                out.inputs[kind] = out.inputs.get(kind, 0) + n
+                codes = out.codes.setdefault(kind, {})
+                for code, c in r.codes[kind].items():
+                    codes[code] = codes.get(code, 0) + c
+            out.failures.extend(r.failures)
+            out.slowest = max(out.slowest, r.slowest)
+            out.max_rss_mb = max(out.max_rss_mb, r.max_rss_mb)
+        out.failures.sort(key=lambda f: (f[0], f[1]))
+        return out
+
+    def all_codes(self) -> dict[int, int]:
+        out: dict[int, int] = {}
+        for codes in self.codes.values():
+            for code, n in codes.items():
+                out[code] = out.get(code, 0) + n
+        return out
+
     def summary(self) -> str:
         total = sum(self.inputs.values())
         lines = [f"{total} inputs in {self.seconds:.1f}s ({total / max(self.seconds, 1e-9):.1f}/s), "
@@ -373,15 +396,33 @@ def input_for(seeds: list[Seed], kind: str, index: int, seed: int) -> tuple[Seed
     base = rng.choice(mine)
     data = mutate(base, rng)
     extra = ["--source-kind", kind] if kind == "user-format" or rng.random() < 0.5 else []
+    if index % 40 == 0:
+        extra += ["--format", "json,md"]       # one in 40 also renders the Markdown report and its plots
     return base, data, extra
+
+
+def run_one(work: Path, kind: str, base: Seed, data: bytes, extra: list[str], debug: bool = False) -> Outcome:
+    """Write one input into ``work/case`` and analyse it (``--log-format`` added for user-format)."""
+    if kind == "user-format":
+        fmt = work / "user_format.yaml"
+        if not fmt.exists():
+            fmt.write_text(USER_FORMAT, encoding="utf-8")
+        extra = extra + ["--log-format", str(fmt)]
+    case = work / "case"
+    if case.exists():
+        shutil.rmtree(case)
+    case.mkdir(parents=True)
+    name = "events.out.tfevents.1700000000.host.1.0" if kind == "tensorboard" else f"input{base.suffix}"
+    path = case / name
+    path.write_bytes(data)
+    return run_cli(path, work / "out", extra, debug=debug)
 
 
 def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = None,
          on_progress: Callable[[str, int], None] | None = None, seeds: list[Seed] | None = None,
-         max_seconds: float | None = None) -> Report:
+         max_seconds: float | None = None, job: int = 0, jobs: int = 1) -> Report:
+    """``per_kind`` inputs of each reader (this job's share of them: indices ≡ job mod jobs)."""
     seeds = seeds if seeds is not None else make_seeds(work)
-    fmt = work / "user_format.yaml"
-    fmt.write_text(USER_FORMAT, encoding="utf-8")
     all_kinds = sorted({s.kind for s in seeds})
     kinds = [k for k in all_kinds if kinds is None or k in kinds]
     report = Report()
@@ -389,21 +430,12 @@ def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = Non
     for kind in kinds:
         report.inputs[kind] = 0
         report.codes[kind] = {}
-    for index in range(per_kind):
+    for index in range(job, per_kind, jobs):
         for kind in kinds:
             if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
                 break
             base, data, extra = input_for(seeds, kind, index, seed)
-            if kind == "user-format":
-                extra = extra + ["--log-format", str(fmt)]
-            case = work / "case"
-            if case.exists():
-                shutil.rmtree(case)
-            case.mkdir()
-            name = "events.out.tfevents.1700000000.host.1.0" if kind == "tensorboard" else f"input{base.suffix}"
-            path = case / name
-            path.write_bytes(data)
-            o = run_cli(path, work / "out", extra)
+            o = run_one(work, kind, base, data, extra)
             report.inputs[kind] += 1
             report.codes[kind][o.code] = report.codes[kind].get(o.code, 0) + 1
             probs = problems_of(o)
