@@ -29,7 +29,18 @@ def _work(args: tuple[int, int, int, int, list[str] | None, str]) -> fuzzkit.Rep
     job, jobs, per_kind, seed, kinds, seeds_dir = args
     with tempfile.TemporaryDirectory(prefix=f"fuzz-{job}-") as tmp:
         seeds = fuzzkit.make_seeds(Path(seeds_dir))
-        return fuzzkit.fuzz(Path(tmp), per_kind, seed=seed, kinds=kinds, seeds=seeds, job=job, jobs=jobs)
+        t0 = time.perf_counter()
+
+        def progress(report: fuzzkit.Report) -> None:
+            n = sum(report.inputs.values())
+            if n % 2000 < len(report.inputs):
+                print(f"  job {job}: {n:,} inputs, {len(report.failures)} failing, "
+                      f"{time.perf_counter() - t0:.0f}s", flush=True)
+                for f in report.failures[-3:]:
+                    print(f"    FAIL {f[0]} #{f[1]} ({f[2]}): {'; '.join(f[3])[:300]}", flush=True)
+
+        return fuzzkit.fuzz(Path(tmp), per_kind, seed=seed, kinds=kinds, seeds=seeds, job=job, jobs=jobs,
+                            on_progress=progress)
 
 
 def main() -> None:

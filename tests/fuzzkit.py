@@ -419,7 +419,7 @@ def run_one(work: Path, kind: str, base: Seed, data: bytes, extra: list[str], de
 
 
 def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = None,
-         on_progress: Callable[[str, int], None] | None = None, seeds: list[Seed] | None = None,
+         on_progress: Callable[["Report"], None] | None = None, seeds: list[Seed] | None = None,
          max_seconds: float | None = None, job: int = 0, jobs: int = 1) -> Report:
     """``per_kind`` inputs of each reader (this job's share of them: indices ≡ job mod jobs)."""
     seeds = seeds if seeds is not None else make_seeds(work)
@@ -446,7 +446,7 @@ def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = Non
             if o.seconds > report.slowest[0]:
                 report.slowest = (o.seconds, kind, index)
         if on_progress is not None:
-            on_progress("", index)
+            on_progress(report)
     report.seconds = time.perf_counter() - t_start
     report.max_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return report
