@@ -123,10 +123,10 @@ def empty_metrics() -> pd.DataFrame:
 
 def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = None) -> pd.DataFrame:
     """Build the tidy table from parallel arrays; canonical names from the alias table unless given."""
-    from lossdoctor.metrics.names import canonicalise_many
+    from lossdoctor.metrics.names import bounded_names, canonicalise_many
 
     steps_arr = np.asarray(steps, dtype="int64")
-    raw = np.asarray(raw_names, dtype="object")
+    raw = bounded_names(raw_names)
     vals = np.asarray(values, dtype="float64")
     canon = np.asarray(metrics, dtype="object") if metrics is not None else canonicalise_many(raw)
     frame = pd.DataFrame({"step": steps_arr, "metric": canon, "value": vals, "raw_name": raw})

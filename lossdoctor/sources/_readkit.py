@@ -254,12 +254,15 @@ class Collector:
             notes.append(f"{self.bad_steps} point(s) whose step is not an integer within int64 dropped")
         if not self.steps:
             return empty_metrics(), notes
-        canon = [m if m is not None else canonicalise(r) for m, r in zip(self.metrics, self.raws)]
+        from lossdoctor.metrics.names import bounded_name
+
+        raws = [bounded_name(r) for r in self.raws]
+        canon = [m if m is not None else canonicalise(r) for m, r in zip(self.metrics, raws)]
         frame = pd.DataFrame({
             "step": np.asarray(self.steps, dtype="int64"),
             "metric": np.asarray(canon, dtype="object"),
             "value": np.asarray(self.values, dtype="float64"),
-            "raw_name": np.asarray(self.raws, dtype="object"),
+            "raw_name": np.asarray(raws, dtype="object"),
             "_rank": self.ranks,
             "_prio": self.priorities,
             "_order": np.arange(len(self.steps)) * (1 if self.keep == "first" else -1),
