@@ -389,14 +389,15 @@ class Report:
         return "\n".join(lines)
 
 
-def input_for(seeds: list[Seed], kind: str, index: int, seed: int) -> tuple[Seed, bytes, list[str]]:
+def input_for(seeds: list[Seed], kind: str, index: int, seed: int, render_every: int = 40
+              ) -> tuple[Seed, bytes, list[str]]:
     """The index-th fuzz input of a reader (deterministic in (seed, kind, index))."""
     rng = random.Random(f"{seed}:{kind}:{index}")
     mine = [s for s in seeds if s.kind == kind]
     base = rng.choice(mine)
     data = mutate(base, rng)
     extra = ["--source-kind", kind] if kind == "user-format" or rng.random() < 0.5 else []
-    if index % 40 == 0:
+    if render_every and index % render_every == 0:
         extra += ["--format", "json,md"]       # one in 40 also renders the Markdown report and its plots
     return base, data, extra
 
@@ -420,7 +421,7 @@ def run_one(work: Path, kind: str, base: Seed, data: bytes, extra: list[str], de
 
 def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = None,
          on_progress: Callable[["Report"], None] | None = None, seeds: list[Seed] | None = None,
-         max_seconds: float | None = None, job: int = 0, jobs: int = 1) -> Report:
+         max_seconds: float | None = None, job: int = 0, jobs: int = 1, render_every: int = 40) -> Report:
     """``per_kind`` inputs of each reader (this job's share of them: indices ≡ job mod jobs)."""
     seeds = seeds if seeds is not None else make_seeds(work)
     all_kinds = sorted({s.kind for s in seeds})
@@ -434,7 +435,7 @@ def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = Non
         for kind in kinds:
             if max_seconds is not None and time.perf_counter() - t_start > max_seconds:
                 break
-            base, data, extra = input_for(seeds, kind, index, seed)
+            base, data, extra = input_for(seeds, kind, index, seed, render_every)
             o = run_one(work, kind, base, data, extra)
             report.inputs[kind] += 1
             report.codes[kind][o.code] = report.codes[kind].get(o.code, 0) + 1
