@@ -48,13 +48,15 @@ import pandas, numpy, lossdoctor.cli, lossdoctor.commands.analyze, lossdoctor.so
 from lossdoctor.sources import registry
 registry()
 t0 = time.monotonic()
-atexit.register(lambda: open(sys.argv[1], "w").write(str(time.monotonic() - t0)))
+def hwm():
+    return next(int(ln.split()[1]) / 1024 for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
+atexit.register(lambda: open(sys.argv[1], "w").write(f"{time.monotonic() - t0} {hwm()}"))
 lossdoctor.cli.main(sys.argv[2:])
 """
 
 
 def child(world, target: str, *extra: str, timeout: float = TIMEOUT) -> tuple[int, str, float, float]:
-    """(exit code, stderr, seconds from cli.main to process end, peak RSS MB) of one `lossdoctor analyze`
+    """(exit code, stderr, seconds from cli.main to interpreter exit, peak RSS MB) of one `lossdoctor analyze`
     child (``--refresh`` unless ``--offline`` is asked for)."""
     out = world["root"] / "out"
     clock = world["root"] / "elapsed.txt"
@@ -70,14 +72,15 @@ def child(world, target: str, *extra: str, timeout: float = TIMEOUT) -> tuple[in
         t.start()
     watchdog = threading.Timer(timeout + 60, proc.kill)
     watchdog.start()
-    _, status, usage = os.wait4(proc.pid, 0)            # this child's own peak RSS
+    _, status, _ = os.wait4(proc.pid, 0)
     watchdog.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     for t in pumps:
         t.join(10)
     assert proc.returncode != -9, f"{target}: still running {timeout + 60:.0f}s after start (killed)"
-    wall = float(clock.read_text())
-    return proc.returncode, b"".join(err).decode("utf-8", "replace"), wall, usage.ru_maxrss / 1024
+    # peak RSS from the child's VmHWM (ru_maxrss would count the forking pytest process's size too)
+    wall, rss = (float(x) for x in clock.read_text().split())
+    return proc.returncode, b"".join(err).decode("utf-8", "replace"), wall, rss
 
 
 def url(world, run_id: str = "live") -> str:
