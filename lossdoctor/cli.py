@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
         raise
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - the last resort: never a traceback, never exit 1
         _last_resort(exc)
-    sys.exit(code if isinstance(code, int) and code in (0, 1, 2) else (0 if code is None else EXIT_ERROR))
+    # a command's own code: 0/1/2, or 130 when `train` was interrupted (Ctrl-C) after saving its state
+    sys.exit(code if isinstance(code, int) and code in (0, 1, 2, 130) else (0 if code is None else EXIT_ERROR))
 
 
 def _last_resort(exc: BaseException) -> None:
