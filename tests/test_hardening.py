@@ -236,3 +236,16 @@ def test_poisoned_cache_entries_are_not_hits(tmp_path: Path) -> None:
     meta.unlink()
     cache.store(ref, empty)
     assert not table.exists()
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nesting depth"),
+    ("name: x\x00\npattern: a\n", "a NUL byte"),
+])
+def test_hostile_log_format_files_are_one_located_line(tmp_path: Path, body: str, needle: str) -> None:
+    fmt = tmp_path / "fmt.yaml"
+    fmt.write_text(body, encoding="utf-8")
+    log = tmp_path / "x.log"
+    log.write_text("it=1 l=2\n", encoding="utf-8")
+    code, _, err = run_cli("analyze", str(log), "--log-format", str(fmt))
+    assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err and str(fmt) in err, err

@@ -138,8 +138,9 @@ class YamlPosError(Exception):
         self.message, self.line, self.column = message, line, column
 
 
-def load(text: str) -> Any:
-    """Parse YAML text into PosDict/PosList/scalars. Raises YamlPosError with the position."""
+def compose(text: str) -> yaml.Node | None:
+    """The YAML node graph (no Python objects built), nesting capped at MAX_DEPTH; YamlPosError on any
+    problem. Aliases are not expanded here (callers that walk the graph must bound that themselves)."""
     nul = text.find("\x00")
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
@@ -159,6 +160,12 @@ def load(text: str) -> Any:
         dispose = getattr(loader, "dispose", None)
         if dispose is not None:
             dispose()
+    return node
+
+
+def load(text: str) -> Any:
+    """Parse YAML text into PosDict/PosList/scalars. Raises YamlPosError with the position."""
+    node = compose(text)
     if node is None:
         return None
     try:
