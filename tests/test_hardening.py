@@ -249,3 +249,19 @@ def test_hostile_log_format_files_are_one_located_line(tmp_path: Path, body: str
     log.write_text("it=1 l=2\n", encoding="utf-8")
     code, _, err = run_cli("analyze", str(log), "--log-format", str(fmt))
     assert code == 2 and len(err.strip().splitlines()) == 1 and needle in err and str(fmt) in err, err
+
+
+def test_wandb_run_line_with_a_long_blank_name_is_linear(tmp_path: Path) -> None:
+    """A 'View run' line padded with 100,000 tabs (fuzzer find: 90 s in a lazy regex) reads in seconds."""
+    import time
+
+    block = Path(__file__).parent / "data" / "logs" / "seed001_wandb_block.log"
+    text = block.read_text(encoding="utf-8", errors="replace")
+    text = "wandb: View run my-run" + "\t" * 100_000 + " at: https://wandb.ai/e/p/runs/x\n" + text
+    log = tmp_path / "w.log"
+    log.write_text(text, encoding="utf-8")
+    t0 = time.monotonic()
+    code, out, err = run_cli("analyze", str(log), "--source-kind", "wandb-console", "--format", "json",
+                             "--out", str(tmp_path / "out"), "-q")
+    assert time.monotonic() - t0 < 10 and code in (0, 1), err
+    assert out.startswith("my-run: ")

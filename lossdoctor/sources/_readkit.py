@@ -181,6 +181,18 @@ def iter_lines(text: str) -> Iterator[tuple[int, str]]:
             yield lineno, line
 
 
+#: W&B's "Syncing run NAME" / "View run NAME at: URL" line. The name is captured greedily and at most 300
+#: characters, then cut at " at" in Python: a lazy ``.*?\S`` followed by an optional tail and ``$`` was
+#: quadratic on a line of 100,000 blanks (90 s).
+WANDB_RUN_LINE = re.compile(r"wandb:[ \t]+(?:Syncing run|View run)[ \t]+(\S[^\r\n]{0,300})")
+_AT_URL = re.compile(r"[ \t]+at:?[ \t]")
+
+
+def wandb_run_name(match: re.Match[str]) -> str:
+    """The run name from a WANDB_RUN_LINE match (without the " at: URL" tail)."""
+    return _AT_URL.split(match.group(1), 1)[0].strip()
+
+
 def split_rank(line: str) -> tuple[int | None, str]:
     """(rank or None, line without the rank prefix)."""
     m = RANK_PREFIX.match(line)
@@ -303,8 +315,10 @@ def make_run(target: Target, kind: str, frame: pd.DataFrame, notes: list[str] | 
              step_source: str = "logged", confidence: float = 1.0, name: str | None = None,
              summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
              state: str = "unknown", location: str | None = None) -> Run:
+    from lossdoctor.metrics.names import bounded_name
+
     return Run(
-        name=name or run_name(target),
+        name=bounded_name(name or run_name(target)),
         provenance=Provenance(kind=kind, location=location or target.location, step_source=step_source,
                               notes=tuple(notes), confidence=confidence),
         metrics=frame,

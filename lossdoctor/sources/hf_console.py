@@ -42,7 +42,7 @@ import pandas as pd
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
-from lossdoctor.sources._readkit import parse_number, tail_text
+from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, tail_text, wandb_run_name
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import guess_encoding, looks_binary
 
@@ -51,7 +51,6 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 _PAIR = re.compile(r"'([^'\\]+)': ('?)([^',}]*)")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
-_RUN_NAME = re.compile(r"wandb:\s+(?:Syncing run|View run)\s+(\S(?:.*?\S)?)(?:\s+at:?\s.*)?\s*$", re.M)
 _HF_DICT_HEAD = re.compile(r"\{'(?:loss|eval_loss|learning_rate|train_runtime|grad_norm)'\s*:")
 _LOG_KEYS = frozenset({"loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "train_runtime", "train_loss"})
 
@@ -216,8 +215,8 @@ class _Scanner:
                 return
         self.replacements += text.count("\ufffd")
         if "wandb:" in text:
-            for m in _RUN_NAME.finditer(text):
-                self.run_name = m.group(1)
+            for m in WANDB_RUN_LINE.finditer(text):
+                self.run_name = wandb_run_name(m)
         rows = self.regex.findall(text + lookahead if lookahead else text)
         if not rows:
             return

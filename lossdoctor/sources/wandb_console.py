@@ -24,8 +24,8 @@ import math
 import re
 
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (Collector, iter_lines, make_run, parse_number, read_text,
-                                         require_points, tail_text, to_step)
+from lossdoctor.sources._readkit import (WANDB_RUN_LINE, Collector, iter_lines, make_run, parse_number, read_text,
+                                         require_points, tail_text, to_step, wandb_run_name)
 from lossdoctor.sources.base import ReadOptions, Target
 
 GLYPHS = "▁▂▃▄▅▆▇█"
@@ -34,7 +34,6 @@ _LEVEL["\ufffd"] = 0
 _SPARK_CHARS = set(_LEVEL) | {" "}
 _WANDB = re.compile(r"wandb:\s?(.*)$")
 _ROW = re.compile(r"^\s*(\S+) (.*)$")
-_RUN_NAME = re.compile(r"wandb:\s+(?:Syncing run|View run)\s+(.+?)(?:\s+at:.*)?\s*$")
 _HF_DICT = re.compile(r"\{'(?:loss|eval_loss|train_runtime|learning_rate)'\s*:")
 _STEP_KEYS = ("train/global_step", "global_step", "trainer/global_step", "_step")
 NOTE = "shape recovered from W&B console sparklines (sampled, lossy)"
@@ -59,9 +58,9 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
         if not m:
             section = None
             continue
-        n = _RUN_NAME.search(line)
+        n = WANDB_RUN_LINE.search(line)
         if n:
-            name = n.group(1).strip()
+            name = wandb_run_name(n)
         content = m.group(1)
         stripped = content.strip()
         if stripped in ("Run history:", "Run summary:"):
