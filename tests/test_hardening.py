@@ -257,7 +257,7 @@ def test_wandb_run_line_with_a_long_blank_name_is_linear(tmp_path: Path) -> None
 
     block = Path(__file__).parent / "data" / "logs" / "seed001_wandb_block.log"
     text = block.read_text(encoding="utf-8", errors="replace")
-    text = "wandb: View run my-run" + "\t" * 100_000 + " at: https://wandb.ai/e/p/runs/x\n" + text
+    text += "wandb: View run my-run" + "\t" * 100_000 + " at: https://wandb.ai/e/p/runs/x\n"   # the last one counts
     log = tmp_path / "w.log"
     log.write_text(text, encoding="utf-8")
     t0 = time.monotonic()
