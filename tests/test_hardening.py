@@ -265,3 +265,19 @@ def test_wandb_run_line_with_a_long_blank_name_is_linear(tmp_path: Path) -> None
                              "--out", str(tmp_path / "out"), "-q")
     assert time.monotonic() - t0 < 10 and code in (0, 1), err
     assert out.startswith("my-run: ")
+
+
+def test_hf_console_dict_with_a_megabyte_key_is_not_a_template(tmp_path: Path) -> None:
+    """A 3 MB key glued into a train dict (fuzzer find: its layout became a 3 MB regex, 430 MB and 27 s)."""
+    import time
+
+    lines = [f"{{'loss': {3 - s / 10}, 'grad_norm': 1.5, 'learning_rate': 0.0001, 'epoch': {s / 10}}}"
+             for s in range(1, 20)]
+    lines[0] = lines[0].replace("'epoch'", "'epoch" + "9" * 3_000_000 + "'")
+    log = tmp_path / "console.log"
+    log.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    t0 = time.monotonic()
+    code, _, err = run_cli("analyze", str(log), "--format", "json", "--out", str(tmp_path / "out"), "-q")
+    assert time.monotonic() - t0 < 15 and code in (0, 1), err
+    diag = json.loads((tmp_path / "out" / "diagnosis.json").read_text())
+    assert diag["facts"]["last_step"] >= 18

@@ -55,10 +55,15 @@ _HF_DICT_HEAD = re.compile(r"\{'(?:loss|eval_loss|learning_rate|train_runtime|gr
 _LOG_KEYS = frozenset({"loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "train_runtime", "train_loss"})
 
 TRAIN, EVAL, SUMMARY = 0, 1, 2
+#: Longest key of a log dict (HF keys are short; a damaged log can glue megabytes into one).
+MAX_KEY_CHARS = 200
 
 
 def _kind_of(keys: tuple[str, ...]) -> int | None:
-    """TRAIN / EVAL / SUMMARY for an HF log dict's key set; None for a dict that is not a log dict."""
+    """TRAIN / EVAL / SUMMARY for an HF log dict's key set; None for a dict that is not a log dict (a key
+    longer than MAX_KEY_CHARS included: its layout would become a regex as long as the key)."""
+    if any(len(k) > MAX_KEY_CHARS for k in keys):
+        return None
     if "train_runtime" in keys:
         return SUMMARY
     if any(k.startswith("eval_") for k in keys):
