@@ -281,3 +281,14 @@ def test_hf_console_dict_with_a_megabyte_key_is_not_a_template(tmp_path: Path) -
     assert time.monotonic() - t0 < 15 and code in (0, 1), err
     diag = json.loads((tmp_path / "out" / "diagnosis.json").read_text())
     assert diag["facts"]["last_step"] >= 18
+
+
+def test_config_number_beyond_a_float_is_no_setting(tmp_path: Path) -> None:
+    """max_steps of 4,000 digits in trainer_state.json (fuzzer find: the lr-schedule check crashed)."""
+    state = {"global_step": 30, "max_steps": int("1" + "0" * 3999), "logging_steps": 1,
+             "log_history": [{"step": s, "loss": 2 - s / 100, "learning_rate": 1e-4, "epoch": s / 30}
+                             for s in range(1, 30)]}
+    path = tmp_path / "trainer_state.json"
+    path.write_text(json.dumps(state), encoding="utf-8")
+    code, _, err = run_cli("analyze", str(path), "--format", "json", "--out", str(tmp_path / "out"))
+    assert code in (0, 1) and "crashed" not in err and "internal error" not in err, err

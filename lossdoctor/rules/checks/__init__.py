@@ -213,7 +213,7 @@ def config_number(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[float 
     value, key = config_value(run, keys)
     try:
         num = float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):     # a 400-digit integer is no usable setting
         num = None
     return (num, key) if num is not None and np.isfinite(num) else (None, None)
 
