@@ -5,7 +5,9 @@ Why: a finished run never changes, and a long history costs minutes to page thro
 (new rules, another report format) should cost a file read. Keyed by API host, entity, project and run id,
 so two servers never share entries. Nothing that identifies the user's credentials is ever written: the
 key is not part of the Run, and entries are written atomically (temp file + rename) so a killed fetch
-never leaves half an entry behind.
+never leaves half an entry behind. Only complete fetches are stored (the reader checks every key's count
+against the server's), never a run without points, and the sidecar records the table's point count so a
+table and sidecar from two different writes are not a hit.
 
 Location: ``ReadOptions.cache_dir``, else ``$LOSSDOCTOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossdoctor/wandb``
 (``~/.cache/lossdoctor/wandb``).
@@ -83,13 +85,17 @@ class RunCache:
             return None
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
-            if meta.get("schema") != SCHEMA:
+            if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
                 return None
             frame = pd.read_parquet(table)
-        except (OSError, ValueError, ImportError):
+            # the dtypes make_metrics gives (pandas' string dtype, not Python objects: 1 s less per 5M points)
+            frame = frame.astype({"step": "int64", "value": "float64", "metric": "str", "raw_name": "str"})
+        except (OSError, ValueError, ImportError, KeyError, TypeError, RecursionError):
             return None
-        # the dtypes make_metrics gives (pandas' string dtype, not Python objects: 1 s less per 5M points)
-        frame = frame.astype({"step": "int64", "value": "float64", "metric": "str", "raw_name": "str"})
+        if frame.empty or not isinstance(meta.get("provenance", {}), dict):
+            return None     # an empty entry (written by an older version from an empty answer) is no hit
+        if meta.get("points") != len(frame):
+            return None     # table and sidecar from different writes (or an older schema): refetch
         prov = meta.get("provenance", {})
         run = Run(
             name=meta.get("name", ref.run_id),
@@ -106,7 +112,10 @@ class RunCache:
         return CacheEntry(run=run, fetched_at=float(meta.get("fetched_at", 0.0)))
 
     def store(self, ref: RunRef, run: Run) -> None:
-        """Write both files atomically; a failure to cache never fails the analysis (best effort)."""
+        """Write both files atomically; a failure to cache never fails the analysis (best effort). The caller
+        stores only complete fetches; a run without points is never stored."""
+        if run.metrics.empty:
+            return
         table, meta_path = self.paths(ref)
         meta = {
             "schema": SCHEMA,
@@ -116,6 +125,7 @@ class RunCache:
             "provenance": {"kind": run.provenance.kind, "step_source": run.provenance.step_source,
                            "notes": list(run.provenance.notes)},
             "fetched_at": time.time(),
+            "points": int(len(run.metrics)),
         }
         try:
             table.parent.mkdir(parents=True, exist_ok=True)

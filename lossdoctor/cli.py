@@ -1,19 +1,31 @@
-"""The `lossdoctor` command group. The one place that catches LossdoctorError: one line on stderr, exit 2."""
+"""The `lossdoctor` command group. The one place that catches LossdoctorError: one line on stderr, exit 2.
+
+It is also the last resort: any other exception (a bug, or an input no reader foresaw) becomes one line
+``lossdoctor: internal error: <type>: <msg> (while reading FILE); please report`` and exit 2, so exit 1
+only ever means "a finding fired". ``--debug`` shows the traceback as well. Everything printed here goes
+through ``safetext.visible``: a file name or run name cannot send escape sequences to the terminal.
+"""
 from __future__ import annotations
 
+import io
 import sys
+import warnings
 
 import click
 
 from lossdoctor import __version__
 from lossdoctor.commands import discover
-from lossdoctor.errors import LossdoctorError
+from lossdoctor.errors import LossdoctorError, doing_text
 from lossdoctor.exitcodes import EXIT_ERROR
+from lossdoctor.safetext import visible
+
+_STATE = {"debug": False}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="lossdoctor")
-def group() -> None:
+@click.option("--debug", is_flag=True, help="On an internal error, print the Python traceback too.")
+def group(debug: bool) -> None:
     """Diagnose LLM fine-tuning runs: overfitting, divergence, NaN, plateaus.
 
     \b
@@ -21,24 +33,63 @@ def group() -> None:
     lossdoctor analyze https://wandb.ai/ENTITY/PROJECT/runs/ID --fail-on warning
     lossdoctor train --model tiny --data examples/data/overfit.jsonl --output-dir runs/overfit
     """
+    _STATE["debug"] = debug
+    if debug:
+        warnings.simplefilter("default")
 
 
 for _command in discover():
     group.add_command(_command)
 
 
+def _err(line: str) -> None:
+    click.echo(visible(line), err=True)
+
+
+def internal_error_line(exc: BaseException) -> str:
+    """The one line for an exception nothing else caught."""
+    text = " ".join(str(exc).split())
+    if len(text) > 300:
+        text = text[:300] + "..."
+    where = doing_text(exc)
+    while_ = f" (while {where})" if where else ""
+    return f"lossdoctor: internal error: {type(exc).__name__}: {text or '(no message)'}{while_}; please report"
+
+
 def main(argv: list[str] | None = None) -> None:
+    # numpy's overflow/invalid-value warnings on hostile numbers are not for the user (--debug shows them)
+    warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         code = group.main(args=argv, prog_name="lossdoctor", standalone_mode=False)
     except LossdoctorError as err:
-        click.echo(f"lossdoctor: error: {err}", err=True)
+        _err(f"lossdoctor: error: {err}")
         sys.exit(EXIT_ERROR)
     except click.exceptions.Abort:
-        click.echo("lossdoctor: aborted", err=True)
+        _err("lossdoctor: aborted")
         sys.exit(EXIT_ERROR)
     except click.ClickException as err:
-        err.show()
+        buf = io.StringIO()
+        err.show(file=buf)
+        for line in buf.getvalue().splitlines():
+            _err(line)
         sys.exit(EXIT_ERROR if err.exit_code != 0 else 0)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)
+    except KeyboardInterrupt:
+        _err("lossdoctor: interrupted")
+        sys.exit(130)
+    except SystemExit:
+        raise
+    except (Exception, MemoryError) as exc:  # noqa: BLE001 - the last resort: never a traceback, never exit 1
+        _last_resort(exc)
+    # a command's own code: 0/1/2, or 130 when `train` was interrupted (Ctrl-C) after saving its state
+    sys.exit(code if isinstance(code, int) and code in (0, 1, 2, 130) else (0 if code is None else EXIT_ERROR))
+
+
+def _last_resort(exc: BaseException) -> None:
+    if _STATE["debug"]:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    _err(internal_error_line(exc))
+    sys.exit(EXIT_ERROR)

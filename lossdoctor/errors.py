@@ -59,3 +59,31 @@ class TrainError(LossdoctorError):
 
 class CheckCrashed(LossdoctorError):
     """A rule check raised: reported in the diagnosis, exit 2, never disguised as a finding."""
+
+
+#: What the command was doing when an unexpected exception escaped (set by ``doing``); the CLI's
+#: last-resort handler names it so a crash report says which input triggered it.
+_DOING: list[str] = []
+
+
+class doing:  # noqa: N801 - used as a context manager: ``with doing("reading", path):``
+    """Mark what is being done (``"reading"``, ``"writing reports for"``, ...) with which file or URL."""
+
+    def __init__(self, what: str, location: str) -> None:
+        self.text = f"{what} {location}"
+
+    def __enter__(self) -> None:
+        _DOING.append(self.text)
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and not isinstance(exc, LossdoctorError) and not hasattr(exc, "_lossdoctor_doing"):
+            try:
+                exc._lossdoctor_doing = self.text  # type: ignore[attr-defined]
+            except (AttributeError, TypeError):
+                pass
+        _DOING.pop()
+
+
+def doing_text(exc: BaseException) -> str:
+    """What was being done when ``exc`` escaped ("" when unknown)."""
+    return getattr(exc, "_lossdoctor_doing", None) or (_DOING[-1] if _DOING else "")

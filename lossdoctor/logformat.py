@@ -96,14 +96,12 @@ def load_log_format(path: str | Path) -> LogFormat:
         raise SourceError(f"cannot read log format file: {exc.strerror or exc}", location) from None
     except UnicodeDecodeError:
         raise SourceError("log format file is not UTF-8 text", location) from None
+    from lossdoctor.rules.yamlpos import YamlPosError, compose
+
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)   # nodes with marks; builds no objects from tags
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        raise SourceError(f"YAML syntax error: {exc.problem or exc}", location,
-                          line=mark.line + 1 if mark else None) from None
-    except yaml.YAMLError as exc:
-        raise SourceError(f"YAML error: {exc}", location) from None
+        root = compose(text)   # nodes with marks; builds no objects from tags; nesting bounded
+    except YamlPosError as exc:
+        raise SourceError(exc.message, location, line=exc.line) from None
     if not isinstance(root, yaml.MappingNode):
         raise SourceError("expected a mapping with keys pattern, step, metrics (and optional name, description)",
                           location, line=_line(root) if root is not None else 1)

@@ -173,12 +173,13 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     ``line``: the 1-based line of the source file each point was read from (text logs; reports point at it).
     ``canonical_codes``: with :class:`Coded` names, the canonical override per name code (None: alias table).
     """
-    from lossdoctor.metrics.names import canonicalise
+    from lossdoctor.metrics.names import bounded_name, canonicalise
 
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
     n = vals.shape[0]
     step_arr, ok = valid_steps(steps) if n else (np.empty(0, np.int64), np.empty(0, bool))
     raw_codes, raw_names = _codes_of(raw)
+    raw_names = [bounded_name(r) for r in raw_names]   # a 3 MB key glued into a log stays a name
     notes: list[str] = []
     if len(raw_codes) != n or len(step_arr) != n:
         raise ValueError("steps, names and values must have the same length")

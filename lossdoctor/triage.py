@@ -127,40 +127,75 @@ def parse_filters(filters: tuple[str, ...], sweep: str | None = None) -> dict[st
     return parts[0] if len(parts) == 1 else {"$and": parts}
 
 
+#: the project's runs, one page at a time (the fields the wandb client's own Runs query asks for that triage uses)
+RUNS_QUERY = """
+query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int = 50, $order: String,
+           $filters: JSONString) {
+  project(name: $project, entityName: $entity) {
+    internalId
+    runCount(filters: $filters)
+    runs(filters: $filters, after: $cursor, first: $perPage, order: $order) {
+      edges { node { id name displayName state } cursor }
+      pageInfo { endCursor hasNextPage }
+    }
+  }
+}
+"""
+
+
 def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, timeout: float,
                  location: str) -> list[Item]:
-    """The project's runs (oldest first, as the server orders them), through the real wandb client."""
-    import os
+    """The project's runs (oldest first, as the server orders them), through the same bounded client as the
+    run reader (lossdoctor/wandb_http.py): one --timeout deadline, size caps, one-line errors."""
+    import json
 
-    try:
-        import wandb
-    except ImportError:
-        raise SourceError("reading W&B projects needs the wandb package: pip install wandb", location) from None
-    from lossdoctor.sources.wandb_api import _scrub, graphql_limits, http_status
+    from lossdoctor.sources.wandb_api import NO_KEY, _dig, _scrub, api_key_for
+    from lossdoctor.wandb_http import Deadline, FetchError, HttpClient
 
-    secret = os.environ.get("WANDB_API_KEY")
+    secret = api_key_for(ref.api_base)
+    if not secret:
+        raise SourceError(NO_KEY, location)
+    deadline = Deadline(timeout)
     items: list[Item] = []
+    cursor: str | None = None
+    per_page = min(100, limit or 100)
     try:
-        with graphql_limits(timeout):
-            api = wandb.Api(overrides={"base_url": ref.api_base, "entity": ref.entity}, timeout=max(1, int(timeout)))
-        runs = api.runs(ref.path, filters=filters or None, per_page=min(100, limit or 100))
-        for run in runs:
-            items.append(Item(label=str(run.id), remote=True,
-                              location=f"{ref.api_base.rstrip('/')}/{ref.entity}/{ref.project}/runs/{run.id}"
-                              if "://" in ref.api_base else f"{ref.entity}/{ref.project}/runs/{run.id}"))
-            if limit is not None and len(items) >= limit:
-                break
-    except KeyboardInterrupt:
-        raise
-    except Exception as exc:  # noqa: BLE001 - wandb raises many types; each becomes one line
-        status = http_status(exc)
-        text = _scrub(" ".join(str(exc).split()), secret)[:200]
-        if status in (401, 403):
-            raise SourceError(f"not authorised to list runs (HTTP {status}); set WANDB_API_KEY", location) from None
-        if "Could not find project" in text or status == 404:
+        client = HttpClient(ref.api_base, secret, deadline)
+        while True:
+            data = client.graphql("Runs", RUNS_QUERY, {
+                "entity": ref.entity, "project": ref.project, "cursor": cursor, "perPage": per_page,
+                "order": "+created_at", "filters": json.dumps(filters) if filters else None})
+            project = _dig(data, "project")
+            if project is None:
+                raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location)
+            runs = _dig(data, "project", "runs")
+            edges = runs.get("edges") if isinstance(runs, dict) else None
+            if not isinstance(edges, list):
+                raise FetchError("Runs: the answer has no runs list", "content")
+            for edge in edges:
+                node = edge.get("node") if isinstance(edge, dict) else None
+                run_id = str(node.get("name") or "")[:200] if isinstance(node, dict) else ""
+                if not run_id:
+                    continue
+                items.append(Item(label=run_id, remote=True,
+                                  location=f"{ref.api_base.rstrip('/')}/{ref.entity}/{ref.project}/runs/{run_id}"
+                                  if "://" in ref.api_base else f"{ref.entity}/{ref.project}/runs/{run_id}"))
+                if limit is not None and len(items) >= limit:
+                    return items
+            info = runs.get("pageInfo") if isinstance(runs, dict) else None
+            if not isinstance(info, dict) or not info.get("hasNextPage") or not edges:
+                return items
+            cursor = str(info.get("endCursor") or "")
+    except FetchError as exc:
+        if exc.status in (401, 403):
+            raise SourceError(f"not authorised to list runs (HTTP {exc.status}); set WANDB_API_KEY",
+                              location) from None
+        if exc.status == 404:
             raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location) from None
-        raise SourceError(f"could not list the runs of {ref.path}: {text}", location) from None
-    return items
+        raise SourceError(f"could not list the runs of {ref.path}: {_scrub(str(exc), secret)[:200]}",
+                          location) from None
+    finally:
+        deadline.cancel()
 
 
 def _claimed(path: Path) -> bool:

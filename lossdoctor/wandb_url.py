@@ -59,6 +59,8 @@ class RunRef:
 
 def _default_base(env: Mapping[str, str]) -> str:
     base = (env.get("WANDB_BASE_URL") or "").strip().rstrip("/")
+    if base and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", base):
+        raise NotARunURL(f"WANDB_BASE_URL must be an http(s) URL, got {base[:80]!r}")
     return base or DEFAULT_API
 
 

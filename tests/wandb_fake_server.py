@@ -7,9 +7,14 @@ RunParquetHistory (+ the parquet files over HTTP with Range support), HistoryPag
 RunFullHistory, RunSampledHistory; ``/sdk/otel`` gets 404. Run data comes from real offline runs parsed
 by lossdoctor's own reader (``FakeRun.from_log``) or from columns (the bench's 1M-row run).
 
-Failure modes are scripted per operation: ``server.fail("Run", 429, times=1, headers={"Retry-After": "1"})``,
-``server.fail("Run", 500)``, ``server.fail("Viewer", 401)``, ``server.fail("Run", hang=True)``; an unknown run
-answers ``run: null`` as the real server does (wandb raises "Could not find run").
+Failure modes are scripted per operation (``"GET"`` for the export downloads):
+``server.fail("Run", 429, times=1, headers={"Retry-After": "1"})``, ``server.fail("Run", 500)``,
+``server.fail("Run", hang=True)``, and ``mode=`` for faults a status code cannot say: ``"trickle"`` (1 byte a
+second), ``"huge"`` (announces and streams ``size`` bytes), ``"endless"`` (chunked, never ends), ``"html"``
+(a login page with 200), ``"garbage"`` (200 with a broken JSON body), ``"empty"`` (200, no body), ``"drop"``
+(connection closed mid-answer), ``"deep"`` (JSON nested 100,000 levels). ``server.rewrite(op, fn)`` edits
+normal answers (empty historyKeys or pages, ``file://`` export URLs, a huge lastStep). An unknown run answers
+``run: null`` as the real server does.
 
     with FakeWandbServer() as server:
         server.add_run(FakeRun.from_log(read_wandb_file(path), entity="e", project="p", run_id="abc"))
@@ -169,6 +174,7 @@ class FakeWandbServer:
         self.stop_event = threading.Event()
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-wandb-")
         self.files: dict[str, Path] = {}
+        self.rewrites: dict[str, Any] = {}
         handler = type("Handler", (_Handler,), {"server_obj": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
@@ -211,11 +217,15 @@ class FakeWandbServer:
             self.files[name] = path
 
     def fail(self, operation: str | None, status: int = 500, times: int = 1, headers: dict | None = None,
-             hang: bool = False) -> None:
-        """The next ``times`` requests for ``operation`` (None = any) answer ``status`` (or hang)."""
+             hang: bool = False, mode: str | None = None, size: int = 0) -> None:
+        """The next ``times`` requests for ``operation`` (None = any) answer ``status`` (or hang, or ``mode``)."""
         with self.lock:
             self.failures.append({"op": operation, "status": status, "times": times, "headers": headers or {},
-                                  "hang": hang})
+                                  "hang": hang, "mode": mode, "size": size})
+
+    def rewrite(self, operation: str, fn: Any) -> None:
+        """Answers to ``operation`` pass through ``fn(data) -> data`` (until ``rewrites.clear()``)."""
+        self.rewrites[operation] = fn
 
     def _take_failure(self, op: str) -> dict[str, Any] | None:
         with self.lock:
@@ -358,10 +368,7 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(srv.latency)
         rule = srv._take_failure(op)
         if rule is not None:
-            if rule["hang"]:
-                srv.stop_event.wait(120)
-                return
-            self._send(rule["status"], b'{"errors":[{"message":"scripted failure"}]}', headers=rule["headers"])
+            self._fault(rule, b'{"errors":[{"message":"scripted failure"}]}')
             return
         try:
             data = srv.answer(op, variables)
@@ -371,7 +378,68 @@ class _Handler(BaseHTTPRequestHandler):
         except KeyError:
             self._send(400, _dumps({"errors": [{"message": f"fake server: unsupported operation {op}"}]}).encode())
             return
+        if op in srv.rewrites:
+            data = srv.rewrites[op](data)
         self._send(200, _dumps({"data": data}).encode())
+
+    def _fault(self, rule: dict[str, Any], body: bytes) -> None:
+        srv = self.server_obj
+        mode = rule.get("mode")
+        if rule["hang"]:
+            srv.stop_event.wait(120)
+            return
+        try:
+            if mode is None:
+                self._send(rule["status"], body, headers=rule["headers"])
+            elif mode == "html":
+                self._send(200, b"<!doctype html><html><body>Please log in</body></html>", "text/html")
+            elif mode == "garbage":
+                self._send(200, b'{"data": {"project": {"run": [1, 2,,', "application/json")
+            elif mode == "empty":
+                self._send(200, b"", "application/json")
+            elif mode == "deep":
+                self._send(200, b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "application/json")
+            elif mode == "trickle":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000000")
+                self.end_headers()
+                for _ in range(1_000_000):
+                    if srv.stop_event.wait(1.0):
+                        return
+                    self.wfile.write(b" ")
+                    self.wfile.flush()
+            elif mode in ("huge", "endless"):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json" if self.command == "POST"
+                                 else "application/octet-stream")
+                if mode == "huge":
+                    self.send_header("Content-Length", str(rule["size"]))
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                block = b'{"data": {"x": [' + b"1," * (1 << 19)
+                sent = 0
+                while (mode == "endless" or sent < rule["size"]) and not srv.stop_event.is_set():
+                    part = block if mode == "endless" else block[: rule["size"] - sent]
+                    if mode == "endless":
+                        self.wfile.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+                    else:
+                        self.wfile.write(part)
+                    sent += len(part)
+            elif mode == "drop":
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.write(b'{"data": {"pro')
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+            else:
+                raise ValueError(f"unknown fault mode {mode!r}")
+        except (BrokenPipeError, ConnectionResetError, OSError):
+            return
 
     def _file(self) -> Path | None:
         if not self.path.startswith("/files/"):
@@ -391,6 +459,10 @@ class _Handler(BaseHTTPRequestHandler):
                                          "t": time.time(), "authorization": ""})
         if self.server_obj.latency:
             time.sleep(self.server_obj.latency)
+        rule = self.server_obj._take_failure("GET")
+        if rule is not None:
+            self._fault(rule, b"scripted failure")
+            return
         path = self._file()
         if path is None:
             self._send(404, b"not found", "text/plain")

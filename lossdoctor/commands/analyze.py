@@ -10,8 +10,9 @@ import click
 
 from lossdoctor.commands._options import (load_ruleset, make_read_options, read_options, report_options,
                                           rule_options, use_color)
-from lossdoctor.errors import UsageError
+from lossdoctor.errors import UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
+from lossdoctor.safetext import visible
 
 DEFAULT_FORMATS = "html,md"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -108,8 +109,9 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.
     """
     from lossdoctor.diagnosis import diagnose
-    from lossdoctor.report import render_terminal, write_reports
+    from lossdoctor.report import render_reports, render_terminal
     from lossdoctor.report.data import ReportOptions
+    from lossdoctor.report.write import write_files
     from lossdoctor.sources import read_runs
 
     from lossdoctor.metrics.objectives import resolve as resolve_objective
@@ -135,12 +137,16 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
                           wanted if given else None, out_dir, fail_on, jobs, quiet)
     if sum(1 for location in sources if location == "-") > 1:
         raise UsageError("standard input (-) can be given only once")
-    runs = [run for location in sources
-            for run in (read_stdin_runs(options) if location == "-" else read_runs(location, options))]
+    runs = []
+    for location in sources:
+        with doing("reading", location):
+            runs.extend(read_stdin_runs(options) if location == "-" else read_runs(location, options))
     report_options = ReportOptions(full_series=full_series)
-    diagnoses = [diagnose(run, ruleset, given_objective) for run in runs]
+    diagnoses = []
+    for run in runs:
+        with doing("diagnosing", run.provenance.location):
+            diagnoses.append(diagnose(run, ruleset, given_objective))
 
-    # every report is rendered before anything is written (write_reports is atomic per directory)
     base = Path(out_dir) if out_dir else None
     names_seen: dict[str, int] = {}
     targets = []
@@ -155,25 +161,32 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
             target = base if len(diagnoses) == 1 else base / slug
         targets.append(target)
     painted = use_color(color)
+    # every report is rendered before anything is written: a report that cannot be rendered leaves no other
+    # report half-done (each directory is then written atomically)
+    rendered = []
+    for diag in diagnoses:
+        with doing("rendering the report of", diag.run.provenance.location):
+            rendered.append(render_reports(diag, wanted, report_options))
     written_all = []
-    printed: list[str] = []
-    for diag, target in zip(diagnoses, targets):
-        written_all.append(write_reports(diag, wanted, target, report_options, stdout=printed))
-    for text in printed:
-        click.echo(text, nl=False)
+    for (files, primaries, printed), target in zip(rendered, targets):
+        if files:
+            write_files(target, files)
+        written_all.append([target / p for p in primaries])
+        for text in printed:
+            click.echo(text, nl=False)
     for diag, written in zip(diagnoses, written_all):
         for note in diag.run.provenance.notes:
-            click.echo(f"lossdoctor: note: {diag.run.name}: {note}", err=True)
+            click.echo(visible(f"lossdoctor: note: {diag.run.name}: {note}"), err=True)
         if quiet:
-            click.echo(f"{diag.run.name}: {diag.verdict}")
+            click.echo(visible(f"{diag.run.name}: {diag.verdict}"))
         else:
             click.echo(render_terminal(diag, painted))
             for path in written:
-                click.echo(f"  report: {path}")
+                click.echo(visible(f"  report: {path}"))
     crashed = [c for d in diagnoses for c in d.crashed_checks]
     if crashed:
         for item in crashed:
-            click.echo(f"lossdoctor: error: rule check crashed: {item}", err=True)
+            click.echo(visible(f"lossdoctor: error: rule check crashed: {item}"), err=True)
         return EXIT_ERROR
     severities = [f.severity for d in diagnoses for f in d.findings]
     return gate(severities, fail_on) if severities else EXIT_OK

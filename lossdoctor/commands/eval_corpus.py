@@ -8,6 +8,7 @@ import click
 
 from lossdoctor.errors import LossdoctorError, SourceError, UsageError
 from lossdoctor.exitcodes import EXIT_GATE, EXIT_OK
+from lossdoctor.safetext import visible
 
 
 def _read_utf8(path: Path) -> str:
@@ -93,7 +94,7 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
         return EXIT_OK
     failures = corpus.check_floors(scored, floors)
     for line in failures:
-        click.echo(f"lossdoctor: below floor: {line}", err=True)
+        click.echo(visible(f"lossdoctor: below floor: {line}"), err=True)
     if not failures:
         click.echo(f"all floors in {floors_path} met")
     return EXIT_GATE if failures else EXIT_OK

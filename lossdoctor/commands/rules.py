@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK
+from lossdoctor.safetext import visible
 
 
 @click.group("rules")
@@ -22,9 +23,9 @@ def list_command(rule_files: tuple[str, ...]) -> int:
     for rule in ruleset.rules:
         persist = f" for {rule.for_count} {rule.for_unit}" if rule.for_count > 1 else ""
         judges = ",".join(rule.objectives) or "any"
-        click.echo(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.title}{persist}  [{rule.origin}] ({judges})")
+        click.echo(visible(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.title}{persist}  [{rule.origin}] ({judges})"))
     for rid in ruleset.disabled:
-        click.echo(f"{rid:<{width}}  disabled")
+        click.echo(visible(f"{rid:<{width}}  disabled"))
     return EXIT_OK
 
 
@@ -36,7 +37,7 @@ def validate_command(files: tuple[str, ...]) -> int:
 
     problems = validate_files(files)
     for problem in problems:
-        click.echo(problem, err=True)
+        click.echo(visible(problem), err=True)
     if problems:
         click.echo(f"{len(problems)} error(s)", err=True)
         return EXIT_ERROR

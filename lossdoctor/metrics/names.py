@@ -10,6 +10,20 @@ import numpy as np
 import yaml
 
 _SEP = re.compile(r"[\s\-\.]+")
+#: Metric names longer than this are shortened (a damaged log can glue megabytes into one key; every
+#: report, plot and rule would carry it). The shortened name keeps a hash of the whole one: two different
+#: long names stay two metrics.
+MAX_NAME_CHARS = 200
+
+
+def bounded_name(raw: str) -> str:
+    """``raw`` when at most MAX_NAME_CHARS long, else its first 160 characters + "..." + a hash of it."""
+    if len(raw) <= MAX_NAME_CHARS:
+        return raw
+    import hashlib
+
+    digest = hashlib.sha1(raw.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{raw[:160]}...{digest}"
 
 
 def normalise_key(raw: str) -> str:
@@ -45,17 +59,34 @@ def alias_table() -> dict[str, str]:
 @lru_cache(maxsize=4096)
 def canonicalise(raw: str) -> str:
     """Canonical name for a raw metric name; unknown names keep their (normalised) own name."""
-    key = normalise_key(raw)
+    key = normalise_key(bounded_name(raw))
     return alias_table().get(key, key)
+
+
+def bounded_names(raw_names: Iterable[str]) -> np.ndarray:
+    """An object array of the names with ``bounded_name`` applied (hashing the distinct names only)."""
+    import pandas as pd
+
+    raw = np.asarray(list(raw_names) if not isinstance(raw_names, np.ndarray) else raw_names, dtype="object")
+    if raw.size == 0:
+        return raw
+    codes, uniq = pd.factorize(raw)
+    if all(len(str(u)) <= MAX_NAME_CHARS for u in uniq):
+        return raw
+    return np.asarray([bounded_name(str(u)) for u in uniq], dtype="object")[codes]
 
 
 def canonicalise_many(raw_names: Iterable[str]) -> np.ndarray:
     raw = np.asarray(list(raw_names) if not isinstance(raw_names, np.ndarray) else raw_names, dtype="object")
     if raw.size == 0:
         return raw
-    uniq, inverse = np.unique(raw.astype(str), return_inverse=True)
+    # factorize hashes the objects; np.unique(raw.astype(str)) made a fixed-width array as wide as the
+    # longest name times the number of names (one 3 MB key among 182 names: 2 GB)
+    import pandas as pd
+
+    codes, uniq = pd.factorize(np.asarray([str(r) for r in raw], dtype="object"))
     mapped = np.asarray([canonicalise(u) for u in uniq], dtype="object")
-    return mapped[inverse]
+    return mapped[codes]
 
 
 def canonical_names() -> tuple[str, ...]:

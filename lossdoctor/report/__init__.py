@@ -65,22 +65,34 @@ def render_many(diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportO
     return files, primaries
 
 
+def render_reports(diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportOptions | None = None
+                   ) -> tuple[dict[str, bytes], list[str], list[str]]:
+    """Every format rendered in memory: (files by relative name, each format's main file, the text of the
+    formats meant for standard output (``to_stdout``, e.g. GitHub annotations), which are not files)."""
+    files, primaries = render_many(diagnosis, tuple(formats), options)
+    printed: list[str] = []
+    for fmt in dict.fromkeys(formats):
+        r = _renderer(fmt)
+        if getattr(r, "to_stdout", False) and r.primary in files:
+            printed.append(files.pop(r.primary).decode("utf-8"))
+            primaries = [p for p in primaries if p != r.primary]
+    return files, primaries, printed
+
+
 def write_reports(diagnosis: Diagnosis, formats: tuple[str, ...], out_dir: Path,
                   options: ReportOptions | None = None, stdout: list[str] | None = None) -> list[Path]:
     """Render every format in memory, then write them atomically (and remove the files an earlier report in
     the same directory wrote that this one does not); returns each written format's main file.
 
-    Formats meant for standard output (``to_stdout``, e.g. GitHub annotations) are appended to ``stdout``
-    when a list is given (the CLI prints them), else written as files like the others."""
+    Formats meant for standard output are appended to ``stdout`` when a list is given (the CLI prints them),
+    else written as files like the others."""
     from lossdoctor.report.write import write_files
 
-    files, primaries = render_many(diagnosis, tuple(formats), options)
-    if stdout is not None:
-        for fmt in dict.fromkeys(formats):
-            r = _renderer(fmt)
-            if getattr(r, "to_stdout", False) and r.primary in files:
-                stdout.append(files.pop(r.primary).decode("utf-8"))
-                primaries = [p for p in primaries if p != r.primary]
+    if stdout is None:
+        files, primaries = render_many(diagnosis, tuple(formats), options)
+    else:
+        files, primaries, printed = render_reports(diagnosis, formats, options)
+        stdout.extend(printed)
     if files:
         write_files(Path(out_dir), files)
     return [Path(out_dir) / p for p in primaries]

@@ -567,7 +567,8 @@ def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, 
     for ranges in holds:
         for a, b in ranges:
             out.update((a, b))
-    return np.asarray(sorted(out), dtype="int64")
+    # a step from a run's config (best_global_step) can be any integer: only steps a series can hold count
+    return np.asarray(sorted(x for x in out if -(2 ** 63) <= x < 2 ** 63), dtype="int64")
 
 
 def _line(run: Run, metric: str, keep_steps: np.ndarray) -> Line | None:

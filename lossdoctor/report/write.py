@@ -85,7 +85,11 @@ def _remove_stale(out_dir: Path, stale: set[str]) -> None:
 
 
 def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
-    """Write ``files`` (relative name → bytes) under ``out_dir``; returns the paths written (sorted)."""
+    """Write ``files`` (relative name → bytes) under ``out_dir``; returns the paths written (sorted).
+
+    A sub-directory written here (``plots/``) belongs to the report: files in it with a suffix written
+    now but not among the new files (plots of an earlier analysis) are removed, so a report never sits
+    beside stale plots."""
     rels = {name: _safe_relative(name) for name in files}
     written: list[Path] = []
     mode = file_mode()
@@ -105,3 +109,4 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
         raise UsageError(f"cannot write report: {exc.strerror or exc}; expected a writable directory",
                          str(where)) from None
     return written
+

@@ -28,6 +28,10 @@ def builtin_pack_text(name: str) -> tuple[str, str]:
     return ref.read_text(encoding="utf-8"), f"<builtin>/rules/{name}.yaml"
 
 
+#: Rule files larger than this are refused unread (the default pack is ~14 KB).
+MAX_RULE_FILE_BYTES = 512 * 1024
+
+
 def read_rule_file(path: str) -> str:
     p = Path(path)
     if not p.exists():
@@ -35,9 +39,12 @@ def read_rule_file(path: str) -> str:
     if p.is_dir():
         raise RuleFileError("is a directory; expected a YAML rule file", path)
     try:
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            data = fh.read(MAX_RULE_FILE_BYTES + 1)
     except OSError as exc:
         raise RuleFileError(f"cannot read rule file: {exc.strerror}", path) from None
+    if len(data) > MAX_RULE_FILE_BYTES:
+        raise RuleFileError(f"larger than {MAX_RULE_FILE_BYTES // 1024} KB; expected a YAML rule file", path)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

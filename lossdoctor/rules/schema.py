@@ -2,6 +2,7 @@
 collected as ``file:line:col: rule "id": expected …`` before anything is raised (Prometheus rulefmt style)."""
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
@@ -18,10 +19,13 @@ RULE_KEYS = {"id", "severity", "title", "description", "params", "when", "for", 
              "labels", "enabled", "objectives"}
 OVERRIDE_KEYS = {"severity", "params", "for", "enabled", "objectives"}
 FOR_UNITS = ("points", "evals", "steps")
-_FOR_RE = re.compile(r"^\s*(\d+)\s*(points?|evals?|steps?)\s*$")
-_WINDOW_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|points?|evals?|steps?|logs?)\s*$")
+_FOR_RE = re.compile(r"^\s*(\d{1,8})\s*(points?|evals?|steps?)\s*$")
+_WINDOW_RE = re.compile(r"^\s*(\d{1,8}(?:\.\d{1,8})?)\s*(%|points?|evals?|steps?|logs?)\s*$")
 _REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+#: Whole-number check arguments (counts, windows) above this are refused: no real rule needs more,
+#: and a check must not allocate by a number from a file.
+MAX_INT_ARG = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -78,27 +82,31 @@ class _Problems:
     def add(self, pos: tuple[int, int] | None, message: str, rule_id: str | None = None) -> None:
         where = self.path if not pos else f"{self.path}:{pos[0]}:{pos[1]}"
         who = f'rule "{rule_id}": ' if rule_id else ""
-        self.items.append(f"{where}: {who}{message}")
+        self.items.append(" ".join(f"{where}: {who}{message}".split()))      # always one line
 
 
 def parse_fraction(value: Any) -> float | None:
-    """0.05, "5%", "0.05" → 0.05; None when not a number."""
+    """0.05, "5%", "0.05" → 0.05; None when not a finite number (.nan, .inf, 1e999 are no threshold)."""
     if isinstance(value, bool):
         return None
+    out: float | None = None
     if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+        try:
+            out = float(value)
+        except OverflowError:
+            return None
+    elif isinstance(value, str):
         text = value.strip()
         try:
-            return float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+            out = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
         except ValueError:
             return None
-    return None
+    return out if out is not None and math.isfinite(out) else None
 
 
 def parse_for(value: Any) -> tuple[int, str] | None:
     if isinstance(value, int) and not isinstance(value, bool):
-        return (value, "points") if value >= 1 else None
+        return (value, "points") if 1 <= value <= MAX_INT_ARG else None
     if isinstance(value, str):
         m = _FOR_RE.match(value)
         if m and int(m.group(1)) >= 1:
@@ -113,7 +121,7 @@ def parse_window(value: Any) -> dict[str, Any] | None:
         return None
     spec = value["last"]
     if isinstance(spec, int) and not isinstance(spec, bool):
-        return {"last": (spec, "points")}
+        return {"last": (spec, "points")} if spec <= MAX_INT_ARG else None
     if isinstance(spec, str):
         m = _WINDOW_RE.match(spec)
         if m:
@@ -155,8 +163,8 @@ def coerce_arg(kind: str, name: str, value: Any) -> tuple[Any, str | None]:
         f = parse_fraction(value)
         return (f, None) if f is not None else (None, "expected a fraction like 0.05 or 5%")
     if t == "int":
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        return (value, None) if ok else (None, "expected a whole number >= 0")
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT_ARG
+        return (value, None) if ok else (None, f"expected a whole number from 0 to {MAX_INT_ARG:,}")
     if t == "bool":
         return (value, None) if isinstance(value, bool) else (None, "expected true or false")
     if t == "choice":
@@ -253,6 +261,9 @@ def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str) -
     for key, value in node.items():
         if not isinstance(value, (int, float, str, bool)) or isinstance(value, bool):
             probs.add(node.pos(key), f"param {key!r}: expected a number or a string like 5%", rid)
+            continue
+        if isinstance(value, (int, float)) and parse_fraction(value) is None:
+            probs.add(node.pos(key), f"param {key!r}: expected a finite number, got {value!r}", rid)
             continue
         out[key] = value
     return out

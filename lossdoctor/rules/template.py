@@ -1,19 +1,33 @@
 """A restricted formatter for rule messages: only ``{evidence.KEY[:spec]}`` and ``{params.KEY[:spec]}``.
-No attribute access, indexing or conversion beyond that; nothing is evaluated."""
+No attribute access, indexing or conversion beyond that; nothing is evaluated. Widths and precisions in a
+spec are capped at ``MAX_SPEC_NUMBER`` (``{x:>999999999}`` would otherwise allocate a gigabyte)."""
 from __future__ import annotations
 
 import math
+import re
 import string
 from typing import Any, Mapping
 
 _FORMATTER = string.Formatter()
 NAMESPACES = ("evidence", "params")
+#: Largest width or precision a format spec may ask for.
+MAX_SPEC_NUMBER = 100
+_DIGITS = re.compile(r"\d+")
+#: Longest template accepted (a message is a sentence or two).
+MAX_TEMPLATE_CHARS = 4000
+
+
+def spec_too_big(spec: str) -> bool:
+    """True when a width or precision in ``spec`` exceeds MAX_SPEC_NUMBER."""
+    return any(len(d) > 3 or int(d) > MAX_SPEC_NUMBER for d in _DIGITS.findall(spec))
 
 
 def scan(template: str) -> tuple[list[tuple[str, str, str]], list[str]]:
     """((namespace, key, spec) of each good replacement field, problems of the bad ones)."""
     out: list[tuple[str, str, str]] = []
     problems: list[str] = []
+    if len(template) > MAX_TEMPLATE_CHARS:
+        return [], [f"longer than {MAX_TEMPLATE_CHARS} characters"]
     try:
         parsed = list(_FORMATTER.parse(template))
     except ValueError as exc:
@@ -28,6 +42,8 @@ def scan(template: str) -> tuple[list[tuple[str, str, str]], list[str]]:
             problems.append(f"unknown field {{{name}}}: expected {{evidence.NAME}} or {{params.NAME}}")
         elif spec and "{" in spec:
             problems.append(f"nested fields are not allowed in {{{name}:{spec}}}")
+        elif spec and spec_too_big(spec):
+            problems.append(f"format width/precision above {MAX_SPEC_NUMBER} in {{{name}:{spec}}}")
         else:
             out.append((parts[0], parts[1], spec or ""))
     return out, problems
@@ -45,6 +61,8 @@ def _one(value: Any, spec: str) -> str:
     if value is None:
         return "?"
     if isinstance(value, float) and not math.isfinite(value) and spec:
+        return str(value)
+    if spec_too_big(spec):
         return str(value)
     try:
         return format(value, spec)

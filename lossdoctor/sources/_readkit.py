@@ -47,14 +47,65 @@ def parse_number(text: str) -> float | None:
 
 def json_number(value: Any) -> float | None:
     """A JSON value as a number: int/float as is, numeric strings (transformers 5 logs '5.351') parsed,
-    booleans and everything else None."""
+    booleans and everything else None. An integer too large for a float (a 400-digit literal) is ±inf:
+    it is a number, just beyond any float."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        try:
+            return float(value)
+        except OverflowError:
+            return math.inf if value > 0 else -math.inf
     if isinstance(value, str):
         return parse_number(value)
     return None
+
+
+#: Steps are int64 (the tidy table's dtype); anything outside is not a step.
+STEP_MIN, STEP_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def to_step(value: Any) -> int | None:
+    """A step counter from a parsed number (int, float or numeric string): None when it is not one —
+    non-finite, fractional, boolean, or outside int64 (a 20-digit counter, 1e20). Never raises."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        digits = value.strip()
+        if _INT_TEXT.match(digits):         # exact, without a detour through float (and never 4300+ digits)
+            return _in_int64(int(digits)) if len(digits) <= 21 else None
+        value = parse_number(value)
+        if value is None:
+            return None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != math.floor(value):
+            return None
+        value = int(value)
+    try:
+        step = int(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return _in_int64(step)
+
+
+_INT_TEXT = re.compile(r"^[-+]?\d+$")
+
+
+def _in_int64(step: int) -> int | None:
+    return step if STEP_MIN <= step <= STEP_MAX else None
+
+
+def load_json(text: str | bytes) -> Any:
+    """``json.loads`` (NaN/Infinity tokens accepted) whose every failure is a ValueError: nesting deeper
+    than the interpreter's recursion limit or an integer literal past Python's digit limit included."""
+    import json
+
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def count_undecodable(data: bytes, encoding: str, text: str) -> int:
@@ -112,6 +163,9 @@ def tail_text(target: Target, size: int = 64 * 1024) -> str:
         return data.decode("utf-8", errors="replace")
 
 
+_SEGMENT = re.compile(r"[^\r]+")
+
+
 def iter_lines(text: str) -> Iterator[tuple[int, str]]:
     """(1-based line number, segment): each ``\\r``-separated tqdm refresh is its own segment; ANSI removed."""
     has_ansi = "\x1b" in text
@@ -119,18 +173,30 @@ def iter_lines(text: str) -> Iterator[tuple[int, str]]:
         if has_ansi:
             line = _ANSI.sub("", line)
         if "\r" in line:
-            for seg in line.split("\r"):
-                if seg:
-                    yield lineno, seg
+            # lazily: a line of millions of bare \r (tqdm redraws) must not become a list of millions
+            for seg in _SEGMENT.finditer(line):
+                yield lineno, seg.group()
         elif line:
             yield lineno, line
+
+
+#: W&B's "Syncing run NAME" / "View run NAME at: URL" line. The name is captured greedily and at most 300
+#: characters, then cut at " at" in Python: a lazy ``.*?\S`` followed by an optional tail and ``$`` was
+#: quadratic on a line of 100,000 blanks (90 s).
+WANDB_RUN_LINE = re.compile(r"wandb:[ \t]+(?:Syncing run|View run)[ \t]+(\S[^\r\n]{0,300})")
+_AT_URL = re.compile(r"[ \t]+at:?[ \t]")
+
+
+def wandb_run_name(match: re.Match[str]) -> str:
+    """The run name from a WANDB_RUN_LINE match (without the " at: URL" tail)."""
+    return _AT_URL.split(match.group(1), 1)[0].strip()
 
 
 def split_rank(line: str) -> tuple[int | None, str]:
     """(rank or None, line without the rank prefix)."""
     m = RANK_PREFIX.match(line)
     if m:
-        return int(m.group(1)), line[m.end():]
+        return to_step(m.group(1)), line[m.end():]
     return None, line
 
 
@@ -171,7 +237,7 @@ class Collector:
         self.raws.append(raw)
         self.values.append(float(value))
         self.metrics.append(metric)
-        self.ranks.append(0 if rank is None else int(rank))
+        self.ranks.append(0 if rank is None else (to_step(rank) or 0))
         self.priorities.append(priority)
         self.wall_times.append(math.nan if wall_time is None else float(wall_time))
         self.lines.append(0 if line is None else int(line))
@@ -224,8 +290,10 @@ def make_run(target: Target, kind: str, frame: pd.DataFrame, notes: list[str] | 
              step_source: str = "logged", confidence: float = 1.0, name: str | None = None,
              summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
              state: str = "unknown", location: str | None = None) -> Run:
+    from lossdoctor.metrics.names import bounded_name
+
     return Run(
-        name=name or run_name(target),
+        name=bounded_name(name or run_name(target)),
         provenance=Provenance(kind=kind, location=location or target.location, step_source=step_source,
                               notes=tuple(notes), confidence=confidence),
         metrics=frame,

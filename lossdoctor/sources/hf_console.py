@@ -42,7 +42,7 @@ import pandas as pd
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
-from lossdoctor.sources._readkit import parse_number, tail_text
+from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, tail_text, wandb_run_name
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import guess_encoding, looks_binary
 
@@ -51,15 +51,19 @@ CHUNK_BYTES = 4 * 1024 * 1024
 
 _PAIR = re.compile(r"'([^'\\]+)': ('?)([^',}]*)")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
-_RUN_NAME = re.compile(r"wandb:\s+(?:Syncing run|View run)\s+(\S(?:.*?\S)?)(?:\s+at:?\s.*)?\s*$", re.M)
 _HF_DICT_HEAD = re.compile(r"\{'(?:loss|eval_loss|learning_rate|train_runtime|grad_norm)'\s*:")
 _LOG_KEYS = frozenset({"loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "train_runtime", "train_loss"})
 
 TRAIN, EVAL, SUMMARY = 0, 1, 2
+#: Longest key of a log dict (HF keys are short; a damaged log can glue megabytes into one).
+MAX_KEY_CHARS = 200
 
 
 def _kind_of(keys: tuple[str, ...]) -> int | None:
-    """TRAIN / EVAL / SUMMARY for an HF log dict's key set; None for a dict that is not a log dict."""
+    """TRAIN / EVAL / SUMMARY for an HF log dict's key set; None for a dict that is not a log dict (a key
+    longer than MAX_KEY_CHARS included: its layout would become a regex as long as the key)."""
+    if any(len(k) > MAX_KEY_CHARS for k in keys):
+        return None
     if "train_runtime" in keys:
         return SUMMARY
     if any(k.startswith("eval_") for k in keys):
@@ -158,7 +162,10 @@ class ScanResult:
 
 
 #: the main bar redrawn on the line right after a dict (tqdm.write redraws it after printing)
-_AFTER = r"(?:\r?\n(?:\x1b\[A|\r)*[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d+)/(\d+) \[)?"
+# counters of at most 18 digits: anything longer is no tqdm bar (and would not fit the int64 step column).
+# At most 64 cursor-up/CR redraws before the bar: an unbounded (?:a|b)* keeps one backtracking entry per
+# character in Python's re, ~200 bytes each (10 MB of bare \r took 1.6 GB); a bar follows within a few.
+_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d{1,18})/(\d{1,18}) \[)?"
 _OTHER = r"([^{}\n\r]*\})" + _AFTER
 
 
@@ -213,8 +220,8 @@ class _Scanner:
                 return
         self.replacements += text.count("\ufffd")
         if "wandb:" in text:
-            for m in _RUN_NAME.finditer(text):
-                self.run_name = m.group(1)
+            for m in WANDB_RUN_LINE.finditer(text):
+                self.run_name = wandb_run_name(m)
         rows = self.regex.findall(text + lookahead if lookahead else text)
         if not rows:
             return
@@ -375,7 +382,27 @@ def _tolerance(epoch: np.ndarray, s: float) -> np.ndarray:
     return s * np.maximum(0.005, np.abs(epoch) * 5e-4) + 1.0
 
 
+#: Inferred steps (epoch × steps per epoch, previous + cadence) at or beyond this are not steps.
+_STEP_CAP = 2 ** 62
+
+
+def _as_steps(x: np.ndarray) -> np.ndarray:
+    """Float step estimates → int64; non-finite, negative or beyond _STEP_CAP → -1 (no step)."""
+    ok = np.isfinite(x) & (x >= 0) & (x < _STEP_CAP)
+    return np.where(ok, x, -1).astype(np.int64)
+
+
+def _cadence(x: float) -> int | None:
+    """A logging cadence in steps (≥ 1) from a float estimate; None when it is no usable number."""
+    return max(1, int(round(x))) if math.isfinite(x) and abs(x) < _STEP_CAP else None
+
+
 def infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _infer_steps(scan, summary)
+
+
+def _infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
     kind = scan.kind
     n = kind.size
     epoch = np.full(n, np.nan)
@@ -407,6 +434,8 @@ def infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
     notes: list[str] = []
     if s is None:
         s = _steps_per_epoch_from_summary(summary, total, epoch, have_epoch, notes)
+    if s is not None and not (math.isfinite(s) and s < _STEP_CAP):
+        s = None
     if s is not None and s > 0:
         tol = _tolerance(epoch, s)
         after = np.where(~have_epoch | (np.abs(after - epoch * s) <= tol), after, -1)
@@ -429,25 +458,25 @@ def infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
             d_step, d_pos = np.diff(steps[t_anchor]), np.diff(pos)
             good = d_pos > 0
             if good.any():
-                L = max(1, int(round(float(np.median(d_step[good] / d_pos[good])))))
+                L = _cadence(float(np.median(d_step[good] / d_pos[good])))
         if L is None:
             te = epoch[train_idx]
             te = te[np.isfinite(te)]
             if te.size >= 2:
-                L = max(1, int(round(float(np.median(np.diff(te))) * s)))
+                L = _cadence(float(np.median(np.diff(te))) * s)
         cadence = L or 1
         exact = np.round(epoch * s)
         grid = cadence * np.round(epoch * s / cadence)
         grid = np.where(grid > 0, grid, np.maximum(exact, 1))
         fill_train = need & is_train & have_epoch
-        steps[fill_train] = grid[fill_train].astype(np.int64)
+        steps[fill_train] = _as_steps(grid[fill_train])
         # eval dicts: the step of the dict before with the same printed epoch, else round(epoch × s)
         for i in np.flatnonzero(need & ~is_train & have_epoch):
             j = i - 1
             while j >= 0 and kind[j] == SUMMARY:
                 j -= 1
             same = j >= 0 and steps[j] >= 0 and epoch[j] == epoch[i]
-            steps[i] = steps[j] if same else max(int(exact[i]), 1)
+            steps[i] = steps[j] if same else (max(int(exact[i]), 1) if 0 <= exact[i] < _STEP_CAP else -1)
         n_epoch = int((need & have_epoch).sum())
         notes.append(f"steps inferred as epoch x {s:.6g} steps/epoch on a logging cadence of {cadence} steps "
                      f"for {n_epoch} of {n_points} log dicts (the rest from tqdm counters)")
@@ -459,7 +488,7 @@ def infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
             if kind[i] == SUMMARY:
                 continue
             if steps[i] < 0:
-                steps[i] = last + (L or 1) if kind[i] == TRAIN else max(last, 1)
+                steps[i] = min(last + (L or 1), _STEP_CAP) if kind[i] == TRAIN else max(last, 1)
             last = int(steps[i])
         n_ordinal = int(need.sum())
         notes.append(f"{n_ordinal} log dict(s) without a tqdm counter or epoch: numbered after the previous one")

@@ -11,34 +11,42 @@ A file with no JSON object line at all is not JSONL, and that is an error naming
 """
 from __future__ import annotations
 
-import json
-import math
 from typing import Any, Iterator
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import Collector, decode_with_notes, json_number, make_run, read_bytes
+from lossdoctor.sources._readkit import Collector, decode_with_notes, json_number, load_json, make_run, read_bytes
 from lossdoctor.sources.base import ReadOptions, Target
 
 STEP_KEYS = ("step", "global_step", "train/global_step", "trainer/global_step", "iter", "iteration", "_step")
 PRIMARY_FILE = "metrics.jsonl"
 
 
-def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+#: Nested objects deeper than this are not metrics (and must not cost a recursion per level).
+MAX_DEPTH = 16
+
+
+def _flatten(obj: dict[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, Any]]:
     for key, value in obj.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            yield from _flatten(value, name + "/")
+            if depth < MAX_DEPTH:
+                yield from _flatten(value, name + "/", depth + 1)
         else:
             yield name, value
 
 
-def _step_of(obj: dict[str, Any]) -> tuple[str, int] | None:
+def _step_of(obj: dict[str, Any]) -> tuple[str, Any] | None:
+    """(the step key, its value) when the object has a numeric step; whether the step is a usable integer
+    (finite, whole, within int64) the tidy table decides, dropping and counting the points that are not."""
     for key in STEP_KEYS:
         if key in obj:
-            value = json_number(obj[key])
-            if value is not None and math.isfinite(value) and value == int(value):
-                return key, int(value)
+            value = obj[key]
+            if isinstance(value, int) and not isinstance(value, bool):
+                return key, value                  # exact, however many digits
+            number = json_number(value)
+            if number is not None:
+                return key, number
     return None
 
 
@@ -73,8 +81,8 @@ def iter_json_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):
+            obj = load_json(line)      # bounded: deep nesting and huge literals are a ValueError
+        except ValueError:
             obj = None
         yield lineno, obj if isinstance(obj, dict) else None
 

@@ -18,7 +18,7 @@ import re
 
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (Collector, NUMBER, RANK_ANYWHERE, make_run, parse_number, ranked_lines,
-                                        read_text, require_points)
+                                        read_text, require_points, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 _ITER = re.compile(r"^\s*iter (\d+): ")
@@ -57,7 +57,7 @@ def _parse(line: str) -> tuple[int, list[tuple[str, str, float]], bool] | None:
                 out.append(("train/mfu", "mfu", value))
         else:
             out.append(("", name, value))
-    return (int(m.group(1)), out, glued) if out else None
+    return (to_step(m.group(1)), out, glued) if out else None
 
 
 class NanoGPTLogSource:

@@ -17,7 +17,7 @@ import re
 
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (Collector, NUMBER, RANK_ANYWHERE, make_run, parse_number, ranked_lines,
-                                        read_text, require_points)
+                                        read_text, require_points, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 _STEP_LINE = re.compile(r"^\s*Step (\d+) \| ")
@@ -41,13 +41,13 @@ def _parse(line: str) -> tuple[str, int, list[tuple[str, float]], bool] | None:
                 glued = True
             seen.add(item.group(1))
             pairs.append((item.group(1), value))
-        return ("logger", int(m.group(1)), pairs, glued) if pairs else None
+        return ("logger", to_step(m.group(1)), pairs, glued) if pairs else None
     bars = _PBAR.findall(line)
     if bars:
         value = parse_number(bars[0][2])
         if value is None:
             return None
-        return "pbar", int(bars[0][1]), [("loss", value)], len(bars) > 1
+        return "pbar", to_step(bars[0][1]), [("loss", value)], len(bars) > 1
     return None
 
 

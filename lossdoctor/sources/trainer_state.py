@@ -29,8 +29,8 @@ from typing import Any
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
+from lossdoctor.sources._readkit import json_number, to_step
 from lossdoctor.tidy import tidy_points
-from lossdoctor.sources._readkit import json_number
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import decode_bytes
 
@@ -73,6 +73,9 @@ def load_state(path: Path, location: str) -> dict[str, Any]:
                           line=exc.lineno) from None
     except RecursionError:
         raise SourceError("JSON nested too deeply; expected a trainer_state.json", location) from None
+    except ValueError as exc:      # e.g. an integer literal past Python's digit limit
+        raise SourceError(f"malformed JSON ({' '.join(str(exc).split())[:120]}); expected a trainer_state.json",
+                          location) from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise SourceError("no 'log_history' list; expected an HF trainer_state.json", location)
     return state
@@ -116,20 +119,20 @@ def state_to_run(state: dict[str, Any], location: str, name: str) -> Run:
             continue
         if isinstance(value, (int, float, str)) or value is None:
             config[f"trainer.{key}"] = value
-    global_step = json_number(state.get("global_step"))
-    max_steps = json_number(state.get("max_steps"))
+    global_step = to_step(state.get("global_step"))       # None when absent, non-finite or not a counter
+    max_steps = to_step(state.get("max_steps"))
     for key, num in (("global_step", global_step), ("max_steps", max_steps)):
         if num is not None:
-            summary[key] = int(num)
+            summary[key] = num
     notes: list[str] = []
     if skipped:
-        notes.append(f"{skipped} log_history entr(y/ies) without a step skipped")
+        notes.append(f"{skipped} log_history entr(y/ies) without an integer step skipped")
     if (global_step is not None and max_steps is not None and max_steps > 0 and global_step >= max_steps) \
             or "train_runtime" in summary:
         run_state = "finished"
     elif max_steps is not None and max_steps > 0 and global_step is not None:
         run_state = "interrupted"
-        notes.append(f"global_step {int(global_step)} < max_steps {int(max_steps)}: training stopped early "
+        notes.append(f"global_step {global_step} < max_steps {max_steps}: training stopped early "
                      "(interrupted, or this is an intermediate checkpoint)")
     else:
         run_state = "unknown"

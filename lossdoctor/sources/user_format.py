@@ -15,7 +15,7 @@ from lossdoctor.errors import SourceError
 from lossdoctor.logformat import load_log_format
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (MAX_LINE_CHARS, Collector, iter_lines, make_run, parse_number,
-                                         read_text, split_rank)
+                                         read_text, split_rank, to_step)
 from lossdoctor.sources.base import ReadOptions, Target
 
 

@@ -24,8 +24,8 @@ import math
 import re
 
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (Collector, iter_lines, make_run, parse_number, read_text,
-                                         require_points, tail_text)
+from lossdoctor.sources._readkit import (WANDB_RUN_LINE, Collector, iter_lines, make_run, parse_number, read_text,
+                                         require_points, tail_text, to_step, wandb_run_name)
 from lossdoctor.sources.base import ReadOptions, Target
 
 GLYPHS = "▁▂▃▄▅▆▇█"
@@ -34,7 +34,6 @@ _LEVEL["\ufffd"] = 0
 _SPARK_CHARS = set(_LEVEL) | {" "}
 _WANDB = re.compile(r"wandb:\s?(.*)$")
 _ROW = re.compile(r"^\s*(\S+) (.*)$")
-_RUN_NAME = re.compile(r"wandb:\s+(?:Syncing run|View run)\s+(.+?)(?:\s+at:.*)?\s*$")
 _HF_DICT = re.compile(r"\{'(?:loss|eval_loss|train_runtime|learning_rate)'\s*:")
 _STEP_KEYS = ("train/global_step", "global_step", "trainer/global_step", "_step")
 NOTE = "shape recovered from W&B console sparklines (sampled, lossy)"
@@ -59,9 +58,9 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
         if not m:
             section = None
             continue
-        n = _RUN_NAME.search(line)
+        n = WANDB_RUN_LINE.search(line)
         if n:
-            name = n.group(1).strip()
+            name = wandb_run_name(n)
         content = m.group(1)
         stripped = content.strip()
         if stripped in ("Run history:", "Run summary:"):
@@ -89,7 +88,8 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
             if value is None:
                 summary[key] = text_value
             else:
-                summary[key] = int(text_value) if re.fullmatch(r"[-+]?\d+", text_value) else value
+                exact = to_step(text_value) if re.fullmatch(r"[-+]?\d+", text_value) else None
+                summary[key] = exact if exact is not None else value     # a counter within int64 stays exact
     return history, summary, name, skipped
 
 
@@ -128,8 +128,9 @@ class WandbConsoleSource:
         points = Collector()
         longest = max((len(v) for k, v in history.items() if k not in _STEP_KEYS), default=0)
         total = next((summary[k] for k in _STEP_KEYS if _is_number(summary.get(k))), None)
-        known_total = _is_number(total) and math.isfinite(total) and total >= longest > 0  # type: ignore
-        span = int(total) if known_total else longest  # type: ignore[arg-type]
+        total_step = to_step(total) if _is_number(total) else None
+        known_total = total_step is not None and total_step >= longest > 0
+        span = total_step if known_total else longest  # type: ignore[assignment]
 
         def anchor_of(key: str) -> float | None:
             value, last = summary.get(key), history[key][-1]

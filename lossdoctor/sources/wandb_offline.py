@@ -12,7 +12,6 @@ otherwise at ``_step`` (wandb's own ``log()`` counter, which the HF callback adv
 """
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import pandas as pd
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
+from lossdoctor.sources._readkit import json_number, load_json, to_step
 from lossdoctor.tidy import tidy_points
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
@@ -54,12 +54,16 @@ class WandbLog:
     skipped_values: int = 0
 
 
-def flatten(value: Any, prefix: str = "", out: dict[str, Any] | None = None) -> dict[str, Any]:
+#: Nesting deeper than this is kept as one value (a hostile file must not cost a recursion per level).
+MAX_DEPTH = 32
+
+
+def flatten(value: Any, prefix: str = "", out: dict[str, Any] | None = None, depth: int = 0) -> dict[str, Any]:
     """Nested dicts → dotted keys (the UI's convention); leaves kept as they are."""
     out = {} if out is None else out
-    if isinstance(value, dict) and "_type" not in value:
+    if isinstance(value, dict) and "_type" not in value and depth < MAX_DEPTH:
         for key, sub in value.items():
-            flatten(sub, f"{prefix}.{key}" if prefix else str(key), out)
+            flatten(sub, f"{prefix}.{key}" if prefix else str(key), out, depth + 1)
     else:
         out[prefix] = value
     return out
@@ -68,7 +72,7 @@ def flatten(value: Any, prefix: str = "", out: dict[str, Any] | None = None) -> 
 def _numeric(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value)
+    return json_number(value)
 
 
 def _item_key(item: Any) -> str:
@@ -87,7 +91,7 @@ def _item_value(item: Any) -> Any:
     if not raw:
         return None
     try:
-        return json.loads(raw)   # accepts the NaN / Infinity / -Infinity tokens wandb writes
+        return load_json(raw)   # accepts the NaN / Infinity / -Infinity tokens wandb writes
     except ValueError:
         return None
 
@@ -98,7 +102,7 @@ def _apply_updates(target: dict[str, Any], updates: Iterable[Any], removes: Iter
         if not path or path[0] == "_wandb":
             continue
         try:
-            value = json.loads(item.value_json) if item.value_json else None
+            value = load_json(item.value_json) if item.value_json else None
         except ValueError:
             value = item.value_json
         node = target
@@ -119,7 +123,10 @@ def _apply_updates(target: dict[str, Any], updates: Iterable[Any], removes: Iter
 def _iso(seconds: int, nanos: int) -> str | None:
     if not seconds:
         return None
-    stamp = datetime.fromtimestamp(seconds + nanos / 1e9, tz=timezone.utc)
+    try:
+        stamp = datetime.fromtimestamp(seconds + nanos / 1e9, tz=timezone.utc)
+    except (ValueError, OverflowError, OSError):     # a start time no calendar holds: not known
+        return None
     return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
@@ -181,7 +188,7 @@ def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
             if "_step" not in row:
                 row["_step"] = float(rec.history.step.num if rec.history.HasField("step") else
                                      (pending_step + 1 if pending_step is not None else 0))
-            pending_step = int(row["_step"])
+            pending_step = to_step(row["_step"])
             log.rows.append(row)
         elif kind == "run":
             r = rec.run
@@ -217,7 +224,8 @@ def _note_lost_rows(log: WandbLog, damage: list[Damage]) -> None:
     """After damage, gaps in wandb's contiguous ``_step`` counter say exactly which history rows were lost."""
     if not damage or not log.rows:
         return
-    steps = np.unique(np.asarray([r["_step"] for r in log.rows], dtype="int64"))
+    steps = np.unique(np.asarray([s for s in (to_step(r["_step"]) for r in log.rows) if s is not None],
+                                 dtype="int64"))
     gaps = np.nonzero(np.diff(steps) > 1)[0]
     for i in gaps[:5]:
         a, b = int(steps[i]) + 1, int(steps[i + 1]) - 1
@@ -243,19 +251,19 @@ def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[pd.DataFrame, l
     values: list[float] = []
     missing = 0
     for row in rows:
-        raw_step = row.get(step_key)
-        if raw_step is None:
+        step = to_step(row.get(step_key))
+        if step is None:
             missing += 1
             continue
         for key, val in row.items():
             if key.startswith("_"):
                 continue
-            steps.append(raw_step)
+            steps.append(step)
             names.append(key)
             values.append(val)
     notes = []
     if missing:
-        notes.append(f"{missing} history row(s) without {step_key} skipped")
+        notes.append(f"{missing} history row(s) without an integer {step_key} skipped")
     if not steps:
         return empty_metrics(), notes, {}
     table = tidy_points(np.asarray(steps, dtype=np.float64), names, values)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
     from lossdoctor.report.data import ReportData, Timeline
+from lossdoctor.safetext import blank
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 SEVERITY_MARK = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
@@ -26,8 +27,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f`]")
 
 
 def md_escape(text: str) -> str:
-    """One line, HTML entities for & < >, backslash before Markdown markup characters."""
-    text = " ".join(str(text).split())
+    """One line without control characters (no raw ESC in the file), HTML entities for & < >, backslash
+    before Markdown markup characters."""
+    text = blank(text)
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return _MD_SPECIAL.sub(r"\\\1", text)
 

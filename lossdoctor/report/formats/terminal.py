@@ -5,18 +5,15 @@ sequence must not be able to rewrite the user's terminal.
 """
 from __future__ import annotations
 
-import re
-
 from lossdoctor.model import Diagnosis
 from lossdoctor.report.data import ReportData, build_report_data
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+from lossdoctor.safetext import blank
 COLOURS = {"error": "31", "warning": "33", "info": "36", "ok": "32", "incomplete": "35"}
 
 
 def clean(text: str) -> str:
     """One line, no control characters (ESC included)."""
-    return " ".join(_CONTROL.sub(" ", str(text)).split())
+    return blank(text)
 
 
 def _paint(text: str, level: str, color: bool, bold: bool = False) -> str:

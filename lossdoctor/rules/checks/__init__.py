@@ -12,12 +12,13 @@ import importlib
 import pkgutil
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
-import pandas as pd
 
-from lossdoctor.model import Run
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
+
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,8 @@ def ema(values: np.ndarray, span: int) -> np.ndarray:
     if span <= 1 or len(values) == 0:
         return values.copy()
     finite = np.where(np.isfinite(values), values, np.nan)
+    import pandas as pd
+
     return pd.Series(finite).ewm(span=span, adjust=False, ignore_na=True).mean().to_numpy(dtype="float64")
 
 
@@ -146,6 +149,8 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     medians: the run is cut into blocks of window/32 points, and point i gets the median of the medians of
     the last 32 blocks completed at or before i (still causal; it lags by at most one block). Exact rolling
     medians cost O(n log window) and took seconds at that size; this is O(n)."""
+    import pandas as pd
+
     values = np.asarray(values, dtype="float64")
     if window <= 1 or len(values) == 0:
         return values.copy()
@@ -208,7 +213,7 @@ def config_number(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[float 
     value, key = config_value(run, keys)
     try:
         num = float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):     # a 400-digit integer is no usable setting
         num = None
     return (num, key) if num is not None and np.isfinite(num) else (None, None)
 

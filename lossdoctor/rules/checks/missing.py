@@ -1,10 +1,12 @@
 """missing: a series absent or with too few points to judge (e.g. no eval loss: overfitting can't be judged)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, global_result, resolve_series
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class Missing:

@@ -12,12 +12,14 @@ the first one (a run that diverged around them). Anything else is **persistent**
 default) keeps the old behaviour: every non-finite point."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, sorted_unique
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class NonFinite:
@@ -28,7 +30,7 @@ class NonFinite:
               "max_transient": Param("int", default=3, doc="at most this many isolated points are transient ..."),
               "max_transient_share": Param("fraction", default=0.02, doc="... or this share of the logs"),
               "blowup": Param("number", default=1.5, doc="train loss after / before above this: not transient")}
-    evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite",
+    evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite", "before",
                                "last_finite_step", "metrics", "zero_loss_points", "peak_before", "peak_before_step",
                                "persistence", "pattern"})
 
@@ -69,15 +71,17 @@ class NonFinite:
             j = int(np.searchsorted(steps, clock[first]))
             value = float(values[j]) if j < len(values) else float("nan")
             finite_before = np.flatnonzero(np.isfinite(values[:j]))
-            last_f = float(values[finite_before[-1]]) if len(finite_before) else float("nan")
-            last_fs = int(steps[finite_before[-1]]) if len(finite_before) else -1
+            last_f = float(values[finite_before[-1]]) if len(finite_before) else None
+            last_fs = int(steps[finite_before[-1]]) if len(finite_before) else None
+            before = (f"last finite value {last_f:.4g} at step {last_fs}" if last_f is not None
+                      else "no finite value before it")
             metrics = sorted({str(m) for m in first_bad_metric[: i + 1][bad[: i + 1]] if m})
             finite_vals = values[:j][np.isfinite(values[:j])]
             peak = float(finite_vals.max()) if len(finite_vals) else float("nan")
             peak_step = int(steps[:j][np.isfinite(values[:j])][int(finite_vals.argmax())]) if len(finite_vals) else -1
             return {"metric": metric, "value": str(value), "step": int(clock[first]),
                     "first_bad_step": int(clock[first]), "bad_points": int(cum[i]), "last_finite": last_f,
-                    "last_finite_step": last_fs, "metrics": ", ".join(metrics),
+                    "last_finite_step": last_fs, "before": before, "metrics": ", ".join(metrics),
                     "zero_loss_points": int(zero_cum[i]), "peak_before": peak, "peak_before_step": peak_step,
                     "persistence": "transient" if transient else "persistent", "pattern": pattern}
 

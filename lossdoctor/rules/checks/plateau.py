@@ -3,13 +3,15 @@
 peak is a finished schedule, not a plateau, when ``lr_aware`` is on."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, finite_points, global_result,
                                      rolling_median, window_start_index)
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class Plateau:

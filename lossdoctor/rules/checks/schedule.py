@@ -9,12 +9,14 @@ Two mismatches, both read against the config (keys tried in order; nothing is as
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import (CheckResult, Param, config_number, config_value, empty_result,
                                      finite_points, global_result)
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 DECAYING = ("linear", "cosine", "polynomial", "cosine_with_restarts")
 

@@ -7,13 +7,15 @@ to ``value`` (or, with ``require_config``, the check stays silent); the evidence
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import (OPS, CheckResult, Param, config_number, empty_result, finite_points,
                                      global_result)
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class Share:

@@ -8,14 +8,16 @@ Evidence says how many spikes there were, how far apart, and whether the series 
 (``recovered``: the next point within 1.5x the baseline) — a transient spike, not a change of regime."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
 from lossdoctor.rules.noise import residual_noise
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 class Spike:

@@ -1,13 +1,15 @@
 """threshold: a series compared with a bound, at each point (``reduce: each``) or once over a window."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Run
 from lossdoctor.rules.checks import (OPS, CheckResult, Param, arrays, empty_result, global_result,
                                      resolve_series, window_start_index)
+
+if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 _REDUCERS = {"max": np.nanmax, "min": np.nanmin, "mean": np.nanmean, "median": np.nanmedian,
              "last": lambda v: v[np.isfinite(v)][-1]}
