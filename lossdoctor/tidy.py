@@ -16,9 +16,10 @@ a fake loss spike at the last step wherever it reached a table. Here, for every 
   after its checkpoint; the later values are the run that went on). Identical repeats (tqdm redraws, an
   epoch written in every row) merge silently; the others are counted in a note.
 
-The table: ``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str`` (+ ``wall_time``
-when any point has one, + ``line``, the source line, when the reader gives it), sorted by (step, metric). The name columns are built from codes over the few unique
-names (cheap to turn into a categorical), not one Python object per point.
+The table is a :class:`lossdoctor.table.MetricTable` (numpy columns: ``step`` int64, ``metric`` canonical and
+``raw_name`` as codes into a few names, ``value`` float64 with NaN/inf kept, + ``wall_time`` when any point has
+one, + ``line``, the source line, when the reader gives it), sorted by (step, metric). Readers that have many
+points hand their names as :class:`Coded` (integer codes into a short list), never one string per point.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+
+from lossdoctor.table import MetricTable, factorize
 
 #: HF Trainer's end-of-training summary keys: never points of a curve.
 SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})
@@ -46,31 +48,14 @@ class Coded:
 
 @dataclass(frozen=True)
 class Tidy:
-    frame: pd.DataFrame
+    frame: MetricTable       # the table (named ``frame`` for the readers that unpack it)
     notes: tuple[str, ...] = ()
     #: HF end-of-run summary entries taken out of the points (raw name without prefix -> value)
     summary: Mapping[str, float] = field(default_factory=dict)
 
 
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "step": pd.Series([], dtype="int64"),
-        "metric": pd.Series([], dtype="object"),
-        "value": pd.Series([], dtype="float64"),
-        "raw_name": pd.Series([], dtype="object"),
-    })
-
-
-def string_column(names: Sequence[str], codes: np.ndarray) -> Any:
-    """A string column from a few names and per-point codes, without one Python object per point (arrow
-    ``take``; a plain object array where pyarrow is unavailable)."""
-    try:
-        import pyarrow as pa
-
-        arr = pa.array(list(names), type=pa.large_string()).take(pa.array(codes)).cast(pa.string())
-        return pd.array(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
-    except (ImportError, TypeError, ValueError):
-        return np.asarray(list(names), dtype=object)[codes]
+def empty_frame() -> MetricTable:
+    return MetricTable.blank()
 
 
 def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -115,11 +100,9 @@ def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
 def _codes_of(raw: Any) -> tuple[np.ndarray, list[str]]:
     if isinstance(raw, Coded):
         return np.asarray(raw.codes, dtype=np.int64), [str(x) for x in raw.names]
-    arr = np.asarray(raw, dtype=object)
-    if arr.size == 0:
-        return np.empty(0, np.int64), []
-    codes, uniques = pd.factorize(arr)
-    return codes.astype(np.int64), [str(x) for x in uniques]
+    items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+    codes, uniques = factorize(items)
+    return codes, [str(x) for x in uniques]
 
 
 def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray,
@@ -191,15 +174,35 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         canon_names_list = [c if c is not None else canonicalise(r) for r, c in zip(raw_names, canonical_codes)]
         canon_codes = raw_codes
     elif canonical is not None:
-        over = np.asarray(canonical, dtype=object).reshape(-1)
-        over_codes, over_names = pd.factorize(over, use_na_sentinel=True)
+        if isinstance(canonical, Coded):            # code -1: from the alias table
+            over_codes = np.asarray(canonical.codes, dtype=np.int64)
+            over_names = [str(x) for x in canonical.names]
+        else:
+            items = canonical.tolist() if isinstance(canonical, np.ndarray) else list(canonical)
+            over_codes, over_names = factorize(items)
+            if None in over_names:                   # None: from the alias table
+                none = over_names.index(None)
+                remap = np.arange(len(over_names)) - (np.arange(len(over_names)) > none)
+                remap[none] = -1
+                over_codes = remap[over_codes]
+                over_names = [str(x) for x in over_names if x is not None]
+            else:
+                over_names = [str(x) for x in over_names]
+        if len(over_codes) != len(raw_codes):
+            raise ValueError("steps, names and values must have the same length")
         pair = raw_codes * (len(over_names) + 1) + (over_codes + 1)
-        pair_codes, pair_uniques = pd.factorize(pair)
+        if len(pair) and int(pair.max()) < 1 << 24:          # few names: a bincount, no sort
+            pair_uniques = np.flatnonzero(np.bincount(pair))
+            remap_pair = np.zeros(int(pair.max()) + 1, dtype=np.int64)
+            remap_pair[pair_uniques] = np.arange(len(pair_uniques))
+            pair_codes = remap_pair[pair]
+        else:
+            pair_uniques, pair_codes = np.unique(pair, return_inverse=True)
         canon_of_pair = []
-        for p in pair_uniques:
+        for p in pair_uniques.tolist():
             r, o = divmod(int(p), len(over_names) + 1)
             canon_of_pair.append(str(over_names[o - 1]) if o else canonicalise(raw_names[r]))
-        canon_names_list, canon_codes = canon_of_pair, pair_codes.astype(np.int64)
+        canon_names_list, canon_codes = canon_of_pair, pair_codes.astype(np.int64).reshape(-1)
     else:
         canon_names_list = [canonicalise(r) for r in raw_names]
         canon_codes = raw_codes
@@ -258,14 +261,6 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
                 ln = ln[~dup]
     if not len(st):
         return Tidy(empty_frame(), tuple(notes), summary)
-    frame = pd.DataFrame({
-        "step": st.astype(np.int64, copy=False),
-        "metric": string_column(canon_sorted, mc),
-        "value": va,
-        "raw_name": string_column(raw_names, rc),
-    })
-    if wt is not None and np.isfinite(wt).any():
-        frame["wall_time"] = wt
-    if ln is not None:
-        frame["line"] = ln
-    return Tidy(frame, tuple(notes), summary)
+    table = MetricTable.build(st, mc, canon_sorted, va, rc, raw_names,
+                              wt if wt is not None and np.isfinite(wt).any() else None, ln)
+    return Tidy(table.compact(), tuple(notes), summary)

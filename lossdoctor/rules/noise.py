@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
+
+from lossdoctor.rules.rolling import window_medians
 
 #: MAD -> standard deviation for normally distributed noise
 MAD_TO_SIGMA = 1.4826
@@ -57,7 +58,8 @@ def residual_noise(values: np.ndarray, span: int | None = None) -> float:
         return math.nan
     w = max(5, int(span or round(0.05 * n)))
     w = min(w | 1, n if n % 2 else n - 1)               # odd, centred
-    centre = pd.Series(v).rolling(w, center=True, min_periods=1).median().to_numpy()
+    i = np.arange(n)
+    centre = window_medians(v, i - w // 2, i + w // 2 + 1)          # centred, cut at both ends
     return robust_sigma(v - centre)
 
 

@@ -38,8 +38,8 @@ from itertools import chain
 from typing import Any, BinaryIO, Iterable
 
 import numpy as np
-import pandas as pd
 
+from lossdoctor.table import MetricTable
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
 from lossdoctor.sources._readkit import parse_number, tail_text
@@ -500,7 +500,7 @@ def _steps_per_epoch_from_summary(summary: dict[str, Any], total: int | None, ep
 
 # ---------------------------------------------------------------- the reader
 
-def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[pd.DataFrame | None, list[str]]:
+def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | None, list[str]]:
     """The tidy table, through the one constructor (:func:`lossdoctor.tidy.tidy_points`, given the values
     column-wise with coded names). A repeated (step, metric) keeps the last dict's value."""
     from lossdoctor.tidy import Coded, tidy_points

@@ -29,8 +29,8 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Iterator
 
 import numpy as np
-import pandas as pd
 
+from lossdoctor.table import MetricTable
 from lossdoctor.cache import RunCache
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
@@ -385,7 +385,7 @@ def _fetch_parquet_part(wrun: Any, ref: RunRef, keys: list[str], step_key: str,
 
 
 def fetch_history(run: Any, keys: list[str], step_key: str, *, timeout: float, progress: bool,
-                  label: str, counts: dict[str, int], ref: RunRef | None = None) -> tuple[pd.DataFrame, list[str]]:
+                  label: str, counts: dict[str, int], ref: RunRef | None = None) -> tuple[MetricTable, list[str]]:
     """All points of ``keys``: the Parquet exports read directly (parallel downloads, pyarrow), the live
     tail scanned per key in parallel; without exports every key is scanned. Deduplicated on
     (step, metric), the last kept."""
@@ -430,7 +430,7 @@ def fetch_history(run: Any, keys: list[str], step_key: str, *, timeout: float, p
     return frame, notes + dup_notes
 
 
-def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tuple[pd.DataFrame, list[str]]:
+def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tuple[MetricTable, list[str]]:
     """The tidy table from per-key (steps, values) arrays, through the one constructor (numpy all the way:
     millions of points). Per metric one value per step, the last fetched wins (the export boundary page
     can come back twice)."""

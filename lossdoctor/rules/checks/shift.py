@@ -22,9 +22,9 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from lossdoctor.model import Run
+from lossdoctor.rules.rolling import window_medians
 from lossdoctor.rules.checks import CheckResult, Param, empty_result, finite_points, global_result
 
 MIN_STRETCH = 3
@@ -40,7 +40,15 @@ def point_noise(values: np.ndarray) -> float:
 
 def stretch_medians(values: np.ndarray, k: int) -> np.ndarray:
     """Median of each window of k consecutive points; entry i covers points i..i+k-1."""
-    return pd.Series(values).rolling(k).median().to_numpy()[k - 1:]
+    n = len(values)
+    if n < k:
+        return np.zeros(0)
+    lo = np.arange(n - k + 1)
+    out = window_medians(values, lo, lo + k)
+    if not np.isfinite(values).all():            # a window holding a NaN has no median (pandas: min_periods=k)
+        bad = np.concatenate(([0], np.cumsum(~np.isfinite(values))))
+        out[(bad[lo + k] - bad[lo]) > 0] = np.nan
+    return out
 
 
 class Shift:

@@ -18,10 +18,14 @@ from lossdoctor.rules.window import true_runs
 
 
 def _time_per_step(run: Run, step_time: list[str], throughput: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    frame = run.metrics
-    if "wall_time" in frame.columns:
-        w = frame[["step", "wall_time"]].dropna().groupby("step")["wall_time"].max().sort_index()
-        steps, times = w.index.to_numpy(dtype="int64"), w.to_numpy(dtype="float64")
+    table = run.metrics
+    if table.wall_time is not None:
+        ok = ~np.isnan(table.wall_time)
+        st, wt = table.step[ok], table.wall_time[ok]
+        order = np.lexsort((wt, st))                      # by step, then time: the last of a step is its max
+        st, wt = st[order], wt[order]
+        last = np.r_[st[1:] != st[:-1], True] if len(st) else np.zeros(0, dtype=bool)
+        steps, times = st[last], wt[last]
         if len(steps) >= 3:
             ds, dt = np.diff(steps), np.diff(times)
             ok = ds > 0
