@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Iterable
 
 import numpy as np
@@ -48,8 +47,9 @@ class RoleTable:
 
 @lru_cache(maxsize=1)
 def role_table() -> RoleTable:
-    text = resources.files("lossdoctor.metrics").joinpath("aliases.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    from lossdoctor.metrics.names import _alias_data
+
+    data = _alias_data()                     # aliases.yaml, parsed once for both tables
     roles = tuple(Role(key=str(key), canonical=str(spec["canonical"]),
                        patterns=tuple(re.compile(p) for p in spec["patterns"]),
                        only_if_unique=bool(spec.get("only_if_unique", False)))

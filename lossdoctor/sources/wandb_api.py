@@ -25,7 +25,6 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Iterator
 
 import numpy as np
@@ -378,6 +377,8 @@ def _fetch_parquet_part(wrun: Any, ref: RunRef, keys: list[str], step_key: str,
     live = hist.get("liveData") or []
     live_steps = [int(to_float(r.get("_step")) or 0) for r in live if isinstance(r, dict) and "_step" in r]
     first_live = min(live_steps) if live_steps else 2 ** 62
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(MAX_WORKERS, len(urls)), thread_name_prefix="wandb-parquet") as pool:
         blobs = list(pool.map(lambda u: _download(u, max(1.0, deadline - time.monotonic())), urls))
     points = [p for blob in blobs for p in _parquet_points(blob, keys, step_key, first_live)]
@@ -389,6 +390,8 @@ def fetch_history(run: Any, keys: list[str], step_key: str, *, timeout: float, p
     """All points of ``keys``: the Parquet exports read directly (parallel downloads, pyarrow), the live
     tail scanned per key in parallel; without exports every key is scanned. Deduplicated on
     (step, metric), the last kept."""
+
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     if not keys:
         return empty_metrics(), []
