@@ -217,6 +217,8 @@ def cmd_speed(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         inputs = make_inputs(Path(args.keep) if args.keep else tmp, args.big, args.small)
+        if args.input:
+            inputs = [i for i in inputs if any(w.lower() in i[0].lower() for w in args.input)]
         print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}, "
               f"median of {args.repeats}")
         print(f"{'input':26} {'tool':24} {'wall s':>8} {'RSS MB':>8} {'rc':>3}  verdict")
@@ -315,6 +317,8 @@ def main() -> None:
                     help="the 1,000-step input (--no-small: only the big ones)")
     sp.add_argument("--also", action="append", metavar="NAME=BIN",
                     help="another lossdoctor executable in the same rotation (e.g. main=/work/main/.venv/bin/lossdoctor)")
+    sp.add_argument("--input", action="append", metavar="WORD",
+                    help="only the inputs whose label holds WORD (e.g. 200k, TensorBoard, console)")
     sp.add_argument("--keep", metavar="DIR", help="generate the inputs into DIR and reuse them if present")
     vp = sub.add_parser("verdicts")
     vp.add_argument("corpus", nargs="*")

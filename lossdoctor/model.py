@@ -74,12 +74,23 @@ class Run:
             return cache
         codes, steps, values = table.metric_codes, table.step, table.value
         names = table.metric_names
-        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written;
-        # tables are usually step-sorted already, and then a stable sort on the metric alone is enough
         if len(steps) < 2 or bool((steps[1:] >= steps[:-1]).all()):
+            # step-sorted (what the tidy constructor gives): one mask per metric, no sort and no copy of the
+            # table; a metric whose steps then repeat falls through to the general path below
+            for code, name in enumerate(names):
+                sel = codes == code
+                st = steps[sel]
+                if len(st) > 1 and not bool((st[1:] > st[:-1]).all()):
+                    cache.clear()
+                    break
+                if len(st):
+                    cache[name] = _frozen_series(st, values[sel], name)
+            else:
+                return cache
             order = np.argsort(codes, kind="stable")
         else:
             order = np.lexsort((steps, codes))
+        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written
         c, st, va = codes[order], steps[order], values[order]
         n = len(c)
         last = np.ones(n, dtype=bool)
@@ -92,10 +103,7 @@ class Run:
             a, b = bounds[i], bounds[i + 1]
             if a == b:
                 continue
-            idx, vals = st[a:b], va[a:b]
-            idx.flags.writeable = False
-            vals.flags.writeable = False
-            cache[name] = Series(idx, vals, name)
+            cache[name] = _frozen_series(st[a:b].copy(), va[a:b].copy(), name)
         return cache
 
     def metric_names(self) -> tuple[str, ...]:
@@ -134,6 +142,12 @@ class Run:
     @property
     def n_points(self) -> int:
         return int(len(self.metrics))
+
+
+def _frozen_series(steps: np.ndarray, values: np.ndarray, name: str) -> Series:
+    steps.flags.writeable = False
+    values.flags.writeable = False
+    return Series(steps, values, name)
 
 
 def empty_metrics() -> MetricTable:

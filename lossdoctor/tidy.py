@@ -99,14 +99,15 @@ def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _codes_of(raw: Any) -> tuple[np.ndarray, list[str]]:
     if isinstance(raw, Coded):
-        return np.asarray(raw.codes, dtype=np.int64), [str(x) for x in raw.names]
+        codes = np.asarray(raw.codes)
+        return codes if codes.dtype.kind == "i" else codes.astype(np.int64), [str(x) for x in raw.names]
     items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
     codes, uniques = factorize(items)
     return codes, [str(x) for x in uniques]
 
 
 def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray,
-                  values: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+                  values: np.ndarray, written: Any = None) -> tuple[np.ndarray, dict[str, float]]:
     """Points that are HF end-of-run summary entries, and those entries (last value per key)."""
     drop = np.zeros(len(raw_codes), dtype=bool)
     summary: dict[str, float] = {}
@@ -124,30 +125,40 @@ def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray
                 sel &= np.isin(steps, steps[raw_codes == runtime])
             if sel.any():
                 drop |= sel
-                summary[key] = float(values[np.flatnonzero(sel)[-1]])
+                at = np.flatnonzero(sel)
+                last = at[-1] if written is None else at[int(np.argmax(np.asarray(written)[at]))]
+                summary[key] = float(values[last])
     return drop, summary
 
 
-def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray, pr: np.ndarray, n_metrics: int) -> np.ndarray:
-    """Point order by (step, metric, rank, priority, later writes first): a stable sort of the points taken in
-    reverse. One int64 key (step x metrics + metric) when rank and priority are constant and it fits, and no
-    sort at all when the points already come in that order (the usual case for step-sorted logs)."""
+def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray | None,
+           n_metrics: int, written: np.ndarray | None = None) -> np.ndarray | None:
+    """Point order by (step, metric, rank, priority, later writes first); None when the points already come
+    in that order with no repeats (the usual case for step-sorted logs). Without ``written`` the write order
+    is the given order: a stable sort of the points taken in reverse. One int64 key (step x metrics +
+    metric) when rank and priority are constant and it fits."""
     n = len(st)
-    rev = np.arange(n - 1, -1, -1)
-    varying = [k for k in (pr, rk) if k.min() != k.max()]
+    varying = [k for k in (pr, rk) if k is not None and k.min() != k.max()]
     lo, hi = int(st.min()), int(st.max())
     if not varying and max(abs(lo), abs(hi)) < (2 ** 62) // max(n_metrics, 1):
         key = st * n_metrics + mc
         if bool((key[1:] > key[:-1]).all()):
-            return np.arange(n)
-        return rev[np.argsort(key[rev], kind="stable")]
+            return None
+        if written is not None:
+            return np.lexsort((-np.asarray(written, dtype=np.int64), key))
+        out = np.argsort(key[::-1], kind="stable")
+        del key
+        return np.subtract(n - 1, out, out=out)          # positions in the unreversed points
+    if written is not None:
+        return np.lexsort([-np.asarray(written, dtype=np.int64)] + varying + [mc, st])
+    rev = np.arange(n - 1, -1, -1)
     keys = [k[rev] for k in varying] + [mc[rev], st[rev]]
     return rev[np.lexsort(keys)]
 
 
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
                 priority: Any = None, wall_time: Any = None, line: Any = None,
-                canonical_codes: Sequence[str | None] | None = None) -> Tidy:
+                canonical_codes: Sequence[str | None] | None = None, written: Any = None) -> Tidy:
     """The tidy table from parallel per-point columns.
 
     ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
@@ -155,6 +166,8 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     rank (int; unlabelled lines are rank 0). ``priority``: lower wins among repeats. ``wall_time``: seconds, NaN = unknown.
     ``line``: the 1-based line of the source file each point was read from (text logs; reports point at it).
     ``canonical_codes``: with :class:`Coded` names, the canonical override per name code (None: alias table).
+    ``written``: the order the points were written in (integers, later = larger), for readers that collect
+    points column-wise rather than in that order; None: the order given.
     """
     from lossdoctor.metrics.names import canonicalise
 
@@ -208,37 +221,51 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         canon_codes = raw_codes
     # collapse equal canonical names onto one code, sorted (the table's order is by canonical name)
     canon_sorted = sorted(set(canon_names_list))
-    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=np.int64)
-    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, np.int64)
+    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=np.int32)
+    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, np.int32)
 
     keep = ok.copy()
     summary: dict[str, float] = {}
     if n:
-        drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals)
+        drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals, written)
         drop &= ok
         if drop.any():
             keep &= ~drop
             notes.append(f"{int(drop.sum())} HF end-of-training summary entr(y/ies) "
                          f"({', '.join(sorted(summary))}) kept out of the curves: run totals, not points")
 
-    idx = np.flatnonzero(keep)
-    st, mc, va, rc = step_arr[idx], metric_codes[idx], vals[idx], raw_codes[idx]
-    rk = np.zeros(len(idx), np.int64) if rank is None else np.asarray(rank, dtype=np.int64)[idx]
-    pr = np.zeros(len(idx), np.int64) if priority is None else np.asarray(priority, dtype=np.int64)[idx]
-    wt = None if wall_time is None else np.asarray(wall_time, dtype=np.float64)[idx]
-    ln = None if line is None else np.asarray(line, dtype=np.int64)[idx]
+    # columns of the kept points (views when every point is kept: tables of millions of points are copied
+    # as few times as possible, and codes are int32)
+    code_t = np.int32 if max(len(canon_sorted), len(raw_names)) < 2 ** 31 else np.int64
+    idx = None if keep.all() else np.flatnonzero(keep)
 
-    if len(idx) > 1:
+    def kept(arr: Any, dtype: Any) -> np.ndarray | None:
+        if arr is None:
+            return None
+        arr = np.asarray(arr, dtype=dtype)
+        return arr if idx is None else arr[idx]
+
+    st, va = kept(step_arr, np.int64), kept(vals, np.float64)
+    mc, rc = kept(metric_codes, code_t), kept(raw_codes, code_t)
+    del step_arr, vals, metric_codes, raw_codes
+    rk, pr = kept(rank, np.int64), kept(priority, np.int64)
+    wt, ln = kept(wall_time, np.float64), kept(line, np.int64)
+    wr = kept(written, np.int64)
+
+    if len(st) > 1:
         # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one):
         # a stable sort of the points taken in reverse; constant keys are left out (millions of points)
-        order = _order(st, mc, rk, pr, len(canon_sorted))
-        st, mc, va, rc, rk, pr = st[order], mc[order], va[order], rc[order], rk[order], pr[order]
-        if wt is not None:
-            wt = wt[order]
-        if ln is not None:
-            ln = ln[order]
+        order = _order(st, mc, rk, pr, len(canon_sorted), wr)
+        del wr
+        if order is not None:
+            st, mc, va, rc = st[order], mc[order], va[order], rc[order]
+            rk = None if rk is None else rk[order]
+            pr = None if pr is None else pr[order]
+            wt = None if wt is None else wt[order]
+            ln = None if ln is None else ln[order]
+            del order
         dup = np.zeros(len(st), dtype=bool)
-        dup[1:] = (st[1:] == st[:-1]) & (mc[1:] == mc[:-1])
+        np.logical_and(st[1:] == st[:-1], mc[1:] == mc[:-1], out=dup[1:])
         if dup.any():
             first = np.flatnonzero(~dup)
             group = np.cumsum(~dup) - 1
@@ -246,7 +273,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
             d = np.flatnonzero(dup)
             a, b = va[d], va[kept_of[d]]
             same = (a == b) | (np.isnan(a) & np.isnan(b))
-            other_rank = rk[d] != rk[kept_of[d]]
+            other_rank = rk[d] != rk[kept_of[d]] if rk is not None else np.zeros(len(d), dtype=bool)
             n_rank = int(other_rank.sum())
             n_rep = int((~other_rank & ~same).sum())
             if n_rank:

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from lossdoctor.rules.rolling import window_medians
+from lossdoctor.rules.rolling import sliding_medians
 
 #: MAD -> standard deviation for normally distributed noise
 MAD_TO_SIGMA = 1.4826
@@ -58,8 +58,7 @@ def residual_noise(values: np.ndarray, span: int | None = None) -> float:
         return math.nan
     w = max(5, int(span or round(0.05 * n)))
     w = min(w | 1, n if n % 2 else n - 1)               # odd, centred
-    i = np.arange(n)
-    centre = window_medians(v, i - w // 2, i + w // 2 + 1)          # centred, cut at both ends
+    centre = sliding_medians(v, w, w // 2, w // 2)                 # centred, cut at both ends
     return robust_sigma(v - centre)
 
 

@@ -98,12 +98,47 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     return out
 
 
+def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_after: int = 0) -> np.ndarray:
+    """Median of the finite values of every run of ``width`` consecutive points, the values padded with
+    ``pad_before`` / ``pad_after`` empty slots: ``out[i]`` covers padded positions ``i .. i + width - 1``
+    (NaN where a window holds no finite value). The fixed-width windows of trailing, centred and stretch
+    medians; short widths sort views of the padded values (no index arrays), long ones go to
+    :func:`window_medians`."""
+    v = np.asarray(values, dtype=np.float64)
+    n, width = len(v), int(width)
+    q = n + pad_before + pad_after - width + 1
+    if q <= 0 or n == 0:
+        return np.full(max(q, 0), np.nan)
+    if width > SORT_WINDOW:
+        lo = np.arange(q, dtype=np.int64) - pad_before
+        return window_medians(v, lo, lo + width)
+    finite = np.isfinite(v)
+    pad = np.concatenate((np.full(pad_before, np.inf), np.where(finite, v, np.inf), np.full(pad_after, np.inf)))
+    count = np.zeros(len(pad) + 1, dtype=np.int64)
+    np.cumsum(np.isfinite(pad), out=count[1:])
+    m = count[width:] - count[:-width]
+    del count
+    cols = [pad[j: j + q] for j in range(width)]           # views; +inf (empty or non-finite) sorts last
+    if width <= SORT_NETWORK:
+        for rnd in range(width):                            # odd-even transposition sort, column-wise
+            for j in range(rnd % 2, width - 1, 2):
+                cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
+        rows = np.stack(cols)
+    else:
+        rows = np.sort(np.stack(cols, axis=1), axis=1).T
+    del cols
+    at = np.arange(q)
+    has = m > 0
+    lo_k, hi_k = np.where(has, (m - 1) // 2, 0), np.where(has, m // 2, 0)
+    out = (rows[lo_k, at] + rows[hi_k, at]) / 2.0
+    out[~has] = np.nan
+    return out
+
+
 def trailing_medians(values: np.ndarray, window: int) -> np.ndarray:
     """Median of the finite values among the last ``window`` points at each point (pandas'
     ``rolling(window, min_periods=1).median()`` on the values with non-finite ones as NaN)."""
-    n = len(values)
-    hi = np.arange(1, n + 1)
-    return window_medians(values, hi - int(window), hi)
+    return sliding_medians(values, int(window), int(window) - 1, 0)
 
 
 def ffill(values: np.ndarray) -> np.ndarray:

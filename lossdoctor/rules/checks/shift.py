@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.rolling import window_medians
+from lossdoctor.rules.rolling import sliding_medians
 from lossdoctor.rules.checks import CheckResult, Param, empty_result, finite_points, global_result
 
 MIN_STRETCH = 3
@@ -44,7 +44,7 @@ def stretch_medians(values: np.ndarray, k: int) -> np.ndarray:
     if n < k:
         return np.zeros(0)
     lo = np.arange(n - k + 1)
-    out = window_medians(values, lo, lo + k)
+    out = sliding_medians(values, k)
     if not np.isfinite(values).all():            # a window holding a NaN has no median (pandas: min_periods=k)
         bad = np.concatenate(([0], np.cumsum(~np.isfinite(values))))
         out[(bad[lo + k] - bad[lo]) > 0] = np.nan

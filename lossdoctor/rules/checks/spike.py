@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
 from lossdoctor.rules.noise import residual_noise
+from lossdoctor.rules.rolling import sliding_medians
 
 
 class Spike:
@@ -44,12 +44,7 @@ class Spike:
         n = len(values)
         baseline = np.full(n, np.nan)
         if n > look:
-            windows = sliding_window_view(np.where(np.isfinite(values), values, np.nan), look)[:-1]
-            with np.errstate(all="ignore"):
-                import warnings
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    baseline[look:] = np.nanmedian(windows, axis=1)
+            baseline[look:] = sliding_medians(values, look)[:-1]     # the `look` finite points before each
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = values / baseline
         mask = (np.isfinite(ratio) & (baseline > 0) & (ratio > float(args["factor"]))
