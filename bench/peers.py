@@ -7,7 +7,8 @@
 ``speed`` generates the inputs of issue 13 (a 1,000-step trainer_state.json; with ``--big`` also a 200,000-step
 one, a TensorBoard logdir of 800,000 scalar events and a 1M-dict console log), then runs every tool that reads
 each input, interleaved (tool order rotates each repeat), each in its own process, and prints the median wall
-time and peak RSS (from ``wait4``) and lossdoctor's ratio to the fastest peer. lossdoctor runs as
+time and peak RSS (from ``wait4``) and lossdoctor's ratio to the fastest peer (and to the leanest peer's RSS), among the peers that read the input
+(one whose verdict is ``unread`` is listed but not compared with). lossdoctor runs as
 ``lossdoctor analyze INPUT --format json`` (and once more with ``html,md``); each peer with its JSON output.
 ``--also main=/work/main/.venv/bin/lossdoctor`` adds another lossdoctor build (e.g. before a change) to the
 same interleaved rotation, printed as ``lossdoctor@main``.
@@ -237,9 +238,10 @@ def cmd_speed(args: argparse.Namespace) -> None:
                         name = f"{tool.name} html,md"
                     rc, out, wall, rss = run_measured(argv)
                     rows.setdefault(name, []).append((wall, rss, rc, tool.verdict(rc, out)))
-            peers = {n: statistics.median(w for w, *_ in r) for n, r in rows.items() if not n.startswith("lossdoctor")}
-            peer_rss = {n: statistics.median(m for _, m, *_ in r) for n, r in rows.items()
-                        if not n.startswith("lossdoctor")}
+            # a peer that could not read the input did not do the work: it is listed, not compared with
+            readers = {n: r for n, r in rows.items() if not n.startswith("lossdoctor") and r[-1][3] != "unread"}
+            peers = {n: statistics.median(w for w, *_ in r) for n, r in readers.items()}
+            peer_rss = {n: statistics.median(m for _, m, *_ in r) for n, r in readers.items()}
             fastest = min(peers.values()) if peers else float("nan")
             for name, r in rows.items():
                 wall = statistics.median(w for w, *_ in r)

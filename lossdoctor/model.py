@@ -74,25 +74,19 @@ class Run:
             return cache
         codes, steps, values = table.metric_codes, table.step, table.value
         names = table.metric_names
-        if len(steps) < 2 or bool((steps[1:] >= steps[:-1]).all()):
-            # step-sorted (what the tidy constructor gives): one mask per metric, no sort and no copy of the
-            # table; a metric whose steps then repeat falls through to the general path below
-            for code, name in enumerate(names):
-                sel = codes == code
-                st = steps[sel]
-                if len(st) > 1 and not bool((st[1:] > st[:-1]).all()):
-                    cache.clear()
-                    break
-                if len(st):
-                    cache[name] = _frozen_series(st, values[sel], name)
-            else:
-                return cache
-            order = np.argsort(codes, kind="stable")
-        else:
-            order = np.lexsort((steps, codes))
+        n = len(steps)
+        if n < 2 or bool(((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (steps[1:] > steps[:-1]))).all()):
+            # (metric, step) order with one point per step (what the tidy constructor gives): every series is
+            # a view of the table, no copy
+            bounds = np.searchsorted(codes, np.arange(len(names) + 1))
+            for i, name in enumerate(names):
+                a, b = int(bounds[i]), int(bounds[i + 1])
+                if a < b:
+                    cache[name] = _frozen_series(steps[a:b], values[a:b], name)
+            return cache
+        order = np.lexsort((steps, codes))
         # stable sort by (metric, step) keeps file order within a step, so "last" is the last written
         c, st, va = codes[order], steps[order], values[order]
-        n = len(c)
         last = np.ones(n, dtype=bool)
         if n > 1:
             last[:-1] = (c[1:] != c[:-1]) | (st[1:] != st[:-1])

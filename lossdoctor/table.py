@@ -10,8 +10,8 @@ NaN = unknown) and ``line`` (int64, the 1-based source line of text logs).
 pandas is the public API's frame view, imported only when asked for: :meth:`MetricTable.to_pandas` (the tidy
 long DataFrame, the name columns ``category``) and :meth:`Series.to_pandas`.
 
-Built by the one tidy-table constructor, :func:`lossdoctor.tidy.tidy_points` (sorted by step then metric, one
-point per (step, metric)); :meth:`MetricTable.from_frame` takes a DataFrame someone built by hand (tests,
+Built by the one tidy-table constructor, :func:`lossdoctor.tidy.tidy_points` (sorted by metric then step, one
+point per (metric, step): each metric a contiguous stretch, so series are views); :meth:`MetricTable.from_frame` takes a DataFrame someone built by hand (tests,
 notebooks) as it is, in any order: :class:`lossdoctor.model.Run` resolves order and repeats when it cuts the
 table into series.
 """
@@ -137,8 +137,8 @@ class MetricTable:
         return sorted(rows, key=lambda r: (r[0], r[1]))
 
     def sorted(self) -> "MetricTable":
-        """Rows sorted by step, then metric (stable: equal rows keep their order)."""
-        order = np.lexsort((self.metric_codes, self.step))
+        """Rows sorted by metric, then step (stable: equal rows keep their order)."""
+        order = np.lexsort((self.step, self.metric_codes))
         return self if bool((order[1:] > order[:-1]).all()) else self.take(order)
 
     def take(self, index: Any) -> "MetricTable":

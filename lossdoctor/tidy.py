@@ -18,7 +18,8 @@ a fake loss spike at the last step wherever it reached a table. Here, for every 
 
 The table is a :class:`lossdoctor.table.MetricTable` (numpy columns: ``step`` int64, ``metric`` canonical and
 ``raw_name`` as codes into a few names, ``value`` float64 with NaN/inf kept, + ``wall_time`` when any point has
-one, + ``line``, the source line, when the reader gives it), sorted by (step, metric). Readers that have many
+one, + ``line``, the source line, when the reader gives it), sorted by (metric, step): each metric's points are
+one contiguous, step-sorted stretch, so a Run's series are views of the table, never copies. Readers that have many
 points hand their names as :class:`Coded` (integer codes into a short list), never one string per point.
 """
 from __future__ import annotations
@@ -132,28 +133,41 @@ def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray
 
 
 def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray | None,
-           n_metrics: int, written: np.ndarray | None = None) -> np.ndarray | None:
-    """Point order by (step, metric, rank, priority, later writes first); None when the points already come
-    in that order with no repeats (the usual case for step-sorted logs). Without ``written`` the write order
-    is the given order: a stable sort of the points taken in reverse. One int64 key (step x metrics +
-    metric) when rank and priority are constant and it fits."""
+           written: np.ndarray | None) -> np.ndarray | None:
+    """Point order by (metric, step, rank descending, priority descending, write order), so that the *last*
+    point of each (metric, step) group is the one kept; None when the points already come in that order.
+
+    Write order is the given order unless ``written`` says otherwise. The usual cases cost O(n): points
+    written in step order (most logs) need only a stable sort by metric code (a radix sort on 16-bit codes);
+    a table already in (metric, step) order needs none. Otherwise one stable sort on a combined int64 key, and
+    lexsort where rank or priority vary or the key does not fit."""
     n = len(st)
-    varying = [k for k in (pr, rk) if k is not None and k.min() != k.max()]
-    lo, hi = int(st.min()), int(st.max())
-    if not varying and max(abs(lo), abs(hi)) < (2 ** 62) // max(n_metrics, 1):
-        key = st * n_metrics + mc
-        if bool((key[1:] > key[:-1]).all()):
-            return None
-        if written is not None:
-            return np.lexsort((-np.asarray(written, dtype=np.int64), key))
-        out = np.argsort(key[::-1], kind="stable")
-        del key
-        return np.subtract(n - 1, out, out=out)          # positions in the unreversed points
-    if written is not None:
-        return np.lexsort([-np.asarray(written, dtype=np.int64)] + varying + [mc, st])
-    rev = np.arange(n - 1, -1, -1)
-    keys = [k[rev] for k in varying] + [mc[rev], st[rev]]
-    return rev[np.lexsort(keys)]
+    varying = [k for k in (rk, pr) if k is not None and k.min() != k.max()]
+    if not varying:
+        step_sorted = bool((st[1:] >= st[:-1]).all())
+        if step_sorted:
+            if bool((mc[1:] >= mc[:-1]).all()):                       # one metric, or already grouped
+                order = None
+            else:
+                order = np.argsort(mc.astype(np.uint16) if int(mc.max()) < 2 ** 16 else mc, kind="stable")
+        else:
+            lo, hi = int(st.min()), int(st.max())
+            span = hi - lo + 1
+            if span * (int(mc.max()) + 1) < 2 ** 62:
+                key = mc.astype(np.int64) * span + (st - lo)
+                order = None if bool((key[1:] >= key[:-1]).all()) else np.argsort(key, kind="stable")
+                del key
+            else:
+                order = np.lexsort((st, mc))
+        if written is None:
+            return order
+        # ties (a repeated (metric, step)) must follow ``written``, not the given order
+        m2, s2 = (mc, st) if order is None else (mc[order], st[order])
+        if not bool(((m2[1:] == m2[:-1]) & (s2[1:] == s2[:-1])).any()):
+            return order
+        return np.lexsort((written, st, mc))
+    keys = ([np.arange(n)] if written is None else [written]) + [-k for k in reversed(varying)] + [st, mc]
+    return np.lexsort(keys)
 
 
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
@@ -253,9 +267,9 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     wr = kept(written, np.int64)
 
     if len(st) > 1:
-        # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one):
-        # a stable sort of the points taken in reverse; constant keys are left out (millions of points)
-        order = _order(st, mc, rk, pr, len(canon_sorted), wr)
+        # order: metric, step, rank and priority descending, then write order: the last point of each
+        # (metric, step) group is the one kept; constant keys are left out (millions of points)
+        order = _order(st, mc, rk, pr, wr)
         del wr
         if order is not None:
             st, mc, va, rc = st[order], mc[order], va[order], rc[order]
@@ -264,16 +278,15 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
             wt = None if wt is None else wt[order]
             ln = None if ln is None else ln[order]
             del order
-        dup = np.zeros(len(st), dtype=bool)
-        np.logical_and(st[1:] == st[:-1], mc[1:] == mc[:-1], out=dup[1:])
+        dup = np.zeros(len(st), dtype=bool)                   # a point followed by one of its (metric, step)
+        np.logical_and(st[1:] == st[:-1], mc[1:] == mc[:-1], out=dup[:-1])
         if dup.any():
-            first = np.flatnonzero(~dup)
-            group = np.cumsum(~dup) - 1
-            kept_of = first[group]                       # for each point, the kept point of its group
+            last = np.flatnonzero(~dup)
             d = np.flatnonzero(dup)
-            a, b = va[d], va[kept_of[d]]
+            kept_of = last[np.searchsorted(last, d)]           # the kept point of each dropped one's group
+            a, b = va[d], va[kept_of]
             same = (a == b) | (np.isnan(a) & np.isnan(b))
-            other_rank = rk[d] != rk[kept_of[d]] if rk is not None else np.zeros(len(d), dtype=bool)
+            other_rank = rk[d] != rk[kept_of] if rk is not None else np.zeros(len(d), dtype=bool)
             n_rank = int(other_rank.sum())
             n_rep = int((~other_rank & ~same).sum())
             if n_rank:
@@ -281,11 +294,12 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
                              f"(same step and metric; rank 0 kept)")
             if n_rep:
                 notes.append(f"{n_rep} repeated (step, metric) point(s) dropped; the last kept")
-            st, mc, va, rc = st[~dup], mc[~dup], va[~dup], rc[~dup]
+            keep_rows = ~dup
+            st, mc, va, rc = st[keep_rows], mc[keep_rows], va[keep_rows], rc[keep_rows]
             if wt is not None:
-                wt = wt[~dup]
+                wt = wt[keep_rows]
             if ln is not None:
-                ln = ln[~dup]
+                ln = ln[keep_rows]
     if not len(st):
         return Tidy(empty_frame(), tuple(notes), summary)
     table = MetricTable.build(st, mc, canon_sorted, va, rc, raw_names,

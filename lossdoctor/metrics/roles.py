@@ -218,7 +218,7 @@ def _renamed(table: Any, new_metric: dict[str, str], scales: dict[str, float], n
         factor = np.asarray([scales.get(r, 1.0) for r in raw_names], dtype=np.float64)
         value = value * factor[table.raw_codes]
     step = table.step
-    order = np.lexsort((np.arange(len(step)), codes, step))    # by step, metric, then row order
+    order = np.lexsort((np.arange(len(step)), step, codes))    # by metric, step, then row order
     st, mc = step[order], codes[order]
     last = np.r_[(st[1:] != st[:-1]) | (mc[1:] != mc[:-1]), True] if len(st) else np.zeros(0, dtype=bool)
     if not last.all():

@@ -17,15 +17,28 @@ from lossdoctor.rules.checks import Param, arrays, empty_result, global_result, 
 from lossdoctor.rules.window import true_runs
 
 
+def _latest_time_per_step(step: np.ndarray, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, the latest wall time logged at each), steps sorted, over every metric's points. A dense
+    per-step maximum when the steps span little more than the points (the usual case: no sort, no copy of
+    the table), else a sort by (step, time)."""
+    ok = ~np.isnan(wall)
+    lo, hi = int(step.min()), int(step.max())
+    if hi - lo < 4 * len(step) + 1024:
+        latest = np.full(hi - lo + 1, -np.inf)
+        np.maximum.at(latest, (step - lo)[ok], wall[ok])
+        have = np.flatnonzero(latest > -np.inf)
+        return have + lo, latest[have]
+    st, wt = step[ok], wall[ok]
+    order = np.lexsort((wt, st))                      # by step, then time: the last of a step is its max
+    st, wt = st[order], wt[order]
+    last = np.r_[st[1:] != st[:-1], True] if len(st) else np.zeros(0, dtype=bool)
+    return st[last], wt[last]
+
+
 def _time_per_step(run: Run, step_time: list[str], throughput: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
     table = run.metrics
-    if table.wall_time is not None:
-        ok = ~np.isnan(table.wall_time)
-        st, wt = table.step[ok], table.wall_time[ok]
-        order = np.lexsort((wt, st))                      # by step, then time: the last of a step is its max
-        st, wt = st[order], wt[order]
-        last = np.r_[st[1:] != st[:-1], True] if len(st) else np.zeros(0, dtype=bool)
-        steps, times = st[last], wt[last]
+    if table.wall_time is not None and len(table):
+        steps, times = _latest_time_per_step(table.step, table.wall_time)
         if len(steps) >= 3:
             ds, dt = np.diff(steps), np.diff(times)
             ok = ds > 0
