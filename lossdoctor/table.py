@@ -33,7 +33,8 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
 
 
 def code_dtype(n_names: int) -> Any:
-    return np.int32 if n_names < 2 ** 31 else np.int64
+    """The smallest signed integer type for codes into ``n_names`` names (2 bytes per point for the usual few)."""
+    return np.int16 if n_names < 2 ** 15 else np.int32 if n_names < 2 ** 31 else np.int64
 
 
 def factorize(items: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:

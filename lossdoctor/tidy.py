@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lossdoctor.table import MetricTable, factorize
+from lossdoctor.table import MetricTable, code_dtype, factorize
 
 #: HF Trainer's end-of-training summary keys: never points of a curve.
 SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})
@@ -132,6 +132,17 @@ def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray
     return drop, summary
 
 
+def _pairs_sorted(mc: np.ndarray, st: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether (metric, step) never decreases, checked in chunks (no temporaries the size of the table)."""
+    n = len(st)
+    for a in range(0, n - 1, chunk):
+        b = min(n, a + chunk + 1)
+        m0, m1, s0, s1 = mc[a:b - 1], mc[a + 1:b], st[a:b - 1], st[a + 1:b]
+        if not bool(((m1 > m0) | ((m1 == m0) & (s1 >= s0))).all()):
+            return False
+    return True
+
+
 def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray | None,
            written: np.ndarray | None) -> np.ndarray | None:
     """Point order by (metric, step, rank descending, priority descending, write order), so that the *last*
@@ -150,6 +161,8 @@ def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray
                 order = None
             else:
                 order = np.argsort(mc.astype(np.uint16) if int(mc.max()) < 2 ** 16 else mc, kind="stable")
+        elif _pairs_sorted(mc, st):
+            order = None
         else:
             lo, hi = int(st.min()), int(st.max())
             span = hi - lo + 1
@@ -217,7 +230,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
                 over_names = [str(x) for x in over_names]
         if len(over_codes) != len(raw_codes):
             raise ValueError("steps, names and values must have the same length")
-        pair = raw_codes * (len(over_names) + 1) + (over_codes + 1)
+        pair = raw_codes.astype(np.int64) * (len(over_names) + 1) + (over_codes + 1)
         if len(pair) and int(pair.max()) < 1 << 24:          # few names: a bincount, no sort
             pair_uniques = np.flatnonzero(np.bincount(pair))
             remap_pair = np.zeros(int(pair.max()) + 1, dtype=np.int64)
@@ -235,8 +248,8 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         canon_codes = raw_codes
     # collapse equal canonical names onto one code, sorted (the table's order is by canonical name)
     canon_sorted = sorted(set(canon_names_list))
-    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=np.int32)
-    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, np.int32)
+    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=code_dtype(len(canon_sorted)))
+    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, remap.dtype)
 
     keep = ok.copy()
     summary: dict[str, float] = {}
@@ -250,7 +263,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
 
     # columns of the kept points (views when every point is kept: tables of millions of points are copied
     # as few times as possible, and codes are int32)
-    code_t = np.int32 if max(len(canon_sorted), len(raw_names)) < 2 ** 31 else np.int64
+    code_t = code_dtype(max(len(canon_sorted), len(raw_names)))
     idx = None if keep.all() else np.flatnonzero(keep)
 
     def kept(arr: Any, dtype: Any) -> np.ndarray | None:
