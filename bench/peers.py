@@ -215,6 +215,8 @@ def cmd_speed(args: argparse.Namespace) -> None:
     missing = [t.name for t in TOOLS if not t.available()]
     if missing:
         print(f"not installed (bash bench/peers_setup.sh): {', '.join(missing)}", file=sys.stderr)
+    # byte-code for lossdoctor as an installed package has it (the peers' were compiled by pip)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "lossdoctor")], check=True)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         inputs = make_inputs(Path(args.keep) if args.keep else tmp, args.big, args.small)
