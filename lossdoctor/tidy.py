@@ -132,6 +132,16 @@ def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray
     return drop, summary
 
 
+def _repeats(st: np.ndarray, mc: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Per point: whether the next point has the same (metric, step); computed in chunks."""
+    n = len(st)
+    dup = np.zeros(n, dtype=bool)
+    for a in range(0, n - 1, chunk):
+        b = min(n - 1, a + chunk)
+        np.logical_and(st[a + 1:b + 1] == st[a:b], mc[a + 1:b + 1] == mc[a:b], out=dup[a:b])
+    return dup
+
+
 def _pairs_sorted(mc: np.ndarray, st: np.ndarray, chunk: int = 1 << 20) -> bool:
     """Whether (metric, step) never decreases, checked in chunks (no temporaries the size of the table)."""
     n = len(st)
@@ -249,15 +259,19 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     # collapse equal canonical names onto one code, sorted (the table's order is by canonical name)
     canon_sorted = sorted(set(canon_names_list))
     remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=code_dtype(len(canon_sorted)))
-    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, remap.dtype)
+    if len(canon_codes) and bool((remap == np.arange(len(remap))).all()) and canon_codes.dtype.kind == "i":
+        metric_codes = canon_codes          # the names are already in canonical order: the codes as given
+    else:
+        metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, remap.dtype)
 
-    keep = ok.copy()
+    keep = ok
     summary: dict[str, float] = {}
-    if n:
+    summary_names = {p + k for p in _SUMMARY_PREFIXES for k in SUMMARY_ONLY | {SUMMARY_LOSS}}
+    if n and summary_names & set(raw_names):
         drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals, written)
         drop &= ok
         if drop.any():
-            keep &= ~drop
+            keep = ok & ~drop
             notes.append(f"{int(drop.sum())} HF end-of-training summary entr(y/ies) "
                          f"({', '.join(sorted(summary))}) kept out of the curves: run totals, not points")
 
@@ -291,8 +305,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
             wt = None if wt is None else wt[order]
             ln = None if ln is None else ln[order]
             del order
-        dup = np.zeros(len(st), dtype=bool)                   # a point followed by one of its (metric, step)
-        np.logical_and(st[1:] == st[:-1], mc[1:] == mc[:-1], out=dup[:-1])
+        dup = _repeats(st, mc)                               # a point followed by one of its (metric, step)
         if dup.any():
             last = np.flatnonzero(~dup)
             d = np.flatnonzero(dup)

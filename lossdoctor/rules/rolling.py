@@ -43,10 +43,15 @@ def _kth_smallest(ranks: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarr
         zl, zh = zeros_before[lo], zeros_before[hi]
         zeros_in = zh - zl
         right = k >= zeros_in
-        k = np.where(right, k - zeros_in, k)
-        lo = np.where(right, n_zero + (lo - zl), zl)
-        hi = np.where(right, n_zero + (hi - zh), zh)
-        out |= right.astype(np.int64) << b
+        k -= zeros_in * right
+        # right: n_zero + (lo - zl) (the ones before lo, shifted past the zeros); left: zl
+        lo += n_zero - 2 * zl
+        lo *= right
+        lo += zl
+        hi += n_zero - 2 * zh
+        hi *= right
+        hi += zh
+        out[right] |= 1 << b
         cur = np.concatenate((cur[is_zero], cur[~is_zero]))
     return out
 
@@ -91,10 +96,15 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     sorted_vals = v[order[:n_fin]]
     bits = max(1, int(n_fin).bit_length())
     q_lo, q_hi, mh = lo[has], hi[has], m[has]
-    both = _kth_smallest(ranks, np.concatenate((q_lo, q_lo)), np.concatenate((q_hi, q_hi)),
-                         np.concatenate(((mh - 1) // 2, mh // 2)), bits)
+    # the lower middle for every window, the upper one only where the count is even (odd: the same point)
+    even = np.flatnonzero(mh % 2 == 0)
+    both = _kth_smallest(ranks, np.concatenate((q_lo, q_lo[even])), np.concatenate((q_hi, q_hi[even])),
+                         np.concatenate(((mh - 1) // 2, mh[even] // 2)), bits)
     nq = len(q_lo)
-    out[has] = (sorted_vals[both[:nq]] + sorted_vals[both[nq:]]) / 2.0
+    lower = sorted_vals[both[:nq]]
+    upper = lower.copy()
+    upper[even] = sorted_vals[both[nq:]]
+    out[has] = (lower + upper) / 2.0
     return out
 
 

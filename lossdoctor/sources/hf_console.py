@@ -548,7 +548,11 @@ def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | None, list
         return None, []
     canonical = [canonicalise(r) for r in raw_names]
     rank = sorted(range(len(raw_names)), key=lambda c: (canonical[c], c))
-    pieces.sort(key=lambda p: rank.index(p[2]))              # stable: groups keep their sorted order per key
+    # codes renumbered in canonical order (the tidy constructor then takes them as the metric codes as they are)
+    new_code = {old: new for new, old in enumerate(rank)}
+    raw_names = [raw_names[c] for c in rank]
+    canonical = [canonical[c] for c in rank]
+    pieces = sorted(((g, k, new_code[c], n) for g, k, c, n in pieces), key=lambda p: p[2])   # stable per key
     total = sum(p[3] for p in pieces)
     out_steps = np.empty(total, dtype=np.int64)
     out_vals = np.empty(total, dtype=np.float64)
