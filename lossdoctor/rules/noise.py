@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from lossdoctor.rules.rolling import sliding_medians
+from lossdoctor.rules.rolling import median as median_of, sliding_medians
 
 #: MAD -> standard deviation for normally distributed noise
 MAD_TO_SIGMA = 1.4826
@@ -30,7 +30,7 @@ def robust_sigma(values: np.ndarray) -> float:
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return math.nan
-    return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
+    return float(MAD_TO_SIGMA * median_of(np.abs(v - median_of(v))))
 
 
 def point_noise(values: np.ndarray) -> float:
@@ -45,7 +45,7 @@ def point_noise(values: np.ndarray) -> float:
     # the spread of d2 around zero (not around its median: a curving series has a non-zero median d2 and that
     # curvature is signal, but one-sided curvature is rare in a noise estimate of a few points; zero-centred
     # is the conservative, larger estimate)
-    return float(MAD_TO_SIGMA * np.median(np.abs(d2)) / math.sqrt(6.0))
+    return float(MAD_TO_SIGMA * median_of(np.abs(d2)) / math.sqrt(6.0))
 
 
 def residual_noise(values: np.ndarray, span: int | None = None) -> float:

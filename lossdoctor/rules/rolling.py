@@ -151,6 +151,33 @@ def trailing_medians(values: np.ndarray, window: int) -> np.ndarray:
     return sliding_medians(values, int(window), int(window) - 1, 0)
 
 
+def median(values: np.ndarray) -> float:
+    """``np.median`` of the values (flattened): NaN when any is NaN or there are none; the mean of the two
+    middle values for an even count. Without numpy's NaN check, which imports ``numpy.ma`` (~10 ms)."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    n = len(v)
+    if n == 0 or bool(np.isnan(v).any()):
+        return float("nan")
+    k = n // 2
+    if n % 2:
+        return float(np.partition(v, k)[k])
+    part = np.partition(v, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2.0)
+
+
+def row_medians(matrix: np.ndarray) -> np.ndarray:
+    """Median of the finite values of each row (NaN for a row with none): ``np.nanmedian(axis=1)``."""
+    m = np.asarray(matrix, dtype=np.float64)
+    rows = np.sort(np.where(np.isfinite(m), m, np.inf), axis=1)
+    count = np.isfinite(m).sum(axis=1)
+    at = np.arange(len(m))
+    has = count > 0
+    lo, hi = np.where(has, (count - 1) // 2, 0), np.where(has, count // 2, 0)
+    out = (rows[at, lo] + rows[at, hi]) / 2.0
+    out[~has] = np.nan
+    return out
+
+
 def ffill(values: np.ndarray) -> np.ndarray:
     """NaN replaced by the last non-NaN value before it (leading NaN kept)."""
     v = np.asarray(values, dtype=np.float64)

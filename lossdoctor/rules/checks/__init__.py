@@ -154,7 +154,7 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN blocks
-        medians = np.nanmedian(finite[: n_blocks * block].reshape(n_blocks, block), axis=1)
+        medians = rolling.row_medians(finite[: n_blocks * block].reshape(n_blocks, block))
     over_blocks = rolling.ffill(rolling.trailing_medians(medians, MEDIAN_BLOCKS))
     out = np.empty(len(values))
     head = rolling.ffill(rolling.trailing_medians(finite[:block], block))      # before the first full block

@@ -17,6 +17,7 @@ import numpy as np
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, sorted_unique
+from lossdoctor.rules.rolling import median as median_of
 
 
 class NonFinite:
@@ -103,9 +104,9 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     before = loss_values[(loss_steps < first) & finite][-5:]
     after = loss_values[loss_steps > last][:5]
     blew_up = bool(len(after) and (not np.isfinite(after).all() or (
-        len(before) and np.median(after) > float(args["blowup"]) * np.median(before))))
+        len(before) and median_of(after) > float(args["blowup"]) * median_of(before))))
     gaps = np.diff(clock[at]) if k > 1 else np.zeros(0)
-    spacing = f", {int(np.median(gaps))} steps apart (median)" if len(gaps) else ""
+    spacing = f", {int(median_of(gaps))} steps apart (median)" if len(gaps) else ""
     where = f"{k} non-finite point(s) of {n} logs, steps {first}-{last}{spacing}"
     if lead:
         where += f" ({lead} at the start, before the first finite one: the loss scaler calibrating)"

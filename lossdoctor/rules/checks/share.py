@@ -14,6 +14,7 @@ import numpy as np
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import (OPS, CheckResult, Param, config_number, empty_result, finite_points,
                                      global_result)
+from lossdoctor.rules.rolling import median as median_of
 
 
 class Share:
@@ -50,7 +51,7 @@ class Share:
         share = hits / n
         return global_result(share >= float(args["min_share"]), int(steps[-1]), {
             "share_pct": 100.0 * share, "points": hits, "total_points": n, "bound": bound, "bound_source": source,
-            "median": float(np.median(values)), "metric": metric, "from_step": int(steps[0]),
+            "median": float(median_of(values)), "metric": metric, "from_step": int(steps[0]),
             "to_step": int(steps[-1])}, (metric,))
 
 

@@ -24,7 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.rolling import sliding_medians
+from lossdoctor.rules.rolling import median as median_of, sliding_medians
 from lossdoctor.rules.checks import CheckResult, Param, empty_result, finite_points, global_result
 
 MIN_STRETCH = 3
@@ -35,7 +35,7 @@ def point_noise(values: np.ndarray) -> float:
     if len(values) < 3:
         return 0.0
     d = np.diff(values)
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
+    return float(1.4826 * median_of(np.abs(d - median_of(d))) / math.sqrt(2.0))
 
 
 def stretch_medians(values: np.ndarray, k: int) -> np.ndarray:

@@ -14,6 +14,7 @@ import numpy as np
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import Param, arrays, empty_result, global_result, resolve_series
+from lossdoctor.rules.rolling import median as median_of
 from lossdoctor.rules.window import true_runs
 
 
@@ -75,14 +76,14 @@ class Slowdown:
         steps, tps, source = _time_per_step(run, list(args["step_time"]), list(args["throughput"]))
         if len(tps) < 2 * int(args["min_points"]):
             return empty_result(("time per step",), "global")
-        baseline = float(np.median(tps[: max(1, len(tps) // 2)]))
+        baseline = float(median_of(tps[: max(1, len(tps) // 2)]))
         slow = tps >= float(args["factor"]) * baseline
         need = max(int(args["min_points"]), int(float(args["min_share"]) * len(tps)))
         runs = [(a, b) for a, b in true_runs(slow) if b - a + 1 >= need]
         if not runs or baseline <= 0:
             return global_result(False, int(steps[-1]), {}, ("time per step",))
         a, b = max(runs, key=lambda r: r[1] - r[0])
-        med = float(np.median(tps[a:b + 1]))
+        med = float(median_of(tps[a:b + 1]))
         return global_result(True, int(steps[a]), {
             "ratio": med / baseline, "from_step": int(steps[a]), "to_step": int(steps[b]), "points": b - a + 1,
             "baseline": baseline, "slow": med, "source": source}, ("time per step",))

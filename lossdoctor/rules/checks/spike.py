@@ -15,7 +15,7 @@ import numpy as np
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
 from lossdoctor.rules.noise import residual_noise
-from lossdoctor.rules.rolling import sliding_medians
+from lossdoctor.rules.rolling import median as median_of, sliding_medians
 
 
 class Spike:
@@ -60,7 +60,7 @@ class Spike:
         recovered = mask & np.isfinite(nxt) & (nxt <= baseline * 1.5)
         rec_count = np.cumsum(recovered)
         fin = values[np.isfinite(values)]
-        median = float(np.median(fin)) if len(fin) else float("nan")
+        median = float(median_of(fin)) if len(fin) else float("nan")
 
         def evidence_at(i: int) -> dict[str, Any]:
             at = np.flatnonzero(mask[: i + 1])
