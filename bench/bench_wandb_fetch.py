@@ -125,7 +125,7 @@ def main() -> None:
         analysed = f" (analyze unavailable: {exc})"
     me, kids = rss_mb()
     print(f"lossdoctor fetch (keys the rules need, parallel): {t_ld:7.2f}s  {n_points:,} points "
-          f"({run.metrics['metric'].nunique()} metrics)")
+          f"({len(run.metric_names())} metrics)")
     print(f"plain scan_history() (all keys):                 {t_scan:7.2f}s  {n_scan:,} rows")
     print(f"HistoryPage paging alone (page {args.page}):          {t_page:7.2f}s  {n_page:,} rows")
     print(f"ratio scan_history / lossdoctor: {t_scan / t_ld:.2f}x   (target >= 1.0)")

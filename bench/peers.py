@@ -1,14 +1,17 @@
 """lossdoctor side by side with the diagnosis tools on PyPI (the peers), on the same inputs, in one run.
 
     bash bench/peers_setup.sh                                   # once: the peers into bench/.peers (own venv)
-    .venv/bin/python bench/peers.py speed [--repeats 3] [--only NAME] [--big]
+    .venv/bin/python bench/peers.py speed [--repeats 3] [--only NAME] [--big] [--also NAME=BIN]
     .venv/bin/python bench/peers.py verdicts [CORPUS_DIR ...] [--json OUT]
 
 ``speed`` generates the inputs of issue 13 (a 1,000-step trainer_state.json; with ``--big`` also a 200,000-step
 one, a TensorBoard logdir of 800,000 scalar events and a 1M-dict console log), then runs every tool that reads
 each input, interleaved (tool order rotates each repeat), each in its own process, and prints the median wall
-time and peak RSS (from ``wait4``) and lossdoctor's ratio to the fastest peer. lossdoctor runs as
+time and peak RSS (from ``wait4``) and lossdoctor's ratio to the fastest peer (and to the leanest peer's RSS), among the peers that read the input
+(one whose verdict is ``unread`` is listed but not compared with). lossdoctor runs as
 ``lossdoctor analyze INPUT --format json`` (and once more with ``html,md``); each peer with its JSON output.
+``--also main=/work/main/.venv/bin/lossdoctor`` adds another lossdoctor build (e.g. before a change) to the
+same interleaved rotation, printed as ``lossdoctor@main``.
 
 ``verdicts`` runs every tool over labelled corpus directories (``tests/corpus`` style: one dir per run with a
 ``label.yaml``) and prints, per run, the label and each tool's verdict normalised to ``healthy`` / ``problem``
@@ -154,26 +157,32 @@ def run_measured(argv: list[str], timeout: float = 600.0) -> tuple[int, str, flo
 
 # -- inputs --------------------------------------------------------------------------------------------------
 
-def make_inputs(tmp: Path, big: bool) -> list[tuple[str, str, Path]]:
-    """(label, kind, path) of the generated inputs."""
+def make_inputs(tmp: Path, big: bool, small: bool = True) -> list[tuple[str, str, Path]]:
+    """(label, kind, path) of the generated inputs; an input already in ``tmp`` (``--keep DIR``) is reused
+    (the generators are deterministic)."""
     from bench_rules import make_state
 
     inputs: list[tuple[str, str, Path]] = []
-    small = tmp / "small" / "trainer_state.json"
-    small.parent.mkdir()
-    make_state(int(1000 * (3 + 1 / 10 + 1 / 3)), small)
-    inputs.append(("trainer_state 1k steps", "state", small))
+    if small:
+        state = tmp / "small" / "trainer_state.json"
+        if not state.exists():
+            state.parent.mkdir(exist_ok=True)
+            make_state(int(1000 * (3 + 1 / 10 + 1 / 3)), state)
+        inputs.append(("trainer_state 1k steps", "state", state))
     if big:
         large = tmp / "large" / "trainer_state.json"
-        large.parent.mkdir()
-        make_state(int(200_000 * (3 + 1 / 10 + 1 / 3)), large)
+        if not large.exists():
+            large.parent.mkdir(exist_ok=True)
+            make_state(int(200_000 * (3 + 1 / 10 + 1 / 3)), large)
         inputs.append(("trainer_state 200k steps", "state", large))
         logdir = tmp / "tb"
-        _make_tb(logdir, 800_000)
+        if not logdir.exists():
+            _make_tb(logdir, 800_000)
         inputs.append(("TensorBoard 800k events", "tb", logdir))
         console = tmp / "console_1m.log"
-        subprocess.run([sys.executable, str(ROOT / "bench" / "gen_console_log.py"), "1000000", str(console)],
-                       check=True)
+        if not console.exists():
+            subprocess.run([sys.executable, str(ROOT / "bench" / "gen_console_log.py"), "1000000", str(console)],
+                           check=True)
         inputs.append(("HF console 1M dicts", "console", console))
     return inputs
 
@@ -193,20 +202,33 @@ def _make_tb(logdir: Path, events: int) -> None:
 
 # -- commands ------------------------------------------------------------------------------------------------
 
+def _other_build(spec: str) -> Tool:
+    """``NAME=BIN``: another lossdoctor executable measured like lossdoctor (``lossdoctor@NAME``)."""
+    name, _, binary = spec.partition("=")
+    return Tool(f"lossdoctor@{name}", lambda p, d, b=binary: [b, "analyze", p, "--format", "json", "--out", d,
+                                                                "--fail-on", "warning", "-q"], _v_lossdoctor)
+
+
 def cmd_speed(args: argparse.Namespace) -> None:
     tools = [t for t in TOOLS if t.available() and (not args.only or t.name in args.only)]
+    tools += [_other_build(spec) for spec in args.also or ()]
     missing = [t.name for t in TOOLS if not t.available()]
     if missing:
         print(f"not installed (bash bench/peers_setup.sh): {', '.join(missing)}", file=sys.stderr)
+    # byte-code for lossdoctor as an installed package has it (the peers' were compiled by pip)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "lossdoctor")], check=True)
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
-        inputs = make_inputs(tmp, args.big)
-        print(f"{'input':26} {'tool':18} {'wall s':>8} {'RSS MB':>8} {'rc':>3}  verdict")
+        inputs = make_inputs(Path(args.keep) if args.keep else tmp, args.big, args.small)
+        if args.input:
+            inputs = [i for i in inputs if any(w.lower() in i[0].lower() for w in args.input)]
+        print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}, "
+              f"median of {args.repeats}")
+        print(f"{'input':26} {'tool':24} {'wall s':>8} {'RSS MB':>8} {'rc':>3}  verdict")
         for label, kind, path in inputs:
             rows: dict[str, list[tuple[float, float, int, str]]] = {}
             variants = [(t, False) for t in tools if kind in t.reads]
-            if any(t.name == "lossdoctor" for t, _ in variants):
-                variants.append((next(t for t in tools if t.name == "lossdoctor"), True))
+            variants += [(t, True) for t, _ in list(variants) if t.name.startswith("lossdoctor")]
             for rep in range(args.repeats):
                 order = variants[rep % len(variants):] + variants[:rep % len(variants)]
                 for tool, html in order:
@@ -215,16 +237,23 @@ def cmd_speed(args: argparse.Namespace) -> None:
                     name = tool.name
                     if html:
                         argv[argv.index("json")] = "html,md"
-                        name = "lossdoctor html,md"
+                        name = f"{tool.name} html,md"
                     rc, out, wall, rss = run_measured(argv)
                     rows.setdefault(name, []).append((wall, rss, rc, tool.verdict(rc, out)))
-            peers = {n: statistics.median(w for w, *_ in r) for n, r in rows.items() if not n.startswith("lossdoctor")}
+            # a peer that could not read the input did not do the work: it is listed, not compared with
+            readers = {n: r for n, r in rows.items() if not n.startswith("lossdoctor") and r[-1][3] != "unread"}
+            peers = {n: statistics.median(w for w, *_ in r) for n, r in readers.items()}
+            peer_rss = {n: statistics.median(m for _, m, *_ in r) for n, r in readers.items()}
             fastest = min(peers.values()) if peers else float("nan")
             for name, r in rows.items():
                 wall = statistics.median(w for w, *_ in r)
                 rss = statistics.median(m for _, m, *_ in r)
-                ratio = f"  {wall / fastest:.2f}x the fastest peer" if name.startswith("lossdoctor") and peers else ""
-                print(f"{label:26} {name:18} {wall:8.3f} {rss:8.0f} {r[-1][2]:>3}  {r[-1][3]}{ratio}")
+                ratio = ""
+                if name.startswith("lossdoctor") and peers:
+                    ratio = (f"  {wall / fastest:.2f}x the fastest peer's wall, "
+                             f"{rss / min(peer_rss.values()):.2f}x the leanest peer's RSS")
+                print(f"{label:26} {name:24} {wall:8.3f} {rss:8.0f} {r[-1][2]:>3}  {r[-1][3]}{ratio}")
+            print(f"  (load average {os.getloadavg()[0]:.1f})")
             sys.stdout.flush()
 
 
@@ -288,6 +317,13 @@ def main() -> None:
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--only", action="append")
     sp.add_argument("--big", action="store_true", help="also the 200k / 800k / 1M inputs (minutes)")
+    sp.add_argument("--small", action=argparse.BooleanOptionalAction, default=True,
+                    help="the 1,000-step input (--no-small: only the big ones)")
+    sp.add_argument("--also", action="append", metavar="NAME=BIN",
+                    help="another lossdoctor executable in the same rotation (e.g. main=/work/main/.venv/bin/lossdoctor)")
+    sp.add_argument("--input", action="append", metavar="WORD",
+                    help="only the inputs whose label holds WORD (e.g. 200k, TensorBoard, console)")
+    sp.add_argument("--keep", metavar="DIR", help="generate the inputs into DIR and reuse them if present")
     vp = sub.add_parser("verdicts")
     vp.add_argument("corpus", nargs="*")
     vp.add_argument("--json")

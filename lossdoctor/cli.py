@@ -16,7 +16,7 @@ import click
 from lossdoctor import __version__
 from lossdoctor.commands import discover
 from lossdoctor.errors import LossdoctorError, doing_text
-from lossdoctor.exitcodes import EXIT_ERROR
+from lossdoctor.exitcodes import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED
 from lossdoctor.safetext import visible
 
 _STATE = {"debug": False}
@@ -77,13 +77,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         _err("lossdoctor: interrupted")
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
     except (Exception, MemoryError) as exc:  # noqa: BLE001 - the last resort: never a traceback, never exit 1
         _last_resort(exc)
-    # a command's own code: 0/1/2, or 130 when `train` was interrupted (Ctrl-C) after saving its state
-    sys.exit(code if isinstance(code, int) and code in (0, 1, 2, 130) else (0 if code is None else EXIT_ERROR))
+    # a command's own code: 0/1/2, or 130/143 when `train` was stopped by Ctrl-C/SIGTERM after saving its state
+    sys.exit(code if isinstance(code, int) and code in EXIT_CODES else (0 if code is None else EXIT_ERROR))
 
 
 def _last_resort(exc: BaseException) -> None:

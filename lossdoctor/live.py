@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import numpy as np
-import pandas as pd
 
 from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Finding, Provenance, Run, make_metrics
+from lossdoctor.table import MetricTable, Series
 
 _INITIAL = 256
 #: pointwise rules are judged live on this many latest points of each series
@@ -167,9 +167,9 @@ class LiveStore:
                  state: str = "running") -> "LiveRun":
         """A Run over the current points (zero-copy views; valid until the next ``add``)."""
         last = [(c.view()[0][-1], m, c.view()[1][-1]) for m, c in sorted(self.columns.items()) if c.n]
-        frame = pd.DataFrame({"step": np.asarray([x[0] for x in last], dtype="int64"),
-                              "metric": [x[1] for x in last], "value": np.asarray([x[2] for x in last], dtype="float64"),
-                              "raw_name": [x[1] for x in last]})
+        codes = np.arange(len(last))
+        frame = MetricTable.build(np.asarray([x[0] for x in last], dtype="int64"), codes, [x[1] for x in last],
+                                  np.asarray([x[2] for x in last], dtype="float64"), codes, [x[1] for x in last])
         return LiveRun(name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state,
                        store=self)
 
@@ -209,7 +209,7 @@ class LiveRun(Run):
     store: Any = field(default=None, repr=False)
     tail: int | None = None
 
-    def _all_series(self) -> dict[str, pd.Series]:
+    def _all_series(self) -> dict[str, Series]:
         cache = self._series_cache
         if cache or self.store is None:
             return cache
@@ -218,8 +218,7 @@ class LiveRun(Run):
             if self.tail is not None:
                 steps, values = steps[-self.tail:], values[-self.tail:]
             if len(steps):
-                cache[metric] = pd.Series(values, index=pd.Index(steps, name="step", copy=False), name=metric,
-                                          copy=False)
+                cache[metric] = Series(steps, values, metric)
         return cache
 
     @property

@@ -1,9 +1,11 @@
 """Data that crosses module boundaries: Run, Finding, Facts, Diagnosis (frozen dataclasses).
 
-The metric table of a Run is a *tidy long* DataFrame (tbparse style) with columns
-``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str``, optionally
-``wall_time`` and ``line`` (the 1-based line of the source file, for text logs; reports point at it).
-Wide frames exist only for plotting (``Run.wide()``).
+The metric table of a Run is a *tidy long* table (tbparse style) held as numpy columns,
+:class:`lossdoctor.table.MetricTable`: ``step:int64, metric (canonical; codes into a few names),
+value:float64 (NaN/inf kept), raw_name (codes)``, optionally ``wall_time`` and ``line`` (the 1-based line of
+the source file, for text logs; reports point at it). ``Run.series(name)`` gives one metric as a
+:class:`lossdoctor.table.Series` (numpy steps and values); ``Run.frame()`` / ``Series.to_pandas()`` are the
+pandas views, and the only places this module touches pandas (imported on call).
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
+
+from lossdoctor.table import MetricTable, Series
 
 METRIC_COLUMNS: tuple[str, ...] = ("step", "metric", "value", "raw_name")
 
@@ -43,49 +46,58 @@ class Provenance:
 
 @dataclass(frozen=True, eq=False)
 class Run:
-    """One training run: metadata + config + one step-indexed tidy metric table."""
+    """One training run: metadata + config + one step-indexed tidy metric table.
+
+    ``metrics`` is a :class:`MetricTable`; a pandas DataFrame with step / metric / value (/ raw_name) columns
+    is accepted too and converted on construction."""
 
     name: str
     provenance: Provenance
-    metrics: pd.DataFrame
+    metrics: MetricTable
     config: Mapping[str, Any] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
     state: str = "unknown"
     created: str | None = None
     tags: tuple[str, ...] = ()
     #: per-metric Series, built once on first use (the metric table is not modified after construction)
-    _series_cache: dict[str, pd.Series] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _series_cache: dict[str, Series] = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def _all_series(self) -> dict[str, pd.Series]:
+    def __post_init__(self) -> None:
+        if not isinstance(self.metrics, MetricTable):
+            object.__setattr__(self, "metrics", MetricTable.from_frame(self.metrics))
+
+    def _all_series(self) -> dict[str, Series]:
         """Every metric as a step-sorted Series in one pass over the table (last value wins per step)."""
         cache = self._series_cache
-        if cache or self.metrics.empty:
+        table = self.metrics
+        if cache or not len(table):
             return cache
-        frame = self.metrics
-        codes, names = frame["metric"].factorize(sort=True)     # on the column itself: no object array
-        codes = np.asarray(codes)
-        steps = frame["step"].to_numpy(dtype="int64")
-        values = frame["value"].to_numpy(dtype="float64")
-        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written;
-        # tables are usually step-sorted already, and then a stable sort on the metric alone is enough
-        if len(steps) < 2 or bool((steps[1:] >= steps[:-1]).all()):
-            order = np.argsort(codes, kind="stable")
-        else:
-            order = np.lexsort((steps, codes))
+        codes, steps, values = table.metric_codes, table.step, table.value
+        names = table.metric_names
+        n = len(steps)
+        if n < 2 or bool(((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (steps[1:] > steps[:-1]))).all()):
+            # (metric, step) order with one point per step (what the tidy constructor gives): every series is
+            # a view of the table, no copy
+            bounds = np.searchsorted(codes, np.arange(len(names) + 1))
+            for i, name in enumerate(names):
+                a, b = int(bounds[i]), int(bounds[i + 1])
+                if a < b:
+                    cache[name] = _frozen_series(steps[a:b], values[a:b], name)
+            return cache
+        order = np.lexsort((steps, codes))
+        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written
         c, st, va = codes[order], steps[order], values[order]
-        n = len(c)
         last = np.ones(n, dtype=bool)
         if n > 1:
             last[:-1] = (c[1:] != c[:-1]) | (st[1:] != st[:-1])
-        c, st, va = c[last], st[last], va[last]
+        if not last.all():
+            c, st, va = c[last], st[last], va[last]
         bounds = np.searchsorted(c, np.arange(len(names) + 1))
         for i, name in enumerate(names):
             a, b = bounds[i], bounds[i + 1]
-            idx = st[a:b].copy()
-            vals = va[a:b].copy()
-            idx.flags.writeable = False
-            vals.flags.writeable = False
-            cache[str(name)] = pd.Series(vals, index=pd.Index(idx, name="step"), name=str(name))
+            if a == b:
+                continue
+            cache[name] = _frozen_series(st[a:b].copy(), va[a:b].copy(), name)
         return cache
 
     def metric_names(self) -> tuple[str, ...]:
@@ -94,33 +106,49 @@ class Run:
     def has(self, metric: str) -> bool:
         return metric in self._all_series()
 
-    def series(self, metric: str) -> pd.Series:
-        """The metric as a step-indexed float Series, sorted by step; the last value wins per step.
-        The Series is shared between callers (read-only values): copy before modifying it."""
+    def series(self, metric: str) -> Series:
+        """The metric as a step-indexed float :class:`Series` (numpy ``index`` and ``values``), sorted by step;
+        the last value wins per step. Shared between callers (read-only arrays). ``.to_pandas()`` gives a
+        pandas Series."""
         found = self._all_series().get(metric)
         if found is None:
-            return pd.Series([], index=pd.Index([], dtype="int64", name="step"), dtype="float64", name=metric)
+            return Series.empty_of(metric)
         return found
 
-    def wide(self) -> pd.DataFrame:
-        """step × metric table (renderers only)."""
-        if self.metrics.empty:
+    def frame(self) -> Any:
+        """The tidy metric table as a pandas DataFrame (pandas imported here; the analysis never calls it)."""
+        return self.metrics.to_pandas()
+
+    def wide(self) -> Any:
+        """step × metric pandas DataFrame (last value per step), for plotting in a notebook."""
+        import pandas as pd
+
+        series = self._all_series()
+        if not series:
             return pd.DataFrame()
-        frame = self.metrics.drop_duplicates(["step", "metric"], keep="last")
-        return frame.pivot(index="step", columns="metric", values="value").sort_index()
+        return pd.DataFrame({name: s.to_pandas() for name, s in series.items()}).sort_index()
+
+    @property
+    def last_step(self) -> int | None:
+        """The highest step of any point (None for an empty table)."""
+        return int(self.metrics.step.max()) if len(self.metrics) else None
 
     @property
     def n_points(self) -> int:
         return int(len(self.metrics))
 
 
-def empty_metrics() -> pd.DataFrame:
-    from lossdoctor.tidy import empty_frame
+def _frozen_series(steps: np.ndarray, values: np.ndarray, name: str) -> Series:
+    steps.flags.writeable = False
+    values.flags.writeable = False
+    return Series(steps, values, name)
 
-    return empty_frame()
+
+def empty_metrics() -> MetricTable:
+    return MetricTable.blank()
 
 
-def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = None) -> pd.DataFrame:
+def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = None) -> MetricTable:
     """Build the tidy table from parallel arrays (canonical names from the alias table unless given), through
     the one constructor, :func:`lossdoctor.tidy.tidy_points` (its notes are dropped here: readers that report
     what was dropped call it directly)."""

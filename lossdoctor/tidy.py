@@ -16,9 +16,11 @@ a fake loss spike at the last step wherever it reached a table. Here, for every 
   after its checkpoint; the later values are the run that went on). Identical repeats (tqdm redraws, an
   epoch written in every row) merge silently; the others are counted in a note.
 
-The table: ``step:int64, metric:str (canonical), value:float64 (NaN/inf kept), raw_name:str`` (+ ``wall_time``
-when any point has one, + ``line``, the source line, when the reader gives it), sorted by (step, metric). The name columns are built from codes over the few unique
-names (cheap to turn into a categorical), not one Python object per point.
+The table is a :class:`lossdoctor.table.MetricTable` (numpy columns: ``step`` int64, ``metric`` canonical and
+``raw_name`` as codes into a few names, ``value`` float64 with NaN/inf kept, + ``wall_time`` when any point has
+one, + ``line``, the source line, when the reader gives it), sorted by (metric, step): each metric's points are
+one contiguous, step-sorted stretch, so a Run's series are views of the table, never copies. Readers that have many
+points hand their names as :class:`Coded` (integer codes into a short list), never one string per point.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
+
+from lossdoctor.table import MetricTable, code_dtype, factorize
 
 #: HF Trainer's end-of-training summary keys: never points of a curve.
 SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})
@@ -46,31 +49,14 @@ class Coded:
 
 @dataclass(frozen=True)
 class Tidy:
-    frame: pd.DataFrame
+    frame: MetricTable       # the table (named ``frame`` for the readers that unpack it)
     notes: tuple[str, ...] = ()
     #: HF end-of-run summary entries taken out of the points (raw name without prefix -> value)
     summary: Mapping[str, float] = field(default_factory=dict)
 
 
-def empty_frame() -> pd.DataFrame:
-    return pd.DataFrame({
-        "step": pd.Series([], dtype="int64"),
-        "metric": pd.Series([], dtype="object"),
-        "value": pd.Series([], dtype="float64"),
-        "raw_name": pd.Series([], dtype="object"),
-    })
-
-
-def string_column(names: Sequence[str], codes: np.ndarray) -> Any:
-    """A string column from a few names and per-point codes, without one Python object per point (arrow
-    ``take``; a plain object array where pyarrow is unavailable)."""
-    try:
-        import pyarrow as pa
-
-        arr = pa.array(list(names), type=pa.large_string()).take(pa.array(codes)).cast(pa.string())
-        return pd.array(arr, dtype=pd.StringDtype("pyarrow", na_value=np.nan))
-    except (ImportError, TypeError, ValueError):
-        return np.asarray(list(names), dtype=object)[codes]
+def empty_frame() -> MetricTable:
+    return MetricTable.blank()
 
 
 def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -114,16 +100,15 @@ def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _codes_of(raw: Any) -> tuple[np.ndarray, list[str]]:
     if isinstance(raw, Coded):
-        return np.asarray(raw.codes, dtype=np.int64), [str(x) for x in raw.names]
-    arr = np.asarray(raw, dtype=object)
-    if arr.size == 0:
-        return np.empty(0, np.int64), []
-    codes, uniques = pd.factorize(arr)
-    return codes.astype(np.int64), [str(x) for x in uniques]
+        codes = np.asarray(raw.codes)
+        return codes if codes.dtype.kind == "i" else codes.astype(np.int64), [str(x) for x in raw.names]
+    items = raw.tolist() if isinstance(raw, np.ndarray) else list(raw)
+    codes, uniques = factorize(items)
+    return codes, [str(x) for x in uniques]
 
 
 def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray,
-                  values: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+                  values: np.ndarray, written: Any = None) -> tuple[np.ndarray, dict[str, float]]:
     """Points that are HF end-of-run summary entries, and those entries (last value per key)."""
     drop = np.zeros(len(raw_codes), dtype=bool)
     summary: dict[str, float] = {}
@@ -141,30 +126,76 @@ def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray
                 sel &= np.isin(steps, steps[raw_codes == runtime])
             if sel.any():
                 drop |= sel
-                summary[key] = float(values[np.flatnonzero(sel)[-1]])
+                at = np.flatnonzero(sel)
+                last = at[-1] if written is None else at[int(np.argmax(np.asarray(written)[at]))]
+                summary[key] = float(values[last])
     return drop, summary
 
 
-def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray, pr: np.ndarray, n_metrics: int) -> np.ndarray:
-    """Point order by (step, metric, rank, priority, later writes first): a stable sort of the points taken in
-    reverse. One int64 key (step x metrics + metric) when rank and priority are constant and it fits, and no
-    sort at all when the points already come in that order (the usual case for step-sorted logs)."""
+def _repeats(st: np.ndarray, mc: np.ndarray, chunk: int = 1 << 20) -> np.ndarray:
+    """Per point: whether the next point has the same (metric, step); computed in chunks."""
     n = len(st)
-    rev = np.arange(n - 1, -1, -1)
-    varying = [k for k in (pr, rk) if k.min() != k.max()]
-    lo, hi = int(st.min()), int(st.max())
-    if not varying and max(abs(lo), abs(hi)) < (2 ** 62) // max(n_metrics, 1):
-        key = st * n_metrics + mc
-        if bool((key[1:] > key[:-1]).all()):
-            return np.arange(n)
-        return rev[np.argsort(key[rev], kind="stable")]
-    keys = [k[rev] for k in varying] + [mc[rev], st[rev]]
-    return rev[np.lexsort(keys)]
+    dup = np.zeros(n, dtype=bool)
+    for a in range(0, n - 1, chunk):
+        b = min(n - 1, a + chunk)
+        np.logical_and(st[a + 1:b + 1] == st[a:b], mc[a + 1:b + 1] == mc[a:b], out=dup[a:b])
+    return dup
+
+
+def _pairs_sorted(mc: np.ndarray, st: np.ndarray, chunk: int = 1 << 20) -> bool:
+    """Whether (metric, step) never decreases, checked in chunks (no temporaries the size of the table)."""
+    n = len(st)
+    for a in range(0, n - 1, chunk):
+        b = min(n, a + chunk + 1)
+        m0, m1, s0, s1 = mc[a:b - 1], mc[a + 1:b], st[a:b - 1], st[a + 1:b]
+        if not bool(((m1 > m0) | ((m1 == m0) & (s1 >= s0))).all()):
+            return False
+    return True
+
+
+def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray | None,
+           written: np.ndarray | None) -> np.ndarray | None:
+    """Point order by (metric, step, rank descending, priority descending, write order), so that the *last*
+    point of each (metric, step) group is the one kept; None when the points already come in that order.
+
+    Write order is the given order unless ``written`` says otherwise. The usual cases cost O(n): points
+    written in step order (most logs) need only a stable sort by metric code (a radix sort on 16-bit codes);
+    a table already in (metric, step) order needs none. Otherwise one stable sort on a combined int64 key, and
+    lexsort where rank or priority vary or the key does not fit."""
+    n = len(st)
+    varying = [k for k in (rk, pr) if k is not None and k.min() != k.max()]
+    if not varying:
+        step_sorted = bool((st[1:] >= st[:-1]).all())
+        if step_sorted:
+            if bool((mc[1:] >= mc[:-1]).all()):                       # one metric, or already grouped
+                order = None
+            else:
+                order = np.argsort(mc.astype(np.uint16) if int(mc.max()) < 2 ** 16 else mc, kind="stable")
+        elif _pairs_sorted(mc, st):
+            order = None
+        else:
+            lo, hi = int(st.min()), int(st.max())
+            span = hi - lo + 1
+            if span * (int(mc.max()) + 1) < 2 ** 62:
+                key = mc.astype(np.int64) * span + (st - lo)
+                order = None if bool((key[1:] >= key[:-1]).all()) else np.argsort(key, kind="stable")
+                del key
+            else:
+                order = np.lexsort((st, mc))
+        if written is None:
+            return order
+        # ties (a repeated (metric, step)) must follow ``written``, not the given order
+        m2, s2 = (mc, st) if order is None else (mc[order], st[order])
+        if not bool(((m2[1:] == m2[:-1]) & (s2[1:] == s2[:-1])).any()):
+            return order
+        return np.lexsort((written, st, mc))
+    keys = ([np.arange(n)] if written is None else [written]) + [-k for k in reversed(varying)] + [st, mc]
+    return np.lexsort(keys)
 
 
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
                 priority: Any = None, wall_time: Any = None, line: Any = None,
-                canonical_codes: Sequence[str | None] | None = None) -> Tidy:
+                canonical_codes: Sequence[str | None] | None = None, written: Any = None) -> Tidy:
     """The tidy table from parallel per-point columns.
 
     ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
@@ -172,6 +203,8 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     rank (int; unlabelled lines are rank 0). ``priority``: lower wins among repeats. ``wall_time``: seconds, NaN = unknown.
     ``line``: the 1-based line of the source file each point was read from (text logs; reports point at it).
     ``canonical_codes``: with :class:`Coded` names, the canonical override per name code (None: alias table).
+    ``written``: the order the points were written in (integers, later = larger), for readers that collect
+    points column-wise rather than in that order; None: the order given.
     """
     from lossdoctor.metrics.names import bounded_name, canonicalise
 
@@ -192,59 +225,95 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         canon_names_list = [c if c is not None else canonicalise(r) for r, c in zip(raw_names, canonical_codes)]
         canon_codes = raw_codes
     elif canonical is not None:
-        over = np.asarray(canonical, dtype=object).reshape(-1)
-        over_codes, over_names = pd.factorize(over, use_na_sentinel=True)
-        pair = raw_codes * (len(over_names) + 1) + (over_codes + 1)
-        pair_codes, pair_uniques = pd.factorize(pair)
+        if isinstance(canonical, Coded):            # code -1: from the alias table
+            over_codes = np.asarray(canonical.codes, dtype=np.int64)
+            over_names = [str(x) for x in canonical.names]
+        else:
+            items = canonical.tolist() if isinstance(canonical, np.ndarray) else list(canonical)
+            over_codes, over_names = factorize(items)
+            if None in over_names:                   # None: from the alias table
+                none = over_names.index(None)
+                remap = np.arange(len(over_names)) - (np.arange(len(over_names)) > none)
+                remap[none] = -1
+                over_codes = remap[over_codes]
+                over_names = [str(x) for x in over_names if x is not None]
+            else:
+                over_names = [str(x) for x in over_names]
+        if len(over_codes) != len(raw_codes):
+            raise ValueError("steps, names and values must have the same length")
+        pair = raw_codes.astype(np.int64) * (len(over_names) + 1) + (over_codes + 1)
+        if len(pair) and int(pair.max()) < 1 << 24:          # few names: a bincount, no sort
+            pair_uniques = np.flatnonzero(np.bincount(pair))
+            remap_pair = np.zeros(int(pair.max()) + 1, dtype=np.int64)
+            remap_pair[pair_uniques] = np.arange(len(pair_uniques))
+            pair_codes = remap_pair[pair]
+        else:
+            pair_uniques, pair_codes = np.unique(pair, return_inverse=True)
         canon_of_pair = []
-        for p in pair_uniques:
+        for p in pair_uniques.tolist():
             r, o = divmod(int(p), len(over_names) + 1)
             canon_of_pair.append(str(over_names[o - 1]) if o else canonicalise(raw_names[r]))
-        canon_names_list, canon_codes = canon_of_pair, pair_codes.astype(np.int64)
+        canon_names_list, canon_codes = canon_of_pair, pair_codes.astype(np.int64).reshape(-1)
     else:
         canon_names_list = [canonicalise(r) for r in raw_names]
         canon_codes = raw_codes
     # collapse equal canonical names onto one code, sorted (the table's order is by canonical name)
     canon_sorted = sorted(set(canon_names_list))
-    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=np.int64)
-    metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, np.int64)
+    remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=code_dtype(len(canon_sorted)))
+    if len(canon_codes) and bool((remap == np.arange(len(remap))).all()) and canon_codes.dtype.kind == "i":
+        metric_codes = canon_codes          # the names are already in canonical order: the codes as given
+    else:
+        metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, remap.dtype)
 
-    keep = ok.copy()
+    keep = ok
     summary: dict[str, float] = {}
-    if n:
-        drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals)
+    summary_names = {p + k for p in _SUMMARY_PREFIXES for k in SUMMARY_ONLY | {SUMMARY_LOSS}}
+    if n and summary_names & set(raw_names):
+        drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals, written)
         drop &= ok
         if drop.any():
-            keep &= ~drop
+            keep = ok & ~drop
             notes.append(f"{int(drop.sum())} HF end-of-training summary entr(y/ies) "
                          f"({', '.join(sorted(summary))}) kept out of the curves: run totals, not points")
 
-    idx = np.flatnonzero(keep)
-    st, mc, va, rc = step_arr[idx], metric_codes[idx], vals[idx], raw_codes[idx]
-    rk = np.zeros(len(idx), np.int64) if rank is None else np.asarray(rank, dtype=np.int64)[idx]
-    pr = np.zeros(len(idx), np.int64) if priority is None else np.asarray(priority, dtype=np.int64)[idx]
-    wt = None if wall_time is None else np.asarray(wall_time, dtype=np.float64)[idx]
-    ln = None if line is None else np.asarray(line, dtype=np.int64)[idx]
+    # columns of the kept points (views when every point is kept: tables of millions of points are copied
+    # as few times as possible, and codes are int32)
+    code_t = code_dtype(max(len(canon_sorted), len(raw_names)))
+    idx = None if keep.all() else np.flatnonzero(keep)
 
-    if len(idx) > 1:
-        # order: step, metric, rank, priority, then later writes first (so "first of a group" = the kept one):
-        # a stable sort of the points taken in reverse; constant keys are left out (millions of points)
-        order = _order(st, mc, rk, pr, len(canon_sorted))
-        st, mc, va, rc, rk, pr = st[order], mc[order], va[order], rc[order], rk[order], pr[order]
-        if wt is not None:
-            wt = wt[order]
-        if ln is not None:
-            ln = ln[order]
-        dup = np.zeros(len(st), dtype=bool)
-        dup[1:] = (st[1:] == st[:-1]) & (mc[1:] == mc[:-1])
+    def kept(arr: Any, dtype: Any) -> np.ndarray | None:
+        if arr is None:
+            return None
+        arr = np.asarray(arr, dtype=dtype)
+        return arr if idx is None else arr[idx]
+
+    st, va = kept(step_arr, np.int64), kept(vals, np.float64)
+    mc, rc = kept(metric_codes, code_t), kept(raw_codes, code_t)
+    del step_arr, vals, metric_codes, raw_codes
+    rk, pr = kept(rank, np.int64), kept(priority, np.int64)
+    wt, ln = kept(wall_time, np.float64), kept(line, np.int64)
+    wr = kept(written, np.int64)
+
+    if len(st) > 1:
+        # order: metric, step, rank and priority descending, then write order: the last point of each
+        # (metric, step) group is the one kept; constant keys are left out (millions of points)
+        order = _order(st, mc, rk, pr, wr)
+        del wr
+        if order is not None:
+            st, mc, va, rc = st[order], mc[order], va[order], rc[order]
+            rk = None if rk is None else rk[order]
+            pr = None if pr is None else pr[order]
+            wt = None if wt is None else wt[order]
+            ln = None if ln is None else ln[order]
+            del order
+        dup = _repeats(st, mc)                               # a point followed by one of its (metric, step)
         if dup.any():
-            first = np.flatnonzero(~dup)
-            group = np.cumsum(~dup) - 1
-            kept_of = first[group]                       # for each point, the kept point of its group
+            last = np.flatnonzero(~dup)
             d = np.flatnonzero(dup)
-            a, b = va[d], va[kept_of[d]]
+            kept_of = last[np.searchsorted(last, d)]           # the kept point of each dropped one's group
+            a, b = va[d], va[kept_of]
             same = (a == b) | (np.isnan(a) & np.isnan(b))
-            other_rank = rk[d] != rk[kept_of[d]]
+            other_rank = rk[d] != rk[kept_of] if rk is not None else np.zeros(len(d), dtype=bool)
             n_rank = int(other_rank.sum())
             n_rep = int((~other_rank & ~same).sum())
             if n_rank:
@@ -252,21 +321,14 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
                              f"(same step and metric; rank 0 kept)")
             if n_rep:
                 notes.append(f"{n_rep} repeated (step, metric) point(s) dropped; the last kept")
-            st, mc, va, rc = st[~dup], mc[~dup], va[~dup], rc[~dup]
+            keep_rows = ~dup
+            st, mc, va, rc = st[keep_rows], mc[keep_rows], va[keep_rows], rc[keep_rows]
             if wt is not None:
-                wt = wt[~dup]
+                wt = wt[keep_rows]
             if ln is not None:
-                ln = ln[~dup]
+                ln = ln[keep_rows]
     if not len(st):
         return Tidy(empty_frame(), tuple(notes), summary)
-    frame = pd.DataFrame({
-        "step": st.astype(np.int64, copy=False),
-        "metric": string_column(canon_sorted, mc),
-        "value": va,
-        "raw_name": string_column(raw_names, rc),
-    })
-    if wt is not None and np.isfinite(wt).any():
-        frame["wall_time"] = wt
-    if ln is not None:
-        frame["line"] = ln
-    return Tidy(frame, tuple(notes), summary)
+    table = MetricTable.build(st, mc, canon_sorted, va, rc, raw_names,
+                              wt if wt is not None and np.isfinite(wt).any() else None, ln)
+    return Tidy(table.compact(), tuple(notes), summary)

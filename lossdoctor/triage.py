@@ -13,7 +13,6 @@ import math
 import re
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -306,6 +305,8 @@ def fetch_all(items: list[Item], options: Any, jobs: int,
               stop: threading.Event | None = None) -> Iterator[Fetched]:
     """Read every item with at most ``jobs`` at once; results in completion order, one per item."""
     jobs = max(1, int(jobs))
+    from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait  # only when fetching
+
     with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="lossdoctor-fetch") as pool:
         queue = list(items)
         running: set[Future[Fetched]] = set()

@@ -238,7 +238,7 @@ def test_real_trl_console_equals_trainer_state(tiny_run) -> None:
             if key in ("step", "total_flos") or (key == "epoch" and is_eval):
                 continue
             expected[(entry["step"], key)] = float(format(value, ".4g")) if isinstance(value, float) else value
-    got = {(int(r.step), r.raw_name): r.value for r in run.metrics.itertuples()}
+    got = {(int(r.step), r.raw_name): r.value for r in run.frame().itertuples()}
     assert got == expected
     assert run.provenance.step_source == "tqdm"
     assert sorted({s for s, _ in got}) == list(range(tinytrain.LOGGING_STEPS, tinytrain.MAX_STEPS + 1,

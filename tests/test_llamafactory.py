@@ -43,7 +43,8 @@ def test_real_trainer_log_is_detected_and_read() -> None:
     assert not {"percentage", "current_steps", "total_steps", "elapsed_time"} & set(run.metrics["raw_name"])
     # wall time: elapsed_time in seconds since the start
     first = records[0]
-    at_first = run.metrics[(run.metrics["step"] == first["current_steps"]) & (run.metrics["raw_name"] == "loss")]
+    frame = run.frame()
+    at_first = frame[(frame["step"] == first["current_steps"]) & (frame["raw_name"] == "loss")]
     assert at_first["wall_time"].tolist() == [parse_elapsed(first["elapsed_time"])]
 
 

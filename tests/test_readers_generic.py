@@ -103,7 +103,8 @@ def test_coqui_trainer_blocks() -> None:
     assert as_dict(run.series("eval/loss")) == pytest.approx(dict(mk.coqui_eval_steps()))
     assert as_dict(run.series("train/learning_rate")) == pytest.approx(
         {s: mk.learning_rate(s) for s in mk.coqui_train_steps()})
-    raw = set(run.metrics.loc[run.metrics["metric"] == "train/loss", "raw_name"])
+    frame = run.frame()
+    raw = set(frame.loc[frame["metric"] == "train/loss", "raw_name"])
     assert raw == {"loss"}                                       # not loss_mel_ce / loss_text_ce
     assert run.has("loss_mel_ce") and run.has("loss_text_ce")
     assert "block layout" in notes_of(run)
@@ -320,7 +321,8 @@ def test_source_lines_and_finished_state(tmp_path: Path) -> None:
     path = tmp_path / "train.log"
     path.write_text("\n".join(lines) + "\n")
     run = one_run(path)
-    loss = run.metrics[run.metrics["metric"] == "train/loss"]
+    frame = run.frame()
+    loss = frame[frame["metric"] == "train/loss"]
     assert dict(zip(loss["step"], loss["line"])) == at
     assert run.state == "finished"
     cut = tmp_path / "cut.log"

@@ -27,7 +27,8 @@ def read(path: Path, *overrides: str):
 
 
 def raw_of(run, metric: str) -> set[str]:
-    return set(run.metrics.loc[run.metrics["metric"] == metric, "raw_name"])
+    frame = run.frame()
+    return set(frame.loc[frame["metric"] == metric, "raw_name"])
 
 
 def falling(a: float) -> list[float]:

@@ -58,13 +58,13 @@ def explain_rows(location: str, source_kind: str | None = None,
     out_runs = []
     for run in runs:
         frame = run.metrics
-        counts = frame.groupby(["metric", "raw_name"], sort=True, observed=True).size()
+        counts = sorted(((m, r), n) for r, m, n in frame.pairs())
         out_runs.append({
             "name": run.name, "kind": run.provenance.kind, "location": run.provenance.location,
             "step_source": run.provenance.step_source, "points": run.n_points,
             "notes": list(run.provenance.notes),
             "roles": [{"role": a.role, "metric": a.canonical, "from": list(a.raw_names)} for a in describe(frame)],
-            "series": [{"metric": str(m), "raw_name": str(r), "points": int(n)} for (m, r), n in counts.items()],
+            "series": [{"metric": str(m), "raw_name": str(r), "points": int(n)} for (m, r), n in counts],
         })
     return {"source": location, "claimed_by": claims, "runs": out_runs}
 

@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
-import pandas as pd
 
 from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Run
+from lossdoctor.table import Series
 
 PREFIX = "[lossdoctor]"
 #: keys of the trainer's final summary row; its "train_loss" is a run average, not a point on the curve
@@ -54,13 +54,12 @@ class _LiveRun(Run):
 
     columns: Any = field(default=None, repr=False)
 
-    def series(self, metric: str) -> pd.Series:
+    def series(self, metric: str) -> Series:
         col = self.columns.get(metric) if self.columns is not None else None
         if col is None:
             return super().series(metric)
         steps, values = col
-        return pd.Series(np.asarray(values, dtype="float64"),
-                         index=pd.Index(np.asarray(steps, dtype="int64"), name="step"), name=metric)
+        return Series(np.asarray(steps, dtype="int64"), np.asarray(values, dtype="float64"), metric)
 
 
 class LossDoctorCallback:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import yaml
@@ -95,8 +95,8 @@ def parse_table(data: Any) -> ObjectiveTable:
 
 @lru_cache(maxsize=1)
 def objective_table() -> ObjectiveTable:
-    text = resources.files("lossdoctor.metrics").joinpath("objectives.yaml").read_text(encoding="utf-8")
-    return parse_table(yaml.safe_load(text))
+    text = Path(__file__).with_name("objectives.yaml").read_text(encoding="utf-8")
+    return parse_table(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
 
 
 def _globs_hit(patterns: Iterable[str], names: tuple[str, ...]) -> list[str]:

@@ -12,11 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from importlib import resources
 from typing import Any, Iterable
 
 import numpy as np
-import pandas as pd
 import yaml
 
 from lossdoctor.errors import UsageError
@@ -49,8 +47,9 @@ class RoleTable:
 
 @lru_cache(maxsize=1)
 def role_table() -> RoleTable:
-    text = resources.files("lossdoctor.metrics").joinpath("aliases.yaml").read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
+    from lossdoctor.metrics.names import _alias_data
+
+    data = _alias_data()                     # aliases.yaml, parsed once for both tables
     roles = tuple(Role(key=str(key), canonical=str(spec["canonical"]),
                        patterns=tuple(re.compile(p) for p in spec["patterns"]),
                        only_if_unique=bool(spec.get("only_if_unique", False)))
@@ -98,37 +97,24 @@ class Assignment:
     how: str             # "alias" | "inferred" | "--metric"
 
 
-def _series_names(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per (raw_name, metric) with its point count (codes and bincount: millions of points)."""
-    if frame.empty:
-        return pd.DataFrame({"raw_name": [], "metric": [], "points": []})
-    r_codes, r_names = pd.factorize(frame["raw_name"])
-    m_codes, m_names = pd.factorize(frame["metric"])
-    pair = np.asarray(r_codes, dtype=np.int64) * len(m_names) + np.asarray(m_codes, dtype=np.int64)
-    uniq, counts = np.unique(pair, return_counts=True)
-    r_idx, m_idx = np.divmod(uniq, len(m_names))
-    out = pd.DataFrame({"raw_name": [str(r_names[i]) for i in r_idx], "metric": [str(m_names[i]) for i in m_idx],
-                        "points": counts})
-    return out.sort_values(["raw_name", "metric"], kind="stable").reset_index(drop=True)
-
-
-def describe(frame: pd.DataFrame) -> list[Assignment]:
-    """What each role is taken from in a finished table (for notes and ``sources --explain``)."""
-    names = _series_names(frame)
+def describe(table: Any) -> list[Assignment]:
+    """What each role is taken from in a finished table (a :class:`lossdoctor.table.MetricTable`; for notes
+    and ``sources --explain``)."""
+    pairs = table.pairs()
     out = []
     seen: set[str] = set()
     for role in role_table().roles:
         if role.canonical in seen:
             continue
         seen.add(role.canonical)
-        raws = tuple(str(r) for r in names.loc[names["metric"] == role.canonical, "raw_name"])
+        raws = tuple(raw for raw, metric, _ in pairs if metric == role.canonical)
         if raws:
             out.append(Assignment(role.key.replace("_", " "), role.canonical, raws, "alias"))
     return out
 
 
-def roles_note(frame: pd.DataFrame) -> str:
-    parts = [f"{a.role} <- {', '.join(repr(r) for r in a.raw_names)}" for a in describe(frame)]
+def roles_note(table: Any) -> str:
+    parts = [f"{a.role} <- {', '.join(repr(r) for r in a.raw_names)}" for a in describe(table)]
     return "roles: " + ("; ".join(parts) if parts else "none recognised")
 
 
@@ -140,11 +126,12 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
             raise UsageError(f"--metric: {run.provenance.location} has no series to choose from")
         return run
     table = role_table()
-    names = _series_names(frame)
+    pairs = frame.pairs()
     raw_to_metric: dict[str, str] = {}
-    for raw, metric in zip(names["raw_name"], names["metric"]):
-        raw_to_metric.setdefault(str(raw), str(metric))
-    points = dict(zip(names["raw_name"].astype(str), names["points"]))
+    points: dict[str, int] = {}
+    for raw, metric, count in pairs:
+        raw_to_metric.setdefault(raw, metric)
+        points[raw] = count
     new_metric: dict[str, str] = {}          # raw name -> new canonical name
     notes: list[str] = []
     scales: dict[str, float] = {}
@@ -207,23 +194,37 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
         return run
     out = frame
     if new_metric or scales:
-        out = frame.copy()
-        raw_col = out["raw_name"].astype(str)
-        if new_metric:
-            mapped = raw_col.map(new_metric)
-            hit = mapped.notna().to_numpy()
-            metric_col = out["metric"].astype(object).to_numpy(copy=True)
-            metric_col[hit] = mapped.to_numpy()[hit]
-            out["metric"] = pd.array(metric_col.astype(str), dtype=out["raw_name"].dtype) \
-                if isinstance(out["raw_name"].dtype, pd.StringDtype) else metric_col
-        if scales:
-            factor = raw_col.map(scales).fillna(1.0).to_numpy(dtype=np.float64)
-            out["value"] = out["value"].to_numpy(dtype=np.float64) * factor
-        dup = out.duplicated(["step", "metric"], keep="last")
-        if dup.any():
-            notes.append(f"{int(dup.sum())} point(s) of series renamed onto an existing one dropped "
-                         "(same step; the last kept)")
-            out = out.loc[~dup]
-        out = out.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+        out = _renamed(frame, new_metric, scales, notes)
     prov = replace(run.provenance, notes=tuple(run.provenance.notes) + tuple(notes))
     return replace(run, metrics=out, provenance=prov)
+
+
+def _renamed(table: Any, new_metric: dict[str, str], scales: dict[str, float], notes: list[str]) -> Any:
+    """The table with series renamed (raw name -> canonical) and scaled (raw name -> factor); points renamed
+    onto an existing (step, metric) drop the earlier row (the last kept, as the tidy constructor does)."""
+    from lossdoctor.table import MetricTable
+
+    raw_names, metric_names = table.raw_names, table.metric_names
+    n_m = max(len(metric_names), 1)
+    pair = table.raw_codes.astype(np.int64) * n_m + table.metric_codes
+    used = np.flatnonzero(np.bincount(pair, minlength=len(raw_names) * n_m))
+    new_name = [new_metric.get(raw_names[int(p) // n_m], metric_names[int(p) % n_m]) for p in used]
+    names = sorted(set(new_name))
+    code_of_pair = np.zeros(len(raw_names) * n_m, dtype=np.int64)
+    code_of_pair[used] = [names.index(n) for n in new_name]
+    codes = code_of_pair[pair]
+    value = table.value
+    if scales:
+        factor = np.asarray([scales.get(r, 1.0) for r in raw_names], dtype=np.float64)
+        value = value * factor[table.raw_codes]
+    step = table.step
+    order = np.lexsort((np.arange(len(step)), step, codes))    # by metric, step, then row order
+    st, mc = step[order], codes[order]
+    last = np.r_[(st[1:] != st[:-1]) | (mc[1:] != mc[:-1]), True] if len(st) else np.zeros(0, dtype=bool)
+    if not last.all():
+        notes.append(f"{int((~last).sum())} point(s) of series renamed onto an existing one dropped "
+                     "(same step; the last kept)")
+    keep = order[last]
+    return MetricTable.build(step[keep], codes[keep], names, value[keep], table.raw_codes[keep], raw_names,
+                             None if table.wall_time is None else table.wall_time[keep],
+                             None if table.line is None else table.line[keep]).compact()

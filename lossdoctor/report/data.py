@@ -403,7 +403,7 @@ def hold_ranges(f: Finding, run: Run) -> tuple[tuple[int, int], ...]:
     if threshold is not None and peak is not None and isinstance(metric, str) and peak != threshold \
             and run.has(metric):
         s = run.series(metric)
-        steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+        steps, values = s.index, s.to_numpy(dtype="float64")
         with np.errstate(invalid="ignore"):
             mask = np.isfinite(values) & ((values >= threshold) if peak > threshold else (values <= threshold))
         found = _mask_ranges(steps, mask)
@@ -414,7 +414,7 @@ def hold_ranges(f: Finding, run: Run) -> tuple[tuple[int, int], ...]:
         for name in f.series:
             if run.has(name):
                 s = run.series(name)
-                steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+                steps, values = s.index, s.to_numpy(dtype="float64")
                 found_all.extend(_mask_ranges(steps, ~np.isfinite(values) & (steps >= first) & (steps <= last)))
         if found_all:
             return _merge(found_all)
@@ -437,14 +437,15 @@ def _merge(ranges: list[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
 def source_line(run: Run, step: int | None, series: tuple[str, ...]) -> int | None:
     """The line of the source file that logged ``step`` (of one of ``series`` if it can), when the reader
     recorded line numbers (an optional ``line`` column of the metric table); else None."""
-    frame = run.metrics
-    if step is None or "line" not in frame.columns or not len(frame):
+    table = run.metrics
+    if step is None or table.line is None or not len(table):
         return None
-    at = frame["step"].to_numpy(dtype="int64") == int(step)
+    at = table.step == int(step)
     if not at.any():
         return None
-    lines = frame["line"].to_numpy(dtype="float64")
-    pick = at & np.isin(frame["metric"].to_numpy(dtype="object"), list(series)) if series else at
+    lines = table.line.astype("float64")
+    codes = [c for c in (table.code_of(m) for m in series) if c is not None]
+    pick = at & np.isin(table.metric_codes, codes) if series else at
     if not (pick & np.isfinite(lines)).any():
         pick = at
     found = lines[pick & np.isfinite(lines)]
@@ -575,7 +576,7 @@ def _line(run: Run, metric: str, keep_steps: np.ndarray) -> Line | None:
     s = run.series(metric)
     if s.empty:
         return None
-    steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+    steps, values = s.index, s.to_numpy(dtype="float64")
     idx = decimate(steps, values, keep_steps=keep_steps)
     return Line(metric=metric, label=metric, steps=tuple(steps[idx].tolist()), values=tuple(values[idx].tolist()))
 
@@ -659,7 +660,7 @@ def _timeline(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> Timeline 
     run = diagnosis.run
     if not len(run.metrics):
         return None
-    steps = run.metrics["step"].to_numpy(dtype="int64")
+    steps = run.metrics.step
     rows = tuple(TimelineRow(rule_id=v.rule_id, severity=v.severity, title=v.title, ranges=v.holds)
                  for v in views if v.holds)
     return Timeline(first_step=int(steps.min()), last_step=int(steps.max()), rows=rows,
@@ -707,7 +708,7 @@ def _curves(run: Run) -> tuple[Curve, ...]:
         s = run.series(metric)
         if s.empty:
             continue
-        steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+        steps, values = s.index, s.to_numpy(dtype="float64")
         finite = np.flatnonzero(np.isfinite(values))
         low = "-"
         if finite.size:
@@ -730,7 +731,7 @@ def _key_steps(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> tuple[tu
     metrics = [m for m in CURVE_METRICS if run.has(m)]
     if not metrics or not len(run.metrics):
         return ()
-    steps_all = run.metrics["step"].to_numpy(dtype="int64")
+    steps_all = run.metrics.step
     marks: dict[int, list[str]] = {}
 
     def mark(step: int | None, why: str) -> None:
@@ -758,9 +759,8 @@ def _key_steps(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> tuple[tu
         cells = [str(step)]
         for m in metrics:
             s = series[m]
-            idx = s.index.to_numpy(dtype="int64")
-            i = int(np.searchsorted(idx, step, side="right")) - 1
-            cells.append(fmt_num(float(s.iloc[i])) if i >= 0 else "-")
+            i = int(np.searchsorted(s.index, step, side="right")) - 1
+            cells.append(fmt_num(float(s.values[i])) if i >= 0 else "-")
         cells.append(", ".join(marks[step]))
         rows.append(tuple(cells))
     return tuple(rows)

@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
+
+from lossdoctor.rules.rolling import median as median_of, sliding_medians
 
 #: MAD -> standard deviation for normally distributed noise
 MAD_TO_SIGMA = 1.4826
@@ -29,7 +30,7 @@ def robust_sigma(values: np.ndarray) -> float:
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return math.nan
-    return float(MAD_TO_SIGMA * np.median(np.abs(v - np.median(v))))
+    return float(MAD_TO_SIGMA * median_of(np.abs(v - median_of(v))))
 
 
 def point_noise(values: np.ndarray) -> float:
@@ -44,7 +45,7 @@ def point_noise(values: np.ndarray) -> float:
     # the spread of d2 around zero (not around its median: a curving series has a non-zero median d2 and that
     # curvature is signal, but one-sided curvature is rare in a noise estimate of a few points; zero-centred
     # is the conservative, larger estimate)
-    return float(MAD_TO_SIGMA * np.median(np.abs(d2)) / math.sqrt(6.0))
+    return float(MAD_TO_SIGMA * median_of(np.abs(d2)) / math.sqrt(6.0))
 
 
 def residual_noise(values: np.ndarray, span: int | None = None) -> float:
@@ -57,7 +58,7 @@ def residual_noise(values: np.ndarray, span: int | None = None) -> float:
         return math.nan
     w = max(5, int(span or round(0.05 * n)))
     w = min(w | 1, n if n % 2 else n - 1)               # odd, centred
-    centre = pd.Series(v).rolling(w, center=True, min_periods=1).median().to_numpy()
+    centre = sliding_medians(v, w, w // 2, w // 2)                 # centred, cut at both ends
     return robust_sigma(v - centre)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ class RuleSet:
 
 def builtin_pack_text(name: str) -> tuple[str, str]:
     """(text, display path) of a built-in pack."""
-    ref = resources.files("lossdoctor.rules").joinpath("packs", f"{name}.yaml")
+    ref = Path(__file__).parent / "packs" / f"{name}.yaml"
     return ref.read_text(encoding="utf-8"), f"<builtin>/rules/{name}.yaml"
 
 

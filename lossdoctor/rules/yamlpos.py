@@ -168,6 +168,10 @@ def load(text: str) -> Any:
     node = compose(text)
     if node is None:
         return None
+    return _converted(node)
+
+
+def _converted(node: yaml.Node) -> Any:
     try:
         return _convert(node, _Budget())
     except yaml.YAMLError as exc:

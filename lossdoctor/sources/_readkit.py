@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-import pandas as pd
-
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources.base import Target
 from lossdoctor.sources.text import decode_bytes
+from lossdoctor.table import MetricTable
 
 #: Lines longer than this are skipped (and counted): bounds regex work per line, see logformat.py.
 MAX_LINE_CHARS = 4000
@@ -245,7 +244,7 @@ class Collector:
     def __len__(self) -> int:
         return len(self.steps)
 
-    def frame(self) -> tuple[pd.DataFrame, list[str]]:
+    def frame(self) -> tuple[MetricTable, list[str]]:
         """The tidy table (+ ``line``, the 1-based source line, when the reader recorded it) and notes on what
         was dropped (glued or long lines, repeats, bad steps, the HF end-of-run summary, whose entries are left
         in ``self.summary``)."""
@@ -286,7 +285,7 @@ def run_name(target: Target) -> str:
     return path.name if target.is_dir else (path.stem or path.name)
 
 
-def make_run(target: Target, kind: str, frame: pd.DataFrame, notes: list[str] | tuple[str, ...], *,
+def make_run(target: Target, kind: str, frame: MetricTable, notes: list[str] | tuple[str, ...], *,
              step_source: str = "logged", confidence: float = 1.0, name: str | None = None,
              summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
              state: str = "unknown", location: str | None = None) -> Run:
@@ -317,6 +316,6 @@ def split_step_epoch_names(raw_names: list[str]) -> dict[str, str]:
     return out
 
 
-def require_points(frame: pd.DataFrame, target: Target, what: str) -> None:
+def require_points(frame: MetricTable, target: Target, what: str) -> None:
     if frame.empty:
         raise SourceError(f"no metric points found; expected {what}", target.location)

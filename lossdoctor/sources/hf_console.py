@@ -38,8 +38,8 @@ from itertools import chain
 from typing import Any, BinaryIO, Iterable
 
 import numpy as np
-import pandas as pd
 
+from lossdoctor.table import MetricTable
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
 from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, tail_text, wandb_run_name
@@ -135,14 +135,32 @@ class _Group:
         self.val_parts.append(vals.reshape(-1, k))
         self.ok_parts.append(None if ok is None else ok.reshape(-1, k))
 
+    def parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(ordinals, n × k values, n × k parsed mask) per block, in file order (no joined copy)."""
+        self.flush()
+        return [(i, v, np.ones(v.shape, bool) if o is None else o)
+                for i, v, o in zip(self.idx_parts, self.val_parts, self.ok_parts)]
+
+    def column(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ordinals, values, parsed mask) of one key: only that column joined."""
+        parts = self.parts()
+        if not parts:
+            return np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1][:, k] for p in parts]),
+                np.concatenate([p[2][:, k] for p in parts]))
+
     def table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ordinals, n × k values, n × k parsed mask); the parts are joined once and kept joined."""
         self.flush()
         k = len(self.keys)
+        if len(self.idx_parts) == 1 and self.ok_parts[0] is not None:
+            return self.idx_parts[0], self.val_parts[0], self.ok_parts[0]
         idx = np.concatenate(self.idx_parts) if self.idx_parts else np.empty(0, np.int64)
         vals = np.concatenate(self.val_parts) if self.val_parts else np.empty((0, k))
         ok = np.concatenate([np.ones(v.shape, bool) if o is None else o
                              for v, o in zip(self.val_parts, self.ok_parts)]) if self.val_parts else \
             np.empty((0, k), bool)
+        self.idx_parts, self.val_parts, self.ok_parts = [idx], [vals], [ok]
         return idx, vals, ok
 
 
@@ -408,10 +426,8 @@ def _infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
     epoch = np.full(n, np.nan)
     for group in scan.groups.values():
         if "epoch" in group.keys:
-            idx, vals, ok = group.table()
-            col = group.keys.index("epoch")
-            e = np.where(ok[:, col], vals[:, col], np.nan)
-            epoch[idx] = e
+            idx, vals, ok = group.column(group.keys.index("epoch"))
+            epoch[idx] = np.where(ok, vals, np.nan)
     total = _main_total(scan.after_total, scan.before_total)
     points = kind != SUMMARY
     is_train = kind == TRAIN
@@ -529,41 +545,81 @@ def _steps_per_epoch_from_summary(summary: dict[str, Any], total: int | None, ep
 
 # ---------------------------------------------------------------- the reader
 
-def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[pd.DataFrame | None, list[str]]:
+def _tidy(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | None, list[str]]:
     """The tidy table, through the one constructor (:func:`lossdoctor.tidy.tidy_points`, given the values
-    column-wise with coded names). A repeated (step, metric) keeps the last dict's value."""
+    column-wise with coded names). A repeated (step, metric) keeps the last dict's value.
+
+    Memory (a million dicts are ~7 million points): the columns are allocated once and filled key by key, the
+    keys in the order of their canonical names and each key's points in printed order, which is the table's
+    own (metric, step) order when the steps rise; each group's value table is dropped once copied. Only a key
+    printed in dicts of several layouts is put back in printed order (an argsort over its own points)."""
+    from lossdoctor.metrics.names import canonicalise
     from lossdoctor.tidy import Coded, tidy_points
 
+    groups = [g for _, g in sorted(scan.groups.items(), key=lambda kv: kv[0]) if g.kind != SUMMARY]
     raw_names: list[str] = []
-    step_parts, code_parts, val_parts, ord_parts = [], [], [], []
-    for keys, group in sorted(scan.groups.items(), key=lambda kv: kv[0]):
-        if group.kind == SUMMARY:
+    # (group, column, raw code, count) of every key's points
+    pieces: list[tuple[_Group, int, int, int]] = []
+    for group in groups:
+        parts = group.parts()
+        if not parts:
             continue
-        idx, vals, ok = group.table()
-        if not idx.size:
-            continue
-        st = steps[idx]
-        for k, key in enumerate(keys):
+        counts = sum(p[2].sum(axis=0) for p in parts)
+        for k, key in enumerate(group.keys):
             if key == "epoch" and group.kind != TRAIN:
                 continue          # an eval dict's epoch repeats the train dict's
-            sel = ok[:, k]
-            count = int(sel.sum())
-            if not count:
+            if not counts[k]:
                 continue
             if key not in raw_names:
                 raw_names.append(key)
-            step_parts.append(st[sel])
-            code_parts.append(np.full(count, raw_names.index(key), dtype=np.int64))
-            val_parts.append(vals[sel, k])
-            ord_parts.append(idx[sel])
-    if not step_parts:
+            pieces.append((group, k, raw_names.index(key), int(counts[k])))
+    if not pieces:
         return None, []
-    # points in the order the dicts were printed, so that "the last written" is the last printed
-    ordinal = np.concatenate(ord_parts)
-    order = np.argsort(ordinal, kind="stable")
-    table = tidy_points(np.concatenate(step_parts)[order],
-                        Coded(np.concatenate(code_parts)[order], raw_names),
-                        np.concatenate(val_parts)[order])
+    canonical = [canonicalise(r) for r in raw_names]
+    rank = sorted(range(len(raw_names)), key=lambda c: (canonical[c], c))
+    # codes renumbered in canonical order (the tidy constructor then takes them as the metric codes as they are)
+    new_code = {old: new for new, old in enumerate(rank)}
+    raw_names = [raw_names[c] for c in rank]
+    canonical = [canonical[c] for c in rank]
+    pieces = sorted(((g, k, new_code[c], n) for g, k, c, n in pieces), key=lambda p: p[2])   # stable per key
+    total = sum(p[3] for p in pieces)
+    out_steps = np.empty(total, dtype=np.int64)
+    out_vals = np.empty(total, dtype=np.float64)
+    out_codes = np.empty(total, dtype=np.int16 if len(raw_names) < 2 ** 15 else np.int32)
+    slices: dict[int, list[tuple[int, int]]] = {}
+    pos = 0
+    where: dict[tuple[int, int], int] = {}
+    for group, k, code, count in pieces:
+        where[(id(group), k)] = pos
+        slices.setdefault(code, []).append((pos, pos + count))
+        pos += count
+    mixed = {code for code, s in slices.items() if len(s) > 1}
+    shared = len(set(canonical)) < len(canonical)          # two keys for one metric: ties follow print order
+    ordinals = np.empty(total, dtype=np.int64) if mixed or shared else None
+    for group in groups:
+        fill = {k: where[(id(group), k)] for k in range(len(group.keys)) if (id(group), k) in where}
+        group.flush()
+        while group.idx_parts:                                # block by block, each dropped once copied
+            idx, vals, ok = group.idx_parts.pop(0), group.val_parts.pop(0), group.ok_parts.pop(0)
+            st = steps[idx]
+            for k, start in fill.items():
+                sel = slice(None) if ok is None else ok[:, k]
+                part_st = st[sel]
+                count = len(part_st)
+                out_steps[start:start + count] = part_st
+                out_vals[start:start + count] = vals[:, k][sel]
+                out_codes[start:start + count] = raw_names.index(group.keys[k])
+                if ordinals is not None:
+                    ordinals[start:start + count] = idx[sel]
+                fill[k] = start + count
+            del idx, vals, ok, st
+    for code in mixed:                       # a key printed by dicts of several layouts: back in printed order
+        a, b = slices[code][0][0], slices[code][-1][1]
+        order = np.argsort(ordinals[a:b], kind="stable")     # type: ignore[index]
+        out_steps[a:b] = out_steps[a:b][order]
+        out_vals[a:b] = out_vals[a:b][order]
+        ordinals[a:b] = ordinals[a:b][order]                 # type: ignore[index]
+    table = tidy_points(out_steps, Coded(out_codes, raw_names), out_vals, written=ordinals if shared else None)
     return table.frame, list(table.notes)
 
 

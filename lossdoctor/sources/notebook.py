@@ -36,12 +36,13 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any, Iterator
 
-import pandas as pd
+import numpy as np
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import Collector, json_number, parse_number, read_bytes
 from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.table import MetricTable
 
 #: text/html outputs longer than this are not parsed (a displayed dataset, not a training table)
 MAX_HTML_CHARS = 8 * 1024 * 1024
@@ -297,7 +298,7 @@ class _Segment:
     cell: Cell
     kind: str                        # "table" | "eval-table" | "history" | "stream"
     what: str                        # for the notes: "HF Trainer progress table", ...
-    frame: pd.DataFrame
+    frame: MetricTable
     notes: list[str] = field(default_factory=list)
     step_source: str = "logged"
     progress: Progress | None = None
@@ -416,7 +417,7 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
     if progress is not None and not standalone_eval and progress.epoch is not None:
         points.add(progress.reached, "Epoch (progress header)", progress.epoch, metric="train/epoch")
     frame, more = points.frame()
-    if not frame["metric"].isin(_LOSSES).any():
+    if not frame.has_any(_LOSSES):
         if progress is not None and not standalone_eval and not notes:
             notes.append(f"{cell.label()}: a training table with no logged loss ({progress.text}): the run logged "
                          "nothing (logging_steps larger than the run, or stopped before its first log)")
@@ -473,7 +474,7 @@ def _history_segment(cell: Cell, rows: list[Any], what: str) -> _Segment | None:
         run = state_to_run({"log_history": rows}, cell.label(), cell.label())
     except SourceError:
         return None
-    if not run.metrics["metric"].isin(_LOSSES).any():
+    if not run.metrics.has_any(_LOSSES):
         return None                       # dicts with a step but no loss (a repr of something else)
     return _Segment(cell=cell, kind="history", what=what, frame=run.metrics,
                     notes=[f"{cell.label()}: {n}" for n in run.provenance.notes if "max_steps" not in n],
@@ -528,7 +529,7 @@ def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[
             notes.append(f"{cell.label()}: stream output not read: {exc.message}")
             runs = []
         for run in runs:
-            if not run.metrics["metric"].isin(_LOSSES).any():
+            if not run.metrics.has_any(_LOSSES):
                 notes.append(f"{cell.label()}: stream output read by the {run.provenance.kind} reader holds no "
                              "loss; not taken as a training run")
                 continue
@@ -554,15 +555,15 @@ def _close(a: float, b: float) -> bool:
     return abs(a - b) <= SAME_RUN_RTOL * max(abs(a), abs(b)) + 1e-9
 
 
-def _loss_points(frame: pd.DataFrame) -> dict[str, dict[int, float]]:
+def _loss_points(frame: MetricTable) -> dict[str, dict[int, float]]:
     out: dict[str, dict[int, float]] = {}
     for metric in _LOSSES:
-        sub = frame[frame["metric"] == metric]
-        out[metric] = dict(zip(sub["step"].tolist(), sub["value"].tolist()))
+        sel = frame.metric_mask([metric])
+        out[metric] = dict(zip(frame.step[sel].tolist(), frame.value[sel].tolist()))
     return out
 
 
-def same_run(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+def same_run(a: MetricTable, b: MetricTable) -> bool:
     """True when the train/eval losses of the two frames agree at every step they share (and they share one)."""
     pa, pb = _loss_points(a), _loss_points(b)
     shared = 0
@@ -587,29 +588,30 @@ class _Build:
     def run_id(self) -> str:
         return f"cell-{self.cell.number}{self.suffix}"
 
-    def frame(self) -> tuple[pd.DataFrame, str]:
+    def frame(self) -> tuple[MetricTable, str]:
         """Per metric the segment with the most points (ties: exact values over the 6-decimal table); eval-only
         tables add points at steps the run lacks. Returns (frame, step_source)."""
         main = [s for s in self.segments if s.kind != "eval-table"]
         rank = {"history": 0, "stream": 1, "table": 2}
-        parts: list[pd.DataFrame] = []
+        parts: list[MetricTable] = []
         source_of: dict[str, str] = {}
-        metrics = sorted({m for s in main for m in s.frame["metric"].unique().tolist()})
+        metrics = sorted({m for s in main for m, n in zip(s.frame.metric_names, _counts(s.frame)) if n})
         for metric in metrics:
-            best = max(main, key=lambda s: (int((s.frame["metric"] == metric).sum()), -rank[s.kind],
+            best = max(main, key=lambda s: (int(s.frame.metric_mask([metric]).sum()), -rank[s.kind],
                                             -self.segments.index(s)))
-            parts.append(best.frame[best.frame["metric"] == metric])
+            parts.append(best.frame.take(best.frame.metric_mask([metric])))
             source_of[metric] = best.step_source
-        frame = pd.concat(parts, ignore_index=True) if parts else empty_metrics()
+        frame = MetricTable.concat(parts) if parts else empty_metrics()
         for seg in self.segments:
             if seg.kind != "eval-table":
                 continue
-            have = set(zip(frame["step"].tolist(), frame["metric"].tolist()))
-            extra = seg.frame[[(s, m) not in have for s, m in zip(seg.frame["step"].tolist(),
-                                                                   seg.frame["metric"].tolist())]]
+            have = set(zip(frame.step.tolist(), frame["metric"].tolist()))
+            extra = seg.frame.take(np.asarray([(s, m) not in have for s, m in zip(seg.frame.step.tolist(),
+                                                                                  seg.frame["metric"].tolist())],
+                                              dtype=bool))
             if len(extra):
-                frame = pd.concat([frame, extra], ignore_index=True)
-        frame = frame.sort_values(["step", "metric"], kind="stable").reset_index(drop=True)
+                frame = MetricTable.concat([frame, extra])
+        frame = frame.sorted().compact()
         step_source = next((source_of[m] for m in _LOSSES if m in source_of), main[0].step_source if main else
                            "logged")
         return frame, step_source
@@ -639,9 +641,14 @@ def _assemble(segments: list[_Segment]) -> list[_Build]:
     return [b for b in builds if any(s.kind != "eval-table" for s in b.segments)]
 
 
-def _describe(build: _Build, frame: pd.DataFrame) -> str:
+def _counts(table: MetricTable) -> list[int]:
+    return np.bincount(table.metric_codes, minlength=len(table.metric_names)).tolist() if len(table) else \
+        [0] * len(table.metric_names)
+
+
+def _describe(build: _Build, frame: MetricTable) -> str:
     prog = build.progress()
-    steps = frame.loc[frame["metric"].isin(_LOSSES), "step"]
+    steps = frame.step[frame.metric_mask(_LOSSES)]
     span = f"steps {int(steps.min())}-{int(steps.max())}" if len(steps) else "no points"
     total = f", {prog.reached}/{prog.total} steps" if prog is not None else ""
     return f"{build.cell.label()}: {build.segments[0].what}, {span}{total}"

@@ -31,8 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-import pandas as pd
 
+from lossdoctor.table import MetricTable
 from lossdoctor.cache import RunCache
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
@@ -494,7 +494,7 @@ def fetch_history(client: HttpClient, ref: RunRef, keys: list[str], step_key: st
     return frame, notes + dup_notes, complete
 
 
-def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tuple[pd.DataFrame, list[str]]:
+def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tuple[MetricTable, list[str]]:
     """The tidy table from per-key (steps, values) arrays, through the one constructor (numpy all the way:
     millions of points). Per metric one value per step, the last fetched wins (the export boundary page
     can come back twice)."""

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
-import pandas as pd
 
+from lossdoctor.table import MetricTable
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import json_number, load_json, to_step
@@ -242,7 +242,7 @@ def choose_step_key(log: WandbLog) -> str:
     return "_step"
 
 
-def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[pd.DataFrame, list[str], dict[str, float]]:
+def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[MetricTable, list[str], dict[str, float]]:
     """History rows → tidy table (through the one constructor: a repeated (step, metric) keeps the last
     logged; HF's end-of-run summary row is kept out of the curves and returned). Rows without the step key
     are dropped (said in a note)."""

@@ -17,16 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.errors import TrainError
-from lossdoctor.exitcodes import EXIT_GATE, EXIT_OK
+from lossdoctor.exitcodes import EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from lossdoctor.train.config import ALL_LINEAR, TrainConfig
 from lossdoctor.train.data import DataFile, read_jsonl, split
 from lossdoctor.train.manifest import MANIFEST_NAME
 
 INSTALL_HINT = "pip install 'lossdoctor[train]'"
-#: Ctrl-C ends `lossdoctor train` with 130 (128 + SIGINT), the shell convention, after saving the state;
-#: SIGTERM (a scheduler's or `kill`'s stop) is handled the same way and ends with 143 (128 + SIGTERM)
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
 REPORT_FORMATS = ("html", "md", "json")
 
 

@@ -121,7 +121,7 @@ def _plots(cmp: Comparison) -> tuple[PlotSpec, ...]:
             s = diag.run.series(metric)
             if s.empty:
                 continue
-            steps, values = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+            steps, values = s.index, s.to_numpy(dtype="float64")
             idx = decimate(steps, values)
             lines.append(Line(metric=metric, label=f"{col.key}: {col.name}"[:60], steps=tuple(steps[idx].tolist()),
                                  values=tuple(values[idx].tolist()), colour=colour))

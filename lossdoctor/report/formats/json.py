@@ -64,14 +64,13 @@ def _number_list(arr: np.ndarray) -> list[Any]:
 def _metrics(run: Run, keep_steps: np.ndarray | None) -> list[dict[str, Any]]:
     """One item per metric; ``keep_steps`` None writes every point, else the decimated series."""
     out = []
-    pairs = run.metrics[["metric", "raw_name"]].drop_duplicates()
     raw_names: dict[str, set[str]] = {}
-    for metric, raw_name in zip(pairs["metric"].tolist(), pairs["raw_name"].astype(str).tolist()):
-        raw_names.setdefault(str(metric), set()).add(raw_name)
+    for raw_name, metric, _ in run.metrics.pairs():
+        raw_names.setdefault(metric, set()).add(raw_name)
     for name in run.metric_names():
         s = run.series(name)
         raw = sorted(raw_names.get(name, ()))
-        steps, vals = s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+        steps, vals = s.index, s.to_numpy(dtype="float64")
         item: dict[str, Any] = {"name": name, "raw_names": raw, "points": int(len(s)),
                                 "nonfinite": int((~np.isfinite(vals)).sum())}
         if keep_steps is not None:

@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
-    from lossdoctor.model import Run
+from lossdoctor.rules import rolling
 
+if TYPE_CHECKING:  # the model is not imported just to validate a rule file
+    from lossdoctor.model import Run
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ def resolve_series(run: Run, pattern: str) -> tuple[str, ...]:
 
 def arrays(run: Run, metric: str) -> tuple[np.ndarray, np.ndarray]:
     s = run.series(metric)
-    return s.index.to_numpy(dtype="int64"), s.to_numpy(dtype="float64")
+    return s.index, s.values
 
 
 def sorted_unique(*arrays_: np.ndarray) -> np.ndarray:
@@ -125,15 +126,9 @@ def asof(clock: np.ndarray, steps: np.ndarray, values: np.ndarray) -> np.ndarray
 
 def ema(values: np.ndarray, span: int) -> np.ndarray:
     """Exponential moving average (alpha = 2/(span+1)) that skips non-finite values: they neither count nor
-    break it, and the average is carried over them. Vectorised through pandas' ewm (adjust=False,
-    ignore_na=True), which has exactly these semantics; NaN before the first finite value."""
-    values = np.asarray(values, dtype="float64")
-    if span <= 1 or len(values) == 0:
-        return values.copy()
-    finite = np.where(np.isfinite(values), values, np.nan)
-    import pandas as pd
-
-    return pd.Series(finite).ewm(span=span, adjust=False, ignore_na=True).mean().to_numpy(dtype="float64")
+    break it, and the average is carried over them; NaN before the first finite value (a prefix scan in
+    numpy: :func:`lossdoctor.rules.rolling.ema`)."""
+    return rolling.ema(values, int(span))
 
 
 #: windows longer than this use the block-median approximation of rolling_median
@@ -149,24 +144,22 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     medians: the run is cut into blocks of window/32 points, and point i gets the median of the medians of
     the last 32 blocks completed at or before i (still causal; it lags by at most one block). Exact rolling
     medians cost O(n log window) and took seconds at that size; this is O(n)."""
-    import pandas as pd
-
     values = np.asarray(values, dtype="float64")
     if window <= 1 or len(values) == 0:
         return values.copy()
     finite = np.where(np.isfinite(values), values, np.nan)
     if window <= EXACT_MEDIAN_WINDOW or len(values) < 2 * window:
-        return pd.Series(finite).rolling(window, min_periods=1).median().ffill().to_numpy(dtype="float64")
+        return rolling.ffill(rolling.trailing_medians(finite, window))
     block = window // MEDIAN_BLOCKS
     n_blocks = len(values) // block
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN blocks
-        medians = np.nanmedian(finite[: n_blocks * block].reshape(n_blocks, block), axis=1)
-    over_blocks = pd.Series(medians).rolling(MEDIAN_BLOCKS, min_periods=1).median().ffill().to_numpy()
+        medians = rolling.row_medians(finite[: n_blocks * block].reshape(n_blocks, block))
+    over_blocks = rolling.ffill(rolling.trailing_medians(medians, MEDIAN_BLOCKS))
     out = np.empty(len(values))
-    head = pd.Series(finite[:block]).expanding().median().ffill().to_numpy()   # before the first full block
+    head = rolling.ffill(rolling.trailing_medians(finite[:block], block))      # before the first full block
     out[: block - 1] = head[: block - 1]
     done = (np.arange(block - 1, len(values)) + 1) // block - 1                   # last block complete at i
     out[block - 1:] = over_blocks[np.minimum(done, n_blocks - 1)]

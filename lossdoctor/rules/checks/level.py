@@ -14,6 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.model import Run
+from lossdoctor.rules.rolling import median as median_of
 from lossdoctor.rules.checks import (Param, config_number, empty_result, finite_points, global_result,
                                      rolling_median)
 
@@ -51,7 +52,7 @@ class Level:
         med = rolling_median(values, 3)[2:]
         where = {"start": 0, "end": len(med) - 1, "max": int(np.argmax(med))}[str(args["at"])]
         level = float(med[where])
-        end = float(np.median(values[-max(3, len(values) // 5):]))
+        end = float(median_of(values[-max(3, len(values) // 5):]))
         holds = level > ln_v
         if args.get("ends_above") is not None:
             holds = holds and end >= float(args["ends_above"]) * ln_v
@@ -59,7 +60,7 @@ class Level:
             if holds and other:
                 o_metric, _, o_vals = finite_points(run, other)
                 if o_metric is not None and len(o_vals) and \
-                        float(np.median(o_vals[-3:])) < float(args["ends_above"]) * ln_v:
+                        float(median_of(o_vals[-3:])) < float(args["ends_above"]) * ln_v:
                     holds = False
         return global_result(holds, int(steps[where + 2]), {
             "level": level, "level_step": int(steps[where + 2]), "ln_vocab": ln_v, "vocab": int(vocab),

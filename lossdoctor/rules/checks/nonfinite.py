@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series, sorted_unique
+from lossdoctor.rules.rolling import median as median_of
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run
@@ -108,17 +109,17 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     before = loss_values[(loss_steps < first) & finite][-5:]
     after = loss_values[loss_steps > last][:5]
     blew_up = bool(len(after) and (not np.isfinite(after).all() or (
-        len(before) and np.median(after) > float(args["blowup"]) * np.median(before))))
+        len(before) and median_of(after) > float(args["blowup"]) * median_of(before))))
     # ... or a run that diverged around them: the loss at the end above blowup x the lowest it had been before
     # (3-log medians), though the loss right around the point looked continuous (it was already up)
     prior = loss_values[(loss_steps < first) & finite]
     tail = loss_values[finite][-5:]
     if len(prior) >= 3 and len(tail):
-        lows = np.array([np.median(prior[i:i + 3]) for i in range(len(prior) - 2)])
+        lows = np.array([median_of(prior[i:i + 3]) for i in range(len(prior) - 2)])
         lowest = float(lows.min())
-        blew_up = blew_up or bool(lowest > 0 and np.median(tail) > float(args["blowup"]) * lowest)
+        blew_up = blew_up or bool(lowest > 0 and median_of(tail) > float(args["blowup"]) * lowest)
     gaps = np.diff(clock[at]) if k > 1 else np.zeros(0)
-    spacing = f", {int(np.median(gaps))} steps apart (median)" if len(gaps) else ""
+    spacing = f", {int(median_of(gaps))} steps apart (median)" if len(gaps) else ""
     where = f"{k} non-finite point(s) of {n} logs, steps {first}-{last}{spacing}"
     if lead:
         where += f" ({lead} at the start, before the first finite one: the loss scaler calibrating)"

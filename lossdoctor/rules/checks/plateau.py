@@ -9,6 +9,7 @@ import numpy as np
 
 from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, finite_points, global_result,
                                      rolling_median, window_start_index)
+from lossdoctor.rules.rolling import median as median_of
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run
@@ -47,7 +48,7 @@ class Plateau:
         if n < int(args["min_points"]):
             return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
         k = max(2, n // 5)
-        head, tail = float(np.median(values[:k])), float(np.median(values[-k:]))
+        head, tail = float(median_of(values[:k])), float(median_of(values[-k:]))
         if args["compare"] == "lowest":
             # the lowest stretch of k points anywhere (rolling median: O(n log k), not a k-wide window copy)
             tail = min(tail, float(rolling_median(values, k)[k - 1:].min()))
@@ -67,7 +68,7 @@ class Plateau:
         if holds and other:
             o_metric, _, o_vals = finite_points(run, other)
             if o_metric is not None and len(o_vals) >= 2 and o_vals[0] != 0:
-                gain = (o_vals[0] - float(np.median(o_vals[-3:]))) / abs(o_vals[0])
+                gain = (o_vals[0] - float(median_of(o_vals[-3:]))) / abs(o_vals[0])
                 at_best = (o_vals[0] - float(o_vals[-1])) / abs(o_vals[0])
                 still_best = float(args["improve_at_best"]) > 0 and o_vals[-1] <= o_vals[:-1].min() \
                     and at_best >= float(args["improve_at_best"])

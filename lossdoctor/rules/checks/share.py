@@ -13,6 +13,7 @@ import numpy as np
 
 from lossdoctor.rules.checks import (OPS, CheckResult, Param, config_number, empty_result, finite_points,
                                      global_result)
+from lossdoctor.rules.rolling import median as median_of
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run
@@ -58,7 +59,7 @@ class Share:
         holds = share >= float(args["min_share"]) and hits >= int(args["min_count"])
         return global_result(holds, int(steps[-1]), {
             "share_pct": 100.0 * share, "points": hits, "total_points": n, "bound": bound, "bound_source": source,
-            "median": float(np.median(values)), "peak": float(np.max(values)), "metric": metric,
+            "median": float(median_of(values)), "peak": float(np.max(values)), "metric": metric,
             "from_step": int(steps[0]),
             "to_step": int(steps[-1])}, (metric,))
 

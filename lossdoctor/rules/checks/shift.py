@@ -22,9 +22,9 @@ import math
 from typing import Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from lossdoctor.model import Run
+from lossdoctor.rules.rolling import median as median_of, sliding_medians
 from lossdoctor.rules.checks import CheckResult, Param, empty_result, finite_points, global_result
 
 MIN_STRETCH = 3
@@ -35,12 +35,20 @@ def point_noise(values: np.ndarray) -> float:
     if len(values) < 3:
         return 0.0
     d = np.diff(values)
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
+    return float(1.4826 * median_of(np.abs(d - median_of(d))) / math.sqrt(2.0))
 
 
 def stretch_medians(values: np.ndarray, k: int) -> np.ndarray:
     """Median of each window of k consecutive points; entry i covers points i..i+k-1."""
-    return pd.Series(values).rolling(k).median().to_numpy()[k - 1:]
+    n = len(values)
+    if n < k:
+        return np.zeros(0)
+    lo = np.arange(n - k + 1)
+    out = sliding_medians(values, k)
+    if not np.isfinite(values).all():            # a window holding a NaN has no median (pandas: min_periods=k)
+        bad = np.concatenate(([0], np.cumsum(~np.isfinite(values))))
+        out[(bad[lo + k] - bad[lo]) > 0] = np.nan
+    return out
 
 
 class Shift:

@@ -14,14 +14,32 @@ import numpy as np
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import Param, arrays, empty_result, global_result, resolve_series
+from lossdoctor.rules.rolling import median as median_of
 from lossdoctor.rules.window import true_runs
 
 
+def _latest_time_per_step(step: np.ndarray, wall: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(steps, the latest wall time logged at each), steps sorted, over every metric's points. A dense
+    per-step maximum when the steps span little more than the points (the usual case: no sort, no copy of
+    the table), else a sort by (step, time)."""
+    ok = ~np.isnan(wall)
+    lo, hi = int(step.min()), int(step.max())
+    if hi - lo < 4 * len(step) + 1024:
+        latest = np.full(hi - lo + 1, -np.inf)
+        np.maximum.at(latest, (step - lo)[ok], wall[ok])
+        have = np.flatnonzero(latest > -np.inf)
+        return have + lo, latest[have]
+    st, wt = step[ok], wall[ok]
+    order = np.lexsort((wt, st))                      # by step, then time: the last of a step is its max
+    st, wt = st[order], wt[order]
+    last = np.r_[st[1:] != st[:-1], True] if len(st) else np.zeros(0, dtype=bool)
+    return st[last], wt[last]
+
+
 def _time_per_step(run: Run, step_time: list[str], throughput: list[str]) -> tuple[np.ndarray, np.ndarray, str]:
-    frame = run.metrics
-    if "wall_time" in frame.columns:
-        w = frame[["step", "wall_time"]].dropna().groupby("step")["wall_time"].max().sort_index()
-        steps, times = w.index.to_numpy(dtype="int64"), w.to_numpy(dtype="float64")
+    table = run.metrics
+    if table.wall_time is not None and len(table):
+        steps, times = _latest_time_per_step(table.step, table.wall_time)
         if len(steps) >= 3:
             ds, dt = np.diff(steps), np.diff(times)
             ok = ds > 0
@@ -58,14 +76,14 @@ class Slowdown:
         steps, tps, source = _time_per_step(run, list(args["step_time"]), list(args["throughput"]))
         if len(tps) < 2 * int(args["min_points"]):
             return empty_result(("time per step",), "global")
-        baseline = float(np.median(tps[: max(1, len(tps) // 2)]))
+        baseline = float(median_of(tps[: max(1, len(tps) // 2)]))
         slow = tps >= float(args["factor"]) * baseline
         need = max(int(args["min_points"]), int(float(args["min_share"]) * len(tps)))
         runs = [(a, b) for a, b in true_runs(slow) if b - a + 1 >= need]
         if not runs or baseline <= 0:
             return global_result(False, int(steps[-1]), {}, ("time per step",))
         a, b = max(runs, key=lambda r: r[1] - r[0])
-        med = float(np.median(tps[a:b + 1]))
+        med = float(median_of(tps[a:b + 1]))
         return global_result(True, int(steps[a]), {
             "ratio": med / baseline, "from_step": int(steps[a]), "to_step": int(steps[b]), "points": b - a + 1,
             "baseline": baseline, "slow": med, "source": source}, ("time per step",))

@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
 from lossdoctor.rules.noise import residual_noise
+from lossdoctor.rules.rolling import median as median_of, sliding_medians
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run
@@ -46,12 +46,7 @@ class Spike:
         n = len(values)
         baseline = np.full(n, np.nan)
         if n > look:
-            windows = sliding_window_view(np.where(np.isfinite(values), values, np.nan), look)[:-1]
-            with np.errstate(all="ignore"):
-                import warnings
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    baseline[look:] = np.nanmedian(windows, axis=1)
+            baseline[look:] = sliding_medians(values, look)[:-1]     # the `look` finite points before each
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = values / baseline
         mask = (np.isfinite(ratio) & (baseline > 0) & (ratio > float(args["factor"]))
@@ -67,7 +62,7 @@ class Spike:
         recovered = mask & np.isfinite(nxt) & (nxt <= baseline * 1.5)
         rec_count = np.cumsum(recovered)
         fin = values[np.isfinite(values)]
-        median = float(np.median(fin)) if len(fin) else float("nan")
+        median = float(median_of(fin)) if len(fin) else float("nan")
 
         def evidence_at(i: int) -> dict[str, Any]:
             at = np.flatnonzero(mask[: i + 1])

@@ -17,6 +17,7 @@ import numpy as np
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import Param, arrays, empty_result, finite_points, global_result
+from lossdoctor.rules.rolling import median as median_of
 
 
 class Zeros:
@@ -43,7 +44,7 @@ class Zeros:
         nonzero = values[~zero]
         if n == 0 or not zero.any() or len(nonzero) == 0:
             return global_result(False, int(steps[-1]) if n else None, {}, (metric,))
-        median = float(np.median(nonzero))
+        median = float(median_of(nonzero))
         if args["pattern"] == "tail":
             last_nz = int(np.flatnonzero(~zero)[-1])
             at = np.arange(last_nz + 1, n)
