@@ -196,6 +196,28 @@ def test_malformed_cell_reads_up_to_it_with_a_note(tmp_path: Path) -> None:
         in run.provenance.notes
 
 
+def test_an_evaluate_summary_after_training_does_not_hide_the_training_curve(tmp_path: Path) -> None:
+    """A cell that prints trainer.evaluate()'s dict after the training cell is a run of its own (listed),
+    but the one analysed by default is the last with a train loss curve: the overfitting shows."""
+    html = _hf_table(["Step", "Training Loss", "Validation Loss", "Accuracy"], _overfit_rows(range(10, 101, 10)),
+                     100, 100, "2/2")
+    summary = {"output_type": "stream", "name": "stdout",      # what trainer.log_metrics("eval", ...) prints
+               "text": ["***** Running Evaluation *****\n", "  Num examples = 840\n", "  Batch size = 8\n",
+                        "***** eval metrics *****\n", "  epoch                   =        2.0\n",
+                        "  eval_accuracy           =       0.61\n", "  eval_loss               =       1.32\n",
+                        "  eval_runtime            = 0:00:12.74\n"]}
+    path = _save(_notebook([_html_output(html)], [summary]), tmp_path / "with_summary.ipynb")
+    assert len(read_runs(str(path), ReadOptions(all_runs=True))) == 2
+    run = _one(str(path))
+    assert run.name == "with_summary.ipynb#cell-1"
+    assert list(run.series("eval/loss").index) == list(range(10, 101, 10))
+    listing = next(n for n in run.provenance.notes if "training runs" in n)
+    assert "#cell-1, the last with a train loss curve, was analysed" in listing and "#cell-2" in listing
+    proc = subprocess.run([sys.executable, "-m", "lossdoctor", "analyze", str(path), "--format", "json", "--out",
+                           str(tmp_path / "out"), "-q"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "overfitting" in proc.stdout, proc.stderr
+
+
 def test_no_log_cells_are_missing_not_zero(tmp_path: Path) -> None:
     rows = [["1", "No log", "0.299171", "0.7"], ["2", "0.350000", "0.280000", "0.8"]]
     html = _hf_table(["Epoch", "Training Loss", "Validation Loss", "Accuracy"], rows, 20, 20, "2/2")

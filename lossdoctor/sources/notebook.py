@@ -753,15 +753,28 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
     elif options.all_runs:
         chosen = runs
     else:
-        chosen = runs[-1:]
+        chosen = [runs[_default_run(runs)]]
     extra = list(notes)
     if skipped:
         extra.append(f"{skipped} image/PDF output(s) skipped without decoding")
     if len(runs) > 1 and selector is None and not options.all_runs:
         listing = "; ".join(f"#{b.run_id} ({_describe(b, b.frame()[0])})" for b in builds)
-        extra.append(f"this notebook holds {len(runs)} training runs: {listing}. The last one was analysed; "
+        pick = _default_run(runs)
+        which = "The last one" if pick == len(runs) - 1 else f"#{ids[pick]}, the last with a train loss curve,"
+        extra.append(f"this notebook holds {len(runs)} training runs: {listing}. {which} was analysed; "
                      f"pick another with '{location}#{ids[0]}', or analyse each with --all")
     return [replace(r, provenance=replace(r.provenance, notes=r.provenance.notes + tuple(extra))) for r in chosen]
+
+
+def _default_run(runs: list[Run]) -> int:
+    """The run analysed when none is picked: the last training curve, i.e. the last run with a train loss
+    logged at more than one step. A later ``evaluate()`` summary or a final metrics dict printed after
+    training is listed but is no curve to judge; when no run has one, the last run."""
+    def is_curve(run: Run) -> bool:
+        train = run.series("train/loss") if "train/loss" in run.metric_names() else None
+        return train is not None and len(train) > 1
+    curves = [i for i, r in enumerate(runs) if is_curve(r)]
+    return curves[-1] if curves else len(runs) - 1
 
 
 # --------------------------------------------------------------------------- the reader
