@@ -104,6 +104,31 @@ def test_a_short_log_is_judged_with_a_lower_confidence() -> None:
     assert "too-short-to-judge" in {f.rule_id for f in diag.findings}
 
 
+def _long_noisy_evals(tail: list[float]) -> dict:
+    """300 evals on a flat 0.40 level with jitter 0.026 (the noise of per-100-step evals on a few batches),
+    then ``tail``; the train loss keeps falling slowly."""
+    rng = np.random.default_rng(7)
+    evals = [round(float(v), 4) for v in 0.40 + rng.normal(0.0, 0.026, 300)] + tail
+    return {"train/loss": {"every": 100, "values": " ".join(f"{1.0 - i / 1000:.4f}" for i in range(len(evals)))},
+            "eval/loss": {"every": 100, "values": " ".join(str(v) for v in evals)}}
+
+
+def test_a_record_low_among_hundreds_of_noisy_evals_is_not_the_level_to_rise_from() -> None:
+    """The lowest of 300 noisy evals sits ~2.8 deviations under their level: two ordinary evals after a new
+    record are 18% 'worse' than it without anything having changed (a public notebook did exactly this)."""
+    series = _long_noisy_evals([0.30, 0.39, 0.405])   # 0.30: a new record low
+    j = judge(build_run(series), smooth_evals=0.0)
+    assert j is not None and j.mask[-1]                       # the raw criteria alone fire ...
+    diag = diagnose(build_run(series), RULES)
+    assert not [f for f in diag.findings if f.category == "generalisation"]     # ... the smoothed level did not move
+
+
+def test_a_sustained_rise_after_hundreds_of_noisy_evals_is_still_overfitting() -> None:
+    series = _long_noisy_evals([0.40 + 0.004 * k for k in range(1, 41)])     # +40% over the last 40 evals
+    over = [f for f in diagnose(build_run(series), RULES).findings if f.rule_id == "overfitting"]
+    assert over and over[0].evidence["last"] == pytest.approx(0.56)
+
+
 def test_the_judgement_walks_back_only_over_the_run_that_reaches_the_end() -> None:
     j = judge(build_run(MILD), min_gl=0.01, noise_z=2.0, strong_gl=0.0, max_train_rise=0.0)
     assert j is not None and j.mask[-1] and not j.mask[:4].any()

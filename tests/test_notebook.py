@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from lossdoctor import diagnose
 from lossdoctor.errors import SourceError
 from lossdoctor.sources import read_runs, read_text_runs
 from lossdoctor.sources.base import ReadOptions
@@ -216,6 +217,25 @@ def test_an_evaluate_summary_after_training_does_not_hide_the_training_curve(tmp
     proc = subprocess.run([sys.executable, "-m", "lossdoctor", "analyze", str(path), "--format", "json", "--out",
                            str(tmp_path / "out"), "-q"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "overfitting" in proc.stdout, proc.stderr
+
+
+def test_the_selection_metric_written_in_the_code_is_the_one_judged(tmp_path: Path) -> None:
+    """metric_for_best_model / greater_is_better written as literals in a code cell reach the run's config
+    (read as text, never run): eval loss rising while the selected accuracy holds is no overfitting."""
+    rows = [[r[0], r[1], r[2], f"{0.80 + int(r[0]) / 10000:.4f}"] for r in _overfit_rows(range(10, 101, 10))]
+    html = _hf_table(["Step", "Training Loss", "Validation Loss", "Accuracy"], rows, 100, 100, "2/2")
+    nb = _notebook([], [_html_output(html)])
+    nb["cells"][0]["source"] = ["args = TrainingArguments(output_dir='out', load_best_model_at_end=True,\n",
+                                "    metric_for_best_model=\"accuracy\", greater_is_better=True)\n",
+                                "trainer = Trainer(model=model, args=args)"]
+    path = _save(nb, tmp_path / "selected.ipynb")
+    run = _one(str(path))
+    assert run.config["trainer.metric_for_best_model"] == "accuracy"
+    assert run.config["trainer.greater_is_better"] is True
+    ids = {f.rule_id for f in diagnose(run).findings}
+    assert "overfitting" not in ids and "eval-loss-metric-disagree" in ids
+    nb["cells"][0]["source"] = ["trainer = Trainer(model=model, args=TrainingArguments(output_dir='out'))"]
+    assert "overfitting" in {f.rule_id for f in diagnose(_one(str(_save(nb, tmp_path / "plain.ipynb")))).findings}
 
 
 def test_no_log_cells_are_missing_not_zero(tmp_path: Path) -> None:

@@ -127,6 +127,11 @@ def load_notebook(data: bytes, location: str) -> tuple[dict[str, Any], int]:
 #: a trainer built in a code cell ("trainer = GRPOTrainer(model=..."): which trainer ran tells the objective
 #: (lossdoctor/metrics/objectives.yaml, config ``trainer_class``) when the saved table shows only the loss
 _TRAINER_CALL = re.compile(r"\b([A-Z][A-Za-z0-9]*Trainer)\s*\(")
+#: the checkpoint-selection arguments written as literals in a code cell (``metric_for_best_model="f1"``,
+#: ``greater_is_better=True``): the metric the run selected on is the one overfitting is judged by. Read as
+#: text, never executed; a value that is not a literal string or boolean is not taken.
+_SELECTION_ARG = re.compile(r"\b(metric_for_best_model|greater_is_better)\s*=\s*"
+                            r"(?:\"([^\"\n]{1,100})\"|'([^'\n]{1,100})'|(True|False)\b)")
 #: code looked at per cell (a trainer call sits in a cell's first lines, not after 20,000 characters)
 MAX_SOURCE = 20_000
 
@@ -136,7 +141,9 @@ class Cell:
     number: int                      # 1-based, over every cell of the notebook
     execution_count: int | None
     outputs: tuple[dict[str, Any], ...]
-    trainer: str = ""                # the last `XxxTrainer(` the cell's code builds ("" if none)
+    #: config the cell's code sets as literals: trainer_class (the last `XxxTrainer(` it builds),
+    #: trainer.metric_for_best_model, trainer.greater_is_better
+    settings: tuple[tuple[str, Any], ...] = ()
 
     def label(self) -> str:
         if self.execution_count is None:
@@ -184,8 +191,12 @@ def iter_cells(nb: dict[str, Any]) -> Iterator[Cell]:
         count = cell.get("prompt_number" if v3 else "execution_count")
         code = _text(cell.get("input" if v3 else "source"))[:MAX_SOURCE] if cell.get("cell_type") == "code" else ""
         found = _TRAINER_CALL.findall(code)
+        settings: dict[str, Any] = {"trainer_class": found[-1]} if found else {}
+        for m in _SELECTION_ARG.finditer(code):
+            value = m.group(2) if m.group(2) is not None else m.group(3)
+            settings[f"trainer.{m.group(1)}"] = value if value is not None else m.group(4) == "True"
         yield Cell(number=i, execution_count=count if isinstance(count, int) else None, outputs=outs,
-                   trainer=found[-1] if found else "")
+                   settings=tuple(settings.items()))
 
 
 # --------------------------------------------------------------------------- HTML tables
@@ -655,7 +666,7 @@ def _describe(build: _Build, frame: MetricTable) -> str:
 
 
 def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[str, str]],
-            trainers: dict[int, str]) -> Run:
+            code_settings: dict[int, dict[str, Any]]) -> Run:
     frame, step_source = build.frame()
     notes: list[str] = []
     for i, seg in enumerate(build.segments):
@@ -672,9 +683,9 @@ def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[st
     config: dict[str, Any] = {"notebook.cell": build.cell.number}
     if build.cell.execution_count is not None:
         config["notebook.execution_count"] = build.cell.execution_count
-    built = [name for number, name in sorted(trainers.items()) if number <= build.cell.number]
-    if built:   # the trainer built last at or before the training cell
-        config["trainer_class"] = built[-1]
+    for number, settings in sorted(code_settings.items()):   # what the code set last at or before training
+        if number <= build.cell.number:
+            config.update(settings)
     state = "finished" if "train_runtime" in summary else "unknown"
     prog = build.progress()
     if prog is not None:
@@ -715,11 +726,11 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
     segments: list[_Segment] = []
     errors: dict[int, tuple[str, str]] = {}
     n_cells = n_outputs = 0
-    trainers: dict[int, str] = {}
+    code_settings: dict[int, dict[str, Any]] = {}
     for cell in iter_cells(nb):
         n_cells += 1
-        if cell.trainer:
-            trainers[cell.number] = cell.trainer
+        if cell.settings:
+            code_settings[cell.number] = dict(cell.settings)
         if not cell.outputs:
             continue
         n_outputs += 1
@@ -740,7 +751,7 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
                           "output); expected the HF Trainer progress table, printed log dicts or a training "
                           "console", location)
     name_base = Path(location).name
-    runs = [_to_run(b, location, name_base, errors, trainers) for b in builds]
+    runs = [_to_run(b, location, name_base, errors, code_settings) for b in builds]
     ids = [b.run_id for b in builds]
     if selector is not None:
         m = _SELECTOR.match(selector)

@@ -175,11 +175,11 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
           max_gl: float = 0.0, strong_gl: float = 0.15, confirm: int = 2, up: int = 3, noise_z: float = 1.0,
           max_train_rise: float = 0.1, train: str = "train/loss", need_train: bool = True, min_points: int = 2,
           onset_within: float = 0.01, require_no_train: bool = False, min_rise_of_first: float = 0.01,
-          noise_min_points: int = 8) -> Judgement | None:
+          noise_min_points: int = 8, smooth_evals: float = 0.0) -> Judgement | None:
     """The early-stopping judgement over a run's evals (None when it has no such eval series). Memoised per
     run (several rules ask for the same judgement; a Run is immutable)."""
     key = (series, select, min_gl, max_gl, strong_gl, confirm, up, noise_z, max_train_rise, train, need_train,
-           min_points, onset_within, require_no_train, min_rise_of_first, noise_min_points)
+           min_points, onset_within, require_no_train, min_rise_of_first, noise_min_points, smooth_evals)
     memo = _MEMO.setdefault(run, {})
     if key not in memo:
         memo[key] = _judge(run, *key)
@@ -192,7 +192,8 @@ _MEMO: "weakref.WeakKeyDictionary[Run, dict[tuple, Judgement | None]]" = weakref
 
 def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, strong_gl: float, confirm: int,
            up: int, noise_z: float, max_train_rise: float, train: str, need_train: bool, min_points: int,
-           onset_within: float, require_no_train: bool, min_rise_of_first: float, noise_min_points: int
+           onset_within: float, require_no_train: bool, min_rise_of_first: float, noise_min_points: int,
+           smooth_evals: float
            ) -> Judgement | None:
     if require_no_train and resolve_series(run, train):
         return None
@@ -269,6 +270,10 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
     y2 = np.r_[np.nan, np.nan, y[:-2]]
     med3 = y + y1 + y2 - np.fmax(np.fmax(y, y1), y2) - np.fmin(np.fmin(y, y1), y2)
     level = np.where(since >= 3, med3, np.where(since == 2, (y + y1) / 2.0, y))
+    # many evals: the best is the lowest of many noisy draws, low by the noise alone (the record of 300 draws
+    # sits ~2.8 deviations under their level), so the rise is also measured from the level around the best:
+    # the median of the evals within half_window of it (up to i), half_window = smooth_evals x evals / 2
+    half_window = min(50, int(round(smooth_evals * n)) // 2)
     i = n - 1
     while i >= 0 and cand[i]:
         rise[i] = float(level[i]) - float(best[i])
@@ -278,6 +283,11 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
             noise[i] = point_noise(y[: i + 1]) if i >= exact_from else carried
         if np.isfinite(noise[i]) and rise[i] <= noise_z * noise[i]:
             break
+        if half_window >= 1 and np.isfinite(noise[i]):
+            b = int(best_idx[i])
+            around = float(np.median(y[max(0, b - half_window): min(i, b + half_window) + 1]))
+            if float(level[i]) - around <= noise_z * noise[i]:
+                break
         if rise[i] < min_rise_of_first * abs(float(y[0])):     # rounding-level wobble of a loss near zero
             break
         mask[i] = True
@@ -286,7 +296,7 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
         stronger = judge(run, series, select, min_gl=max_gl, confirm=confirm, up=up, train=train,
                          need_train=need_train, min_points=min_points, onset_within=onset_within,
                          require_no_train=require_no_train, min_rise_of_first=min_rise_of_first,
-                         noise_min_points=noise_min_points)
+                         noise_min_points=noise_min_points, smooth_evals=smooth_evals)
         if stronger is not None and len(stronger.mask) == n and stronger.mask[-1]:
             mask[:] = False
     return Judgement(chosen.metric, chosen.lower_is_better, chosen.source, steps, raw, mask, best_idx, gl,
@@ -405,6 +415,10 @@ class Overfit:
         "min_rise_of_first": Param("fraction", default=0.01,
                                    doc="the rise must also be this fraction of the first eval's level"),
         "onset_within": Param("fraction", default=0.01, doc="onset = first eval within this of the best"),
+        "smooth_evals": Param("fraction", default=0.05,
+                              doc="with many evals, the rise must also exceed the noise when measured from the "
+                                  "median of the evals around the best (this share of them, when that is 3 or "
+                                  "more): the lowest of hundreds of noisy evals is low by the noise alone"),
     }
     evidence_keys = frozenset({"best", "best_step", "last", "last_step", "rise_pct", "gl", "pq", "up", "criteria",
                                "noise", "rise", "noise_ratio", "metric", "selection", "direction", "saving_pct",
@@ -421,7 +435,7 @@ class Overfit:
                   train=str(args["train"]), need_train=bool(args["need_train"]), min_points=int(args["min_points"]),
                   onset_within=float(args["onset_within"]), require_no_train=bool(args["require_no_train"]),
                   min_rise_of_first=float(args["min_rise_of_first"]),
-                  noise_min_points=int(args["noise_min_points"]))
+                  noise_min_points=int(args["noise_min_points"]), smooth_evals=float(args["smooth_evals"]))
         if j is None:
             return empty_result((str(args["series"]),))
         other = None
