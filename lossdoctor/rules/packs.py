@@ -7,6 +7,7 @@ from typing import Any
 
 from lossdoctor.errors import RuleFileError
 from lossdoctor.rules.schema import Rule, RuleFile, check_args, parse_rule_text
+from lossdoctor.textfile import read_text
 
 BUILTIN_PACKS = ("default",)
 
@@ -32,22 +33,8 @@ MAX_RULE_FILE_BYTES = 512 * 1024
 
 
 def read_rule_file(path: str) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise RuleFileError("rule file not found", path)
-    if p.is_dir():
-        raise RuleFileError("is a directory; expected a YAML rule file", path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_RULE_FILE_BYTES + 1)
-    except OSError as exc:
-        raise RuleFileError(f"cannot read rule file: {exc.strerror}", path) from None
-    if len(data) > MAX_RULE_FILE_BYTES:
-        raise RuleFileError(f"larger than {MAX_RULE_FILE_BYTES // 1024} KB; expected a YAML rule file", path)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise RuleFileError(f"not UTF-8 text (byte {exc.start}); expected a YAML rule file", path) from None
+    return read_text(path, error=RuleFileError, what="rule file", expected="a YAML rule file",
+                     max_bytes=MAX_RULE_FILE_BYTES)
 
 
 def parse_file(path: str) -> tuple[RuleFile | None, list[str]]:

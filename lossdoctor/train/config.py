@@ -14,6 +14,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lossdoctor.errors import TrainError
+from lossdoctor.textfile import read_text
+
+#: A train config is a few dozen lines; larger files are refused unread.
+MAX_CONFIG_BYTES = 256 * 1024
 
 QUANT_CHOICES: tuple[str, ...] = ("none", "4bit", "8bit")
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
@@ -148,13 +152,8 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     """Read a YAML config file into {field: value}; every problem is a TrainError at file:line."""
     from lossdoctor.rules import yamlpos
 
-    p = Path(path)
-    if not p.is_file():
-        raise TrainError("config file not found; expected a YAML file of train options", path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainError(f"cannot read config file ({exc}); expected UTF-8 YAML", path) from None
+    text = read_text(path, error=TrainError, what="config file", expected="a YAML file of train options",
+                     max_bytes=MAX_CONFIG_BYTES)
     try:
         data = yamlpos.load(text)
     except yamlpos.YamlPosError as exc:
@@ -164,7 +163,7 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     if not isinstance(data, yamlpos.PosDict):
         raise TrainError("expected a mapping of train options (key: value)", path, 1)
     out: dict[str, Any] = {}
-    base = p.resolve().parent
+    base = Path(path).resolve().parent
     for key, value in data.items():
         line, col = data.pos(key)
         name = normalise_key(key)
