@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from lossdoctor.commands._options import load_ruleset, rule_options
 from lossdoctor.errors import LossdoctorError, UsageError
 from lossdoctor.exitcodes import EXIT_GATE, EXIT_OK
 from lossdoctor.safetext import visible
@@ -22,8 +23,7 @@ def _read_yaml(path: Path) -> str:
 
 @click.command("eval-corpus")
 @click.argument("corpus_dir", type=click.Path(file_okay=False), metavar="DIR")
-@click.option("--rules", "rule_files", multiple=True, metavar="FILE", help="Extra rule file (repeatable).")
-@click.option("--no-default-rules", is_flag=True, help="Use only the --rules files.")
+@rule_options
 @click.option("--floors", "floors_file", type=click.Path(dir_okay=False), default=None,
               help="YAML of precision/recall floors [default: DIR/floors.yaml if present].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
@@ -43,16 +43,13 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
 
     from lossdoctor import corpus
     from lossdoctor.diagnosis import diagnose
-    from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
     from lossdoctor.sources.base import ReadOptions
 
     root = Path(corpus_dir)
     if not root.is_dir():
         raise UsageError("corpus directory not found", corpus_dir)
-    if no_default_rules and not rule_files:
-        raise UsageError("--no-default-rules needs at least one --rules FILE")
-    ruleset = load_rules(rule_files, include_default=not no_default_rules)
+    ruleset = load_ruleset(rule_files, no_default_rules)
     verdict_of = corpus.rule_verdicts(ruleset)
     floors_path = Path(floors_file) if floors_file else root / "floors.yaml"
     floors = None
