@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.errors import RuleFileError
-from lossdoctor.rules.schema import Rule, RuleFile, check_args, parse_rule_text
+from lossdoctor.rules.schema import Override, Rule, RuleFile, parse_rule_text, resolve_condition
 from lossdoctor.textfile import read_text
 
 BUILTIN_PACKS = ("default",)
@@ -49,35 +49,30 @@ def _builtin(name: str) -> RuleFile:
     return parsed
 
 
-def _apply_override(rule: Rule, entry: dict[str, Any], problems: list[str], path: str) -> Rule:
+def _apply_override(rule: Rule, entry: Override, problems: list[str], path: str) -> Rule:
     changes: dict[str, Any] = {}
-    if "severity" in entry:
-        changes["severity"] = entry["severity"]
-    if "enabled" in entry:
-        changes["enabled"] = entry["enabled"]
-    if "objectives" in entry:
-        changes["objectives"] = entry["objectives"]
-    if "for" in entry:
-        changes["for_count"], changes["for_unit"] = entry["for"]
-    if "params" in entry:
+    if entry.severity is not None:
+        changes["severity"] = entry.severity
+    if entry.enabled is not None:
+        changes["enabled"] = entry.enabled
+    if entry.objectives is not None:
+        changes["objectives"] = entry.objectives
+    if entry.persist is not None:
+        changes["for_count"], changes["for_unit"] = entry.persist
+    if entry.params is not None:
         new_params = dict(rule.params)
-        for key, value in entry["params"].items():
+        for key, value in entry.params.items():
             if key not in rule.params:
-                line, col = entry.get("params_pos", {}).get(key, entry["pos"])
+                line, col = entry.params_pos.get(key, entry.pos)
                 problems.append(f"{path}:{line}:{col}: rule \"{rule.id}\": unknown param {key!r}; "
                                 f"expected one of {', '.join(sorted(rule.params)) or '(none)'}")
                 continue
             new_params[key] = value
         changes["params"] = new_params
-        # re-validate the condition with the new params (a param of the wrong type is an error here)
-        stack = [rule.when]
-        while stack:
-            cond = stack.pop()
-            stack.extend(cond.children)
-            if cond.op == "check":
-                for err in check_args(cond.kind, cond.args, new_params)[1]:
-                    line, col = entry["pos"]
-                    problems.append(f"{path}:{line}:{col}: rule \"{rule.id}\": {err}")
+        # resolve the condition again with the new params (a param of the wrong type is an error here)
+        changes["when"], errors = resolve_condition(rule.when, new_params)
+        line, col = entry.pos
+        problems.extend(f"{path}:{line}:{col}: rule \"{rule.id}\": {err}" for _, err in errors)
     return replace(rule, **changes)
 
 
@@ -119,7 +114,7 @@ def load_rules(extra_files: tuple[str, ...] | list[str] = (), include_default: b
             ordered[rule.id] = rule
         for rid, entry in parsed.overrides.items():
             if rid not in ordered:
-                line, col = entry["pos"]
+                line, col = entry.pos
                 problems.append(f"{path}:{line}:{col}: overrides: unknown rule {rid!r}; known rules: "
                                 f"{', '.join(ordered) or '(none)'}")
                 continue
