@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from lossdoctor.errors import SourceError
+from lossdoctor.textfile import read_text
 
 try:  # Python ≥ 3.11
     from re import _constants as _sre_c, _parser as _sre_p  # type: ignore[attr-defined]
@@ -87,15 +88,15 @@ def _line(node: yaml.Node) -> int:
     return node.start_mark.line + 1
 
 
+#: A format file is a few lines; anything larger is refused unread.
+MAX_FORMAT_BYTES = 64 * 1024
+
+
 def load_log_format(path: str | Path) -> LogFormat:
     """Read and validate a format file. Raises SourceError(location=file, line=…) on any problem."""
     location = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise SourceError(f"cannot read log format file: {exc.strerror or exc}", location) from None
-    except UnicodeDecodeError:
-        raise SourceError("log format file is not UTF-8 text", location) from None
+    text = read_text(path, location, what="log format file", expected="a YAML log format file",
+                     max_bytes=MAX_FORMAT_BYTES)
     from lossdoctor.rules.yamlpos import YamlPosError, compose
 
     try:

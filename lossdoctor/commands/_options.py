@@ -1,8 +1,10 @@
-"""Option groups shared by the commands that read runs and judge them (analyze, compare, watch).
+"""Options shared by the commands that read runs and judge them (analyze, compare, watch, eval-corpus, rules,
+sources).
 
 One declaration per option: a command stacks the groups it needs (``@rule_options``, ``@read_options``,
-``@report_options``) and turns the values into a RuleSet / ReadOptions with the helpers below, so the
-same flag means the same thing everywhere.
+``@report_options``) or the single options (``@rules_file_option``, ``@source_kind_option()``,
+``@metric_option()``, ``@quiet_option(...)``) and turns the values into a RuleSet / ReadOptions with the
+helpers below, so the same flag means the same thing everywhere.
 """
 from __future__ import annotations
 
@@ -24,17 +26,31 @@ def _stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
     return apply
 
 
+rules_file_option = click.option("--rules", "rule_files", multiple=True, metavar="FILE",
+                                 help="Extra rule file (repeatable); may extend/override the default pack.")
+
 rule_options = _stack(
-    click.option("--rules", "rule_files", multiple=True, metavar="FILE",
-                 help="Extra rule file (repeatable); may extend/override the default pack."),
+    rules_file_option,
     click.option("--no-default-rules", is_flag=True, help="Use only the --rules files."),
 )
 
-source_kind_option = click.option("--source-kind", default=None, metavar="KIND",
-                                  help="Skip detection (see `lossdoctor sources`).")
+
+def source_kind_option(help: str = "Skip detection (see `lossdoctor sources`).") -> Callable[[F], F]:  # noqa: A002
+    return click.option("--source-kind", default=None, metavar="KIND", help=help)
+
+
+def metric_option(help: str = ("Take series NAME as ROLE (train_loss, eval_loss, lr, grad_norm, epoch, tokens, "  # noqa: A002
+                               "throughput; or train/loss ...), overriding what was inferred from the names. "
+                               "Repeatable.")) -> Callable[[F], F]:
+    return click.option("--metric", "metric_roles", multiple=True, metavar="ROLE=NAME", help=help)
+
+
+def quiet_option(help: str) -> Callable[[F], F]:  # noqa: A002
+    return click.option("--quiet", "-q", is_flag=True, help=help)
+
 
 read_options = _stack(
-    source_kind_option,
+    source_kind_option(),
     click.option("--log-format", type=click.Path(dir_okay=False), default=None,
                  help="YAML line-format file for a custom trainer log."),
     click.option("--all", "all_runs", is_flag=True,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.commands._options import (load_ruleset, make_read_options, read_options, report_options,
-                                          rule_options, use_color)
+from lossdoctor.commands._options import (load_ruleset, make_read_options, metric_option, quiet_option,
+                                          read_options, report_options, rule_options, use_color)
 from lossdoctor.errors import UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
@@ -82,10 +82,8 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
               help="What the run optimises (sft, preference/dpo, rl/grpo/ppo, reward-model, classification, "
                    "speech) [default: told from its metric names and config].")
 @read_options
-@click.option("--metric", "metric_roles", multiple=True, metavar="ROLE=NAME",
-              help="Take series NAME as ROLE (train_loss, eval_loss, lr, grad_norm, epoch, tokens, throughput; "
-                   "or train/loss ...), overriding what was inferred from the names. Repeatable.")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the verdict line per run.")
+@metric_option()
+@quiet_option("Print only the verdict line per run.")
 @click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
               help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).")
 @click.option("--limit", type=click.IntRange(1), default=None, help="Triage: at most this many runs.")

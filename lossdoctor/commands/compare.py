@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.commands._options import (load_ruleset, make_read_options, read_options, report_options,
-                                          rule_options, use_color)
+from lossdoctor.commands._options import (load_ruleset, make_read_options, quiet_option, read_options,
+                                          report_options, rule_options, use_color)
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES
 
 DEFAULT_FORMATS = "html,md"
@@ -21,7 +21,7 @@ DEFAULT_FORMATS = "html,md"
               help="Exit 1 when a later run has a finding at or above this severity that the baseline A did not "
                    "have (a CI regression gate).")
 @read_options
-@click.option("--quiet", "-q", is_flag=True, help="Print only the headline per later run and the best run.")
+@quiet_option("Print only the headline per later run and the best run.")
 def compare_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                     out_dir: str | None, color: bool | None, fail_on_new: str, source_kind: str | None,
                     log_format: str | None, all_runs: bool, refresh: bool, offline: bool, timeout: float,

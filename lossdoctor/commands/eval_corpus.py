@@ -6,24 +6,24 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.errors import LossdoctorError, SourceError, UsageError
+from lossdoctor.commands._options import load_ruleset, rule_options
+from lossdoctor.errors import LossdoctorError, UsageError
 from lossdoctor.exitcodes import EXIT_GATE, EXIT_OK
 from lossdoctor.safetext import visible
+from lossdoctor.textfile import read_text
 
 
-def _read_utf8(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"not UTF-8 text (byte {exc.start}); expected a YAML file", str(path)) from None
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", str(path)) from None
+#: label.yaml and floors.yaml are a few lines each.
+MAX_YAML_BYTES = 1 << 20
+
+
+def _read_yaml(path: Path) -> str:
+    return read_text(path, expected="a YAML file", max_bytes=MAX_YAML_BYTES)
 
 
 @click.command("eval-corpus")
 @click.argument("corpus_dir", type=click.Path(file_okay=False), metavar="DIR")
-@click.option("--rules", "rule_files", multiple=True, metavar="FILE", help="Extra rule file (repeatable).")
-@click.option("--no-default-rules", is_flag=True, help="Use only the --rules files.")
+@rule_options
 @click.option("--floors", "floors_file", type=click.Path(dir_okay=False), default=None,
               help="YAML of precision/recall floors [default: DIR/floors.yaml if present].")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
@@ -43,23 +43,20 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
 
     from lossdoctor import corpus
     from lossdoctor.diagnosis import diagnose
-    from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
     from lossdoctor.sources.base import ReadOptions
 
     root = Path(corpus_dir)
     if not root.is_dir():
         raise UsageError("corpus directory not found", corpus_dir)
-    if no_default_rules and not rule_files:
-        raise UsageError("--no-default-rules needs at least one --rules FILE")
-    ruleset = load_rules(rule_files, include_default=not no_default_rules)
+    ruleset = load_ruleset(rule_files, no_default_rules)
     verdict_of = corpus.rule_verdicts(ruleset)
     floors_path = Path(floors_file) if floors_file else root / "floors.yaml"
     floors = None
     if floors_file or floors_path.exists():
         if not floors_path.is_file():
             raise UsageError("floors file not found", str(floors_path))
-        floors = corpus.parse_floors(_read_utf8(floors_path), str(floors_path))
+        floors = corpus.parse_floors(_read_yaml(floors_path), str(floors_path))
 
     if json_out and not Path(json_out).resolve().parent.is_dir():   # fail before any work or output
         raise UsageError("--json: the directory to write into does not exist", json_out)
@@ -72,7 +69,7 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
     options = ReadOptions(offline=True)
     for case in cases:
         label_path = case / "label.yaml"
-        label = corpus.parse_label(_read_utf8(label_path), str(label_path), case.name)
+        label = corpus.parse_label(_read_yaml(label_path), str(label_path), case.name)
         try:
             runs = read_runs(str(case), options)
         except LossdoctorError as exc:     # an unreadable case is a miss, not the end of the evaluation

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from lossdoctor.commands._options import rules_file_option
+
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK
 from lossdoctor.safetext import visible
 
@@ -13,7 +15,7 @@ def rules_group() -> None:
 
 
 @rules_group.command("list")
-@click.option("--rules", "rule_files", multiple=True, metavar="FILE", help="Extra rule file (repeatable).")
+@rules_file_option
 def list_command(rule_files: tuple[str, ...]) -> int:
     """The rules in force (default pack + --rules files): id, severity, title, origin."""
     from lossdoctor.rules.packs import load_rules

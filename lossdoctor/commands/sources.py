@@ -9,15 +9,16 @@ import json
 
 import click
 
+from lossdoctor.commands._options import metric_option, source_kind_option
+
 
 @click.command("sources")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
 @click.option("--explain", "explain", default=None, metavar="SOURCE",
               help="Show how SOURCE is read: the readers that claim it, the step axis, the notes, and which "
                    "series was taken as train loss, eval loss, lr ... (override with analyze --metric).")
-@click.option("--source-kind", default=None, metavar="KIND", help="With --explain: force a reader.")
-@click.option("--metric", "metric_roles", multiple=True, metavar="ROLE=NAME",
-              help="With --explain: the same overrides as analyze --metric.")
+@source_kind_option("With --explain: force a reader.")
+@metric_option("With --explain: the same overrides as analyze --metric.")
 def sources_command(as_json: bool, explain: str | None, source_kind: str | None,
                     metric_roles: tuple[str, ...]) -> None:
     """List the log and metric formats lossdoctor reads (use a KIND with --source-kind)."""

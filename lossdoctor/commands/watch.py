@@ -18,7 +18,8 @@ from typing import Any
 
 import click
 
-from lossdoctor.commands._options import load_ruleset, report_options, rule_options, source_kind_option, use_color
+from lossdoctor.commands._options import (load_ruleset, quiet_option, report_options, rule_options,
+                                          source_kind_option, use_color)
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, SEVERITY_RANK
 
 PREFIX = "[lossdoctor]"
@@ -66,7 +67,7 @@ def _line(finding: Any, step: int | None) -> str:
 @click.argument("source", metavar="SOURCE")
 @rule_options
 @report_options("html,md", "Report directory [default: reports/<run-name>/].")
-@source_kind_option
+@source_kind_option()
 @click.option("--until", type=click.Choice(FAIL_ON_CHOICES), default="never", show_default=True,
               help="Stop with exit 1 at the first finding at or above this severity (the report is written).")
 @click.option("--stall-timeout", type=float, default=None, metavar="SECONDS",
@@ -77,7 +78,7 @@ def _line(finding: Any, step: int | None) -> str:
               help="Share of one core that judging may use on average (long histories are judged less often).")
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait for SOURCE to appear (a job that has not started writing yet).")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the findings and the final verdict.")
+@quiet_option("Print only the findings and the final verdict.")
 def watch_command(source: str, rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
                   out_dir: str | None, color: bool | None, source_kind: str | None, until: str,
                   stall_timeout: float | None, interval_ms: int, cpu_budget: float, wait: bool, quiet: bool) -> int:

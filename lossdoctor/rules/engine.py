@@ -10,9 +10,9 @@ import numpy as np
 from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Finding, RuleOutcome, Run
 from lossdoctor.rules import template
-from lossdoctor.rules.checks import CheckResult, asof, registry, sorted_unique
+from lossdoctor.rules.checks import CheckResult, asof, declared_evidence, registry, sorted_unique
 from lossdoctor.rules.packs import RuleSet
-from lossdoctor.rules.schema import Condition, Rule, check_args
+from lossdoctor.rules.schema import Condition, Rule
 from lossdoctor.rules.window import qualifying_runs
 
 
@@ -24,14 +24,14 @@ class EngineResult:
     outcomes: tuple[RuleOutcome, ...] = ()   # every rule: fired / passed / skipped (with the reason) / crashed
 
 
-def _evaluate(cond: Condition, run: Run, params: dict[str, Any]) -> CheckResult:
+def _evaluate(cond: Condition, run: Run) -> CheckResult:
     if cond.op == "check":
-        args, errors = check_args(cond.kind, cond.args, params)
-        if errors:   # validated at load; only reachable through programmatic rules
-            raise ValueError("; ".join(errors))
-        return registry()[cond.kind].evaluate(run, args)
-    parts = [_evaluate(child, run, params) for child in cond.children]
-    return _combine(cond.op, parts)
+        if cond.resolved is None:   # rules come from parse_rule_text / load_rules, which resolve every check
+            raise ValueError(f"check {cond.kind!r}: arguments not resolved (build rules with "
+                             "rules.schema.resolve_condition)")
+        check = registry()[cond.kind]
+        return declared_evidence(check, check.evaluate(run, cond.resolved))
+    return _combine(cond.op, [_evaluate(child, run) for child in cond.children])
 
 
 def _sample(part: CheckResult, clock: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -99,8 +99,8 @@ def evaluate_rule(rule: Rule, run: Run) -> Finding | None:
 
 def judge_rule(rule: Rule, run: Run) -> tuple[Finding | None, str]:
     """(the finding or None, why the rule could not be judged: "" when it was)."""
-    params = dict(rule.params)
-    result = _evaluate(rule.when, run, params)
+    params = rule.params
+    result = _evaluate(rule.when, run)
     if len(result.clock) == 0:
         return None, f"not judged: the run has no {' / '.join(result.series) or 'data'} series it needs"
     if result.scope == "global":

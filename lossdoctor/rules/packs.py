@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.errors import RuleFileError
-from lossdoctor.rules.schema import Rule, RuleFile, check_args, parse_rule_text
+from lossdoctor.rules.schema import Override, Rule, RuleFile, parse_rule_text, resolve_condition
+from lossdoctor.textfile import read_text
 
 BUILTIN_PACKS = ("default",)
 
@@ -32,22 +33,8 @@ MAX_RULE_FILE_BYTES = 512 * 1024
 
 
 def read_rule_file(path: str) -> str:
-    p = Path(path)
-    if not p.exists():
-        raise RuleFileError("rule file not found", path)
-    if p.is_dir():
-        raise RuleFileError("is a directory; expected a YAML rule file", path)
-    try:
-        with p.open("rb") as fh:
-            data = fh.read(MAX_RULE_FILE_BYTES + 1)
-    except OSError as exc:
-        raise RuleFileError(f"cannot read rule file: {exc.strerror}", path) from None
-    if len(data) > MAX_RULE_FILE_BYTES:
-        raise RuleFileError(f"larger than {MAX_RULE_FILE_BYTES // 1024} KB; expected a YAML rule file", path)
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise RuleFileError(f"not UTF-8 text (byte {exc.start}); expected a YAML rule file", path) from None
+    return read_text(path, error=RuleFileError, what="rule file", expected="a YAML rule file",
+                     max_bytes=MAX_RULE_FILE_BYTES)
 
 
 def parse_file(path: str) -> tuple[RuleFile | None, list[str]]:
@@ -62,35 +49,30 @@ def _builtin(name: str) -> RuleFile:
     return parsed
 
 
-def _apply_override(rule: Rule, entry: dict[str, Any], problems: list[str], path: str) -> Rule:
+def _apply_override(rule: Rule, entry: Override, problems: list[str], path: str) -> Rule:
     changes: dict[str, Any] = {}
-    if "severity" in entry:
-        changes["severity"] = entry["severity"]
-    if "enabled" in entry:
-        changes["enabled"] = entry["enabled"]
-    if "objectives" in entry:
-        changes["objectives"] = entry["objectives"]
-    if "for" in entry:
-        changes["for_count"], changes["for_unit"] = entry["for"]
-    if "params" in entry:
+    if entry.severity is not None:
+        changes["severity"] = entry.severity
+    if entry.enabled is not None:
+        changes["enabled"] = entry.enabled
+    if entry.objectives is not None:
+        changes["objectives"] = entry.objectives
+    if entry.persist is not None:
+        changes["for_count"], changes["for_unit"] = entry.persist
+    if entry.params is not None:
         new_params = dict(rule.params)
-        for key, value in entry["params"].items():
+        for key, value in entry.params.items():
             if key not in rule.params:
-                line, col = entry.get("params_pos", {}).get(key, entry["pos"])
+                line, col = entry.params_pos.get(key, entry.pos)
                 problems.append(f"{path}:{line}:{col}: rule \"{rule.id}\": unknown param {key!r}; "
                                 f"expected one of {', '.join(sorted(rule.params)) or '(none)'}")
                 continue
             new_params[key] = value
         changes["params"] = new_params
-        # re-validate the condition with the new params (a param of the wrong type is an error here)
-        stack = [rule.when]
-        while stack:
-            cond = stack.pop()
-            stack.extend(cond.children)
-            if cond.op == "check":
-                for err in check_args(cond.kind, cond.args, new_params)[1]:
-                    line, col = entry["pos"]
-                    problems.append(f"{path}:{line}:{col}: rule \"{rule.id}\": {err}")
+        # resolve the condition again with the new params (a param of the wrong type is an error here)
+        changes["when"], errors = resolve_condition(rule.when, new_params)
+        line, col = entry.pos
+        problems.extend(f"{path}:{line}:{col}: rule \"{rule.id}\": {err}" for _, err in errors)
     return replace(rule, **changes)
 
 
@@ -132,7 +114,7 @@ def load_rules(extra_files: tuple[str, ...] | list[str] = (), include_default: b
             ordered[rule.id] = rule
         for rid, entry in parsed.overrides.items():
             if rid not in ordered:
-                line, col = entry["pos"]
+                line, col = entry.pos
                 problems.append(f"{path}:{line}:{col}: overrides: unknown rule {rid!r}; known rules: "
                                 f"{', '.join(ordered) or '(none)'}")
                 continue

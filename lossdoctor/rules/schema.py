@@ -35,6 +35,9 @@ class Condition:
     kind: str = ""
     args: Mapping[str, Any] = field(default_factory=dict)   # raw, may hold ${param} references
     line: int = 0
+    #: ``args`` with the rule's ${param} references substituted, defaults filled and types coerced: made once
+    #: when the rule file is loaded (``resolve_condition``), what the engine hands the check on every evaluation
+    resolved: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,27 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Override:
+    """One entry of a rule file's ``overrides:``: what it changes in the rule it names (None = unchanged)."""
+
+    rule_id: str
+    origin: str                                  # file:line
+    pos: tuple[int, int]                         # line, column of the rule id
+    severity: str | None = None
+    enabled: bool | None = None
+    params: Mapping[str, Any] | None = None
+    params_pos: Mapping[str, tuple[int, int]] = field(default_factory=dict)   # param → line, column
+    persist: tuple[int, str] | None = None       # `for:` as (count, unit)
+    objectives: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
 class RuleFile:
     path: str
     pack: str
     extends: tuple[str, ...]
     rules: tuple[Rule, ...]
-    overrides: Mapping[str, Mapping[str, Any]]   # id → {severity, params, for_count/for_unit, enabled, objectives, origin}
+    overrides: Mapping[str, Override]            # rule id → what to change
     objectives: tuple[str, ...] = ()             # the file's default for its rules (() = every objective)
 
 
@@ -240,15 +258,19 @@ def _parse_condition(node: Any, pos: tuple[int, int], probs: _Problems, rid: str
     return Condition(op="check", kind=kind, args=args, line=node.pos()[0])
 
 
-def _validate_condition_args(cond: Condition, params: Mapping[str, Any], probs: _Problems, rid: str,
-                             path: str) -> None:
+def resolve_condition(cond: Condition, params: Mapping[str, Any]) -> tuple[Condition, list[tuple[int, str]]]:
+    """``cond`` with every check's arguments resolved against ``params`` (``check_args``), once, at load; and
+    the (line, error) of every argument that does not resolve."""
     if cond.op != "check":
+        kids: list[Condition] = []
+        errors: list[tuple[int, str]] = []
         for child in cond.children:
-            _validate_condition_args(child, params, probs, rid, path)
-        return
-    _, errors = check_args(cond.kind, cond.args, params)
-    for err in errors:
-        probs.add((cond.line, 1), err, rid)
+            kid, more = resolve_condition(child, params)
+            kids.append(kid)
+            errors.extend(more)
+        return replace(cond, children=tuple(kids)), errors
+    args, problems = check_args(cond.kind, cond.args, params)
+    return replace(cond, resolved=args), [(cond.line, err) for err in problems]
 
 
 def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str) -> dict[str, Any]:
@@ -335,7 +357,9 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
     else:
         cond = _parse_condition(node["when"], node.pos("when"), probs, rid, evidence, kinds_used)
     if cond is not None:
-        _validate_condition_args(cond, params, probs, rid, path)
+        cond, arg_errors = resolve_condition(cond, params)
+        for line, err in arg_errors:
+            probs.add((line, 1), err, rid)
     for_count, for_unit = 1, "points"
     if "for" in node:
         parsed = parse_for(node["for"])
@@ -375,17 +399,17 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
                 enabled=enabled, objectives=objectives)
 
 
-def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[str, dict[str, Any]]:
+def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[str, Override]:
     if node is None:
         return {}
     if not isinstance(node, PosDict):
         probs.add(pos, "overrides: expected a mapping of rule id → 'disable' or {severity, params, for, enabled, "
                        "objectives}")
         return {}
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Override] = {}
     for rid, spec in node.items():
         where = node.pos(rid)
-        entry: dict[str, Any] = {"origin": f"{probs.path}:{where[0]}", "pos": where}
+        entry: dict[str, Any] = {}
         if spec in ("disable", "disabled", "off", False):
             entry["enabled"] = False
         elif isinstance(spec, PosDict):
@@ -407,7 +431,7 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
                 if parsed is None:
                     probs.add(spec.pos("for"), "for: expected 'N points', 'N evals' or 'N steps'", rid)
                 else:
-                    entry["for"] = parsed
+                    entry["persist"] = parsed
             if "objectives" in spec:
                 parsed_objectives = parse_objectives(spec["objectives"], spec.pos("objectives"), probs, rid)
                 if parsed_objectives is not None:
@@ -420,7 +444,7 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
         else:
             probs.add(where, "expected 'disable' or a mapping {severity, params, for, enabled, objectives}", rid)
             continue
-        out[str(rid)] = entry
+        out[str(rid)] = Override(rule_id=str(rid), origin=f"{probs.path}:{where[0]}", pos=where, **entry)
     return out
 
 

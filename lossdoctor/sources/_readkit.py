@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from lossdoctor import textfile
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources.base import Target
@@ -126,10 +127,8 @@ def decode_with_notes(data: bytes) -> tuple[str, list[str]]:
 
 
 def read_bytes(path: Path, location: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+    """The whole log file (``textfile.read_bytes``: a missing or unreadable file is a located SourceError)."""
+    return textfile.read_bytes(path, location)
 
 
 def read_text(target: Target) -> tuple[str, list[str]]:

@@ -40,7 +40,8 @@ from lossdoctor.errors import SourceError
 from lossdoctor.metrics.names import canonicalise, normalise_key
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (_ANSI, MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, decode_with_notes,
-                                         json_number, make_run, parse_number, skipped_line_notes, split_rank)
+                                         json_number, make_run, parse_number, read_bytes, skipped_line_notes,
+                                         split_rank)
 from lossdoctor.sources.jsonl_metrics import _flatten
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import looks_binary
@@ -807,11 +808,7 @@ def _iter_file_text(path: Path, location: str, notes: list[str]) -> Iterator[str
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
     if size <= WHOLE_FILE_BYTES:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
-        text, more = decode_with_notes(data)
+        text, more = decode_with_notes(read_bytes(path, location))
         notes.extend(more)
         yield text.lstrip("\ufeff")
         return

@@ -30,7 +30,7 @@ import numpy as np
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
-from lossdoctor.sources._readkit import json_number, to_step
+from lossdoctor.sources._readkit import json_number, read_bytes, to_step
 from lossdoctor.tidy import tidy_points
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import decode_bytes, guess_encoding
@@ -62,10 +62,7 @@ def find_state_file(directory: Path) -> Path | None:
 
 def load_state(path: Path, location: str) -> dict[str, Any]:
     """The parsed JSON; malformed input → SourceError with the line of the problem."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+    data = read_bytes(path, location)
     text = decode_bytes(data)[0]
     try:
         state = json.loads(text)   # Python's json accepts the NaN/Infinity the Trainer writes

@@ -24,7 +24,7 @@ import numpy as np
 from lossdoctor.table import MetricTable
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
-from lossdoctor.sources._readkit import json_number, load_json, to_step
+from lossdoctor.sources._readkit import json_number, load_json, read_bytes, to_step
 from lossdoctor.tidy import tidy_points
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
@@ -146,10 +146,7 @@ def describe_damage(damage: list[Damage], size: int) -> list[str]:
 def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
     """Parse one ``.wandb`` file; damage becomes notes, never an exception (bad magic does raise)."""
     location = location or str(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
+    data = read_bytes(path, location)
     if not has_magic(data):
         raise SourceError("not a W&B transaction log (expected the ':W&B' header of a .wandb file)", location)
     try:

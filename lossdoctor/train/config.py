@@ -9,11 +9,16 @@ example config works from any working directory; ``output_dir`` stays relative t
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from lossdoctor.errors import TrainError
+from lossdoctor.textfile import read_text
+
+#: A train config is a few dozen lines; larger files are refused unread.
+MAX_CONFIG_BYTES = 256 * 1024
 
 QUANT_CHOICES: tuple[str, ...] = ("none", "4bit", "8bit")
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
@@ -27,44 +32,58 @@ SCHEDULER_CHOICES: tuple[str, ...] = ("linear", "cosine", "cosine_with_restarts"
 ALL_LINEAR = "all-linear"
 
 
+def _opt(default: Any, help: str = "", *, metavar: str | None = None, choices: tuple[str, ...] = (),  # noqa: A002
+         flag: str | None = None, shown: str | None = None) -> Any:
+    """A TrainConfig field with what its command-line option needs: ``help``, ``metavar``, ``choices``, the
+    ``flag`` when it is not the field name with dashes, and ``shown`` for a default that reads better in words.
+    ``lossdoctor train --help`` is generated from these (``option_specs``), so each default lives here only."""
+    return dataclasses.field(default=default, metadata={"help": help, "metavar": metavar, "choices": choices,
+                                                         "flag": flag, "shown": shown})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One fine-tuning run. ``data`` and ``output_dir`` are required; the rest has working defaults."""
 
-    data: str = ""
-    output_dir: str = ""
-    model: str = "tiny"
-    eval_data: str | None = None
-    val_ratio: float = 0.1
-    cutoff_len: int = 256
-    max_steps: int = -1                 # > 0 overrides epochs
-    epochs: float = 3.0
-    lr: float = 2e-4
-    per_device_train_batch_size: int = 1
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.0
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = ()   # () = all linear projections
-    eval_steps: int = 20
-    save_steps: int | None = None          # None = eval_steps (so the best eval checkpoint exists)
-    logging_steps: int = 10
-    seed: int = 42
-    lr_scheduler: str = "cosine"
-    warmup_steps: int = 0
-    max_grad_norm: float = 1.0
-    quant: str = "none"
-    precision: str = "auto"
-    wandb: str = "offline"
-    wandb_project: str = "lossdoctor"
-    wandb_entity: str | None = None
-    run_name: str | None = None
-    overwrite: bool = False
-    stop_on: str = "never"
-    stop_on_rules: tuple[str, ...] = ()
-    rules: tuple[str, ...] = ()
-    threads: int = 0                       # torch CPU threads; 0 = auto (OMP_NUM_THREADS, else 1 for tiny)
+    data: str = _opt("", "Training rows: chat `messages` or a `text` field.", metavar="JSONL")
+    output_dir: str = _opt("", "Run directory (must be new or empty).", metavar="DIR")
+    model: str = _opt("tiny", "Hub id, local model dir, or `tiny` (built-in offline model).")
+    eval_data: str | None = _opt(None, "Eval rows (instead of --val-ratio).", metavar="JSONL")
+    val_ratio: float = _opt(0.1, "Share of --data held out for eval.")
+    cutoff_len: int = _opt(256, "Max tokens per example.")
+    max_steps: int = _opt(-1, "Optimizer steps; overrides --epochs when > 0.")
+    epochs: float = _opt(3.0, "Passes over the data.")
+    lr: float = _opt(2e-4, "Peak learning rate.")
+    per_device_train_batch_size: int = _opt(1)
+    gradient_accumulation_steps: int = _opt(1)
+    weight_decay: float = _opt(0.0)
+    lora_r: int = _opt(8, "LoRA rank.")
+    lora_alpha: int = _opt(16)
+    lora_dropout: float = _opt(0.05)
+    target_modules: tuple[str, ...] = _opt((), "LoRA target modules (repeat or comma-separate).", metavar="NAMES",
+                                           shown="all linear projections")
+    eval_steps: int = _opt(20)
+    save_steps: int | None = _opt(None, shown="= --eval-steps")   # so the best eval checkpoint exists
+    logging_steps: int = _opt(10)
+    seed: int = _opt(42)
+    lr_scheduler: str = _opt("cosine", choices=SCHEDULER_CHOICES)
+    warmup_steps: int = _opt(0)
+    max_grad_norm: float = _opt(1.0, "Gradient clipping.")
+    quant: str = _opt("none", "bitsandbytes quantisation of the base model (CUDA only).", choices=QUANT_CHOICES)
+    precision: str = _opt("auto", "auto = bf16 on bf16 GPUs, fp16 on older GPUs, fp32 on CPU.",
+                          choices=PRECISION_CHOICES)
+    wandb: str = _opt("offline", "W&B logging; offline writes <output-dir>/wandb/.", choices=WANDB_CHOICES)
+    wandb_project: str = _opt("lossdoctor")
+    wandb_entity: str | None = _opt(None)
+    run_name: str | None = _opt(None, shown="the output dir's name")
+    overwrite: bool = _opt(False, "Replace an existing lossdoctor run directory.")
+    stop_on: str = _opt("never", "Stop training when a finding at/above this severity fires; keeps the best "
+                                 "checkpoint.", choices=STOP_ON_CHOICES)
+    stop_on_rules: tuple[str, ...] = _opt((), "Stop training when this rule fires (repeatable).", metavar="ID",
+                                          flag="--stop-on-rule")
+    rules: tuple[str, ...] = _opt((), "Extra rule file (repeatable); may extend/override the default pack.",
+                                  metavar="FILE")
+    threads: int = _opt(0, "torch CPU threads (0 = auto: OMP_NUM_THREADS, else 1 for tiny).")
 
     @property
     def effective_save_steps(self) -> int:
@@ -80,19 +99,66 @@ class TrainConfig:
 
 
 _FIELDS = {f.name: f for f in fields(TrainConfig)}
-_CHOICES: dict[str, tuple[str, ...]] = {"quant": QUANT_CHOICES, "precision": PRECISION_CHOICES,
-                                        "wandb": WANDB_CHOICES, "stop_on": STOP_ON_CHOICES,
-                                        "lr_scheduler": SCHEDULER_CHOICES}
-_TUPLE_FIELDS = ("target_modules", "stop_on_rules", "rules")
-_INT_FIELDS = ("cutoff_len", "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "lora_r",
-               "lora_alpha", "eval_steps", "save_steps", "logging_steps", "seed", "warmup_steps", "threads")
-_FLOAT_FIELDS = ("val_ratio", "epochs", "lr", "weight_decay", "lora_dropout", "max_grad_norm")
-_BOOL_FIELDS = ("overwrite",)
+_HINTS = typing.get_type_hints(TrainConfig)
+
+
+def _kind(name: str) -> str:
+    """The value kind of a field, from its annotation: int, float, bool, str or multi (a tuple of strings)."""
+    hint = _HINTS[name]
+    if typing.get_origin(hint) is tuple:
+        return "multi"
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    base = args[0] if args else hint   # X | None -> X
+    kind = {int: "int", float: "float", bool: "bool", str: "str"}.get(base)
+    if kind is None:
+        raise TypeError(f"TrainConfig.{name}: annotation {hint!r} has no option kind")
+    return kind
+
+
+_KINDS = {name: _kind(name) for name in _FIELDS}
+_CHOICES: dict[str, tuple[str, ...]] = {n: f.metadata["choices"] for n, f in _FIELDS.items() if f.metadata["choices"]}
+_TUPLE_FIELDS = tuple(n for n, k in _KINDS.items() if k == "multi")
+_INT_FIELDS = tuple(n for n, k in _KINDS.items() if k == "int")
+_FLOAT_FIELDS = tuple(n for n, k in _KINDS.items() if k == "float")
+_BOOL_FIELDS = tuple(n for n, k in _KINDS.items() if k == "bool")
+_NULLABLE_FIELDS = tuple(n for n in _FIELDS if type(None) in typing.get_args(_HINTS[n]))
 _PATH_FIELDS = ("data", "eval_data")
 #: accepted spellings besides the field names (the hand-written scripts used these)
 _KEY_ALIASES = {"data_path": "data", "learning_rate": "lr", "num_train_epochs": "epochs", "max_length": "cutoff_len",
                 "lora_rank": "lora_r", "lr_scheduler_type": "lr_scheduler", "stop_on_rule": "stop_on_rules",
                 "num_threads": "threads"}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One ``lossdoctor train`` option, made from a TrainConfig field (commands/train.py turns it into click)."""
+
+    name: str                       # the TrainConfig field
+    flag: str                       # --cutoff-len
+    kind: str                       # int | float | bool | str | multi
+    help: str                       # with the default in brackets, e.g. "Max tokens per example. [256]"
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+
+
+def _default_text(f: dataclasses.Field[Any]) -> str:
+    if f.metadata["shown"]:
+        return str(f.metadata["shown"])
+    value = f.default
+    if value is None or value == "" or value == () or value is False:
+        return ""
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every TrainConfig field as a command-line option, in field order, its default shown from the field."""
+    out = []
+    for name, f in _FIELDS.items():
+        shown = _default_text(f)
+        text = " ".join(p for p in (f.metadata["help"], f"[{shown}]" if shown else "") if p)
+        out.append(OptionSpec(name=name, flag=f.metadata["flag"] or "--" + name.replace("_", "-"), kind=_KINDS[name],
+                              help=text, metavar=f.metadata["metavar"], choices=f.metadata["choices"]))
+    return tuple(out)
 
 
 def field_names() -> tuple[str, ...]:
@@ -109,7 +175,7 @@ def normalise_key(key: str) -> str | None:
 def coerce(name: str, value: Any) -> Any:
     """Check and convert one value; raises ValueError with 'expected ...' wording."""
     if value is None:
-        if name in ("eval_data", "save_steps", "wandb_entity", "run_name"):
+        if name in _NULLABLE_FIELDS:
             return None
         raise ValueError(f"{name}: expected a value, got null")
     if name in _TUPLE_FIELDS:
@@ -148,13 +214,8 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     """Read a YAML config file into {field: value}; every problem is a TrainError at file:line."""
     from lossdoctor.rules import yamlpos
 
-    p = Path(path)
-    if not p.is_file():
-        raise TrainError("config file not found; expected a YAML file of train options", path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TrainError(f"cannot read config file ({exc}); expected UTF-8 YAML", path) from None
+    text = read_text(path, error=TrainError, what="config file", expected="a YAML file of train options",
+                     max_bytes=MAX_CONFIG_BYTES)
     try:
         data = yamlpos.load(text)
     except yamlpos.YamlPosError as exc:
@@ -164,7 +225,7 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     if not isinstance(data, yamlpos.PosDict):
         raise TrainError("expected a mapping of train options (key: value)", path, 1)
     out: dict[str, Any] = {}
-    base = p.resolve().parent
+    base = Path(path).resolve().parent
     for key, value in data.items():
         line, col = data.pos(key)
         name = normalise_key(key)

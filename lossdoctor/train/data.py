@@ -13,6 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.errors import SourceError
+from lossdoctor.textfile import decode, read_bytes
+
+#: A fine-tuning data file is read whole (and hashed for the manifest); larger ones are refused unread.
+MAX_DATA_BYTES = 1 << 30
 
 ROLES = ("system", "user", "assistant", "tool")
 
@@ -66,19 +70,9 @@ def _row(obj: Any, path: str, line: int) -> Example:
 
 def read_jsonl(path: str) -> DataFile:
     """Read and check every row; SourceError (file:line) on the first bad one."""
-    p = Path(path)
-    if not p.exists():
-        raise SourceError("data file not found; expected a JSONL file of `messages` or `text` rows", path)
-    if p.is_dir():
-        raise SourceError("is a directory; expected a JSONL file of `messages` or `text` rows", path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise SourceError(f"cannot read data file: {exc.strerror}", path) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"not UTF-8 text (byte {exc.start}); expected JSONL", path) from None
+    expected = "a JSONL file of `messages` or `text` rows"
+    raw = read_bytes(path, what="data file", expected=expected, max_bytes=MAX_DATA_BYTES)
+    text = decode(raw, path, expected=expected)
     examples = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():

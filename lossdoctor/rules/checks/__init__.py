@@ -10,7 +10,8 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import pkgutil
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
@@ -22,15 +23,33 @@ if TYPE_CHECKING:  # the model is not imported just to validate a rule file
     from lossdoctor.model import Run
 
 
+#: The parameter types a check kind may declare (``rules.schema.coerce_arg`` reads a rule file's value by it):
+#: a closed set, so a rule file argument is always checked by a known rule.
+PARAM_TYPES: frozenset[str] = frozenset({"series", "series_list", "names", "number", "fraction", "int", "bool",
+                                         "choice", "window", "str"})
+
+
+class CheckDeclarationError(TypeError):
+    """A check kind declares itself wrongly (a bug in lossdoctor or a plugin, never bad user input)."""
+
+
 @dataclass(frozen=True)
 class Param:
-    """One parameter of a check kind: its type, whether it is required, its default and a doc line."""
+    """One parameter of a check kind: its type (one of PARAM_TYPES), whether it is required, its default and a
+    doc line. An unknown type is refused when the Param is made, that is when its check kind is imported."""
 
-    type: str                 # "series" | "series_list" | "number" | "fraction" | "int" | "choice" | "str" | "bool"
+    type: str
     required: bool = False
     default: Any = None
     choices: tuple[str, ...] = ()
     doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.type not in PARAM_TYPES:
+            raise CheckDeclarationError(f"unknown parameter type {self.type!r}; expected one of "
+                                        f"{', '.join(sorted(PARAM_TYPES))}")
+        if self.type == "choice" and not self.choices:
+            raise CheckDeclarationError("a 'choice' parameter needs its choices")
 
 
 @dataclass(frozen=True)
@@ -61,8 +80,53 @@ def registry() -> dict[str, Check]:
         module = importlib.import_module(f"{__name__}.{info.name}")
         check = getattr(module, "CHECK", None)
         if check is not None:
-            found[check.kind] = check
+            found[check.kind] = validate_check(check)
     return dict(sorted(found.items()))
+
+
+_KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def validate_check(check: Any) -> Check:
+    """``check`` if it declares itself as a check kind must: a lower-case ``kind``, ``params`` mapping names to
+    :class:`Param` (of a known type), ``evidence_keys`` a frozenset of names, an ``evaluate`` method. Called when
+    the registry takes a check kind in; a wrong declaration raises CheckDeclarationError naming the kind."""
+    kind = getattr(check, "kind", None)
+    who = f"check kind {kind!r} ({type(check).__module__})"
+    if not isinstance(kind, str) or not _KIND_RE.match(kind):
+        raise CheckDeclarationError(f"{who}: kind must be a lower-case name like 'spike'")
+    params = getattr(check, "params", None)
+    if not isinstance(params, Mapping):
+        raise CheckDeclarationError(f"{who}: params must be a mapping of name -> Param")
+    for name, param in params.items():
+        if not isinstance(name, str) or not isinstance(param, Param):
+            raise CheckDeclarationError(f"{who}: parameter {name!r} must be a Param")
+        if param.type not in PARAM_TYPES:   # a Param whose type was changed after it was made
+            raise CheckDeclarationError(f"{who}: parameter {name!r} has unknown type {param.type!r}; expected one "
+                                        f"of {', '.join(sorted(PARAM_TYPES))}")
+    keys = getattr(check, "evidence_keys", None)
+    if not isinstance(keys, frozenset) or not all(isinstance(k, str) and k for k in keys):
+        raise CheckDeclarationError(f"{who}: evidence_keys must be a frozenset of names")
+    if not callable(getattr(check, "evaluate", None)):
+        raise CheckDeclarationError(f"{who}: has no evaluate(run, args) method")
+    return check
+
+
+def declared_evidence(check: Check, result: CheckResult) -> CheckResult:
+    """``result`` whose ``evidence_at`` refuses a key the check did not declare in ``evidence_keys`` (the rule
+    file validator promised a template only the declared keys): a check kind's bug, reported as a crash."""
+    allowed = check.evidence_keys
+    inner = result.evidence_at
+
+    def evidence_at(i: int) -> dict[str, Any]:
+        evidence = inner(i)
+        extra = evidence.keys() - allowed
+        if extra:
+            raise CheckDeclarationError(f"check kind {check.kind!r} emitted evidence key(s) "
+                                        f"{', '.join(sorted(extra))} it does not declare in evidence_keys")
+        return evidence
+
+    return replace(result, evidence_at=evidence_at)
 
 
 # --- helpers shared by the check kinds ------------------------------------------------------------
