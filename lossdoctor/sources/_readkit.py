@@ -107,6 +107,15 @@ def load_json(text: str | bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
+def dig(data: Any, *path: str) -> Any:
+    """``data[path[0]][path[1]]...`` through nested JSON objects; None where a step is missing or no object."""
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
+
+
 def count_undecodable(data: bytes, encoding: str, text: str) -> int:
     """How many input bytes could not be decoded (surrogateescape maps each to one lone surrogate)."""
     try:
