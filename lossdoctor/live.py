@@ -36,7 +36,7 @@ import numpy as np
 
 from lossdoctor.exitcodes import SEVERITY_RANK
 from lossdoctor.model import Finding, Provenance, Run, make_metrics
-from lossdoctor.table import MetricTable, Series
+from lossdoctor.table import Series
 
 _INITIAL = 256
 #: pointwise rules are judged live on this many latest points of each series
@@ -48,7 +48,9 @@ POINTWISE_INTERVAL = 0.5
 
 
 class _Column:
-    """One metric's points in arrival order, kept step-sorted; the last value wins per step."""
+    """One metric's points in arrival order, kept step-sorted; the last value wins per step (the tidy
+    constructor's policy: applied point by point while points arrive in step order, by the constructor itself
+    when some arrived out of order)."""
 
     __slots__ = ("steps", "values", "n", "sorted")
 
@@ -92,11 +94,9 @@ class _Column:
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.sorted:       # out-of-order points (rare: a resumed run): sort once, last value per step
-            st, va = self.steps[: self.n], self.values[: self.n]
-            order = np.argsort(st, kind="stable")
-            st, va = st[order], va[order]
-            keep = np.r_[st[1:] != st[:-1], True] if len(st) else np.zeros(0, dtype=bool)
-            st, va = st[keep], va[keep]
+            from lossdoctor.tidy import tidy_series
+
+            st, va = tidy_series(self.steps[: self.n], self.values[: self.n])
             self.n = len(st)
             self.steps[: self.n] = st
             self.values[: self.n] = va
@@ -166,10 +166,13 @@ class LiveStore:
     def snapshot(self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None,
                  state: str = "running") -> "LiveRun":
         """A Run over the current points (zero-copy views; valid until the next ``add``)."""
+        from lossdoctor.tidy import Coded, tidy_points
+
         last = [(c.view()[0][-1], m, c.view()[1][-1]) for m, c in sorted(self.columns.items()) if c.n]
-        codes = np.arange(len(last))
-        frame = MetricTable.build(np.asarray([x[0] for x in last], dtype="int64"), codes, [x[1] for x in last],
-                                  np.asarray([x[2] for x in last], dtype="float64"), codes, [x[1] for x in last])
+        names = Coded(np.arange(len(last)), [x[1] for x in last])
+        frame = tidy_points(np.asarray([x[0] for x in last], dtype="int64"), names,
+                            np.asarray([x[2] for x in last], dtype="float64"), canonical=names,
+                            hf_summary=False).frame
         return LiveRun(name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state,
                        store=self)
 

@@ -72,32 +72,21 @@ class Run:
         table = self.metrics
         if cache or not len(table):
             return cache
-        codes, steps, values = table.metric_codes, table.step, table.value
-        names = table.metric_names
-        n = len(steps)
-        if n < 2 or bool(((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (steps[1:] > steps[:-1]))).all()):
-            # (metric, step) order with one point per step (what the tidy constructor gives): every series is
-            # a view of the table, no copy
-            bounds = np.searchsorted(codes, np.arange(len(names) + 1))
-            for i, name in enumerate(names):
-                a, b = int(bounds[i]), int(bounds[i + 1])
-                if a < b:
-                    cache[name] = _frozen_series(steps[a:b], values[a:b], name)
-            return cache
-        order = np.lexsort((steps, codes))
-        # stable sort by (metric, step) keeps file order within a step, so "last" is the last written
-        c, st, va = codes[order], steps[order], values[order]
-        last = np.ones(n, dtype=bool)
-        if n > 1:
-            last[:-1] = (c[1:] != c[:-1]) | (st[1:] != st[:-1])
-        if not last.all():
-            c, st, va = c[last], st[last], va[last]
-        bounds = np.searchsorted(c, np.arange(len(names) + 1))
+        codes, steps = table.metric_codes, table.step
+        if len(steps) > 1 and not bool(((codes[1:] > codes[:-1])
+                                        | ((codes[1:] == codes[:-1]) & (steps[1:] > steps[:-1]))).all()):
+            # a table not built by the tidy constructor (a DataFrame by hand, tables concatenated): its points
+            # resolved by the constructor's policy (the last row per (metric, step)); the table stays as given
+            from lossdoctor.tidy import retidy
+
+            table = retidy(table).frame
+        # (metric, step) order with one point per step: every series is a view of the table, no copy
+        codes, steps, values, names = table.metric_codes, table.step, table.value, table.metric_names
+        bounds = np.searchsorted(codes, np.arange(len(names) + 1))
         for i, name in enumerate(names):
-            a, b = bounds[i], bounds[i + 1]
-            if a == b:
-                continue
-            cache[name] = _frozen_series(st[a:b].copy(), va[a:b].copy(), name)
+            a, b = int(bounds[i]), int(bounds[i + 1])
+            if a < b:
+                cache[name] = _frozen_series(steps[a:b], values[a:b], name)
         return cache
 
     def metric_names(self) -> tuple[str, ...]:

@@ -21,6 +21,9 @@ The table is a :class:`lossdoctor.table.MetricTable` (numpy columns: ``step`` in
 one, + ``line``, the source line, when the reader gives it), sorted by (metric, step): each metric's points are
 one contiguous, step-sorted stretch, so a Run's series are views of the table, never copies. Readers that have many
 points hand their names as :class:`Coded` (integer codes into a short list), never one string per point.
+
+Nothing else resolves repeats: a table put together from other tables (concatenated, renamed, a DataFrame built
+by hand) goes through :func:`retidy`, one series' points through :func:`tidy_series` (the live store).
 """
 from __future__ import annotations
 
@@ -195,7 +198,8 @@ def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray
 
 def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
                 priority: Any = None, wall_time: Any = None, line: Any = None,
-                canonical_codes: Sequence[str | None] | None = None, written: Any = None) -> Tidy:
+                canonical_codes: Sequence[str | None] | None = None, written: Any = None,
+                hf_summary: bool = True) -> Tidy:
     """The tidy table from parallel per-point columns.
 
     ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
@@ -205,6 +209,8 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     ``canonical_codes``: with :class:`Coded` names, the canonical override per name code (None: alias table).
     ``written``: the order the points were written in (integers, later = larger), for readers that collect
     points column-wise rather than in that order; None: the order given.
+    ``hf_summary``: False for points that are already points (a table being resolved again, :func:`retidy`):
+    no HF end-of-run summary entries are taken out.
     """
     from lossdoctor.metrics.names import bounded_name, canonicalise
 
@@ -268,7 +274,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     keep = ok
     summary: dict[str, float] = {}
     summary_names = {p + k for p in _SUMMARY_PREFIXES for k in SUMMARY_ONLY | {SUMMARY_LOSS}}
-    if n and summary_names & set(raw_names):
+    if n and hf_summary and summary_names & set(raw_names):
         drop, summary = _summary_mask(raw_codes, raw_names, step_arr, vals, written)
         drop &= ok
         if drop.any():
@@ -332,3 +338,25 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     table = MetricTable.build(st, mc, canon_sorted, va, rc, raw_names,
                               wt if wt is not None and np.isfinite(wt).any() else None, ln)
     return Tidy(table.compact(), tuple(notes), summary)
+
+
+def retidy(table: MetricTable, *, metric_codes: Any = None, metric_names: Sequence[str] | None = None,
+           value: Any = None, priority: Any = None) -> Tidy:
+    """A table put together from other tables (concatenated, series renamed or rescaled, a DataFrame built by
+    hand) resolved again by the constructor's policy: one point per (metric, step), the lowest ``priority``
+    first, then the last row. Raw names, wall times and lines kept; ``metric_codes`` / ``metric_names`` (per
+    row, into the names) and ``value`` replace the table's own."""
+    codes = table.metric_codes if metric_codes is None else metric_codes
+    names = table.metric_names if metric_names is None else metric_names
+    return tidy_points(table.step, Coded(table.raw_codes, table.raw_names),
+                       table.value if value is None else value,
+                       canonical=Coded(np.asarray(codes, dtype=np.int64), names), priority=priority,
+                       wall_time=table.wall_time, line=table.line, hf_summary=False)
+
+
+def tidy_series(steps: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:
+    """One metric's points (steps, values) resolved by the constructor's policy: sorted by step, one per step,
+    the last written kept (the live store's columns when points arrived out of order)."""
+    one = Coded(np.zeros(len(values), dtype=np.int64), ("series",))
+    frame = tidy_points(steps, one, values, canonical=one, hf_summary=False).frame
+    return frame.step, frame.value

@@ -148,7 +148,8 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
     run reader (lossdoctor/wandb_http.py): one --timeout deadline, size caps, one-line errors."""
     import json
 
-    from lossdoctor.sources.wandb_api import NO_KEY, _dig, _scrub, api_key_for
+    from lossdoctor.sources._readkit import dig
+    from lossdoctor.sources._wandb_errors import NO_KEY, api_key_for, scrub
     from lossdoctor.wandb_http import Deadline, FetchError, HttpClient
 
     secret = api_key_for(ref.api_base)
@@ -164,10 +165,10 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
             data = client.graphql("Runs", RUNS_QUERY, {
                 "entity": ref.entity, "project": ref.project, "cursor": cursor, "perPage": per_page,
                 "order": "+created_at", "filters": json.dumps(filters) if filters else None})
-            project = _dig(data, "project")
+            project = dig(data, "project")
             if project is None:
                 raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location)
-            runs = _dig(data, "project", "runs")
+            runs = dig(data, "project", "runs")
             edges = runs.get("edges") if isinstance(runs, dict) else None
             if not isinstance(edges, list):
                 raise FetchError("Runs: the answer has no runs list", "content")
@@ -191,7 +192,7 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
                               location) from None
         if exc.status == 404:
             raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location) from None
-        raise SourceError(f"could not list the runs of {ref.path}: {_scrub(str(exc), secret)[:200]}",
+        raise SourceError(f"could not list the runs of {ref.path}: {scrub(str(exc), secret)[:200]}",
                           location) from None
     finally:
         deadline.cancel()

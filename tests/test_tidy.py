@@ -133,3 +133,73 @@ def test_constructor_keeps_nan_and_inf_values() -> None:
     t = tidy_points([1, 2], ["loss", "loss"], [math.nan, math.inf])
     values = t.frame["value"].tolist()
     assert math.isnan(values[0]) and values[1] == math.inf
+
+
+#: a resumed run: steps 10-40 logged, then the run went on from its step-20 checkpoint and re-logged 20-40
+#: (other loss and grad-norm values, the same learning rate) before reaching 50. Values are exact in float32
+#: (TensorBoard stores float32), so both files hold the same numbers.
+RESUMED: list[tuple[int, dict[str, float]]] = [
+    (step, {"loss": 4.0 - step / 16, "grad_norm": 1.0 + step / 64, "learning_rate": 2.0 ** -10})
+    for step in (10, 20, 30, 40)
+] + [
+    (step, {"loss": 3.5 - step / 32, "grad_norm": 0.5 + step / 128, "learning_rate": 2.0 ** -10})
+    for step in (20, 30, 40, 50)
+]
+
+
+def test_csv_and_tensorboard_read_a_resumed_run_to_the_same_table(tmp_path: Path) -> None:
+    """The same points written by the CSV writer a training script uses and by the real TensorBoard writer
+    (HF's ``train/`` tags): both readers give the same table, point for point, the last logged value per
+    (step, metric), and say the same about the repeats."""
+    pytest.importorskip("tensorboard")
+    from torch.utils.tensorboard import SummaryWriter
+
+    keys = ["grad_norm", "learning_rate", "loss"]
+    csv_path = tmp_path / "metrics.csv"
+    csv_path.write_text("step," + ",".join(keys) + "\n"
+                        + "".join(f"{step}," + ",".join(repr(row[k]) for k in keys) + "\n" for step, row in RESUMED))
+    writer = SummaryWriter(log_dir=str(tmp_path / "tb"))
+    for step, row in RESUMED:
+        for key in keys:
+            writer.add_scalar(f"train/{key}", row[key], global_step=step)
+    writer.close()
+
+    def table(path: Path, kind: str) -> tuple[list[tuple[str, int, float]], list[str]]:
+        (run,) = read_runs(str(path), ReadOptions(source_kind=kind))
+        t = run.metrics
+        rows = list(zip(t["metric"].tolist(), t["step"].tolist(), t["value"].tolist()))
+        return rows, [n for n in run.provenance.notes if "repeated" in n]
+
+    csv_rows, csv_notes = table(csv_path, "csv")
+    tb_rows, tb_notes = table(tmp_path / "tb", "tensorboard")
+    expected: dict[tuple[str, int], float] = {}
+    for step, row in RESUMED:
+        for key in keys:
+            expected[(f"train/{key}", step)] = row[key]          # later writes win
+    assert csv_rows == tb_rows == [(m, s, v) for (m, s), v in sorted(expected.items())]
+    # loss and grad_norm were re-logged with other values at 20, 30, 40; the learning rate repeats identically
+    assert csv_notes == tb_notes == ["6 repeated (step, metric) point(s) dropped; the last kept"]
+
+
+def test_a_table_built_by_hand_is_resolved_by_the_constructor() -> None:
+    """A Run given a table with repeats and in any order (a DataFrame built by hand, tables concatenated)
+    cuts its series as the constructor would have built them: one point per step, the last row kept."""
+    import pandas as pd
+
+    from lossdoctor.model import Provenance, Run
+    from lossdoctor.tidy import retidy
+
+    frame = pd.DataFrame({"step": [30, 10, 20, 10, 20], "metric": ["train/loss"] * 5,
+                          "value": [1.0, 3.0, 2.0, 2.5, 1.5], "raw_name": ["loss"] * 5})
+    run = Run(name="by-hand", provenance=Provenance(kind="test", location="-"), metrics=frame)
+    assert run.series("train/loss").to_dict() == {10: 2.5, 20: 1.5, 30: 1.0}
+    assert run.n_points == 5                                   # the table itself stays as given
+    built = tidy_points(frame["step"], frame["raw_name"], frame["value"], canonical=frame["metric"])
+    again = retidy(run.metrics)
+    assert again.frame["step"].tolist() == built.frame["step"].tolist() == [10, 20, 30]
+    assert again.frame["value"].tolist() == built.frame["value"].tolist()
+    # priority: lower wins whatever the order (the notebook reader's run points before its eval tables)
+    first = retidy(run.metrics, priority=[0, 1, 1, 0, 0])
+    assert first.frame["value"].tolist() == [2.5, 1.5, 1.0]
+    second = retidy(run.metrics, priority=[0, 0, 0, 1, 1])
+    assert second.frame["value"].tolist() == [3.0, 2.0, 1.0]

@@ -202,7 +202,7 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
 def _renamed(table: Any, new_metric: dict[str, str], scales: dict[str, float], notes: list[str]) -> Any:
     """The table with series renamed (raw name -> canonical) and scaled (raw name -> factor); points renamed
     onto an existing (step, metric) drop the earlier row (the last kept, as the tidy constructor does)."""
-    from lossdoctor.table import MetricTable
+    from lossdoctor.tidy import retidy
 
     raw_names, metric_names = table.raw_names, table.metric_names
     n_m = max(len(metric_names), 1)
@@ -217,14 +217,8 @@ def _renamed(table: Any, new_metric: dict[str, str], scales: dict[str, float], n
     if scales:
         factor = np.asarray([scales.get(r, 1.0) for r in raw_names], dtype=np.float64)
         value = value * factor[table.raw_codes]
-    step = table.step
-    order = np.lexsort((np.arange(len(step)), step, codes))    # by metric, step, then row order
-    st, mc = step[order], codes[order]
-    last = np.r_[(st[1:] != st[:-1]) | (mc[1:] != mc[:-1]), True] if len(st) else np.zeros(0, dtype=bool)
-    if not last.all():
-        notes.append(f"{int((~last).sum())} point(s) of series renamed onto an existing one dropped "
+    out = retidy(table, metric_codes=codes, metric_names=names, value=value).frame
+    if len(out) < len(table):
+        notes.append(f"{len(table) - len(out)} point(s) of series renamed onto an existing one dropped "
                      "(same step; the last kept)")
-    keep = order[last]
-    return MetricTable.build(step[keep], codes[keep], names, value[keep], table.raw_codes[keep], raw_names,
-                             None if table.wall_time is None else table.wall_time[keep],
-                             None if table.line is None else table.line[keep]).compact()
+    return out

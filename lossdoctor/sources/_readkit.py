@@ -4,7 +4,7 @@ DDP rank prefixes, number parsing, and a point collector that resolves duplicate
 
 Why one collector: every text reader meets the same DDP problems (two ranks printing the same step,
 ``[rank1]:`` prefixes, records glued on one line). Resolving them in one place keeps the rule the same
-everywhere: prefer rank 0, then the reader's preferred line kind, then the first occurrence; a glued line
+everywhere: prefer rank 0, then the reader's preferred line kind, then the last written; a glued line
 is dropped whole and counted, never split into a mixed point.
 The leading underscore keeps this module out of the reader registry.
 """
@@ -106,6 +106,15 @@ def load_json(text: str | bytes) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def dig(data: Any, *path: str) -> Any:
+    """``data[path[0]][path[1]]...`` through nested JSON objects; None where a step is missing or no object."""
+    for part in path:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(part)
+    return data
 
 
 def count_undecodable(data: bytes, encoding: str, text: str) -> int:

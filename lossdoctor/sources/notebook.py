@@ -43,6 +43,7 @@ from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import Collector, json_number, parse_number, read_bytes
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.table import MetricTable
+from lossdoctor.tidy import retidy
 
 #: text/html outputs longer than this are not parsed (a displayed dataset, not a training table)
 MAX_HTML_CHARS = 8 * 1024 * 1024
@@ -613,15 +614,12 @@ class _Build:
             parts.append(best.frame.take(best.frame.metric_mask([metric])))
             source_of[metric] = best.step_source
         frame = MetricTable.concat(parts) if parts else empty_metrics()
-        for seg in self.segments:
-            if seg.kind != "eval-table":
-                continue
-            have = set(zip(frame.step.tolist(), frame["metric"].tolist()))
-            extra = seg.frame.take(np.asarray([(s, m) not in have for s, m in zip(seg.frame.step.tolist(),
-                                                                                  seg.frame["metric"].tolist())],
-                                              dtype=bool))
-            if len(extra):
-                frame = MetricTable.concat([frame, extra])
+        extras = [s.frame for s in self.segments if s.kind == "eval-table" and len(s.frame)]
+        if extras:
+            # the constructor resolves repeats: the run's own points first, then the eval tables in cell order
+            tables = [frame] + extras
+            priority = np.concatenate([np.full(len(t), i, dtype=np.int64) for i, t in enumerate(tables)])
+            frame = retidy(MetricTable.concat(tables), priority=priority).frame
         frame = frame.sorted().compact()
         step_source = next((source_of[m] for m in _LOSSES if m in source_of), main[0].step_source if main else
                            "logged")

@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import codecs
+from typing import BinaryIO, Iterable
+
+#: Bytes read at a time by the streaming readers (hf-console, big text logs).
+CHUNK_BYTES = 4 * 1024 * 1024
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -56,3 +60,29 @@ def looks_binary(data: bytes) -> bool:
         return True
     ctrl = sum(1 for b in sample if b < 9 or 13 < b < 27 or 27 < b < 32)
     return ctrl > len(sample) * 0.05
+
+
+def iter_text_chunks(fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES) -> Iterable[tuple[str, str, int]]:
+    """(text, lookahead, bytes read so far): decoded text in chunks that end at a line break, and the next
+    complete line when it holds no printed dict (``{'``), so a dict on a chunk's last line still sees the bar
+    redrawn after it (the hf-console scan); the lookahead is scanned again, as the start of the next chunk."""
+    decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
+    rest = ""
+    total = 0
+    while True:
+        data = fh.read(chunk_bytes)
+        total += len(data)
+        if not data:
+            text = rest + decoder.decode(b"", final=True)
+            if text:
+                yield text, "", total
+            return
+        text = rest + decoder.decode(data)
+        last = text.rfind("\n")
+        cut = text.rfind("\n", 0, last) + 1 if last > 0 else 0
+        if cut == 0:
+            rest = text if len(text) < 64 * chunk_bytes else ""   # no line breaks at all: give up on it
+            continue
+        extra = text[cut:last + 1]
+        rest = text[cut:]
+        yield text[:cut], ("" if "{'" in extra else extra), total

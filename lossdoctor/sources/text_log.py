@@ -812,8 +812,7 @@ def _iter_file_text(path: Path, location: str, notes: list[str]) -> Iterator[str
         notes.extend(more)
         yield text.lstrip("\ufeff")
         return
-    from lossdoctor.sources.hf_console import iter_text_chunks
-    from lossdoctor.sources.text import guess_encoding
+    from lossdoctor.sources.text import guess_encoding, iter_text_chunks
 
     replaced = 0
     try:

@@ -18,44 +18,37 @@ Why this shape:
   Run answer with empty ``historyKeys`` for a run that has history, is never stored in the cache.
 * **One-line errors.** Every failure is a SourceError naming the run URL and saying what happened (status
   code, content type, timeout, size cap); the API key never reaches output, notes or the cache.
+
+One module per concern: :mod:`._wandb_errors` (the key, one-line errors), :mod:`._wandb_workers` (parallel
+workers under the deadline, the progress line), :mod:`._wandb_parquet` (the exports), :mod:`._wandb_paging`
+(the live tail and the count check). This module picks the keys, composes the history, builds the table
+through the one tidy-table constructor and is the registered reader (with the cache).
 """
 from __future__ import annotations
 
-import math
-import os
-import sys
-import tempfile
-import threading
 import time
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.table import MetricTable
 from lossdoctor.cache import RunCache
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
-from lossdoctor.sources._readkit import load_json, to_step
+from lossdoctor.sources._readkit import dig, load_json, to_step
+from lossdoctor.sources._wandb_errors import NO_KEY, api_key_for, map_error, scrub
+from lossdoctor.sources._wandb_paging import Budget, Points, fetch_live, plan_windows
+from lossdoctor.sources._wandb_parquet import fetch_exports
+from lossdoctor.sources._wandb_workers import Progress
 from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.table import MetricTable
 from lossdoctor.wandb_http import Deadline, FetchError, HttpClient
 from lossdoctor.wandb_url import NotARunURL, RunRef, looks_like_run_path, parse_run_ref
 
-NO_KEY = "no W&B API key: set WANDB_API_KEY or run `wandb login`"
+
 STEP_KEY = "train/global_step"
-#: Rows per page. wandb's default is 1000; 10000 cuts round trips ~10x. If a server caps pages below this,
-#: the per-key count check catches the shortfall and that key is paged again at SAFE_PAGE_SIZE.
-PAGE_SIZE = 10_000
-SAFE_PAGE_SIZE = 1000
-MAX_WORKERS = 8
-#: Most points one run may bring (memory stays bounded whatever the server announces).
-MAX_POINTS = 20_000_000
-#: Most step-window pages when the server lists no live steps (servers without parquetHistory).
-MAX_PAGES = 20_000
 _NUMERIC_TYPES = {"number", "nan", "int", "float"}
 _STATES = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "killed": "interrupted",
            "preempted": "interrupted", "preempting": "interrupted", "running": "running", "pending": "running"}
-_NONFINITE = {"nan": math.nan, "infinity": math.inf, "-infinity": -math.inf, "inf": math.inf, "-inf": -math.inf}
 
 RUN_QUERY = """
 query Run($project: String!, $entity: String!, $name: String!) {
@@ -66,22 +59,6 @@ query Run($project: String!, $entity: String!, $name: String!) {
   }
 }
 """
-PARQUET_HISTORY = """
-query RunParquetHistory($entity: String!, $project: String!, $runName: String!, $liveKeys: [String!]!) {
-  project(name: $project, entityName: $entity) {
-    run(name: $runName) { parquetHistory(liveKeys: $liveKeys) { parquetUrls liveData } }
-  }
-}
-"""
-SAMPLED_HISTORY_PAGE = """
-query SampledHistoryPage($entity: String!, $project: String!, $run: String!, $spec: JSONString!) {
-  project(name: $project, entityName: $entity) { run(name: $run) { sampledHistory(specs: [$spec]) } }
-}
-"""
-
-
-class Incomplete(Exception):
-    """The server's answer is not whole (empty historyKeys for a run with history, ...)."""
 
 
 def _type_counts(info: Any) -> list[dict[str, Any]]:
@@ -116,376 +93,22 @@ def wanted_keys(history_keys: dict[str, Any]) -> list[str]:
     return out
 
 
-def to_float(value: Any) -> float | None:
-    """A history value as float: numbers, and the "NaN"/"Infinity" strings the server sends for non-finite
-    values; None for anything else (missing, media, text)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        try:
-            return float(value)
-        except OverflowError:
-            return math.inf if value > 0 else -math.inf
-    if isinstance(value, str):
-        return _NONFINITE.get(value.strip().lower())
-    return None
-
-
-# -- credentials ---------------------------------------------------------------------------------------
-
-def api_key_for(api_base: str) -> str | None:
-    """``$WANDB_API_KEY``, else the key ``wandb login`` stored in netrc for the API host."""
-    key = (os.environ.get("WANDB_API_KEY") or "").strip()
-    if key:
-        return key
-    import netrc
-    from urllib.parse import urlsplit
-
-    host = (urlsplit(api_base).hostname or "").lower()
-    path = os.environ.get("NETRC") or os.path.join(os.path.expanduser("~"), ".netrc")
-    try:
-        auth = netrc.netrc(path).authenticators(host)
-    except (OSError, netrc.NetrcParseError, UnicodeDecodeError):
-        return None
-    return auth[2] if auth and auth[2] else None
-
-
-# -- errors --------------------------------------------------------------------------------------------
-
-def _scrub(text: str, secret: str | None) -> str:
-    text = " ".join(str(text).split())
-    if secret:
-        text = text.replace(secret, "***")
-    return text[:2000]
-
-
-def map_error(exc: FetchError, ref: RunRef, location: str, timeout: float, secret: str | None) -> SourceError:
-    """One line that says what happened, and what to do."""
-    host = ref.api_base
-    text = _scrub(str(exc), secret)
-    if exc.kind == "dns":
-        return SourceError(f"cannot reach W&B host {host}: {text}", location)
-    if exc.kind == "network":
-        return SourceError(f"cannot reach W&B host {host}: {text}", location)
-    if exc.status in (401, 403):
-        return SourceError(f"W&B rejected the API key (HTTP {exc.status}) at {host}; check WANDB_API_KEY or run "
-                           f"`wandb login --relogin`", location)
-    if exc.kind == "status" and exc.status == 404 and not text.startswith("download of"):
-        return SourceError(f"no W&B API at {host} (HTTP 404 for /graphql): {text}; check the URL's host", location)
-    if exc.kind == "timeout" or exc.kind == "cancelled":
-        return SourceError(f"W&B at {host} did not answer within the {timeout:g}s budget ({text}); retry later "
-                           f"or raise --timeout", location)
-    if exc.kind == "status" and "gave up after" in text:
-        return SourceError(f"W&B at {host} kept failing within the {timeout:g}s budget: {text}; retry later",
-                           location)
-    if exc.kind == "dropped":
-        return SourceError(f"W&B at {host} kept dropping the connection: {text}; retry later", location)
-    return SourceError(f"W&B at {host}: {text}", location)
-
-
-# -- progress ------------------------------------------------------------------------------------------
-
-class _Progress:
-    """A one-line progress report on a terminal's stderr for fetches longer than a second (never on a
-    pipe: a failing fetch must leave exactly one line there)."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label = max(1, total), label
-        self.points = 0
-        self.bytes = 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
-        self.last = 0.0
-        self.shown = False
-
-    def add(self, points: int = 0, nbytes: int = 0) -> None:
-        with self.lock:
-            self.points += points
-            self.bytes += nbytes
-            now = time.monotonic()
-            if self.enabled and now - self.started > 1.0 and now - self.last > 0.25:
-                self.last = now
-                self.shown = True
-                pct = min(100.0, 100.0 * self.points / self.total)
-                mb = f", {self.bytes / 1e6:,.1f} MB of exports" if self.bytes else ""
-                sys.stderr.write(f"\r\x1b[Kfetching {self.label}: {self.points:,}/{self.total:,} points "
-                                 f"({pct:.0f}%){mb}")
-                sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.shown:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
-
-
-# -- workers -------------------------------------------------------------------------------------------
-
-def run_parallel(tasks: list[Callable[[], Any]], deadline: Deadline, label: str) -> list[Any]:
-    """Run ``tasks`` on at most MAX_WORKERS daemon threads; results in task order. The first failure, or
-    the deadline, cancels every other task (each stops at its next request or chunk), and the daemon threads
-    never hold the process open after the error is reported."""
-    results: list[Any] = [None] * len(tasks)
-    errors: list[BaseException] = []
-    lock = threading.Lock()
-    todo = list(enumerate(tasks))
-    done = threading.Event()
-    remaining = [len(tasks)]
-
-    def worker() -> None:
-        while not deadline.cancelled:
-            with lock:
-                if not todo:
-                    return
-                i, task = todo.pop(0)
-            try:
-                results[i] = task()
-            except BaseException as exc:  # noqa: BLE001 - reported by the caller
-                with lock:
-                    errors.append(exc)
-                deadline.cancel()
-                done.set()
-                return
-            with lock:
-                remaining[0] -= 1
-                if remaining[0] == 0:
-                    done.set()
-
-    if not tasks:
-        return []
-    for n in range(min(MAX_WORKERS, len(tasks))):
-        threading.Thread(target=worker, name=f"wandb-{label}-{n}", daemon=True).start()
-    finished = done.wait(max(0.0, deadline.left()))
-    if errors:
-        first = next((e for e in errors if not (isinstance(e, FetchError) and e.kind == "cancelled")), errors[0])
-        raise first
-    if not finished:
-        deadline.cancel()
-        raise FetchError(f"{label}: not finished within the {deadline.seconds:g}s budget", "timeout")
-    return results
-
-
-# -- history -------------------------------------------------------------------------------------------
-
-Points = tuple[str, np.ndarray, np.ndarray, int]     # key, steps, values, points without a usable step
-
-
-def _dig(data: Any, *path: str) -> Any:
-    for part in path:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(part)
-    return data
-
-
-class _Budget:
-    """Points collected so far across threads (MAX_POINTS)."""
-
-    def __init__(self) -> None:
-        self.points = 0
-        self.lock = threading.Lock()
-
-    def take(self, n: int) -> None:
-        with self.lock:
-            self.points += n
-            if self.points > MAX_POINTS:
-                raise FetchError(f"the history holds more than {MAX_POINTS:,} points of the wanted keys; "
-                                 f"lossdoctor reads at most that many", "size")
-
-
-def _page_rows(client: HttpClient, ref: RunRef, keys: list[str], lo: int, hi: int, page_size: int) -> list[dict]:
-    import json
-
-    spec = json.dumps({"keys": keys, "minStep": lo, "maxStep": hi, "samples": page_size})
-    data = client.graphql("SampledHistoryPage", SAMPLED_HISTORY_PAGE,
-                          {"entity": ref.entity, "project": ref.project, "run": ref.run_id, "spec": spec})
-    run = _dig(data, "project", "run")
-    if run is None:
-        raise FetchError("SampledHistoryPage: the run is gone (project/run null)", "content")
-    pages = run.get("sampledHistory")
-    if not isinstance(pages, list) or not pages or not isinstance(pages[0], (list, type(None))):
-        raise FetchError("SampledHistoryPage: no sampledHistory list in the answer", "content")
-    rows = pages[0] or []
-    if len(rows) > page_size:
-        raise FetchError(f"SampledHistoryPage: {len(rows):,} rows for a page of {page_size:,}", "content")
-    return [r if isinstance(r, dict) else {} for r in rows]
-
-
-def _scan(client: HttpClient, ref: RunRef, group: list[str], step_key: str, windows: list[tuple[int, int]],
-          page_size: int, bar: _Progress, budget: _Budget) -> list[Points]:
-    """Points of ``group`` from rows holding every key of the group, page by page over ``windows``."""
-    keys = list(dict.fromkeys(group + ["_step"] + ([] if step_key == "_step" else [step_key])))
-    steps: dict[str, list[int]] = {k: [] for k in group}
-    values: dict[str, list[float]] = {k: [] for k in group}
-    missing = dict.fromkeys(group, 0)
-    for lo, hi in windows:
-        rows = _page_rows(client, ref, keys, lo, hi, page_size)
-        added = 0
-        for row in rows:
-            raw = row.get(step_key)
-            step = to_step(raw) if not isinstance(raw, float) or math.isfinite(raw) else None
-            for key in group:
-                value = to_float(row.get(key))
-                if value is None:
-                    continue
-                added += 1
-                if step is None:
-                    missing[key] += 1
-                    continue
-                steps[key].append(step)
-                values[key].append(value)
-        budget.take(added)
-        bar.add(points=added)
-    return [(k, np.asarray(steps[k], dtype="int64"), np.asarray(values[k], dtype="float64"), missing[k])
-            for k in group]
-
-
-def group_keys(keys: list[str], counts: dict[str, int]) -> list[list[str]]:
-    """Keys with the same row count were almost surely logged in the same rows (HF: train/* in train rows,
-    eval/* in eval rows): page them together. Unknown counts page alone."""
-    groups: dict[object, list[str]] = {}
-    for key in keys:
-        count = counts.get(key, 0)
-        groups.setdefault(count if count else ("alone", key), []).append(key)
-    return list(groups.values())
-
-
-def windows_from_steps(steps: np.ndarray, page_size: int) -> list[tuple[int, int]]:
-    """Inclusive step windows holding at most ``page_size`` of the listed steps each."""
-    if not len(steps):
-        return []
-    starts = steps[::page_size]
-    ends = steps[np.minimum(np.arange(page_size - 1, len(steps) + page_size - 1, page_size), len(steps) - 1)]
-    return [(int(a), int(b)) for a, b in zip(starts, ends)]
-
-
-def _parquet_points(path: Path, keys: list[str], step_key: str, first_live: int) -> list[Points]:
-    """Points of ``keys`` from one exported history file (only the needed columns decoded; sizes checked
-    from the file's metadata before anything is decoded)."""
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-        names = set(pf.schema_arrow.names)
-        if "_step" not in names:
-            raise FetchError("an exported history file has no _step column", "content")
-        cols = sorted({"_step", step_key} | (set(keys) & names))
-        meta = pf.metadata
-        if meta.num_rows > MAX_POINTS:
-            raise FetchError(f"an exported history file holds {meta.num_rows:,} rows (cap {MAX_POINTS:,})", "size")
-        wanted_idx = [i for i, n in enumerate(pf.schema_arrow.names) if n in cols]
-        raw_size = sum(meta.row_group(g).column(i).total_uncompressed_size
-                       for g in range(meta.num_row_groups) for i in wanted_idx)
-        if raw_size > 16 * MAX_POINTS:
-            raise FetchError(f"an exported history file's columns decode to {raw_size / 1e6:,.0f} MB", "size")
-        table = pf.read(columns=cols)
-    except FetchError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
-        raise FetchError(f"an exported history file is not readable Parquet ({type(exc).__name__})",
-                         "content") from None
-
-    def floats(name: str) -> np.ndarray:
-        col = table.column(name)
-        try:
-            return col.to_numpy(zero_copy_only=False).astype("float64")
-        except (TypeError, ValueError):
-            raise FetchError(f"exported column {name!r} is not numeric", "content") from None
-
-    step_col = floats("_step")
-    axis = floats(step_key) if step_key in names else (step_col if step_key == "_step"
-                                                       else np.full(len(step_col), np.nan))
-    before_live = step_col < first_live
-    out = []
-    for key in keys:
-        if key not in names:
-            continue
-        present = ~table.column(key).is_null().to_numpy(zero_copy_only=False) & before_live
-        try:
-            values = floats(key)[present]
-        except FetchError:
-            continue                               # a text/media column: no points
-        steps = axis[present]
-        ok = np.isfinite(steps) & (np.abs(steps) < 2.0 ** 63)
-        out.append((key, steps[ok].astype("int64"), values[ok], int((~ok).sum())))
-    return out
-
-
 def fetch_history(client: HttpClient, ref: RunRef, keys: list[str], step_key: str, counts: dict[str, int],
-                  last_step: int | None, bar: _Progress) -> tuple[pd.DataFrame, list[str], bool]:
+                  last_step: int | None, bar: Progress) -> tuple[MetricTable, list[str], bool]:
     """All points of ``keys``: (table, notes, complete). Exports downloaded in parallel and decoded with
     pyarrow; the live tail paged per key group in parallel; a key short of the server's count paged again
     alone at SAFE_PAGE_SIZE. ``complete`` is False when a key is still short."""
     if not keys:
         return empty_metrics(), [], True
-    deadline = client.deadline
-    budget = _Budget()
-    notes: list[str] = []
-    exported: list[Points] = []
-    live_steps: np.ndarray | None = None
-    first_live = 2 ** 62
-    try:
-        data = client.graphql("RunParquetHistory", PARQUET_HISTORY, {
-            "entity": ref.entity, "project": ref.project, "runName": ref.run_id, "liveKeys": ["_step"]})
-        hist = _dig(data, "project", "run", "parquetHistory")
-    except FetchError as exc:
-        if exc.kind in ("dns", "network", "timeout", "cancelled") or exc.status in (401, 403):
-            raise
-        hist = None          # a server without exports (or a broken answer): page everything by windows
-    if isinstance(hist, dict):
-        urls = [u for u in (hist.get("parquetUrls") or []) if isinstance(u, str) and u]
-        live = hist.get("liveData") or []
-        steps_list = [to_step(r.get("_step")) for r in live if isinstance(r, dict)] if isinstance(live, list) else []
-        live_steps = np.unique(np.asarray([s for s in steps_list if s is not None], dtype="int64"))
-        if len(live_steps):
-            first_live = int(live_steps[0])
-        if urls:
-            with tempfile.TemporaryDirectory(prefix="lossdoctor-wandb-") as tmp:
-                files = [Path(tmp) / f"part-{i}.parquet" for i in range(len(urls))]
-                run_parallel([lambda u=u, f=f: client.download(u, f) for u, f in zip(urls, files)], deadline,
-                             "exports")
-                for f in files:
-                    deadline.check("decoding exports")
-                    part = _parquet_points(f, keys, step_key, first_live)
-                    budget.take(sum(len(p[1]) + p[3] for p in part))
-                    exported.extend(part)
-                    bar.add(points=sum(len(p[1]) for p in part))
-    if live_steps is None:
-        if last_step is None or last_step < 0:
-            windows = []
-        else:
-            n_pages = last_step // PAGE_SIZE + 1
-            if n_pages > MAX_PAGES:
-                raise FetchError(f"the server lists no live steps and the history runs to step {last_step:,}: "
-                                 f"{n_pages:,} pages (cap {MAX_PAGES:,})", "size")
-            windows = [(lo, min(last_step, lo + PAGE_SIZE - 1)) for lo in range(0, last_step + 1, PAGE_SIZE)]
-    else:
-        windows = windows_from_steps(live_steps, PAGE_SIZE)
-
+    budget = Budget()
+    exported, live_steps = fetch_exports(client, ref, keys, step_key, bar, budget)
+    windows = plan_windows(live_steps, last_step)
     got = {k: 0 for k in keys}
     for key, steps, _, missing in exported:
         got[key] += len(steps) + missing
     expected = {k: max(0, counts.get(k, 0) - got[k]) for k in keys}
-    groups = group_keys(keys, counts)
-    scanned = run_parallel([lambda g=g: _scan(client, ref, g, step_key, windows, PAGE_SIZE, bar, budget)
-                            for g in groups], deadline, "history")
-    live_points = [p for part in scanned for p in part]
-    short = [p[0] for p in live_points if expected.get(p[0], 0) and len(p[1]) + p[3] < expected[p[0]]]
-    if short:
-        small = windows_from_steps(live_steps, SAFE_PAGE_SIZE) if live_steps is not None else \
-            [(lo, min(w[1], lo + SAFE_PAGE_SIZE - 1)) for w in windows for lo in range(w[0], w[1] + 1, SAFE_PAGE_SIZE)]
-        again = run_parallel([lambda k=k: _scan(client, ref, [k], step_key, small, SAFE_PAGE_SIZE, bar, budget)[0]
-                              for k in short], deadline, "history")
-        redone = {p[0]: p for p in again}
-        live_points = [redone.get(p[0], p) for p in live_points]
-    complete = True
-    for key, steps, _, missing in live_points:
-        if expected.get(key, 0) and len(steps) + missing < expected[key]:
-            complete = False
-            notes.append(f"{key}: {len(steps) + missing:,} of the {expected[key]:,} live points the server counts "
-                         f"arrived; analysed what arrived (not cached)")
+    live_points, notes, complete = fetch_live(client, ref, keys, step_key, counts, expected, live_steps, windows,
+                                              bar, budget)
     results = exported + live_points
     missing_total = sum(r[3] for r in results)
     if missing_total:
@@ -494,7 +117,7 @@ def fetch_history(client: HttpClient, ref: RunRef, keys: list[str], step_key: st
     return frame, notes + dup_notes, complete
 
 
-def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tuple[MetricTable, list[str]]:
+def points_frame(results: list[Points]) -> tuple[MetricTable, list[str]]:
     """The tidy table from per-key (steps, values) arrays, through the one constructor (numpy all the way:
     millions of points). Per metric one value per step, the last fetched wins (the export boundary page
     can come back twice)."""
@@ -507,7 +130,7 @@ def points_frame(results: list[tuple[str, np.ndarray, np.ndarray, int]]) -> tupl
             continue
         if key not in keys:
             keys.append(key)
-        parts_s.append(np.asarray(steps, dtype="float64"))
+        parts_s.append(np.asarray(steps, dtype="int64"))      # int64: exact beyond 2**53
         parts_v.append(np.asarray(values, dtype="float64"))
         parts_c.append(np.full(len(steps), keys.index(key), dtype="int64"))
     if not keys:
@@ -537,10 +160,10 @@ def _run_answer(client: HttpClient, ref: RunRef, location: str) -> tuple[dict[st
     a run that has history (never taken for a finished run with no metrics)."""
     for attempt in (1, 2):
         data = client.graphql("Run", RUN_QUERY, {"entity": ref.entity, "project": ref.project, "name": ref.run_id})
-        if _dig(data, "project") is None or _dig(data, "project", "run") is None:
+        if dig(data, "project") is None or dig(data, "project", "run") is None:
             raise SourceError(f"run not found: {ref.path} at {ref.api_base} (check entity, project and run id, "
                               f"and that the key can see the project)", location)
-        run = _dig(data, "project", "run")
+        run = dig(data, "project", "run")
         if not isinstance(run, dict):
             raise FetchError("Run: the answer's run is not an object", "content")
         history_keys = _json_field(run.get("historyKeys"))
@@ -563,7 +186,7 @@ def fetch_run(ref: RunRef, location: str, options: ReadOptions) -> tuple[Run, bo
     if not secret:
         raise SourceError(NO_KEY, location)
     deadline = Deadline(timeout)
-    bar: _Progress | None = None
+    bar: Progress | None = None
     try:
         client = HttpClient(ref.api_base, secret, deadline)
         wrun, history_keys = _run_answer(client, ref, location)
@@ -571,7 +194,7 @@ def fetch_run(ref: RunRef, location: str, options: ReadOptions) -> tuple[Run, bo
         keys = wanted_keys(key_info)
         step_key = STEP_KEY if STEP_KEY in key_info else "_step"
         counts = {k: numeric_count(key_info.get(k)) for k in keys}
-        bar = _Progress(sum(counts.values()), ref.path, options.progress)
+        bar = Progress(sum(counts.values()), ref.path, options.progress)
         client.progress = lambda n: bar.add(nbytes=n)  # type: ignore[union-attr]
         frame, notes, complete = fetch_history(client, ref, keys, step_key, counts,
                                                to_step(history_keys.get("lastStep")), bar)
@@ -603,7 +226,7 @@ def fetch_run(ref: RunRef, location: str, options: ReadOptions) -> tuple[Run, bo
         notes.append(f"run is still running on W&B: analysed as far as it got (step {last})")
     elif state_raw.lower() not in ("finished",):
         notes.append(f"W&B run state: {state_raw}")
-    notes = [_scrub(n, secret) for n in notes]
+    notes = [scrub(n, secret) for n in notes]
     run = Run(
         name=name,
         provenance=Provenance(kind=SOURCE.kind, location=location, step_source=step_key, notes=tuple(notes)),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.sources._readkit import parse_number
-from lossdoctor.sources.hf_console import EVAL, SUMMARY, _kind_of, _split_dict
+from lossdoctor.sources._hf_scan import EVAL, SUMMARY, kind_of, split_dict
 from lossdoctor.tail import TextFollower, Update
 
 HOLD = 0.3
@@ -110,10 +110,10 @@ class ConsoleTail:
         self.pending.clear()
 
     def _dict(self, text: str, now: float, out: Update) -> None:
-        keys, raw = _split_dict(text)
+        keys, raw = split_dict(text)
         kind = self.kinds.get(keys, -1)
         if kind == -1:
-            kind = self.kinds[keys] = _kind_of(keys)
+            kind = self.kinds[keys] = kind_of(keys)
         if kind is None or len(keys) != len(raw):
             return
         if kind == SUMMARY:

@@ -1,0 +1,310 @@
+"""HF console logs, scanning: the printed log dicts found in the text and their values as float columns.
+
+The fast path of the hf-console reader (benchmarked in bench/bench_console_reader.py): the file is streamed in
+4 MiB chunks through an incremental decoder (:func:`lossdoctor.sources.text.iter_text_chunks`); the most common
+dict layout gets a template regex, so one ``findall`` per chunk returns its values and the counter of the bar
+redrawn after it, in file order; values become float arrays column-wise; only other dicts (eval, summary) are
+tokenised one by one (``str.split("'")`` or a small ``'key': value`` regex). No eval / ast.literal_eval of log
+content. Memory grows with the number of points, not the file size.
+
+What a scan gives (:class:`ScanResult`): per log dict its kind (TRAIN / EVAL / SUMMARY) and the main-bar
+counter printed right after it; per key set a :class:`Group` of the dicts' values. Step inference
+(:mod:`lossdoctor.sources._hf_steps`) and the reader (:mod:`lossdoctor.sources.hf_console`) read it.
+The dict tokeniser (:func:`split_dict`, :func:`kind_of`) is shared with the live tail (``lossdoctor/tail``).
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, wandb_run_name
+from lossdoctor.sources.text import CHUNK_BYTES, guess_encoding, iter_text_chunks
+
+_PAIR = re.compile(r"'([^'\\]+)': ('?)([^',}]*)")
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
+_LOG_KEYS = frozenset({"loss", "eval_loss", "learning_rate", "grad_norm", "epoch", "train_runtime", "train_loss"})
+
+TRAIN, EVAL, SUMMARY = 0, 1, 2
+#: Longest key of a log dict (HF keys are short; a damaged log can glue megabytes into one).
+MAX_KEY_CHARS = 200
+
+
+def kind_of(keys: tuple[str, ...]) -> int | None:
+    """TRAIN / EVAL / SUMMARY for an HF log dict's key set; None for a dict that is not a log dict (a key
+    longer than MAX_KEY_CHARS included: its layout would become a regex as long as the key)."""
+    if any(len(k) > MAX_KEY_CHARS for k in keys):
+        return None
+    if "train_runtime" in keys:
+        return SUMMARY
+    if any(k.startswith("eval_") for k in keys):
+        return EVAL
+    if any(k in _LOG_KEYS for k in keys):
+        return TRAIN
+    return None
+
+
+def split_dict(text: str) -> tuple[tuple[str, ...], list[str]]:
+    """(keys, value strings) of one printed dict. Never evaluates it."""
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    parts = text.split("'")
+    # transformers-5 form: every value quoted → '{', k, ': ', v, ', ', k, ': ', v, '}'
+    if len(parts) & 3 == 1 and parts[-1] == "}":
+        seps = parts[2::4]
+        if seps.count(": ") == len(seps):
+            return tuple(parts[1::4]), parts[3::4]
+    pairs = _PAIR.findall(text)
+    return tuple(p[0] for p in pairs), [p[2] for p in pairs]
+
+
+def _to_floats(values: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """Float array of printed values and a mask of the parsable ones (None = all parsed)."""
+    try:
+        return np.fromiter(map(float, values), dtype=np.float64, count=len(values)), None
+    except ValueError:
+        out = np.empty(len(values), dtype=np.float64)
+        ok = np.ones(len(values), dtype=bool)
+        for i, v in enumerate(values):
+            x = parse_number(v)
+            if x is None:
+                ok[i] = False
+                out[i] = math.nan
+            else:
+                out[i] = x
+        return out, ok
+
+
+@dataclass
+class Group:
+    """All dicts with one key set: their ordinals and a (n × k) value table, built chunk by chunk."""
+
+    keys: tuple[str, ...]
+    kind: int
+    idx: list[int] = field(default_factory=list)
+    flat: list[str] = field(default_factory=list)
+    idx_parts: list[np.ndarray] = field(default_factory=list)
+    val_parts: list[np.ndarray] = field(default_factory=list)
+    ok_parts: list[np.ndarray | None] = field(default_factory=list)
+
+    def flush(self) -> None:
+        if not self.idx:
+            return
+        vals, ok = _to_floats(self.flat)
+        k = len(self.keys)
+        self.idx_parts.append(np.asarray(self.idx, dtype=np.int64))
+        self.val_parts.append(vals.reshape(-1, k))
+        self.ok_parts.append(None if ok is None else ok.reshape(-1, k))
+        self.idx, self.flat = [], []
+
+    def add_block(self, idx: np.ndarray, values: np.ndarray) -> None:
+        """Rows of printed values (an object array n × k) for dicts with ordinals `idx`."""
+        self.flush()
+        vals, ok = _to_floats(values.ravel())
+        k = len(self.keys)
+        self.idx_parts.append(np.asarray(idx, dtype=np.int64))
+        self.val_parts.append(vals.reshape(-1, k))
+        self.ok_parts.append(None if ok is None else ok.reshape(-1, k))
+
+    def parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(ordinals, n × k values, n × k parsed mask) per block, in file order (no joined copy)."""
+        self.flush()
+        return [(i, v, np.ones(v.shape, bool) if o is None else o)
+                for i, v, o in zip(self.idx_parts, self.val_parts, self.ok_parts)]
+
+    def column(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ordinals, values, parsed mask) of one key: only that column joined."""
+        parts = self.parts()
+        if not parts:
+            return np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
+        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1][:, k] for p in parts]),
+                np.concatenate([p[2][:, k] for p in parts]))
+
+    def table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(ordinals, n × k values, n × k parsed mask); the parts are joined once and kept joined."""
+        self.flush()
+        k = len(self.keys)
+        if len(self.idx_parts) == 1 and self.ok_parts[0] is not None:
+            return self.idx_parts[0], self.val_parts[0], self.ok_parts[0]
+        idx = np.concatenate(self.idx_parts) if self.idx_parts else np.empty(0, np.int64)
+        vals = np.concatenate(self.val_parts) if self.val_parts else np.empty((0, k))
+        ok = np.concatenate([np.ones(v.shape, bool) if o is None else o
+                             for v, o in zip(self.val_parts, self.ok_parts)]) if self.val_parts else \
+            np.empty((0, k), bool)
+        self.idx_parts, self.val_parts, self.ok_parts = [idx], [vals], [ok]
+        return idx, vals, ok
+
+
+@dataclass
+class ScanResult:
+    """What one pass over the console text found (arrays are per log dict, in file order): ``after_n`` /
+    ``after_total`` are the counter and total of the bar redrawn right after the dict (-1: none)."""
+
+    groups: dict[tuple[str, ...], Group]
+    kind: np.ndarray
+    after_n: np.ndarray
+    after_total: np.ndarray
+    run_name: str | None
+    replacement_chars: int
+    bytes_read: int
+
+
+#: the main bar redrawn on the line right after a dict (tqdm.write redraws it after printing)
+# counters of at most 18 digits: anything longer is no tqdm bar (and would not fit the int64 step column).
+# At most 64 cursor-up/CR redraws before the bar: an unbounded (?:a|b)* keeps one backtracking entry per
+# character in Python's re, ~200 bytes each (10 MB of bare \r took 1.6 GB); a bar follows within a few.
+_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d{1,18})/(\d{1,18}) \[)?"
+_OTHER = r"([^{}\n\r]*\})" + _AFTER
+
+
+def _template(keys: tuple[str, ...], quoted: tuple[bool, ...]) -> str:
+    """Regex body (after the leading ``{'``) matching exactly this key set and quoting, values captured."""
+    parts = []
+    for i, (key, q) in enumerate(zip(keys, quoted)):
+        parts.append(("" if i == 0 else ", '") + re.escape(key) + "': " + ("'([^'\\n]*)'" if q else "([^,}'\\n]*)"))
+    return "".join(parts) + r"\}" + _AFTER
+
+
+def _quoting(text: str, keys: tuple[str, ...]) -> tuple[bool, ...]:
+    return tuple(f"'{k}': '" in text for k in keys)
+
+
+class _Scanner:
+    """Chunked scan with one regex pass per chunk.
+
+    The most common dict layout (key set + quoting; the train dict) gets its own template regex, combined
+    with a catch-all branch: ``\\{'(?:TEMPLATE|OTHER)``. ``findall`` then returns, in file order and at C
+    speed, the template's values (or the other dict's text) plus the counter of the bar redrawn after it.
+    Template rows are converted column-wise with numpy; only the other rows (eval dicts, summaries,
+    unknown dicts) are handled one by one.
+    """
+
+    def __init__(self) -> None:
+        self.groups: dict[tuple[str, ...], Group] = {}
+        self.ignored: set[tuple[str, ...]] = set()
+        self.kind_parts: list[np.ndarray] = []
+        self.after_n_parts: list[np.ndarray] = []
+        self.after_t_parts: list[np.ndarray] = []
+        self.count = 0
+        self.dom: Group | None = None
+        self.dom_quoted: tuple[bool, ...] = ()
+        self.regex = re.compile(r"\{'" + _OTHER)
+        self.run_name: str | None = None
+        self.replacements = 0
+        self.seen: dict[tuple[tuple[str, ...], tuple[bool, ...]], int] = {}
+
+    def feed(self, text: str, lookahead: str = "") -> None:
+        if not text:
+            return
+        if self.dom is None and len(text) > 256 * 1024:
+            # learn the common layout on a small first piece, then scan the rest with its template
+            cut = text.find("\n", 128 * 1024) + 1
+            if 0 < cut < len(text):
+                nxt = text[cut:text.find("\n", cut) + 1]
+                self.feed(text[:cut], "" if "{'" in nxt else nxt)
+                self.feed(text[cut:], lookahead)
+                return
+        self.replacements += text.count("\ufffd")
+        if "wandb:" in text:
+            for m in WANDB_RUN_LINE.finditer(text):
+                self.run_name = wandb_run_name(m)
+        rows = self.regex.findall(text + lookahead if lookahead else text)
+        if not rows:
+            return
+        k = len(self.dom.keys) if self.dom is not None else 0
+        width = k + 5
+        if k == 0:
+            width = 3
+        block = np.empty(len(rows) * width, dtype=object)
+        block[:] = list(chain.from_iterable(rows))
+        block = block.reshape(len(rows), width)
+        other_col = k + 2 if k else 0
+        is_other = block[:, other_col] != ""
+        n = len(rows)
+        kind = np.full(n, -1, dtype=np.int8)
+        after_n = np.full(n, -1, dtype=np.int64)
+        after_t = np.full(n, -1, dtype=np.int64)
+        pending: list[tuple[Group, int, list[str]]] = []
+        for r in np.flatnonzero(is_other):
+            body = "{'" + block[r, other_col]
+            keys, values = split_dict(body)
+            group = self.groups.get(keys)
+            if group is None:
+                if keys in self.ignored:
+                    continue
+                group_kind = kind_of(keys)
+                if group_kind is None or not keys:
+                    self.ignored.add(keys)
+                    continue
+                group = self.groups[keys] = Group(keys, group_kind)
+            if len(values) != len(keys):
+                continue
+            sig = (keys, _quoting(body, keys))
+            self.seen[sig] = self.seen.get(sig, 0) + 1
+            pending.append((group, int(r), values))
+            kind[r] = group.kind
+            if block[r, other_col + 1]:
+                after_n[r], after_t[r] = int(block[r, other_col + 1]), int(block[r, other_col + 2])
+        dom_rows = np.flatnonzero(~is_other) if k else np.empty(0, np.int64)
+        if dom_rows.size:
+            kind[dom_rows] = self.dom.kind  # type: ignore[union-attr]
+        keep = kind >= 0
+        # ordinals count log dicts only (dicts that are not log dicts are dropped)
+        ordinal = np.cumsum(keep) - 1 + self.count
+        if dom_rows.size:
+            self.dom.add_block(ordinal[dom_rows], block[dom_rows, :k])  # type: ignore[union-attr]
+            an = block[dom_rows, k]
+            has = an != ""
+            if has.any():
+                sel = dom_rows[has]
+                after_n[sel] = np.fromiter(map(int, an[has]), np.int64)
+                after_t[sel] = np.fromiter(map(int, block[sel, k + 1]), np.int64)
+        for group, r, values in pending:
+            group.idx.append(int(ordinal[r]))
+            group.flat.extend(values)
+        for group in self.groups.values():
+            group.flush()
+        self.kind_parts.append(kind[keep])
+        self.after_n_parts.append(after_n[keep])
+        self.after_t_parts.append(after_t[keep])
+        self.count += int(keep.sum())
+        self._maybe_switch_template(n)
+
+    def _maybe_switch_template(self, rows: int) -> None:
+        """Give the most common layout among the one-by-one rows its own template when it dominates."""
+        if not self.seen:
+            return
+        sig, hits = max(self.seen.items(), key=lambda kv: kv[1])
+        self.seen.clear()
+        if hits * 2 < rows:
+            return
+        keys, quoted = sig
+        self.dom = self.groups[keys]
+        self.dom_quoted = quoted
+        self.regex = re.compile(r"\{'(?:" + _template(keys, quoted) + "|" + _OTHER + ")")
+
+    def result(self, bytes_read: int) -> ScanResult:
+        def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+            return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
+
+        return ScanResult(self.groups, cat(self.kind_parts, np.int8), cat(self.after_n_parts, np.int64),
+                          cat(self.after_t_parts, np.int64), self.run_name, self.replacements, bytes_read)
+
+
+def scan_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
+    """One pass over the file, chunk by chunk (``utf-16`` lets the BOM pick the byte order)."""
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+        encoding = guess_encoding(head)
+        fh.seek(0)
+        scanner = _Scanner()
+        read = 0
+        for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):
+            scanner.feed(text, extra)
+    return scanner.result(read)
+
