@@ -6,36 +6,23 @@ ties going to the more specific reader.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import lru_cache
 from pathlib import Path
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
+from lossdoctor.plugins import discover
 from lossdoctor.sources.base import HEAD_BYTES, ReadOptions, Source, Target
 
 __all__ = ["registry", "detect", "read_runs", "make_target", "ReadOptions", "Target", "Source"]
 
-_NOT_READERS = {"base", "text"}
 MIN_CONFIDENCE = 0.2
 
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Source]:
     """kind → reader, discovered from the modules of this package (sorted by kind)."""
-    found: dict[str, Source] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_") or info.name in _NOT_READERS:
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        source = getattr(module, "SOURCE", None)
-        if source is None:
-            continue
-        if source.kind in found:
-            raise RuntimeError(f"two readers claim kind {source.kind!r}")
-        found[source.kind] = source
-    return dict(sorted(found.items()))
+    return discover(__name__, "SOURCE", "readers", lambda source: (source.kind,))
 
 
 def kinds_text() -> str:

@@ -7,9 +7,7 @@ with a module-level ``RENDERER`` is a comparison format (adding one is adding a 
 """
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from lossdoctor.errors import UsageError
+from lossdoctor.plugins import discover
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
 
 if TYPE_CHECKING:
@@ -166,19 +165,7 @@ class CompareRenderer(Protocol):
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        renderer = getattr(module, "RENDERER", None)
-        if renderer is None:
-            continue
-        for key in (renderer.name, *renderer.aliases):
-            if key in found:
-                raise RuntimeError(f"two comparison formats claim the name {key!r}")
-            found[key] = renderer
-    return dict(sorted(found.items()))
+    return discover(__name__, "RENDERER", "comparison formats", lambda renderer: (renderer.name, *renderer.aliases))
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -8,14 +8,13 @@ at which the condition was evaluated, causally: the value at step s uses only da
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import pkgutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
 
+from lossdoctor.plugins import discover
 from lossdoctor.rules import rolling
 
 if TYPE_CHECKING:  # the model is not imported just to validate a rule file
@@ -54,15 +53,8 @@ class Check(Protocol):
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Check]:
-    found: dict[str, Check] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        check = getattr(module, "CHECK", None)
-        if check is not None:
-            found[check.kind] = check
-    return dict(sorted(found.items()))
+    """kind → check, discovered from the modules of this package (sorted by kind)."""
+    return discover(__name__, "CHECK", "check kinds", lambda check: (check.kind,))
 
 
 # --- helpers shared by the check kinds ------------------------------------------------------------
