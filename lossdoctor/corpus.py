@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from lossdoctor.errors import SourceError, UsageError
 from lossdoctor.model import Diagnosis
-from lossdoctor.rules import yamlpos
+from lossdoctor import yamlpos
 from lossdoctor.rules.packs import RuleSet
 
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",

@@ -34,8 +34,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Finding, Provenance, Run, make_metrics
+from lossdoctor.model import SEVERITY_RANK, Finding, Provenance, Run, make_metrics
 from lossdoctor.table import MetricTable, Series
 
 _INITIAL = 256

@@ -157,6 +157,11 @@ def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = 
     return tidy_points(steps, raw_names, values, canonical=metrics).frame
 
 
+#: a finding's severity, least to most severe; the --fail-on gate (lossdoctor/exitcodes.py) ranks by it
+SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
+SEVERITY_RANK: dict[str, int] = {name: i for i, name in enumerate(SEVERITIES)}
+
+
 @dataclass(frozen=True)
 class Finding:
     """One rule that fired, with the evidence that made it fire."""
@@ -232,8 +237,6 @@ class Diagnosis:
 
     @property
     def worst_severity(self) -> str | None:
-        from lossdoctor.exitcodes import SEVERITY_RANK
-
         if not self.findings:
             return None
         return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)

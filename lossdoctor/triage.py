@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
 from lossdoctor.errors import SourceError, UsageError
-from lossdoctor.exitcodes import SEVERITY_RANK
+from lossdoctor.model import SEVERITY_RANK
 
 #: --filter keys and the W&B run field each one filters on
 FILTER_KEYS: dict[str, str] = {"state": "state", "tag": "tags", "sweep": "sweep"}
@@ -79,7 +79,7 @@ def parse_project_ref(text: str, env: dict[str, str] | None = None) -> ProjectRe
     ``.../ENTITY/PROJECT/sweeps/ID``; None for anything else (a run URL, a local path, ...)."""
     import os
 
-    from lossdoctor.wandb_url import _api_for_host, _default_base
+    from lossdoctor.sources._wandb_url import _api_for_host, _default_base
 
     env = dict(os.environ) if env is None else env
     raw = text.strip()
@@ -145,11 +145,11 @@ query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int =
 def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, timeout: float,
                  location: str) -> list[Item]:
     """The project's runs (oldest first, as the server orders them), through the same bounded client as the
-    run reader (lossdoctor/wandb_http.py): one --timeout deadline, size caps, one-line errors."""
+    run reader (lossdoctor/sources/_wandb_http.py): one --timeout deadline, size caps, one-line errors."""
     import json
 
     from lossdoctor.sources.wandb_api import NO_KEY, _dig, _scrub, api_key_for
-    from lossdoctor.wandb_http import Deadline, FetchError, HttpClient
+    from lossdoctor.sources._wandb_http import Deadline, FetchError, HttpClient
 
     secret = api_key_for(ref.api_base)
     if not secret:
@@ -210,7 +210,7 @@ def _claimed(path: Path) -> bool:
 
 def _single_run(path: Path) -> bool:
     """What ``read_runs`` reads as one run: a claimed path, or a directory holding one claimed file."""
-    from lossdoctor.sources import _detect_in_dir, make_target
+    from lossdoctor.sources._registry import _detect_in_dir, make_target
 
     if _claimed(path):
         return True
@@ -227,7 +227,7 @@ def dir_items(path: Path) -> list[Item] | None:
     """A directory that is not itself one run but holds runs: one item per child a reader claims (run
     directories and log files). None when a reader claims the directory itself, or when it holds no run
     directory and one log file (analyze reads that file as the run)."""
-    from lossdoctor.sources import _DIR_SKIP_SUFFIXES
+    from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES
 
     if not path.is_dir() or _claimed(path):
         return None
@@ -274,8 +274,8 @@ def _was_cached(item: Item, options: Any) -> bool:
         return False
     import json
 
-    from lossdoctor.cache import RunCache
-    from lossdoctor.wandb_url import NotARunURL, parse_run_ref
+    from lossdoctor.sources._wandb_cache import RunCache
+    from lossdoctor.sources._wandb_url import NotARunURL, parse_run_ref
 
     try:
         table, meta = RunCache(options.cache_dir).paths(parse_run_ref(item.location))

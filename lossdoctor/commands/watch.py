@@ -19,7 +19,7 @@ from typing import Any
 import click
 
 from lossdoctor.commands._options import load_ruleset, report_options, rule_options, source_kind_option, use_color
-from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, SEVERITY_RANK
+from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, gate
 
 PREFIX = "[lossdoctor]"
 POLL_SECONDS = 0.1
@@ -135,8 +135,7 @@ class Watcher:
             step = int(fired) if isinstance(fired, (int, float)) and not isinstance(fired, bool) else self.store.last_step
             self.fired_step[f.rule_id] = step
             self.echo(_line(f, step) + (" (judged at the end)" if at_end else ""))
-            if self.gated is None and self.until != "never" and \
-                    SEVERITY_RANK[f.severity] >= SEVERITY_RANK[self.until]:
+            if self.gated is None and gate((f.severity,), self.until) == EXIT_GATE:
                 self.gated = f
                 self.stop_reason = self.stop_reason or f"--until {self.until}: {f.rule_id} ({f.severity}) fired"
 

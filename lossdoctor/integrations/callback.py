@@ -29,7 +29,6 @@ handle (including ones a future transformers adds) are no-ops, as in ``TrainerCa
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,8 +36,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Run
+from lossdoctor.model import SEVERITY_RANK, Run
 from lossdoctor.table import Series
 
 PREFIX = "[lossdoctor]"
@@ -288,11 +286,3 @@ def _only_missing(cond: Any) -> bool:
     if cond.op == "check":
         return cond.kind == "missing"
     return bool(cond.children) and all(_only_missing(c) for c in cond.children)
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss); inf when it overflows, NaN stays NaN."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf

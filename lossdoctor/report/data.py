@@ -17,7 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Diagnosis, Finding, Run
+from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
 
 #: Metrics that only count things (never worth a plot of their own).
 BOOKKEEPING_METRICS: frozenset[str] = frozenset({
@@ -606,8 +606,6 @@ def _group_of(metric: str) -> str:
 def _plots(diagnosis: Diagnosis, views: tuple[FindingView, ...], keep_steps: np.ndarray) -> tuple[PlotSpec, ...]:
     """Headline plots, then other metrics, then throughput / token counts; within that, the plots that show
     a finding first (worst severity first). Every plot shades where each finding on its series holds."""
-    from lossdoctor.exitcodes import SEVERITY_RANK
-
     run = diagnosis.run
     present = run.metric_names()
     groups: list[tuple[str, str, tuple[str, ...], str, bool, str]] = []

@@ -7,8 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Finding, RuleOutcome, Run
+from lossdoctor.model import SEVERITY_RANK, Finding, RuleOutcome, Run
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import CheckResult, asof, registry, sorted_unique
 from lossdoctor.rules.packs import RuleSet

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from lossdoctor.errors import RuleFileError
-from lossdoctor.exitcodes import SEVERITIES
+from lossdoctor.model import SEVERITIES
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import registry as check_registry
-from lossdoctor.rules.yamlpos import PosDict, PosList, YamlPosError, load
+from lossdoctor.yamlpos import PosDict, PosList, YamlPosError, load
 
 ENGINE_EVIDENCE = frozenset({"first_step", "last_step", "fired_step", "held_points", "onset_step"})
 TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "objectives"}

@@ -22,7 +22,7 @@ from lossdoctor.sources.base import Target
 from lossdoctor.sources.text import decode_bytes
 from lossdoctor.table import MetricTable
 
-#: Lines longer than this are skipped (and counted): bounds regex work per line, see logformat.py.
+#: Lines longer than this are skipped (and counted): bounds regex work per line, see _logformat.py.
 MAX_LINE_CHARS = 4000
 
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:[Nn][Aa][Nn]|[Ii]nf(?:inity)?)"

@@ -41,6 +41,7 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import Collector, json_number, parse_number, read_bytes
+from lossdoctor.sources._registry import read_text_runs
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.table import MetricTable
 
@@ -492,8 +493,6 @@ def _json_rows(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------- one cell
 
 def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[str]) -> list[_Segment]:
-    from lossdoctor.sources import read_text_runs
-
     tables: list[_Segment] = []
     others: list[_Segment] = []
     stream: list[str] = []

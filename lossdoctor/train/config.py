@@ -146,7 +146,7 @@ def coerce(name: str, value: Any) -> Any:
 
 def load_yaml_config(path: str) -> dict[str, Any]:
     """Read a YAML config file into {field: value}; every problem is a TrainError at file:line."""
-    from lossdoctor.rules import yamlpos
+    from lossdoctor import yamlpos
 
     p = Path(path)
     if not p.is_file():

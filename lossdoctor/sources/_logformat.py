@@ -96,7 +96,7 @@ def load_log_format(path: str | Path) -> LogFormat:
         raise SourceError(f"cannot read log format file: {exc.strerror or exc}", location) from None
     except UnicodeDecodeError:
         raise SourceError("log format file is not UTF-8 text", location) from None
-    from lossdoctor.rules.yamlpos import YamlPosError, compose
+    from lossdoctor.yamlpos import YamlPosError, compose
 
     try:
         root = compose(text)   # nodes with marks; builds no objects from tags; nesting bounded
