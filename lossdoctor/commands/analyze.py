@@ -161,8 +161,8 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
             target = base if len(diagnoses) == 1 else base / slug
         targets.append(target)
     painted = use_color(color)
-    # every report is rendered before anything is written: a report that cannot be rendered leaves no other
-    # report half-done (each directory is then written atomically)
+    # every report is rendered before any is written, so one that cannot be rendered stops the command with
+    # nothing written; then each run's directory is written atomically, run by run
     rendered = []
     for diag in diagnoses:
         with doing("rendering the report of", diag.run.provenance.location):

@@ -154,7 +154,7 @@ def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> Engin
             continue
         try:
             finding, skipped = judge_rule(rule, run)
-        except Exception as exc:  # noqa: BLE001 - reported, exit 2 (house rule 5)
+        except Exception as exc:  # noqa: BLE001 - a crashed check is reported and exits 2, never a silent pass
             crashed.append(f"{rule.id}: {type(exc).__name__}: {exc}")
             outcomes.append(outcome("crashed", f"{type(exc).__name__}: {exc}"))
             continue

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from lossdoctor.errors import RuleFileError
 from lossdoctor.model import SEVERITIES
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import registry as check_registry
@@ -18,7 +17,6 @@ TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "
 RULE_KEYS = {"id", "severity", "title", "description", "params", "when", "for", "message", "remediation",
              "labels", "enabled", "objectives"}
 OVERRIDE_KEYS = {"severity", "params", "for", "enabled", "objectives"}
-FOR_UNITS = ("points", "evals", "steps")
 _FOR_RE = re.compile(r"^\s*(\d{1,8})\s*(points?|evals?|steps?)\s*$")
 _WINDOW_RE = re.compile(r"^\s*(\d{1,8}(?:\.\d{1,8})?)\s*(%|points?|evals?|steps?|logs?)\s*$")
 _REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -59,9 +57,6 @@ class Rule:
 
     def applies_to(self, objective: str) -> bool:
         return not self.objectives or objective in self.objectives
-
-    def with_override(self, **changes: Any) -> "Rule":
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -472,8 +467,3 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
     pack = str(data.get("pack", "") or "")
     return (RuleFile(path=path, pack=pack, extends=tuple(extends), rules=tuple(rules), overrides=overrides,
                      objectives=file_objectives), probs.items)
-
-
-def raise_problems(problems: list[str], path: str) -> None:
-    if problems:
-        raise RuleFileError(problems[0], path, problems=tuple(problems))

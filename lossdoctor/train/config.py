@@ -95,10 +95,6 @@ _KEY_ALIASES = {"data_path": "data", "learning_rate": "lr", "num_train_epochs": 
                 "num_threads": "threads"}
 
 
-def field_names() -> tuple[str, ...]:
-    return tuple(_FIELDS)
-
-
 def normalise_key(key: str) -> str | None:
     """``cutoff-len`` / ``cutoff_len`` / ``learning_rate`` → field name, or None if unknown."""
     name = str(key).strip().replace("-", "_").lower()

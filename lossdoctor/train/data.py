@@ -33,14 +33,6 @@ class DataFile:
     examples: tuple[Example, ...]
 
 
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _row(obj: Any, path: str, line: int) -> Example:
     if not isinstance(obj, dict):
         raise SourceError(f"expected a JSON object per line, got {type(obj).__name__}", path, line)
