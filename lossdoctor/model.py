@@ -15,6 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.table import MetricTable, Series
+from lossdoctor.tidy import tidy_points
 
 METRIC_COLUMNS: tuple[str, ...] = ("step", "metric", "value", "raw_name")
 
@@ -130,7 +131,6 @@ def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = 
     """Build the tidy table from parallel arrays (canonical names from the alias table unless given), through
     the one constructor, :func:`lossdoctor.tidy.tidy_points` (its notes are dropped here: readers that report
     what was dropped call it directly)."""
-    from lossdoctor.tidy import tidy_points
 
     return tidy_points(steps, raw_names, values, canonical=metrics).frame
 

@@ -30,6 +30,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lossdoctor.table import MetricTable, code_dtype, factorize
+from lossdoctor.metrics.names import bounded_name, canonicalise
 
 #: HF Trainer's end-of-training summary keys: never points of a curve.
 SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})
@@ -206,7 +207,6 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     ``written``: the order the points were written in (integers, later = larger), for readers that collect
     points column-wise rather than in that order; None: the order given.
     """
-    from lossdoctor.metrics.names import bounded_name, canonicalise
 
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
     n = vals.shape[0]

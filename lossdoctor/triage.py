@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from lossdoctor.errors import SourceError, UsageError
+from lossdoctor.errors import SourceError, UsageError, LossdoctorError
 from lossdoctor.model import SEVERITY_RANK
+from lossdoctor.report.formats.markdown import md_escape
+from lossdoctor.sources import read_runs
+from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES
 
 #: --filter keys and the W&B run field each one filters on
 FILTER_KEYS: dict[str, str] = {"state": "state", "tag": "tags", "sweep": "sweep"}
@@ -227,7 +230,6 @@ def dir_items(path: Path) -> list[Item] | None:
     """A directory that is not itself one run but holds runs: one item per child a reader claims (run
     directories and log files). None when a reader claims the directory itself, or when it holds no run
     directory and one log file (analyze reads that file as the run)."""
-    from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES
 
     if not path.is_dir() or _claimed(path):
         return None
@@ -286,9 +288,6 @@ def _was_cached(item: Item, options: Any) -> bool:
 
 
 def _read(item: Item, options: Any) -> Fetched:
-    from lossdoctor.errors import LossdoctorError
-    from lossdoctor.sources import read_runs
-
     t0 = time.monotonic()
     cached = _was_cached(item, options)
     try:
@@ -357,8 +356,6 @@ def summary_text(rows: list[Row], clean: Callable[[str], str]) -> str:
 
 
 def summary_markdown(rows: list[Row], title: str) -> str:
-    from lossdoctor.report.formats.markdown import md_escape
-
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.level] = counts.get(r.level, 0) + 1

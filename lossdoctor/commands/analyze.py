@@ -10,7 +10,7 @@ import click
 
 from lossdoctor.commands._options import (load_ruleset, make_read_options, read_options, report_options,
                                           rule_options, use_color)
-from lossdoctor.errors import UsageError, doing
+from lossdoctor.errors import UsageError, doing, LossdoctorError
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
 
@@ -43,7 +43,6 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
     import dataclasses
     import tempfile
 
-    from lossdoctor.errors import LossdoctorError
     from lossdoctor.sources import read_runs
 
     data = sys.stdin.buffer.read(limit + 1)

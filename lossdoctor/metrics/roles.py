@@ -18,7 +18,8 @@ import numpy as np
 import yaml
 
 from lossdoctor.errors import UsageError
-from lossdoctor.metrics.names import normalise_key
+from lossdoctor.metrics.names import normalise_key, _alias_data
+from lossdoctor.table import MetricTable
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,6 @@ class RoleTable:
 
 @lru_cache(maxsize=1)
 def role_table() -> RoleTable:
-    from lossdoctor.metrics.names import _alias_data
-
     data = _alias_data()                     # aliases.yaml, parsed once for both tables
     roles = tuple(Role(key=str(key), canonical=str(spec["canonical"]),
                        patterns=tuple(re.compile(p) for p in spec["patterns"]),
@@ -202,7 +201,6 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
 def _renamed(table: Any, new_metric: dict[str, str], scales: dict[str, float], notes: list[str]) -> Any:
     """The table with series renamed (raw name -> canonical) and scaled (raw name -> factor); points renamed
     onto an existing (step, metric) drop the earlier row (the last kept, as the tidy constructor does)."""
-    from lossdoctor.table import MetricTable
 
     raw_names, metric_names = table.raw_names, table.metric_names
     n_m = max(len(metric_names), 1)

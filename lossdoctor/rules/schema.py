@@ -11,6 +11,7 @@ from lossdoctor.model import SEVERITIES
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import registry as check_registry
 from lossdoctor.yamlpos import PosDict, PosList, YamlPosError, load
+from lossdoctor.metrics.objectives import ANY, objective_table
 
 ENGINE_EVIDENCE = frozenset({"first_step", "last_step", "fired_step", "held_points", "onset_step"})
 TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "objectives"}
@@ -266,7 +267,6 @@ def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str) -
 
 def parse_objectives(node: Any, pos: tuple[int, int], probs: _Problems, rid: str | None) -> tuple[str, ...] | None:
     """`objectives: [sft, preference]` or `objectives: any` → ids (() = every objective); None when invalid."""
-    from lossdoctor.metrics.objectives import ANY, objective_table
 
     table = objective_table()
     items = [node] if isinstance(node, str) else node

@@ -29,6 +29,8 @@ from typing import Any
 import yaml
 
 from lossdoctor.errors import SourceError
+from lossdoctor.metrics.names import canonicalise
+from lossdoctor.yamlpos import YamlPosError, compose
 
 try:  # Python ≥ 3.11
     from re import _constants as _sre_c, _parser as _sre_p  # type: ignore[attr-defined]
@@ -96,7 +98,6 @@ def load_log_format(path: str | Path) -> LogFormat:
         raise SourceError(f"cannot read log format file: {exc.strerror or exc}", location) from None
     except UnicodeDecodeError:
         raise SourceError("log format file is not UTF-8 text", location) from None
-    from lossdoctor.yamlpos import YamlPosError, compose
 
     try:
         root = compose(text)   # nodes with marks; builds no objects from tags; nesting bounded
@@ -158,8 +159,6 @@ def load_log_format(path: str | Path) -> LogFormat:
         problems.append((_line(node), "'metrics' must be a non-empty mapping of named group -> metric name, "
                          "e.g. {loss: train/loss}"))
     else:
-        from lossdoctor.metrics.names import canonicalise
-
         for key_node, value_node in node.value:
             group = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(group, str):

@@ -15,6 +15,7 @@ from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
 from lossdoctor.plugins import discover
 from lossdoctor.sources.base import HEAD_BYTES, ReadOptions, Source, Target
+from lossdoctor.metrics.roles import apply_roles
 
 MIN_CONFIDENCE = 0.2
 
@@ -135,7 +136,6 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
     for run in runs:
         if run.metrics.empty:
             raise SourceError(f"no training metrics found ({source.kind}: {source.description})", location)
-    from lossdoctor.metrics.roles import apply_roles
 
     return [apply_roles(run, options.metric_roles) for run in runs]
 
@@ -176,7 +176,6 @@ def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
             raise SourceError(exc.message.replace(str(path), location), location, exc.line, exc.column) from None
     finally:
         path.unlink(missing_ok=True)
-    from lossdoctor.metrics.roles import apply_roles
 
     return [apply_roles(replace(run, name=location, provenance=replace(
         run.provenance, location=location,

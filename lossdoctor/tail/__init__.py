@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lossdoctor.plugins import discover
+from lossdoctor.sources.text import guess_encoding
 
 #: at most this much is read per poll (a huge backlog is caught up over several polls, memory stays bounded)
 MAX_READ = 8 * 1024 * 1024
@@ -116,8 +117,6 @@ class TextFollower(FileFollower):
         if not data:
             return ""
         if self._decoder is None:
-            from lossdoctor.sources.text import guess_encoding
-
             encoding = guess_encoding(data[:8192])
             self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         return self._decoder.decode(data)

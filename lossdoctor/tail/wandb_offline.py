@@ -16,6 +16,8 @@ from typing import Any
 from lossdoctor.tail import FileFollower, Update
 from lossdoctor.sources._wandb_records import (BLOCK, CHUNK_HEADER, FILE_HEADER_LEN, FIRST, FULL, LAST, MIDDLE,
                                                chunk_crc, decode, has_magic, record_class)
+from lossdoctor.errors import SourceError
+from lossdoctor.sources.wandb_offline import _apply_updates, _item_key, _item_value, _numeric, flatten, locate
 
 _CHUNK = struct.Struct("<IHB")
 STEP_KEYS = ("train/global_step", "_step")
@@ -92,8 +94,6 @@ class WandbTail:
         return out
 
     def poll(self, now: float) -> Update:
-        from lossdoctor.sources.wandb_offline import _apply_updates, _item_key, _item_value, _numeric, flatten
-
         out = Update()
         data = self.follower.read()
         if self.follower.restarted:
@@ -145,9 +145,6 @@ class WandbTailer:
     kinds = ("wandb-offline",)
 
     def open(self, path: Path, location: str) -> WandbTail:
-        from lossdoctor.errors import SourceError
-        from lossdoctor.sources.wandb_offline import locate
-
         files = [path] if path.is_file() else locate(path, all_runs=False)
         if not files:
             raise SourceError("no .wandb file to follow (expected a W&B run dir or wandb/ dir)", location)

@@ -19,6 +19,8 @@ import numpy as np
 from lossdoctor.errors import UsageError
 from lossdoctor.plugins import discover
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
+from lossdoctor import __version__
+from lossdoctor.report.write import write_files
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison
@@ -144,7 +146,6 @@ def _plots(cmp: Comparison) -> tuple[PlotSpec, ...]:
 
 def build_compare_data(cmp: Comparison) -> CompareData:
     """Pure: the same Comparison always gives the same CompareData."""
-    from lossdoctor import __version__
 
     runs = tuple(RunHead(key=r.key, name=r.name, location=r.location, kind=r.kind, verdict=r.verdict, level=r.level,
                          colour=RUN_COLOURS[i % len(RUN_COLOURS)], is_best=i == cmp.best)
@@ -195,7 +196,6 @@ def render_many(cmp: Comparison, formats: tuple[str, ...]) -> tuple[dict[str, by
 
 def write_comparison(cmp: Comparison, formats: tuple[str, ...], out_dir: Path) -> list[Path]:
     """Render everything in memory first, then write atomically (report/write.py)."""
-    from lossdoctor.report.write import write_files
 
     files, primaries = render_many(cmp, formats)
     write_files(Path(out_dir), files)
