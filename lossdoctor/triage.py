@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlsplit
 from lossdoctor.errors import SourceError, UsageError, LossdoctorError
 from lossdoctor.model import SEVERITY_RANK
 from lossdoctor.report.formats.markdown import md_escape
-from lossdoctor.sources import read_runs
-from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES
+from lossdoctor.sources import detect, make_target, read_runs
+from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES, _detect_in_dir
 
 #: --filter keys and the W&B run field each one filters on
 FILTER_KEYS: dict[str, str] = {"state": "state", "tag": "tags", "sweep": "sweep"}
@@ -202,8 +202,6 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
 
 def _claimed(path: Path) -> bool:
     """A reader claims the path as it is (a file, or a directory as a whole)."""
-    from lossdoctor.sources import detect, make_target
-
     try:
         detect(make_target(str(path)))
         return True
@@ -213,8 +211,6 @@ def _claimed(path: Path) -> bool:
 
 def _single_run(path: Path) -> bool:
     """What ``read_runs`` reads as one run: a claimed path, or a directory holding one claimed file."""
-    from lossdoctor.sources._registry import _detect_in_dir, make_target
-
     if _claimed(path):
         return True
     if path.is_dir():
