@@ -19,8 +19,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Diagnosis, Facts, Finding
+from lossdoctor.model import SEVERITY_RANK, Diagnosis, Facts, Finding
 
 FIXED, NEW, PERSISTING, ABSENT, BASELINE = "fixed", "new", "persisting", "absent", "baseline"
 

@@ -17,8 +17,9 @@ from typing import Any, Iterable, Mapping
 
 from lossdoctor.errors import SourceError, UsageError
 from lossdoctor.model import Diagnosis
-from lossdoctor.rules import yamlpos
+from lossdoctor import yamlpos
 from lossdoctor.rules.packs import RuleSet
+from lossdoctor.metrics.objectives import objective_table
 
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
                              "not-learning", "no-learning-signal", "reward-falling", "kl-blowup",
@@ -148,8 +149,6 @@ def parse_label(text: str, location: str, case: str) -> Label:
         raise _err(location, "'onset_step' is only for overfitting runs", data.pos("onset_step"))
     objective = data.get("objective")
     if objective is not None:
-        from lossdoctor.metrics.objectives import objective_table
-
         known = objective_table().ids()
         if objective not in known:
             raise _err(location, f"unknown objective {objective!r}; expected one of {', '.join(known)}",

@@ -9,6 +9,8 @@ import numpy as np
 from lossdoctor.model import Diagnosis, Facts, Objective, Run
 from lossdoctor.rules.engine import run_rules
 from lossdoctor.rules.packs import RuleSet
+from lossdoctor.metrics.names import canonicalise
+from lossdoctor.metrics.objectives import detect, missing_caveat
 
 #: final eval loss this far above the best (relative) means stopping at the best step would have helped
 EARLY_STOP_MARGIN = 0.01
@@ -16,7 +18,6 @@ EARLY_STOP_MARGIN = 0.01
 
 def summary_value(run: Run, metric: str) -> float | None:
     """The run summary's value for a canonical metric (its final value as the source recorded it)."""
-    from lossdoctor.metrics.names import canonicalise
 
     keys = [metric] + sorted(str(k) for k in run.summary
                              if str(k) != metric and "/" in str(k) and canonicalise(str(k)) == metric)
@@ -114,7 +115,6 @@ def verdict_line(diag_findings: tuple, crashed: tuple[str, ...], facts: Facts, r
 def diagnose(run: Run, ruleset: RuleSet, objective: Objective | None = None) -> Diagnosis:
     """Judge ``run`` by the rules for its objective: ``objective`` when given (``--objective``), else the one
     its metric names and config show (lossdoctor/metrics/objectives.yaml)."""
-    from lossdoctor.metrics.objectives import detect, missing_caveat
 
     objective = objective or detect(run)
     result = run_rules(run, ruleset, objective.id)

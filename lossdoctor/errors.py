@@ -57,10 +57,6 @@ class TrainError(LossdoctorError):
     """`lossdoctor train` cannot start or continue (bad data, no CUDA for --quant, unreachable model)."""
 
 
-class CheckCrashed(LossdoctorError):
-    """A rule check raised: reported in the diagnosis, exit 2, never disguised as a finding."""
-
-
 #: What the command was doing when an unexpected exception escaped (set by ``doing``); the CLI's
 #: last-resort handler names it so a crash report says which input triggered it.
 _DOING: list[str] = []

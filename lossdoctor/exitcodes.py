@@ -1,4 +1,5 @@
-"""Exit codes and severity levels, in one place (sqlfluff EXIT_*, yamllint level→code)."""
+"""Exit codes and the --fail-on gate, in one place (sqlfluff EXIT_*, yamllint level→code). The severity levels
+the gate ranks are the model's (lossdoctor/model.py)."""
 from __future__ import annotations
 
 EXIT_OK = 0      # nothing at or above --fail-on fired
@@ -9,8 +10,6 @@ EXIT_TERMINATED = 143   # `train` stopped by SIGTERM (a scheduler, `kill`) after
 #: every code a command may return; anything else is a bug and becomes EXIT_ERROR
 EXIT_CODES: tuple[int, ...] = (EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED)
 
-SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
-SEVERITY_RANK: dict[str, int] = {name: i for i, name in enumerate(SEVERITIES)}
 FAIL_ON_CHOICES: tuple[str, ...] = ("error", "warning", "info", "never")
 
 
@@ -18,5 +17,7 @@ def gate(severities: list[str] | tuple[str, ...], fail_on: str) -> int:
     """EXIT_GATE when any severity is at or above ``fail_on`` ("never" never gates)."""
     if fail_on == "never":
         return EXIT_OK
+    from lossdoctor.model import SEVERITY_RANK      # the model pulls numpy; the CLI imports this module at start
+
     floor = SEVERITY_RANK[fail_on]
     return EXIT_GATE if any(SEVERITY_RANK[s] >= floor for s in severities) else EXIT_OK

@@ -34,9 +34,11 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Finding, Provenance, Run, make_metrics
+from lossdoctor.model import SEVERITY_RANK, Finding, Provenance, Run, make_metrics, empty_metrics
 from lossdoctor.table import Series
+from lossdoctor.metrics.names import canonicalise
+from lossdoctor.rules.checks import registry
+from lossdoctor.rules.engine import evaluate_rule, sort_key
 
 _INITIAL = 256
 #: pointwise rules are judged live on this many latest points of each series
@@ -120,8 +122,6 @@ class LiveStore:
     def canonical(self, raw: str) -> str:
         canon = self.raw_names.get(raw)
         if canon is None:
-            from lossdoctor.metrics.names import canonicalise
-
             canon = self.raw_names[raw] = canonicalise(raw)
         return canon
 
@@ -194,8 +194,6 @@ class LiveStore:
             raws.append(np.full(len(st), by_canon.get(metric, metric), dtype=object))
             canons.append(np.full(len(st), metric, dtype=object))
         if not steps:
-            from lossdoctor.model import empty_metrics
-
             frame = empty_metrics()
         else:
             frame = make_metrics(np.concatenate(steps), np.concatenate(raws), np.concatenate(values),
@@ -231,7 +229,6 @@ class LiveRun(Run):
 
 def _series_patterns(cond: Any) -> tuple[str, ...]:
     """The series (names or globs) a condition reads, from the args its check kind declares as series."""
-    from lossdoctor.rules.checks import registry
 
     if cond.op != "check":
         return tuple(p for child in cond.children for p in _series_patterns(child))
@@ -324,7 +321,6 @@ class LiveJudge:
     def judge(self, run: "LiveRun | Run", now: float, final: bool = False) -> list[Finding]:
         """One pass over ``run`` (a LiveRun snapshot, or the whole run when ``final``); returns the findings
         that fired for the first time."""
-        from lossdoctor.rules.engine import evaluate_rule, sort_key
 
         full = final or self._full_at is None or now - self._full_at >= FULL_EVERY
         if full:

@@ -15,23 +15,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from lossdoctor.table import MetricTable, Series
+from lossdoctor.tidy import tidy_points
 
 METRIC_COLUMNS: tuple[str, ...] = ("step", "metric", "value", "raw_name")
-
-#: Where a Run's step axis came from (said in every report).
-STEP_SOURCES: tuple[str, ...] = (
-    "logged",          # the source carries the step (trainer_state.json, CSV/JSONL step column)
-    "tqdm",            # HF console: the tqdm counter printed with the dict
-    "epoch*cadence",   # HF console: epoch × steps-per-epoch inferred from the logging cadence
-    "ordinal",         # only the order of points is known (sparklines, step-less logs)
-    "epoch",           # text logs with no step counter: the printed epoch number
-    "train/global_step",  # W&B: the HF integration's defined step metric
-    "_step",           # W&B: its own log-call counter
-)
-
-#: Run states; anything but "finished" is said in the report.
-RUN_STATES: tuple[str, ...] = ("finished", "running", "crashed", "interrupted", "unknown")
-
 
 @dataclass(frozen=True)
 class Provenance:
@@ -39,7 +25,9 @@ class Provenance:
 
     kind: str                      # source kind, e.g. "hf-console", "trainer-state", "wandb-offline"
     location: str                  # path or URL as given by the user (never carries credentials)
-    step_source: str = "logged"    # one of STEP_SOURCES
+    #: where the step axis came from, said in every report: "logged" (the source carries it), "tqdm" (the console's
+    #: progress counter), "epoch*cadence", "ordinal" (only the order is known), a W&B step key, ...
+    step_source: str = "logged"
     notes: tuple[str, ...] = ()    # reader remarks: recovered records, skipped lines, lower confidence ...
     confidence: float = 1.0        # 1.0 for exact values; lower for shapes recovered from sparklines
 
@@ -56,7 +44,7 @@ class Run:
     metrics: MetricTable
     config: Mapping[str, Any] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
-    state: str = "unknown"
+    state: str = "unknown"          # finished | running | crashed | interrupted | unknown (reported unless finished)
     created: str | None = None
     tags: tuple[str, ...] = ()
     #: per-metric Series, built once on first use (the metric table is not modified after construction)
@@ -108,15 +96,6 @@ class Run:
         """The tidy metric table as a pandas DataFrame (pandas imported here; the analysis never calls it)."""
         return self.metrics.to_pandas()
 
-    def wide(self) -> Any:
-        """step × metric pandas DataFrame (last value per step), for plotting in a notebook."""
-        import pandas as pd
-
-        series = self._all_series()
-        if not series:
-            return pd.DataFrame()
-        return pd.DataFrame({name: s.to_pandas() for name, s in series.items()}).sort_index()
-
     @property
     def last_step(self) -> int | None:
         """The highest step of any point (None for an empty table)."""
@@ -141,9 +120,13 @@ def make_metrics(steps: Any, raw_names: Any, values: Any, metrics: Any | None = 
     """Build the tidy table from parallel arrays (canonical names from the alias table unless given), through
     the one constructor, :func:`lossdoctor.tidy.tidy_points` (its notes are dropped here: readers that report
     what was dropped call it directly)."""
-    from lossdoctor.tidy import tidy_points
 
     return tidy_points(steps, raw_names, values, canonical=metrics).frame
+
+
+#: a finding's severity, least to most severe; the --fail-on gate (lossdoctor/exitcodes.py) ranks by it
+SEVERITIES: tuple[str, ...] = ("info", "warning", "error")
+SEVERITY_RANK: dict[str, int] = {name: i for i, name in enumerate(SEVERITIES)}
 
 
 @dataclass(frozen=True)
@@ -221,8 +204,6 @@ class Diagnosis:
 
     @property
     def worst_severity(self) -> str | None:
-        from lossdoctor.exitcodes import SEVERITY_RANK
-
         if not self.findings:
             return None
         return max((f.severity for f in self.findings), key=SEVERITY_RANK.__getitem__)

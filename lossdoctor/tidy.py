@@ -33,6 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lossdoctor.table import MetricTable, code_dtype, factorize
+from lossdoctor.metrics.names import bounded_name, canonicalise
 
 #: HF Trainer's end-of-training summary keys: never points of a curve.
 SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})
@@ -212,7 +213,6 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     ``hf_summary``: False for points that are already points (a table being resolved again, :func:`retidy`):
     no HF end-of-run summary entries are taken out.
     """
-    from lossdoctor.metrics.names import bounded_name, canonicalise
 
     vals = np.asarray(values, dtype=np.float64).reshape(-1)
     n = vals.shape[0]

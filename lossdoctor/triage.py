@@ -18,8 +18,11 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import unquote, urlsplit
 
-from lossdoctor.errors import SourceError, UsageError
-from lossdoctor.exitcodes import SEVERITY_RANK
+from lossdoctor.errors import SourceError, UsageError, LossdoctorError
+from lossdoctor.model import SEVERITY_RANK
+from lossdoctor.report.formats.markdown import md_escape
+from lossdoctor.sources import detect, make_target, read_runs
+from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES, _detect_in_dir
 
 #: --filter keys and the W&B run field each one filters on
 FILTER_KEYS: dict[str, str] = {"state": "state", "tag": "tags", "sweep": "sweep"}
@@ -79,7 +82,7 @@ def parse_project_ref(text: str, env: dict[str, str] | None = None) -> ProjectRe
     ``.../ENTITY/PROJECT/sweeps/ID``; None for anything else (a run URL, a local path, ...)."""
     import os
 
-    from lossdoctor.wandb_url import _api_for_host, _default_base
+    from lossdoctor.sources._wandb_url import _api_for_host, _default_base
 
     env = dict(os.environ) if env is None else env
     raw = text.strip()
@@ -145,12 +148,12 @@ query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int =
 def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, timeout: float,
                  location: str) -> list[Item]:
     """The project's runs (oldest first, as the server orders them), through the same bounded client as the
-    run reader (lossdoctor/wandb_http.py): one --timeout deadline, size caps, one-line errors."""
+    run reader (lossdoctor/sources/_wandb_http.py): one --timeout deadline, size caps, one-line errors."""
     import json
 
     from lossdoctor.sources._readkit import dig
     from lossdoctor.sources._wandb_errors import NO_KEY, api_key_for, scrub
-    from lossdoctor.wandb_http import Deadline, FetchError, HttpClient
+    from lossdoctor.sources._wandb_http import Deadline, FetchError, HttpClient
 
     secret = api_key_for(ref.api_base)
     if not secret:
@@ -200,8 +203,6 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
 
 def _claimed(path: Path) -> bool:
     """A reader claims the path as it is (a file, or a directory as a whole)."""
-    from lossdoctor.sources import detect, make_target
-
     try:
         detect(make_target(str(path)))
         return True
@@ -211,8 +212,6 @@ def _claimed(path: Path) -> bool:
 
 def _single_run(path: Path) -> bool:
     """What ``read_runs`` reads as one run: a claimed path, or a directory holding one claimed file."""
-    from lossdoctor.sources import _detect_in_dir, make_target
-
     if _claimed(path):
         return True
     if path.is_dir():
@@ -228,7 +227,6 @@ def dir_items(path: Path) -> list[Item] | None:
     """A directory that is not itself one run but holds runs: one item per child a reader claims (run
     directories and log files). None when a reader claims the directory itself, or when it holds no run
     directory and one log file (analyze reads that file as the run)."""
-    from lossdoctor.sources import _DIR_SKIP_SUFFIXES
 
     if not path.is_dir() or _claimed(path):
         return None
@@ -275,8 +273,8 @@ def _was_cached(item: Item, options: Any) -> bool:
         return False
     import json
 
-    from lossdoctor.cache import RunCache
-    from lossdoctor.wandb_url import NotARunURL, parse_run_ref
+    from lossdoctor.sources._wandb_cache import RunCache
+    from lossdoctor.sources._wandb_url import NotARunURL, parse_run_ref
 
     try:
         table, meta = RunCache(options.cache_dir).paths(parse_run_ref(item.location))
@@ -287,9 +285,6 @@ def _was_cached(item: Item, options: Any) -> bool:
 
 
 def _read(item: Item, options: Any) -> Fetched:
-    from lossdoctor.errors import LossdoctorError
-    from lossdoctor.sources import read_runs
-
     t0 = time.monotonic()
     cached = _was_cached(item, options)
     try:
@@ -358,8 +353,6 @@ def summary_text(rows: list[Row], clean: Callable[[str], str]) -> str:
 
 
 def summary_markdown(rows: list[Row], title: str) -> str:
-    from lossdoctor.report.formats.markdown import md_escape
-
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.level] = counts.get(r.level, 0) + 1

@@ -211,7 +211,7 @@ def _lines(data: bytes, rng: random.Random) -> bytes:
 def _wandb_values(data: bytes, rng: random.Random) -> bytes:
     """Rewrite history values/steps of a .wandb file through wandb's protobuf, re-framed with valid CRCs,
     so the hostile values reach the decoder instead of being dropped as damage."""
-    from lossdoctor.wandb_records import decode, record_class, scan_log
+    from lossdoctor.sources._wandb_records import decode, record_class, scan_log
 
     cls = record_class()
     if cls is None:
@@ -244,7 +244,7 @@ def frame_records(payloads: list[bytes], header: bytes) -> bytes:
     """``.wandb`` framing (32 KiB blocks, 7-byte chunk headers, zlib CRC-32 seeded with the type byte)."""
     import struct
 
-    from lossdoctor.wandb_records import BLOCK, chunk_crc
+    from lossdoctor.sources._wandb_records import BLOCK, chunk_crc
 
     buf = bytearray(header)
     for payload in payloads:

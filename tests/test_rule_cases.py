@@ -1,6 +1,7 @@
 """Runs every tests/cases/*.yaml against the default pack; a meta-test demands a firing and a silent
-case for every default rule (house rule 7). A case is judged as `lossdoctor analyze` judges a run: the rule
-runs only when it judges the case's objective (the case's `objective:`, else the one its series show)."""
+case for every default rule (a rule never shown to fire, or to stay quiet, is untested). A case is judged as
+`lossdoctor analyze` judges a run: the rule runs only when it judges the case's objective (the case's
+`objective:`, else the one its series show)."""
 from __future__ import annotations
 
 import pytest

@@ -7,7 +7,8 @@ from typing import Any, Callable
 
 import pytest
 
-from lossdoctor import logformat, textfile
+from lossdoctor import textfile
+from lossdoctor.sources import _logformat as logformat
 from lossdoctor.errors import LossdoctorError, RuleFileError, SourceError, TrainError
 from lossdoctor.rules import packs
 from lossdoctor.train import config as train_config

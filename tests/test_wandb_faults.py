@@ -176,8 +176,8 @@ def test_fault_ends_in_time_with_one_true_line(world, startup: float, name, run_
     assert rss <= RSS_CAP_MB, (name, rss)
     print(f"\n{name:<28} exit {code}  {wall:5.2f}s  RSS {rss:4.0f} MB  {lines[0][-110:]}")
     # nothing incomplete was cached
-    from lossdoctor.cache import RunCache
-    from lossdoctor.wandb_url import parse_run_ref
+    from lossdoctor.sources._wandb_cache import RunCache
+    from lossdoctor.sources._wandb_url import parse_run_ref
 
     assert RunCache(world["root"] / "ldcache").load(parse_run_ref(url(world, run_id)), "x") is None, name
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lossdoctor.wandb_url import DEFAULT_API, NotARunURL, RunRef, parse_run_ref
+from lossdoctor.sources._wandb_url import DEFAULT_API, NotARunURL, RunRef, parse_run_ref
 
 CLOUD = "https://api.wandb.ai"
 

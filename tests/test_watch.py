@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -60,7 +59,7 @@ class Recorder:
         self.lines.append((text, self.writer.count))
 
     def finding(self, rule: str) -> tuple[str, int] | None:
-        return next(((t, n) for t, n in self.lines if t.startswith(f"[lossdoctor] ") and f" {rule} " in t), None)
+        return next(((t, n) for t, n in self.lines if t.startswith("[lossdoctor] ") and f" {rule} " in t), None)
 
 
 def watch(path: Path, writer: Writer, tmp: Path, **kw) -> tuple[int, Recorder]:

@@ -8,7 +8,6 @@ read, or an error line.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import click
 
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, gate
+from lossdoctor.commands.analyze import run_slug
 
 #: per-run report formats in triage unless --format says otherwise (no plots: 200 runs render in seconds)
 TRIAGE_FORMATS = ("json",)
@@ -23,7 +23,6 @@ TRIAGE_FORMATS = ("json",)
 
 def run_triage(items: list[Any], title: str, ruleset: Any, options: Any, formats: tuple[str, ...] | None,
                out_dir: str | None, fail_on: str, jobs: int, quiet: bool) -> int:
-    from lossdoctor.commands.analyze import run_slug
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.report import write_reports
     from lossdoctor.report.formats.json import jsonable

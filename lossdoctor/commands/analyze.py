@@ -10,7 +10,7 @@ import click
 
 from lossdoctor.commands._options import (load_ruleset, make_read_options, metric_option, quiet_option,
                                           read_options, report_options, rule_options, use_color)
-from lossdoctor.errors import UsageError, doing
+from lossdoctor.errors import LossdoctorError, UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
 
@@ -43,7 +43,6 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
     import dataclasses
     import tempfile
 
-    from lossdoctor.errors import LossdoctorError
     from lossdoctor.sources import read_runs
 
     data = sys.stdin.buffer.read(limit + 1)
@@ -159,8 +158,8 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
             target = base if len(diagnoses) == 1 else base / slug
         targets.append(target)
     painted = use_color(color)
-    # every report is rendered before anything is written: a report that cannot be rendered leaves no other
-    # report half-done (each directory is then written atomically)
+    # every report is rendered before any is written, so one that cannot be rendered stops the command with
+    # nothing written; then each run's directory is written atomically, run by run
     rendered = []
     for diag in diagnoses:
         with doing("rendering the report of", diag.run.provenance.location):

@@ -9,6 +9,8 @@ import click
 from lossdoctor.commands._options import (load_ruleset, make_read_options, quiet_option, read_options,
                                           report_options, rule_options, use_color)
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES
+from lossdoctor.commands.analyze import run_slug
+from lossdoctor.errors import UsageError
 
 DEFAULT_FORMATS = "html,md"
 
@@ -35,10 +37,8 @@ def compare_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     \b
     Exit codes: 0 ok; 1 --fail-on-new fired; 2 bad input or usage, or a rule check crashed.
     """
-    from lossdoctor.commands.analyze import run_slug
     from lossdoctor.compare import compare, gate_new
     from lossdoctor.diagnosis import diagnose
-    from lossdoctor.errors import UsageError
     from lossdoctor.report.compare import parse_formats, render_terminal, write_comparison
     from lossdoctor.sources import read_runs
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,9 @@ import click
 
 from lossdoctor.commands._options import (load_ruleset, quiet_option, report_options, rule_options,
                                           source_kind_option, use_color)
-from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, SEVERITY_RANK
+from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, gate
+from lossdoctor.commands.analyze import parse_formats, run_slug
+from lossdoctor.errors import SourceError, LossdoctorError
 
 PREFIX = "[lossdoctor]"
 POLL_SECONDS = 0.1
@@ -28,7 +29,6 @@ POLL_SECONDS = 0.1
 
 def _detect(location: str, source_kind: str | None) -> tuple[Any, Path] | None:
     """(tailer, path) once the source exists and says what it is; None while it does not (yet)."""
-    from lossdoctor.errors import SourceError
     from lossdoctor.sources import detect, make_target, registry as readers
     from lossdoctor.tail import registry as tails
 
@@ -90,7 +90,6 @@ def watch_command(source: str, rule_files: tuple[str, ...], no_default_rules: bo
     Exit codes: 0 the run ended (or was stopped) without an --until finding; 1 --until fired;
     2 bad input or usage, or a rule check crashed.
     """
-    from lossdoctor.commands.analyze import parse_formats
 
     wanted = parse_formats(formats)
     ruleset = load_ruleset(rule_files, no_default_rules)
@@ -136,8 +135,7 @@ class Watcher:
             step = int(fired) if isinstance(fired, (int, float)) and not isinstance(fired, bool) else self.store.last_step
             self.fired_step[f.rule_id] = step
             self.echo(_line(f, step) + (" (judged at the end)" if at_end else ""))
-            if self.gated is None and self.until != "never" and \
-                    SEVERITY_RANK[f.severity] >= SEVERITY_RANK[self.until]:
+            if self.gated is None and gate((f.severity,), self.until) == EXIT_GATE:
                 self.gated = f
                 self.stop_reason = self.stop_reason or f"--until {self.until}: {f.rule_id} ({f.severity}) fired"
 
@@ -153,8 +151,6 @@ class Watcher:
             found = _detect(self.location, self.source_kind)
             if found is None:
                 if not self.wait and not Path(self.location).exists():
-                    from lossdoctor.errors import SourceError
-
                     raise SourceError("no such file or directory", self.location)
                 if not announced and not self.quiet:
                     self.echo(f"lossdoctor: waiting for {self.location} to be written ...", err=True)
@@ -196,7 +192,6 @@ class Watcher:
     def final_diagnosis(self) -> Any:
         """The whole source read again (the report analyze would give), else what was followed."""
         from lossdoctor.diagnosis import diagnose
-        from lossdoctor.errors import LossdoctorError
         from lossdoctor.model import Provenance
         from lossdoctor.sources import read_runs
         from lossdoctor.sources.base import ReadOptions
@@ -222,7 +217,6 @@ class Watcher:
         return diagnose(run, self.ruleset)
 
     def run(self, formats: tuple[str, ...], out_dir: str | None, color: bool) -> int:
-        from lossdoctor.commands.analyze import run_slug
         from lossdoctor.report import render_terminal, write_reports
 
         old_term = signal.signal(signal.SIGTERM, self._on_signal)

@@ -29,7 +29,6 @@ handle (including ones a future transformers adds) are no-ops, as in ``TrainerCa
 """
 from __future__ import annotations
 
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,9 +36,11 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Run
+from lossdoctor.model import SEVERITY_RANK, Run, Provenance, make_metrics
 from lossdoctor.table import Series
+from lossdoctor.diagnosis import diagnose
+from lossdoctor.metrics.names import canonicalise
+from lossdoctor.rules.packs import load_rules
 
 PREFIX = "[lossdoctor]"
 #: keys of the trainer's final summary row; its "train_loss" is a run average, not a point on the curve
@@ -82,8 +83,6 @@ class LossDoctorCallback:
         if stop_on != "never" and stop_on not in SEVERITY_RANK:
             raise ValueError(f"stop_on must be 'never' or one of {', '.join(SEVERITY_RANK)}, got {stop_on!r}")
         if ruleset is None:
-            from lossdoctor.rules.packs import load_rules
-
             ruleset = load_rules(tuple(rules), include_default=include_default)
         self.ruleset = ruleset
         self.stop_on = stop_on
@@ -120,8 +119,6 @@ class LossDoctorCallback:
     def _canonical(self, raw: str) -> str:
         canon = self._canon_cache.get(raw)
         if canon is None:
-            from lossdoctor.metrics.names import canonicalise
-
             canon = self._canon_cache[raw] = canonicalise(raw)
         return canon
 
@@ -154,7 +151,6 @@ class LossDoctorCallback:
 
     def current_run(self, args: Any = None, state_name: str = "running") -> Any:
         """The metrics ingested so far as a lossdoctor ``Run``."""
-        from lossdoctor.model import Provenance, make_metrics
 
         frame = make_metrics(self._steps, self._raw, self._values, metrics=self._canon)
         location = str(getattr(args, "output_dir", "") or "trainer")
@@ -173,8 +169,6 @@ class LossDoctorCallback:
         return SEVERITY_RANK[finding.severity] >= SEVERITY_RANK[self.stop_on]
 
     def evaluate(self, args: Any, state: Any, control: Any, final: bool = False) -> None:
-        from lossdoctor.diagnosis import diagnose
-
         self._pending = False
         t0 = time.perf_counter()
         try:
@@ -288,11 +282,3 @@ def _only_missing(cond: Any) -> bool:
     if cond.op == "check":
         return cond.kind == "missing"
     return bool(cond.children) and all(_only_missing(c) for c in cond.children)
-
-
-def perplexity(loss: float) -> float:
-    """exp(loss); inf when it overflows, NaN stays NaN."""
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf

@@ -15,10 +15,9 @@ from functools import lru_cache
 from typing import Any, Iterable
 
 import numpy as np
-import yaml
 
 from lossdoctor.errors import UsageError
-from lossdoctor.metrics.names import normalise_key
+from lossdoctor.metrics.names import normalise_key, _alias_data
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,6 @@ class RoleTable:
 
 @lru_cache(maxsize=1)
 def role_table() -> RoleTable:
-    from lossdoctor.metrics.names import _alias_data
-
     data = _alias_data()                     # aliases.yaml, parsed once for both tables
     roles = tuple(Role(key=str(key), canonical=str(spec["canonical"]),
                        patterns=tuple(re.compile(p) for p in spec["patterns"]),

@@ -17,7 +17,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from lossdoctor.model import Diagnosis, Finding, Run
+from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
+from lossdoctor import __version__
+from lossdoctor.diagnosis import is_shape_only
+from lossdoctor.metrics.objectives import describe, judged_on
 
 #: Metrics that only count things (never worth a plot of their own).
 BOOKKEEPING_METRICS: frozenset[str] = frozenset({
@@ -314,8 +317,6 @@ def _shape_facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
 
 
 def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
-    from lossdoctor.diagnosis import is_shape_only
-
     if is_shape_only(diagnosis.run):
         return _shape_facts(diagnosis)
     f = diagnosis.facts
@@ -337,8 +338,6 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
         else:
             rows.append(("Early stopping would have helped", "no"))
     else:
-        from lossdoctor.metrics.objectives import judged_on
-
         # a run judged on other signals (reward, reward margins) shows their last values instead
         own = [m for m in judged_on(diagnosis.run, diagnosis.objective) if m != "eval/loss"]
         for metric in own:
@@ -498,8 +497,6 @@ SHAPE_NOTE = ("The numbers in this message were read off a recovered shape (8-le
 
 
 def _finding_view(f: Finding, run: Run) -> FindingView:
-    from lossdoctor.diagnosis import is_shape_only
-
     holds = hold_ranges(f, run)
     shape = is_shape_only(run)
     key = _key_evidence(f.evidence)
@@ -606,8 +603,6 @@ def _group_of(metric: str) -> str:
 def _plots(diagnosis: Diagnosis, views: tuple[FindingView, ...], keep_steps: np.ndarray) -> tuple[PlotSpec, ...]:
     """Headline plots, then other metrics, then throughput / token counts; within that, the plots that show
     a finding first (worst severity first). Every plot shades where each finding on its series holds."""
-    from lossdoctor.exitcodes import SEVERITY_RANK
-
     run = diagnosis.run
     present = run.metric_names()
     groups: list[tuple[str, str, tuple[str, ...], str, bool, str]] = []
@@ -768,7 +763,6 @@ def _key_steps(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> tuple[tu
 
 def build_report_data(diagnosis: Diagnosis, options: ReportOptions | None = None) -> ReportData:
     """Pure: the same Diagnosis always gives the same ReportData (no clock, no environment)."""
-    from lossdoctor import __version__
 
     run = diagnosis.run
     prov = run.provenance
@@ -780,7 +774,6 @@ def build_report_data(diagnosis: Diagnosis, options: ReportOptions | None = None
         tags=tuple(run.tags), n_points=run.n_points, metrics=run.metric_names(),
         public_location=public_text(prov.location))
     config = tuple((str(k), fmt_value(v)) for k, v in sorted(run.config.items(), key=lambda kv: str(kv[0])))
-    from lossdoctor.metrics.objectives import describe
 
     views = tuple(_finding_view(f, run) for f in diagnosis.findings)
     keep = evidence_steps(diagnosis.findings, tuple(v.holds for v in views))

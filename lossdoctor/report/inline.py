@@ -16,6 +16,10 @@ from typing import TYPE_CHECKING
 
 from markupsafe import Markup
 
+from lossdoctor.report.data import build_report_data
+from lossdoctor.report.formats.markdown import LEVEL_MARK, SEVERITY_MARK, md_escape
+from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg
+
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
     from lossdoctor.report.data import PlotSpec, ReportData
@@ -49,9 +53,7 @@ INLINE_WIDTH = 640
 
 
 def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
-    from lossdoctor.report.data import build_report_data
     from lossdoctor.report.formats._jinja import html_env
-    from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg
 
     data = data or build_report_data(diagnosis)
     svgs = [(p, Markup(plot_svg(p, width=INLINE_WIDTH))) for p in inline_plots(data)]
@@ -60,9 +62,7 @@ def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> 
 
 
 def render_inline_markdown(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
-    from lossdoctor.report.data import build_report_data
     from lossdoctor.report.formats._jinja import md_env
-    from lossdoctor.report.formats.markdown import LEVEL_MARK, SEVERITY_MARK, md_escape
 
     data = data or build_report_data(diagnosis)
     text = md_env(md_escape).get_template("inline.md.j2").render(
@@ -74,7 +74,6 @@ def render_live_html(step: int, fired: list, crashed: list[str], stopped_by, sto
     """What the live callback shows while training runs: the findings so far (each with the step it first
     fired at), a crashed check, the stop. Replaced by the full diagnosis when training ends."""
     from lossdoctor.report.formats._jinja import html_env
-    from lossdoctor.report.svg import SEVERITY_COLOURS
 
     return html_env().get_template("inline_live.html.j2").render(
         step=step, fired=fired, crashed=crashed, stopped_by=stopped_by, stopped_at=stopped_at,

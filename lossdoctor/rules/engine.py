@@ -7,8 +7,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lossdoctor.exitcodes import SEVERITY_RANK
-from lossdoctor.model import Finding, RuleOutcome, Run
+from lossdoctor.model import SEVERITY_RANK, Finding, RuleOutcome, Run
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import CheckResult, asof, declared_evidence, registry, sorted_unique
 from lossdoctor.rules.packs import RuleSet
@@ -155,7 +154,7 @@ def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> Engin
             continue
         try:
             finding, skipped = judge_rule(rule, run)
-        except Exception as exc:  # noqa: BLE001 - reported, exit 2 (house rule 5)
+        except Exception as exc:  # noqa: BLE001 - a crashed check is reported and exits 2, never a silent pass
             crashed.append(f"{rule.id}: {type(exc).__name__}: {exc}")
             outcomes.append(outcome("crashed", f"{type(exc).__name__}: {exc}"))
             continue

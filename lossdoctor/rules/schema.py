@@ -7,18 +7,17 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
-from lossdoctor.errors import RuleFileError
-from lossdoctor.exitcodes import SEVERITIES
+from lossdoctor.model import SEVERITIES
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import registry as check_registry
-from lossdoctor.rules.yamlpos import PosDict, PosList, YamlPosError, load
+from lossdoctor.yamlpos import PosDict, PosList, YamlPosError, load
+from lossdoctor.metrics.objectives import ANY, objective_table
 
 ENGINE_EVIDENCE = frozenset({"first_step", "last_step", "fired_step", "held_points", "onset_step"})
 TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "objectives"}
 RULE_KEYS = {"id", "severity", "title", "description", "params", "when", "for", "message", "remediation",
              "labels", "enabled", "objectives"}
 OVERRIDE_KEYS = {"severity", "params", "for", "enabled", "objectives"}
-FOR_UNITS = ("points", "evals", "steps")
 _FOR_RE = re.compile(r"^\s*(\d{1,8})\s*(points?|evals?|steps?)\s*$")
 _WINDOW_RE = re.compile(r"^\s*(\d{1,8}(?:\.\d{1,8})?)\s*(%|points?|evals?|steps?|logs?)\s*$")
 _REF_RE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -62,9 +61,6 @@ class Rule:
 
     def applies_to(self, objective: str) -> bool:
         return not self.objectives or objective in self.objectives
-
-    def with_override(self, **changes: Any) -> "Rule":
-        return replace(self, **changes)
 
 
 @dataclass(frozen=True)
@@ -293,7 +289,6 @@ def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str) -
 
 def parse_objectives(node: Any, pos: tuple[int, int], probs: _Problems, rid: str | None) -> tuple[str, ...] | None:
     """`objectives: [sft, preference]` or `objectives: any` → ids (() = every objective); None when invalid."""
-    from lossdoctor.metrics.objectives import ANY, objective_table
 
     table = objective_table()
     items = [node] if isinstance(node, str) else node
@@ -496,8 +491,3 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
     pack = str(data.get("pack", "") or "")
     return (RuleFile(path=path, pack=pack, extends=tuple(extends), rules=tuple(rules), overrides=overrides,
                      objectives=file_objectives), probs.items)
-
-
-def raise_problems(problems: list[str], path: str) -> None:
-    if problems:
-        raise RuleFileError(problems[0], path, problems=tuple(problems))

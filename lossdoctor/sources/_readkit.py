@@ -22,8 +22,10 @@ from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources.base import Target
 from lossdoctor.sources.text import decode_bytes
 from lossdoctor.table import MetricTable
+from lossdoctor.metrics.names import bounded_name, canonicalise
+from lossdoctor.tidy import tidy_points
 
-#: Lines longer than this are skipped (and counted): bounds regex work per line, see logformat.py.
+#: Lines longer than this are skipped (and counted): bounds regex work per line, see _logformat.py.
 MAX_LINE_CHARS = 4000
 
 NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:[Nn][Aa][Nn]|[Ii]nf(?:inity)?)"
@@ -256,7 +258,6 @@ class Collector:
         """The tidy table (+ ``line``, the 1-based source line, when the reader recorded it) and notes on what
         was dropped (glued or long lines, repeats, bad steps, the HF end-of-run summary, whose entries are left
         in ``self.summary``)."""
-        from lossdoctor.tidy import tidy_points
 
         notes = skipped_line_notes(self.glued_lines, self.long_lines)
         if not self.steps:
@@ -297,8 +298,6 @@ def make_run(target: Target, kind: str, frame: MetricTable, notes: list[str] | t
              step_source: str = "logged", confidence: float = 1.0, name: str | None = None,
              summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
              state: str = "unknown", location: str | None = None) -> Run:
-    from lossdoctor.metrics.names import bounded_name
-
     return Run(
         name=bounded_name(name or run_name(target)),
         provenance=Provenance(kind=kind, location=location or target.location, step_source=step_source,
@@ -314,7 +313,6 @@ def split_step_epoch_names(raw_names: list[str]) -> dict[str, str]:
     """Lightning logs ``x_step`` and ``x_epoch`` for the same metric; the alias table maps both to one
     canonical name (train_loss_step and train_loss_epoch → train/loss), which would mix per-step values with
     epoch means. When both exist, the ``_epoch`` one gets ``<canonical>_epoch``. Returns overrides only."""
-    from lossdoctor.metrics.names import canonicalise
 
     names = set(raw_names)
     out: dict[str, str] = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 from lossdoctor.errors import SourceError
-from lossdoctor.wandb_http import FetchError
-from lossdoctor.wandb_url import RunRef
+from lossdoctor.sources._wandb_http import FetchError
+from lossdoctor.sources._wandb_url import RunRef
 
 NO_KEY = "no W&B API key: set WANDB_API_KEY or run `wandb login`"
 

@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from lossdoctor.wandb_http import Deadline, FetchError
+from lossdoctor.sources._wandb_http import Deadline, FetchError
 
 MAX_WORKERS = 8
 

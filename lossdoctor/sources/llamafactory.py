@@ -39,6 +39,8 @@ from lossdoctor.model import Run
 from lossdoctor.sources._readkit import Collector, decode_with_notes, json_number, make_run, read_bytes
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.jsonl_metrics import iter_json_lines, looks_like_json_lines, sample_objects
+from lossdoctor.metrics.names import canonicalise
+from lossdoctor.sources.trainer_state import find_state_file, load_state, read_state_file
 
 PRIMARY_FILE = "trainer_log.jsonl"
 STEP_KEY = "current_steps"
@@ -74,8 +76,6 @@ def is_llamafactory_record(obj: dict[str, Any]) -> bool:
 
 
 def read_trainer_log(path: Path, location: str, name: str) -> Run:
-    from lossdoctor.metrics.names import canonicalise
-
     text, notes = decode_with_notes(read_bytes(path, location))
     points = Collector()
     bad: list[int] = []
@@ -171,8 +171,6 @@ def _results(directory: Path) -> tuple[dict[str, Any], list[str]]:
 
 
 def read_output_dir(directory: Path, location: str) -> Run:
-    from lossdoctor.sources.trainer_state import find_state_file, load_state, read_state_file
-
     log_path = directory / PRIMARY_FILE
     results, result_notes = _results(directory)
     state_path = find_state_file(directory)

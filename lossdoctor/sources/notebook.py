@@ -41,9 +41,12 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import Collector, json_number, parse_number, read_bytes
+from lossdoctor.sources._registry import read_text_runs
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.table import MetricTable
 from lossdoctor.tidy import retidy
+from lossdoctor.metrics.names import canonicalise, normalise_key, notebook_table
+from lossdoctor.sources.trainer_state import state_to_run
 
 #: text/html outputs longer than this are not parsed (a displayed dataset, not a training table)
 MAX_HTML_CHARS = 8 * 1024 * 1024
@@ -329,7 +332,6 @@ def _columns(head: list[list[str]], width: int) -> list[str]:
 
 def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Segment | None:
     """A training table as a segment, or None when the table is not one (no step/epoch column or no loss)."""
-    from lossdoctor.metrics.names import canonicalise, normalise_key, notebook_table
 
     width = max((len(r) for r in table.rows), default=0)
     names = _columns(table.head, width)
@@ -477,8 +479,6 @@ def _repr_rows(text: str) -> list[dict[str, Any]]:
 
 
 def _history_segment(cell: Cell, rows: list[Any], what: str) -> _Segment | None:
-    from lossdoctor.sources.trainer_state import state_to_run
-
     rows = [r for r in rows if isinstance(r, dict) and "step" in r]
     if not rows or not any(json_number(v) is not None for r in rows for k, v in r.items() if k != "step"):
         return None
@@ -504,8 +504,6 @@ def _json_rows(value: Any) -> list[Any]:
 # --------------------------------------------------------------------------- one cell
 
 def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[str]) -> list[_Segment]:
-    from lossdoctor.sources import read_text_runs
-
     tables: list[_Segment] = []
     others: list[_Segment] = []
     stream: list[str] = []

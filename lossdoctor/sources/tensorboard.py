@@ -36,7 +36,7 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.metrics.names import canonicalise
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import make_run, read_bytes, split_step_epoch_names
+from lossdoctor.sources._readkit import make_run, split_step_epoch_names
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.tidy import Coded, tidy_points
 

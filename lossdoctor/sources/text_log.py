@@ -37,14 +37,16 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from lossdoctor.errors import SourceError
-from lossdoctor.metrics.names import canonicalise, normalise_key
+from lossdoctor.metrics.names import canonicalise, normalise_key, alias_table
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (_ANSI, MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, decode_with_notes,
                                          json_number, make_run, parse_number, read_bytes, skipped_line_notes,
                                          split_rank)
 from lossdoctor.sources.jsonl_metrics import _flatten
 from lossdoctor.sources.base import ReadOptions, Target
-from lossdoctor.sources.text import looks_binary
+from lossdoctor.sources.text import guess_encoding, iter_text_chunks, looks_binary
+from lossdoctor.metrics.roles import role_table, apply_roles, roles_note
+from lossdoctor.tidy import Coded, tidy_points
 
 #: files up to this size are decoded whole (exact undecodable-byte notes); larger ones are streamed
 WHOLE_FILE_BYTES = 64 * 1024 * 1024
@@ -88,8 +90,6 @@ _KW_RANK = {"global_step": 0, "global step": 0, "current_steps": 1, "num updates
 
 @lru_cache(maxsize=1)
 def _vocab() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
-    from lossdoctor.metrics.roles import role_table
-
     table = role_table()
     words = "|".join(sorted(table.eval_words, key=len, reverse=True))
     return table.not_metrics, table.eval_words, re.compile(rf"(?<![\w])(?:{words})(?![\w])", re.IGNORECASE)
@@ -104,7 +104,6 @@ def _key(phrase: str) -> str:
     """A multi-word name cut to its longest trailing phrase the alias table knows when the words cut off are
     log noise (a level, a logger name, ``name:``) or the phrase is long; else the phrase itself (so that
     ``aux loss`` stays a component loss and never becomes ``loss``)."""
-    from lossdoctor.metrics.names import alias_table, normalise_key
 
     words = phrase.split(" ")
     if len(words) > 1:
@@ -464,8 +463,6 @@ class Extraction:
         """The tidy table (one constructor: lossdoctor.tidy) and its notes."""
         import numpy as np
 
-        from lossdoctor.tidy import Coded, tidy_points
-
         try:
             steps = np.asarray(self.steps, dtype=np.int64)
         except OverflowError:               # a step beyond int64: the constructor drops it with a note
@@ -780,8 +777,6 @@ def _to_run(found: Extraction, location: str, name: str, notes: list[str]) -> Ru
     """The Run, with the roles inferred here already (so the note says what was finally taken as what)."""
     from dataclasses import replace
 
-    from lossdoctor.metrics.roles import apply_roles, roles_note
-
     table = found.table()
     frame = table.frame
     more = skipped_line_notes(found.glued_lines, found.long_lines) + list(table.notes)
@@ -812,7 +807,6 @@ def _iter_file_text(path: Path, location: str, notes: list[str]) -> Iterator[str
         notes.extend(more)
         yield text.lstrip("\ufeff")
         return
-    from lossdoctor.sources.text import guess_encoding, iter_text_chunks
 
     replaced = 0
     try:

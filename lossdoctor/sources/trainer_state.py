@@ -31,7 +31,7 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
 from lossdoctor.sources._readkit import json_number, read_bytes, to_step
-from lossdoctor.tidy import tidy_points
+from lossdoctor.tidy import Coded, tidy_points
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import decode_bytes, guess_encoding
 
@@ -228,7 +228,6 @@ class _History:
 
     def tidy(self) -> Any:
         """The points in the order they were written, through the one tidy-table constructor."""
-        from lossdoctor.tidy import Coded
 
         steps = _concat_steps(self.steps)
         self.steps = []

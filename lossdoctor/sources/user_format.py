@@ -1,4 +1,4 @@
-"""Lines in a user-defined format (``--log-format FILE``, see lossdoctor/logformat.py).
+"""Lines in a user-defined format (``--log-format FILE``, see lossdoctor/sources/_logformat.py).
 
 A sniffer sees only the target, not the options, so this reader never claims a file by detection
 (sniff = 0). It is chosen explicitly: ``analyze --log-format F`` sets ``source_kind="user-format"``
@@ -12,10 +12,10 @@ duplicates keep rank 0, then the first.
 from __future__ import annotations
 
 from lossdoctor.errors import SourceError
-from lossdoctor.logformat import load_log_format
+from lossdoctor.sources._logformat import load_log_format
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (MAX_LINE_CHARS, Collector, iter_lines, make_run, parse_number,
-                                         read_text, split_rank, to_step)
+                                         read_text, split_rank)
 from lossdoctor.sources.base import ReadOptions, Target
 
 

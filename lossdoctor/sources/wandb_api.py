@@ -10,7 +10,7 @@ Why this shape:
   and HF logs train and eval metrics in different rows, so keys logged in the same rows are paged together
   and groups run in parallel. Wanted keys: every history key whose canonical name is in the alias table
   plus every ``eval/*`` key.
-* **Bounded.** Requests go through :mod:`lossdoctor.wandb_http` (not ``wandb.Api``, whose wandb-core
+* **Bounded.** Requests go through :mod:`lossdoctor.sources._wandb_http` (not ``wandb.Api``, whose wandb-core
   process cannot be bounded from here): one ``--timeout`` deadline for every request, retry and download,
   daemon workers cancelled with it, size caps, downloads only from the API's or a storage host.
 * **Complete or not cached.** Each key's point count is checked against the server's own count
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from lossdoctor.cache import RunCache
+from lossdoctor.sources._wandb_cache import RunCache
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import dig, load_json, to_step
@@ -41,8 +41,8 @@ from lossdoctor.sources._wandb_parquet import fetch_exports
 from lossdoctor.sources._wandb_workers import Progress
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.table import MetricTable
-from lossdoctor.wandb_http import Deadline, FetchError, HttpClient
-from lossdoctor.wandb_url import NotARunURL, RunRef, looks_like_run_path, parse_run_ref
+from lossdoctor.sources._wandb_http import Deadline, FetchError, HttpClient
+from lossdoctor.sources._wandb_url import NotARunURL, RunRef, looks_like_run_path, parse_run_ref
 
 
 STEP_KEY = "train/global_step"

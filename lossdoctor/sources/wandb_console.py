@@ -27,6 +27,7 @@ from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (WANDB_RUN_LINE, Collector, iter_lines, make_run, parse_number, read_text,
                                          require_points, tail_text, to_step, wandb_run_name)
 from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.sources.text_log import count_records
 
 GLYPHS = "▁▂▃▄▅▆▇█"
 _LEVEL = {ch: i for i, ch in enumerate(GLYPHS)}
@@ -116,7 +117,6 @@ class WandbConsoleSource:
             return 0.0
         if _HF_DICT.search(head) or _HF_DICT.search(text):
             return 0.6          # hf-console (0.7) reads exact values from the same file
-        from lossdoctor.sources.text_log import count_records
 
         if count_records(head) >= 2:
             return 0.25         # exact per-step lines exist: any line reader should win

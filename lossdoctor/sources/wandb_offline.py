@@ -3,7 +3,7 @@
 Why the ``.wandb`` transaction log and not the files next to it: wandb ≥0.31 writes no
 ``wandb-summary.json`` or ``config.yaml`` for offline runs, and ``files/output.log`` is the user's console
 only. The log holds every history row, config and summary update, the ``define_metric`` records and the
-exit code. Framing and damage recovery live in :mod:`lossdoctor.wandb_records`; this module turns the
+exit code. Framing and damage recovery live in :mod:`lossdoctor.sources._wandb_records`; this module turns the
 records into a :class:`~lossdoctor.model.Run`.
 
 Step axis: when the run defines a step metric (the HF integration calls
@@ -26,8 +26,9 @@ from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import json_number, load_json, read_bytes, to_step
 from lossdoctor.tidy import tidy_points
+from lossdoctor.sources._registry import make_target, registry
 from lossdoctor.sources.base import ReadOptions, Target
-from lossdoctor.wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
+from lossdoctor.sources._wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
 
 _RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-[A-Za-z0-9_-]+$")
 #: wandb's bookkeeping keys: never metrics.
@@ -307,8 +308,6 @@ def _output_log_run(run_dir: Path, location: str) -> Run | None:
     path = run_dir / "files" / "output.log"
     if not path.is_file():
         return None
-    from lossdoctor.sources import make_target, registry
-
     target = make_target(str(path))
     best: tuple[float, Any] | None = None
     for kind, source in registry().items():

@@ -11,13 +11,14 @@ Disk access is here and in the command; the parsing in each tail is over the byt
 from __future__ import annotations
 
 import codecs
-import importlib
 import os
-import pkgutil
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
+
+from lossdoctor.plugins import discover
+from lossdoctor.sources.text import guess_encoding
 
 #: at most this much is read per poll (a huge backlog is caught up over several polls, memory stays bounded)
 MAX_READ = 8 * 1024 * 1024
@@ -52,19 +53,8 @@ class Tailer(Protocol):
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Tailer]:
-    found: dict[str, Tailer] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        tailer = getattr(module, "TAILER", None)
-        if tailer is None:
-            continue
-        for kind in tailer.kinds:
-            if kind in found:
-                raise RuntimeError(f"two tails follow the kind {kind!r}")
-            found[kind] = tailer
-    return dict(sorted(found.items()))
+    """followed source kind → tailer (sorted by kind)."""
+    return discover(__name__, "TAILER", "tails", lambda tailer: tailer.kinds)
 
 
 class FileFollower:
@@ -127,8 +117,6 @@ class TextFollower(FileFollower):
         if not data:
             return ""
         if self._decoder is None:
-            from lossdoctor.sources.text import guess_encoding
-
             encoding = guess_encoding(data[:8192])
             self._decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
         return self._decoder.decode(data)

@@ -14,6 +14,7 @@ from typing import Any
 
 from lossdoctor.sources._readkit import json_number
 from lossdoctor.tail import Update
+from lossdoctor.sources.trainer_state import find_state_file
 
 _NOT_POINTS = frozenset({"step", "total_flos"})
 
@@ -29,8 +30,6 @@ class TrainerStateTail:
 
     def _current(self) -> Path | None:
         if self.path.is_dir():
-            from lossdoctor.sources.trainer_state import find_state_file
-
             return find_state_file(self.path)
         return self.path
 

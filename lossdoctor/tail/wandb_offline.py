@@ -1,9 +1,9 @@
 """Follow a live local W&B run (``wandb/latest-run``, ``wandb/run-*/``, ``wandb/offline-run-*/`` or the
 ``.wandb`` file itself) as wandb writes its transaction log.
 
-Per poll only the appended bytes are framed (the 32 KiB-block, 7-byte-chunk framing of ``wandb_records``):
-complete chunks are consumed, a chunk or record still being written waits for the next poll, and a
-damaged chunk (bad checksum or length) is skipped to the next block as LevelDB does. History records give
+Per poll only the appended bytes are framed (the 32 KiB-block, 7-byte-chunk framing of
+``sources._wandb_records``): complete chunks are consumed, a chunk or record still being written waits for the next
+poll, and a damaged chunk (bad checksum or length) is skipped to the next block as LevelDB does. History records give
 points (step: ``train/global_step`` when the row has it, as HF logs it, else ``_step``); config records
 feed the rules that read the config; the exit record ends the run."""
 from __future__ import annotations
@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.tail import FileFollower, Update
-from lossdoctor.wandb_records import (BLOCK, CHUNK_HEADER, FILE_HEADER_LEN, FIRST, FULL, LAST, MIDDLE, chunk_crc,
-                                      decode, has_magic, record_class)
+from lossdoctor.sources._wandb_records import (BLOCK, CHUNK_HEADER, FILE_HEADER_LEN, FIRST, FULL, LAST, MIDDLE,
+                                               chunk_crc, decode, has_magic, record_class)
+from lossdoctor.errors import SourceError
+from lossdoctor.sources.wandb_offline import _apply_updates, _item_key, _item_value, _numeric, flatten, locate
 
 _CHUNK = struct.Struct("<IHB")
 STEP_KEYS = ("train/global_step", "_step")
@@ -92,8 +94,6 @@ class WandbTail:
         return out
 
     def poll(self, now: float) -> Update:
-        from lossdoctor.sources.wandb_offline import _apply_updates, _item_key, _item_value, _numeric, flatten
-
         out = Update()
         data = self.follower.read()
         if self.follower.restarted:
@@ -145,9 +145,6 @@ class WandbTailer:
     kinds = ("wandb-offline",)
 
     def open(self, path: Path, location: str) -> WandbTail:
-        from lossdoctor.errors import SourceError
-        from lossdoctor.sources.wandb_offline import locate
-
         files = [path] if path.is_file() else locate(path, all_runs=False)
         if not files:
             raise SourceError("no .wandb file to follow (expected a W&B run dir or wandb/ dir)", location)

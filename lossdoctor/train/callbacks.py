@@ -13,7 +13,13 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from lossdoctor.integrations.callback import perplexity
+
+def perplexity(loss: float) -> float:
+    """exp(loss); inf when it overflows, NaN stays NaN."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
 
 
 class ExtraMetricsCallback(TrainerCallback):

@@ -161,10 +161,6 @@ def option_specs() -> tuple[OptionSpec, ...]:
     return tuple(out)
 
 
-def field_names() -> tuple[str, ...]:
-    return tuple(_FIELDS)
-
-
 def normalise_key(key: str) -> str | None:
     """``cutoff-len`` / ``cutoff_len`` / ``learning_rate`` → field name, or None if unknown."""
     name = str(key).strip().replace("-", "_").lower()
@@ -212,7 +208,7 @@ def coerce(name: str, value: Any) -> Any:
 
 def load_yaml_config(path: str) -> dict[str, Any]:
     """Read a YAML config file into {field: value}; every problem is a TrainError at file:line."""
-    from lossdoctor.rules import yamlpos
+    from lossdoctor import yamlpos
 
     text = read_text(path, error=TrainError, what="config file", expected="a YAML file of train options",
                      max_bytes=MAX_CONFIG_BYTES)

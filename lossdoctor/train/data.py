@@ -9,7 +9,6 @@ import hashlib
 import json
 import random
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from lossdoctor.errors import SourceError
@@ -35,14 +34,6 @@ class DataFile:
     path: str
     sha256: str
     examples: tuple[Example, ...]
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _row(obj: Any, path: str, line: int) -> Example:

@@ -16,11 +16,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossdoctor.errors import TrainError
+from lossdoctor.errors import TrainError, LossdoctorError
 from lossdoctor.exitcodes import EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from lossdoctor.train.config import ALL_LINEAR, TrainConfig
-from lossdoctor.train.data import DataFile, read_jsonl, split
-from lossdoctor.train.manifest import MANIFEST_NAME
+from lossdoctor.train.data import DataFile, read_jsonl, split, render_text, plain_texts
+from lossdoctor.train.manifest import MANIFEST_NAME, base_manifest, now_iso, write_manifest
+from lossdoctor.diagnosis import diagnose
+from lossdoctor.integrations.callback import LossDoctorCallback
+from lossdoctor.report import render_terminal, write_reports
+from lossdoctor.rules.packs import load_rules
+from lossdoctor.sources.trainer_state import state_to_run
+from lossdoctor.train.console import ConsoleTee
+from lossdoctor.train.quiet import captured_output
+from lossdoctor.train.tiny import build_model, build_tokenizer
 
 INSTALL_HINT = "pip install 'lossdoctor[train]'"
 REPORT_FORMATS = ("html", "md", "json")
@@ -92,7 +100,6 @@ def check_quant(quant: str, cuda: bool) -> None:
         return
     if not cuda:
         raise TrainError(f"--quant {quant} needs a CUDA GPU (bitsandbytes); use --quant none")
-    from lossdoctor.train.quiet import captured_output
 
     with captured_output() as captured:
         try:
@@ -114,7 +121,6 @@ IMPORT_OUTPUT: list[str] = []
 def import_stack() -> None:
     """Import what training uses, with whatever the packages print at import kept out of the terminal
     (see train/quiet.py); fail early with one line when the training extra is not installed."""
-    from lossdoctor.train.quiet import captured_output
 
     with captured_output() as captured:
         try:
@@ -143,8 +149,6 @@ def check_model(model: str) -> None:
     if Path(model).expanduser().exists():
         raise TrainError("is a file; expected a model directory, a hub id, or `tiny`", model)
     from transformers import AutoConfig
-
-    from lossdoctor.train.quiet import captured_output
 
     try:
         with captured_output():   # hub/cache warnings before the one-line error
@@ -201,8 +205,6 @@ def check_all(config: TrainConfig) -> Checked:
         train_rows, eval_rows = split(data.examples, config.val_ratio, config.seed)
     ruleset = None
     if config.diagnose_live or config.rules:
-        from lossdoctor.rules.packs import load_rules
-
         ruleset = load_rules(tuple(config.rules))
         unknown = sorted(r for r in config.stop_on_rules if ruleset.get(r) is None)
         if unknown:
@@ -238,9 +240,6 @@ def load_model_and_tokenizer(config: TrainConfig, checked: Checked, out: Path) -
     import torch
 
     if config.model == "tiny":
-        from lossdoctor.train.data import plain_texts
-        from lossdoctor.train.tiny import build_model, build_tokenizer
-
         tokenizer = build_tokenizer(plain_texts(checked.train_rows))
         model = build_model(tokenizer, config.cutoff_len, config.seed)
         base_dir = out / "tiny-base"
@@ -356,9 +355,6 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     main = is_main_process()
     out.mkdir(parents=True, exist_ok=True)
 
-    from lossdoctor.train.console import ConsoleTee
-    from lossdoctor.train.manifest import base_manifest, now_iso, write_manifest
-
     data_info = {"train": {"path": checked.data.path, "sha256": checked.data.sha256,
                            "rows": len(checked.data.examples)},
                  "eval": ({"path": checked.eval_data.path, "sha256": checked.eval_data.sha256,
@@ -449,7 +445,6 @@ def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[An
     from trl import SFTTrainer
 
     from lossdoctor.train.callbacks import ExtraMetricsCallback
-    from lossdoctor.train.data import render_text
 
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, checked, out)
@@ -467,8 +462,6 @@ def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[An
     trainer.callback_handler.callbacks.insert(0, ExtraMetricsCallback())
     live_cb = None
     if config.diagnose_live:
-        from lossdoctor.integrations.callback import LossDoctorCallback
-
         main = is_main_process()
         distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
         # every rank holds the same (gathered) log_history and must reach the same stop decision at the same
@@ -497,9 +490,6 @@ def _write_report(live_cb: Any, trainer: Any, out: Path, status: str, config: Tr
     """The diagnosis of the whole run (every run, with or without --stop-on), written with analyze's report
     writer to ``<run dir>/report/``; returns (terminal summary, report files). A report that cannot be made
     never loses the run: the error is printed and the run dir stays as it is."""
-    from lossdoctor.diagnosis import diagnose
-    from lossdoctor.errors import LossdoctorError
-    from lossdoctor.report import render_terminal, write_reports
 
     state_name = {"completed": "finished", "stopped-by-rule": "finished"}.get(status, "interrupted")
     try:
@@ -510,9 +500,6 @@ def _write_report(live_cb: Any, trainer: Any, out: Path, status: str, config: Tr
             run, ruleset = live_cb.current_run(trainer.args, state_name), live_cb.ruleset
         else:
             import dataclasses
-
-            from lossdoctor.rules.packs import load_rules
-            from lossdoctor.sources.trainer_state import state_to_run
 
             state = {"log_history": list(trainer.state.log_history),
                      "global_step": int(trainer.state.global_step), "max_steps": int(trainer.state.max_steps)}

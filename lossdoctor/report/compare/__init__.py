@@ -7,9 +7,7 @@ with a module-level ``RENDERER`` is a comparison format (adding one is adding a 
 """
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from lossdoctor.errors import UsageError
+from lossdoctor.plugins import discover
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
+from lossdoctor import __version__
+from lossdoctor.report.write import write_files
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison
@@ -145,7 +146,6 @@ def _plots(cmp: Comparison) -> tuple[PlotSpec, ...]:
 
 def build_compare_data(cmp: Comparison) -> CompareData:
     """Pure: the same Comparison always gives the same CompareData."""
-    from lossdoctor import __version__
 
     runs = tuple(RunHead(key=r.key, name=r.name, location=r.location, kind=r.kind, verdict=r.verdict, level=r.level,
                          colour=RUN_COLOURS[i % len(RUN_COLOURS)], is_best=i == cmp.best)
@@ -166,19 +166,7 @@ class CompareRenderer(Protocol):
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Any]:
-    found: dict[str, Any] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        renderer = getattr(module, "RENDERER", None)
-        if renderer is None:
-            continue
-        for key in (renderer.name, *renderer.aliases):
-            if key in found:
-                raise RuntimeError(f"two comparison formats claim the name {key!r}")
-            found[key] = renderer
-    return dict(sorted(found.items()))
+    return discover(__name__, "RENDERER", "comparison formats", lambda renderer: (renderer.name, *renderer.aliases))
 
 
 def parse_formats(text: str) -> tuple[str, ...]:
@@ -208,7 +196,6 @@ def render_many(cmp: Comparison, formats: tuple[str, ...]) -> tuple[dict[str, by
 
 def write_comparison(cmp: Comparison, formats: tuple[str, ...], out_dir: Path) -> list[Path]:
     """Render everything in memory first, then write atomically (report/write.py)."""
-    from lossdoctor.report.write import write_files
 
     files, primaries = render_many(cmp, formats)
     write_files(Path(out_dir), files)

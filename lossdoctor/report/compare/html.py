@@ -7,7 +7,7 @@ from markupsafe import Markup
 
 from lossdoctor.report.compare import CompareData
 from lossdoctor.report.formats._jinja import html_env
-from lossdoctor.report.svg import SEVERITY_COLOURS
+from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison
@@ -19,8 +19,6 @@ class HtmlRenderer:
     primary = "compare.html"
 
     def render(self, cmp: Comparison, data: CompareData) -> dict[str, bytes]:
-        from lossdoctor.report.svg import plot_svg
-
         svgs = [(plot, Markup(plot_svg(plot))) for plot in data.plots]
         text = html_env().get_template("compare.html.j2").render(d=data, svgs=svgs, colours=SEVERITY_COLOURS)
         return {self.primary: text.encode("utf-8")}

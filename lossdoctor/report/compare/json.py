@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from lossdoctor.report.compare import CompareData
 from lossdoctor.report.formats.json import jsonable
+from lossdoctor import __version__
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison
@@ -18,8 +19,6 @@ SCHEMA_VERSION = 1
 
 
 def comparison_to_dict(cmp: Comparison) -> dict[str, Any]:
-    from lossdoctor import __version__
-
     runs = []
     for col, diag in zip(cmp.runs, cmp.diagnoses):
         runs.append({"key": col.key, "name": col.name, "location": col.location, "kind": col.kind,

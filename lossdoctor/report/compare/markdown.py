@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from lossdoctor.report.compare import CompareData
 from lossdoctor.report.formats._jinja import md_env
 from lossdoctor.report.formats.markdown import LEVEL_MARK, SEVERITY_MARK, md_escape
+from lossdoctor.report.data import fmt_num, sparkline
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison
@@ -23,8 +24,6 @@ class MarkdownRenderer:
 
     def render(self, cmp: Comparison, data: CompareData) -> dict[str, bytes]:
         import numpy as np
-
-        from lossdoctor.report.data import fmt_num, sparkline
 
         curves = []   # (series title, run label, sparkline, first, last, points)
         for plot in data.plots:

@@ -6,10 +6,10 @@ built-in formats use the same registry a third-party one would.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
+
+from lossdoctor.plugins import discover
 
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
@@ -30,16 +30,4 @@ class Renderer(Protocol):
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Renderer]:
     """name and every alias → renderer (sorted by name)."""
-    found: dict[str, Renderer] = {}
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        renderer = getattr(module, "RENDERER", None)
-        if renderer is None:
-            continue
-        for key in (renderer.name, *renderer.aliases):
-            if key in found:
-                raise RuntimeError(f"two report formats claim the name {key!r}")
-            found[key] = renderer
-    return dict(sorted(found.items()))
+    return discover(__name__, "RENDERER", "report formats", lambda renderer: (renderer.name, *renderer.aliases))

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from lossdoctor.report.formats.sarif import artifact_uri
+
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
     from lossdoctor.report.data import ReportData
@@ -26,8 +28,6 @@ def escape_property(text: str) -> str:
 
 
 def annotations(diagnosis: Diagnosis, data: ReportData) -> str:
-    from lossdoctor.report.formats.sarif import artifact_uri
-
     location = diagnosis.run.provenance.location
     file = location if artifact_uri(location) is not None and "://" not in location else None
     lines = []

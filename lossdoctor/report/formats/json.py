@@ -20,6 +20,7 @@ import numpy as np
 
 from lossdoctor.model import Diagnosis, Run
 from lossdoctor.report.data import ReportData, build_report_data, decimate, evidence_steps
+from lossdoctor import __version__
 
 SCHEMA = "lossdoctor.diagnosis"
 SCHEMA_VERSION = 1
@@ -85,8 +86,6 @@ def _metrics(run: Run, keep_steps: np.ndarray | None) -> list[dict[str, Any]]:
 
 
 def diagnosis_to_dict(diagnosis: Diagnosis, data: ReportData | None = None) -> dict[str, Any]:
-    from lossdoctor import __version__
-
     data = data if data is not None else build_report_data(diagnosis)
     run = diagnosis.run
     holds = tuple(v.holds for v in data.findings)

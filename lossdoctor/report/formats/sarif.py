@@ -12,6 +12,9 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any
 
+from lossdoctor import __version__
+from lossdoctor.report.formats.json import jsonable
+
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
     from lossdoctor.report.data import ReportData
@@ -43,8 +46,6 @@ def _fingerprint(*parts: str) -> str:
 
 
 def sarif_log(diagnosis: Diagnosis, data: ReportData) -> dict[str, Any]:
-    from lossdoctor import __version__
-
     rules: list[dict[str, Any]] = []
     index: dict[str, int] = {}
 
@@ -111,8 +112,6 @@ class SarifRenderer:
     description = "report.sarif: SARIF 2.1.0 for GitHub code scanning (upload-sarif)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        from lossdoctor.report.formats.json import jsonable
-
         text = json.dumps(jsonable(sarif_log(diagnosis, data)), indent=2, sort_keys=False, ensure_ascii=False,
                           allow_nan=False)
         return {self.primary: (text + "\n").encode("utf-8")}

@@ -8,8 +8,6 @@ at which the condition was evaluated, causally: the value at step s uses only da
 from __future__ import annotations
 
 import fnmatch
-import importlib
-import pkgutil
 import re
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -17,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import numpy as np
 
+from lossdoctor.plugins import discover
 from lossdoctor.rules import rolling
 
 if TYPE_CHECKING:  # the model is not imported just to validate a rule file
@@ -73,15 +72,9 @@ class Check(Protocol):
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Check]:
-    found: dict[str, Check] = {}
-    for info in pkgutil.iter_modules(__path__):
-        if info.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        check = getattr(module, "CHECK", None)
-        if check is not None:
-            found[check.kind] = validate_check(check)
-    return dict(sorted(found.items()))
+    """kind → check, discovered from the modules of this package (sorted by kind), each validated as it
+    registers (:func:`validate_check`)."""
+    return discover(__name__, "CHECK", "check kinds", lambda check: (check.kind,), validate=validate_check)
 
 
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -38,6 +38,7 @@ from lossdoctor.model import Run
 from lossdoctor.rules.checks import (CheckResult, Param, arrays, config_value, empty_result, resolve_series,
                                      rolling_median)
 from lossdoctor.rules.noise import normal_confidence, point_noise, sample_factor
+from lossdoctor.metrics.names import canonicalise
 
 #: config keys naming the metric a run selected its best checkpoint on (W&B / lossdoctor train / trainer)
 SELECT_KEYS = ("metric_for_best_model", "trainer.metric_for_best_model", "args.metric_for_best_model")
@@ -67,7 +68,6 @@ def _as_bool(value: Any) -> bool | None:
 def selected_metric(run: Run, default: str = "eval/loss") -> Selected:
     """The metric the run chose its best checkpoint by, when it is an eval series the run logged and not the
     loss; else ``default`` (lower is better)."""
-    from lossdoctor.metrics.names import canonicalise
 
     fallback = Selected(default, True, "eval loss (no other selection metric in the run)")
     name, key = config_value(run, SELECT_KEYS)

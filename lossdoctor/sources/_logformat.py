@@ -29,7 +29,9 @@ from typing import Any
 import yaml
 
 from lossdoctor.errors import SourceError
+from lossdoctor.metrics.names import canonicalise
 from lossdoctor.textfile import read_text
+from lossdoctor.yamlpos import YamlPosError, compose
 
 try:  # Python ≥ 3.11
     from re import _constants as _sre_c, _parser as _sre_p  # type: ignore[attr-defined]
@@ -97,7 +99,6 @@ def load_log_format(path: str | Path) -> LogFormat:
     location = str(path)
     text = read_text(path, location, what="log format file", expected="a YAML log format file",
                      max_bytes=MAX_FORMAT_BYTES)
-    from lossdoctor.rules.yamlpos import YamlPosError, compose
 
     try:
         root = compose(text)   # nodes with marks; builds no objects from tags; nesting bounded
@@ -159,8 +160,6 @@ def load_log_format(path: str | Path) -> LogFormat:
         problems.append((_line(node), "'metrics' must be a non-empty mapping of named group -> metric name, "
                          "e.g. {loss: train/loss}"))
     else:
-        from lossdoctor.metrics.names import canonicalise
-
         for key_node, value_node in node.value:
             group = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(group, str):

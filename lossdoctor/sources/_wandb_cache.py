@@ -25,7 +25,7 @@ from urllib.parse import quote
 from lossdoctor.atomic import atomic_write
 from lossdoctor.model import Provenance, Run
 from lossdoctor.table import MetricTable
-from lossdoctor.wandb_url import RunRef
+from lossdoctor.sources._wandb_url import RunRef
 
 SCHEMA = 1
 

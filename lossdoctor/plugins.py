@@ -1,0 +1,50 @@
+"""Plugin discovery: the one way every registry finds its plugins (readers, check kinds, report and comparison
+formats, commands, tails).
+
+A registry is a package; each public module in it (name not starting with ``_``) that defines the module-level
+attribute the registry asks for (``SOURCE``, ``CHECK``, ``RENDERER``, ``COMMAND``, ``TAILER``) holds one plugin.
+Private modules (``_x.py``, ``_x/``) are helpers and are never imported by discovery. Modules are visited in
+sorted order and the result is sorted by name, so discovery is deterministic. Two plugins claiming the same
+name is a programming error, raised with both modules named.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Any, Callable, Iterable
+
+
+class DuplicatePluginError(RuntimeError):
+    """Two plugins of one registry claim the same name."""
+
+
+def _own_name(plugin: Any) -> tuple[str]:
+    return (plugin.name,)
+
+
+def discover(package: str, attr: str, what: str, names: Callable[[Any], Iterable[str]] = _own_name,
+             validate: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """name → plugin for every public module of ``package`` defining ``attr``, sorted by name.
+
+    ``names(plugin)`` gives the names a plugin answers to (its name and any aliases; by default
+    ``plugin.name``); ``what`` says what the plugins are in the duplicate-name error ("readers");
+    ``validate(plugin)``, when given, checks each plugin as it registers (raising on a bad declaration) and
+    returns the plugin to register."""
+    pkg = importlib.import_module(package)
+    found: dict[str, Any] = {}
+    owner: dict[str, str] = {}
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        module_name = f"{package}.{info.name}"
+        plugin = getattr(importlib.import_module(module_name), attr, None)
+        if plugin is None:
+            continue
+        if validate is not None:
+            plugin = validate(plugin)
+        for name in names(plugin):
+            if name in found:
+                raise DuplicatePluginError(f"two {what} claim the name {name!r}: {owner[name]} and {module_name}")
+            found[name] = plugin
+            owner[name] = module_name
+    return dict(sorted(found.items()))

@@ -1,0 +1,92 @@
+"""Plugin discovery (lossdoctor/plugins.py), on real packages written to a temporary directory: the one rule every
+registry (readers, check kinds, report and comparison formats, commands, tails) follows."""
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from lossdoctor.plugins import DuplicatePluginError, discover
+
+
+@pytest.fixture
+def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
+    """Write a package ``name`` with ``modules`` (module name → source) under tmp_path and make it importable."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    made: list[str] = []
+
+    def make(name: str, modules: dict[str, str]) -> str:
+        pkg = tmp_path / name
+        pkg.mkdir()
+        (pkg / "__init__.py").write_text("")
+        for module, source in modules.items():
+            if module.endswith("/"):                      # a subpackage
+                (pkg / module).mkdir()
+                (pkg / module / "__init__.py").write_text(source)
+            else:
+                (pkg / f"{module}.py").write_text(source)
+        importlib.invalidate_caches()
+        made.append(name)
+        return name
+
+    yield make
+    for name in made:
+        for mod in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[mod]
+
+
+def _plugin(name: str, aliases: tuple[str, ...] = ()) -> str:
+    return (f"from types import SimpleNamespace\n"
+            f"PLUGIN = SimpleNamespace(name={name!r}, aliases={aliases!r}, module=__name__)\n")
+
+
+def test_private_modules_are_skipped_and_never_imported(make_package) -> None:
+    boom = "raise RuntimeError('a private helper was imported by discovery')\n"
+    pkg = make_package("ldtest_private", {"alpha": _plugin("alpha"), "_helper": boom + _plugin("helper"),
+                                          "_sub/": boom, "helpers": "X = 1\n"})
+    found = discover(pkg, "PLUGIN", "widgets")
+    assert list(found) == ["alpha"]
+    assert f"{pkg}._helper" not in sys.modules and f"{pkg}._sub" not in sys.modules
+    assert f"{pkg}.helpers" in sys.modules            # public, imported, but defines no PLUGIN: not a plugin
+
+
+def test_order_is_sorted_by_name_whatever_the_module_order(make_package) -> None:
+    pkg = make_package("ldtest_order", {"a_mod": _plugin("zulu"), "m_mod": _plugin("alpha", ("mike",)),
+                                        "z_mod": _plugin("bravo")})
+    found = discover(pkg, "PLUGIN", "widgets", lambda p: (p.name, *p.aliases))
+    assert list(found) == ["alpha", "bravo", "mike", "zulu"]
+    assert found["mike"] is found["alpha"]
+    assert found["zulu"].module == f"{pkg}.a_mod"
+    assert list(discover(pkg, "PLUGIN", "widgets")) == ["alpha", "bravo", "zulu"]
+
+
+def test_a_duplicate_name_is_rejected_naming_both_modules(make_package) -> None:
+    pkg = make_package("ldtest_dup", {"first": _plugin("csv"), "second": _plugin("tsv", ("csv",))})
+    assert list(discover(pkg, "PLUGIN", "readers")) == ["csv", "tsv"]       # aliases not asked for: no clash
+    with pytest.raises(DuplicatePluginError) as err:
+        discover(pkg, "PLUGIN", "readers", lambda p: (p.name, *p.aliases))
+    text = str(err.value)
+    assert "two readers claim the name 'csv'" in text
+    assert f"{pkg}.first" in text and f"{pkg}.second" in text
+
+
+def test_the_real_registries_are_sorted_and_hold_only_plugins() -> None:
+    """The package's own registries follow the rule: sorted by name, no private helper module taken for a
+    plugin."""
+    from lossdoctor.commands import discover as commands
+    from lossdoctor.report.compare import registry as compare_formats
+    from lossdoctor.report.formats import registry as formats
+    from lossdoctor.rules.checks import registry as checks
+    from lossdoctor.sources import registry as sources
+    from lossdoctor.tail import registry as tails
+
+    for registry in (sources, checks, formats, compare_formats, tails):
+        names = list(registry())
+        assert names and names == sorted(names)
+    assert {"trainer-state", "wandb-offline", "wandb-api"} <= set(sources())
+    assert all(hasattr(s, "sniff") and hasattr(s, "read") for s in sources().values())
+    names = [c.name for c in commands()]
+    assert names == sorted(names) and "analyze" in names
