@@ -16,8 +16,9 @@ loss, last step, epochs), and one run is picked as the best with the reason (see
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from lossdoctor.model import SEVERITY_RANK, Diagnosis, Facts, Finding
 

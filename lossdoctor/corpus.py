@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
-from lossdoctor.errors import SourceError, UsageError
-from lossdoctor.model import Diagnosis
 from lossdoctor import yamlpos
-from lossdoctor.rules.packs import RuleSet
+from lossdoctor.errors import SourceError, UsageError
 from lossdoctor.metrics.objectives import objective_table
+from lossdoctor.model import Diagnosis
+from lossdoctor.rules.packs import RuleSet
 
 VERDICTS: tuple[str, ...] = ("healthy", "overfitting", "diverging", "nonfinite", "exploding-gradients",
                              "not-learning", "no-learning-signal", "reward-falling", "kl-blowup",

@@ -6,11 +6,11 @@ from dataclasses import replace
 
 import numpy as np
 
+from lossdoctor.metrics.names import canonicalise
+from lossdoctor.metrics.objectives import detect, missing_caveat
 from lossdoctor.model import Diagnosis, Facts, Objective, Run
 from lossdoctor.rules.engine import run_rules
 from lossdoctor.rules.packs import RuleSet
-from lossdoctor.metrics.names import canonicalise
-from lossdoctor.metrics.objectives import detect, missing_caveat
 
 #: final eval loss this far above the best (relative) means stopping at the best step would have helped
 EARLY_STOP_MARGIN = 0.01

@@ -17,7 +17,7 @@ def gate(severities: list[str] | tuple[str, ...], fail_on: str) -> int:
     """EXIT_GATE when any severity is at or above ``fail_on`` ("never" never gates)."""
     if fail_on == "never":
         return EXIT_OK
-    from lossdoctor.model import SEVERITY_RANK      # the model pulls numpy; the CLI imports this module at start
+    from lossdoctor.model import SEVERITY_RANK  # the model pulls numpy; the CLI imports this module at start
 
     floor = SEVERITY_RANK[fail_on]
     return EXIT_GATE if any(SEVERITY_RANK[s] >= floor for s in severities) else EXIT_OK

@@ -29,16 +29,17 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.model import SEVERITY_RANK, Finding, Provenance, Run, make_metrics, empty_metrics
-from lossdoctor.table import Series
 from lossdoctor.metrics.names import canonicalise
+from lossdoctor.model import SEVERITY_RANK, Finding, Provenance, Run, empty_metrics, make_metrics
 from lossdoctor.rules.checks import registry
 from lossdoctor.rules.engine import evaluate_rule, sort_key
+from lossdoctor.table import Series
 
 _INITIAL = 256
 #: pointwise rules are judged live on this many latest points of each series
@@ -164,7 +165,7 @@ class LiveStore:
         return sum(c.nbytes for c in self.columns.values())
 
     def snapshot(self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None,
-                 state: str = "running") -> "LiveRun":
+                 state: str = "running") -> LiveRun:
         """A Run over the current points (zero-copy views; valid until the next ``add``)."""
         from lossdoctor.tidy import Coded, tidy_points
 
@@ -176,7 +177,7 @@ class LiveStore:
         return LiveRun(name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state,
                        store=self)
 
-    def tail_view(self, run: "LiveRun", points: int = TAIL_POINTS) -> "LiveRun":
+    def tail_view(self, run: LiveRun, points: int = TAIL_POINTS) -> LiveRun:
         """The same snapshot cut to the last ``points`` points of every series."""
         return dataclasses.replace(run, tail=points)
 
@@ -318,7 +319,7 @@ class LiveJudge:
             return False
         return any(self._ready(r, now) for r in self._stale)
 
-    def judge(self, run: "LiveRun | Run", now: float, final: bool = False) -> list[Finding]:
+    def judge(self, run: LiveRun | Run, now: float, final: bool = False) -> list[Finding]:
         """One pass over ``run`` (a LiveRun snapshot, or the whole run when ``final``); returns the findings
         that fired for the first time."""
 

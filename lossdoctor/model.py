@@ -9,8 +9,9 @@ pandas views, and the only places this module touches pandas (imported on call).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -17,8 +17,9 @@ table into series.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -60,7 +61,7 @@ class MetricTable:
 
     @classmethod
     def build(cls, step: Any, metric_codes: Any, metric_names: Sequence[str], value: Any, raw_codes: Any,
-              raw_names: Sequence[str], wall_time: Any = None, line: Any = None) -> "MetricTable":
+              raw_names: Sequence[str], wall_time: Any = None, line: Any = None) -> MetricTable:
         """From parallel columns (copied only where the dtype differs)."""
         mn, rn = tuple(str(x) for x in metric_names), tuple(str(x) for x in raw_names)
         return cls(
@@ -75,7 +76,7 @@ class MetricTable:
         )
 
     @classmethod
-    def blank(cls) -> "MetricTable":
+    def blank(cls) -> MetricTable:
         """A table with no points."""
         return cls.build(_EMPTY_I64, _EMPTY_I64, (), np.zeros(0), _EMPTY_I64, ())
 
@@ -137,12 +138,12 @@ class MetricTable:
         rows = [(self.raw_names[int(p) // n_m], self.metric_names[int(p) % n_m], int(counts[p])) for p in hit]
         return sorted(rows, key=lambda r: (r[0], r[1]))
 
-    def sorted(self) -> "MetricTable":
+    def sorted(self) -> MetricTable:
         """Rows sorted by metric, then step (stable: equal rows keep their order)."""
         order = np.lexsort((self.step, self.metric_codes))
         return self if bool((order[1:] > order[:-1]).all()) else self.take(order)
 
-    def take(self, index: Any) -> "MetricTable":
+    def take(self, index: Any) -> MetricTable:
         """The rows at ``index`` (integer positions or a boolean mask), names kept."""
         idx = np.asarray(index)
         if idx.dtype == bool:
@@ -152,7 +153,7 @@ class MetricTable:
             self.raw_names, None if self.wall_time is None else self.wall_time[idx],
             None if self.line is None else self.line[idx])
 
-    def compact(self) -> "MetricTable":
+    def compact(self) -> MetricTable:
         """The same table without names no row uses (metric names stay sorted)."""
         def squeeze(codes: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
             used = np.flatnonzero(np.bincount(codes, minlength=len(names))) if len(codes) else _EMPTY_I64
@@ -169,7 +170,7 @@ class MetricTable:
         return MetricTable.build(self.step, mc, mn, self.value, rc, rn, self.wall_time, self.line)
 
     @staticmethod
-    def concat(tables: Sequence["MetricTable"]) -> "MetricTable":
+    def concat(tables: Sequence[MetricTable]) -> MetricTable:
         """Rows of every table in turn (names merged; metric names sorted)."""
         tables = [t for t in tables if len(t)]
         if not tables:
@@ -224,7 +225,7 @@ class MetricTable:
         return pd.DataFrame(data)
 
     @classmethod
-    def from_frame(cls, frame: Any) -> "MetricTable":
+    def from_frame(cls, frame: Any) -> MetricTable:
         """From a tidy DataFrame (or a mapping of columns) with at least step / metric / value; ``raw_name``
         defaults to the metric. Rows are kept as given (order and repeats)."""
         cols = {c: frame[c] for c in frame.columns} if hasattr(frame, "columns") else dict(frame)
@@ -253,7 +254,7 @@ def _as_list(col: Any) -> list[Any]:
 class _ILoc:
     __slots__ = ("_s",)
 
-    def __init__(self, s: "Series") -> None:
+    def __init__(self, s: Series) -> None:
         self._s = s
 
     def __getitem__(self, key: Any) -> Any:
@@ -266,7 +267,7 @@ class _ILoc:
 class _Loc:
     __slots__ = ("_s",)
 
-    def __init__(self, s: "Series") -> None:
+    def __init__(self, s: Series) -> None:
         self._s = s
 
     def __getitem__(self, key: Any) -> Any:
@@ -300,7 +301,7 @@ class Series:
             raise ValueError("index and values must have the same length")
 
     @classmethod
-    def empty_of(cls, name: str) -> "Series":
+    def empty_of(cls, name: str) -> Series:
         return cls(_EMPTY_I64, np.zeros(0), name)
 
     def __len__(self) -> int:
@@ -368,7 +369,7 @@ class Series:
     def isna(self) -> np.ndarray:
         return np.isnan(self.values)
 
-    def dropna(self) -> "Series":
+    def dropna(self) -> Series:
         ok = ~np.isnan(self.values)
         return self if ok.all() else Series(self.index[ok], self.values[ok], self.name)
 
@@ -391,14 +392,14 @@ class Series:
     def idxmax(self) -> int:
         return int(self.index[int(np.nanargmax(self.values))])
 
-    def diff(self) -> "Series":
+    def diff(self) -> Series:
         """Each value minus the one before it (NaN at the first point)."""
         return Series(self.index, np.r_[np.nan, np.diff(self.values)] if len(self) else self.values, self.name)
 
-    def round(self, decimals: int = 0) -> "Series":
+    def round(self, decimals: int = 0) -> Series:
         return Series(self.index, np.round(self.values, decimals), self.name)
 
-    def equals(self, other: "Series") -> bool:
+    def equals(self, other: Series) -> bool:
         """Same steps and values (NaN equal to NaN), as pandas' ``equals``."""
         return bool(np.array_equal(self.index, other.index)
                     and np.array_equal(self.values, other.values, equal_nan=True))

@@ -27,13 +27,14 @@ by hand) goes through :func:`retidy`, one series' points through :func:`tidy_ser
 """
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.table import MetricTable, code_dtype, factorize
 from lossdoctor.metrics.names import bounded_name, canonicalise
+from lossdoctor.table import MetricTable, code_dtype, factorize
 
 #: HF Trainer's end-of-training summary keys: never points of a curve.
 SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_steps_per_second", "total_flos"})

@@ -13,12 +13,13 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from lossdoctor.errors import SourceError, UsageError, LossdoctorError
+from lossdoctor.errors import LossdoctorError, SourceError, UsageError
 from lossdoctor.model import SEVERITY_RANK
 from lossdoctor.report.formats.markdown import md_escape
 from lossdoctor.sources import detect, make_target, read_runs

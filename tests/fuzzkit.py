@@ -27,9 +27,9 @@ import resource
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
@@ -354,7 +354,7 @@ class Report:
     max_rss_mb: float = 0.0
 
     @classmethod
-    def merge(cls, reports: list["Report"]) -> "Report":
+    def merge(cls, reports: list[Report]) -> Report:
         out = cls()
         for r in reports:
             for kind, n in r.inputs.items():
@@ -420,7 +420,7 @@ def run_one(work: Path, kind: str, base: Seed, data: bytes, extra: list[str], de
 
 
 def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = None,
-         on_progress: Callable[["Report"], None] | None = None, seeds: list[Seed] | None = None,
+         on_progress: Callable[[Report], None] | None = None, seeds: list[Seed] | None = None,
          max_seconds: float | None = None, job: int = 0, jobs: int = 1, render_every: int = 40) -> Report:
     """``per_kind`` inputs of each reader (this job's share of them: indices ≡ job mod jobs)."""
     seeds = seeds if seeds is not None else make_seeds(work)

@@ -215,8 +215,8 @@ def test_stale_plots_are_removed(tmp_path: Path) -> None:
 def test_poisoned_cache_entries_are_not_hits(tmp_path: Path) -> None:
     import pandas as pd
 
-    from lossdoctor.sources._wandb_cache import RunCache
     from lossdoctor.model import Provenance, Run, make_metrics
+    from lossdoctor.sources._wandb_cache import RunCache
     from lossdoctor.sources._wandb_url import RunRef
 
     ref = RunRef("https://api.example.com", "e", "p", "r1")

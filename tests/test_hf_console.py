@@ -178,9 +178,9 @@ def test_epoch_cadence_without_counters(tmp_path: Path) -> None:
     # 12 steps per epoch, logging every 3 steps, eval every 6; the summary gives the run length 24
     lines = []
     for step in range(3, 25, 3):
-        lines.append("{'loss': %s, 'epoch': %s}\n" % (step, round(step / 12, 2)))
+        lines.append(f"{{'loss': {step}, 'epoch': {round(step / 12, 2)}}}\n")
         if step % 6 == 0:
-            lines.append("{'eval_loss': %s, 'epoch': %s}\n" % (100 + step, round(step / 12, 2)))
+            lines.append(f"{{'eval_loss': {100 + step}, 'epoch': {round(step / 12, 2)}}}\n")
     lines.append("{'train_runtime': 12.0, 'train_steps_per_second': 2.0, 'train_loss': 1.0, 'epoch': 2.0}\n")
     run = read(write(tmp_path, "".join(lines)))
     assert run.provenance.step_source == "epoch*cadence"

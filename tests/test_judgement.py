@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from rulecases import build_run
 
 from lossdoctor.diagnosis import diagnose
 from lossdoctor.rules.checks.overfit import judge, known_direction, selected_metric
@@ -14,7 +15,6 @@ from lossdoctor.rules.noise import normal_confidence, point_noise, residual_nois
 from lossdoctor.rules.packs import load_rules
 from lossdoctor.sources import read_runs
 from lossdoctor.sources.base import ReadOptions
-from rulecases import build_run
 
 CORPUS = Path(__file__).resolve().parent / "corpus"
 RULES = load_rules()

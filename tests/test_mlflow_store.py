@@ -9,8 +9,8 @@ import sqlite3
 import sys
 from pathlib import Path
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from lossdoctor.errors import SourceError

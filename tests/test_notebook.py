@@ -10,21 +10,20 @@ is fine in a test over our own fixture), never from lossdoctor's output.
 from __future__ import annotations
 
 import ast
-from html import escape as html_escape
 import json
 import math
 import subprocess
 import sys
+from html import escape as html_escape
 from pathlib import Path
 
 import pytest
+from test_cli import assert_one_line_error, cli
 
 from lossdoctor import diagnose
 from lossdoctor.errors import SourceError
 from lossdoctor.sources import read_runs, read_text_runs
 from lossdoctor.sources.base import ReadOptions
-
-from test_cli import assert_one_line_error, cli
 
 ROOT = Path(__file__).resolve().parents[1]
 NB = ROOT / "tests" / "data" / "notebooks"

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from test_notebook import HOSTILE, _overfit_notebook
 
 pytestmark = pytest.mark.slow

@@ -251,8 +251,9 @@ def test_silent_cases_for_other_objectives_have_teeth() -> None:
     """Each tests/cases entry where a supervised rule stays silent on an RL or preference run would fire on
     the same series if objectives were ignored: the silence comes from judging by objective, not from the
     numbers."""
-    from lossdoctor.rules.engine import evaluate_rule
     from rulecases import build_run, load_cases
+
+    from lossdoctor.rules.engine import evaluate_rule
 
     ruleset = load_rules()
     checked = 0

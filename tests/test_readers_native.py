@@ -64,7 +64,7 @@ def _truncated_sqlite(tmp: Path, name: str) -> Path:
     with sqlite3.connect(full) as conn:
         conn.execute("CREATE TABLE metrics (id INTEGER PRIMARY KEY, run_name TEXT, step INTEGER, metrics TEXT)")
         conn.executemany("INSERT INTO metrics (run_name, step, metrics) VALUES ('r', ?, ?)",
-                         [(i, '{"loss": %d}' % i) for i in range(5000)])
+                         [(i, f'{{"loss": {i}}}') for i in range(5000)])
     cut = tmp / name
     cut.write_bytes(full.read_bytes()[:150])
     return cut

@@ -6,8 +6,8 @@ import shutil
 import struct
 from pathlib import Path
 
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 
 from lossdoctor.errors import SourceError

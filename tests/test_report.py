@@ -10,15 +10,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_samples import (
+    XSS_NAME,
+    _eval_loss,
+    _train_loss,
+    healthy_diagnosis,
+    hostile_diagnosis,
+    nonfinite_diagnosis,
+    overfit_diagnosis,
+)
 
 import lossdoctor
 from lossdoctor.errors import UsageError
 from lossdoctor.report import available_formats, render, render_terminal, write_reports
 from lossdoctor.report.data import build_report_data
 from lossdoctor.report.formats import registry
-
-from report_samples import (XSS_NAME, healthy_diagnosis, hostile_diagnosis, nonfinite_diagnosis,
-                            overfit_diagnosis, _eval_loss, _train_loss)
 
 GOLD = Path(__file__).parent / "gold"
 ACTUAL = Path(__file__).parent / "actual"

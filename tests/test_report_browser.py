@@ -10,10 +10,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from report_samples import XSS_NAME, healthy_diagnosis, hostile_diagnosis, nonfinite_diagnosis, overfit_diagnosis
 
 from lossdoctor.report import write_reports
-
-from report_samples import XSS_NAME, healthy_diagnosis, hostile_diagnosis, nonfinite_diagnosis, overfit_diagnosis
 
 ROOT = Path(__file__).resolve().parents[1]
 #: screenshots of the layout tests land here (not committed) for a person to look at

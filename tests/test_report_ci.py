@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from report_samples import hostile_diagnosis, overfit_diagnosis
 
 from lossdoctor.diagnosis import diagnose
 from lossdoctor.report import render, write_reports
@@ -21,8 +22,6 @@ from lossdoctor.report.data import MAX_PLOT_POINTS, ReportOptions
 from lossdoctor.rules.packs import load_rules
 from lossdoctor.sources import read_runs
 from lossdoctor.sources.base import ReadOptions
-
-from report_samples import hostile_diagnosis, overfit_diagnosis
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "tests" / "data" / "schemas"

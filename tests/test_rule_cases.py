@@ -5,11 +5,11 @@ case for every default rule (a rule never shown to fire, or to stay quiet, is un
 from __future__ import annotations
 
 import pytest
+from rulecases import build_run, load_cases, numbers_match
 
 from lossdoctor.metrics.objectives import detect, objective_table, resolve
 from lossdoctor.rules.engine import evaluate_rule
 from lossdoctor.rules.packs import load_rules
-from rulecases import build_run, load_cases, numbers_match
 
 RULES = load_rules()
 CASES = load_cases()

@@ -3,15 +3,15 @@ validated when the registry takes them in (closed parameter types, evidence keys
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 
 from lossdoctor.model import Provenance, Run, make_metrics
 from lossdoctor.rules import schema
-from lossdoctor.rules.checks import (PARAM_TYPES, CheckDeclarationError, Param, global_result, registry,
-                                     validate_check)
+from lossdoctor.rules.checks import PARAM_TYPES, CheckDeclarationError, Param, global_result, registry, validate_check
 from lossdoctor.rules.engine import run_rules
 from lossdoctor.rules.packs import RuleSet, load_rules
 from lossdoctor.rules.schema import Override, parse_rule_text

@@ -2,15 +2,16 @@
 a missing file, a directory, undecodable bytes and a file over the bound each give one line naming the file."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 from lossdoctor import textfile
-from lossdoctor.sources import _logformat as logformat
 from lossdoctor.errors import LossdoctorError, RuleFileError, SourceError, TrainError
 from lossdoctor.rules import packs
+from lossdoctor.sources import _logformat as logformat
 from lossdoctor.train import config as train_config
 from lossdoctor.train import data as train_data
 

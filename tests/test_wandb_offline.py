@@ -19,8 +19,8 @@ import make_wandb_runs as mk  # noqa: E402
 
 from lossdoctor.errors import SourceError  # noqa: E402
 from lossdoctor.sources import ReadOptions, detect, make_target, read_runs  # noqa: E402
-from lossdoctor.sources.wandb_offline import read_wandb_file  # noqa: E402
 from lossdoctor.sources._wandb_records import BLOCK, FILE_HEADER, chunk_crc, has_magic, scan_log  # noqa: E402
+from lossdoctor.sources.wandb_offline import read_wandb_file  # noqa: E402
 
 
 @pytest.fixture(scope="module")

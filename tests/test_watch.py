@@ -14,7 +14,6 @@ import threading
 import time
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -160,6 +159,7 @@ def test_wandb_transaction_log_appended_in_arbitrary_pieces(tmp_path: Path) -> N
     """A real .wandb file (written by the wandb package) handed to the tail in random cuts: the same points as
     the whole-file reader, the exit record ends the run."""
     import make_wandb_runs as mk
+
     from lossdoctor.sources.wandb_offline import read_wandb_file
     from lossdoctor.tail.wandb_offline import WandbTail
 

@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+
 class _HttpError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(status)
@@ -91,7 +92,7 @@ class FakeRun:
     broken: str | None = None
 
     @classmethod
-    def from_rows(cls, rows: list[dict[str, float]], **kwargs: Any) -> "FakeRun":
+    def from_rows(cls, rows: list[dict[str, float]], **kwargs: Any) -> FakeRun:
         steps = np.asarray([int(r["_step"]) for r in rows], dtype="int64")
         order = np.argsort(steps, kind="stable")
         steps = steps[order]
@@ -108,7 +109,7 @@ class FakeRun:
         return cls(steps=steps, columns=columns, **kwargs)
 
     @classmethod
-    def from_log(cls, log: Any, **kwargs: Any) -> "FakeRun":
+    def from_log(cls, log: Any, **kwargs: Any) -> FakeRun:
         """From lossdoctor's parsed ``.wandb`` (``read_wandb_file``): rows, config, summary, metadata."""
         defaults = dict(entity=log.entity or "e", project=log.project or "p", run_id=log.run_id or "run",
                         name=log.name, config=dict(log.config), summary=dict(log.summary), tags=tuple(log.tags),
@@ -181,7 +182,7 @@ class FakeWandbServer:
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def __enter__(self) -> "FakeWandbServer":
+    def __enter__(self) -> FakeWandbServer:
         self.thread.start()
         return self
 

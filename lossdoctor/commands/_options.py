@@ -9,7 +9,8 @@ helpers below, so the same flag means the same thing everywhere.
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import click
 

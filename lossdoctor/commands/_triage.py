@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, gate
 from lossdoctor.commands.analyze import run_slug
+from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, gate
 
 #: per-run report formats in triage unless --format says otherwise (no plots: 200 runs render in seconds)
 TRIAGE_FORMATS = ("json",)

@@ -8,8 +8,16 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.commands._options import (load_ruleset, make_read_options, metric_option, quiet_option,
-                                          read_options, report_options, rule_options, use_color)
+from lossdoctor.commands._options import (
+    load_ruleset,
+    make_read_options,
+    metric_option,
+    quiet_option,
+    read_options,
+    report_options,
+    rule_options,
+    use_color,
+)
 from lossdoctor.errors import LossdoctorError, UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
@@ -106,12 +114,11 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     Exit codes: 0 nothing at or above --fail-on fired; 1 something did; 2 bad input or usage.
     """
     from lossdoctor.diagnosis import diagnose
+    from lossdoctor.metrics.objectives import resolve as resolve_objective
     from lossdoctor.report import render_reports, render_terminal
     from lossdoctor.report.data import ReportOptions
     from lossdoctor.report.write import write_files
     from lossdoctor.sources import read_runs
-
-    from lossdoctor.metrics.objectives import resolve as resolve_objective
 
     wanted = parse_formats(formats)
     given_objective = resolve_objective(objective) if objective is not None else None

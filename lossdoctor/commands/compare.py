@@ -6,11 +6,18 @@ from pathlib import Path
 
 import click
 
-from lossdoctor.commands._options import (load_ruleset, make_read_options, quiet_option, read_options,
-                                          report_options, rule_options, use_color)
-from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES
+from lossdoctor.commands._options import (
+    load_ruleset,
+    make_read_options,
+    quiet_option,
+    read_options,
+    report_options,
+    rule_options,
+    use_color,
+)
 from lossdoctor.commands.analyze import run_slug
 from lossdoctor.errors import UsageError
+from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES
 
 DEFAULT_FORMATS = "html,md"
 

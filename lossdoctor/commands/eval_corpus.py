@@ -12,7 +12,6 @@ from lossdoctor.exitcodes import EXIT_GATE, EXIT_OK
 from lossdoctor.safetext import visible
 from lossdoctor.textfile import read_text
 
-
 #: label.yaml and floors.yaml are a few lines each.
 MAX_YAML_BYTES = 1 << 20
 

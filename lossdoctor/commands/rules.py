@@ -4,7 +4,6 @@ from __future__ import annotations
 import click
 
 from lossdoctor.commands._options import rules_file_option
-
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK
 from lossdoctor.safetext import visible
 

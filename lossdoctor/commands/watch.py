@@ -17,11 +17,17 @@ from typing import Any
 
 import click
 
-from lossdoctor.commands._options import (load_ruleset, quiet_option, report_options, rule_options,
-                                          source_kind_option, use_color)
-from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, gate
+from lossdoctor.commands._options import (
+    load_ruleset,
+    quiet_option,
+    report_options,
+    rule_options,
+    source_kind_option,
+    use_color,
+)
 from lossdoctor.commands.analyze import parse_formats, run_slug
-from lossdoctor.errors import SourceError, LossdoctorError
+from lossdoctor.errors import LossdoctorError, SourceError
+from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, gate
 
 PREFIX = "[lossdoctor]"
 POLL_SECONDS = 0.1
@@ -29,7 +35,8 @@ POLL_SECONDS = 0.1
 
 def _detect(location: str, source_kind: str | None) -> tuple[Any, Path] | None:
     """(tailer, path) once the source exists and says what it is; None while it does not (yet)."""
-    from lossdoctor.sources import detect, make_target, registry as readers
+    from lossdoctor.sources import detect, make_target
+    from lossdoctor.sources import registry as readers
     from lossdoctor.tail import registry as tails
 
     path = Path(location)

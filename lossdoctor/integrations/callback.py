@@ -31,16 +31,17 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.model import SEVERITY_RANK, Run, Provenance, make_metrics
-from lossdoctor.table import Series
 from lossdoctor.diagnosis import diagnose
 from lossdoctor.metrics.names import canonicalise
+from lossdoctor.model import SEVERITY_RANK, Provenance, Run, make_metrics
 from lossdoctor.rules.packs import load_rules
+from lossdoctor.table import Series
 
 PREFIX = "[lossdoctor]"
 #: keys of the trainer's final summary row; its "train_loss" is a run average, not a point on the curve
@@ -204,7 +205,7 @@ class LossDoctorCallback:
 
     def _show(self, step: int, final: bool) -> None:
         """Create the inline display on first use, then update that same display (never a new output)."""
-        from IPython.display import HTML, display   # a kernel is running: IPython is already imported
+        from IPython.display import HTML, display  # a kernel is running: IPython is already imported
 
         from lossdoctor.report.inline import render_live_html
 

@@ -10,14 +10,15 @@ Pure: a Run in, a Run out.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
 from lossdoctor.errors import UsageError
-from lossdoctor.metrics.names import normalise_key, _alias_data
+from lossdoctor.metrics.names import _alias_data, normalise_key
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,16 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
 from lossdoctor import __version__
 from lossdoctor.diagnosis import is_shape_only
 from lossdoctor.metrics.objectives import describe, judged_on
+from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
 
 #: Metrics that only count things (never worth a plot of their own).
 BOOKKEEPING_METRICS: frozenset[str] = frozenset({
@@ -525,7 +526,7 @@ MAX_PLOT_POINTS = 2000
 
 
 def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS,
-             keep_steps: "np.ndarray | None" = None) -> np.ndarray:
+             keep_steps: np.ndarray | None = None) -> np.ndarray:
     """Indices to plot: all of them up to ``limit``; beyond, per bucket of consecutive points the first,
     the lowest, the highest and the last (so spikes, minima and the shape survive), plus every non-finite
     point (NaN/inf markers must not vanish) and every point at one of ``keep_steps`` (a finding's evidence).

@@ -13,8 +13,8 @@ timeline).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from html import escape
-from typing import Iterable, Sequence
 
 from lossdoctor.report.data import PlotSpec, Timeline, fmt_steps, span_gid
 

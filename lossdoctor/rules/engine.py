@@ -2,8 +2,9 @@
 A check that raises is reported (rule id + exception) after the others ran — never dropped, never a finding."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> Engin
     not_applied: list[str] = []
     outcomes: list[RuleOutcome] = []
     for rule in ruleset.rules:
-        def outcome(status: str, reason: str = "") -> RuleOutcome:
+        def outcome(status: str, reason: str = "", rule: Rule = rule) -> RuleOutcome:
             return RuleOutcome(rule_id=rule.id, severity=rule.severity, title=rule.title, origin=rule.origin,
                                status=status, reason=reason, description=rule.description)
         if objective is not None and not rule.applies_to(objective):

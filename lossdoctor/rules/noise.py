@@ -18,7 +18,8 @@ import math
 
 import numpy as np
 
-from lossdoctor.rules.rolling import median as median_of, sliding_medians
+from lossdoctor.rules.rolling import median as median_of
+from lossdoctor.rules.rolling import sliding_medians
 
 #: MAD -> standard deviation for normally distributed noise
 MAD_TO_SIGMA = 1.4826

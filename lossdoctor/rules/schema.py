@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
+from lossdoctor.metrics.objectives import ANY, objective_table
 from lossdoctor.model import SEVERITIES
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import registry as check_registry
 from lossdoctor.yamlpos import PosDict, PosList, YamlPosError, load
-from lossdoctor.metrics.objectives import ANY, objective_table
 
 ENGINE_EVIDENCE = frozenset({"first_step", "last_step", "fired_step", "held_points", "onset_step"})
 TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "objectives"}
@@ -30,7 +31,7 @@ MAX_INT_ARG = 10_000_000
 @dataclass(frozen=True)
 class Condition:
     op: str                                   # "all" | "any" | "check"
-    children: tuple["Condition", ...] = ()
+    children: tuple[Condition, ...] = ()
     kind: str = ""
     args: Mapping[str, Any] = field(default_factory=dict)   # raw, may hold ${param} references
     line: int = 0

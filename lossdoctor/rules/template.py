@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 import re
 import string
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 _FORMATTER = string.Formatter()
 NAMESPACES = ("evidence", "params")

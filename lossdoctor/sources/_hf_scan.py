@@ -304,7 +304,7 @@ def scan_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
         fh.seek(0)
         scanner = _Scanner()
         read = 0
-        for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):
+        for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):  # noqa: B007 - bytes read, used after
             scanner.feed(text, extra)
     return scanner.result(read)
 

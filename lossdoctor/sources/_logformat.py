@@ -34,7 +34,8 @@ from lossdoctor.textfile import read_text
 from lossdoctor.yamlpos import YamlPosError, compose
 
 try:  # Python ≥ 3.11
-    from re import _constants as _sre_c, _parser as _sre_p  # type: ignore[attr-defined]
+    from re import _constants as _sre_c  # type: ignore[attr-defined]
+    from re import _parser as _sre_p
 except ImportError:  # pragma: no cover - Python 3.10
     import sre_constants as _sre_c  # type: ignore[no-redef]
     import sre_parse as _sre_p  # type: ignore[no-redef]

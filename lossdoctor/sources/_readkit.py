@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 from lossdoctor import textfile
 from lossdoctor.errors import SourceError
+from lossdoctor.metrics.names import bounded_name, canonicalise
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources.base import Target
 from lossdoctor.sources.text import decode_bytes
 from lossdoctor.table import MetricTable
-from lossdoctor.metrics.names import bounded_name, canonicalise
 from lossdoctor.tidy import tidy_points
 
 #: Lines longer than this are skipped (and counted): bounds regex work per line, see _logformat.py.
@@ -209,7 +210,7 @@ def split_rank(line: str) -> tuple[int | None, str]:
     return None, line
 
 
-def ranked_lines(text: str, points: "Collector") -> Iterator[tuple[int, int | None, str]]:
+def ranked_lines(text: str, points: Collector) -> Iterator[tuple[int, int | None, str]]:
     """(line number, DDP rank or None, line without its rank prefix) for every line a text-log reader should
     parse; over-long lines are counted in ``points.long_lines`` and skipped."""
     for lineno, raw_line in iter_lines(text):

@@ -12,10 +12,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from lossdoctor.errors import SourceError
+from lossdoctor.metrics.roles import apply_roles
 from lossdoctor.model import Run
 from lossdoctor.plugins import discover
 from lossdoctor.sources.base import HEAD_BYTES, ReadOptions, Source, Target
-from lossdoctor.metrics.roles import apply_roles
 
 MIN_CONFIDENCE = 0.2
 

@@ -10,9 +10,9 @@ The leading underscore keeps this module out of the reader registry.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from urllib.parse import quote
 
 from lossdoctor.errors import SourceError

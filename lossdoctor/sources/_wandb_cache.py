@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 from lossdoctor.atomic import atomic_write
 from lossdoctor.model import Provenance, Run
-from lossdoctor.table import MetricTable
 from lossdoctor.sources._wandb_url import RunRef
+from lossdoctor.table import MetricTable
 
 SCHEMA = 1
 

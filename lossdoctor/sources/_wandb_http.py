@@ -33,9 +33,10 @@ import ssl
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 #: Largest GraphQL answer read (a 10,000-row page of 3 keys is ~1 MB; a big config a few MB).
@@ -186,7 +187,7 @@ class HttpClient:
             try:
                 conn.request(method, path, body=body, headers=headers)
                 resp = conn.getresponse()
-            except socket.timeout:
+            except TimeoutError:
                 raise FetchError(f"{what}: no answer within {timeout:.0f}s", "timeout") from None
             except ConnectionRefusedError:
                 raise FetchError(f"{what}: connection refused by {host}:{port}", "network") from None
@@ -220,7 +221,7 @@ class HttpClient:
                     sock.settimeout(max(0.05, min(left, PER_REQUEST_S)))
                 try:
                     raw = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
-                except socket.timeout:
+                except TimeoutError:
                     raise FetchError(f"{what}: the answer was still arriving when time ran out ({got:,} bytes "
                                      f"read)", "timeout") from None
                 except (OSError, http.client.HTTPException) as exc:
@@ -351,7 +352,8 @@ class HttpClient:
                 def attempt() -> Response:
                     sink.seek(0)
                     sink.truncate()
-                    return self._once("GET", parts.scheme, host, port, path, None, headers, max_bytes, what, sink)
+                    return self._once("GET", parts.scheme, host, port, path, None, headers, max_bytes, what,  # noqa: B023 - called in this iteration
+                                      sink)
 
                 resp = self._with_retries(attempt, what)
                 size = sink.tell()

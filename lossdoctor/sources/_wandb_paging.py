@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.sources._readkit import dig, to_step
-from lossdoctor.sources._wandb_workers import Progress, run_parallel
 from lossdoctor.sources._wandb_http import FetchError, HttpClient
 from lossdoctor.sources._wandb_url import RunRef
+from lossdoctor.sources._wandb_workers import Progress, run_parallel
 
 #: Rows per page. wandb's default is 1000; 10000 cuts round trips ~10x. If a server caps pages below this,
 #: the per-key count check catches the shortfall and that key is paged again at SAFE_PAGE_SIZE.

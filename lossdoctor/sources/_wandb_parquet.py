@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from lossdoctor.sources._readkit import dig, to_step
-from lossdoctor.sources._wandb_paging import MAX_POINTS, Budget, Points
-from lossdoctor.sources._wandb_workers import Progress, run_parallel
 from lossdoctor.sources._wandb_http import FetchError, HttpClient
+from lossdoctor.sources._wandb_paging import MAX_POINTS, Budget, Points
 from lossdoctor.sources._wandb_url import RunRef
+from lossdoctor.sources._wandb_workers import Progress, run_parallel
 
 PARQUET_HISTORY = """
 query RunParquetHistory($entity: String!, $project: String!, $runName: String!, $liveKeys: [String!]!) {

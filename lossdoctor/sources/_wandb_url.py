@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import unquote, urlsplit
 
 #: wandb 0.31's default API host (earlier versions used api.wandb.ai; 0.31 treats both as one deployment).

@@ -23,8 +23,14 @@ from pathlib import Path
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (Collector, decode_with_notes, make_run, parse_number, read_bytes,
-                                         split_step_epoch_names)
+from lossdoctor.sources._readkit import (
+    Collector,
+    decode_with_notes,
+    make_run,
+    parse_number,
+    read_bytes,
+    split_step_epoch_names,
+)
 from lossdoctor.sources.base import ReadOptions, Target
 
 STEP_COLUMNS = ("step", "global_step", "train/global_step", "trainer/global_step", "_step", "iter", "iteration")

@@ -11,7 +11,8 @@ A file with no JSON object line at all is not JSONL, and that is an error naming
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Run

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.errors import SourceError
+from lossdoctor.metrics.names import canonicalise
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import Collector, decode_with_notes, json_number, make_run, read_bytes
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.jsonl_metrics import iter_json_lines, looks_like_json_lines, sample_objects
-from lossdoctor.metrics.names import canonicalise
 from lossdoctor.sources.trainer_state import find_state_file, load_state, read_state_file
 
 PRIMARY_FILE = "trainer_log.jsonl"

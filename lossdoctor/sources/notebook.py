@@ -31,22 +31,23 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from lossdoctor.errors import SourceError
+from lossdoctor.metrics.names import canonicalise, normalise_key, notebook_table
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import Collector, json_number, parse_number, read_bytes
 from lossdoctor.sources._registry import read_text_runs
 from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.sources.trainer_state import state_to_run
 from lossdoctor.table import MetricTable
 from lossdoctor.tidy import retidy
-from lossdoctor.metrics.names import canonicalise, normalise_key, notebook_table
-from lossdoctor.sources.trainer_state import state_to_run
 
 #: text/html outputs longer than this are not parsed (a displayed dataset, not a training table)
 MAX_HTML_CHARS = 8 * 1024 * 1024

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import codecs
-from typing import BinaryIO, Iterable
+from collections.abc import Iterable
+from typing import BinaryIO
 
 #: Bytes read at a time by the streaming readers (hf-console, big text logs).
 CHUNK_BYTES = 4 * 1024 * 1024

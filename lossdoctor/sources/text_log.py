@@ -31,21 +31,32 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from lossdoctor.errors import SourceError
-from lossdoctor.metrics.names import canonicalise, normalise_key, alias_table
+from lossdoctor.metrics.names import alias_table, canonicalise, normalise_key
+from lossdoctor.metrics.roles import apply_roles, role_table, roles_note
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (_ANSI, MAX_LINE_CHARS, NUMBER, RANK_ANYWHERE, decode_with_notes,
-                                         json_number, make_run, parse_number, read_bytes, skipped_line_notes,
-                                         split_rank)
-from lossdoctor.sources.jsonl_metrics import _flatten
+from lossdoctor.sources._readkit import (
+    _ANSI,
+    MAX_LINE_CHARS,
+    NUMBER,
+    RANK_ANYWHERE,
+    decode_with_notes,
+    json_number,
+    make_run,
+    parse_number,
+    read_bytes,
+    skipped_line_notes,
+    split_rank,
+)
 from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.sources.jsonl_metrics import _flatten
 from lossdoctor.sources.text import guess_encoding, iter_text_chunks, looks_binary
-from lossdoctor.metrics.roles import role_table, apply_roles, roles_note
 from lossdoctor.tidy import Coded, tidy_points
 
 #: files up to this size are decoded whole (exact undecodable-byte notes); larger ones are streamed

@@ -16,8 +16,17 @@ from __future__ import annotations
 import re
 
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (Collector, NUMBER, RANK_ANYWHERE, make_run, parse_number, ranked_lines,
-                                        read_text, require_points, to_step)
+from lossdoctor.sources._readkit import (
+    NUMBER,
+    RANK_ANYWHERE,
+    Collector,
+    make_run,
+    parse_number,
+    ranked_lines,
+    read_text,
+    require_points,
+    to_step,
+)
 from lossdoctor.sources.base import ReadOptions, Target
 
 _STEP_LINE = re.compile(r"^\s*Step (\d+) \| ")

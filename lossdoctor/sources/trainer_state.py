@@ -31,9 +31,9 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run
 from lossdoctor.sources._readkit import json_number, read_bytes, to_step
-from lossdoctor.tidy import Coded, tidy_points
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text import decode_bytes, guess_encoding
+from lossdoctor.tidy import Coded, tidy_points
 
 PRIMARY_FILE = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")

@@ -12,10 +12,17 @@ duplicates keep rank 0, then the first.
 from __future__ import annotations
 
 from lossdoctor.errors import SourceError
-from lossdoctor.sources._logformat import load_log_format
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (MAX_LINE_CHARS, Collector, iter_lines, make_run, parse_number,
-                                         read_text, split_rank)
+from lossdoctor.sources._logformat import load_log_format
+from lossdoctor.sources._readkit import (
+    MAX_LINE_CHARS,
+    Collector,
+    iter_lines,
+    make_run,
+    parse_number,
+    read_text,
+    split_rank,
+)
 from lossdoctor.sources.base import ReadOptions, Target
 
 

@@ -31,19 +31,18 @@ from typing import Any
 
 import numpy as np
 
-from lossdoctor.sources._wandb_cache import RunCache
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import dig, load_json, to_step
+from lossdoctor.sources._wandb_cache import RunCache
 from lossdoctor.sources._wandb_errors import NO_KEY, api_key_for, map_error, scrub
+from lossdoctor.sources._wandb_http import Deadline, FetchError, HttpClient
 from lossdoctor.sources._wandb_paging import Budget, Points, fetch_live, plan_windows
 from lossdoctor.sources._wandb_parquet import fetch_exports
+from lossdoctor.sources._wandb_url import NotARunURL, RunRef, looks_like_run_path, parse_run_ref
 from lossdoctor.sources._wandb_workers import Progress
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.table import MetricTable
-from lossdoctor.sources._wandb_http import Deadline, FetchError, HttpClient
-from lossdoctor.sources._wandb_url import NotARunURL, RunRef, looks_like_run_path, parse_run_ref
-
 
 STEP_KEY = "train/global_step"
 _NUMERIC_TYPES = {"number", "nan", "int", "float"}

@@ -24,8 +24,18 @@ import math
 import re
 
 from lossdoctor.model import Run
-from lossdoctor.sources._readkit import (WANDB_RUN_LINE, Collector, iter_lines, make_run, parse_number, read_text,
-                                         require_points, tail_text, to_step, wandb_run_name)
+from lossdoctor.sources._readkit import (
+    WANDB_RUN_LINE,
+    Collector,
+    iter_lines,
+    make_run,
+    parse_number,
+    read_text,
+    require_points,
+    tail_text,
+    to_step,
+    wandb_run_name,
+)
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.text_log import count_records
 

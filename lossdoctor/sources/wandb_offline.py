@@ -14,21 +14,22 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.table import MetricTable
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import json_number, load_json, read_bytes, to_step
-from lossdoctor.tidy import tidy_points
 from lossdoctor.sources._registry import make_target, registry
-from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources._wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
+from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.table import MetricTable
+from lossdoctor.tidy import tidy_points
 
 _RUN_DIR = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-[A-Za-z0-9_-]+$")
 #: wandb's bookkeeping keys: never metrics.
@@ -159,7 +160,7 @@ def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
     log.notes.extend(describe_damage(scan.damage, scan.size))
     undecodable = 0
     pending_step: int | None = None
-    for offset, payload in scan.records:
+    for _offset, payload in scan.records:
         rec = decode(payload, cls)
         if rec is None:
             undecodable += 1

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lossdoctor.sources._readkit import parse_number
 from lossdoctor.sources._hf_scan import EVAL, SUMMARY, kind_of, split_dict
+from lossdoctor.sources._readkit import parse_number
 from lossdoctor.tail import TextFollower, Update
 
 HOLD = 0.3

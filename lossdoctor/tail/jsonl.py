@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.sources._readkit import json_number
-from lossdoctor.sources.jsonl_metrics import STEP_KEYS, _flatten, _step_of, PRIMARY_FILE
+from lossdoctor.sources.jsonl_metrics import PRIMARY_FILE, STEP_KEYS, _flatten, _step_of
 from lossdoctor.tail import TextFollower, Update
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from lossdoctor.sources._readkit import json_number
-from lossdoctor.tail import Update
 from lossdoctor.sources.trainer_state import find_state_file
+from lossdoctor.tail import Update
 
 _NOT_POINTS = frozenset({"step", "total_flos"})
 

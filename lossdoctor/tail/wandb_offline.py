@@ -13,11 +13,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lossdoctor.tail import FileFollower, Update
-from lossdoctor.sources._wandb_records import (BLOCK, CHUNK_HEADER, FILE_HEADER_LEN, FIRST, FULL, LAST, MIDDLE,
-                                               chunk_crc, decode, has_magic, record_class)
 from lossdoctor.errors import SourceError
+from lossdoctor.sources._wandb_records import (
+    BLOCK,
+    CHUNK_HEADER,
+    FILE_HEADER_LEN,
+    FIRST,
+    FULL,
+    LAST,
+    MIDDLE,
+    chunk_crc,
+    decode,
+    has_magic,
+    record_class,
+)
 from lossdoctor.sources.wandb_offline import _apply_updates, _item_key, _item_value, _numeric, flatten, locate
+from lossdoctor.tail import FileFollower, Update
 
 _CHUNK = struct.Struct("<IHB")
 STEP_KEYS = ("train/global_step", "_step")

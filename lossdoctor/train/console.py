@@ -52,7 +52,7 @@ class ConsoleTee:
         self._sink: IO[bytes] | None = None
         self._py_saved: tuple[Any, Any] | None = None
 
-    def __enter__(self) -> "ConsoleTee":
+    def __enter__(self) -> ConsoleTee:
         self._sink = open(self.path, "ab", buffering=0)
         try:
             fds = (sys.stdout.fileno(), sys.stderr.fileno())

@@ -11,10 +11,11 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from lossdoctor.atomic import atomic_write_bytes
 

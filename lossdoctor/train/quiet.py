@@ -13,7 +13,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from typing import Iterator
+from collections.abc import Iterator
 
 #: at most this much of the captured text is kept
 MAX_KEPT = 8000

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lossdoctor.errors import TrainError, LossdoctorError
-from lossdoctor.exitcodes import EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
-from lossdoctor.train.config import ALL_LINEAR, TrainConfig
-from lossdoctor.train.data import DataFile, read_jsonl, split, render_text, plain_texts
-from lossdoctor.train.manifest import MANIFEST_NAME, base_manifest, now_iso, write_manifest
 from lossdoctor.diagnosis import diagnose
+from lossdoctor.errors import LossdoctorError, TrainError
+from lossdoctor.exitcodes import EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from lossdoctor.integrations.callback import LossDoctorCallback
 from lossdoctor.report import render_terminal, write_reports
 from lossdoctor.rules.packs import load_rules
 from lossdoctor.sources.trainer_state import state_to_run
+from lossdoctor.train.config import ALL_LINEAR, TrainConfig
 from lossdoctor.train.console import ConsoleTee
+from lossdoctor.train.data import DataFile, plain_texts, read_jsonl, render_text, split
+from lossdoctor.train.manifest import MANIFEST_NAME, base_manifest, now_iso, write_manifest
 from lossdoctor.train.quiet import captured_output
 from lossdoctor.train.tiny import build_model, build_tokenizer
 
@@ -55,7 +55,7 @@ class _SigtermAsInterrupt:
         self.previous: Any = None
         self.fired = False
 
-    def __enter__(self) -> "_SigtermAsInterrupt":
+    def __enter__(self) -> _SigtermAsInterrupt:
         import signal
         import threading
 

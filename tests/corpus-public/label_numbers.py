@@ -149,7 +149,7 @@ def read_nbtable(path: Path, which: int = -1) -> dict[str, Series]:
 
 def nb_text(path: Path) -> str:
     parts = []
-    for ci, out in _outputs(path):
+    for _ci, out in _outputs(path):
         if out.get("output_type") == "stream":
             parts.append(_join(out.get("text")))
         else:

@@ -32,12 +32,12 @@ Existing gen-* directories of the selected cases are replaced; the others are le
 from __future__ import annotations
 
 import argparse
-import statistics
 import json
 import math
 import os
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile

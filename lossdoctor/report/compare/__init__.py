@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from lossdoctor import __version__
 from lossdoctor.errors import UsageError
 from lossdoctor.plugins import discover
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
-from lossdoctor import __version__
 from lossdoctor.report.write import write_files
 
 if TYPE_CHECKING:

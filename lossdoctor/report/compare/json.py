@@ -7,9 +7,9 @@ import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
+from lossdoctor import __version__
 from lossdoctor.report.compare import CompareData
 from lossdoctor.report.formats.json import jsonable
-from lossdoctor import __version__
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison

@@ -7,9 +7,9 @@ import re
 from typing import TYPE_CHECKING
 
 from lossdoctor.report.compare import CompareData
+from lossdoctor.report.data import fmt_num, sparkline
 from lossdoctor.report.formats._jinja import md_env
 from lossdoctor.report.formats.markdown import LEVEL_MARK, SEVERITY_MARK, md_escape
-from lossdoctor.report.data import fmt_num, sparkline
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison

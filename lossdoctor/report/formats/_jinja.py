@@ -1,13 +1,14 @@
 """Jinja environments for the templated formats (private: not a format)."""
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Any, Callable
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 import jinja2
 
 
-@lru_cache(maxsize=None)
+@cache
 def html_env() -> jinja2.Environment:
     """autoescape=True: every string from a run is HTML-escaped unless wrapped in Markup on purpose."""
     return jinja2.Environment(loader=jinja2.PackageLoader("lossdoctor.report", "templates"),

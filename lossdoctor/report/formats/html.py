@@ -23,7 +23,7 @@ class HtmlRenderer:
     description = "report.html: one self-contained page (verdict, findings, timeline, curves)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        from markupsafe import Markup   # jinja2 only when an HTML report is rendered
+        from markupsafe import Markup  # jinja2 only when an HTML report is rendered
 
         from lossdoctor.report.formats._jinja import html_env
         from lossdoctor.report.svg import SEVERITY_COLOURS, plot_svg, timeline_svg

@@ -14,13 +14,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
+from lossdoctor import __version__
 from lossdoctor.model import Diagnosis, Run
 from lossdoctor.report.data import ReportData, build_report_data, decimate, evidence_steps
-from lossdoctor import __version__
 
 SCHEMA = "lossdoctor.diagnosis"
 SCHEMA_VERSION = 1

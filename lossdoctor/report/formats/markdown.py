@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
     from lossdoctor.report.data import ReportData, Timeline
-from lossdoctor.safetext import blank
 from lossdoctor.report.data import public_text
+from lossdoctor.safetext import blank
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~#])")
 SEVERITY_MARK = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
@@ -67,7 +67,7 @@ class MarkdownRenderer:
     description = "report.md: for PR comments and $GITHUB_STEP_SUMMARY (sparklines, no images)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        from lossdoctor.report.formats._jinja import MdSafe, md_env   # jinja2 only when rendered
+        from lossdoctor.report.formats._jinja import MdSafe, md_env  # jinja2 only when rendered
 
         env = md_env(md_escape)
         template = env.get_template("report.md.j2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 from lossdoctor.model import Diagnosis
 from lossdoctor.report.data import ReportData, build_report_data
 from lossdoctor.safetext import blank
+
 COLOURS = {"error": "31", "warning": "33", "info": "36", "ok": "32", "incomplete": "35"}
 
 

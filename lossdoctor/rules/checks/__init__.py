@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -250,7 +251,7 @@ def running_best(values: np.ndarray, direction: str) -> tuple[np.ndarray, np.nda
     return best, idx
 
 
-def config_value(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[Any, str | None]:
+def config_value(run: Run, keys: list[str] | tuple[str, ...]) -> tuple[Any, str | None]:
     """The first of ``keys`` present in the run's config (flat dotted keys, e.g. ``max_grad_norm`` or
     ``trainer.max_steps``), as (value, key); (None, None) when none is."""
     for key in keys or ():
@@ -259,7 +260,7 @@ def config_value(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[Any, st
     return None, None
 
 
-def config_number(run: Run, keys: "list[str] | tuple[str, ...]") -> tuple[float | None, str | None]:
+def config_number(run: Run, keys: list[str] | tuple[str, ...]) -> tuple[float | None, str | None]:
     value, key = config_value(run, keys)
     try:
         num = float(value) if value is not None and not isinstance(value, bool) else None

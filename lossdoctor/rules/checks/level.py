@@ -9,14 +9,14 @@ start``: the first 3 logs), at the end (``at: end``) or at its highest (``at: ma
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from lossdoctor.model import Run
+from lossdoctor.rules.checks import Param, config_number, empty_result, finite_points, global_result, rolling_median
 from lossdoctor.rules.rolling import median as median_of
-from lossdoctor.rules.checks import (Param, config_number, empty_result, finite_points, global_result,
-                                     rolling_median)
 
 
 class Level:

@@ -1,7 +1,8 @@
 """missing: a series absent or with too few points to judge (e.g. no eval loss: overfitting can't be judged)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from lossdoctor.rules.checks import CheckResult, Param, global_result, resolve_series
 

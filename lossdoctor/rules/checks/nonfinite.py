@@ -12,7 +12,8 @@ the first one (a run that diverged around them). Anything else is **persistent**
 default) keeps the old behaviour: every non-finite point."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 

@@ -29,16 +29,24 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.model import Run
-from lossdoctor.rules.checks import (CheckResult, Param, arrays, config_value, empty_result, resolve_series,
-                                     rolling_median)
-from lossdoctor.rules.noise import normal_confidence, point_noise, sample_factor
 from lossdoctor.metrics.names import canonicalise
+from lossdoctor.model import Run
+from lossdoctor.rules.checks import (
+    CheckResult,
+    Param,
+    arrays,
+    config_value,
+    empty_result,
+    resolve_series,
+    rolling_median,
+)
+from lossdoctor.rules.noise import normal_confidence, point_noise, sample_factor
 
 #: config keys naming the metric a run selected its best checkpoint on (W&B / lossdoctor train / trainer)
 SELECT_KEYS = ("metric_for_best_model", "trainer.metric_for_best_model", "args.metric_for_best_model")
@@ -187,7 +195,7 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
 
 
 #: run -> {judge arguments: Judgement}; weak, so a run's judgements go with it
-_MEMO: "weakref.WeakKeyDictionary[Run, dict[tuple, Judgement | None]]" = weakref.WeakKeyDictionary()
+_MEMO: weakref.WeakKeyDictionary[Run, dict[tuple, Judgement | None]] = weakref.WeakKeyDictionary()
 
 
 def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, strong_gl: float, confirm: int,
@@ -303,7 +311,7 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
                      up_run, rise, noise, pq, train_change, train_from, train_to, t_metric, onset_within)
 
 
-def onset_index(j: "Judgement", i: int) -> int:
+def onset_index(j: Judgement, i: int) -> int:
     """The start of the best basin at eval i: the first eval within ``onset_within`` of the best, or within the
     noise the evals showed up to the best (among values that close, which one is lowest is a coin toss; the
     noise after the turn is left out: an overfitting model's evals often get jumpier)."""

@@ -3,12 +3,21 @@
 peak is a finished schedule, not a plateau, when ``lr_aware`` is on."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, finite_points, global_result,
-                                     rolling_median, window_start_index)
+from lossdoctor.rules.checks import (
+    CheckResult,
+    Param,
+    arrays,
+    empty_result,
+    finite_points,
+    global_result,
+    rolling_median,
+    window_start_index,
+)
 from lossdoctor.rules.rolling import median as median_of
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file

@@ -4,7 +4,8 @@ which also happens when a callback or an exception handler ended it early, and a
 trainer_state.json is a snapshot of a run that went on."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from lossdoctor.model import Run
 from lossdoctor.rules.checks import Param, config_number, global_result

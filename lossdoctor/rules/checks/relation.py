@@ -2,12 +2,22 @@
 its best (``from: best_b``) — e.g. train loss still falling while eval loss climbs back from its minimum."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lossdoctor.rules.checks import (CheckResult, Param, arrays, asof, ema, empty_result, final_run_only,
-                                     resolve_series, running_best)
+from lossdoctor.rules.checks import (
+    CheckResult,
+    Param,
+    arrays,
+    asof,
+    ema,
+    empty_result,
+    final_run_only,
+    resolve_series,
+    running_best,
+)
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run

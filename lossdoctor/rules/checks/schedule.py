@@ -9,11 +9,18 @@ Two mismatches, both read against the config (keys tried in order; nothing is as
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-
-from lossdoctor.rules.checks import (CheckResult, Param, config_number, config_value, empty_result,
-                                     finite_points, global_result)
+from lossdoctor.rules.checks import (
+    CheckResult,
+    Param,
+    config_number,
+    config_value,
+    empty_result,
+    finite_points,
+    global_result,
+)
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run

@@ -7,12 +7,12 @@ to ``value`` (or, with ``require_config``, the check stays silent); the evidence
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lossdoctor.rules.checks import (OPS, CheckResult, Param, config_number, empty_result, finite_points,
-                                     global_result)
+from lossdoctor.rules.checks import OPS, CheckResult, Param, config_number, empty_result, finite_points, global_result
 from lossdoctor.rules.rolling import median as median_of
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file

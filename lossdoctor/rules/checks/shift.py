@@ -19,13 +19,15 @@ Global: decided once over the whole run; the finding spans the two stretches.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from lossdoctor.model import Run
-from lossdoctor.rules.rolling import median as median_of, sliding_medians
 from lossdoctor.rules.checks import CheckResult, Param, empty_result, finite_points, global_result
+from lossdoctor.rules.rolling import median as median_of
+from lossdoctor.rules.rolling import sliding_medians
 
 MIN_STRETCH = 3
 

@@ -8,7 +8,8 @@ at least ``min_points`` consecutive logs (and ``min_share`` of them) at ``factor
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -8,13 +8,15 @@ Evidence says how many spikes there were, how far apart, and whether the series 
 (``recovered``: the next point within 1.5x the baseline) — a transient spike, not a change of regime."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from lossdoctor.rules.checks import CheckResult, Param, arrays, empty_result, resolve_series
 from lossdoctor.rules.noise import residual_noise
-from lossdoctor.rules.rolling import median as median_of, sliding_medians
+from lossdoctor.rules.rolling import median as median_of
+from lossdoctor.rules.rolling import sliding_medians
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run

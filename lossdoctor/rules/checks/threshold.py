@@ -1,12 +1,21 @@
 """threshold: a series compared with a bound, at each point (``reduce: each``) or once over a window."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lossdoctor.rules.checks import (OPS, CheckResult, Param, arrays, empty_result, global_result,
-                                     resolve_series, window_start_index)
+from lossdoctor.rules.checks import (
+    OPS,
+    CheckResult,
+    Param,
+    arrays,
+    empty_result,
+    global_result,
+    resolve_series,
+    window_start_index,
+)
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run

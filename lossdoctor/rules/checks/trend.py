@@ -13,12 +13,21 @@ basin: a noisy eval's exact minimum is a coin toss between near-equal points; st
 loses less than the tolerance)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lossdoctor.rules.checks import (CheckResult, Param, arrays, empty_result, final_run_only, resolve_series,
-                                     running_best, smooth)
+from lossdoctor.rules.checks import (
+    CheckResult,
+    Param,
+    arrays,
+    empty_result,
+    final_run_only,
+    resolve_series,
+    running_best,
+    smooth,
+)
 from lossdoctor.rules.noise import level_noise
 
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file

@@ -8,7 +8,8 @@ first — the run ended while the lr was still climbing.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 

@@ -11,7 +11,8 @@ loss as 0.0 — visible with ``logging_steps=1``). Two patterns:
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
