@@ -7,6 +7,7 @@ and noisy) and the overhead in percent (target: < 3 %), then the whole train() t
 (the callback always judges eval logs, so this is the figure that shows that cost).
 Variants alternate (A B A B ...) so drift in a shared machine's load hits both alike.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,10 @@ def step_times(with_callback: bool, work: Path) -> list[float]:
             self.evaluated = True
 
     out = Path(tempfile.mkdtemp(dir=work))
-    config = build_config(str(ROOT / "examples" / "train_overfit.yaml"),
-                          {"output_dir": str(out / "run"), "wandb": "off", "threads": 1, "save_steps": 10_000})
+    config = build_config(
+        str(ROOT / "examples" / "train_overfit.yaml"),
+        {"output_dir": str(out / "run"), "wandb": "off", "threads": 1, "save_steps": 10_000},
+    )
     trainer, _ = _build_trainer(config, check_all(config), out / "run")
     clock = Clock()
     trainer.add_callback(clock)
@@ -61,7 +64,7 @@ def step_times(with_callback: bool, work: Path) -> list[float]:
     t0 = time.perf_counter()
     trainer.train()
     RUNTIME[with_callback].append(time.perf_counter() - t0)
-    return clock.times[5:]   # skip warm-up steps
+    return clock.times[5:]  # skip warm-up steps
 
 
 def main() -> None:
@@ -73,7 +76,7 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     results: dict[bool, list[float]] = {False: [], True: []}
     with tempfile.TemporaryDirectory() as tmp:
-        step_times(False, Path(tmp))   # warm-up run (imports, allocator)
+        step_times(False, Path(tmp))  # warm-up run (imports, allocator)
         RUNTIME[False].clear()
         for _ in range(opts.repeats):
             for variant in (False, True):
@@ -85,8 +88,10 @@ def main() -> None:
     print(f"mean step time with callback:    {cb * 1000:.2f} ms")
     print(f"overhead: {(cb / base - 1) * 100:+.1f} % (target < 3 %)")
     total_base, total_cb = statistics.fmean(RUNTIME[False]), statistics.fmean(RUNTIME[True])
-    print(f"whole train() incl. evals: {total_base:.2f} s without, {total_cb:.2f} s with "
-          f"({(total_cb / total_base - 1) * 100:+.1f} %)")
+    print(
+        f"whole train() incl. evals: {total_base:.2f} s without, {total_cb:.2f} s with "
+        f"({(total_cb / total_base - 1) * 100:+.1f} %)"
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ with the same points and 4x the noise (tqdm redraws, warnings); its peak should 
 A fourth child runs the whole analysis in one process (imports, read, default rules, JSON report): the
 end-to-end figure. Target (issue 13): end to end >= 10x the naive parse alone, peak RSS <= 300 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,9 +32,10 @@ def child(which: str, path: str) -> None:
     """Runs in a child process: read `path`, print {"seconds", "points"} as JSON."""
     if which == "floor":
         import lossdoctor.sources.hf_console  # noqa: F401
+
         print(json.dumps({"seconds": 0.0, "points": 0}))
         return
-    if which == "analyze":                   # end to end: what `lossdoctor analyze FILE --format json` does
+    if which == "analyze":  # end to end: what `lossdoctor analyze FILE --format json` does
         import tempfile as _tf
 
         t0 = time.perf_counter()
@@ -67,7 +69,7 @@ def child(which: str, path: str) -> None:
                     continue
                 j = line.rfind("}")
                 try:
-                    d = ast.literal_eval(line[i:j + 1])
+                    d = ast.literal_eval(line[i : j + 1])
                 except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
                     continue
                 if isinstance(d, dict):
@@ -78,8 +80,11 @@ def child(which: str, path: str) -> None:
 
 
 def measure(which: str, path: Path) -> dict[str, float]:
-    proc = subprocess.Popen([sys.executable, __file__, "--child", which, str(path)], stdout=subprocess.PIPE,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", which, str(path)],
+        stdout=subprocess.PIPE,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -87,7 +92,7 @@ def measure(which: str, path: Path) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{which} child failed with {proc.returncode}")
     result = json.loads(out)
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024          # Linux: KiB
+    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: KiB
     return result
 
 
@@ -112,22 +117,30 @@ def main(argv: list[str] | None = None) -> int:
         ours = measure("lossdoctor", path)
         naive = measure("naive", path)
         for name, r in (("lossdoctor", ours), ("naive ast.literal_eval", naive)):
-            print(f"{name:>24}: {r['seconds']:8.2f} s  {size_mb / r['seconds']:8.1f} MB/s  "
-                  f"peak RSS {r['peak_rss_mb']:8.1f} MB  ({int(r['points'])} values)")
+            print(
+                f"{name:>24}: {r['seconds']:8.2f} s  {size_mb / r['seconds']:8.1f} MB/s  "
+                f"peak RSS {r['peak_rss_mb']:8.1f} MB  ({int(r['points'])} values)"
+            )
         print(f"{'import-only floor':>24}: peak RSS {floor['peak_rss_mb']:.1f} MB")
         ratio = naive["seconds"] / ours["seconds"]
         print(f"throughput ratio lossdoctor / naive: {ratio:.1f}x (the reader alone)")
         e2e = measure("analyze", path)
-        print(f"{'end to end (analyze)':>24}: {e2e['seconds']:8.2f} s  peak RSS {e2e['peak_rss_mb']:8.1f} MB  "
-              f"(imports, read, diagnose, JSON report)")
-        print(f"end-to-end ratio naive parse / lossdoctor analyze: {naive['seconds'] / e2e['seconds']:.1f}x "
-              f"(target >= 10x, RSS <= 300 MB)")
+        print(
+            f"{'end to end (analyze)':>24}: {e2e['seconds']:8.2f} s  peak RSS {e2e['peak_rss_mb']:8.1f} MB  "
+            f"(imports, read, diagnose, JSON report)"
+        )
+        print(
+            f"end-to-end ratio naive parse / lossdoctor analyze: {naive['seconds'] / e2e['seconds']:.1f}x "
+            f"(target >= 10x, RSS <= 300 MB)"
+        )
         if noisy is not None:
             noisy_mb = noisy.stat().st_size / 1e6
             ours4 = measure("lossdoctor", noisy)
-            print(f"memory scaling: same points, 4x noise lines ({noisy_mb:.1f} MB): lossdoctor "
-                  f"{ours4['seconds']:.2f} s, {noisy_mb / ours4['seconds']:.1f} MB/s, peak RSS "
-                  f"{ours4['peak_rss_mb']:.1f} MB (vs {ours['peak_rss_mb']:.1f} MB for {size_mb:.1f} MB)")
+            print(
+                f"memory scaling: same points, 4x noise lines ({noisy_mb:.1f} MB): lossdoctor "
+                f"{ours4['seconds']:.2f} s, {noisy_mb / ours4['seconds']:.1f} MB/s, peak RSS "
+                f"{ours4['peak_rss_mb']:.1f} MB (vs {ours['peak_rss_mb']:.1f} MB for {size_mb:.1f} MB)"
+            )
     finally:
         if not args.keep:
             for f in tmp.iterdir():

@@ -12,6 +12,7 @@ dict pairs, the tidy table, role inference). Prints both times (CPU time of the 
 shared with other jobs disturbs less than wall time; best of --repeat, the two readers interleaved), the values each read, and the ratio.
 Target (issue 11): the generic reader within 2x of the HF console reader's time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,13 +46,26 @@ def child(which: str, path: str) -> None:
         run = SOURCE.read(target, ReadOptions())[0]
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     train = run.series("train/loss")
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "points": run.n_points, "train_loss_points": int(train.size),
-                      "eval_loss_points": int(run.series("eval/loss").size)}))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "cpu": cpu,
+                "points": run.n_points,
+                "train_loss_points": int(train.size),
+                "eval_loss_points": int(run.series("eval/loss").size),
+            }
+        )
+    )
 
 
 def measure(which: str, path: Path) -> dict[str, float]:
-    proc = subprocess.run([sys.executable, __file__, "--child", which, str(path)], capture_output=True, text=True,
-                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", which, str(path)],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     if proc.returncode != 0:
         raise SystemExit(f"{which} child failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
     return json.loads(proc.stdout)
@@ -71,16 +85,18 @@ def main(argv: list[str] | None = None) -> int:
         size_mb = path.stat().st_size / 1e6
         print(f"file: {path} ({size_mb:.1f} MB)")
         runs: dict[str, list[dict[str, float]]] = {"hf-console": [], "text-log": []}
-        for _ in range(max(1, args.repeat)):          # interleaved, so both meet the same machine load
+        for _ in range(max(1, args.repeat)):  # interleaved, so both meet the same machine load
             for which in runs:
                 runs[which].append(measure(which, path))
         results = {}
         for which in runs:
             results[which] = min(runs[which], key=lambda r: r["cpu"])
             r = results[which]
-            print(f"{which:>10}: {r['cpu']:7.2f} s CPU ({r['seconds']:.2f} s wall)  {size_mb / r['cpu']:7.1f} MB/s  "
-                  f"{int(r['points'])} values ({int(r['train_loss_points'])} train loss, "
-                  f"{int(r['eval_loss_points'])} eval loss)")
+            print(
+                f"{which:>10}: {r['cpu']:7.2f} s CPU ({r['seconds']:.2f} s wall)  {size_mb / r['cpu']:7.1f} MB/s  "
+                f"{int(r['points'])} values ({int(r['train_loss_points'])} train loss, "
+                f"{int(r['eval_loss_points'])} eval loss)"
+            )
         ratio = results["text-log"]["cpu"] / results["hf-console"]["cpu"]
         print(f"time ratio text-log / hf-console (CPU time of the read): {ratio:.2f}x (target <= 2x)")
     finally:

@@ -11,6 +11,7 @@ the budget holds. A benchmark, not a test: tests/test_imports.py checks *which* 
 Budget: all imports of a JSON analyze <= 2x numpy's own import, and none of pandas, pyarrow, wandb, torch,
 matplotlib, jinja2 (the HTML template engine) loaded at all.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,26 +56,54 @@ def main() -> None:
         runs: list[Counter] = []
         numpy_us: list[int] = []
         for _ in range(args.repeats):
-            out = subprocess.run([sys.executable, "-X", "importtime", "-m", "lossdoctor", "analyze", str(state),
-                                  "--format", "json", "--out", str(Path(tmp) / "out"), "-q"],
-                                 capture_output=True, text=True, cwd=tmp)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-X",
+                    "importtime",
+                    "-m",
+                    "lossdoctor",
+                    "analyze",
+                    str(state),
+                    "--format",
+                    "json",
+                    "--out",
+                    str(Path(tmp) / "out"),
+                    "-q",
+                ],
+                capture_output=True,
+                text=True,
+                cwd=tmp,
+            )
             runs.append(per_package(out.stderr))
-            np_out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import numpy"],
-                                    capture_output=True, text=True, cwd=tmp)
+            np_out = subprocess.run(
+                [sys.executable, "-X", "importtime", "-c", "import numpy"], capture_output=True, text=True, cwd=tmp
+            )
             numpy_us.append(sum(per_package(np_out.stderr).values()))
     totals = [sum(r.values()) for r in runs]
     total, numpy_total = statistics.median(totals), statistics.median(numpy_us)
     packages = sorted({p for r in runs for p in r}, key=lambda p: -statistics.median(r.get(p, 0) for r in runs))
-    print(f"analyze --format json, median of {args.repeats}: imports {total / 1e3:.0f} ms "
-          f"({total / numpy_total:.2f}x `import numpy` = {numpy_total / 1e3:.0f} ms in the same run)")
+    print(
+        f"analyze --format json, median of {args.repeats}: imports {total / 1e3:.0f} ms "
+        f"({total / numpy_total:.2f}x `import numpy` = {numpy_total / 1e3:.0f} ms in the same run)"
+    )
     for p in packages[:12]:
         print(f"  {p:28} {statistics.median(r.get(p, 0) for r in runs) / 1e3:7.1f} ms")
     loaded = {p for r in runs for p in r}
     heavy = [p for p in NEVER if p in loaded]
     ok = total <= BUDGET_X_NUMPY * numpy_total and not heavy
-    print(json.dumps({"imports_ms": round(total / 1e3, 1), "numpy_ms": round(numpy_total / 1e3, 1),
-                      "x_numpy": round(total / numpy_total, 2), "budget_x_numpy": BUDGET_X_NUMPY,
-                      "heavy_loaded": heavy, "within_budget": ok}))
+    print(
+        json.dumps(
+            {
+                "imports_ms": round(total / 1e3, 1),
+                "numpy_ms": round(numpy_total / 1e3, 1),
+                "x_numpy": round(total / numpy_total, 2),
+                "budget_x_numpy": BUDGET_X_NUMPY,
+                "heavy_loaded": heavy,
+                "within_budget": ok,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

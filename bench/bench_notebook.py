@@ -10,6 +10,7 @@ training cell with the HF Trainer's progress table (300 rows). Printed: size, wa
 children, an import-only floor (python + lossdoctor's reader imports, nothing read), and the ratios.
 Targets (issue 19): under 1 s and under 200 MB.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,10 +52,14 @@ def _table(rows: int) -> str:
     for i in range(1, rows + 1):
         s = i * 10
         vals = (f"{2.5 * math.exp(-s / 900) + 0.3:.6f}", f"{0.6 + 1e-7 * (s - 1500) ** 2:.6f}", f"{0.5 + s / 9000:.6f}")
-        body.append("    <tr>\n" + f"      <td>{s}</td>\n" + "".join(f"      <td>{v}</td>\n" for v in vals) + "    </tr>\n")
-    return (f"<div><progress value='{rows * 10}' max='{rows * 10}'></progress> [{rows * 10}/{rows * 10} 1:02:03, "
-            f"Epoch 3/3]</div><table border=\"1\" class=\"dataframe\">\n  <thead>\n <tr style=\"text-align: left;\">"
-            f"\n{head}    </tr>\n  </thead>\n  <tbody>\n{''.join(body)}  </tbody>\n</table><p>")
+        body.append(
+            "    <tr>\n" + f"      <td>{s}</td>\n" + "".join(f"      <td>{v}</td>\n" for v in vals) + "    </tr>\n"
+        )
+    return (
+        f"<div><progress value='{rows * 10}' max='{rows * 10}'></progress> [{rows * 10}/{rows * 10} 1:02:03, "
+        f'Epoch 3/3]</div><table border="1" class="dataframe">\n  <thead>\n <tr style="text-align: left;">'
+        f"\n{head}    </tr>\n  </thead>\n  <tbody>\n{''.join(body)}  </tbody>\n</table><p>"
+    )
 
 
 def make_notebook(path: Path, megabytes: float, seed: int = 0) -> int:
@@ -63,21 +68,59 @@ def make_notebook(path: Path, megabytes: float, seed: int = 0) -> int:
     cells: list[dict] = []
 
     def code(outputs: list[dict], source: str) -> None:
-        cells.append({"cell_type": "code", "execution_count": len(cells) + 1, "id": f"c{len(cells)}",
-                      "metadata": {}, "outputs": outputs, "source": source.splitlines(True)})
+        cells.append(
+            {
+                "cell_type": "code",
+                "execution_count": len(cells) + 1,
+                "id": f"c{len(cells)}",
+                "metadata": {},
+                "outputs": outputs,
+                "source": source.splitlines(True),
+            }
+        )
 
-    code([{"output_type": "stream", "name": "stderr",
-           "text": [f"\rMap: {i}%|{'#' * (i // 10)}| {i}/100 [00:0{i % 10}<00:00]" for i in range(0, 101, 5)]}],
-         "ds = ds.map(tokenize)")
-    code([{"output_type": "display_data", "metadata": {},
-           "data": {"text/html": _table(300).splitlines(True), "text/plain": ["<IPython.core.display.HTML object>"]}},
-          {"output_type": "execute_result", "execution_count": 2, "metadata": {},
-           "data": {"text/plain": ["TrainOutput(global_step=3000, training_loss=0.61)"]}}], "trainer.train()")
+    code(
+        [
+            {
+                "output_type": "stream",
+                "name": "stderr",
+                "text": [f"\rMap: {i}%|{'#' * (i // 10)}| {i}/100 [00:0{i % 10}<00:00]" for i in range(0, 101, 5)],
+            }
+        ],
+        "ds = ds.map(tokenize)",
+    )
+    code(
+        [
+            {
+                "output_type": "display_data",
+                "metadata": {},
+                "data": {
+                    "text/html": _table(300).splitlines(True),
+                    "text/plain": ["<IPython.core.display.HTML object>"],
+                },
+            },
+            {
+                "output_type": "execute_result",
+                "execution_count": 2,
+                "metadata": {},
+                "data": {"text/plain": ["TrainOutput(global_step=3000, training_loss=0.61)"]},
+            },
+        ],
+        "trainer.train()",
+    )
     size = 0
     while size < megabytes * 1e6:
-        code([{"output_type": "display_data", "metadata": {},
-               "data": {"image/png": png, "text/plain": ["<Figure size 640x480 with 1 Axes>"]}},
-              {"output_type": "stream", "name": "stdout", "text": ["plotted\n"]}], "plt.plot(xs, ys); plt.show()")
+        code(
+            [
+                {
+                    "output_type": "display_data",
+                    "metadata": {},
+                    "data": {"image/png": png, "text/plain": ["<Figure size 640x480 with 1 Axes>"]},
+                },
+                {"output_type": "stream", "name": "stdout", "text": ["plotted\n"]},
+            ],
+            "plt.plot(xs, ys); plt.show()",
+        )
         size += len(png)
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3"}}, "cells": cells}
     path.write_text(json.dumps(nb, indent=1), encoding="utf-8")
@@ -85,8 +128,13 @@ def make_notebook(path: Path, megabytes: float, seed: int = 0) -> int:
 
 
 def child(mode: str, path: Path) -> tuple[float, float, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, mode, str(path)], capture_output=True, text=True, check=True,
-                         env=dict(os.environ, OMP_NUM_THREADS="1"))
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     t, rss, n = out.stdout.split()
     return float(t), float(rss), int(n)
 
@@ -109,8 +157,10 @@ def main() -> None:
     print(f"notebook {size / 1e6:.1f} MB ({points} points read), best of {args.repeat}:")
     print(f"  json.load           {jt:.3f} s   peak RSS {jr:.0f} MB")
     print(f"  lossdoctor reader   {lt:.3f} s   peak RSS {lr:.0f} MB   (imports alone: {fr:.0f} MB)")
-    print(f"  ratio time {lt / jt:.2f}x, RSS {lr / jr:.2f}x; read adds {lr - fr:.0f} MB over its imports "
-          f"(json.load's file + parsed tree: {jr:.0f} MB)")
+    print(
+        f"  ratio time {lt / jt:.2f}x, RSS {lr / jr:.2f}x; read adds {lr - fr:.0f} MB over its imports "
+        f"(json.load's file + parsed tree: {jr:.0f} MB)"
+    )
     print(f"  targets: < 1 s {'met' if lt < 1 else 'MISSED'}, < 200 MB {'met' if lr < 200 else 'MISSED'}")
 
 

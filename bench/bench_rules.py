@@ -15,6 +15,7 @@ steps; noisy, with an overfitting turn) as a trainer_state.json, then times, in 
 
 It prints the medians, the ratio of each to the baseline, and whether the 1 s target is met.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,18 @@ import numpy as np  # noqa: E402
 def make_state(points: int, path: Path) -> int:
     """A trainer_state.json with about ``points`` metric points; returns the exact count."""
     rng = np.random.default_rng(0)
-    per_step = 3 + 1 / 10 + 1 / 3          # loss, lr, grad_norm; eval every 10; epoch every 3 (in the train dict)
+    per_step = 3 + 1 / 10 + 1 / 3  # loss, lr, grad_norm; eval every 10; epoch every 3 (in the train dict)
     steps = int(points / per_step)
     history = []
     count = 0
     for s in range(1, steps + 1):
         loss = 2.0 * np.exp(-s / (steps / 6)) + 0.3 + rng.normal(0, 0.05)
-        entry = {"step": s, "loss": round(float(loss), 5), "learning_rate": 2e-4 * (1 - s / steps),
-                 "grad_norm": round(float(1 + rng.random()), 5)}
+        entry = {
+            "step": s,
+            "loss": round(float(loss), 5),
+            "learning_rate": 2e-4 * (1 - s / steps),
+            "grad_norm": round(float(1 + rng.random()), 5),
+        }
         count += 3
         if s % 3 == 0:
             entry["epoch"] = s / 1000
@@ -50,8 +55,10 @@ def make_state(points: int, path: Path) -> int:
         if s % 10 == 0:
             history.append({"step": s, "eval_loss": 1 + ((s - steps / 2) / steps) ** 2, "epoch": s / 1000})
             count += 2
-    path.write_text(json.dumps({"global_step": steps, "log_history": history, "logging_steps": 1,
-                                "eval_steps": 10}), encoding="utf-8")
+    path.write_text(
+        json.dumps({"global_step": steps, "log_history": history, "logging_steps": 1, "eval_steps": 10}),
+        encoding="utf-8",
+    )
     return count
 
 
@@ -83,12 +90,14 @@ def main() -> None:
         ruleset = load_rules((), include_default=True)
         n_rules = len(ruleset.rules)
         run = read_runs(str(state))[0]
-        print(f"run: {len(run.metrics):,} points ({n:,} written), {len(ruleset.rules)} rules, "
-              f"verdict: {diagnose(run, ruleset).verdict}")
+        print(
+            f"run: {len(run.metrics):,} points ({n:,} written), {len(ruleset.rules)} rules, "
+            f"verdict: {diagnose(run, ruleset).verdict}"
+        )
 
         values = run.metrics["value"].tolist()
 
-        def baseline() -> None:       # one Python pass over every point, doing the least a rule does
+        def baseline() -> None:  # one Python pass over every point, doing the least a rule does
             best = float("inf")
             hits = 0
             for v in values:
@@ -98,7 +107,7 @@ def main() -> None:
                     hits += 1
 
         def diag_only() -> None:
-            diagnose(replace(run), ruleset)      # a fresh Run: its series cache starts empty
+            diagnose(replace(run), ruleset)  # a fresh Run: its series cache starts empty
 
         def analyze() -> None:
             diagnose(read_runs(str(state))[0], ruleset)

@@ -3,6 +3,7 @@ same event file. Prints wall times and the ratio (ours / baseline) measured in t
 
     /work/venv/bin/python bench/bench_tensorboard_reader.py [N_STEPS]
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,8 +42,10 @@ def main() -> None:
                     float(tensor_util.make_ndarray(value.tensor))
                     count += 1
         base = time.perf_counter() - t0
-    print(f"{run.n_points} scalars: lossdoctor {ours:.3f}s, EventFileLoader {base:.3f}s ({count} scalars), "
-          f"ratio {ours / base:.2f}")
+    print(
+        f"{run.n_points} scalars: lossdoctor {ours:.3f}s, EventFileLoader {base:.3f}s ({count} scalars), "
+        f"ratio {ours / base:.2f}"
+    )
 
 
 if __name__ == "__main__":

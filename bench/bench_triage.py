@@ -13,6 +13,7 @@ report. Baseline, measured in the same run: one run after the other in this proc
 ``--jobs`` runs read at once (``lossdoctor.triage``). Then triage again on the warm cache. Prints the times,
 the ratio, and whether every run is accounted for (fetched, cached, or an error line).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="bench-triage-"))
-    for k, v in {"HOME": root / "home", "WANDB_CONFIG_DIR": root / "cfg", "WANDB_CACHE_DIR": root / "wc",
-                 "WANDB_API_KEY": "dummykey0123456789abcdef0123456789abcdef00", "WANDB_ERROR_REPORTING": "false",
-                 "WANDB_SILENT": "true"}.items():
+    for k, v in {
+        "HOME": root / "home",
+        "WANDB_CONFIG_DIR": root / "cfg",
+        "WANDB_CACHE_DIR": root / "wc",
+        "WANDB_API_KEY": "dummykey0123456789abcdef0123456789abcdef00",
+        "WANDB_ERROR_REPORTING": "false",
+        "WANDB_SILENT": "true",
+    }.items():
         os.environ[k] = str(v)
     from wandb_fake_server import FakeWandbServer, project_of_runs
 
@@ -94,8 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     statuses: dict[str, int] = {}
     for r in rows:
         statuses[r["status"]] = statuses.get(r["status"], 0) + 1
-    print(f"every run accounted for: {accounted} ({len(rows)} rows for {len(items)} listed runs: "  # type: ignore[arg-type]
-          + ", ".join(f"{v} {k}" for k, v in sorted(statuses.items())) + f"); exit code {code}")
+    print(
+        f"every run accounted for: {accounted} ({len(rows)} rows for {len(items)} listed runs: "  # type: ignore[arg-type]
+        + ", ".join(f"{v} {k}" for k, v in sorted(statuses.items()))
+        + f"); exit code {code}"
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ measured in the same run.
     /work/venv/bin/python bench/bench_wandb_fetch.py --rows 100000  # quicker
     /work/venv/bin/python bench/bench_wandb_fetch.py --latency-ms 20  # with a network round trip per request
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,11 +48,22 @@ def page_alone(server_url: str, key: str, n_rows: int, page: int) -> int:
     rows = 0
     auth = "Basic " + __import__("base64").b64encode(f"api:{key}".encode()).decode()
     for lo in range(0, n_rows, page):
-        body = json.dumps({"query": HISTORY_PAGE, "variables": {"entity": "e", "project": "p", "run": "big",
-                                                                "minStep": lo, "maxStep": lo + page,
-                                                                "pageSize": page}}).encode()
-        req = urllib.request.Request(f"{server_url}/graphql", data=body, headers={
-            "Content-Type": "application/json", "Authorization": auth})
+        body = json.dumps(
+            {
+                "query": HISTORY_PAGE,
+                "variables": {
+                    "entity": "e",
+                    "project": "p",
+                    "run": "big",
+                    "minStep": lo,
+                    "maxStep": lo + page,
+                    "pageSize": page,
+                },
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{server_url}/graphql", data=body, headers={"Content-Type": "application/json", "Authorization": auth}
+        )
         with urllib.request.urlopen(req, timeout=60) as resp:
             data = json.loads(resp.read())
         for text in data["data"]["project"]["run"]["history"]:
@@ -65,16 +77,26 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--live", type=int, default=None, help="rows served as live pages (default rows/20)")
     ap.add_argument("--page", type=int, default=1000)
-    ap.add_argument("--latency-ms", type=float, default=0.0,
-                    help="delay added to every server response (a network round trip; 0 = localhost)")
+    ap.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="delay added to every server response (a network round trip; 0 = localhost)",
+    )
     args = ap.parse_args()
     live = args.live if args.live is not None else max(1, args.rows // 20)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-wandb-"))
     key = "benchkey0123456789abcdef0123456789abcdef00"
-    os.environ.update(HOME=str(tmp / "home"), WANDB_CONFIG_DIR=str(tmp / "cfg"), WANDB_CACHE_DIR=str(tmp / "wc"),
-                      WANDB_API_KEY=key, WANDB_ERROR_REPORTING="false", WANDB_SILENT="true",
-                      LOSSDOCTOR_CACHE_DIR=str(tmp / "ld"))
+    os.environ.update(
+        HOME=str(tmp / "home"),
+        WANDB_CONFIG_DIR=str(tmp / "cfg"),
+        WANDB_CACHE_DIR=str(tmp / "wc"),
+        WANDB_API_KEY=key,
+        WANDB_ERROR_REPORTING="false",
+        WANDB_SILENT="true",
+        LOSSDOCTOR_CACHE_DIR=str(tmp / "ld"),
+    )
     from wandb_fake_server import FakeWandbServer, formula_run
 
     from lossdoctor.sources import ReadOptions, read_runs
@@ -85,9 +107,11 @@ def main() -> None:
         server.add_run(fake)
         server.latency = args.latency_ms / 1000
         build = time.perf_counter() - t0
-        print(f"run: {args.rows:,} rows ({args.rows - live:,} as parquet in 4 files, {live:,} live), "
-              f"{len(fake.columns) + 1} keys; "
-              f"latency {args.latency_ms:g} ms/request; server ready in {build:.1f}s")
+        print(
+            f"run: {args.rows:,} rows ({args.rows - live:,} as parquet in 4 files, {live:,} live), "
+            f"{len(fake.columns) + 1} keys; "
+            f"latency {args.latency_ms:g} ms/request; server ready in {build:.1f}s"
+        )
         url = f"{server.url}/e/p/runs/big"
 
         # warm the wandb-core service once so no contender pays its start-up
@@ -124,8 +148,10 @@ def main() -> None:
         t_an = 0.0
         analysed = f" (analyze unavailable: {exc})"
     me, kids = rss_mb()
-    print(f"lossdoctor fetch (keys the rules need, parallel): {t_ld:7.2f}s  {n_points:,} points "
-          f"({len(run.metric_names())} metrics)")
+    print(
+        f"lossdoctor fetch (keys the rules need, parallel): {t_ld:7.2f}s  {n_points:,} points "
+        f"({len(run.metric_names())} metrics)"
+    )
     print(f"plain scan_history() (all keys):                 {t_scan:7.2f}s  {n_scan:,} rows")
     print(f"HistoryPage paging alone (page {args.page}):          {t_page:7.2f}s  {n_page:,} rows")
     print(f"ratio scan_history / lossdoctor: {t_scan / t_ld:.2f}x   (target >= 1.0)")

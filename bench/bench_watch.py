@@ -15,6 +15,7 @@ Baseline measured in the same run: the naive watcher, which re-reads and re-anal
 second (``lossdoctor analyze`` in-process: read + diagnose), timed on the file as it is at the end; its CPU
 share at that point is (one pass) / (1 s).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,13 +54,24 @@ def log_lines(n_dicts: int, explode_at: int, nan_at: int, seed: int = 0):
             values["loss"] = "nan"
             tag = "nonfinite-loss"
         yield _bar(step - 1, total) + clear + _dict(values) + "\n", ""
-        yield _bar(step, total) + "\n", tag       # the counter after the dict: now its step is known
+        yield _bar(step, total) + "\n", tag  # the counter after the dict: now its step is known
         if i % EVAL_EVERY == 0:
             yield clear + "\x1b[A" + _dict(eval_values(i)) + "\n", ""
             yield _bar(step, total) + "\n", ""
-    yield clear + _dict({"train_runtime": fmt(n_dicts * 0.5), "train_samples_per_second": "16.0",
-                         "train_steps_per_second": "20.0", "train_loss": "0.6",
-                         "epoch": fmt(total / 2000)}) + "\n", ""
+    yield (
+        clear
+        + _dict(
+            {
+                "train_runtime": fmt(n_dicts * 0.5),
+                "train_samples_per_second": "16.0",
+                "train_steps_per_second": "20.0",
+                "train_loss": "0.6",
+                "epoch": fmt(total / 2000),
+            }
+        )
+        + "\n",
+        "",
+    )
 
 
 def writer(path: Path, rate: float, seconds: float, marks: dict[str, float], done: threading.Event) -> None:
@@ -117,8 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-watch-"))
     log = tmp / "train.log"
     log.touch()
-    cmd = [sys.executable, "-m", "lossdoctor", "watch", str(log), "--format", "json", "--out", str(tmp / "report"),
-           "--no-color"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lossdoctor",
+        "watch",
+        str(log),
+        "--format",
+        "json",
+        "--out",
+        str(tmp / "report"),
+        "--no-color",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     printed: dict[str, float] = {}
 
@@ -131,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     reader = threading.Thread(target=read_stdout, daemon=True)
     reader.start()
-    time.sleep(2.0)                                 # let the watcher start (imports) before the log grows
+    time.sleep(2.0)  # let the watcher start (imports) before the log grows
     marks: dict[str, float] = {}
     done = threading.Event()
     w = threading.Thread(target=writer, args=(log, args.rate, args.seconds, marks, done), daemon=True)
@@ -150,18 +172,24 @@ def main(argv: list[str] | None = None) -> int:
     stderr = proc.stderr.read() if proc.stderr else ""  # type: ignore[union-attr]
 
     size_mb = log.stat().st_size / 1e6
-    print(f"log: {marks.get('_lines', 0):.0f} lines in {marks['_end'] - t0 - 0:.1f} s "
-          f"({marks.get('_lines', 0) / max(1e-9, marks['_end'] - t0):.0f} lines/s), {size_mb:.1f} MB")
-    print(f"watcher CPU while the log grew: {cpu_end:.2f} s over {t_end:.1f} s = "
-          f"{100 * cpu_end / t_end:.2f} % of one core (target <= 5 %)")
+    print(
+        f"log: {marks.get('_lines', 0):.0f} lines in {marks['_end'] - t0 - 0:.1f} s "
+        f"({marks.get('_lines', 0) / max(1e-9, marks['_end'] - t0):.0f} lines/s), {size_mb:.1f} MB"
+    )
+    print(
+        f"watcher CPU while the log grew: {cpu_end:.2f} s over {t_end:.1f} s = "
+        f"{100 * cpu_end / t_end:.2f} % of one core (target <= 5 %)"
+    )
     quarter = [s for s in samples if s[0] >= t_end * 0.25]
     if quarter:
         steady = (quarter[-1][1] - quarter[0][1]) / max(1e-9, quarter[-1][0] - quarter[0][0])
         print(f"  steady state (after the first quarter): {100 * steady:.2f} % of one core")
     for tag in ("grad-norm-explosion", "nonfinite-loss"):
         if tag in marks and tag in printed:
-            print(f"finding {tag}: printed {printed[tag] - marks[tag]:.3f} s after the line that made it true "
-                  "(target <= 1 s)")
+            print(
+                f"finding {tag}: printed {printed[tag] - marks[tag]:.3f} s after the line that made it true "
+                "(target <= 1 s)"
+            )
         else:
             print(f"finding {tag}: NOT printed (written: {tag in marks})")
     if samples:
@@ -173,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     if passes:
         print("watcher: " + passes[-1].replace("lossdoctor: ", ""))
     naive = naive_pass(log)
-    print(f"baseline (naive watcher: re-read + re-analyse the whole file every second): one pass on the final "
-          f"file {naive:.2f} s = {100 * naive:.0f} % of one core at the end; "
-          f"lossdoctor watch used {100 * cpu_end / t_end:.2f} % on average "
-          f"({naive / max(1e-9, cpu_end / t_end):.0f}x less)")
+    print(
+        f"baseline (naive watcher: re-read + re-analyse the whole file every second): one pass on the final "
+        f"file {naive:.2f} s = {100 * naive:.0f} % of one core at the end; "
+        f"lossdoctor watch used {100 * cpu_end / t_end:.2f} % on average "
+        f"({naive / max(1e-9, cpu_end / t_end):.0f}x less)"
+    )
     report = tmp / "report" / "diagnosis.json"
     if report.exists():
         doc = json.loads(report.read_text())

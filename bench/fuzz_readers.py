@@ -10,6 +10,7 @@ a finding at or above --fail-on, exactly one stderr line on exit 2, no rule chec
 
 Prints per-reader exit-code counts, every failing input as (reader, index), throughput and peak RSS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,13 +35,16 @@ def _work(args: tuple[int, int, int, int, list[str] | None, str]) -> fuzzkit.Rep
         def progress(report: fuzzkit.Report) -> None:
             n = sum(report.inputs.values())
             if n % 2000 < len(report.inputs):
-                print(f"  job {job}: {n:,} inputs, {len(report.failures)} failing, "
-                      f"{time.perf_counter() - t0:.0f}s", flush=True)
+                print(
+                    f"  job {job}: {n:,} inputs, {len(report.failures)} failing, {time.perf_counter() - t0:.0f}s",
+                    flush=True,
+                )
                 for f in report.failures[-3:]:
                     print(f"    FAIL {f[0]} #{f[1]} ({f[2]}): {'; '.join(f[3])[:300]}", flush=True)
 
-        return fuzzkit.fuzz(Path(tmp), per_kind, seed=seed, kinds=kinds, seeds=seeds, job=job, jobs=jobs,
-                            on_progress=progress)
+        return fuzzkit.fuzz(
+            Path(tmp), per_kind, seed=seed, kinds=kinds, seeds=seeds, job=job, jobs=jobs, on_progress=progress
+        )
 
 
 def main() -> None:
@@ -53,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
 
     seeds_dir = Path(tempfile.mkdtemp(prefix="fuzz-seeds-"))
-    seeds = fuzzkit.make_seeds(seeds_dir)        # made once (the TensorBoard and .wandb files take seconds)
+    seeds = fuzzkit.make_seeds(seeds_dir)  # made once (the TensorBoard and .wandb files take seconds)
     kinds = sorted({s.kind for s in seeds if not args.only or s.kind in args.only})
     if args.show is not None:
         kind = kinds[0]
@@ -64,8 +68,11 @@ def main() -> None:
         print(f"exit {o.code} in {o.seconds:.2f}s; problems: {fuzzkit.problems_of(o)}\n--- stderr\n{o.stderr}")
         return
     per_kind = max(1, args.inputs // len(kinds))
-    print(f"fuzzing {len(kinds)} readers x {per_kind:,} inputs (seed {args.seed}, {args.jobs} job(s)): "
-          f"{', '.join(kinds)}", flush=True)
+    print(
+        f"fuzzing {len(kinds)} readers x {per_kind:,} inputs (seed {args.seed}, {args.jobs} job(s)): "
+        f"{', '.join(kinds)}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     jobs = [(j, args.jobs, per_kind, args.seed, kinds, str(seeds_dir)) for j in range(args.jobs)]
     if args.jobs == 1:
@@ -78,8 +85,10 @@ def main() -> None:
     print(total.summary())
     n = sum(total.inputs.values())
     tracebacks = sum(1 for f in total.failures if any("traceback" in p for p in f[3]))
-    print(f"\n{n:,} inputs: {len(total.failures)} failing ({tracebacks} tracebacks/internal errors); "
-          f"exit codes {dict(sorted(total.all_codes().items()))}; {total.seconds / 60:.1f} min wall")
+    print(
+        f"\n{n:,} inputs: {len(total.failures)} failing ({tracebacks} tracebacks/internal errors); "
+        f"exit codes {dict(sorted(total.all_codes().items()))}; {total.seconds / 60:.1f} min wall"
+    )
     sys.exit(1 if total.failures else 0)
 
 

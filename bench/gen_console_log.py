@@ -11,6 +11,7 @@ redraw/warning lines by K (same points, K× the noise) to show that memory follo
 
 `expected(i)` is the formula: the tests and the bench read values back against it, never the reverse.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import TextIO
 
 LOGGING_STEPS = 10
-EVAL_EVERY = 50           # one eval dict per this many train dicts
+EVAL_EVERY = 50  # one eval dict per this many train dicts
 WARN_EVERY = 1000
 STEPS_PER_EPOCH = 2000
 EVAL_BATCHES = 2
@@ -36,16 +37,26 @@ def train_values(i: int, rng: random.Random) -> dict[str, str]:
     step = i * LOGGING_STEPS
     noise = rng.random()
     loss = 2.0 * math.exp(-step / 50_000) + 0.5 + 0.05 * noise
-    return {"loss": fmt(loss), "grad_norm": fmt(0.5 + 3 * noise), "learning_rate": fmt(2e-4 * (1 - i / (i + 1e6))),
-            "entropy": fmt(2.0 + noise), "num_tokens": fmt(512.0 * step), "mean_token_accuracy": fmt(0.5 + noise / 4),
-            "epoch": fmt(step / STEPS_PER_EPOCH)}
+    return {
+        "loss": fmt(loss),
+        "grad_norm": fmt(0.5 + 3 * noise),
+        "learning_rate": fmt(2e-4 * (1 - i / (i + 1e6))),
+        "entropy": fmt(2.0 + noise),
+        "num_tokens": fmt(512.0 * step),
+        "mean_token_accuracy": fmt(0.5 + noise / 4),
+        "epoch": fmt(step / STEPS_PER_EPOCH),
+    }
 
 
 def eval_values(i: int) -> dict[str, str]:
     step = i * LOGGING_STEPS
-    return {"eval_loss": fmt(1.0 + 1.0 / (1 + step / 10_000)), "eval_runtime": fmt(0.4523),
-            "eval_samples_per_second": fmt(8.843), "eval_steps_per_second": fmt(2.211),
-            "epoch": fmt(step / STEPS_PER_EPOCH)}
+    return {
+        "eval_loss": fmt(1.0 + 1.0 / (1 + step / 10_000)),
+        "eval_runtime": fmt(0.4523),
+        "eval_samples_per_second": fmt(8.843),
+        "eval_steps_per_second": fmt(2.211),
+        "epoch": fmt(step / STEPS_PER_EPOCH),
+    }
 
 
 def expected(n: int, seed: int = 0) -> tuple[list[tuple[int, dict[str, str]]], list[tuple[int, dict[str, str]]]]:
@@ -73,25 +84,44 @@ def write_log(out: TextIO, n: int, seed: int = 0, noise: int = 1) -> None:
     rng = random.Random(seed)
     total = n * LOGGING_STEPS
     clear = "\r" + " " * 40 + "\r"
-    out.write("C:\\peft_test\\.venv\\lib\\site-packages\\transformers\\training_args.py:1525: FutureWarning: "
-              "`evaluation_strategy` is deprecated\n  warnings.warn(\n")
+    out.write(
+        "C:\\peft_test\\.venv\\lib\\site-packages\\transformers\\training_args.py:1525: FutureWarning: "
+        "`evaluation_strategy` is deprecated\n  warnings.warn(\n"
+    )
     out.write(_bar(0, total) + "\n")
     for i in range(1, n + 1):
         step = i * LOGGING_STEPS
         parts = [_bar(step - k, total) for k in range(2 * noise - 1, -1, -1)]
         out.write("".join(parts) + clear + _dict(train_values(i, rng)) + "\n" + _bar(step, total) + "\n")
         if i % EVAL_EVERY == 0:
-            ev = "".join(f"\r{b * 100 // EVAL_BATCHES:3d}%|{'█' * b}| {b}/{EVAL_BATCHES} [00:00<00:00, 9.1it/s]\x1b[A"
-                         for b in range(EVAL_BATCHES + 1) for _ in range(noise))
+            ev = "".join(
+                f"\r{b * 100 // EVAL_BATCHES:3d}%|{'█' * b}| {b}/{EVAL_BATCHES} [00:00<00:00, 9.1it/s]\x1b[A"
+                for b in range(EVAL_BATCHES + 1)
+                for _ in range(noise)
+            )
             out.write(ev + clear + "\x1b[A" + _dict(eval_values(i)) + "\n" + _bar(step, total) + "\n")
         if i % WARN_EVERY == 0:
             for _ in range(noise):
-                out.write("C:\\peft_test\\.venv\\lib\\site-packages\\torch\\_dynamo\\eval_frame.py:632: UserWarning: "
-                          "torch.utils.checkpoint: the use_reentrant parameter should be passed explicitly.\n"
-                          "  return fn(*args, **kwargs)\n")
-    out.write(clear + _dict({"train_runtime": fmt(n * 0.5), "train_samples_per_second": fmt(16.0),
-                             "train_steps_per_second": fmt(LOGGING_STEPS / 0.5), "train_loss": fmt(0.6),
-                             "epoch": fmt(total / STEPS_PER_EPOCH)}) + "\n" + _bar(total, total) + "\n")
+                out.write(
+                    "C:\\peft_test\\.venv\\lib\\site-packages\\torch\\_dynamo\\eval_frame.py:632: UserWarning: "
+                    "torch.utils.checkpoint: the use_reentrant parameter should be passed explicitly.\n"
+                    "  return fn(*args, **kwargs)\n"
+                )
+    out.write(
+        clear
+        + _dict(
+            {
+                "train_runtime": fmt(n * 0.5),
+                "train_samples_per_second": fmt(16.0),
+                "train_steps_per_second": fmt(LOGGING_STEPS / 0.5),
+                "train_loss": fmt(0.6),
+                "epoch": fmt(total / STEPS_PER_EPOCH),
+            }
+        )
+        + "\n"
+        + _bar(total, total)
+        + "\n"
+    )
 
 
 def generate(path: Path, n: int, seed: int = 0, noise: int = 1) -> Path:

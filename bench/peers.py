@@ -21,6 +21,7 @@ every problem run right): the false-alarm column is the one to read next to it.
 
 Nothing here is a unit test; the peers are never imported, only run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 # -- tools ---------------------------------------------------------------------------------------------------
+
 
 def _load_json(text: str) -> Any:
     start = min((i for i in (text.find("{"), text.find("[")) if i >= 0), default=-1)
@@ -91,8 +93,7 @@ def _v_runmedic(rc: int, out: str) -> str:
         return "unread"
     if not any(r.get("series") for r in data):
         return "unread"
-    return "problem" if _sev_problem([f.get("severity") for r in data for f in r.get("findings", [])]) \
-        else "healthy"
+    return "problem" if _sev_problem([f.get("severity") for r in data for f in r.get("findings", [])]) else "healthy"
 
 
 def _v_ftdoctor(rc: int, out: str) -> str:
@@ -111,8 +112,8 @@ def _v_lossdoctor(rc: int, out: str) -> str:
 @dataclass(frozen=True)
 class Tool:
     name: str
-    argv: Callable[[str, str], list[str]]     # (input path, scratch dir) -> argv
-    verdict: Callable[[int, str], str]         # (exit code, stdout) -> healthy | problem | unread
+    argv: Callable[[str, str], list[str]]  # (input path, scratch dir) -> argv
+    verdict: Callable[[int, str], str]  # (exit code, stdout) -> healthy | problem | unread
     reads: tuple[str, ...] = ("state", "tb", "console")
 
     def available(self) -> bool:
@@ -120,15 +121,25 @@ class Tool:
 
 
 TOOLS: tuple[Tool, ...] = (
-    Tool("lossdoctor", lambda p, d: [str(OURS), "analyze", p, "--format", "json", "--out", d, "--fail-on",
-                                     "warning", "-q"], _v_lossdoctor),
+    Tool(
+        "lossdoctor",
+        lambda p, d: [str(OURS), "analyze", p, "--format", "json", "--out", d, "--fail-on", "warning", "-q"],
+        _v_lossdoctor,
+    ),
     Tool("trainproof", lambda p, d: [str(PEERS_BIN / "trainproof"), "doctor", p, "--json"], _v_trainproof),
     Tool("losslint", lambda p, d: [str(PEERS_BIN / "losslint"), "check", p, "--format", "json"], _v_losslint),
-    Tool("trainspotter", lambda p, d: [str(PEERS_BIN / "trainspotter"), "analyze", p, "--output", "json"],
-         _v_trainspotter),
+    Tool(
+        "trainspotter",
+        lambda p, d: [str(PEERS_BIN / "trainspotter"), "analyze", p, "--output", "json"],
+        _v_trainspotter,
+    ),
     Tool("runmedic", lambda p, d: [str(PEERS_BIN / "runmedic"), "diagnose", p, "--json"], _v_runmedic),
-    Tool("finetune-doctor", lambda p, d: [str(PEERS_BIN / "finetune-doctor"), "diagnose", p, "-f", "json"],
-         _v_ftdoctor, reads=("state",)),
+    Tool(
+        "finetune-doctor",
+        lambda p, d: [str(PEERS_BIN / "finetune-doctor"), "diagnose", p, "-f", "json"],
+        _v_ftdoctor,
+        reads=("state",),
+    ),
 )
 
 
@@ -136,8 +147,13 @@ def run_measured(argv: list[str], timeout: float = 600.0) -> tuple[int, str, flo
     """(exit code, stdout, wall seconds, the child's own peak RSS in MB from wait4) of one child process."""
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out_f:
-        proc = subprocess.Popen(argv, stdout=out_f, stderr=subprocess.DEVNULL, cwd=ROOT,
-                                env=dict(os.environ, NO_COLOR="1", HF_HUB_OFFLINE="1"))
+        proc = subprocess.Popen(
+            argv,
+            stdout=out_f,
+            stderr=subprocess.DEVNULL,
+            cwd=ROOT,
+            env=dict(os.environ, NO_COLOR="1", HF_HUB_OFFLINE="1"),
+        )
         rc, rss = -9, float("nan")
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -157,6 +173,7 @@ def run_measured(argv: list[str], timeout: float = 600.0) -> tuple[int, str, flo
 
 
 # -- inputs --------------------------------------------------------------------------------------------------
+
 
 def make_inputs(tmp: Path, big: bool, small: bool = True) -> list[tuple[str, str, Path]]:
     """(label, kind, path) of the generated inputs; an input already in ``tmp`` (``--keep DIR``) is reused
@@ -182,8 +199,9 @@ def make_inputs(tmp: Path, big: bool, small: bool = True) -> list[tuple[str, str
         inputs.append(("TensorBoard 800k events", "tb", logdir))
         console = tmp / "console_1m.log"
         if not console.exists():
-            subprocess.run([sys.executable, str(ROOT / "bench" / "gen_console_log.py"), "1000000", str(console)],
-                           check=True)
+            subprocess.run(
+                [sys.executable, str(ROOT / "bench" / "gen_console_log.py"), "1000000", str(console)], check=True
+            )
         inputs.append(("HF console 1M dicts", "console", console))
     return inputs
 
@@ -203,11 +221,15 @@ def _make_tb(logdir: Path, events: int) -> None:
 
 # -- commands ------------------------------------------------------------------------------------------------
 
+
 def _other_build(spec: str) -> Tool:
     """``NAME=BIN``: another lossdoctor executable measured like lossdoctor (``lossdoctor@NAME``)."""
     name, _, binary = spec.partition("=")
-    return Tool(f"lossdoctor@{name}", lambda p, d, b=binary: [b, "analyze", p, "--format", "json", "--out", d,
-                                                                "--fail-on", "warning", "-q"], _v_lossdoctor)
+    return Tool(
+        f"lossdoctor@{name}",
+        lambda p, d, b=binary: [b, "analyze", p, "--format", "json", "--out", d, "--fail-on", "warning", "-q"],
+        _v_lossdoctor,
+    )
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
@@ -223,15 +245,14 @@ def cmd_speed(args: argparse.Namespace) -> None:
         inputs = make_inputs(Path(args.keep) if args.keep else tmp, args.big, args.small)
         if args.input:
             inputs = [i for i in inputs if any(w.lower() in i[0].lower() for w in args.input)]
-        print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}, "
-              f"median of {args.repeats}")
+        print(f"{time.strftime('%Y-%m-%d %H:%M')}, load average {os.getloadavg()[0]:.1f}, median of {args.repeats}")
         print(f"{'input':26} {'tool':24} {'wall s':>8} {'RSS MB':>8} {'rc':>3}  verdict")
         for label, kind, path in inputs:
             rows: dict[str, list[tuple[float, float, int, str]]] = {}
             variants = [(t, False) for t in tools if kind in t.reads]
             variants += [(t, True) for t, _ in list(variants) if t.name.startswith("lossdoctor")]
             for rep in range(args.repeats):
-                order = variants[rep % len(variants):] + variants[:rep % len(variants)]
+                order = variants[rep % len(variants) :] + variants[: rep % len(variants)]
                 for tool, html in order:
                     scratch = tmp / f"out-{tool.name}-{rep}"
                     argv = tool.argv(str(path), str(scratch))
@@ -251,8 +272,10 @@ def cmd_speed(args: argparse.Namespace) -> None:
                 rss = statistics.median(m for _, m, *_ in r)
                 ratio = ""
                 if name.startswith("lossdoctor") and peers:
-                    ratio = (f"  {wall / fastest:.2f}x the fastest peer's wall, "
-                             f"{rss / min(peer_rss.values()):.2f}x the leanest peer's RSS")
+                    ratio = (
+                        f"  {wall / fastest:.2f}x the fastest peer's wall, "
+                        f"{rss / min(peer_rss.values()):.2f}x the leanest peer's RSS"
+                    )
                 print(f"{label:26} {name:24} {wall:8.3f} {rss:8.0f} {r[-1][2]:>3}  {r[-1][3]}{ratio}")
             print(f"  (load average {os.getloadavg()[0]:.1f})")
             sys.stdout.flush()
@@ -273,8 +296,11 @@ def _run_input(run_dir: Path) -> Path | None:
     for name in ("trainer_state.json",):
         if (run_dir / name).exists():
             return run_dir / name
-    files = [p for p in sorted(run_dir.iterdir()) if p.is_file() and p.name != "label.yaml"
-             and not p.name.endswith((".md", ".yaml", ".yml"))]
+    files = [
+        p
+        for p in sorted(run_dir.iterdir())
+        if p.is_file() and p.name != "label.yaml" and not p.name.endswith((".md", ".yaml", ".yml"))
+    ]
     if files:
         return files[0]
     dirs = [p for p in sorted(run_dir.iterdir()) if p.is_dir() and not p.name.startswith((".", "__"))]
@@ -299,8 +325,10 @@ def cmd_verdicts(args: argparse.Namespace) -> None:
             print("  ".join(f"{row[k]:>{w}}" for k, w in [("run", 28), ("label", 8)] + [(t.name, 15) for t in tools]))
             sys.stdout.flush()
     print()
-    print(f"{'tool':16} {'agree':>7} {'false alarms':>13} {'missed':>7} {'unread':>7}   (of {len(table)} runs, "
-          f"{sum(r['label'] == 'healthy' for r in table)} healthy)")
+    print(
+        f"{'tool':16} {'agree':>7} {'false alarms':>13} {'missed':>7} {'unread':>7}   (of {len(table)} runs, "
+        f"{sum(r['label'] == 'healthy' for r in table)} healthy)"
+    )
     for tool in tools:
         agree = sum(r[tool.name] == r["label"] for r in table)
         fa = sum(r["label"] == "healthy" and r[tool.name] == "problem" for r in table)
@@ -318,12 +346,24 @@ def main() -> None:
     sp.add_argument("--repeats", type=int, default=3)
     sp.add_argument("--only", action="append")
     sp.add_argument("--big", action="store_true", help="also the 200k / 800k / 1M inputs (minutes)")
-    sp.add_argument("--small", action=argparse.BooleanOptionalAction, default=True,
-                    help="the 1,000-step input (--no-small: only the big ones)")
-    sp.add_argument("--also", action="append", metavar="NAME=BIN",
-                    help="another lossdoctor executable in the same rotation (e.g. main=/work/main/.venv/bin/lossdoctor)")
-    sp.add_argument("--input", action="append", metavar="WORD",
-                    help="only the inputs whose label holds WORD (e.g. 200k, TensorBoard, console)")
+    sp.add_argument(
+        "--small",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the 1,000-step input (--no-small: only the big ones)",
+    )
+    sp.add_argument(
+        "--also",
+        action="append",
+        metavar="NAME=BIN",
+        help="another lossdoctor executable in the same rotation (e.g. main=/work/main/.venv/bin/lossdoctor)",
+    )
+    sp.add_argument(
+        "--input",
+        action="append",
+        metavar="WORD",
+        help="only the inputs whose label holds WORD (e.g. 200k, TensorBoard, console)",
+    )
     sp.add_argument("--keep", metavar="DIR", help="generate the inputs into DIR and reuse them if present")
     vp = sub.add_parser("verdicts")
     vp.add_argument("corpus", nargs="*")

@@ -8,6 +8,7 @@ and then memorises the training answers (train loss → 0) while the held-out an
 (eval loss rises): classic overfitting. `examples/train_healthy.yaml` makes one pass over many rows of the same
 templates, so eval loss keeps falling with train loss. Same seed → byte-identical files.
 """
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,28 @@ import sys
 from pathlib import Path
 
 SEED = 20240601
-SYLLABLES = ("ba", "del", "fi", "gor", "ka", "lin", "mo", "nar", "pel", "qui", "ros", "sa", "tor", "ul", "ven",
-             "wes", "xa", "yor", "zen", "tha")
+SYLLABLES = (
+    "ba",
+    "del",
+    "fi",
+    "gor",
+    "ka",
+    "lin",
+    "mo",
+    "nar",
+    "pel",
+    "qui",
+    "ros",
+    "sa",
+    "tor",
+    "ul",
+    "ven",
+    "wes",
+    "xa",
+    "yor",
+    "zen",
+    "tha",
+)
 SYSTEM = "You are a concise geography assistant."
 QUESTIONS = ("What is the capital of {c}?", "Which city is the capital of {c}?", "Name the capital of {c}.")
 ANSWERS = ("The capital of {c} is {k}.", "{k} is the capital of {c}.")
@@ -40,9 +61,15 @@ def rows(n: int, seed: int) -> list[dict]:
         capital = word(rng, 2)
         q = rng.choice(QUESTIONS).format(c=country)
         a = rng.choice(ANSWERS).format(c=country, k=capital)
-        out.append({"messages": [{"role": "system", "content": SYSTEM},
-                                 {"role": "user", "content": q},
-                                 {"role": "assistant", "content": a}]})
+        out.append(
+            {
+                "messages": [
+                    {"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": q},
+                    {"role": "assistant", "content": a},
+                ]
+            }
+        )
     return out
 
 

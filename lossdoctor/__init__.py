@@ -7,6 +7,7 @@ Public API::
     diagnosis = analyze(run)
     diagnosis = diagnose(trainer)          # or a path, a notebook, a W&B run; shows itself in a notebook
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"
@@ -67,8 +68,10 @@ def _run_from_trainer(obj):  # noqa: ANN001, ANN202
         history = getattr(state, "log_history", None)
         args = getattr(obj, "args", None)
         if not isinstance(history, list):
-            raise TypeError(f"lossdoctor.diagnose: expected a Trainer, a TrainerState, a log_history list, a path "
-                            f"or a W&B run; got {type(obj).__name__}")
+            raise TypeError(
+                f"lossdoctor.diagnose: expected a Trainer, a TrainerState, a log_history list, a path "
+                f"or a W&B run; got {type(obj).__name__}"
+            )
     data = {"log_history": history}
     for key in ("global_step", "max_steps", "num_train_epochs", "logging_steps", "eval_steps", "epoch"):
         value = getattr(state, key, None)

@@ -5,6 +5,7 @@ A process killed between creating its temp file and the rename cannot clean up a
 names carry the writer's pid (``.NAME.PID.XXXX.tmp``) and every write first removes the temp files in its
 directory whose writer is gone. A live writer's temp file is never touched (concurrent runs stay safe).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,7 +25,7 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     except (PermissionError, OSError, OverflowError):
-        return True          # exists but not ours (or cannot tell): leave it
+        return True  # exists but not ours (or cannot tell): leave it
     return True
 
 

@@ -5,6 +5,7 @@ It is also the last resort: any other exception (a bug, or an input no reader fo
 only ever means "a finding fired". ``--debug`` shows the traceback as well. Everything printed here goes
 through ``safetext.visible``: a file name or run name cannot send escape sequences to the terminal.
 """
+
 from __future__ import annotations
 
 import io

@@ -13,6 +13,7 @@ in both runs (series, step span, onset). Per later run and rule the status is
 The facts are set side by side (best eval loss and its step, final eval loss, final-vs-best gap, final train
 loss, last step, epochs), and one run is picked as the best with the reason (see ``pick_best``).
 """
+
 from __future__ import annotations
 
 import math
@@ -40,14 +41,14 @@ _PERCENT_LABELS = frozenset({"rise", "share", "change"})
 class RunColumn:
     """One run as a column of the comparison."""
 
-    key: str                    # "A", "B", ... (A is the baseline)
+    key: str  # "A", "B", ... (A is the baseline)
     name: str
     location: str
     kind: str
     verdict: str
-    level: str                  # error | warning | info | ok | incomplete
+    level: str  # error | warning | info | ok | incomplete
     facts: Facts
-    epochs: float | None        # last logged train/epoch
+    epochs: float | None  # last logged train/epoch
     state: str
 
 
@@ -60,7 +61,7 @@ class Where:
     last_step: int | None
     series: tuple[str, ...]
     message: str
-    magnitude: tuple[str, float] | None      # (label, value) from MAGNITUDE_KEYS
+    magnitude: tuple[str, float] | None  # (label, value) from MAGNITUDE_KEYS
 
 
 @dataclass(frozen=True)
@@ -69,20 +70,20 @@ class RuleRow:
 
     rule_id: str
     title: str
-    severity: str                          # the rule's severity (worst seen)
-    cells: tuple[Where | None, ...]        # per run
-    status: tuple[str, ...]                # per run: baseline/fixed/new/persisting/absent
-    trend: tuple[str, ...]                 # per run: "" | worse | better | mixed | same
-    details: tuple[str, ...]               # per run: onset/magnitude change in words ("" for the baseline)
+    severity: str  # the rule's severity (worst seen)
+    cells: tuple[Where | None, ...]  # per run
+    status: tuple[str, ...]  # per run: baseline/fixed/new/persisting/absent
+    trend: tuple[str, ...]  # per run: "" | worse | better | mixed | same
+    details: tuple[str, ...]  # per run: onset/magnitude change in words ("" for the baseline)
 
 
 @dataclass(frozen=True)
 class Comparison:
     runs: tuple[RunColumn, ...]
     diagnoses: tuple[Diagnosis, ...]
-    rows: tuple[RuleRow, ...]              # worst severity first, then rule id
-    headlines: tuple[str, ...]             # one line per later run: "B vs A: overfitting fixed; ..."
-    best: int                              # index into runs
+    rows: tuple[RuleRow, ...]  # worst severity first, then rule id
+    headlines: tuple[str, ...]  # one line per later run: "B vs A: overfitting fixed; ..."
+    best: int  # index into runs
     best_reason: str
 
     def new_findings(self, index: int) -> tuple[RuleRow, ...]:
@@ -129,8 +130,14 @@ def _badness(mag: tuple[str, float]) -> float:
 
 
 def _where(f: Finding) -> Where:
-    return Where(severity=f.severity, first_step=f.first_step, last_step=f.last_step, series=tuple(f.series),
-                 message=f.message, magnitude=magnitude(f.evidence))
+    return Where(
+        severity=f.severity,
+        first_step=f.first_step,
+        last_step=f.last_step,
+        series=tuple(f.series),
+        message=f.message,
+        magnitude=magnitude(f.evidence),
+    )
 
 
 def _fmt(x: float) -> str:
@@ -147,8 +154,10 @@ def _persisting(base: Where, other: Where) -> tuple[str, str]:
     if base.first_step is not None and other.first_step is not None:
         shift = other.first_step - base.first_step
         if shift:
-            words.append(f"onset step {base.first_step} → {other.first_step} "
-                         f"({abs(shift)} steps {'later' if shift > 0 else 'earlier'})")
+            words.append(
+                f"onset step {base.first_step} → {other.first_step} "
+                f"({abs(shift)} steps {'later' if shift > 0 else 'earlier'})"
+            )
             worse, better = worse + (shift < 0), better + (shift > 0)
         else:
             words.append(f"onset step {base.first_step} (same)")
@@ -157,8 +166,10 @@ def _persisting(base: Where, other: Where) -> tuple[str, str]:
         a, b = _badness(base.magnitude), _badness(other.magnitude)
         if not math.isclose(a, b, rel_tol=0.02, abs_tol=1e-12):
             unit = "%" if label in _PERCENT_LABELS else ""
-            words.append(f"{label} {_fmt(base.magnitude[1])}{unit} → {_fmt(other.magnitude[1])}{unit} "
-                         f"({'larger' if b > a else 'smaller'})")
+            words.append(
+                f"{label} {_fmt(base.magnitude[1])}{unit} → {_fmt(other.magnitude[1])}{unit} "
+                f"({'larger' if b > a else 'smaller'})"
+            )
             worse, better = worse + (b > a), better + (b < a)
     trend = "mixed" if worse and better else "worse" if worse else "better" if better else "same"
     return trend, "; ".join(words)
@@ -193,8 +204,17 @@ def _rows(diagnoses: Sequence[Diagnosis]) -> tuple[RuleRow, ...]:
                 status.append(PERSISTING)
                 trend.append(t)
                 details.append(words)
-        rows.append(RuleRow(rule_id=rid, title=any_f.title, severity=severity, cells=cells, status=tuple(status),
-                            trend=tuple(trend), details=tuple(details)))
+        rows.append(
+            RuleRow(
+                rule_id=rid,
+                title=any_f.title,
+                severity=severity,
+                cells=cells,
+                status=tuple(status),
+                trend=tuple(trend),
+                details=tuple(details),
+            )
+        )
     rows.sort(key=lambda r: (-SEVERITY_RANK[r.severity], r.rule_id))
     return tuple(rows)
 
@@ -211,8 +231,10 @@ def _headline(key: str, base_key: str, rows: tuple[RuleRow, ...], index: int) ->
     for r in kept:
         detail = r.details[index]
         trend = r.trend[index]
-        parts.append(f"{r.rule_id} persisting" + (f" ({trend}: {detail})" if trend not in ("same", "") and detail
-                                                  else f" ({detail})" if detail else ""))
+        parts.append(
+            f"{r.rule_id} persisting"
+            + (f" ({trend}: {detail})" if trend not in ("same", "") and detail else f" ({detail})" if detail else "")
+        )
     if not parts:
         parts.append("no findings in either run")
     return f"{key} vs {base_key}: " + "; ".join(parts)
@@ -265,8 +287,11 @@ def pick_best(runs: Sequence[RunColumn], diagnoses: Sequence[Diagnosis]) -> tupl
             what = "final train loss" if none_eval else "final eval loss"
             mine = r.facts.final_train_loss if none_eval else r.facts.final_eval_loss
             theirs = other.facts.final_train_loss if none_eval else other.facts.final_eval_loss
-            reasons.append(f"lowest {what}: {_fmt(float(mine))} vs {_fmt(float(theirs))} in {other.key}"  # type: ignore[arg-type]
-                           if theirs is not None else f"lowest {what}: {_fmt(float(mine))}")  # type: ignore[arg-type]
+            reasons.append(
+                f"lowest {what}: {_fmt(float(mine))} vs {_fmt(float(theirs))} in {other.key}"  # type: ignore[arg-type]
+                if theirs is not None
+                else f"lowest {what}: {_fmt(float(mine))}"
+            )  # type: ignore[arg-type]
             if none_eval:
                 reasons.append("no run logged eval loss, so train loss decided: it does not measure generalisation")
         elif kb[4] != kr[4]:
@@ -276,8 +301,10 @@ def pick_best(runs: Sequence[RunColumn], diagnoses: Sequence[Diagnosis]) -> tupl
     else:
         reasons.append("the only run")
     if r.facts.best_eval_step is not None and r.facts.early_stopping_would_help:
-        reasons.append(f"keep its checkpoint from step {r.facts.best_eval_step} "
-                       f"(best eval loss {_fmt(float(r.facts.best_eval_loss))})")  # type: ignore[arg-type]
+        reasons.append(
+            f"keep its checkpoint from step {r.facts.best_eval_step} "
+            f"(best eval loss {_fmt(float(r.facts.best_eval_loss))})"
+        )  # type: ignore[arg-type]
     if not all_eval and not none_eval:
         reasons.append("runs without eval loss rank last: overfitting cannot be judged there")
     if not diagnoses[best].findings and not diagnoses[best].crashed_checks:
@@ -290,14 +317,26 @@ def compare(diagnoses: Sequence[Diagnosis]) -> Comparison:
     if len(diagnoses) < 2:
         raise ValueError("compare needs at least two runs")
     keys = run_keys(len(diagnoses))
-    runs = tuple(RunColumn(key=k, name=d.run.name, location=d.run.provenance.location, kind=d.run.provenance.kind,
-                           verdict=d.verdict, level=_level(d), facts=d.facts, epochs=last_epoch(d), state=d.run.state)
-                 for k, d in zip(keys, diagnoses))
+    runs = tuple(
+        RunColumn(
+            key=k,
+            name=d.run.name,
+            location=d.run.provenance.location,
+            kind=d.run.provenance.kind,
+            verdict=d.verdict,
+            level=_level(d),
+            facts=d.facts,
+            epochs=last_epoch(d),
+            state=d.run.state,
+        )
+        for k, d in zip(keys, diagnoses)
+    )
     rows = _rows(diagnoses)
     headlines = tuple(_headline(keys[i], keys[0], rows, i) for i in range(1, len(diagnoses)))
     best, reason = pick_best(runs, diagnoses)
-    return Comparison(runs=runs, diagnoses=tuple(diagnoses), rows=rows, headlines=headlines, best=best,
-                      best_reason=reason)
+    return Comparison(
+        runs=runs, diagnoses=tuple(diagnoses), rows=rows, headlines=headlines, best=best, best_reason=reason
+    )
 
 
 def gate_new(comparison: Comparison, fail_on_new: str) -> bool:

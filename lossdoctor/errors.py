@@ -1,12 +1,14 @@
 """One exception family. Each error carries where it happened; the CLI prints ``str(err)`` as one line."""
+
 from __future__ import annotations
 
 
 class LossdoctorError(Exception):
     """Base class. ``location`` is a file (optionally ``file:line[:col]``) or a URL."""
 
-    def __init__(self, message: str, location: str | None = None, line: int | None = None,
-                 column: int | None = None) -> None:
+    def __init__(
+        self, message: str, location: str | None = None, line: int | None = None, column: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.location = location
@@ -36,8 +38,14 @@ class SourceError(LossdoctorError):
 class RuleFileError(LossdoctorError):
     """A rule file is invalid. ``problems`` holds every error found, each already located."""
 
-    def __init__(self, message: str, location: str | None = None, line: int | None = None,
-                 column: int | None = None, problems: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        location: str | None = None,
+        line: int | None = None,
+        column: int | None = None,
+        problems: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(message, location, line, column)
         self.problems = problems
 

@@ -24,6 +24,7 @@ Cost per new point, not per whole history, where it can be:
   keep answering quickly while the CPU share stays bounded as a history grows long; an expensive rule on a
   very long history waits longer.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -91,12 +92,12 @@ class _Column:
             cap = max(2 * len(self.steps), n + k)
             self.steps = np.concatenate([self.steps[:n], np.empty(cap - n, dtype="int64")])
             self.values = np.concatenate([self.values[:n], np.empty(cap - n, dtype="float64")])
-        self.steps[n:n + k] = st
-        self.values[n:n + k] = values
+        self.steps[n : n + k] = st
+        self.values[n : n + k] = values
         self.n = n + k
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
-        if not self.sorted:       # out-of-order points (rare: a resumed run): sort once, last value per step
+        if not self.sorted:  # out-of-order points (rare: a resumed run): sort once, last value per step
             from lossdoctor.tidy import tidy_series
 
             st, va = tidy_series(self.steps[: self.n], self.values[: self.n])
@@ -116,7 +117,7 @@ class LiveStore:
 
     def __init__(self) -> None:
         self.columns: dict[str, _Column] = {}
-        self.raw_names: dict[str, str] = {}        # raw → canonical
+        self.raw_names: dict[str, str] = {}  # raw → canonical
         self.points = 0
         self.last_step: int | None = None
 
@@ -164,25 +165,32 @@ class LiveStore:
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.columns.values())
 
-    def snapshot(self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None,
-                 state: str = "running") -> LiveRun:
+    def snapshot(
+        self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None, state: str = "running"
+    ) -> LiveRun:
         """A Run over the current points (zero-copy views; valid until the next ``add``)."""
         from lossdoctor.tidy import Coded, tidy_points
 
         last = [(c.view()[0][-1], m, c.view()[1][-1]) for m, c in sorted(self.columns.items()) if c.n]
         names = Coded(np.arange(len(last)), [x[1] for x in last])
-        frame = tidy_points(np.asarray([x[0] for x in last], dtype="int64"), names,
-                            np.asarray([x[2] for x in last], dtype="float64"), canonical=names,
-                            hf_summary=False).frame
-        return LiveRun(name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state,
-                       store=self)
+        frame = tidy_points(
+            np.asarray([x[0] for x in last], dtype="int64"),
+            names,
+            np.asarray([x[2] for x in last], dtype="float64"),
+            canonical=names,
+            hf_summary=False,
+        ).frame
+        return LiveRun(
+            name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state, store=self
+        )
 
     def tail_view(self, run: LiveRun, points: int = TAIL_POINTS) -> LiveRun:
         """The same snapshot cut to the last ``points`` points of every series."""
         return dataclasses.replace(run, tail=points)
 
-    def to_run(self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None,
-               state: str = "unknown") -> Run:
+    def to_run(
+        self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None, state: str = "unknown"
+    ) -> Run:
         """A plain Run with the full tidy table (for the report when the source cannot be read again)."""
         by_canon: dict[str, str] = {}
         for raw, canon in sorted(self.raw_names.items()):
@@ -197,8 +205,9 @@ class LiveStore:
         if not steps:
             frame = empty_metrics()
         else:
-            frame = make_metrics(np.concatenate(steps), np.concatenate(raws), np.concatenate(values),
-                                 metrics=np.concatenate(canons))
+            frame = make_metrics(
+                np.concatenate(steps), np.concatenate(raws), np.concatenate(values), metrics=np.concatenate(canons)
+            )
         return Run(name=name, provenance=provenance, metrics=frame, config=dict(config or {}), state=state)
 
 
@@ -218,7 +227,7 @@ class LiveRun(Run):
         for metric in sorted(self.store.columns):
             steps, values = self.store.columns[metric].view()
             if self.tail is not None:
-                steps, values = steps[-self.tail:], values[-self.tail:]
+                steps, values = steps[-self.tail :], values[-self.tail :]
             if len(steps):
                 cache[metric] = Series(steps, values, metric)
         return cache
@@ -268,18 +277,18 @@ class LiveJudge:
     """Judges a LiveStore with a RuleSet as points arrive; remembers what fired first."""
 
     ruleset: Any
-    min_interval: float = 0.25          # seconds between passes
-    budget: float = 0.03                # share of one core that judging may use on average
+    min_interval: float = 0.25  # seconds between passes
+    budget: float = 0.03  # share of one core that judging may use on average
     fired: dict[str, Finding] = field(default_factory=dict)
     crashed: dict[str, str] = field(default_factory=dict)
     passes: int = 0
     spent: float = 0.0
     _last_pass: float | None = None
-    _stale: set[str] = field(default_factory=set)           # rules whose series got points since judged
+    _stale: set[str] = field(default_factory=set)  # rules whose series got points since judged
     _patterns: dict[str, tuple[str, ...]] = field(default_factory=dict)
     _deferred: frozenset[str] = frozenset()
     _pointwise: frozenset[str] = frozenset()
-    _cost: dict[str, float] = field(default_factory=dict)   # rule id → seconds of its last judgement
+    _cost: dict[str, float] = field(default_factory=dict)  # rule id → seconds of its last judgement
     _judged_at: dict[str, float] = field(default_factory=dict)
     _full_at: float | None = None
 

@@ -7,6 +7,7 @@ the source file, for text logs; reports point at it). ``Run.series(name)`` gives
 :class:`lossdoctor.table.Series` (numpy steps and values); ``Run.frame()`` / ``Series.to_pandas()`` are the
 pandas views, and the only places this module touches pandas (imported on call).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,17 +21,18 @@ from lossdoctor.tidy import tidy_points
 
 METRIC_COLUMNS: tuple[str, ...] = ("step", "metric", "value", "raw_name")
 
+
 @dataclass(frozen=True)
 class Provenance:
     """Where a run came from and how it was read."""
 
-    kind: str                      # source kind, e.g. "hf-console", "trainer-state", "wandb-offline"
-    location: str                  # path or URL as given by the user (never carries credentials)
+    kind: str  # source kind, e.g. "hf-console", "trainer-state", "wandb-offline"
+    location: str  # path or URL as given by the user (never carries credentials)
     #: where the step axis came from, said in every report: "logged" (the source carries it), "tqdm" (the console's
     #: progress counter), "epoch*cadence", "ordinal" (only the order is known), a W&B step key, ...
     step_source: str = "logged"
-    notes: tuple[str, ...] = ()    # reader remarks: recovered records, skipped lines, lower confidence ...
-    confidence: float = 1.0        # 1.0 for exact values; lower for shapes recovered from sparklines
+    notes: tuple[str, ...] = ()  # reader remarks: recovered records, skipped lines, lower confidence ...
+    confidence: float = 1.0  # 1.0 for exact values; lower for shapes recovered from sparklines
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,7 +47,7 @@ class Run:
     metrics: MetricTable
     config: Mapping[str, Any] = field(default_factory=dict)
     summary: Mapping[str, Any] = field(default_factory=dict)
-    state: str = "unknown"          # finished | running | crashed | interrupted | unknown (reported unless finished)
+    state: str = "unknown"  # finished | running | crashed | interrupted | unknown (reported unless finished)
     created: str | None = None
     tags: tuple[str, ...] = ()
     #: per-metric Series, built once on first use (the metric table is not modified after construction)
@@ -62,8 +64,9 @@ class Run:
         if cache or not len(table):
             return cache
         codes, steps = table.metric_codes, table.step
-        if len(steps) > 1 and not bool(((codes[1:] > codes[:-1])
-                                        | ((codes[1:] == codes[:-1]) & (steps[1:] > steps[:-1]))).all()):
+        if len(steps) > 1 and not bool(
+            ((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (steps[1:] > steps[:-1]))).all()
+        ):
             # a table not built by the tidy constructor (a DataFrame by hand, tables concatenated): its points
             # resolved by the constructor's policy (the last row per (metric, step)); the table stays as given
             from lossdoctor.tidy import retidy
@@ -135,15 +138,15 @@ class Finding:
     """One rule that fired, with the evidence that made it fire."""
 
     rule_id: str
-    severity: str                        # info | warning | error
+    severity: str  # info | warning | error
     title: str
-    message: str                         # rendered from the rule's template
+    message: str  # rendered from the rule's template
     remediation: tuple[str, ...]
-    series: tuple[str, ...]              # canonical metrics the rule looked at
+    series: tuple[str, ...]  # canonical metrics the rule looked at
     first_step: int | None
     last_step: int | None
     evidence: Mapping[str, Any]
-    origin: str                          # "rules/default.yaml:12"
+    origin: str  # "rules/default.yaml:12"
     confidence: float = 1.0
     category: str = ""
 
@@ -156,10 +159,10 @@ class Facts:
     best_eval_loss: float | None = None
     final_eval_step: int | None = None
     final_eval_loss: float | None = None
-    final_gap_pct: float | None = None        # (final - best) / best × 100
+    final_gap_pct: float | None = None  # (final - best) / best × 100
     early_stopping_would_help: bool | None = None
-    early_stop_step: int | None = None           # where to stop (the judged metric's best), when it would help
-    early_stop_metric: str | None = None         # the metric that judgement was made on (eval/loss or selected)
+    early_stop_step: int | None = None  # where to stop (the judged metric's best), when it would help
+    early_stop_metric: str | None = None  # the metric that judgement was made on (eval/loss or selected)
     final_train_loss: float | None = None
     eval_points: int = 0
     train_points: int = 0
@@ -170,11 +173,11 @@ class Facts:
 class Objective:
     """What the run optimises (lossdoctor/metrics/objectives.yaml): rules judge only the objectives they name."""
 
-    id: str = "sft"                          # sft | preference | rl | reward-model | classification | speech
+    id: str = "sft"  # sft | preference | rl | reward-model | classification | speech
     title: str = ""
-    how: str = "default"                     # "detected" | "given" (--objective) | "default" (no sign found)
-    evidence: tuple[str, ...] = ()           # the signs that decided it: "metric train/reward", "config loss_type=sigmoid"
-    given_as: str = ""                       # the name passed to --objective, when it was an alias (e.g. "dpo")
+    how: str = "default"  # "detected" | "given" (--objective) | "default" (no sign found)
+    evidence: tuple[str, ...] = ()  # the signs that decided it: "metric train/reward", "config loss_type=sigmoid"
+    given_as: str = ""  # the name passed to --objective, when it was an alias (e.g. "dpo")
 
 
 @dataclass(frozen=True)
@@ -184,9 +187,9 @@ class RuleOutcome:
     rule_id: str
     severity: str
     title: str
-    origin: str                          # "rules/default.yaml:12"
-    status: str                          # fired | passed | skipped | crashed
-    reason: str = ""                     # why it was skipped (e.g. the series it needs is not logged), or the crash
+    origin: str  # "rules/default.yaml:12"
+    status: str  # fired | passed | skipped | crashed
+    reason: str = ""  # why it was skipped (e.g. the series it needs is not logged), or the crash
     description: str = ""
 
 
@@ -196,12 +199,12 @@ class Diagnosis:
     findings: tuple[Finding, ...]
     facts: Facts
     verdict: str
-    crashed_checks: tuple[str, ...] = ()      # "rule-id: ExceptionType: message"
+    crashed_checks: tuple[str, ...] = ()  # "rule-id: ExceptionType: message"
     rule_sources: tuple[str, ...] = ()
     schema_version: int = 1
     objective: Objective = field(default_factory=Objective)
-    rules_not_applied: tuple[str, ...] = ()   # enabled rules that do not judge this objective
-    rule_outcomes: tuple[RuleOutcome, ...] = ()   # every rule in force, in rule-set order (empty: not recorded)
+    rules_not_applied: tuple[str, ...] = ()  # enabled rules that do not judge this objective
+    rule_outcomes: tuple[RuleOutcome, ...] = ()  # every rule in force, in rule-set order (empty: not recorded)
 
     @property
     def worst_severity(self) -> str | None:

@@ -7,6 +7,7 @@ Private modules (``_x.py``, ``_x/``) are helpers and are never imported by disco
 sorted order and the result is sorted by name, so discovery is deterministic. Two plugins claiming the same
 name is a programming error, raised with both modules named.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,8 +24,13 @@ def _own_name(plugin: Any) -> tuple[str]:
     return (plugin.name,)
 
 
-def discover(package: str, attr: str, what: str, names: Callable[[Any], Iterable[str]] = _own_name,
-             validate: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+def discover(
+    package: str,
+    attr: str,
+    what: str,
+    names: Callable[[Any], Iterable[str]] = _own_name,
+    validate: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
     """name → plugin for every public module of ``package`` defining ``attr``, sorted by name.
 
     ``names(plugin)`` gives the names a plugin answers to (its name and any aliases; by default

@@ -4,6 +4,7 @@ Why: a run name, a file name or a log line may carry ESC/BEL/OSC sequences that 
 terminal (title, clipboard, hyperlinks) even through a pipe that is later ``cat``-ed. Every line lossdoctor
 prints that holds such text goes through ``visible``; reports use their own escaping on top.
 """
+
 from __future__ import annotations
 
 import re

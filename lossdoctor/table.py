@@ -15,6 +15,7 @@ point per (metric, step): each metric a contiguous stretch, so series are views)
 notebooks) as it is, in any order: :class:`lossdoctor.model.Run` resolves order and repeats when it cuts the
 table into series.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -35,7 +36,7 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
 
 def code_dtype(n_names: int) -> Any:
     """The smallest signed integer type for codes into ``n_names`` names (2 bytes per point for the usual few)."""
-    return np.int16 if n_names < 2 ** 15 else np.int32 if n_names < 2 ** 31 else np.int64
+    return np.int16 if n_names < 2**15 else np.int32 if n_names < 2**31 else np.int64
 
 
 def factorize(items: Sequence[Any]) -> tuple[np.ndarray, list[Any]]:
@@ -60,8 +61,17 @@ class MetricTable:
     line: np.ndarray | None = None
 
     @classmethod
-    def build(cls, step: Any, metric_codes: Any, metric_names: Sequence[str], value: Any, raw_codes: Any,
-              raw_names: Sequence[str], wall_time: Any = None, line: Any = None) -> MetricTable:
+    def build(
+        cls,
+        step: Any,
+        metric_codes: Any,
+        metric_names: Sequence[str],
+        value: Any,
+        raw_codes: Any,
+        raw_names: Sequence[str],
+        wall_time: Any = None,
+        line: Any = None,
+    ) -> MetricTable:
         """From parallel columns (copied only where the dtype differs)."""
         mn, rn = tuple(str(x) for x in metric_names), tuple(str(x) for x in raw_names)
         return cls(
@@ -149,12 +159,19 @@ class MetricTable:
         if idx.dtype == bool:
             idx = np.flatnonzero(idx)
         return MetricTable.build(
-            self.step[idx], self.metric_codes[idx], self.metric_names, self.value[idx], self.raw_codes[idx],
-            self.raw_names, None if self.wall_time is None else self.wall_time[idx],
-            None if self.line is None else self.line[idx])
+            self.step[idx],
+            self.metric_codes[idx],
+            self.metric_names,
+            self.value[idx],
+            self.raw_codes[idx],
+            self.raw_names,
+            None if self.wall_time is None else self.wall_time[idx],
+            None if self.line is None else self.line[idx],
+        )
 
     def compact(self) -> MetricTable:
         """The same table without names no row uses (metric names stay sorted)."""
+
         def squeeze(codes: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
             used = np.flatnonzero(np.bincount(codes, minlength=len(names))) if len(codes) else _EMPTY_I64
             if len(used) == len(names):
@@ -188,22 +205,36 @@ class MetricTable:
                     raw_names.append(n)
         mcs, rcs = [], []
         for t in tables:
-            mcs.append(np.asarray([m_index[n] for n in t.metric_names], dtype=np.int64)[t.metric_codes]
-                       if t.metric_names else _EMPTY_I64)
-            rcs.append(np.asarray([r_index[n] for n in t.raw_names], dtype=np.int64)[t.raw_codes]
-                       if t.raw_names else _EMPTY_I64)
+            mcs.append(
+                np.asarray([m_index[n] for n in t.metric_names], dtype=np.int64)[t.metric_codes]
+                if t.metric_names
+                else _EMPTY_I64
+            )
+            rcs.append(
+                np.asarray([r_index[n] for n in t.raw_names], dtype=np.int64)[t.raw_codes]
+                if t.raw_names
+                else _EMPTY_I64
+            )
 
         def optional(col: str, fill: float) -> np.ndarray | None:
             if all(getattr(t, col) is None for t in tables):
                 return None
-            return np.concatenate([getattr(t, col) if getattr(t, col) is not None else np.full(len(t), fill)
-                                   for t in tables])
+            return np.concatenate(
+                [getattr(t, col) if getattr(t, col) is not None else np.full(len(t), fill) for t in tables]
+            )
 
         wall = optional("wall_time", np.nan)
         line = optional("line", 0)
-        return MetricTable.build(np.concatenate([t.step for t in tables]), np.concatenate(mcs), metric_names,
-                                 np.concatenate([t.value for t in tables]), np.concatenate(rcs), raw_names,
-                                 wall, None if line is None else line.astype(np.int64))
+        return MetricTable.build(
+            np.concatenate([t.step for t in tables]),
+            np.concatenate(mcs),
+            metric_names,
+            np.concatenate([t.value for t in tables]),
+            np.concatenate(rcs),
+            raw_names,
+            wall,
+            None if line is None else line.astype(np.int64),
+        )
 
     # -- pandas (the public frame view; pandas imported only here) --------------------------------------------
 
@@ -238,12 +269,16 @@ class MetricTable:
         remap = np.empty(len(m_names), dtype=np.int64)
         remap[order] = np.arange(len(order))
         r_codes, r_names = factorize(raw)
-        step = np.asarray(_as_list(cols["step"]) if not hasattr(cols["step"], "to_numpy")
-                          else cols["step"].to_numpy(), dtype=np.int64)
+        step = np.asarray(
+            _as_list(cols["step"]) if not hasattr(cols["step"], "to_numpy") else cols["step"].to_numpy(), dtype=np.int64
+        )
         value = np.asarray(cols["value"], dtype=np.float64)
         wall = np.asarray(cols["wall_time"], dtype=np.float64) if "wall_time" in cols else None
-        line = np.asarray(np.nan_to_num(np.asarray(cols["line"], dtype=np.float64)), dtype=np.int64) \
-            if "line" in cols else None
+        line = (
+            np.asarray(np.nan_to_num(np.asarray(cols["line"], dtype=np.float64)), dtype=np.int64)
+            if "line" in cols
+            else None
+        )
         return cls.build(step, remap[m_codes], [m_names[i] for i in order], value, r_codes, r_names, wall, line)
 
 
@@ -276,7 +311,7 @@ class _Loc:
             lo = 0 if key.start is None else int(np.searchsorted(s.index, key.start, side="left"))
             hi = len(s) if key.stop is None else int(np.searchsorted(s.index, key.stop, side="right"))
             return Series(s.index[lo:hi], s.values[lo:hi], s.name)
-        if not np.isscalar(key):                       # a list of steps
+        if not np.isscalar(key):  # a list of steps
             steps = np.asarray(key, dtype=np.int64)
             pos = np.searchsorted(s.index, steps)
             if (pos >= len(s)).any() or (s.index[np.minimum(pos, max(len(s) - 1, 0))] != steps).any():
@@ -401,8 +436,9 @@ class Series:
 
     def equals(self, other: Series) -> bool:
         """Same steps and values (NaN equal to NaN), as pandas' ``equals``."""
-        return bool(np.array_equal(self.index, other.index)
-                    and np.array_equal(self.values, other.values, equal_nan=True))
+        return bool(
+            np.array_equal(self.index, other.index) and np.array_equal(self.values, other.values, equal_nan=True)
+        )
 
     # comparisons give boolean arrays over the points
     def __lt__(self, other: Any) -> np.ndarray:

@@ -7,6 +7,7 @@ for rule files, ``TrainError`` for train configs), so the CLI reports each with 
 
 Readers of logs decode leniently (``sources.text.decode_bytes``): they take ``read_bytes`` and decode themselves.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +28,15 @@ def _tail(expected: str) -> str:
     return f"; expected {expected}" if expected else ""
 
 
-def read_bytes(path: str | Path, location: str | None = None, *, error: type[LossdoctorError] = SourceError,
-               what: str = "", expected: str = "", max_bytes: int | None = None) -> bytes:
+def read_bytes(
+    path: str | Path,
+    location: str | None = None,
+    *,
+    error: type[LossdoctorError] = SourceError,
+    what: str = "",
+    expected: str = "",
+    max_bytes: int | None = None,
+) -> bytes:
     """The file's bytes. ``what`` names the file in messages ("rule file"), ``expected`` says what it should be
     ("a YAML rule file"), ``location`` is how errors name it (default: the path). Raises ``error`` located at it."""
     p = Path(path)
@@ -48,8 +56,14 @@ def read_bytes(path: str | Path, location: str | None = None, *, error: type[Los
     return data
 
 
-def decode(data: bytes, location: str, *, error: type[LossdoctorError] = SourceError, expected: str = "",
-           encoding: str = "utf-8-sig") -> str:
+def decode(
+    data: bytes,
+    location: str,
+    *,
+    error: type[LossdoctorError] = SourceError,
+    expected: str = "",
+    encoding: str = "utf-8-sig",
+) -> str:
     """``data`` decoded strictly; an undecodable byte is an ``error`` naming its line and byte offset."""
     try:
         return data.decode(encoding)
@@ -59,8 +73,16 @@ def decode(data: bytes, location: str, *, error: type[LossdoctorError] = SourceE
         raise error(f"not {name} text (line {line}, byte {exc.start}){_tail(expected)}", location) from None
 
 
-def read_text(path: str | Path, location: str | None = None, *, error: type[LossdoctorError] = SourceError,
-              what: str = "", expected: str = "", max_bytes: int | None = None, encoding: str = "utf-8-sig") -> str:
+def read_text(
+    path: str | Path,
+    location: str | None = None,
+    *,
+    error: type[LossdoctorError] = SourceError,
+    what: str = "",
+    expected: str = "",
+    max_bytes: int | None = None,
+    encoding: str = "utf-8-sig",
+) -> str:
     """The file as text (a UTF-8 BOM dropped): ``read_bytes`` then ``decode``, every failure one located line."""
     where = location if location is not None else str(path)
     data = read_bytes(path, where, error=error, what=what, expected=expected, max_bytes=max_bytes)

@@ -25,6 +25,7 @@ points hand their names as :class:`Coded` (integer codes into a short list), nev
 Nothing else resolves repeats: a table put together from other tables (concatenated, renamed, a DataFrame built
 by hand) goes through :func:`retidy`, one series' points through :func:`tidy_series` (the live store).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -41,7 +42,7 @@ SUMMARY_ONLY = frozenset({"train_runtime", "train_samples_per_second", "train_st
 #: ... and ``train_loss``, which is a summary entry only where ``train_runtime`` sits at the same step.
 SUMMARY_LOSS = "train_loss"
 _SUMMARY_PREFIXES = ("", "train/")
-_INT64_MIN, _INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Coded:
 
 @dataclass(frozen=True)
 class Tidy:
-    frame: MetricTable       # the table (named ``frame`` for the readers that unpack it)
+    frame: MetricTable  # the table (named ``frame`` for the readers that unpack it)
     notes: tuple[str, ...] = ()
     #: HF end-of-run summary entries taken out of the points (raw name without prefix -> value)
     summary: Mapping[str, float] = field(default_factory=dict)
@@ -78,10 +79,10 @@ def valid_steps(steps: Any) -> tuple[np.ndarray, np.ndarray]:
         return arr.astype(np.int64, copy=False), np.ones(n, dtype=bool)
     if arr.dtype.kind == "f":
         with np.errstate(invalid="ignore"):
-            ok = np.isfinite(arr) & (arr == np.floor(arr)) & (arr >= -2.0 ** 63) & (arr < 2.0 ** 63)
+            ok = np.isfinite(arr) & (arr == np.floor(arr)) & (arr >= -(2.0**63)) & (arr < 2.0**63)
         return np.where(ok, arr, 0).astype(np.int64), ok
     if arr.dtype.kind == "b":
-        return arr.astype(np.int64), np.zeros(n, dtype=bool)    # a boolean is no step
+        return arr.astype(np.int64), np.zeros(n, dtype=bool)  # a boolean is no step
     # object / strings: one by one (Python ints beyond int64, numeric strings, None ...)
     out = np.zeros(n, dtype=np.int64)
     ok = np.zeros(n, dtype=bool)
@@ -112,8 +113,9 @@ def _codes_of(raw: Any) -> tuple[np.ndarray, list[str]]:
     return codes, [str(x) for x in uniques]
 
 
-def _summary_mask(raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray,
-                  values: np.ndarray, written: Any = None) -> tuple[np.ndarray, dict[str, float]]:
+def _summary_mask(
+    raw_codes: np.ndarray, raw_names: list[str], steps: np.ndarray, values: np.ndarray, written: Any = None
+) -> tuple[np.ndarray, dict[str, float]]:
     """Points that are HF end-of-run summary entries, and those entries (last value per key)."""
     drop = np.zeros(len(raw_codes), dtype=bool)
     summary: dict[str, float] = {}
@@ -143,7 +145,7 @@ def _repeats(st: np.ndarray, mc: np.ndarray, chunk: int = 1 << 20) -> np.ndarray
     dup = np.zeros(n, dtype=bool)
     for a in range(0, n - 1, chunk):
         b = min(n - 1, a + chunk)
-        np.logical_and(st[a + 1:b + 1] == st[a:b], mc[a + 1:b + 1] == mc[a:b], out=dup[a:b])
+        np.logical_and(st[a + 1 : b + 1] == st[a:b], mc[a + 1 : b + 1] == mc[a:b], out=dup[a:b])
     return dup
 
 
@@ -152,14 +154,15 @@ def _pairs_sorted(mc: np.ndarray, st: np.ndarray, chunk: int = 1 << 20) -> bool:
     n = len(st)
     for a in range(0, n - 1, chunk):
         b = min(n, a + chunk + 1)
-        m0, m1, s0, s1 = mc[a:b - 1], mc[a + 1:b], st[a:b - 1], st[a + 1:b]
+        m0, m1, s0, s1 = mc[a : b - 1], mc[a + 1 : b], st[a : b - 1], st[a + 1 : b]
         if not bool(((m1 > m0) | ((m1 == m0) & (s1 >= s0))).all()):
             return False
     return True
 
 
-def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray | None,
-           written: np.ndarray | None) -> np.ndarray | None:
+def _order(
+    st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray | None, written: np.ndarray | None
+) -> np.ndarray | None:
     """Point order by (metric, step, rank descending, priority descending, write order), so that the *last*
     point of each (metric, step) group is the one kept; None when the points already come in that order.
 
@@ -172,16 +175,16 @@ def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray
     if not varying:
         step_sorted = bool((st[1:] >= st[:-1]).all())
         if step_sorted:
-            if bool((mc[1:] >= mc[:-1]).all()):                       # one metric, or already grouped
+            if bool((mc[1:] >= mc[:-1]).all()):  # one metric, or already grouped
                 order = None
             else:
-                order = np.argsort(mc.astype(np.uint16) if int(mc.max()) < 2 ** 16 else mc, kind="stable")
+                order = np.argsort(mc.astype(np.uint16) if int(mc.max()) < 2**16 else mc, kind="stable")
         elif _pairs_sorted(mc, st):
             order = None
         else:
             lo, hi = int(st.min()), int(st.max())
             span = hi - lo + 1
-            if span * (int(mc.max()) + 1) < 2 ** 62:
+            if span * (int(mc.max()) + 1) < 2**62:
                 key = mc.astype(np.int64) * span + (st - lo)
                 order = None if bool((key[1:] >= key[:-1]).all()) else np.argsort(key, kind="stable")
                 del key
@@ -198,10 +201,20 @@ def _order(st: np.ndarray, mc: np.ndarray, rk: np.ndarray | None, pr: np.ndarray
     return np.lexsort(keys)
 
 
-def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, rank: Any = None,
-                priority: Any = None, wall_time: Any = None, line: Any = None,
-                canonical_codes: Sequence[str | None] | None = None, written: Any = None,
-                hf_summary: bool = True) -> Tidy:
+def tidy_points(
+    steps: Any,
+    raw: Any,
+    values: Any,
+    *,
+    canonical: Any = None,
+    rank: Any = None,
+    priority: Any = None,
+    wall_time: Any = None,
+    line: Any = None,
+    canonical_codes: Sequence[str | None] | None = None,
+    written: Any = None,
+    hf_summary: bool = True,
+) -> Tidy:
     """The tidy table from parallel per-point columns.
 
     ``raw``: the raw names (a sequence of str, or :class:`Coded`). ``canonical``: per-point canonical names
@@ -219,7 +232,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     n = vals.shape[0]
     step_arr, ok = valid_steps(steps) if n else (np.empty(0, np.int64), np.empty(0, bool))
     raw_codes, raw_names = _codes_of(raw)
-    raw_names = [bounded_name(r) for r in raw_names]   # a 3 MB key glued into a log stays a name
+    raw_names = [bounded_name(r) for r in raw_names]  # a 3 MB key glued into a log stays a name
     notes: list[str] = []
     if len(raw_codes) != n or len(step_arr) != n:
         raise ValueError("steps, names and values must have the same length")
@@ -232,13 +245,13 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         canon_names_list = [c if c is not None else canonicalise(r) for r, c in zip(raw_names, canonical_codes)]
         canon_codes = raw_codes
     elif canonical is not None:
-        if isinstance(canonical, Coded):            # code -1: from the alias table
+        if isinstance(canonical, Coded):  # code -1: from the alias table
             over_codes = np.asarray(canonical.codes, dtype=np.int64)
             over_names = [str(x) for x in canonical.names]
         else:
             items = canonical.tolist() if isinstance(canonical, np.ndarray) else list(canonical)
             over_codes, over_names = factorize(items)
-            if None in over_names:                   # None: from the alias table
+            if None in over_names:  # None: from the alias table
                 none = over_names.index(None)
                 remap = np.arange(len(over_names)) - (np.arange(len(over_names)) > none)
                 remap[none] = -1
@@ -249,7 +262,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         if len(over_codes) != len(raw_codes):
             raise ValueError("steps, names and values must have the same length")
         pair = raw_codes.astype(np.int64) * (len(over_names) + 1) + (over_codes + 1)
-        if len(pair) and int(pair.max()) < 1 << 24:          # few names: a bincount, no sort
+        if len(pair) and int(pair.max()) < 1 << 24:  # few names: a bincount, no sort
             pair_uniques = np.flatnonzero(np.bincount(pair))
             remap_pair = np.zeros(int(pair.max()) + 1, dtype=np.int64)
             remap_pair[pair_uniques] = np.arange(len(pair_uniques))
@@ -268,7 +281,7 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
     canon_sorted = sorted(set(canon_names_list))
     remap = np.asarray([canon_sorted.index(c) for c in canon_names_list], dtype=code_dtype(len(canon_sorted)))
     if len(canon_codes) and bool((remap == np.arange(len(remap))).all()) and canon_codes.dtype.kind == "i":
-        metric_codes = canon_codes          # the names are already in canonical order: the codes as given
+        metric_codes = canon_codes  # the names are already in canonical order: the codes as given
     else:
         metric_codes = remap[canon_codes] if len(canon_codes) else np.empty(0, remap.dtype)
 
@@ -280,8 +293,10 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
         drop &= ok
         if drop.any():
             keep = ok & ~drop
-            notes.append(f"{int(drop.sum())} HF end-of-training summary entr(y/ies) "
-                         f"({', '.join(sorted(summary))}) kept out of the curves: run totals, not points")
+            notes.append(
+                f"{int(drop.sum())} HF end-of-training summary entr(y/ies) "
+                f"({', '.join(sorted(summary))}) kept out of the curves: run totals, not points"
+            )
 
     # columns of the kept points (views when every point is kept: tables of millions of points are copied
     # as few times as possible, and codes are int32)
@@ -313,19 +328,21 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
             wt = None if wt is None else wt[order]
             ln = None if ln is None else ln[order]
             del order
-        dup = _repeats(st, mc)                               # a point followed by one of its (metric, step)
+        dup = _repeats(st, mc)  # a point followed by one of its (metric, step)
         if dup.any():
             last = np.flatnonzero(~dup)
             d = np.flatnonzero(dup)
-            kept_of = last[np.searchsorted(last, d)]           # the kept point of each dropped one's group
+            kept_of = last[np.searchsorted(last, d)]  # the kept point of each dropped one's group
             a, b = va[d], va[kept_of]
             same = (a == b) | (np.isnan(a) & np.isnan(b))
             other_rank = rk[d] != rk[kept_of] if rk is not None else np.zeros(len(d), dtype=bool)
             n_rank = int(other_rank.sum())
             n_rep = int((~other_rank & ~same).sum())
             if n_rank:
-                notes.append(f"{n_rank} point(s) from ranks other than the lowest-numbered dropped "
-                             f"(same step and metric; rank 0 kept)")
+                notes.append(
+                    f"{n_rank} point(s) from ranks other than the lowest-numbered dropped "
+                    f"(same step and metric; rank 0 kept)"
+                )
             if n_rep:
                 notes.append(f"{n_rep} repeated (step, metric) point(s) dropped; the last kept")
             keep_rows = ~dup
@@ -336,23 +353,36 @@ def tidy_points(steps: Any, raw: Any, values: Any, *, canonical: Any = None, ran
                 ln = ln[keep_rows]
     if not len(st):
         return Tidy(empty_frame(), tuple(notes), summary)
-    table = MetricTable.build(st, mc, canon_sorted, va, rc, raw_names,
-                              wt if wt is not None and np.isfinite(wt).any() else None, ln)
+    table = MetricTable.build(
+        st, mc, canon_sorted, va, rc, raw_names, wt if wt is not None and np.isfinite(wt).any() else None, ln
+    )
     return Tidy(table.compact(), tuple(notes), summary)
 
 
-def retidy(table: MetricTable, *, metric_codes: Any = None, metric_names: Sequence[str] | None = None,
-           value: Any = None, priority: Any = None) -> Tidy:
+def retidy(
+    table: MetricTable,
+    *,
+    metric_codes: Any = None,
+    metric_names: Sequence[str] | None = None,
+    value: Any = None,
+    priority: Any = None,
+) -> Tidy:
     """A table put together from other tables (concatenated, series renamed or rescaled, a DataFrame built by
     hand) resolved again by the constructor's policy: one point per (metric, step), the lowest ``priority``
     first, then the last row. Raw names, wall times and lines kept; ``metric_codes`` / ``metric_names`` (per
     row, into the names) and ``value`` replace the table's own."""
     codes = table.metric_codes if metric_codes is None else metric_codes
     names = table.metric_names if metric_names is None else metric_names
-    return tidy_points(table.step, Coded(table.raw_codes, table.raw_names),
-                       table.value if value is None else value,
-                       canonical=Coded(np.asarray(codes, dtype=np.int64), names), priority=priority,
-                       wall_time=table.wall_time, line=table.line, hf_summary=False)
+    return tidy_points(
+        table.step,
+        Coded(table.raw_codes, table.raw_names),
+        table.value if value is None else value,
+        canonical=Coded(np.asarray(codes, dtype=np.int64), names),
+        priority=priority,
+        wall_time=table.wall_time,
+        line=table.line,
+        hf_summary=False,
+    )
 
 
 def tidy_series(steps: Any, values: Any) -> tuple[np.ndarray, np.ndarray]:

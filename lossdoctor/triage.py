@@ -7,6 +7,7 @@ without the network); the caller diagnoses and renders in its own thread as resu
 uses matplotlib's global rc settings, so it stays in one thread). Every item ends as exactly one row:
 fetched, cached, read (a local run) or an error line.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,8 +58,8 @@ class Item:
 @dataclass(frozen=True)
 class Fetched:
     item: Item
-    runs: tuple[Any, ...]              # Run objects ((), on error)
-    status: str                        # fetched | cached | read | error
+    runs: tuple[Any, ...]  # Run objects ((), on error)
+    status: str  # fetched | cached | read | error
     error: str = ""
     seconds: float = 0.0
 
@@ -70,7 +71,7 @@ class Row:
     label: str
     name: str
     status: str
-    level: str                         # unreadable | incomplete | error | warning | info | ok
+    level: str  # unreadable | incomplete | error | warning | info | ok
     verdict: str
     top_finding: str
     best_eval: str
@@ -105,7 +106,7 @@ def parse_project_ref(text: str, env: dict[str, str] | None = None) -> ProjectRe
     if len(segs) != 2 or not all(_SEGMENT.match(s) for s in segs):
         return None
     if segs[1].lower().endswith(_NOT_PROJECT_SUFFIXES) or Path(segs[0]).exists():
-        return None          # a mistyped local file, not a project: never sent to the network
+        return None  # a mistyped local file, not a project: never sent to the network
     return ProjectRef(_default_base(env), segs[0], segs[1])
 
 
@@ -117,13 +118,16 @@ def parse_filters(filters: tuple[str, ...], sweep: str | None = None) -> dict[st
         key, sep, value = text.partition("=")
         key, value = key.strip().lower(), value.strip()
         if not sep or key not in FILTER_KEYS or not value:
-            raise UsageError(f"--filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)} "
-                             "(e.g. --filter state=finished --filter tag=baseline)")
+            raise UsageError(
+                f"--filter {text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)} "
+                "(e.g. --filter state=finished --filter tag=baseline)"
+            )
         wanted.setdefault(FILTER_KEYS[key], []).append(value)
     if sweep:
         wanted.setdefault("sweep", []).append(sweep)
-    parts = [{field: values[0]} if len(values) == 1 else {field: {"$in": values}}
-             for field, values in sorted(wanted.items())]
+    parts = [
+        {field: values[0]} if len(values) == 1 else {field: {"$in": values}} for field, values in sorted(wanted.items())
+    ]
     parts = [{"tags": {"$in": [p["tags"]]}} if "tags" in p and isinstance(p["tags"], str) else p for p in parts]
     if not parts:
         return {}
@@ -146,8 +150,9 @@ query Runs($project: String!, $entity: String!, $cursor: String, $perPage: Int =
 """
 
 
-def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, timeout: float,
-                 location: str) -> list[Item]:
+def list_project(
+    ref: ProjectRef, filters: dict[str, Any], limit: int | None, timeout: float, location: str
+) -> list[Item]:
     """The project's runs (oldest first, as the server orders them), through the same bounded client as the
     run reader (lossdoctor/sources/_wandb_http.py): one --timeout deadline, size caps, one-line errors."""
     import json
@@ -166,9 +171,18 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
     try:
         client = HttpClient(ref.api_base, secret, deadline)
         while True:
-            data = client.graphql("Runs", RUNS_QUERY, {
-                "entity": ref.entity, "project": ref.project, "cursor": cursor, "perPage": per_page,
-                "order": "+created_at", "filters": json.dumps(filters) if filters else None})
+            data = client.graphql(
+                "Runs",
+                RUNS_QUERY,
+                {
+                    "entity": ref.entity,
+                    "project": ref.project,
+                    "cursor": cursor,
+                    "perPage": per_page,
+                    "order": "+created_at",
+                    "filters": json.dumps(filters) if filters else None,
+                },
+            )
             project = dig(data, "project")
             if project is None:
                 raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location)
@@ -181,9 +195,15 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
                 run_id = str(node.get("name") or "")[:200] if isinstance(node, dict) else ""
                 if not run_id:
                     continue
-                items.append(Item(label=run_id, remote=True,
-                                  location=f"{ref.api_base.rstrip('/')}/{ref.entity}/{ref.project}/runs/{run_id}"
-                                  if "://" in ref.api_base else f"{ref.entity}/{ref.project}/runs/{run_id}"))
+                items.append(
+                    Item(
+                        label=run_id,
+                        remote=True,
+                        location=f"{ref.api_base.rstrip('/')}/{ref.entity}/{ref.project}/runs/{run_id}"
+                        if "://" in ref.api_base
+                        else f"{ref.entity}/{ref.project}/runs/{run_id}",
+                    )
+                )
                 if limit is not None and len(items) >= limit:
                     return items
             info = runs.get("pageInfo") if isinstance(runs, dict) else None
@@ -192,12 +212,10 @@ def list_project(ref: ProjectRef, filters: dict[str, Any], limit: int | None, ti
             cursor = str(info.get("endCursor") or "")
     except FetchError as exc:
         if exc.status in (401, 403):
-            raise SourceError(f"not authorised to list runs (HTTP {exc.status}); set WANDB_API_KEY",
-                              location) from None
+            raise SourceError(f"not authorised to list runs (HTTP {exc.status}); set WANDB_API_KEY", location) from None
         if exc.status == 404:
             raise SourceError(f"W&B project {ref.path} not found on {ref.api_base}", location) from None
-        raise SourceError(f"could not list the runs of {ref.path}: {scrub(str(exc), secret)[:200]}",
-                          location) from None
+        raise SourceError(f"could not list the runs of {ref.path}: {scrub(str(exc), secret)[:200]}", location) from None
     finally:
         deadline.cancel()
 
@@ -231,18 +249,25 @@ def dir_items(path: Path) -> list[Item] | None:
 
     if not path.is_dir() or _claimed(path):
         return None
-    children = [c for c in sorted(path.iterdir())
-                if not c.name.startswith(".") and not c.name.lower().endswith(_DIR_SKIP_SUFFIXES)]
+    children = [
+        c
+        for c in sorted(path.iterdir())
+        if not c.name.startswith(".") and not c.name.lower().endswith(_DIR_SKIP_SUFFIXES)
+    ]
     run_dirs = [c for c in children if c.is_dir() and _single_run(c)]
     if not run_dirs and _single_run(path):
         return None
-    items = [Item(label=c.name, location=str(c)) for c in children
-             if (c.is_dir() and c in run_dirs) or (c.is_file() and _claimed(c))]
+    items = [
+        Item(label=c.name, location=str(c))
+        for c in children
+        if (c.is_dir() and c in run_dirs) or (c.is_file() and _claimed(c))
+    ]
     return items or None
 
 
-def expand(sources: tuple[str, ...], filters: tuple[str, ...], limit: int | None, timeout: float,
-           offline: bool) -> list[Item] | None:
+def expand(
+    sources: tuple[str, ...], filters: tuple[str, ...], limit: int | None, timeout: float, offline: bool
+) -> list[Item] | None:
     """Items when any source is a collection (a project, a sweep URL, a directory of runs), else None."""
     items: list[Item] = []
     collection = False
@@ -298,8 +323,7 @@ def _read(item: Item, options: Any) -> Fetched:
     return Fetched(item, runs, status, "", time.monotonic() - t0)
 
 
-def fetch_all(items: list[Item], options: Any, jobs: int,
-              stop: threading.Event | None = None) -> Iterator[Fetched]:
+def fetch_all(items: list[Item], options: Any, jobs: int, stop: threading.Event | None = None) -> Iterator[Fetched]:
     """Read every item with at most ``jobs`` at once; results in completion order, one per item."""
     jobs = max(1, int(jobs))
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait  # only when fetching
@@ -315,7 +339,7 @@ def fetch_all(items: list[Item], options: Any, jobs: int,
             done, running = wait(running, return_when=FIRST_COMPLETED)
             for fut in done:
                 yield fut.result()
-        for item in queue:      # stopped early: still accounted for
+        for item in queue:  # stopped early: still accounted for
             yield Fetched(item, (), "error", "not read (stopped)")
 
 
@@ -326,17 +350,31 @@ def _fmt(x: float | None) -> str:
 def row_for(fetched: Fetched, diag: Any, report: str) -> Row:
     """A summary row for a read run (``diag``) or an error line (``diag`` None)."""
     if diag is None:
-        return Row(label=fetched.item.label, name="", status="error", level="unreadable",
-                   verdict="could not be read: " + fetched.error, top_finding="-", best_eval="-", onset="-",
-                   report="")
+        return Row(
+            label=fetched.item.label,
+            name="",
+            status="error",
+            level="unreadable",
+            verdict="could not be read: " + fetched.error,
+            top_finding="-",
+            best_eval="-",
+            onset="-",
+            report="",
+        )
     f = diag.facts
     top = diag.findings[0] if diag.findings else None
     level = "incomplete" if diag.crashed_checks else (diag.worst_severity or "ok")
-    return Row(label=fetched.item.label, name=diag.run.name, status=fetched.status, level=level,
-               verdict=diag.verdict,
-               top_finding=f"{top.rule_id} ({top.severity})" if top else "-",
-               best_eval="-" if f.best_eval_step is None else f"{_fmt(f.best_eval_loss)} @ {f.best_eval_step}",
-               onset="-" if top is None or top.first_step is None else str(top.first_step), report=report)
+    return Row(
+        label=fetched.item.label,
+        name=diag.run.name,
+        status=fetched.status,
+        level=level,
+        verdict=diag.verdict,
+        top_finding=f"{top.rule_id} ({top.severity})" if top else "-",
+        best_eval="-" if f.best_eval_step is None else f"{_fmt(f.best_eval_loss)} @ {f.best_eval_step}",
+        onset="-" if top is None or top.first_step is None else str(top.first_step),
+        report=report,
+    )
 
 
 def sort_rows(rows: list[Row]) -> list[Row]:
@@ -346,8 +384,17 @@ def sort_rows(rows: list[Row]) -> list[Row]:
 
 def summary_text(rows: list[Row], clean: Callable[[str], str]) -> str:
     header = ["run", "status", "verdict", "top finding", "best eval", "onset"]
-    table = [[clean(r.label if not r.name or r.name == r.label else f"{r.label} ({r.name})"), r.status,
-              clean(r.verdict), clean(r.top_finding), r.best_eval, r.onset] for r in rows]
+    table = [
+        [
+            clean(r.label if not r.name or r.name == r.label else f"{r.label} ({r.name})"),
+            r.status,
+            clean(r.verdict),
+            clean(r.top_finding),
+            r.best_eval,
+            r.onset,
+        ]
+        for r in rows
+    ]
     cut = [[c if len(c) <= 60 else c[:59] + "…" for c in row] for row in [header, *table]]
     widths = [max(len(row[i]) for row in cut) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cut)
@@ -357,15 +404,21 @@ def summary_markdown(rows: list[Row], title: str) -> str:
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.level] = counts.get(r.level, 0) + 1
-    lines = [f"## {md_escape(title)}", "",
-             ", ".join(f"{n} {lvl}" for lvl, n in sorted(counts.items(), key=lambda kv: LEVEL_ORDER.get(kv[0], 9))),
-             "", "| Run | Status | Verdict | Top finding | Best eval | Onset | Report |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        f"## {md_escape(title)}",
+        "",
+        ", ".join(f"{n} {lvl}" for lvl, n in sorted(counts.items(), key=lambda kv: LEVEL_ORDER.get(kv[0], 9))),
+        "",
+        "| Run | Status | Verdict | Top finding | Best eval | Onset | Report |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
         name = r.label if not r.name or r.name == r.label else f"{r.label} ({r.name})"
         link = f"[report]({r.report})" if r.report else "-"
-        lines.append(f"| {md_escape(name)} | {r.status} | {md_escape(r.verdict)} | {md_escape(r.top_finding)} | "
-                     f"{md_escape(r.best_eval)} | {r.onset} | {link} |")
+        lines.append(
+            f"| {md_escape(name)} | {r.status} | {md_escape(r.verdict)} | {md_escape(r.top_finding)} | "
+            f"{md_escape(r.best_eval)} | {r.onset} | {link} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ RecursionError), an alias-expanded document larger than ``MAX_NODES`` nodes is r
 error (never "last wins"). Events come from libyaml when it is installed (10x faster than the pure-Python
 scanner); composing stays in Python so the limits hold either way.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,8 +32,9 @@ class _BoundedComposer(Composer):
         try:
             if self._depth > MAX_DEPTH:
                 event = self.peek_event()
-                raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
-                                                  event.start_mark)
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
+                )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -88,8 +90,11 @@ _SCALAR_LOADER = yaml.SafeLoader("")
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
-    return _SCALAR_LOADER.construct_scalar(node) if node.tag == "tag:yaml.org,2002:str" else \
-        _SCALAR_LOADER.construct_object(node, deep=True)
+    return (
+        _SCALAR_LOADER.construct_scalar(node)
+        if node.tag == "tag:yaml.org,2002:str"
+        else _SCALAR_LOADER.construct_object(node, deep=True)
+    )
 
 
 def _at(node: yaml.Node) -> tuple[int, int]:
@@ -127,9 +132,10 @@ def _convert(node: yaml.Node, budget: _Budget, depth: int = 0) -> Any:
         return out_list
     try:
         return _scalar(node)
-    except (ValueError, OverflowError) as exc:        # an int past the digit limit, a bad timestamp
-        raise YamlPosError(f"cannot read value {str(node.value)[:40]!r}: {' '.join(str(exc).split())[:100]}",
-                           *_at(node)) from None
+    except (ValueError, OverflowError) as exc:  # an int past the digit limit, a bad timestamp
+        raise YamlPosError(
+            f"cannot read value {str(node.value)[:40]!r}: {' '.join(str(exc).split())[:100]}", *_at(node)
+        ) from None
 
 
 class YamlPosError(Exception):
@@ -176,5 +182,8 @@ def _converted(node: yaml.Node) -> Any:
         return _convert(node, _Budget())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        raise YamlPosError(f"YAML error: {getattr(exc, 'problem', exc)}",
-                           mark.line + 1 if mark else None, mark.column + 1 if mark else None) from None
+        raise YamlPosError(
+            f"YAML error: {getattr(exc, 'problem', exc)}",
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
+        ) from None

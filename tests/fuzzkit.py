@@ -16,6 +16,7 @@ Seeds: the committed fixtures under tests/data and tests/corpus, plus files made
 and a nanoGPT log printed with nanoGPT's format strings. Every input is reproducible from
 (seed, reader, index): ``python bench/fuzz_readers.py --seed S --only KIND --show N``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -35,27 +36,76 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data"
 sys.path.insert(0, str(ROOT / "tests"))
 
-USER_FORMAT = ("name: mine\npattern: 'it=(?P<it>\\S+) l=(?P<l>\\S+) v=(?P<v>\\S+)'\nstep: it\n"
-               "metrics:\n  l: train/loss\n  v: val_loss\n")
-HOSTILE_NUMBERS = [b"1e20", b"-1e20", b"9" * 20, b"-" + b"9" * 20, b"9" * 400, b"1" + b"0" * 4000, b"7" * 5000, b"1e400",
-                   b"-1e400", b"1e308", b"-1.7976931348623157e308", b"4.9e-324", b"NaN", b"nan", b"-nan", b"inf",
-                   b"-inf", b"Infinity", b"-Infinity", b"0", b"-0", b"-1", b"9223372036854775807",
-                   b"9223372036854775808", b"-9223372036854775809", b"18446744073709551616", b"1.5", b"0x10",
-                   b"1_000", b"1e", b".", b"--1", b"1e-400", b"2e9", b"4294967296"]
-CONTROL = [b"\x1b[2J", b"\x1b]0;owned\x07", b"\x07", b"\x00", b"\r", b"\x1b[31m", b"\xe2\x80\xae", b"\x0c",
-           b"$\\alpha$", b"$x^{2}$", b"\\", b"%s%n", b"{evidence.value}", b"<script>"]
+USER_FORMAT = (
+    "name: mine\npattern: 'it=(?P<it>\\S+) l=(?P<l>\\S+) v=(?P<v>\\S+)'\nstep: it\n"
+    "metrics:\n  l: train/loss\n  v: val_loss\n"
+)
+HOSTILE_NUMBERS = [
+    b"1e20",
+    b"-1e20",
+    b"9" * 20,
+    b"-" + b"9" * 20,
+    b"9" * 400,
+    b"1" + b"0" * 4000,
+    b"7" * 5000,
+    b"1e400",
+    b"-1e400",
+    b"1e308",
+    b"-1.7976931348623157e308",
+    b"4.9e-324",
+    b"NaN",
+    b"nan",
+    b"-nan",
+    b"inf",
+    b"-inf",
+    b"Infinity",
+    b"-Infinity",
+    b"0",
+    b"-0",
+    b"-1",
+    b"9223372036854775807",
+    b"9223372036854775808",
+    b"-9223372036854775809",
+    b"18446744073709551616",
+    b"1.5",
+    b"0x10",
+    b"1_000",
+    b"1e",
+    b".",
+    b"--1",
+    b"1e-400",
+    b"2e9",
+    b"4294967296",
+]
+CONTROL = [
+    b"\x1b[2J",
+    b"\x1b]0;owned\x07",
+    b"\x07",
+    b"\x00",
+    b"\r",
+    b"\x1b[31m",
+    b"\xe2\x80\xae",
+    b"\x0c",
+    b"$\\alpha$",
+    b"$x^{2}$",
+    b"\\",
+    b"%s%n",
+    b"{evidence.value}",
+    b"<script>",
+]
 _NUM = re.compile(rb"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 @dataclass(frozen=True)
 class Seed:
-    kind: str          # the reader it belongs to
+    kind: str  # the reader it belongs to
     name: str
     data: bytes
-    suffix: str        # file name the mutated bytes are written as (some readers sniff by name)
+    suffix: str  # file name the mutated bytes are written as (some readers sniff by name)
 
 
 # --- seeds -------------------------------------------------------------------------------------------
+
 
 def _nanogpt_log() -> bytes:
     """nanoGPT's train.py format strings (``iter``/``step`` lines), values from a formula."""
@@ -63,7 +113,9 @@ def _nanogpt_log() -> bytes:
     for it in range(0, 300, 10):
         if it % 50 == 0:
             lines.append(f"step {it}: train loss {4.2 - it / 100:.4f}, val loss {4.3 - it / 120:.4f}")
-        lines.append(f"iter {it}: loss {4.2 - it / 110:.4f}, time {31.5 + it % 7:.2f}ms, mfu {-100.0 if it < 5 else 12.3:.2f}%")
+        lines.append(
+            f"iter {it}: loss {4.2 - it / 110:.4f}, time {31.5 + it % 7:.2f}ms, mfu {-100.0 if it < 5 else 12.3:.2f}%"
+        )
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -133,6 +185,7 @@ def _wandb_file(work: Path) -> Path | None:
 
 # --- mutations ---------------------------------------------------------------------------------------
 
+
 def _truncate(data: bytes, rng: random.Random) -> bytes:
     return data[: rng.randrange(len(data) + 1)] if data else data
 
@@ -147,8 +200,16 @@ def _flip(data: bytes, rng: random.Random) -> bytes:
 
 def _insert(data: bytes, rng: random.Random) -> bytes:
     at = rng.randrange(len(data) + 1)
-    blob = rng.choice([bytes(rng.randrange(256) for _ in range(rng.randint(1, 64))), rng.choice(CONTROL),
-                       rng.choice(HOSTILE_NUMBERS), b"\n" * rng.randint(1, 5), b"\xff\xfe", b"\xef\xbb\xbf"])
+    blob = rng.choice(
+        [
+            bytes(rng.randrange(256) for _ in range(rng.randint(1, 64))),
+            rng.choice(CONTROL),
+            rng.choice(HOSTILE_NUMBERS),
+            b"\n" * rng.randint(1, 5),
+            b"\xff\xfe",
+            b"\xef\xbb\xbf",
+        ]
+    )
     return data[:at] + blob + data[at:]
 
 
@@ -177,15 +238,27 @@ def _encode(data: bytes, rng: random.Random) -> bytes:
     text = data.decode("utf-8", errors="replace")
     enc = rng.choice(["utf-16", "utf-16-be", "utf-16-le", "utf-32", "cp1252", "latin-1", "utf-8-sig", "gbk"])
     out = text.encode(enc, errors="replace")
-    if rng.random() < 0.3:     # a cut in the middle of a code unit
+    if rng.random() < 0.3:  # a cut in the middle of a code unit
         out = out[: max(0, len(out) - rng.randint(1, 3))]
     return out
 
 
 def _long_line(data: bytes, rng: random.Random) -> bytes:
     at = rng.randrange(len(data) + 1)
-    unit = rng.choice([b"x", b"9", b"{'loss': 1.0, ", b"\r", b" 12%|###   | 3/25 [00:01<00:09]\r", b"\x1b[A\r",
-                       b"loss=", b",", b"\t", b"a: 1 "])
+    unit = rng.choice(
+        [
+            b"x",
+            b"9",
+            b"{'loss': 1.0, ",
+            b"\r",
+            b" 12%|###   | 3/25 [00:01<00:09]\r",
+            b"\x1b[A\r",
+            b"loss=",
+            b",",
+            b"\t",
+            b"a: 1 ",
+        ]
+    )
     size = rng.choice([5000, 100_000, 1_000_000, 3_000_000])
     return data[:at] + unit * (size // len(unit)) + data[at:]
 
@@ -223,13 +296,14 @@ def _wandb_values(data: bytes, rng: random.Random) -> bytes:
         if rec is not None and rec.WhichOneof("record_type") == "history" and rng.random() < 0.2:
             for item in rec.history.item:
                 if rng.random() < 0.5:
-                    item.value_json = rng.choice(HOSTILE_NUMBERS + [b'"x"', b"[1,2]", b'{"a": 1}', b"null",
-                                                                    b"[" * 5000 + b"]" * 5000, b"true"]).decode()
+                    item.value_json = rng.choice(
+                        HOSTILE_NUMBERS + [b'"x"', b"[1,2]", b'{"a": 1}', b"null", b"[" * 5000 + b"]" * 5000, b"true"]
+                    ).decode()
             if rec.history.HasField("step") and rng.random() < 0.3:
-                rec.history.step.num = rng.choice([-1, 2 ** 62, -(2 ** 63), 2 ** 63 - 1])
+                rec.history.step.num = rng.choice([-1, 2**62, -(2**63), 2**63 - 1])
             payload = rec.SerializeToString()
         elif rec is not None and rec.WhichOneof("record_type") == "run" and rng.random() < 0.3:
-            rec.run.start_time.seconds = rng.choice([2 ** 62, -(2 ** 62), 253402300800, -62135596801])
+            rec.run.start_time.seconds = rng.choice([2**62, -(2**62), 253402300800, -62135596801])
             rec.run.display_name = rng.choice(["\x1b]0;owned\x07", "$x^2$", "a" * 5000, "<b>x</b>"])
             payload = rec.SerializeToString()
         elif rec is not None and rec.WhichOneof("record_type") in ("config", "summary") and rng.random() < 0.3:
@@ -266,7 +340,18 @@ def frame_records(payloads: list[bytes], header: bytes) -> bytes:
 
 
 TEXT_MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [
-    _truncate, _flip, _insert, _number, _number, _number, _nest, _encode, _long_line, _lines, _lines]
+    _truncate,
+    _flip,
+    _insert,
+    _number,
+    _number,
+    _number,
+    _nest,
+    _encode,
+    _long_line,
+    _lines,
+    _lines,
+]
 BINARY_MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [_truncate, _flip, _flip, _insert, _number, _lines]
 
 
@@ -285,13 +370,14 @@ def mutate(seed: Seed, rng: random.Random) -> bytes:
 
 # --- running -----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     code: int
     stdout: str
     stderr: str
     seconds: float
-    fired: bool | None        # a finding at or above --fail-on in diagnosis.json (None: no report written)
+    fired: bool | None  # a finding at or above --fail-on in diagnosis.json (None: no report written)
     crashed_checks: int
 
 
@@ -301,8 +387,17 @@ def run_cli(path: Path, out_dir: Path, extra: list[str], debug: bool = False) ->
     if out_dir.exists():
         shutil.rmtree(out_dir)
     fmt = [] if "--format" in extra else ["--format", "json"]
-    args = (["--debug"] if debug else []) + ["analyze", str(path), *fmt, "--out", str(out_dir), "--fail-on",
-                                             "warning", "--no-color", *extra]
+    args = (["--debug"] if debug else []) + [
+        "analyze",
+        str(path),
+        *fmt,
+        "--out",
+        str(out_dir),
+        "--fail-on",
+        "warning",
+        "--no-color",
+        *extra,
+    ]
     out, err = io.StringIO(), io.StringIO()
     t0 = time.perf_counter()
     code: object = None
@@ -348,7 +443,7 @@ def problems_of(o: Outcome) -> list[str]:
 class Report:
     inputs: dict[str, int] = field(default_factory=dict)
     codes: dict[str, dict[int, int]] = field(default_factory=dict)
-    failures: list[tuple[str, int, str, list[str]]] = field(default_factory=list)   # kind, index, seed, problems
+    failures: list[tuple[str, int, str, list[str]]] = field(default_factory=list)  # kind, index, seed, problems
     slowest: tuple[float, str, int] = (0.0, "", -1)
     seconds: float = 0.0
     max_rss_mb: float = 0.0
@@ -377,9 +472,11 @@ class Report:
 
     def summary(self) -> str:
         total = sum(self.inputs.values())
-        lines = [f"{total} inputs in {self.seconds:.1f}s ({total / max(self.seconds, 1e-9):.1f}/s), "
-                 f"{len(self.failures)} failing, slowest {self.slowest[0]:.2f}s ({self.slowest[1]} #{self.slowest[2]}), "
-                 f"max RSS {self.max_rss_mb:.0f} MB"]
+        lines = [
+            f"{total} inputs in {self.seconds:.1f}s ({total / max(self.seconds, 1e-9):.1f}/s), "
+            f"{len(self.failures)} failing, slowest {self.slowest[0]:.2f}s ({self.slowest[1]} #{self.slowest[2]}), "
+            f"max RSS {self.max_rss_mb:.0f} MB"
+        ]
         for kind in sorted(self.inputs):
             codes = ", ".join(f"exit {c}: {n}" for c, n in sorted(self.codes[kind].items()))
             nfail = sum(1 for f in self.failures if f[0] == kind)
@@ -389,8 +486,9 @@ class Report:
         return "\n".join(lines)
 
 
-def input_for(seeds: list[Seed], kind: str, index: int, seed: int, render_every: int = 40
-              ) -> tuple[Seed, bytes, list[str]]:
+def input_for(
+    seeds: list[Seed], kind: str, index: int, seed: int, render_every: int = 40
+) -> tuple[Seed, bytes, list[str]]:
     """The index-th fuzz input of a reader (deterministic in (seed, kind, index))."""
     rng = random.Random(f"{seed}:{kind}:{index}")
     mine = [s for s in seeds if s.kind == kind]
@@ -398,7 +496,7 @@ def input_for(seeds: list[Seed], kind: str, index: int, seed: int, render_every:
     data = mutate(base, rng)
     extra = ["--source-kind", kind] if kind == "user-format" or rng.random() < 0.5 else []
     if render_every and index % render_every == 0:
-        extra += ["--format", "json,md"]       # one in 40 also renders the Markdown report and its plots
+        extra += ["--format", "json,md"]  # one in 40 also renders the Markdown report and its plots
     return base, data, extra
 
 
@@ -419,9 +517,18 @@ def run_one(work: Path, kind: str, base: Seed, data: bytes, extra: list[str], de
     return run_cli(path, work / "out", extra, debug=debug)
 
 
-def fuzz(work: Path, per_kind: int, seed: int = 0, kinds: list[str] | None = None,
-         on_progress: Callable[[Report], None] | None = None, seeds: list[Seed] | None = None,
-         max_seconds: float | None = None, job: int = 0, jobs: int = 1, render_every: int = 40) -> Report:
+def fuzz(
+    work: Path,
+    per_kind: int,
+    seed: int = 0,
+    kinds: list[str] | None = None,
+    on_progress: Callable[[Report], None] | None = None,
+    seeds: list[Seed] | None = None,
+    max_seconds: float | None = None,
+    job: int = 0,
+    jobs: int = 1,
+    render_every: int = 40,
+) -> Report:
     """``per_kind`` inputs of each reader (this job's share of them: indices ≡ job mod jobs)."""
     seeds = seeds if seeds is not None else make_seeds(work)
     all_kinds = sorted({s.kind for s in seeds})

@@ -12,6 +12,7 @@ Run "first" logs the formula at its steps (train metrics, then eval at eval step
 trackio's "hf-style" logs like the transformers TrackioCallback (no step; train/global_step in every row);
 MLflow's "second" (started later) logs the formula's train loss + 1 and a NaN and an inf eval loss.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -34,9 +35,16 @@ def formula_calls() -> list[tuple[int, dict[str, float]]]:
     """(step, dict) per log call: the train metrics, then eval/loss on its own at eval steps."""
     calls: list[tuple[int, dict[str, float]]] = []
     for step in range(make_logs.TRAIN_EVERY, make_logs.LAST + 1, make_logs.TRAIN_EVERY):
-        calls.append((step, {"train/loss": make_logs.train_loss(step),
-                             "train/learning_rate": make_logs.learning_rate(step),
-                             "train/epoch": float(make_logs.epoch(step))}))
+        calls.append(
+            (
+                step,
+                {
+                    "train/loss": make_logs.train_loss(step),
+                    "train/learning_rate": make_logs.learning_rate(step),
+                    "train/epoch": float(make_logs.epoch(step)),
+                },
+            )
+        )
         if step % make_logs.EVAL_EVERY == 0:
             calls.append((step, {"eval/loss": make_logs.eval_loss(step)}))
     return calls
@@ -76,11 +84,24 @@ def write_mlflow(uri: str) -> None:
 def make(kind: str, out: Path, timeout: float = 240) -> Path:
     """Write the store in a child process; returns the path to read."""
     out.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRACKIO_DIR=str(out), MLFLOW_ALLOW_FILE_STORE="true",
-               MLFLOW_REGISTRY_URI=f"file:{out / 'registry'}", GIT_PYTHON_REFRESH="quiet",
-               MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
-    proc = subprocess.run([sys.executable, __file__, kind, str(out)], capture_output=True, text=True, env=env,
-                          cwd=out, timeout=timeout, check=False)
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        TRACKIO_DIR=str(out),
+        MLFLOW_ALLOW_FILE_STORE="true",
+        MLFLOW_REGISTRY_URI=f"file:{out / 'registry'}",
+        GIT_PYTHON_REFRESH="quiet",
+        MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false",
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, kind, str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=out,
+        timeout=timeout,
+        check=False,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"{kind} store failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return {"trackio": out / "formula.db", "mlflow-file": out / "mlruns", "mlflow-sqlite": out / "mlflow.db"}[kind]

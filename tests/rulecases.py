@@ -7,6 +7,7 @@ run's ``config`` (flat keys, as readers put them in ``Run.config``) for rules th
 ``objective`` (e.g. ``rl``; without it the objective is told from the series' names, as for a real run);
 ``objective_detected: ID`` also asserts what the series are taken for.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,12 @@ def build_run(series: dict[str, Any], name: str = "case", config: dict[str, Any]
             steps.append(start + i * every)
             names.append(metric)
             values.append(v)
-    return Run(name=name, provenance=Provenance("test-case", name), metrics=make_metrics(steps, names, values),
-               config=dict(config or {}))
+    return Run(
+        name=name,
+        provenance=Provenance("test-case", name),
+        metrics=make_metrics(steps, names, values),
+        config=dict(config or {}),
+    )
 
 
 def load_cases() -> list[tuple[str, str, dict[str, Any]]]:

@@ -3,6 +3,7 @@
 The stop test is a real trl run of the overfit example with ``--stop-on warning``; the unit tests drive the
 callback with transformers' own TrainerState/TrainerControl over a log history made by a formula.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,29 +16,48 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 OVERFIT_YAML = ROOT / "examples" / "train_overfit.yaml"
-EVAL_STEPS = 24   # examples/train_overfit.yaml
+EVAL_STEPS = 24  # examples/train_overfit.yaml
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
 
 
 @pytest.fixture(scope="module")
 def stopped_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("cb") / "stopped"
-    proc = subprocess.run([sys.executable, "-m", "lossdoctor", "train", "--config", str(OVERFIT_YAML),
-                           "--output-dir", str(out), "--wandb", "off", "--stop-on", "warning"],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=240, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lossdoctor",
+            "train",
+            "--config",
+            str(OVERFIT_YAML),
+            "--output-dir",
+            str(out),
+            "--wandb",
+            "off",
+            "--stop-on",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     return out, proc
 
 
 @pytest.mark.slow
 def test_stop_on_warning_stops_after_the_eval_minimum(stopped_run) -> None:
     out, proc = stopped_run
-    assert proc.returncode == 1, proc.stderr[-3000:]          # stopped by a rule = EXIT_GATE
+    assert proc.returncode == 1, proc.stderr[-3000:]  # stopped by a rule = EXIT_GATE
     state = json.loads((out / "trainer_state.json").read_text())
     evals = [(r["step"], r["eval_loss"]) for r in state["log_history"] if "eval_loss" in r]
     best_step, best = min(evals, key=lambda e: e[1])
     stop = state["global_step"]
-    assert stop < 192                                          # the full run is 192 steps
-    assert best_step < stop <= best_step + 2 * EVAL_STEPS      # within two evals after the minimum
+    assert stop < 192  # the full run is 192 steps
+    assert best_step < stop <= best_step + 2 * EVAL_STEPS  # within two evals after the minimum
     assert state["best_model_checkpoint"].endswith(f"checkpoint-{best_step}")
     assert (out / f"checkpoint-{best_step}").is_dir()
     manifest = json.loads((out / "run.json").read_text())
@@ -67,8 +87,9 @@ def _history(n_steps: int, eval_every: int, turn: int) -> list[dict]:
     """Train loss 3·0.98^step; eval loss falls to a minimum at ``turn`` and then rises 4% per eval."""
     rows = []
     for step in range(1, n_steps + 1):
-        rows.append({"loss": 3.0 * 0.98 ** step, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": step / 10,
-                     "step": step})
+        rows.append(
+            {"loss": 3.0 * 0.98**step, "grad_norm": 1.0, "learning_rate": 1e-4, "epoch": step / 10, "step": step}
+        )
         if step % eval_every == 0:
             k = step // eval_every
             t = turn // eval_every
@@ -93,8 +114,10 @@ def _drive(cb, rows):
 
 
 def test_callback_import_loads_no_training_stack() -> None:
-    code = ("import sys; from lossdoctor.integrations import LossDoctorCallback; "
-            "print(sorted(m for m in ('transformers', 'torch', 'peft', 'bitsandbytes', 'trl') if m in sys.modules))")
+    code = (
+        "import sys; from lossdoctor.integrations import LossDoctorCallback; "
+        "print(sorted(m for m in ('transformers', 'torch', 'peft', 'bitsandbytes', 'trl') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=ENV)
     assert out.stdout.strip() == "[]"
     assert out.stderr == ""
@@ -129,7 +152,7 @@ def test_prints_each_finding_once_and_stops() -> None:
     over = [p for p in printed if " overfitting @ step" in p]
     assert len(over) == 1 and over[0].startswith("[lossdoctor] WARNING overfitting @ step 70: ")
     assert cb.stopped_by.rule_id == "overfitting"
-    assert not any("no-eval-loss" in p for p in printed)       # absence rules wait for the end of training
+    assert not any("no-eval-loss" in p for p in printed)  # absence rules wait for the end of training
 
 
 def test_never_stops_but_still_reports() -> None:
@@ -162,11 +185,11 @@ def test_healthy_history_is_silent() -> None:
 def test_ingests_only_new_rows() -> None:
     from lossdoctor.integrations import LossDoctorCallback
 
-    cb = LossDoctorCallback(print_fn=lambda s: None, max_overhead=1e9)   # no budget: judge every log
+    cb = LossDoctorCallback(print_fn=lambda s: None, max_overhead=1e9)  # no budget: judge every log
     rows = _history(20, 10, 1000)
     _drive(cb, rows)
     expected = sum(len([k for k in r if k != "step"]) for r in rows)
-    assert len(cb._values) == expected                         # each row ingested exactly once
+    assert len(cb._values) == expected  # each row ingested exactly once
     # the table holds one point per (step, metric): an eval row's epoch repeats its train row's (merged by
     # the tidy-table constructor since issue 11)
     distinct = {(r["step"], k) for r in rows for k in r if k != "step"}
@@ -181,7 +204,7 @@ def test_live_series_match_the_run_model() -> None:
 
     cb = LossDoctorCallback(print_fn=lambda s: None)
     rows = _history(30, 10, 10)
-    rows.insert(5, {"loss": 9.0, "step": rows[4]["step"]})   # same metric twice at one step: the last wins
+    rows.insert(5, {"loss": 9.0, "step": rows[4]["step"]})  # same metric twice at one step: the last wins
     _drive(cb, rows)
     live = cb.current_run()
     plain = Run(live.name, live.provenance, live.metrics)
@@ -194,8 +217,8 @@ def test_overhead_budget_skips_train_logs_but_not_evals() -> None:
 
     cb = LossDoctorCallback(stop_on="warning", print_fn=lambda s: None, max_overhead=0.0)
     rows = _history(100, 10, 40)
-    assert _drive(cb, rows) == 70                              # eval logs are always judged
-    assert cb.evaluations == 1 + 10                            # the first log + one per eval
+    assert _drive(cb, rows) == 70  # eval logs are always judged
+    assert cb.evaluations == 1 + 10  # the first log + one per eval
 
 
 def test_unknown_stop_rule_is_rejected() -> None:

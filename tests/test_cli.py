@@ -1,4 +1,5 @@
 """The CLI contract: exit codes 0/1/2, one-line errors naming the file, nothing written on bad input."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,14 @@ SEED001 = ROOT / "tests" / "data" / "console" / "seed001_console.log"
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lossdoctor", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -38,17 +45,22 @@ def test_version_and_help() -> None:
 
 
 def test_analyze_does_not_import_torch() -> None:
-    code = ("import sys, lossdoctor.cli, lossdoctor.commands.analyze, lossdoctor.sources as s; s.registry(); "
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys, lossdoctor.cli, lossdoctor.commands.analyze, lossdoctor.sources as s; s.registry(); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "False", out.stderr
 
 
-@pytest.mark.parametrize("content,fragment", [
-    (b"", "empty file"),
-    (bytes(range(256)) * 40, "binary file"),
-    (b"hello\nthis log has no metrics at all\njust words\n", "no training metrics"),
-])
+@pytest.mark.parametrize(
+    "content,fragment",
+    [
+        (b"", "empty file"),
+        (bytes(range(256)) * 40, "binary file"),
+        (b"hello\nthis log has no metrics at all\njust words\n", "no training metrics"),
+    ],
+)
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path: Path, content: bytes, fragment: str) -> None:
     bad = tmp_path / "run.log"
     bad.write_bytes(content)
@@ -69,8 +81,11 @@ def test_bad_rule_files_exit_2_before_reading(tmp_path: Path) -> None:
     yaml_error = tmp_path / "broken.yaml"
     yaml_error.write_text("version: 1\nrules: [\n", encoding="utf-8")
     unknown_kind = tmp_path / "kind.yaml"
-    unknown_kind.write_text("version: 1\nrules:\n  - id: x\n    severity: error\n    title: X\n"
-                            "    when: {check: crystal-ball}\n    message: m\n", encoding="utf-8")
+    unknown_kind.write_text(
+        "version: 1\nrules:\n  - id: x\n    severity: error\n    title: X\n"
+        "    when: {check: crystal-ball}\n    message: m\n",
+        encoding="utf-8",
+    )
     for rules, fragment in ((yaml_error, "YAML syntax error"), (unknown_kind, "unknown check kind 'crystal-ball'")):
         proc = cli("analyze", str(SEED001), "--rules", str(rules), "--out", str(tmp_path / "out"))
         assert_one_line_error(proc, str(rules), fragment)
@@ -98,16 +113,29 @@ def test_seed001_overfitting_gates_on_warning(tmp_path: Path) -> None:
     assert (out / "report.md").exists() and (out / "report.html").exists()
     # default --fail-on error: a warning does not gate
     assert cli("analyze", str(SEED001), "--format", "json", "--out", str(tmp_path / "r2")).returncode == 0
-    assert cli("analyze", str(SEED001), "--format", "json", "--out", str(tmp_path / "r3"),
-               "--fail-on", "never").returncode == 0
+    assert (
+        cli("analyze", str(SEED001), "--format", "json", "--out", str(tmp_path / "r3"), "--fail-on", "never").returncode
+        == 0
+    )
 
 
 def test_user_override_can_disable_the_gate(tmp_path: Path) -> None:
     rules = tmp_path / "mine.yaml"
-    rules.write_text("version: 1\nextends: default\noverrides:\n  overfitting: disable\n  many-epochs: disable\n",
-                     encoding="utf-8")
-    proc = cli("analyze", str(SEED001), "--rules", str(rules), "--format", "json", "--out", str(tmp_path / "o"),
-               "--fail-on", "warning")
+    rules.write_text(
+        "version: 1\nextends: default\noverrides:\n  overfitting: disable\n  many-epochs: disable\n", encoding="utf-8"
+    )
+    proc = cli(
+        "analyze",
+        str(SEED001),
+        "--rules",
+        str(rules),
+        "--format",
+        "json",
+        "--out",
+        str(tmp_path / "o"),
+        "--fail-on",
+        "warning",
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

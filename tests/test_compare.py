@@ -1,6 +1,7 @@
 """`lossdoctor compare`: findings matched across runs, the verdict-level diff, the pick of the best run, the four
 formats and the --fail-on-new gate. The runs are real tiny trainings (tests/data/compare/make_runs.py) and the
 seed-001 console log; the slow test trains them again and checks the same verdicts."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,14 @@ SEED001 = ROOT / "tests" / "data" / "console" / "seed001_console.log"
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lossdoctor", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def diag(path: Path):
@@ -41,7 +48,7 @@ def test_fixed_rerun_says_overfitting_fixed_and_picks_it() -> None:
     assert row(cmp, "overfitting").status == ("baseline", FIXED)
     assert "overfitting fixed" in cmp.headlines[0]
     assert cmp.best == 1 and cmp.best_reason.startswith("B (fixed)")
-    assert "final eval loss" in cmp.best_reason       # the reason names what decided
+    assert "final eval loss" in cmp.best_reason  # the reason names what decided
 
 
 def test_seed001_log_against_the_fixed_rerun() -> None:
@@ -79,9 +86,18 @@ def test_run_keys() -> None:
 
 def test_cli_formats_exit_codes_and_escaping(tmp_path: Path) -> None:
     out = tmp_path / "cmp"
-    proc = cli("compare", str(RUNS / "fixed"), str(RUNS / "overfit"), "--out", str(out),
-               "--format", "html,md,json,txt", "--fail-on-new", "warning")
-    assert proc.returncode == 1, proc.stderr          # B adds overfitting, a warning
+    proc = cli(
+        "compare",
+        str(RUNS / "fixed"),
+        str(RUNS / "overfit"),
+        "--out",
+        str(out),
+        "--format",
+        "html,md,json,txt",
+        "--fail-on-new",
+        "warning",
+    )
+    assert proc.returncode == 1, proc.stderr  # B adds overfitting, a warning
     assert "B vs A: " in proc.stdout and "new overfitting (warning)" in proc.stdout
     doc = json.loads((out / "comparison.json").read_text())
     assert doc["schema"] == "lossdoctor.comparison" and doc["baseline"] == "A"
@@ -89,15 +105,19 @@ def test_cli_formats_exit_codes_and_escaping(tmp_path: Path) -> None:
     assert ov["runs"]["B"]["status"] == "new" and ov["runs"]["A"]["where"] is None
     assert doc["best"]["key"] == "A"
     html = (out / "compare.html").read_text()
-    assert 'id="finding-B-overfitting"' in html        # B's finding span on the overlay plot
+    assert 'id="finding-B-overfitting"' in html  # B's finding span on the overlay plot
     md = (out / "compare.md").read_text()
     # no image files (a PR comment cannot show them): each run's key series as a sparkline row
     assert not (out / "plots").exists() and ".png" not in md
     assert "| Eval loss | A: " in md and "| Eval loss | B: " in md
     assert (out / "compare.txt").read_text().startswith("compare: A = ")
     # no gate by default
-    assert cli("compare", str(RUNS / "fixed"), str(RUNS / "overfit"), "--out", str(tmp_path / "c2"),
-               "--format", "json").returncode == 0
+    assert (
+        cli(
+            "compare", str(RUNS / "fixed"), str(RUNS / "overfit"), "--out", str(tmp_path / "c2"), "--format", "json"
+        ).returncode
+        == 0
+    )
 
 
 def test_cli_needs_two_runs_and_escapes_names(tmp_path: Path) -> None:
@@ -121,8 +141,16 @@ def test_real_training_fix_and_regression(tmp_path: Path) -> None:
     import make_runs
 
     make_runs.main([str(tmp_path)])
-    proc = cli("compare", str(tmp_path / "overfit"), str(tmp_path / "fixed"), str(tmp_path / "overfit-slow"),
-               "--out", str(tmp_path / "r"), "--format", "json")
+    proc = cli(
+        "compare",
+        str(tmp_path / "overfit"),
+        str(tmp_path / "fixed"),
+        str(tmp_path / "overfit-slow"),
+        "--out",
+        str(tmp_path / "r"),
+        "--format",
+        "json",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "B vs A: overfitting fixed" in proc.stdout
     assert "C vs A:" in proc.stdout and "overfitting persisting" in proc.stdout and "onset step" in proc.stdout

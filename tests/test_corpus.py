@@ -1,5 +1,6 @@
 """The labelled corpus and `lossdoctor eval-corpus`: label parsing, scoring arithmetic, the command's exit
 codes, and the gate itself — the default rules must meet tests/corpus/floors.yaml on tests/corpus."""
+
 from __future__ import annotations
 
 import json
@@ -25,14 +26,18 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 # --- labels ------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text,line,fragment", [
-    ("verdicts: [overfit]\n", 1, "unknown verdict(s) overfit"),
-    ("why: x\nverdicts: []\n", 2, "non-empty list"),
-    ("verdicts: [healthy]\nonset_step: 10\n", 2, "only for overfitting"),
-    ("verdicts: [healthy, overfitting]\n", 1, "cannot be combined"),
-    ("verdicts: [overfitting]\nonset: 10\n", 2, "unknown key 'onset'"),
-    ("verdicts: [overfitting]\neval_interval: -5\n", 2, "non-negative integer"),
-])
+
+@pytest.mark.parametrize(
+    "text,line,fragment",
+    [
+        ("verdicts: [overfit]\n", 1, "unknown verdict(s) overfit"),
+        ("why: x\nverdicts: []\n", 2, "non-empty list"),
+        ("verdicts: [healthy]\nonset_step: 10\n", 2, "only for overfitting"),
+        ("verdicts: [healthy, overfitting]\n", 1, "cannot be combined"),
+        ("verdicts: [overfitting]\nonset: 10\n", 2, "unknown key 'onset'"),
+        ("verdicts: [overfitting]\neval_interval: -5\n", 2, "non-negative integer"),
+    ],
+)
 def test_bad_labels_are_located(text: str, line: int, fragment: str) -> None:
     with pytest.raises(SourceError) as info:
         corpus.parse_label(text, "case/label.yaml", "case")
@@ -41,16 +46,28 @@ def test_bad_labels_are_located(text: str, line: int, fragment: str) -> None:
 
 
 def test_label_fields() -> None:
-    label = corpus.parse_label("source: generated\nverdicts: [overfitting, nonfinite]\nonset_step: 40\n"
-                               "eval_interval: 10\nwhy: >-\n  two\n  lines\n", "x", "c")
+    label = corpus.parse_label(
+        "source: generated\nverdicts: [overfitting, nonfinite]\nonset_step: 40\n"
+        "eval_interval: 10\nwhy: >-\n  two\n  lines\n",
+        "x",
+        "c",
+    )
     assert label.verdicts == {"overfitting", "nonfinite"} and label.onset_step == 40 and label.eval_interval == 10
     assert label.why == "two lines"
 
 
 # --- scoring -----------------------------------------------------------------------------------------
 
-def _result(case: str, truth: set[str], said: set[str], fired: tuple[str, ...] = (), onset: int | None = None,
-            label_onset: int | None = None, interval: int | None = None) -> corpus.CaseResult:
+
+def _result(
+    case: str,
+    truth: set[str],
+    said: set[str],
+    fired: tuple[str, ...] = (),
+    onset: int | None = None,
+    label_onset: int | None = None,
+    interval: int | None = None,
+) -> corpus.CaseResult:
     label = corpus.Label(case=case, verdicts=frozenset(truth), onset_step=label_onset, eval_interval=interval)
     return corpus.CaseResult(label=label, predicted=frozenset(said), fired=fired, onset=onset)
 
@@ -72,12 +89,18 @@ def test_score_counts_precision_recall_and_onset() -> None:
     assert s.verdicts["healthy"].recall == pytest.approx(0.5)
     assert s.rules["overfitting"].precision == pytest.approx(2 / 3)
     assert s.rules["loss-diverging"].recall == 1.0
-    assert sorted(e for _, e, _ in s.onset_errors) == [0, 30]      # c had no predicted onset
+    assert sorted(e for _, e, _ in s.onset_errors) == [0, 30]  # c had no predicted onset
     assert s.onset_within_interval == 0.5 and s.onset_median_error == 15
     assert s.healthy_flagged == ("d",)
-    failures = corpus.check_floors(s, {"verdicts": {"overfitting": {"precision": 0.6, "recall": 0.9}},
-                                       "max_healthy_flagged": 0, "onset_within_interval": 0.5,
-                                       "rules": {"loss-diverging": {"recall": 1.0}}})
+    failures = corpus.check_floors(
+        s,
+        {
+            "verdicts": {"overfitting": {"precision": 0.6, "recall": 0.9}},
+            "max_healthy_flagged": 0,
+            "onset_within_interval": 0.5,
+            "rules": {"loss-diverging": {"recall": 1.0}},
+        },
+    )
     assert len(failures) == 2
     assert any("overfitting recall 0.67 < floor 0.9" in f for f in failures)
     assert any("healthy run(s)" in f and "d" in f for f in failures)
@@ -87,14 +110,17 @@ def test_score_counts_precision_recall_and_onset() -> None:
 
 def test_false_alarm_rate_counts_healthy_runs_with_a_warning_or_error() -> None:
     label = corpus.Label
-    results = [corpus.CaseResult(label("h1", frozenset({"healthy"})), frozenset({"healthy"}), ("many-epochs",),
-                                 worst="info"),
-               corpus.CaseResult(label("h2", frozenset({"healthy"})), frozenset({"healthy"}), ("lr-too-high",),
-                                 worst="warning"),
-               corpus.CaseResult(label("h3", frozenset({"healthy"})), frozenset({"healthy"}), (), worst=None),
-               corpus.CaseResult(label("h4", frozenset({"healthy"})), frozenset({"healthy"}), ("x",), worst="error"),
-               corpus.CaseResult(label("o", frozenset({"overfitting"})), frozenset({"overfitting"}),
-                                 ("overfitting",), worst="warning")]
+    results = [
+        corpus.CaseResult(label("h1", frozenset({"healthy"})), frozenset({"healthy"}), ("many-epochs",), worst="info"),
+        corpus.CaseResult(
+            label("h2", frozenset({"healthy"})), frozenset({"healthy"}), ("lr-too-high",), worst="warning"
+        ),
+        corpus.CaseResult(label("h3", frozenset({"healthy"})), frozenset({"healthy"}), (), worst=None),
+        corpus.CaseResult(label("h4", frozenset({"healthy"})), frozenset({"healthy"}), ("x",), worst="error"),
+        corpus.CaseResult(
+            label("o", frozenset({"overfitting"})), frozenset({"overfitting"}), ("overfitting",), worst="warning"
+        ),
+    ]
     s = corpus.score(results, {"overfitting": "overfitting"})
     assert s.false_alarms == ("h2", "h4") and s.healthy_runs == 4 and s.false_alarm_rate == 0.5
     assert "false alarms (healthy runs with a warning or an error): 2/4 (50%): h2, h4" in corpus.render_text(s)
@@ -110,10 +136,12 @@ def test_false_alarm_rate_counts_healthy_runs_with_a_warning_or_error() -> None:
 def test_a_floor_with_no_case_fails() -> None:
     s = corpus.score([_result("e", {"healthy"}, {"healthy"})], {"grad-norm-explosion": "exploding-gradients"})
     assert corpus.check_floors(s, {"verdicts": {"exploding-gradients": {"recall": 1.0}}}) == [
-        "verdict exploding-gradients recall n/a < floor 1"]
+        "verdict exploding-gradients recall n/a < floor 1"
+    ]
 
 
 # --- the command -------------------------------------------------------------------------------------
+
 
 def _case(root: Path, name: str, source: Path, target: str, label: str) -> None:
     d = root / name
@@ -129,12 +157,15 @@ def test_command_scores_real_logs_and_gates_on_floors(tmp_path: Path) -> None:
     floors = tmp_path / "floors.yaml"
     floors.write_text("verdicts:\n  overfitting: {precision: 1.0, recall: 0.5}\nmax_healthy_flagged: 0\n")
     proc = cli("eval-corpus", str(tmp_path), "--json", str(tmp_path / "out.json"))
-    assert proc.returncode == 0, proc.stderr          # recall 0.5 meets 0.5; precision 1.0
+    assert proc.returncode == 0, proc.stderr  # recall 0.5 meets 0.5; precision 1.0
     assert "within one eval interval on 1/1 runs" in proc.stdout
     data = json.loads((tmp_path / "out.json").read_text())
     assert data["verdicts"]["overfitting"] == {"tp": 1, "fp": 0, "fn": 1, "tn": 1, "precision": 1.0, "recall": 0.5}
     assert {c["case"]: c["predicted"] for c in data["cases"]} == {
-        "mislabelled": ["healthy"], "seed001": ["overfitting"], "seed004": ["healthy"]}
+        "mislabelled": ["healthy"],
+        "seed001": ["overfitting"],
+        "seed004": ["healthy"],
+    }
     floors.write_text("verdicts:\n  overfitting: {recall: 0.9}\n")
     proc = cli("eval-corpus", str(tmp_path))
     assert proc.returncode == 1
@@ -145,8 +176,9 @@ def test_command_bad_input_exit_2(tmp_path: Path) -> None:
     _case(tmp_path, "a", SEED004, "train.log", "verdicts: [healthy]\nonset_step: 3\n")
     proc = cli("eval-corpus", str(tmp_path))
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == (f"lossdoctor: error: {tmp_path / 'a' / 'label.yaml'}:2:1: "
-                                   "'onset_step' is only for overfitting runs")
+    assert proc.stderr.strip() == (
+        f"lossdoctor: error: {tmp_path / 'a' / 'label.yaml'}:2:1: 'onset_step' is only for overfitting runs"
+    )
     (tmp_path / "a" / "label.yaml").write_text("verdicts: [healthy]\n")
     (tmp_path / "floors.yaml").write_text("verdicts:\n  overfit: {recall: 1}\n")
     proc = cli("eval-corpus", str(tmp_path))

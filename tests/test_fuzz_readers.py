@@ -3,6 +3,7 @@
 traceback or internal error, exit 1 only with a finding, one stderr line on exit 2, no crashed rule check.
 The long run is ``bench/fuzz_readers.py --inputs 100000``; a failure here is replayed with
 ``bench/fuzz_readers.py --seed 20260 --only KIND --show INDEX``."""
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -28,10 +29,19 @@ def _job(args: tuple[int, str]) -> fuzzkit.Report:
 
 
 def test_fuzzed_fixtures_keep_the_cli_contract(tmp_path: Path) -> None:
-    seeds = fuzzkit.make_seeds(tmp_path)             # the TensorBoard and .wandb seeds are made once, here
+    seeds = fuzzkit.make_seeds(tmp_path)  # the TensorBoard and .wandb seeds are made once, here
     kinds = {s.kind for s in seeds}
-    assert {"csv", "hf-console", "jsonl", "keyvalue-log", "nanogpt-log", "torchtune-log", "trainer-state",
-            "user-format", "wandb-console"} <= kinds
+    assert {
+        "csv",
+        "hf-console",
+        "jsonl",
+        "keyvalue-log",
+        "nanogpt-log",
+        "torchtune-log",
+        "trainer-state",
+        "user-format",
+        "wandb-console",
+    } <= kinds
     t0 = time.perf_counter()
     with mp.get_context("spawn").Pool(JOBS) as pool:
         reports = pool.map(_job, [(j, str(tmp_path)) for j in range(JOBS)])

@@ -1,5 +1,6 @@
 """Never a traceback, never unbounded (issue 15): the CLI's last resort, steps and numbers at the edges,
 rendering of hostile names and values, terminal escapes, memory on long \\r runs, temp files and stale plots."""
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
 
 # --- the last resort -------------------------------------------------------------------------------------
 
+
 def test_unexpected_exception_is_one_line_exit_2_and_debug_shows_the_traceback(tmp_path: Path, monkeypatch) -> None:
     from lossdoctor.sources import registry
 
@@ -49,8 +51,9 @@ def test_unexpected_exception_is_one_line_exit_2_and_debug_shows_the_traceback(t
     code, out, err = run_cli("analyze", str(log), "--out", str(tmp_path / "out"))
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
-    assert lines[0] == (f"lossdoctor: internal error: ZeroDivisionError: division by zero (while reading {log}); "
-                        f"please report")
+    assert lines[0] == (
+        f"lossdoctor: internal error: ZeroDivisionError: division by zero (while reading {log}); please report"
+    )
     assert not (tmp_path / "out").exists()
     code, _, err = run_cli("--debug", "analyze", str(log), "--out", str(tmp_path / "out"))
     assert code == 2 and "Traceback" in err and "ZeroDivisionError" in err
@@ -74,23 +77,43 @@ def test_crash_while_rendering_writes_nothing(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(md.MarkdownRenderer, "render", second_fails)
     code, _, err = run_cli("analyze", str(a), str(b), "--format", "md", "--out", str(tmp_path / "out"))
     assert code == 2 and "internal error: KeyError" in err and "while rendering the report of" in err
-    assert not (tmp_path / "out").exists()         # run a's report was not written either
+    assert not (tmp_path / "out").exists()  # run a's report was not written either
 
 
 # --- numbers and steps at the edges ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("value,expected", [
-    (10, 10), ("10", 10), (10.0, 10), ("1e3", 1000), (2 ** 63 - 1, 2 ** 63 - 1), (-(2 ** 63), -(2 ** 63)),
-    (2 ** 63, None), ("9" * 20, None), ("1" + "0" * 19, None), (1e20, None), ("9" * 5000, None),
-    (math.inf, None), (math.nan, None), ("nan", None), ("-inf", None), (1.5, None), (True, None), (None, None),
-    ("x", None), ([1], None),
-])
+
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        (10, 10),
+        ("10", 10),
+        (10.0, 10),
+        ("1e3", 1000),
+        (2**63 - 1, 2**63 - 1),
+        (-(2**63), -(2**63)),
+        (2**63, None),
+        ("9" * 20, None),
+        ("1" + "0" * 19, None),
+        (1e20, None),
+        ("9" * 5000, None),
+        (math.inf, None),
+        (math.nan, None),
+        ("nan", None),
+        ("-inf", None),
+        (1.5, None),
+        (True, None),
+        (None, None),
+        ("x", None),
+        ([1], None),
+    ],
+)
 def test_to_step(value, expected) -> None:
     assert to_step(value) == expected
 
 
 def test_json_number_and_load_json_bounds() -> None:
-    assert json_number(10 ** 400) == math.inf and json_number(-(10 ** 400)) == -math.inf
+    assert json_number(10**400) == math.inf and json_number(-(10**400)) == -math.inf
     assert json_number("2.5") == 2.5 and json_number(True) is None
     with pytest.raises(ValueError, match="nested too deeply"):
         load_json("[" * 100_000 + "]" * 100_000)
@@ -109,14 +132,18 @@ def test_out_of_range_steps_are_dropped_and_counted(tmp_path: Path, step: str) -
 
 
 def test_trainer_state_with_inf_steps_and_max_steps(tmp_path: Path) -> None:
-    state = {"global_step": float("inf"), "max_steps": float("nan"), "epoch": 1e308,
-             "log_history": [{"step": s, "loss": 2 - s / 100, "epoch": 1e300} for s in range(1, 30)]
-             + [{"step": float("inf"), "loss": 1.0}, {"step": 10 ** 30, "loss": 1.0}]}
+    state = {
+        "global_step": float("inf"),
+        "max_steps": float("nan"),
+        "epoch": 1e308,
+        "log_history": [{"step": s, "loss": 2 - s / 100, "epoch": 1e300} for s in range(1, 30)]
+        + [{"step": float("inf"), "loss": 1.0}, {"step": 10**30, "loss": 1.0}],
+    }
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps(state), encoding="utf-8")
     code, _, err = run_cli("analyze", str(path), "--format", "json", "--out", str(tmp_path / "out"))
     assert code in (0, 1) and "internal error" not in err, err
-    assert "2 point(s) dropped: step not a finite integer within int64" in err     # the tidy table's note
+    assert "2 point(s) dropped: step not a finite integer within int64" in err  # the tidy table's note
 
 
 def test_nonfinite_message_without_a_finite_value_before(tmp_path: Path) -> None:
@@ -131,18 +158,29 @@ def test_nonfinite_message_without_a_finite_value_before(tmp_path: Path) -> None
 
 # --- rendering of hostile names and values --------------------------------------------------------------
 
+
 def test_math_text_names_and_extreme_values_render(tmp_path: Path) -> None:
-    rows = [{"step": s, "loss": 1e308 if s % 2 else -1.7e308, "eval_loss": 2.0 + s, "$\\frac{a}{$": 1.0,
-             "$x^{2}$ loss": 1.0 * s, "grad_norm": 1e300 * s} for s in range(1, 30)]
+    rows = [
+        {
+            "step": s,
+            "loss": 1e308 if s % 2 else -1.7e308,
+            "eval_loss": 2.0 + s,
+            "$\\frac{a}{$": 1.0,
+            "$x^{2}$ loss": 1.0 * s,
+            "grad_norm": 1e300 * s,
+        }
+        for s in range(1, 30)
+    ]
     path = write_jsonl(tmp_path / "m.jsonl", rows)
     code, _, err = run_cli("analyze", str(path), "--format", "html,md", "--out", str(tmp_path / "out"))
     assert code in (0, 1) and "internal error" not in err, err
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
-    assert "<svg" in html and "x^{2}" in html          # drawn as text: SVG plots, no math-text parser
+    assert "<svg" in html and "x^{2}" in html  # drawn as text: SVG plots, no math-text parser
     assert "1e+308" not in (tmp_path / "out" / "report.md").read_text(encoding="utf-8").split("|")[0]
 
 
 # --- terminal and report escapes -----------------------------------------------------------------------
+
 
 def test_control_characters_never_reach_the_terminal_or_report_md(tmp_path: Path) -> None:
     evil = tmp_path / "run\x1b]0;owned\x07\x1b[2J.jsonl"
@@ -150,7 +188,7 @@ def test_control_characters_never_reach_the_terminal_or_report_md(tmp_path: Path
     code, out, err = run_cli("analyze", str(evil), "--format", "md", "--out", str(tmp_path / "out"))
     assert code in (0, 1), err
     assert "\x1b" not in out + err and "\x07" not in out + err
-    assert "]0;owned" in out                                   # the name is shown, its escapes are not
+    assert "]0;owned" in out  # the name is shown, its escapes are not
     md = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
     assert "\x1b" not in md and "\x07" not in md
     code, _, err = run_cli("analyze", str(tmp_path / "nope\x1b[31m.log"))
@@ -159,12 +197,15 @@ def test_control_characters_never_reach_the_terminal_or_report_md(tmp_path: Path
 
 # --- memory on long \r runs ------------------------------------------------------------------------------
 
+
 def _peak_rss_mb(args: list[str]) -> float:
     # VmHWM, not ru_maxrss: the latter keeps the forking parent's (pytest's) size across exec
-    code = ("import sys\nfrom lossdoctor import cli\ntry:\n    cli.main(sys.argv[1:])\n"
-            "except SystemExit:\n    pass\n"
-            "print(next(int(ln.split()[1]) / 1024 for ln in open('/proc/self/status') if ln.startswith('VmHWM:')),"
-            " file=sys.stderr)\n")
+    code = (
+        "import sys\nfrom lossdoctor import cli\ntry:\n    cli.main(sys.argv[1:])\n"
+        "except SystemExit:\n    pass\n"
+        "print(next(int(ln.split()[1]) / 1024 for ln in open('/proc/self/status') if ln.startswith('VmHWM:')),"
+        " file=sys.stderr)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
     return float(proc.stderr.strip().splitlines()[-1])
 
@@ -177,16 +218,18 @@ def test_long_carriage_return_runs_cost_linear_memory(tmp_path: Path) -> None:
     big.write_text(head + "\r" * 8_000_000 + tail)
     base = _peak_rss_mb(["analyze", str(small), "--format", "json", "--out", str(tmp_path / "o1"), "-q"])
     peak = _peak_rss_mb(["analyze", str(big), "--format", "json", "--out", str(tmp_path / "o2"), "-q"])
-    assert peak - base < 100, (base, peak)      # was ~1.3 GB for 8 MB
+    assert peak - base < 100, (base, peak)  # was ~1.3 GB for 8 MB
 
 
 # --- files on disk ---------------------------------------------------------------------------------------
 
+
 def test_temp_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -> None:
     from lossdoctor.atomic import atomic_write_bytes
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     stale = tmp_path / f".report.md.{dead}.abc123.tmp"
     live = tmp_path / f".report.md.{os.getpid()}.def456.tmp"
     other = tmp_path / ".notes.txt.tmp"
@@ -198,8 +241,9 @@ def test_temp_files_of_dead_writers_are_removed_live_ones_kept(tmp_path: Path) -
 
 
 def test_stale_plots_are_removed(tmp_path: Path) -> None:
-    path = write_jsonl(tmp_path / "m.jsonl", [{"step": s, "loss": 3 - s / 10, "eval_loss": 2 + s / 10}
-                                              for s in range(1, 30)])
+    path = write_jsonl(
+        tmp_path / "m.jsonl", [{"step": s, "loss": 3 - s / 10, "eval_loss": 2 + s / 10} for s in range(1, 30)]
+    )
     out = tmp_path / "out"
     (out / "plots").mkdir(parents=True)
     # a report written by an earlier lossdoctor: report.md linking its PNG plots (today's Markdown has none)
@@ -221,30 +265,40 @@ def test_poisoned_cache_entries_are_not_hits(tmp_path: Path) -> None:
 
     ref = RunRef("https://api.example.com", "e", "p", "r1")
     cache = RunCache(tmp_path)
-    run = Run(name="r", provenance=Provenance("wandb-api", "x", "_step", ()), metrics=make_metrics([1, 2], ["loss", "loss"],
-              [2.0, 1.0]), config={}, summary={}, state="finished")
+    run = Run(
+        name="r",
+        provenance=Provenance("wandb-api", "x", "_step", ()),
+        metrics=make_metrics([1, 2], ["loss", "loss"], [2.0, 1.0]),
+        config={},
+        summary={},
+        state="finished",
+    )
     cache.store(ref, run)
     assert cache.load(ref, "x") is not None
     table, meta = cache.paths(ref)
     pd.DataFrame({"step": [], "metric": [], "value": [], "raw_name": []}).to_parquet(table)
-    assert cache.load(ref, "x") is None                  # an empty table (an older version's poisoned entry)
+    assert cache.load(ref, "x") is None  # an empty table (an older version's poisoned entry)
     cache.store(ref, run)
     data = json.loads(meta.read_text())
     data["points"] = 5
     meta.write_text(json.dumps(data))
-    assert cache.load(ref, "x") is None                  # table and sidecar disagree
-    empty = Run(name="r", provenance=run.provenance, metrics=make_metrics([], [], []), config={}, summary={},
-                state="finished")
+    assert cache.load(ref, "x") is None  # table and sidecar disagree
+    empty = Run(
+        name="r", provenance=run.provenance, metrics=make_metrics([], [], []), config={}, summary={}, state="finished"
+    )
     table.unlink()
     meta.unlink()
     cache.store(ref, empty)
     assert not table.exists()
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nesting depth"),
-    ("name: x\x00\npattern: a\n", "a NUL byte"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("name: " + "[" * 5000 + "]" * 5000 + "\n", "nesting depth"),
+        ("name: x\x00\npattern: a\n", "a NUL byte"),
+    ],
+)
 def test_hostile_log_format_files_are_one_located_line(tmp_path: Path, body: str, needle: str) -> None:
     fmt = tmp_path / "fmt.yaml"
     fmt.write_text(body, encoding="utf-8")
@@ -260,12 +314,13 @@ def test_wandb_run_line_with_a_long_blank_name_is_linear(tmp_path: Path) -> None
 
     block = Path(__file__).parent / "data" / "logs" / "seed001_wandb_block.log"
     text = block.read_text(encoding="utf-8", errors="replace")
-    text += "wandb: View run my-run" + "\t" * 100_000 + " at: https://wandb.ai/e/p/runs/x\n"   # the last one counts
+    text += "wandb: View run my-run" + "\t" * 100_000 + " at: https://wandb.ai/e/p/runs/x\n"  # the last one counts
     log = tmp_path / "w.log"
     log.write_text(text, encoding="utf-8")
     t0 = time.monotonic()
-    code, out, err = run_cli("analyze", str(log), "--source-kind", "wandb-console", "--format", "json",
-                             "--out", str(tmp_path / "out"), "-q")
+    code, out, err = run_cli(
+        "analyze", str(log), "--source-kind", "wandb-console", "--format", "json", "--out", str(tmp_path / "out"), "-q"
+    )
     assert time.monotonic() - t0 < 10 and code in (0, 1), err
     assert out.startswith("my-run: ")
 
@@ -274,8 +329,9 @@ def test_hf_console_dict_with_a_megabyte_key_is_not_a_template(tmp_path: Path) -
     """A 3 MB key glued into a train dict (fuzzer find: its layout became a 3 MB regex, 430 MB and 27 s)."""
     import time
 
-    lines = [f"{{'loss': {3 - s / 10}, 'grad_norm': 1.5, 'learning_rate': 0.0001, 'epoch': {s / 10}}}"
-             for s in range(1, 20)]
+    lines = [
+        f"{{'loss': {3 - s / 10}, 'grad_norm': 1.5, 'learning_rate': 0.0001, 'epoch': {s / 10}}}" for s in range(1, 20)
+    ]
     lines[0] = lines[0].replace("'epoch'", "'epoch" + "9" * 3_000_000 + "'")
     log = tmp_path / "console.log"
     log.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -288,9 +344,12 @@ def test_hf_console_dict_with_a_megabyte_key_is_not_a_template(tmp_path: Path) -
 
 def test_config_number_beyond_a_float_is_no_setting(tmp_path: Path) -> None:
     """max_steps of 4,000 digits in trainer_state.json (fuzzer find: the lr-schedule check crashed)."""
-    state = {"global_step": 30, "max_steps": int("1" + "0" * 3999), "logging_steps": 1,
-             "log_history": [{"step": s, "loss": 2 - s / 100, "learning_rate": 1e-4, "epoch": s / 30}
-                             for s in range(1, 30)]}
+    state = {
+        "global_step": 30,
+        "max_steps": int("1" + "0" * 3999),
+        "logging_steps": 1,
+        "log_history": [{"step": s, "loss": 2 - s / 100, "learning_rate": 1e-4, "epoch": s / 30} for s in range(1, 30)],
+    }
     path = tmp_path / "trainer_state.json"
     path.write_text(json.dumps(state), encoding="utf-8")
     code, _, err = run_cli("analyze", str(path), "--format", "json", "--out", str(tmp_path / "out"))

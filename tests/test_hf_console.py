@@ -1,5 +1,6 @@
 """hf-console reader: seed 001 (real pasted console), its CRLF / transformers-5 variants, generated logs
 (bench/gen_console_log.py formula), edge cases, and a real tiny trl run compared with its trainer_state.json."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -45,6 +46,7 @@ def write(tmp_path: Path, text: str, name: str = "run.log", newline: str = "\n")
 
 # ---------------------------------------------------------------- seed 001
 
+
 @pytest.mark.parametrize("name", ["seed001_console.log", "seed001_crlf.log"])
 def test_seed001_steps_and_values(name: str) -> None:
     run = read(CONSOLE / name)
@@ -57,7 +59,7 @@ def test_seed001_steps_and_values(name: str) -> None:
     assert tr.tolist() == SEED_TRAIN
     assert run.provenance.step_source == "epoch*cadence"
     assert any("cadence of 10 steps" in n for n in run.provenance.notes)
-    assert run.name == "Qwen2-0.5B-Instruct-lora-1755481247"       # from "wandb: Syncing run ..."
+    assert run.name == "Qwen2-0.5B-Instruct-lora-1755481247"  # from "wandb: Syncing run ..."
     assert run.state == "finished"
     # the end-of-training dict is metadata, not a point
     assert run.summary["train_loss"] == 0.5287103277444839 and run.summary["train_runtime"] == 492.1056
@@ -78,7 +80,7 @@ def test_variants_are_reproducible(tmp_path: Path) -> None:
     text = (CONSOLE / "seed001_console.log").read_text(encoding="utf-8")
     assert (CONSOLE / "seed001_tf5.log").read_text(encoding="utf-8") == make_variants.tf5(text)
     assert (CONSOLE / "seed001_crlf.log").read_bytes() == text.replace("\n", "\r\n").encode("utf-8")
-    assert "\ufffd" in text     # kept from the seed
+    assert "\ufffd" in text  # kept from the seed
 
 
 def test_detect_file_and_dir(tmp_path: Path) -> None:
@@ -93,6 +95,7 @@ def test_detect_file_and_dir(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- generated logs (formula)
+
 
 @pytest.mark.parametrize("noise", [1, 3])
 def test_generated_log_matches_formula(tmp_path: Path, noise: int) -> None:
@@ -128,9 +131,14 @@ BAR = "\r{pct:3d}%|#         | {n}/40 [00:01<00:02, 4.77it/s]"
 def test_tqdm_counter_with_ansi_and_redraws(tmp_path: Path) -> None:
     lines = []
     for step in (4, 8, 12):
-        lines.append(BAR.format(pct=step * 100 // 40, n=step - 1) + BAR.format(pct=step * 100 // 40, n=step)
-                     + "\r      \r\x1b[A" + "{'loss': %s, 'learning_rate': 1e-05}\n" % (step / 10)
-                     + BAR.format(pct=step * 100 // 40, n=step) + "\x1b[0m\n")
+        lines.append(
+            BAR.format(pct=step * 100 // 40, n=step - 1)
+            + BAR.format(pct=step * 100 // 40, n=step)
+            + "\r      \r\x1b[A"
+            + "{'loss': %s, 'learning_rate': 1e-05}\n" % (step / 10)
+            + BAR.format(pct=step * 100 // 40, n=step)
+            + "\x1b[0m\n"
+        )
     run = read(write(tmp_path, "".join(lines)))
     assert run.provenance.step_source == "tqdm"
     assert run.series("train/loss").to_dict() == {4: 0.4, 8: 0.8, 12: 1.2}
@@ -138,9 +146,11 @@ def test_tqdm_counter_with_ansi_and_redraws(tmp_path: Path) -> None:
 
 
 def test_nan_inf_bare_and_quoted(tmp_path: Path) -> None:
-    text = ("{'loss': nan, 'grad_norm': inf, 'epoch': 0.5}\n"
-            "{'loss': 'nan', 'grad_norm': '-inf', 'epoch': '1.0'}\n"
-            "{'loss': '1.5', 'grad_norm': 'inf', 'epoch': '1.5'}\n")
+    text = (
+        "{'loss': nan, 'grad_norm': inf, 'epoch': 0.5}\n"
+        "{'loss': 'nan', 'grad_norm': '-inf', 'epoch': '1.0'}\n"
+        "{'loss': '1.5', 'grad_norm': 'inf', 'epoch': '1.5'}\n"
+    )
     run = read(write(tmp_path, text))
     loss, gn = run.series("train/loss"), run.series("train/grad_norm")
     assert math.isnan(loss.iloc[0]) and math.isnan(loss.iloc[1]) and loss.iloc[2] == 1.5
@@ -154,15 +164,18 @@ def test_warnings_tracebacks_windows_paths_and_other_dicts(tmp_path: Path) -> No
         "C:\\peft_test\\.venv\\lib\\site-packages\\transformers\\training_args.py:1525: FutureWarning: x\n"
         "  warnings.warn(\n"
         "generation config {'max_length': 20, 'do_sample': True}\n"
-        + BAR.format(pct=10, n=4) + "\r   \r{'loss': '2.5', 'grad_norm': '1.125e+04', 'epoch': '0.1'}\n"
-        + BAR.format(pct=10, n=4) + "\n"
+        + BAR.format(pct=10, n=4)
+        + "\r   \r{'loss': '2.5', 'grad_norm': '1.125e+04', 'epoch': '0.1'}\n"
+        + BAR.format(pct=10, n=4)
+        + "\n"
         "Traceback (most recent call last):\n"
-        "  File \"C:\\peft_test\\train.py\", line 3, in <module>\n"
+        '  File "C:\\peft_test\\train.py", line 3, in <module>\n'
         "KeyError: {'a': 'b'}\n"
-        + BAR.format(pct=20, n=8) + "\r   \r{'loss': '2.25', 'grad_norm': '3', 'epoch': '0.2'}\n"
-        + BAR.format(pct=20, n=8) + "\n"
-        "{'eval_loss': '2.4', 'eval_runtime': '0.45', 'epoch': '0.2'}\n"
-        + BAR.format(pct=20, n=8) + "\n"
+        + BAR.format(pct=20, n=8)
+        + "\r   \r{'loss': '2.25', 'grad_norm': '3', 'epoch': '0.2'}\n"
+        + BAR.format(pct=20, n=8)
+        + "\n"
+        "{'eval_loss': '2.4', 'eval_runtime': '0.45', 'epoch': '0.2'}\n" + BAR.format(pct=20, n=8) + "\n"
         "{'train_runtime': '9.1', 'train_loss': '2.3', 'epoch': '0.2'}\n"
     )
     run = read(write(tmp_path, text, newline="\r\n"))
@@ -195,12 +208,15 @@ def test_ordinal_when_no_step_information(tmp_path: Path) -> None:
     assert run.series("eval/loss").to_dict() == {2: 2.5}
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"", "empty file"),
-    (b"\x00\x01\x02\x03binary\x00\xff" * 50, "binary file"),
-    (b"hello\nTraceback (most recent call last):\n  File \"C:\\x.py\"\n{'a': 1}\n", "no HF Trainer log dicts"),
-    (b"{'train_runtime': 1.0, 'train_loss': 2.0}\n", "no HF Trainer log dicts"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "empty file"),
+        (b"\x00\x01\x02\x03binary\x00\xff" * 50, "binary file"),
+        (b"hello\nTraceback (most recent call last):\n  File \"C:\\x.py\"\n{'a': 1}\n", "no HF Trainer log dicts"),
+        (b"{'train_runtime': 1.0, 'train_loss': 2.0}\n", "no HF Trainer log dicts"),
+    ],
+)
 def test_bad_input_is_a_one_line_error_naming_the_file(tmp_path: Path, content: bytes, message: str) -> None:
     path = tmp_path / "bad.log"
     path.write_bytes(content)
@@ -217,6 +233,7 @@ def test_sniff_is_cheap_and_safe(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- a real trl run
+
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory):
@@ -241,8 +258,10 @@ def test_real_trl_console_equals_trainer_state(tiny_run) -> None:
     got = {(int(r.step), r.raw_name): r.value for r in run.frame().itertuples()}
     assert got == expected
     assert run.provenance.step_source == "tqdm"
-    assert sorted({s for s, _ in got}) == list(range(tinytrain.LOGGING_STEPS, tinytrain.MAX_STEPS + 1,
-                                                     tinytrain.LOGGING_STEPS))
-    assert run.series("eval/loss").index.tolist() == list(range(tinytrain.EVAL_STEPS, tinytrain.MAX_STEPS + 1,
-                                                                tinytrain.EVAL_STEPS))
+    assert sorted({s for s, _ in got}) == list(
+        range(tinytrain.LOGGING_STEPS, tinytrain.MAX_STEPS + 1, tinytrain.LOGGING_STEPS)
+    )
+    assert run.series("eval/loss").index.tolist() == list(
+        range(tinytrain.EVAL_STEPS, tinytrain.MAX_STEPS + 1, tinytrain.EVAL_STEPS)
+    )
     assert run.state == "finished" and run.summary["max_steps"] == tinytrain.MAX_STEPS

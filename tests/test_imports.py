@@ -1,5 +1,6 @@
 """Pay only for what a command uses (issue 13): which modules an analysis imports is behaviour, checked here in a
 fresh interpreter. (How long imports take is a benchmark, bench/bench_imports.py, never a timed test.)"""
+
 from __future__ import annotations
 
 import json
@@ -25,20 +26,27 @@ def _state(path: Path, steps: int = 200) -> Path:
 
 
 def _modules_after(code: str) -> set[str]:
-    out = subprocess.run([sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     return {m.split(".")[0] for m in out.stdout.strip().splitlines()[-1].split()}
 
 
 @pytest.mark.parametrize("formats, also_absent", [("json", ("jinja2",)), ("html,md", ())])
-def test_analyze_of_a_trainer_state_imports_no_heavy_stack(tmp_path: Path, formats: str,
-                                                           also_absent: tuple[str, ...]) -> None:
+def test_analyze_of_a_trainer_state_imports_no_heavy_stack(
+    tmp_path: Path, formats: str, also_absent: tuple[str, ...]
+) -> None:
     state = _state(tmp_path / "trainer_state.json")
-    code = (f"import sys\nfrom lossdoctor.cli import main\n"
-            f"sys.argv = ['lossdoctor', 'analyze', {str(state)!r}, '--format', {formats!r}, '--out', "
-            f"{str(tmp_path / 'out')!r}, '-q']\n"
-            f"try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 1), exc.code\n")
+    code = (
+        f"import sys\nfrom lossdoctor.cli import main\n"
+        f"sys.argv = ['lossdoctor', 'analyze', {str(state)!r}, '--format', {formats!r}, '--out', "
+        f"{str(tmp_path / 'out')!r}, '-q']\n"
+        f"try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 1), exc.code\n"
+    )
     loaded = _modules_after(code)
     assert "lossdoctor" in loaded and "numpy" in loaded
     assert not loaded & set(HEAVY + also_absent), sorted(loaded & set(HEAVY + also_absent))
@@ -47,8 +55,10 @@ def test_analyze_of_a_trainer_state_imports_no_heavy_stack(tmp_path: Path, forma
 
 def test_public_api_analysis_without_pandas_and_its_frame_view_with_it(tmp_path: Path) -> None:
     state = _state(tmp_path / "trainer_state.json")
-    loaded = _modules_after(f"import lossdoctor\nrun = lossdoctor.load_run({str(state)!r})\n"
-                            f"d = lossdoctor.analyze(run)\nassert run.series('train/loss').size == 200\n")
+    loaded = _modules_after(
+        f"import lossdoctor\nrun = lossdoctor.load_run({str(state)!r})\n"
+        f"d = lossdoctor.analyze(run)\nassert run.series('train/loss').size == 200\n"
+    )
     assert "pandas" not in loaded and "wandb" not in loaded
     # the frame view is there for whoever asks (pandas imported then)
     import lossdoctor

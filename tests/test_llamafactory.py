@@ -5,6 +5,7 @@ expected values are parsed from its lines here with json, not copied from lossdo
 no public licensed file shows (DPO keys, a resumed run, an eval-only progress log) are written from
 LLaMA-Factory's LogCallback.on_log (src/llamafactory/train/callbacks.py) and say so where they are made.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,7 @@ def test_real_trainer_log_is_detected_and_read() -> None:
     assert run.series("train/loss").to_dict() == train
     assert run.series("eval/loss").to_dict() == evals
     assert run.series("train/learning_rate").to_dict() == lrs
-    assert run.name == "llamafactory_medical"            # the output dir, not "trainer_log"
+    assert run.name == "llamafactory_medical"  # the output dir, not "trainer_log"
     assert run.state == "finished"
     assert run.summary["max_steps"] == records[-1]["total_steps"] == run.summary["global_step"]
     # progress keys are not metrics
@@ -66,8 +67,10 @@ def test_run_that_stops_short_is_incomplete(tmp_path: Path) -> None:
     last = json.loads(lines[-1])
     (run,) = read_runs(str(cut))
     assert run.state == "interrupted"
-    assert any(n.startswith("incomplete:") and f"{last['current_steps']} of total_steps {last['total_steps']}" in n
-               for n in run.provenance.notes), run.provenance.notes
+    assert any(
+        n.startswith("incomplete:") and f"{last['current_steps']} of total_steps {last['total_steps']}" in n
+        for n in run.provenance.notes
+    ), run.provenance.notes
 
 
 def test_stray_second_line_does_not_decide_the_format(tmp_path: Path) -> None:
@@ -91,13 +94,35 @@ def test_dpo_keys_resumed_run_and_end_line(tmp_path: Path) -> None:
     # epoch; None values are dropped, so the end-of-training call leaves progress keys only. The run was
     # resumed from step 20 into the same file, so steps 30-40 appear twice; the later values are the run's.
     def rec(step: int, loss: float, acc: float) -> dict:
-        return {"current_steps": step, "total_steps": 40, "loss": loss, "reward": 0.1 * step, "accuracy": acc,
-                "lr": 1e-6, "epoch": step / 40, "percentage": step / 40 * 100, "elapsed_time": f"0:00:{step:02d}",
-                "remaining_time": "0:00:10"}
-    records = [rec(10, 0.6931, 0.5), rec(20, 0.65, 0.6), rec(30, 0.9, 0.4), rec(40, 0.95, 0.4),
-               rec(30, 0.6, 0.7), rec(40, 0.55, 0.8),
-               {"current_steps": 40, "total_steps": 40, "epoch": 1.0, "percentage": 100.0,
-                "elapsed_time": "0:00:45", "remaining_time": "0:00:00"}]
+        return {
+            "current_steps": step,
+            "total_steps": 40,
+            "loss": loss,
+            "reward": 0.1 * step,
+            "accuracy": acc,
+            "lr": 1e-6,
+            "epoch": step / 40,
+            "percentage": step / 40 * 100,
+            "elapsed_time": f"0:00:{step:02d}",
+            "remaining_time": "0:00:10",
+        }
+
+    records = [
+        rec(10, 0.6931, 0.5),
+        rec(20, 0.65, 0.6),
+        rec(30, 0.9, 0.4),
+        rec(40, 0.95, 0.4),
+        rec(30, 0.6, 0.7),
+        rec(40, 0.55, 0.8),
+        {
+            "current_steps": 40,
+            "total_steps": 40,
+            "epoch": 1.0,
+            "percentage": 100.0,
+            "elapsed_time": "0:00:45",
+            "remaining_time": "0:00:00",
+        },
+    ]
     (run,) = read_runs(str(_write_lines(tmp_path / "dpo" / "trainer_log.jsonl", records)))
     assert run.series("train/loss").to_dict() == {10: 0.6931, 20: 0.65, 30: 0.6, 40: 0.55}
     assert run.series("train/rewards/accuracies").to_dict() == {10: 0.5, 20: 0.6, 30: 0.7, 40: 0.8}
@@ -111,8 +136,11 @@ def test_trainer_state_beside_the_log_is_preferred_when_it_reaches_as_far(tmp_pa
     shutil.copytree(REAL_DIR, out)
     records = [r for r in real_records() if "loss" in r or "eval_loss" in r]
     last = records[-1]["current_steps"]
-    history = [{"step": r["current_steps"], "loss": r["loss"], "grad_norm": 1.0, "epoch": r["epoch"]}
-               for r in records if "loss" in r]
+    history = [
+        {"step": r["current_steps"], "loss": r["loss"], "grad_norm": 1.0, "epoch": r["epoch"]}
+        for r in records
+        if "loss" in r
+    ]
     state = {"global_step": last, "max_steps": last, "log_history": history}
     (out / "trainer_state.json").write_text(json.dumps(state))
     (run,) = read_runs(str(out))
@@ -140,9 +168,19 @@ def test_elapsed_time_forms() -> None:
 
 def test_progress_only_log_is_a_clear_error(tmp_path: Path) -> None:
     # an eval-only run: LogCallback.on_prediction_step writes progress every 5 prediction steps, no metrics
-    path = _write_lines(tmp_path / "trainer_log.jsonl", [
-        {"current_steps": s, "total_steps": 20, "percentage": s * 5.0, "elapsed_time": "0:00:01",
-         "remaining_time": "0:00:01"} for s in (5, 10, 15, 20)])
+    path = _write_lines(
+        tmp_path / "trainer_log.jsonl",
+        [
+            {
+                "current_steps": s,
+                "total_steps": 20,
+                "percentage": s * 5.0,
+                "elapsed_time": "0:00:01",
+                "remaining_time": "0:00:01",
+            }
+            for s in (5, 10, 15, 20)
+        ],
+    )
     with pytest.raises(SourceError) as err:
         read_runs(str(path))
     assert str(err.value).startswith(str(path)) and "no metric values" in str(err.value)

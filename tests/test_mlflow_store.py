@@ -1,6 +1,7 @@
 """The MLflow reader against stores written by the real MLflow client (tests/make_tracker_stores.py): the
 mlruns/ file store and the mlflow.db SQLite store. Expected tables come from make_logs.formula().
 """
+
 from __future__ import annotations
 
 import math
@@ -23,11 +24,17 @@ import make_tracker_stores as mk  # noqa: E402
 
 def expected() -> pd.DataFrame:
     return pd.DataFrame(mk.make_logs.formula(), columns=["step", "metric", "value"]).astype(
-        {"step": "int64", "value": "float64"})
+        {"step": "int64", "value": "float64"}
+    )
 
 
 def core(run) -> pd.DataFrame:
-    return run.frame().astype({"metric": "str"})[["step", "metric", "value"]].sort_values(["step", "metric"]).reset_index(drop=True)
+    return (
+        run.frame()
+        .astype({"metric": "str"})[["step", "metric", "value"]]
+        .sort_values(["step", "metric"])
+        .reset_index(drop=True)
+    )
 
 
 @pytest.fixture(scope="module", params=["mlflow-file", "mlflow-sqlite"])
@@ -58,12 +65,16 @@ def test_all_runs_params_tags_and_times(store: Path) -> None:
 
 
 def test_project_dir_run_dir_and_experiment_dir(store: Path) -> None:
-    (run,) = read_runs(str(store.parent))                  # the directory holding mlruns/ or mlflow.db
+    (run,) = read_runs(str(store.parent))  # the directory holding mlruns/ or mlflow.db
     assert run.name == "second"
-    if store.is_dir():                                     # the file store: one run, one experiment
-        (first_dir,) = [d for e in store.iterdir() if (e / "meta.yaml").is_file()
-                        for d in e.iterdir()
-                        if (d / "meta.yaml").is_file() and "first" in (d / "meta.yaml").read_text()]
+    if store.is_dir():  # the file store: one run, one experiment
+        (first_dir,) = [
+            d
+            for e in store.iterdir()
+            if (e / "meta.yaml").is_file()
+            for d in e.iterdir()
+            if (d / "meta.yaml").is_file() and "first" in (d / "meta.yaml").read_text()
+        ]
         assert detect(make_target(str(first_dir)))[0].kind == "mlflow"
         (run,) = read_runs(str(first_dir))
         pd.testing.assert_frame_equal(core(run), expected())
@@ -116,12 +127,13 @@ def test_hf_summary_metrics_are_not_points(tmp_path: Path) -> None:
     run_dir = tmp_path / "mlruns" / "1" / "abc"
     (run_dir / "metrics").mkdir(parents=True)
     (tmp_path / "mlruns" / "1" / "meta.yaml").write_text("experiment_id: '1'\nname: hf\nlifecycle_stage: active\n")
-    (run_dir / "meta.yaml").write_text("run_id: abc\nrun_name: hf\nstatus: 3\nstart_time: 1700000000000\n"
-                                       "lifecycle_stage: active\n")
+    (run_dir / "meta.yaml").write_text(
+        "run_id: abc\nrun_name: hf\nstatus: 3\nstart_time: 1700000000000\nlifecycle_stage: active\n"
+    )
     lines = "".join(f"{1700000000000 + s} {3.0 - s / 10} {s}\n" for s in range(1, 11))
     (run_dir / "metrics" / "loss").write_text(lines)
     (run_dir / "metrics" / "train_loss").write_text("1700000000100 2.45 10\n")
     (run_dir / "metrics" / "train_runtime").write_text("1700000000100 12.5 10\n")
-    (run, ) = read_runs(str(tmp_path / "mlruns"))
+    (run,) = read_runs(str(tmp_path / "mlruns"))
     assert run.series("train/loss").to_dict() == {s: 3.0 - s / 10 for s in range(1, 11)}
     assert run.summary == {"train_loss": 2.45, "train_runtime": 12.5}

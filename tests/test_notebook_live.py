@@ -7,6 +7,7 @@
 - The inline HTML of a diagnosis whose run carries a hostile column name, opened in Chromium: nothing runs,
   nothing is fetched, the name is shown as text, the plots are drawn; a screenshot is kept in tests/actual/.
 """
+
 from __future__ import annotations
 
 import html
@@ -23,8 +24,16 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "data" / "notebooks"))
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def test_live_callback_and_diagnose_in_a_real_kernel(tmp_path: Path) -> None:
@@ -45,11 +54,14 @@ def test_live_callback_and_diagnose_in_a_real_kernel(tmp_path: Path) -> None:
     assert list(run.series("eval/loss").index) == [10, 20, 30, 40]
     assert run.summary["max_steps"] == 40 and run.state == "finished"
     # one inline display from the callback, holding the final diagnosis; no printed notices
-    ours = [o for o in outputs if o.output_type == "display_data" and "lossdoctor-inline" in
-            "".join(o.get("data", {}).get("text/html", ""))]
+    ours = [
+        o
+        for o in outputs
+        if o.output_type == "display_data" and "lossdoctor-inline" in "".join(o.get("data", {}).get("text/html", ""))
+    ]
     assert len(ours) == 1, [o.output_type for o in outputs]
     html = "".join(ours[0].data["text/html"])
-    assert "Verdict:" in html and "lossdoctor-live" not in html        # the final view replaced the live one
+    assert "Verdict:" in html and "lossdoctor-live" not in html  # the final view replaced the live one
     streams = "".join("".join(o.get("text", "")) for o in outputs if o.output_type == "stream")
     assert "[lossdoctor]" not in streams
     verdict = "".join(nb.cells[2].outputs[0].data["text/plain"]).strip("'\"")
@@ -81,8 +93,10 @@ def test_inline_html_in_chromium_with_a_hostile_column(browser, tmp_path: Path) 
     d = lossdoctor.diagnose(_overfit_notebook(tmp_path, name=f"{HOSTILE}.ipynb", column=html.escape(HOSTILE)))
     page_file = tmp_path / "inline.html"
     # the way a notebook front-end embeds it: the fragment inside a page of its own
-    page_file.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
-                         f"{d._repr_html_()}</body></html>", encoding="utf-8")
+    page_file.write_text(
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>{d._repr_html_()}</body></html>",
+        encoding="utf-8",
+    )
     page = browser.new_page(viewport={"width": 1000, "height": 900})
     dialogs: list[str] = []
     requests: list[str] = []
@@ -99,8 +113,10 @@ def test_inline_html_in_chromium_with_a_hostile_column(browser, tmp_path: Path) 
         assert f"eval_{HOSTILE.replace(' ', '_')}" in page.inner_text(".ld-metrics")
         assert "overfitting" in page.inner_text(".ld-verdict-text")
         # findings first: the verdict box is above the finding, the finding above the plots
-        top = {sel: page.evaluate(f"document.querySelector('{sel}').getBoundingClientRect().top")
-               for sel in (".ld-verdict", '.ld-finding[data-rule="overfitting"]', ".ld-plots", ".ld-facts")}
+        top = {
+            sel: page.evaluate(f"document.querySelector('{sel}').getBoundingClientRect().top")
+            for sel in (".ld-verdict", '.ld-finding[data-rule="overfitting"]', ".ld-plots", ".ld-facts")
+        }
         assert top[".ld-verdict"] < top['.ld-finding[data-rule="overfitting"]'] < top[".ld-plots"] < top[".ld-facts"]
         width = page.evaluate("document.querySelector('#ld-plot-loss svg').getBoundingClientRect().width")
         assert 300 < width <= 420

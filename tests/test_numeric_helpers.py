@@ -1,4 +1,5 @@
 """The vectorised helpers the checks and plots rest on, against plain reference implementations."""
+
 from __future__ import annotations
 
 import math
@@ -50,7 +51,7 @@ def test_rolling_median_long_window_is_causal_and_close() -> None:
     # the trend moves 0.1 per window; one block (window/32) of lag plus sampling noise stays well under that
     assert np.abs(approx[window:] - exact[window:]).max() < 0.02
     changed = v.copy()
-    changed[300_100:] += 50.0                      # the future must not leak into the past (mid-block)
+    changed[300_100:] += 50.0  # the future must not leak into the past (mid-block)
     np.testing.assert_array_equal(rolling_median(changed, window)[:300_100], approx[:300_100])
 
 
@@ -66,8 +67,8 @@ def test_decimate_keeps_extremes_and_nonfinite_points() -> None:
     n = 100_000
     steps = np.arange(n)
     values = rng.normal(size=n)
-    values[12_345] = 50.0                           # a spike
-    values[54_321] = -50.0                          # a dip
+    values[12_345] = 50.0  # a spike
+    values[54_321] = -50.0  # a dip
     values[77_777] = np.nan
     values[88_888] = np.inf
     idx = decimate(steps, values, limit=2000)

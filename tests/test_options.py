@@ -1,4 +1,5 @@
 """Shared CLI options are declared once (lossdoctor/commands/_options.py) and mean the same in every command."""
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,11 @@ def _commands(group: click.Group, ctx: click.Context) -> list[click.Command]:
 
 def test_each_shared_option_is_declared_once() -> None:
     for flag in SHARED:
-        where = [p.name for p in sorted(COMMANDS.glob("*.py"))
-                 for _ in re.finditer(rf'click\.option\(\s*"{re.escape(flag)}"', p.read_text(encoding="utf-8"))]
+        where = [
+            p.name
+            for p in sorted(COMMANDS.glob("*.py"))
+            for _ in re.finditer(rf'click\.option\(\s*"{re.escape(flag)}"', p.read_text(encoding="utf-8"))
+        ]
         assert where == ["_options.py"], (flag, where)
 
 
@@ -60,16 +64,33 @@ def test_train_options_are_generated_from_trainconfig(monkeypatch) -> None:
     monkeypatch.setattr(train_config, "validate", lambda config, where=None: None)
     import lossdoctor.train.recipe as recipe
 
-    def fake_train(config, argv=None):   # stop before any training: only the parsed config matters here
+    def fake_train(config, argv=None):  # stop before any training: only the parsed config matters here
         seen["config"] = config
         raise SystemExit(0)
 
     monkeypatch.setattr(recipe, "train", fake_train)
     from click.testing import CliRunner
 
-    CliRunner().invoke(train_cmd.train_command, ["--data", "d.jsonl", "--output-dir", "o", "--cutoff-len", "7",
-                                                 "--lr", "0.5", "--overwrite", "--stop-on-rule", "a",
-                                                 "--stop-on-rule", "b", "--quant", "8bit"])
+    CliRunner().invoke(
+        train_cmd.train_command,
+        [
+            "--data",
+            "d.jsonl",
+            "--output-dir",
+            "o",
+            "--cutoff-len",
+            "7",
+            "--lr",
+            "0.5",
+            "--overwrite",
+            "--stop-on-rule",
+            "a",
+            "--stop-on-rule",
+            "b",
+            "--quant",
+            "8bit",
+        ],
+    )
     got = seen["config"]
     assert (got.cutoff_len, got.lr, got.overwrite, got.stop_on_rules, got.quant) == (7, 0.5, True, ("a", "b"), "8bit")
     assert got.epochs == defaults.epochs and got.rules == ()

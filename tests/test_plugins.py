@@ -1,5 +1,6 @@
 """Plugin discovery (lossdoctor/plugins.py), on real packages written to a temporary directory: the one rule every
 registry (readers, check kinds, report and comparison formats, commands, tails) follows."""
+
 from __future__ import annotations
 
 import importlib
@@ -23,7 +24,7 @@ def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
         pkg.mkdir()
         (pkg / "__init__.py").write_text("")
         for module, source in modules.items():
-            if module.endswith("/"):                      # a subpackage
+            if module.endswith("/"):  # a subpackage
                 (pkg / module).mkdir()
                 (pkg / module / "__init__.py").write_text(source)
             else:
@@ -39,23 +40,28 @@ def make_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
 
 def _plugin(name: str, aliases: tuple[str, ...] = ()) -> str:
-    return (f"from types import SimpleNamespace\n"
-            f"PLUGIN = SimpleNamespace(name={name!r}, aliases={aliases!r}, module=__name__)\n")
+    return (
+        f"from types import SimpleNamespace\n"
+        f"PLUGIN = SimpleNamespace(name={name!r}, aliases={aliases!r}, module=__name__)\n"
+    )
 
 
 def test_private_modules_are_skipped_and_never_imported(make_package) -> None:
     boom = "raise RuntimeError('a private helper was imported by discovery')\n"
-    pkg = make_package("ldtest_private", {"alpha": _plugin("alpha"), "_helper": boom + _plugin("helper"),
-                                          "_sub/": boom, "helpers": "X = 1\n"})
+    pkg = make_package(
+        "ldtest_private",
+        {"alpha": _plugin("alpha"), "_helper": boom + _plugin("helper"), "_sub/": boom, "helpers": "X = 1\n"},
+    )
     found = discover(pkg, "PLUGIN", "widgets")
     assert list(found) == ["alpha"]
     assert f"{pkg}._helper" not in sys.modules and f"{pkg}._sub" not in sys.modules
-    assert f"{pkg}.helpers" in sys.modules            # public, imported, but defines no PLUGIN: not a plugin
+    assert f"{pkg}.helpers" in sys.modules  # public, imported, but defines no PLUGIN: not a plugin
 
 
 def test_order_is_sorted_by_name_whatever_the_module_order(make_package) -> None:
-    pkg = make_package("ldtest_order", {"a_mod": _plugin("zulu"), "m_mod": _plugin("alpha", ("mike",)),
-                                        "z_mod": _plugin("bravo")})
+    pkg = make_package(
+        "ldtest_order", {"a_mod": _plugin("zulu"), "m_mod": _plugin("alpha", ("mike",)), "z_mod": _plugin("bravo")}
+    )
     found = discover(pkg, "PLUGIN", "widgets", lambda p: (p.name, *p.aliases))
     assert list(found) == ["alpha", "bravo", "mike", "zulu"]
     assert found["mike"] is found["alpha"]
@@ -65,7 +71,7 @@ def test_order_is_sorted_by_name_whatever_the_module_order(make_package) -> None
 
 def test_a_duplicate_name_is_rejected_naming_both_modules(make_package) -> None:
     pkg = make_package("ldtest_dup", {"first": _plugin("csv"), "second": _plugin("tsv", ("csv",))})
-    assert list(discover(pkg, "PLUGIN", "readers")) == ["csv", "tsv"]       # aliases not asked for: no clash
+    assert list(discover(pkg, "PLUGIN", "readers")) == ["csv", "tsv"]  # aliases not asked for: no clash
     with pytest.raises(DuplicatePluginError) as err:
         discover(pkg, "PLUGIN", "readers", lambda p: (p.name, *p.aliases))
     text = str(err.value)

@@ -1,6 +1,7 @@
 """The generic text-log reader: each format with the right train/eval series and step axis, the layout and
 role notes, detection next to the specific readers, parity with the specific readers on their own fixtures,
 the notebook entry point, and 'could not judge' for text without metrics."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -40,6 +41,7 @@ def notes_of(run) -> str:
 
 # --- written from documented formats: exact values from the formula ----------------------------------------
 
+
 def test_mlx_lora_output() -> None:
     path = TEXT / "mlx_lora.log"
     assert detect(make_target(str(path)))[0].kind == "text-log"
@@ -52,8 +54,8 @@ def test_mlx_lora_output() -> None:
     assert list(lr.index) == list(mk.train_steps())
     assert lr.tolist() == pytest.approx([float(f"{mk.learning_rate(s):.3e}") for s in mk.train_steps()])
     assert run.series("train/num_tokens").iloc[-1] == 8000 * len(mk.train_steps())
-    assert run.series("peak_mem").iloc[0] == 5.1                       # '5.100 GB': the unit is tolerated
-    assert run.series("val_took").iloc[0] == pytest.approx(4.901)       # '4.901s'
+    assert run.series("peak_mem").iloc[0] == 5.1  # '5.100 GB': the unit is tolerated
+    assert run.series("val_took").iloc[0] == pytest.approx(4.901)  # '4.901s'
     notes = notes_of(run)
     assert "layout inferred by the generic text reader" in notes and "'Iter'" in notes
     assert "train loss <- 'Train loss'" in notes and "eval loss <- 'Val loss'" in notes
@@ -72,7 +74,7 @@ def test_nanogpt_lines_with_units() -> None:
     assert run.series("train/step_time").iloc[0] == pytest.approx(0.26)
     generic = one_run(path, source_kind="text-log")
     assert as_dict(generic.series("eval/loss")) == as_dict(run.series("eval/loss"))
-    assert set(generic.series("train/step_time")) == {0.26}                    # ms → s
+    assert set(generic.series("train/step_time")) == {0.26}  # ms → s
     assert set(generic.series("train/mfu")) == {-100.0, 9.0}
 
 
@@ -88,8 +90,9 @@ def test_slurm_out_with_json_lines() -> None:
 def test_plain_step_loss_lr_lines() -> None:
     run = one_run(TEXT / "plain_steps.log")
     assert as_dict(run.series("train/loss")) == {s: round(mk.train_loss(s), 4) for s in mk.train_steps()}
-    assert as_dict(run.series("train/learning_rate")) == {s: float(f"{mk.learning_rate(s):.2e}")
-                                                          for s in mk.train_steps()}
+    assert as_dict(run.series("train/learning_rate")) == {
+        s: float(f"{mk.learning_rate(s):.2e}") for s in mk.train_steps()
+    }
     assert as_dict(run.series("eval/loss")) == {s: round(mk.eval_loss(s), 4) for s in mk.eval_steps()}
 
 
@@ -102,15 +105,17 @@ def test_coqui_trainer_blocks() -> None:
     assert as_dict(run.series("train/loss")) == pytest.approx({s: mk.train_loss(s) for s in mk.coqui_train_steps()})
     assert as_dict(run.series("eval/loss")) == pytest.approx(dict(mk.coqui_eval_steps()))
     assert as_dict(run.series("train/learning_rate")) == pytest.approx(
-        {s: mk.learning_rate(s) for s in mk.coqui_train_steps()})
+        {s: mk.learning_rate(s) for s in mk.coqui_train_steps()}
+    )
     frame = run.frame()
     raw = set(frame.loc[frame["metric"] == "train/loss", "raw_name"])
-    assert raw == {"loss"}                                       # not loss_mel_ce / loss_text_ce
+    assert raw == {"loss"}  # not loss_mel_ce / loss_text_ce
     assert run.has("loss_mel_ce") and run.has("loss_text_ce")
     assert "block layout" in notes_of(run)
 
 
 # --- real public logs ---------------------------------------------------------------------------------------
+
 
 def _lines(path: Path, pattern: str) -> list[re.Match[str]]:
     rx = re.compile(pattern)
@@ -131,20 +136,24 @@ def test_llmc_main_log() -> None:
 def test_megatron_slurm_output() -> None:
     path = TEXT / "megatron_bigscience_n4.out"
     run = one_run(path)
-    lm = {int(m.group(1)): float(m.group(2))
-          for m in _lines(path, r"^ iteration\s+(\d+)/\s*\d+ \|.*\| lm loss: (\S+) \|")}
-    val = {int(m.group(1)): float(m.group(2))
-           for m in _lines(path, r"validation loss at iteration (\d+) \| lm loss value: (\S+) \|")}
+    lm = {
+        int(m.group(1)): float(m.group(2)) for m in _lines(path, r"^ iteration\s+(\d+)/\s*\d+ \|.*\| lm loss: (\S+) \|")
+    }
+    val = {
+        int(m.group(1)): float(m.group(2))
+        for m in _lines(path, r"validation loss at iteration (\d+) \| lm loss value: (\S+) \|")
+    }
     iters = [int(m.group(1)) for m in _lines(path, r"^ iteration\s+(\d+)/")]
-    assert as_dict(run.series("train/loss")) == lm and len(lm) == len(iters) - 1   # iteration 10 was skipped
+    assert as_dict(run.series("train/loss")) == lm and len(lm) == len(iters) - 1  # iteration 10 was skipped
     assert as_dict(run.series("eval/loss")) == val and sorted(val) == [100, 200]
     assert list(run.series("train/learning_rate").index) == iters
     gn = {int(m.group(1)): float(m.group(2)) for m in _lines(path, r"^ iteration\s+(\d+)/.*\| grad norm: (\S+) \|")}
     assert as_dict(run.series("train/grad_norm")) == gn and gn
-    assert "eval/<name>" in notes_of(run)          # the validation lines were read as evaluation
+    assert "eval/<name>" in notes_of(run)  # the validation lines were read as evaluation
 
 
 # --- parity with the specific readers on their own fixtures -------------------------------------------------
+
 
 def _same(a, b, metric: str) -> None:
     sa, sb = a.series(metric), b.series(metric)
@@ -177,7 +186,9 @@ def test_generic_matches_hf_console_values_in_order() -> None:
 
 def test_generic_matches_nanogpt_reader_on_iter_lines(tmp_path: Path) -> None:
     path = tmp_path / "train.log"
-    path.write_text("".join(f"iter {s}: loss {mk.train_loss(s):.4f}, time 12.00ms, mfu 30.00%\n" for s in range(0, 50, 5)))
+    path.write_text(
+        "".join(f"iter {s}: loss {mk.train_loss(s):.4f}, time 12.00ms, mfu 30.00%\n" for s in range(0, 50, 5))
+    )
     specific, generic = one_run(path), one_run(path, source_kind="text-log")
     assert specific.provenance.kind == "nanogpt-log"
     for metric in ("train/loss", "train/step_time", "train/mfu"):
@@ -186,11 +197,18 @@ def test_generic_matches_nanogpt_reader_on_iter_lines(tmp_path: Path) -> None:
 
 # --- detection, entry point, unreadable ----------------------------------------------------------------------
 
-@pytest.mark.parametrize("path, kind", [
-    (DATA / "logs" / "torchtune_disk.log", "torchtune-log"), (DATA / "logs" / "seed001_wandb_block.log", "wandb-console"),
-    (DATA / "console" / "seed001_console.log", "hf-console"), (DATA / "logs" / "metrics.jsonl", "jsonl"),
-    (DATA / "logs" / "lightning_metrics.csv", "csv"), (TEXT / "nanogpt_bpc.log", "nanogpt-log"),
-])
+
+@pytest.mark.parametrize(
+    "path, kind",
+    [
+        (DATA / "logs" / "torchtune_disk.log", "torchtune-log"),
+        (DATA / "logs" / "seed001_wandb_block.log", "wandb-console"),
+        (DATA / "console" / "seed001_console.log", "hf-console"),
+        (DATA / "logs" / "metrics.jsonl", "jsonl"),
+        (DATA / "logs" / "lightning_metrics.csv", "csv"),
+        (TEXT / "nanogpt_bpc.log", "nanogpt-log"),
+    ],
+)
 def test_specific_readers_win_over_the_generic_one(path: Path, kind: str) -> None:
     source, confidence = detect(make_target(str(path)))
     assert source.kind == kind
@@ -223,7 +241,9 @@ def test_tqdm_redraws_ansi_crlf_and_rank_prefixes(tmp_path: Path) -> None:
 
 def test_step_less_records_are_numbered_and_epoch_only_logs_use_the_epoch(tmp_path: Path) -> None:
     path = tmp_path / "epochs.log"
-    path.write_text("".join(f"Epoch {e}/5 - train_loss: {3 - e / 10} - val_loss: {3.1 - e / 20}\n" for e in range(1, 6)))
+    path.write_text(
+        "".join(f"Epoch {e}/5 - train_loss: {3 - e / 10} - val_loss: {3.1 - e / 20}\n" for e in range(1, 6))
+    )
     run = one_run(path)
     assert run.provenance.step_source == "epoch"
     assert as_dict(run.series("train/loss")) == {e: 3 - e / 10 for e in range(1, 6)}
@@ -261,16 +281,25 @@ def test_tables_in_markdown_and_aligned_columns(tmp_path: Path) -> None:
     """A results table in a README (mlx-examples' LoRA README reports its run this way) and a console table
     with space-aligned columns: a header with a step-like column, then rows of numbers ('N/A' = not logged)."""
     md = tmp_path / "README.md"
-    rows = "".join(f"| {s} | {'N/A' if s == 1 else f'{mk.train_loss(s):.3f}'} | {mk.eval_loss(s):.3f} |\n"
-                   for s in (1, 50, 100, 150, 200))
-    md.write_text("## Results\n\n| Iteration | Train Loss | Validation Loss |\n| --- | --- | --- |\n" + rows
-                  + "\nThe model trains at around 475 tokens per second.\n")
+    rows = "".join(
+        f"| {s} | {'N/A' if s == 1 else f'{mk.train_loss(s):.3f}'} | {mk.eval_loss(s):.3f} |\n"
+        for s in (1, 50, 100, 150, 200)
+    )
+    md.write_text(
+        "## Results\n\n| Iteration | Train Loss | Validation Loss |\n| --- | --- | --- |\n"
+        + rows
+        + "\nThe model trains at around 475 tokens per second.\n"
+    )
     run = one_run(md)
     assert as_dict(run.series("train/loss")) == {s: round(mk.train_loss(s), 3) for s in (50, 100, 150, 200)}
     assert as_dict(run.series("eval/loss")) == {s: round(mk.eval_loss(s), 3) for s in (1, 50, 100, 150, 200)}
     console = tmp_path / "train.txt"
-    console.write_text("Step    Loss      Grad Norm    Learning Rate\n" + "-" * 48 + "\n" + "".join(
-        f"{s:<8}{mk.train_loss(s):<10.4f}{0.5:<13}{mk.learning_rate(s):.7f}\n" for s in mk.train_steps()))
+    console.write_text(
+        "Step    Loss      Grad Norm    Learning Rate\n"
+        + "-" * 48
+        + "\n"
+        + "".join(f"{s:<8}{mk.train_loss(s):<10.4f}{0.5:<13}{mk.learning_rate(s):.7f}\n" for s in mk.train_steps())
+    )
     run = one_run(console)
     assert as_dict(run.series("train/loss")) == {s: round(mk.train_loss(s), 4) for s in mk.train_steps()}
     assert run.series("train/grad_norm").size == len(mk.train_steps())
@@ -282,29 +311,45 @@ def test_epoch_and_batch_counter_layouts(tmp_path: Path) -> None:
     the final redraw of each epoch), pytorch/examples word_language_model (`| epoch 1 | 200/2983 batches |
     ... | loss 7.64`, then `| end of epoch 1 | ... | valid loss 5.53`) and fairseq (`num_updates` is its step)."""
     keras = tmp_path / "keras.log"
-    keras.write_text("".join(f"Epoch {e}/3\n469/469 [==============================] - 5s 10ms/step - loss: "
-                             f"{mk.train_loss(e * 10):.4f} - val_loss: {mk.eval_loss(e * 50):.4f}\n" for e in (1, 2, 3)))
+    keras.write_text(
+        "".join(
+            f"Epoch {e}/3\n469/469 [==============================] - 5s 10ms/step - loss: "
+            f"{mk.train_loss(e * 10):.4f} - val_loss: {mk.eval_loss(e * 50):.4f}\n"
+            for e in (1, 2, 3)
+        )
+    )
     run = one_run(keras)
     assert as_dict(run.series("train/loss")) == {469 * e: round(mk.train_loss(e * 10), 4) for e in (1, 2, 3)}
     assert as_dict(run.series("eval/loss")) == {469 * e: round(mk.eval_loss(e * 50), 4) for e in (1, 2, 3)}
     wlm = tmp_path / "wlm.log"
     lines = []
     for e in (1, 2):
-        lines += [f"| epoch {e:3d} | {b:5d}/ 2983 batches | lr 20.00 | ms/batch 11.61 | loss {mk.train_loss(b // 10 + e):5.2f} "
-                  f"| ppl 2079.22" for b in (200, 400)]
-        lines += ["-" * 89, f"| end of epoch {e:3d} | time: 35.58s | valid loss {mk.eval_loss(e * 50):5.2f} | "
-                            f"valid ppl 252.86", "-" * 89]
+        lines += [
+            f"| epoch {e:3d} | {b:5d}/ 2983 batches | lr 20.00 | ms/batch 11.61 | loss {mk.train_loss(b // 10 + e):5.2f} "
+            f"| ppl 2079.22"
+            for b in (200, 400)
+        ]
+        lines += [
+            "-" * 89,
+            f"| end of epoch {e:3d} | time: 35.58s | valid loss {mk.eval_loss(e * 50):5.2f} | valid ppl 252.86",
+            "-" * 89,
+        ]
     wlm.write_text("\n".join(lines) + "\n")
     run = one_run(wlm)
-    assert as_dict(run.series("train/loss")) == {(e - 1) * 2983 + b: round(mk.train_loss(b // 10 + e), 2)
-                                                 for e in (1, 2) for b in (200, 400)}
+    assert as_dict(run.series("train/loss")) == {
+        (e - 1) * 2983 + b: round(mk.train_loss(b // 10 + e), 2) for e in (1, 2) for b in (200, 400)
+    }
     assert as_dict(run.series("eval/loss")) == {e * 2983: round(mk.eval_loss(e * 50), 2) for e in (1, 2)}
     fairseq = tmp_path / "fairseq.log"
-    fairseq.write_text("".join(
-        f"2021-01-01 10:00:00 | INFO | train_inner | epoch 001:    {u} / 1000 loss={mk.train_loss(u // 10):.3f}, "
-        f"ppl=724.1, wps=10000, num_updates={u}, lr={mk.learning_rate(u // 10):.3g}, gnorm=2.3, wall=60\n"
-        for u in (100, 200)) + "2021-01-01 10:02:00 | INFO | valid | epoch 001 | valid on 'valid' subset | "
-        f"loss {mk.eval_loss(20):.3f} | ppl 294.1 | num_updates 200\n")
+    fairseq.write_text(
+        "".join(
+            f"2021-01-01 10:00:00 | INFO | train_inner | epoch 001:    {u} / 1000 loss={mk.train_loss(u // 10):.3f}, "
+            f"ppl=724.1, wps=10000, num_updates={u}, lr={mk.learning_rate(u // 10):.3g}, gnorm=2.3, wall=60\n"
+            for u in (100, 200)
+        )
+        + "2021-01-01 10:02:00 | INFO | valid | epoch 001 | valid on 'valid' subset | "
+        f"loss {mk.eval_loss(20):.3f} | ppl 294.1 | num_updates 200\n"
+    )
     run = one_run(fairseq)
     assert as_dict(run.series("train/loss")) == {u: round(mk.train_loss(u // 10), 3) for u in (100, 200)}
     assert as_dict(run.series("eval/loss")) == {200: round(mk.eval_loss(20), 3)}

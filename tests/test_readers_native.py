@@ -1,5 +1,6 @@
 """Detection across the native readers (LLaMA-Factory, trackio, MLflow, old W&B): each new format is claimed by
 its reader, no older fixture is taken by one of them, and bad input is one line naming the file, exit 2."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,13 @@ NEW_FIXTURES = (DATA / "logs" / "llamafactory_medical", DATA / "wandb_old")
 
 
 def older_fixtures() -> list[Path]:
-    files = [p for p in sorted(DATA.rglob("*")) if p.is_file() and not p.name.endswith((".py", ".md"))
-             and not any(p.is_relative_to(new) for new in NEW_FIXTURES)]
+    files = [
+        p
+        for p in sorted(DATA.rglob("*"))
+        if p.is_file()
+        and not p.name.endswith((".py", ".md"))
+        and not any(p.is_relative_to(new) for new in NEW_FIXTURES)
+    ]
     return files + sorted((ROOT / "examples" / "data").glob("*"))
 
 
@@ -44,17 +50,21 @@ def test_no_older_fixture_is_taken_by_a_new_reader() -> None:
 
 def test_each_new_format_is_claimed_by_its_reader() -> None:
     (run09,) = sorted((DATA / "wandb_old" / "v0.9" / "wandb").iterdir())
-    cases = {DATA / "logs" / "llamafactory_medical": "llamafactory",
-             DATA / "logs" / "llamafactory_medical" / "trainer_log.jsonl": "llamafactory",
-             run09: "wandb-history", run09 / "wandb-history.jsonl": "wandb-history"}
+    cases = {
+        DATA / "logs" / "llamafactory_medical": "llamafactory",
+        DATA / "logs" / "llamafactory_medical" / "trainer_log.jsonl": "llamafactory",
+        run09: "wandb-history",
+        run09 / "wandb-history.jsonl": "wandb-history",
+    }
     for path, kind in cases.items():
         assert detect(make_target(str(path)))[0].kind == kind, path
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True, cwd=ROOT,
-                          env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300
+    )
 
 
 def _truncated_sqlite(tmp: Path, name: str) -> Path:
@@ -63,15 +73,25 @@ def _truncated_sqlite(tmp: Path, name: str) -> Path:
     full = tmp / f"full-{name}"
     with sqlite3.connect(full) as conn:
         conn.execute("CREATE TABLE metrics (id INTEGER PRIMARY KEY, run_name TEXT, step INTEGER, metrics TEXT)")
-        conn.executemany("INSERT INTO metrics (run_name, step, metrics) VALUES ('r', ?, ?)",
-                         [(i, f'{{"loss": {i}}}') for i in range(5000)])
+        conn.executemany(
+            "INSERT INTO metrics (run_name, step, metrics) VALUES ('r', ?, ?)",
+            [(i, f'{{"loss": {i}}}') for i in range(5000)],
+        )
     cut = tmp / name
     cut.write_bytes(full.read_bytes()[:150])
     return cut
 
 
-@pytest.mark.parametrize("case", ["trackio-truncated", "mlflow-truncated", "llamafactory-progress-only",
-                                  "mlflow-empty-store", "wandb-history-garbage"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "trackio-truncated",
+        "mlflow-truncated",
+        "llamafactory-progress-only",
+        "mlflow-empty-store",
+        "wandb-history-garbage",
+    ],
+)
 def test_bad_input_is_one_line_naming_the_file_exit_2(case: str, tmp_path: Path) -> None:
     if case == "trackio-truncated":
         target = _truncated_sqlite(tmp_path, "project.db")

@@ -1,4 +1,5 @@
 """TensorBoard events, CSV (Lightning wide + long) and JSONL: the same formula run gives the same tidy table."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -26,7 +27,12 @@ def expected_table() -> pd.DataFrame:
 
 
 def core(run) -> pd.DataFrame:
-    return run.frame().astype({"metric": "str"})[["step", "metric", "value"]].sort_values(["step", "metric"]).reset_index(drop=True)
+    return (
+        run.frame()
+        .astype({"metric": "str"})[["step", "metric", "value"]]
+        .sort_values(["step", "metric"])
+        .reset_index(drop=True)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +126,7 @@ def test_jsonl_bad_first_line_and_cut_last_line(tmp_path: Path) -> None:
     assert str(err.value).startswith(f"{bad}:1:")
     # issue 21 (5): one stray line, even the first, never decides the format; it is skipped and counted
     stray = tmp_path / "stray.jsonl"
-    stray.write_text("hello\n{\"step\": 1, \"loss\": 2}\n")
+    stray.write_text('hello\n{"step": 1, "loss": 2}\n')
     (run,) = read_runs(str(stray), ReadOptions(source_kind="jsonl"))
     assert run.series("train/loss").to_dict() == {1: 2.0}
     assert any("1 line(s) that are not JSON objects skipped (line 1)" in n for n in run.provenance.notes)
@@ -150,8 +156,10 @@ def test_jsonl_with_a_stray_second_line_is_detected_and_read(tmp_path: Path) -> 
 
 def test_jsonl_prefers_train_global_step_over_wandb_step(tmp_path: Path) -> None:
     path = tmp_path / "wandb-history.jsonl"
-    path.write_text('{"_step": 0, "train/global_step": 10, "train/loss": 2.0}\n'
-                    '{"_step": 1, "train/global_step": 20, "eval/loss": 2.5}\n')
+    path.write_text(
+        '{"_step": 0, "train/global_step": 10, "train/loss": 2.0}\n'
+        '{"_step": 1, "train/global_step": 20, "eval/loss": 2.5}\n'
+    )
     (run,) = read_runs(str(path))
     assert run.series("train/loss").to_dict() == {10: 2.0}
     assert run.series("eval/loss").to_dict() == {20: 2.5}

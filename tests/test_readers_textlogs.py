@@ -1,5 +1,6 @@
 """Text-log readers: seed 004's DDP log, seed 001's W&B console block, torchtune, nanoGPT (a real tiny
 training loop), encodings, rank-glued lines, random bytes, and detection of each fixture."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -61,6 +62,7 @@ def test_seed004_points_exactly_as_printed() -> None:
 
 # --- seed 001: only the W&B end-of-run block ----------------------------------------------------------
 
+
 def test_seed001_wandb_block_gives_overfitting_shape() -> None:
     path = LOGS / "seed001_wandb_block.log"
     source, confidence = detect(make_target(str(path)))
@@ -71,9 +73,9 @@ def test_seed001_wandb_block_gives_overfitting_shape() -> None:
     ev, tr = run.series("eval/loss"), run.series("train/loss")
     # 5 eval points and 10 train points spread over the summary's train/global_step 100
     assert list(ev.index) == [20, 40, 60, 80, 100] and list(tr.index) == list(range(10, 101, 10))
-    assert ev.iloc[0] == ev.min() and ev.iloc[-1] > ev.iloc[0]          # ▁▇███: rises from its first point
+    assert ev.iloc[0] == ev.min() and ev.iloc[-1] > ev.iloc[0]  # ▁▇███: rises from its first point
     assert (ev.diff().dropna() >= 0).all()
-    assert tr.iloc[0] == tr.max() and (tr.diff().dropna() <= 0).all()   # █▅▂▁▁▁▁▁▁▁ (▁ lost as U+FFFD)
+    assert tr.iloc[0] == tr.max() and (tr.diff().dropna() <= 0).all()  # █▅▂▁▁▁▁▁▁▁ (▁ lost as U+FFFD)
     assert ev.iloc[-1] == pytest.approx(3.63726) and tr.iloc[-1] == pytest.approx(0.0554)  # summary anchors
     assert run.summary["train/global_step"] == 100 and run.summary["eval/loss"] == 3.63726
     assert run.name == "Qwen2-0.5B-Instruct-lora-1755481247"
@@ -99,11 +101,13 @@ def test_wandb_block_levels_follow_wandb_sparkify(tmp_path: Path) -> None:
     values = [3.0, 2.5, 2.0, 1.8, float("nan"), 1.7, 1.9, 2.4]
     line = sparkify(values)
     path = tmp_path / "out.log"
-    path.write_text(f"wandb: Run history:\nwandb:   val_loss {line}\nwandb:\n"
-                    f"wandb: Run summary:\nwandb:   val_loss 2.4\nwandb:\n", encoding="utf-8")
+    path.write_text(
+        f"wandb: Run history:\nwandb:   val_loss {line}\nwandb:\nwandb: Run summary:\nwandb:   val_loss 2.4\nwandb:\n",
+        encoding="utf-8",
+    )
     run = one_run(path)
     series = run.series("eval/loss")
-    assert list(series.index) == list(range(1, 9))          # no global step: 1..n
+    assert list(series.index) == list(range(1, 9))  # no global step: 1..n
     assert math.isnan(series.iloc[4])
     finite = [(v, s) for v, s in zip(values, series.tolist()) if not math.isnan(v)]
     order_true = sorted(range(len(finite)), key=lambda i: finite[i][0])
@@ -114,17 +118,21 @@ def test_wandb_block_levels_follow_wandb_sparkify(tmp_path: Path) -> None:
 
 def test_hf_dicts_beat_the_wandb_block(tmp_path: Path) -> None:
     path = tmp_path / "console.log"
-    path.write_text("{'loss': 2.75, 'grad_norm': 1.7, 'learning_rate': 0.0002, 'epoch': 4.21}\n"
-                    "wandb: Run history:\nwandb:   train/loss █▁\nwandb:\n", encoding="utf-8")
+    path.write_text(
+        "{'loss': 2.75, 'grad_norm': 1.7, 'learning_rate': 0.0002, 'epoch': 4.21}\n"
+        "wandb: Run history:\nwandb:   train/loss █▁\nwandb:\n",
+        encoding="utf-8",
+    )
     assert registry()["wandb-console"].sniff(make_target(str(path))) == 0.6
 
 
 # --- DDP ranks, glued lines, encodings ---------------------------------------------------------------
 
+
 def test_rank_glued_lines_give_no_wrong_points() -> None:
     run = one_run(LOGS / "ddp_glued.log")
     steps = [s for s in range(10, 101, 10) if s not in make_logs.GLUED_STEPS]
-    assert run.series("train/loss").to_dict() == {s: make_logs.train_loss(s) for s in steps}   # rank 0 only
+    assert run.series("train/loss").to_dict() == {s: make_logs.train_loss(s) for s in steps}  # rank 0 only
     assert run.series("train/learning_rate").to_dict() == {s: make_logs.learning_rate(s) for s in steps}
     notes = " | ".join(run.provenance.notes)
     assert "2 line(s) with two records glued together dropped" in notes
@@ -168,17 +176,24 @@ def test_every_text_reader_survives_random_bytes() -> None:
             pass
 
 
-@pytest.mark.parametrize("style", ["step={s} loss={v}", "iter {s} | loss: {v}", "[{s}/100] loss: {v}",
-                                   "INFO trainer: global_step {s}, train loss: {v}"])
+@pytest.mark.parametrize(
+    "style",
+    [
+        "step={s} loss={v}",
+        "iter {s} | loss: {v}",
+        "[{s}/100] loss: {v}",
+        "INFO trainer: global_step {s}, train loss: {v}",
+    ],
+)
 def test_generic_step_styles(tmp_path: Path, style: str) -> None:
     path = tmp_path / "log.txt"
-    path.write_text("starting\n" + "".join(style.format(s=s, v=make_logs.train_loss(s)) + "\n"
-                                          for s in (1, 2, 3)))
+    path.write_text("starting\n" + "".join(style.format(s=s, v=make_logs.train_loss(s)) + "\n" for s in (1, 2, 3)))
     run = one_run(path)
     assert run.series("train/loss").to_dict() == {s: make_logs.train_loss(s) for s in (1, 2, 3)}
 
 
 # --- torchtune ---------------------------------------------------------------------------------------
+
 
 def test_torchtune_disk_logger() -> None:
     path = LOGS / "torchtune_disk.log"
@@ -204,6 +219,7 @@ def test_torchtune_progress_bar_and_tensor_values(tmp_path: Path) -> None:
 
 # --- nanoGPT: a real (tiny) training loop printing nanoGPT's format strings ---------------------------
 
+
 def test_nanogpt_real_training_loop(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
@@ -215,8 +231,8 @@ def test_nanogpt_real_training_loop(tmp_path: Path) -> None:
 
     def get_batch():
         ix = torch.randint(len(data) - block - 1, (batch,))
-        x = torch.stack([data[i:i + block] for i in ix])
-        y = torch.stack([data[i + 1:i + block + 1] for i in ix])
+        x = torch.stack([data[i : i + block] for i in ix])
+        y = torch.stack([data[i + 1 : i + block + 1] for i in ix])
         return x, y
 
     def loss_of(x, y):
@@ -225,7 +241,9 @@ def test_nanogpt_real_training_loop(tmp_path: Path) -> None:
 
     @torch.no_grad()
     def estimate_loss():
-        return {split: float(torch.stack([loss_of(*get_batch()) for _ in range(3)]).mean()) for split in ("train", "val")}
+        return {
+            split: float(torch.stack([loss_of(*get_batch()) for _ in range(3)]).mean()) for split in ("train", "val")
+        }
 
     out = io.StringIO()
     printed_iter: dict[int, float] = {}
@@ -247,7 +265,7 @@ def test_nanogpt_real_training_loop(tmp_path: Path) -> None:
             if iter_num >= 5:
                 mfu = 0.01 / max(dt, 1e-6)
                 running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
-            print(f"iter {iter_num}: loss {lossf:.4f}, time {dt*1000:.2f}ms, mfu {running_mfu*100:.2f}%", file=out)
+            print(f"iter {iter_num}: loss {lossf:.4f}, time {dt * 1000:.2f}ms, mfu {running_mfu * 100:.2f}%", file=out)
             printed_iter[iter_num] = round(lossf, 4)
     path = tmp_path / "train.log"
     path.write_text("Overriding config with config/train_tiny.py:\n" + out.getvalue())
@@ -257,19 +275,24 @@ def test_nanogpt_real_training_loop(tmp_path: Path) -> None:
     assert run.series("eval/loss").to_dict() == pytest.approx({s: v for s, (_, v) in printed_eval.items()})
     assert run.series("eval/train_loss").to_dict() == pytest.approx({s: t for s, (t, _) in printed_eval.items()})
     mfu_steps = set(run.series("train/mfu").index)
-    assert mfu_steps == {s for s in printed_iter if s >= 6}      # -100.00% (not yet measured) is skipped
-    assert (run.series("train/step_time") < 10).all()             # ms → seconds
+    assert mfu_steps == {s for s in printed_iter if s >= 6}  # -100.00% (not yet measured) is skipped
+    assert (run.series("train/step_time") < 10).all()  # ms → seconds
 
 
 # --- user-defined format -----------------------------------------------------------------------------
 
+
 def test_user_format(tmp_path: Path) -> None:
     fmt = tmp_path / "fmt.yaml"
-    fmt.write_text("name: mine\npattern: 'it=(?P<it>\\d+) l=(?P<l>\\S+) v=(?P<v>\\S+)'\nstep: it\n"
-                   "metrics:\n  l: train/loss\n  v: val_loss\n")
+    fmt.write_text(
+        "name: mine\npattern: 'it=(?P<it>\\d+) l=(?P<l>\\S+) v=(?P<v>\\S+)'\nstep: it\n"
+        "metrics:\n  l: train/loss\n  v: val_loss\n"
+    )
     log = tmp_path / "run.out"
-    log.write_text("".join(f"it={s} l={make_logs.train_loss(s)} v={make_logs.eval_loss(s)}\n" for s in (5, 10))
-                   + "it=15 l=1.0 v=2.0it=15 l=1.0 v=2.0\n")
+    log.write_text(
+        "".join(f"it={s} l={make_logs.train_loss(s)} v={make_logs.eval_loss(s)}\n" for s in (5, 10))
+        + "it=15 l=1.0 v=2.0it=15 l=1.0 v=2.0\n"
+    )
     assert registry()["user-format"].sniff(make_target(str(log))) == 0.0
     run = one_run(log, source_kind="user-format", log_format=str(fmt))
     assert run.series("train/loss").to_dict() == {s: make_logs.train_loss(s) for s in (5, 10)}
@@ -277,15 +300,18 @@ def test_user_format(tmp_path: Path) -> None:
     assert any("glued together" in n for n in run.provenance.notes)
 
 
-@pytest.mark.parametrize("body, line, needle", [
-    ("pattern: '(?P<s>\\d+) (?P<x>(a+)+)'\nstep: s\nmetrics: {x: train/loss}\n", 1, "nested unbounded quantifier"),
-    ("pattern: '(?P<s>\\d+)'\nstep: s\nmetrics:\n  nope: train/loss\n", 4, "not a named group"),
-    ("pattern: '(?P<s>\\d+) (?P<x>\\S+)'\nstep: q\nmetrics: {x: train/loss}\n", 2, "step group 'q'"),
-    ("pattern: '(?P<s>\\d+'\nstep: s\nmetrics: {s: x}\n", 1, "not a valid regular expression"),
-    ("pattern: 'x'\nstep: s\nmetrics: {}\ncolour: red\n", 1, "has no named groups"),
-    ("pattern: [unclosed\n", 2, "YAML syntax error"),
-    ("- just\n- a list\n", 1, "expected a mapping"),
-])
+@pytest.mark.parametrize(
+    "body, line, needle",
+    [
+        ("pattern: '(?P<s>\\d+) (?P<x>(a+)+)'\nstep: s\nmetrics: {x: train/loss}\n", 1, "nested unbounded quantifier"),
+        ("pattern: '(?P<s>\\d+)'\nstep: s\nmetrics:\n  nope: train/loss\n", 4, "not a named group"),
+        ("pattern: '(?P<s>\\d+) (?P<x>\\S+)'\nstep: q\nmetrics: {x: train/loss}\n", 2, "step group 'q'"),
+        ("pattern: '(?P<s>\\d+'\nstep: s\nmetrics: {s: x}\n", 1, "not a valid regular expression"),
+        ("pattern: 'x'\nstep: s\nmetrics: {}\ncolour: red\n", 1, "has no named groups"),
+        ("pattern: [unclosed\n", 2, "YAML syntax error"),
+        ("- just\n- a list\n", 1, "expected a mapping"),
+    ],
+)
 def test_user_format_errors_name_file_and_line(tmp_path: Path, body: str, line: int, needle: str) -> None:
     fmt = tmp_path / "bad.yaml"
     fmt.write_text(body)
@@ -305,12 +331,21 @@ def test_user_format_needs_the_option(tmp_path: Path) -> None:
 
 # --- detection and the `sources` command --------------------------------------------------------------
 
-@pytest.mark.parametrize("name, kind", [
-    ("seed004_ddp.log", "text-log"), ("seed001_wandb_block.log", "wandb-console"),
-    ("ddp_glued.log", "text-log"), ("utf16_powershell.log", "text-log"),
-    ("torchtune_disk.log", "torchtune-log"), ("torchtune_pbar.log", "torchtune-log"),
-    ("lightning_metrics.csv", "csv"), ("long_metrics.csv", "csv"), ("metrics.jsonl", "jsonl"),
-])
+
+@pytest.mark.parametrize(
+    "name, kind",
+    [
+        ("seed004_ddp.log", "text-log"),
+        ("seed001_wandb_block.log", "wandb-console"),
+        ("ddp_glued.log", "text-log"),
+        ("utf16_powershell.log", "text-log"),
+        ("torchtune_disk.log", "torchtune-log"),
+        ("torchtune_pbar.log", "torchtune-log"),
+        ("lightning_metrics.csv", "csv"),
+        ("long_metrics.csv", "csv"),
+        ("metrics.jsonl", "jsonl"),
+    ],
+)
 def test_detection_picks_the_right_reader(name: str, kind: str) -> None:
     assert detect(make_target(str(LOGS / name)))[0].kind == kind
 

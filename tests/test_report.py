@@ -1,4 +1,5 @@
 """Reports: format registry, gold files (md/json/html), escaping, determinism, atomic writes, terminal."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,18 +66,29 @@ def compare_gold(name: str, actual: str) -> None:
         out = ACTUAL / name
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(actual, encoding="utf-8")
-        pytest.fail(f"{name} differs from tests/gold/{name}; actual output written to {out}. "
-                    f"Review with `diff -u tests/gold/{name} tests/actual/{name}`; accept with "
-                    f"LOSSDOCTOR_UPDATE_GOLD=1 pytest tests/test_report.py (see tests/gold/README.md)")
+        pytest.fail(
+            f"{name} differs from tests/gold/{name}; actual output written to {out}. "
+            f"Review with `diff -u tests/gold/{name} tests/actual/{name}`; accept with "
+            f"LOSSDOCTOR_UPDATE_GOLD=1 pytest tests/test_report.py (see tests/gold/README.md)"
+        )
 
 
-@pytest.mark.parametrize("sample,fmt,file", [
-    ("overfit", "md", "report.md"), ("overfit", "json", "diagnosis.json"), ("overfit", "html", "report.html"),
-    ("overfit", "sarif", "report.sarif"), ("overfit", "junit", "junit.xml"),
-    ("overfit", "github", "github-annotations.txt"),
-    ("healthy", "md", "report.md"), ("healthy", "json", "diagnosis.json"), ("healthy", "html", "report.html"),
-    ("nonfinite", "md", "report.md"), ("nonfinite", "html", "report.html"),
-])
+@pytest.mark.parametrize(
+    "sample,fmt,file",
+    [
+        ("overfit", "md", "report.md"),
+        ("overfit", "json", "diagnosis.json"),
+        ("overfit", "html", "report.html"),
+        ("overfit", "sarif", "report.sarif"),
+        ("overfit", "junit", "junit.xml"),
+        ("overfit", "github", "github-annotations.txt"),
+        ("healthy", "md", "report.md"),
+        ("healthy", "json", "diagnosis.json"),
+        ("healthy", "html", "report.html"),
+        ("nonfinite", "md", "report.md"),
+        ("nonfinite", "html", "report.html"),
+    ],
+)
 def test_gold(sample: str, fmt: str, file: str, tmp_path: Path) -> None:
     if sample == "overfit":
         diag = overfit_diagnosis(location=str(tmp_path / "trainer_state.json"))
@@ -91,6 +103,7 @@ def test_gold(sample: str, fmt: str, file: str, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- registry / API
+
 
 def test_formats_and_aliases() -> None:
     names = available_formats()
@@ -114,8 +127,11 @@ def test_every_formats_module_with_renderer_is_registered() -> None:
         module = importlib.import_module(f"lossdoctor.report.formats.{info.name}")
         if hasattr(module, "RENDERER"):
             expected.add(module.RENDERER.name)
-    assert {r.name for r in registry().values()} == expected == {"html", "markdown", "json", "terminal", "sarif",
-                                                                 "junit", "github"}
+    assert (
+        {r.name for r in registry().values()}
+        == expected
+        == {"html", "markdown", "json", "terminal", "sarif", "junit", "github"}
+    )
 
 
 def test_unknown_format_is_usage_error() -> None:
@@ -136,6 +152,7 @@ def test_render_file_sets() -> None:
 
 # --------------------------------------------------------------------------- report data
 
+
 def test_report_data_is_frozen_and_pure() -> None:
     diag = overfit_diagnosis()
     a, b = build_report_data(diag), build_report_data(diag)
@@ -148,7 +165,7 @@ def test_report_data_is_frozen_and_pure() -> None:
     assert [s.gid for s in loss.spans] == ["finding-overfitting"]
     assert loss.marker is not None and (loss.marker.step, loss.marker.value) == (20, 1.0)
     assert [s.gid for s in a.plots[0].spans] == ["finding-grad-norm-explosion"]
-    assert a.plots[2].spans == ()          # the LR plot: no finding names train/learning_rate
+    assert a.plots[2].spans == ()  # the LR plot: no finding names train/learning_rate
     assert a.level == "error" and a.counts == (("error", 1), ("warning", 1), ("info", 0))
 
 
@@ -160,12 +177,12 @@ def test_caveats_for_incomplete_runs() -> None:
     crashed = build_report_data(nonfinite_diagnosis())
     assert crashed.level == "incomplete"
     assert "Analysis incomplete: 1 rule check(s) crashed" in crashed.caveats[0]
-    assert any("crashed" in c for c in crashed.caveats[1:])   # the run's own state
+    assert any("crashed" in c for c in crashed.caveats[1:])  # the run's own state
 
 
 def test_facts_follow_the_formula() -> None:
     facts = dict(build_report_data(overfit_diagnosis()).facts)
-    final = 1 + 5e-5 * 80 ** 2
+    final = 1 + 5e-5 * 80**2
     assert facts["Best eval loss"] == "1.0 at step 20"
     assert facts["Final eval loss"] == f"{final:.4g} at step 100"
     assert facts["Final vs best eval loss"] == f"+{(final - 1) * 100:.1f}%"
@@ -173,6 +190,7 @@ def test_facts_follow_the_formula() -> None:
 
 
 # --------------------------------------------------------------------------- HTML
+
 
 def test_html_is_self_contained_and_shades_findings() -> None:
     html = render(overfit_diagnosis(), "html")["report.html"].decode()
@@ -185,8 +203,13 @@ def test_html_is_self_contained_and_shades_findings() -> None:
     assert 'id="best-eval-step"' in html
     ids = re.findall(r'\bid="([^"]+)"', html)
     assert len(ids) == len(set(ids)), "ids must be unique across the inlined SVGs"
-    for word in ("trainer-state", "optimizer steps as logged by the trainer", "lora.target_modules",
-                 "rules/default.yaml:73", "load_best_model_at_end"):
+    for word in (
+        "trainer-state",
+        "optimizer steps as logged by the trainer",
+        "lora.target_modules",
+        "rules/default.yaml:73",
+        "load_best_model_at_end",
+    ):
         assert word in html
 
 
@@ -194,11 +217,20 @@ def test_html_escapes_every_run_string() -> None:
     html = render(hostile_diagnosis(), "html")["report.html"].decode()
     assert XSS_NAME not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    for raw in ("<img src=x", "<iframe", "<b>key</b>", "<b>this</b>", "<svg onload", "<script>alert(6)",
-                "<k>", "<v>", "<script>x</script>"):
+    for raw in (
+        "<img src=x",
+        "<iframe",
+        "<b>key</b>",
+        "<b>this</b>",
+        "<svg onload",
+        "<script>alert(6)",
+        "<k>",
+        "<v>",
+        "<script>x</script>",
+    ):
         assert raw not in html, raw
     assert "&lt;b&gt;key&lt;/b&gt;" in html and "&lt;iframe" in html
-    assert "&lt;svg_onload=alert(4)&gt;</text>" in html   # the metric name as SVG text, escaped by matplotlib
+    assert "&lt;svg_onload=alert(4)&gt;</text>" in html  # the metric name as SVG text, escaped by matplotlib
     assert "<script" not in html
 
 
@@ -211,6 +243,7 @@ def test_nonfinite_points_are_marked_and_json_safe() -> None:
 
 
 # --------------------------------------------------------------------------- Markdown
+
 
 def _table_rows(md: str) -> list[str]:
     return [ln for ln in md.splitlines() if ln.startswith("|")]
@@ -245,9 +278,11 @@ def test_markdown_run_name_cannot_break_heading() -> None:
 
 # --------------------------------------------------------------------------- JSON
 
+
 def _strict_loads(data: bytes) -> dict:
     def bad(name: str) -> None:
         raise ValueError(f"non-standard JSON constant {name}")
+
     return json.loads(data, parse_constant=bad)
 
 
@@ -270,16 +305,17 @@ def test_json_schema_and_values() -> None:
 
 def test_json_nonfinite_as_strings() -> None:
     raw = render(nonfinite_diagnosis(), "json")["diagnosis.json"]
-    doc = _strict_loads(raw)    # raises on the NaN / Infinity tokens json.dumps would write by default
+    doc = _strict_loads(raw)  # raises on the NaN / Infinity tokens json.dumps would write by default
     ev = doc["findings"][0]["evidence"]
     assert (ev["first_value"], ev["peak"], ev["low"]) == ("nan", "inf", "-inf")
     loss = next(m for m in doc["run"]["metrics"] if m["name"] == "train/loss")
     assert loss["values"][2:4] == ["nan", "inf"] and loss["nonfinite"] == 2
-    assert math.isnan(float(loss["values"][2]))     # documented: float() maps them back
+    assert math.isnan(float(loss["values"][2]))  # documented: float() maps them back
     assert doc["crashed_checks"] == ["loss-plateau: ZeroDivisionError: division by zero"]
 
 
 # --------------------------------------------------------------------------- determinism
+
 
 def test_output_is_deterministic() -> None:
     for fmt in ("html", "md", "json", "sarif", "junit", "github", "terminal"):
@@ -289,6 +325,7 @@ def test_output_is_deterministic() -> None:
 
 
 # --------------------------------------------------------------------------- writing
+
 
 def test_write_reports_writes_all_and_returns_primaries(tmp_path: Path) -> None:
     out = tmp_path / "reports" / "run"
@@ -310,7 +347,7 @@ def test_failed_render_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(html, "render", boom)
     out = tmp_path / "new"
     with pytest.raises(RuntimeError, match="renderer bug"):
-        write_reports(overfit_diagnosis(), ("md", "html"), out)   # md renders fine first
+        write_reports(overfit_diagnosis(), ("md", "html"), out)  # md renders fine first
     assert not out.exists()
     existing = tmp_path / "old"
     existing.mkdir()
@@ -329,6 +366,7 @@ def test_unwritable_out_dir_is_one_line_error(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- terminal
+
 
 def test_terminal_summary() -> None:
     diag = overfit_diagnosis()
@@ -354,6 +392,7 @@ def test_terminal_strips_control_sequences() -> None:
 
 # --------------------------------------------------------------------------- where findings hold, plots
 
+
 def test_findings_shaded_exactly_where_they_hold() -> None:
     """Real rules on a real generated run: overfitting from the best eval on; lr-too-high wherever the lr is
     at or over its limit (not only at the peak step the rule reports)."""
@@ -378,7 +417,7 @@ def test_findings_shaded_exactly_where_they_hold() -> None:
 
 
 def test_loss_plot_goes_log_when_it_spans_more_than_10x() -> None:
-    data = build_report_data(overfit_diagnosis())       # train loss 2.94 -> 0.51: under 10x
+    data = build_report_data(overfit_diagnosis())  # train loss 2.94 -> 0.51: under 10x
     assert not next(p for p in data.plots if p.key == "loss").log_y
     import dataclasses
 
@@ -386,7 +425,7 @@ def test_loss_plot_goes_log_when_it_spans_more_than_10x() -> None:
 
     diag = overfit_diagnosis()
     s = np.arange(1, 101, dtype=float)
-    frame = make_metrics(s, ["loss"] * 100, 8.0 * np.exp(-s / 20.0) + 0.05)     # 7.7 -> 0.10: 75x
+    frame = make_metrics(s, ["loss"] * 100, 8.0 * np.exp(-s / 20.0) + 0.05)  # 7.7 -> 0.10: 75x
     run = dataclasses.replace(diag.run, metrics=frame)
     loss = next(p for p in build_report_data(dataclasses.replace(diag, run=run)).plots if p.key == "loss")
     assert loss.log_y
@@ -411,7 +450,7 @@ def test_svg_survives_extreme_values_and_markup_in_names() -> None:
     svg = plot_svg(plot)
     coords = re.findall(r'\b(?:x|y|x1|x2|y1|y2|cx|cy|width|height)="([^"]+)"', svg)
     coords += re.findall(r"-?\d+(?:\.\d+)?", " ".join(re.findall(r' d="([^"]+)"', svg)))
-    coords = [c for c in coords if c != "100%"]          # the <svg width="100%">
+    coords = [c for c in coords if c != "100%"]  # the <svg width="100%">
     assert coords and all(math.isfinite(float(c)) for c in coords)
-    assert "$\\alpha$_&lt;b&gt;&amp;</text>" in svg and "<b>" not in svg     # literal, no math text
+    assert "$\\alpha$_&lt;b&gt;&amp;</text>" in svg and "<b>" not in svg  # literal, no math text
     assert svg.count('class="nonfinite"') == 3

@@ -4,6 +4,7 @@ Needs Debian's Chromium (``apt-get install -y chromium``) and the ``playwright``
 browser bundled by ``playwright install`` is not used. A missing browser FAILS this test (with the
 install line) instead of skipping it, so CI cannot pass without having looked at the page.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -21,10 +22,20 @@ SHOTS = ROOT / "tests" / "actual" / "screenshots"
 pytestmark = pytest.mark.slow
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-INSTALL_HINT = ("install it with: apt-get update && apt-get install -y chromium && "
-                "pip install playwright   (do not run `playwright install`)")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+INSTALL_HINT = (
+    "install it with: apt-get update && apt-get install -y chromium && "
+    "pip install playwright   (do not run `playwright install`)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -57,8 +68,9 @@ def _open(browser, diagnosis, tmp_path: Path, height: int = 1000):  # noqa: ANN0
 
 
 def _width(page, selector: str) -> float:  # noqa: ANN001
-    return page.evaluate("s => { const e = document.querySelector(s); "
-                         "return e ? e.getBoundingClientRect().width : -1; }", selector)
+    return page.evaluate(
+        "s => { const e = document.querySelector(s); return e ? e.getBoundingClientRect().width : -1; }", selector
+    )
 
 
 def test_curves_and_finding_regions_render(browser, tmp_path: Path) -> None:  # noqa: ANN001
@@ -89,7 +101,7 @@ def test_curves_and_finding_regions_render(browser, tmp_path: Path) -> None:  # 
 def test_one_step_finding_still_visible(browser, tmp_path: Path) -> None:  # noqa: ANN001
     page, dialogs, _ = _open(browser, nonfinite_diagnosis(), tmp_path)
     try:
-        assert _width(page, "#finding-loss-spike") > 0          # first_step == last_step == 50
+        assert _width(page, "#finding-loss-spike") > 0  # first_step == last_step == 50
         assert _width(page, "#finding-nonfinite-loss") > 0
         assert "division by zero" in page.inner_text("#crashed")
     finally:
@@ -101,7 +113,7 @@ def test_script_in_run_strings_does_not_execute(browser, tmp_path: Path) -> None
     try:
         assert dialogs == []
         assert page.evaluate("document.querySelectorAll('script, iframe, img').length") == 0
-        assert page.inner_text("#run-name") == f"lossdoctor: {XSS_NAME}"   # shown as text
+        assert page.inner_text("#run-name") == f"lossdoctor: {XSS_NAME}"  # shown as text
         assert "<img src=x onerror=alert(3)>" in page.inner_text("#config")
         assert page.title() == f"lossdoctor: {XSS_NAME}"
         assert not [u for u in requests if not u.endswith("report.html")], requests
@@ -110,12 +122,16 @@ def test_script_in_run_strings_does_not_execute(browser, tmp_path: Path) -> None
 
 
 def _box(page, selector: str) -> dict:  # noqa: ANN001
-    return page.evaluate("s => { const r = document.querySelector(s).getBoundingClientRect(); "
-                         "return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; }", selector)
+    return page.evaluate(
+        "s => { const r = document.querySelector(s).getBoundingClientRect(); "
+        "return {top: r.top, bottom: r.bottom, left: r.left, right: r.right}; }",
+        selector,
+    )
 
 
-@pytest.mark.parametrize("name,make", [("overfit", overfit_diagnosis), ("nonfinite", nonfinite_diagnosis),
-                                       ("healthy", healthy_diagnosis)])
+@pytest.mark.parametrize(
+    "name,make", [("overfit", overfit_diagnosis), ("nonfinite", nonfinite_diagnosis), ("healthy", healthy_diagnosis)]
+)
 def test_first_screen_shows_verdict_and_first_finding(browser, tmp_path: Path, name: str, make) -> None:  # noqa: ANN001
     """At 1280x800 the verdict, the facts and the first finding with what to do are on the first screen,
     before any plot; the timeline comes before the curves. A screenshot is kept for review."""
@@ -131,9 +147,11 @@ def test_first_screen_shows_verdict_and_first_finding(browser, tmp_path: Path, n
         findings = page.query_selector_all("article.finding")
         if findings:
             first = _box(page, "article.finding")
-            assert first["bottom"] <= 800, first          # the whole first finding, what to do included
-            assert page.query_selector("article.finding .todo") is None or \
-                _box(page, "article.finding .todo")["bottom"] <= 800
+            assert first["bottom"] <= 800, first  # the whole first finding, what to do included
+            assert (
+                page.query_selector("article.finding .todo") is None
+                or _box(page, "article.finding .todo")["bottom"] <= 800
+            )
             assert first["bottom"] <= _box(page, "#timeline")["top"] <= first_plot["top"]
         else:
             assert "No rule fired" in page.inner_text("#findings")
@@ -150,8 +168,9 @@ def test_timeline_rows_follow_where_findings_hold(browser, tmp_path: Path) -> No
     try:
         # overfitting holds over steps 20-100 and the explosion over 60-70 of a 5-100 axis: 80 : 10
         over = page.evaluate("document.querySelector('#strip-overfitting rect.holds').getBoundingClientRect().width")
-        expl = page.evaluate("document.querySelector('#strip-grad-norm-explosion rect.holds')"
-                             ".getBoundingClientRect().width")
+        expl = page.evaluate(
+            "document.querySelector('#strip-grad-norm-explosion rect.holds').getBoundingClientRect().width"
+        )
         assert 6.0 < over / expl < 10.0
     finally:
         page.close()

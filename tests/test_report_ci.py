@@ -1,6 +1,7 @@
 """CI formats: SARIF 2.1.0 and JUnit XML validated against their published schemas (vendored in
 tests/data/schemas/, sources and licences in its README), GitHub workflow commands, and the analyze CLI
 around them (stdin, --fail-on case, --full-series, file modes, a reused --out)."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,14 @@ CORPUS = ROOT / "tests" / "corpus"
 
 def cli(*args: str, cwd: Path | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, PYTHONIOENCODING="utf-8", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "lossdoctor", *args], capture_output=True, input=stdin,
-                          cwd=cwd or ROOT, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "lossdoctor", *args],
+        capture_output=True,
+        input=stdin,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=300,
+    )
 
 
 def real_diagnosis(path: Path):  # noqa: ANN201
@@ -73,10 +80,11 @@ def _nan_keyvalue_log(tmp_path: Path) -> tuple[Path, int]:
 
 # --------------------------------------------------------------------------- SARIF
 
+
 def test_sarif_validates_and_names_rules_file_and_line(tmp_path: Path, sarif_validator) -> None:  # noqa: ANN001
     log, nan_line = _nan_keyvalue_log(tmp_path)
     diag = real_diagnosis(log)
-    assert diag.run.state == "finished"          # "step 50 / 50" then "Training finished."
+    assert diag.run.state == "finished"  # "step 50 / 50" then "Training finished."
     doc = json.loads(render(diag, "sarif")["report.sarif"])
     sarif_validator.validate(doc)
     assert doc["version"] == "2.1.0"
@@ -87,8 +95,9 @@ def test_sarif_validates_and_names_rules_file_and_line(tmp_path: Path, sarif_val
     nonfinite = [r for r in run["results"] if r["ruleId"] == "nonfinite-loss"]
     assert nonfinite and nonfinite[0]["level"] == "error"
     loc = nonfinite[0]["locations"][0]["physicalLocation"]
-    assert loc["artifactLocation"]["uri"] == log.as_uri()[len("file://"):] or \
-        loc["artifactLocation"]["uri"].endswith("/train.log")
+    assert loc["artifactLocation"]["uri"] == log.as_uri()[len("file://") :] or loc["artifactLocation"]["uri"].endswith(
+        "/train.log"
+    )
     assert loc["region"]["startLine"] == nan_line
     assert run["tool"]["driver"]["rules"][nonfinite[0]["ruleIndex"]]["id"] == "nonfinite-loss"
     assert run["invocations"][0]["executionSuccessful"] is True
@@ -101,12 +110,14 @@ def test_sarif_relative_location_and_fingerprints_stable(sarif_validator) -> Non
     results = a["runs"][0]["results"]
     assert {r["ruleId"] for r in results} == {f.rule_id for f in diag.findings}
     uri = results[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
-    assert uri == "tests/corpus/gen-overfit-lr-1/trainer_state.json"    # as given: relative to the repo root
-    assert "region" not in results[0]["locations"][0]["physicalLocation"]   # json reader: no line numbers
-    again = json.loads(render(real_diagnosis(Path("tests/corpus/gen-overfit-lr-1/trainer_state.json")), "sarif")
-                       ["report.sarif"])
-    assert [r["partialFingerprints"] for r in again["runs"][0]["results"]] == \
-        [r["partialFingerprints"] for r in results]
+    assert uri == "tests/corpus/gen-overfit-lr-1/trainer_state.json"  # as given: relative to the repo root
+    assert "region" not in results[0]["locations"][0]["physicalLocation"]  # json reader: no line numbers
+    again = json.loads(
+        render(real_diagnosis(Path("tests/corpus/gen-overfit-lr-1/trainer_state.json")), "sarif")["report.sarif"]
+    )
+    assert [r["partialFingerprints"] for r in again["runs"][0]["results"]] == [
+        r["partialFingerprints"] for r in results
+    ]
 
 
 def test_sarif_crashed_check_and_hostile_strings(sarif_validator) -> None:  # noqa: ANN001
@@ -120,6 +131,7 @@ def test_sarif_crashed_check_and_hostile_strings(sarif_validator) -> None:  # no
 
 
 # --------------------------------------------------------------------------- JUnit
+
 
 def test_junit_one_case_per_rule_validates(tmp_path: Path, junit_schema) -> None:  # noqa: ANN001
     log, _ = _nan_keyvalue_log(tmp_path)
@@ -152,7 +164,7 @@ def test_junit_escapes_hostile_strings(junit_schema) -> None:  # noqa: ANN001
     import dataclasses
 
     diag = hostile_diagnosis()
-    evil = dataclasses.replace(diag, run=dataclasses.replace(diag.run, name="a\x00b\x1b]c<d>&\"e"))
+    evil = dataclasses.replace(diag, run=dataclasses.replace(diag.run, name='a\x00b\x1b]c<d>&"e'))
     xml = render(evil, "junit")["junit.xml"].decode()
     junit_schema.validate(xml)
     root = ET.fromstring(xml)
@@ -163,20 +175,24 @@ def test_junit_escapes_hostile_strings(junit_schema) -> None:  # noqa: ANN001
 
 # --------------------------------------------------------------------------- GitHub annotations
 
+
 def test_github_annotations_escaped_one_per_finding() -> None:
     import dataclasses
 
     diag = overfit_diagnosis(location="runs/x/trainer_state.json")
-    f0 = dataclasses.replace(diag.findings[0], message="line1\nline2 100% ::error::injected",
-                             title="a,b:c")
+    f0 = dataclasses.replace(diag.findings[0], message="line1\nline2 100% ::error::injected", title="a,b:c")
     text = render(dataclasses.replace(diag, findings=(f0, *diag.findings[1:])), "github")[
-        "github-annotations.txt"].decode()
+        "github-annotations.txt"
+    ].decode()
     lines = text.splitlines()
     assert len(lines) == len(diag.findings) + 1
-    assert lines[0].startswith("::error file=runs/x/trainer_state.json,title=lossdoctor grad-norm-explosion%3A a%2Cb%3Ac")
-    assert "line1%0Aline2 100%25 ::error::injected" not in lines[0]     # messages are made one line first
-    assert lines[0].endswith("line1 line2 100%25 ::error::injected What to do: Lower the learning rate or set "
-                             "max_grad_norm=1.0.")
+    assert lines[0].startswith(
+        "::error file=runs/x/trainer_state.json,title=lossdoctor grad-norm-explosion%3A a%2Cb%3Ac"
+    )
+    assert "line1%0Aline2 100%25 ::error::injected" not in lines[0]  # messages are made one line first
+    assert lines[0].endswith(
+        "line1 line2 100%25 ::error::injected What to do: Lower the learning rate or set max_grad_norm=1.0."
+    )
     assert lines[1].startswith("::warning file=runs/x/trainer_state.json,")
     assert lines[-1].startswith("::notice title=lossdoctor%3A ")
 
@@ -185,13 +201,14 @@ def test_github_format_goes_to_stdout_not_a_file(tmp_path: Path) -> None:
     log, nan_line = _nan_keyvalue_log(tmp_path)
     out = tmp_path / "out"
     proc = cli("analyze", str(log), "--format", "github,json", "--out", str(out))
-    assert proc.returncode == 1, proc.stderr           # nonfinite-loss is an error
+    assert proc.returncode == 1, proc.stderr  # nonfinite-loss is an error
     stdout = proc.stdout.decode()
     assert f"::error file={log},line={nan_line},title=lossdoctor nonfinite-loss" in stdout
     assert sorted(p.name for p in out.iterdir()) == [".lossdoctor-files", "diagnosis.json"]
 
 
 # --------------------------------------------------------------------------- CLI around the reports
+
 
 def test_stdin_fail_on_case_and_file_modes(tmp_path: Path) -> None:
     data = (CORPUS / "gen-overfit-lr-1" / "trainer_state.json").read_bytes()
@@ -229,10 +246,14 @@ def test_reused_out_removes_own_stale_files_only(tmp_path: Path) -> None:
     write_reports(overfit_diagnosis(), ("html", "md", "json", "sarif"), out)
     (out / "notes.txt").write_text("mine")
     (out / "plots").mkdir()
-    (out / "plots" / "keep.png").write_bytes(b"x")       # not ours (not in the listing)
+    (out / "plots" / "keep.png").write_bytes(b"x")  # not ours (not in the listing)
     write_reports(overfit_diagnosis(), ("json",), out)
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
-        [".lossdoctor-files", "diagnosis.json", "notes.txt", "plots/keep.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        ".lossdoctor-files",
+        "diagnosis.json",
+        "notes.txt",
+        "plots/keep.png",
+    ]
 
 
 def test_reused_out_removes_legacy_png_plots(tmp_path: Path) -> None:
@@ -256,11 +277,24 @@ def test_json_decimated_keeps_evidence_and_nonfinite_full_series_keeps_all() -> 
     loss = 2.0 + np.sin(steps / 50.0) * 0.1
     loss[12_345] = np.nan
     metrics = make_metrics(steps, ["loss"] * n, loss)
-    run = Run(name="big", provenance=__import__("lossdoctor.model", fromlist=["Provenance"]).Provenance(
-        kind="csv", location="big.csv"), metrics=metrics, state="finished")
-    finding = Finding(rule_id="loss-spike", severity="info", title="t", message="m", remediation=(),
-                      series=("train/loss",), first_step=7_777, last_step=7_777,
-                      evidence={"step": 7_777, "peak_step": 9_999}, origin="x:1")
+    run = Run(
+        name="big",
+        provenance=__import__("lossdoctor.model", fromlist=["Provenance"]).Provenance(kind="csv", location="big.csv"),
+        metrics=metrics,
+        state="finished",
+    )
+    finding = Finding(
+        rule_id="loss-spike",
+        severity="info",
+        title="t",
+        message="m",
+        remediation=(),
+        series=("train/loss",),
+        first_step=7_777,
+        last_step=7_777,
+        evidence={"step": 7_777, "peak_step": 9_999},
+        origin="x:1",
+    )
     diag = dataclasses.replace(overfit_diagnosis(), run=run, findings=(finding,), facts=Facts(last_step=n))
     doc = json.loads(render(diag, "json")["diagnosis.json"])
     (m,) = doc["run"]["metrics"]
@@ -276,17 +310,24 @@ def test_json_decimated_keeps_evidence_and_nonfinite_full_series_keeps_all() -> 
 def test_report_path_imports_only_what_a_format_uses(tmp_path: Path) -> None:
     """No matplotlib on the analyze path at all; jinja2 and the SVG code only for HTML/Markdown."""
     state = CORPUS / "gen-overfit-lr-1" / "trainer_state.json"
-    probe = ("import runpy, sys\n"
-             "sys.argv = ['lossdoctor', 'analyze', sys.argv[1], '--format', sys.argv[2], '--out', sys.argv[3], "
-             "'--fail-on', 'never', '-q']\n"
-             "try:\n    runpy.run_module('lossdoctor', run_name='__main__')\n"
-             "except SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('matplotlib', 'jinja2', 'lossdoctor.report.svg', 'xml.sax.saxutils', "
-             "'torch') if m in sys.modules), file=sys.stderr)\n")
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['lossdoctor', 'analyze', sys.argv[1], '--format', sys.argv[2], '--out', sys.argv[3], "
+        "'--fail-on', 'never', '-q']\n"
+        "try:\n    runpy.run_module('lossdoctor', run_name='__main__')\n"
+        "except SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('matplotlib', 'jinja2', 'lossdoctor.report.svg', 'xml.sax.saxutils', "
+        "'torch') if m in sys.modules), file=sys.stderr)\n"
+    )
     seen = {}
     for fmt in ("json", "html,md", "sarif,junit"):
-        proc = subprocess.run([sys.executable, "-c", probe, str(state), fmt, str(tmp_path / fmt)],
-                              capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, str(state), fmt, str(tmp_path / fmt)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
         seen[fmt] = proc.stderr.strip().splitlines()[-1]
     assert seen["json"] == "[]"
     assert seen["html,md"] == "['jinja2', 'lossdoctor.report.svg']"
@@ -306,14 +347,14 @@ def test_wandb_sparkline_facts_say_only_what_is_known(tmp_path: Path) -> None:
     assert facts["final_eval_loss"] == summary["eval/loss"] and facts["final_train_loss"] == summary["train/loss"]
     assert facts["early_stopping_would_help"] is True
     levels = [v for m in doc["run"]["metrics"] if m["name"] == "eval/loss" for v in m["values"]]
-    reconstructed = min(levels)                # the shape's lowest point: not a measured value
+    reconstructed = min(levels)  # the shape's lowest point: not a measured value
     md = (tmp_path / "o" / "report.md").read_text()
     facts_table = md.split("### Findings")[0]
     assert f"{reconstructed:.4g}" not in facts_table and "100.0%" not in facts_table
     assert f"{summary['eval/loss']:.4g} (run summary)" in facts_table
     assert "its value is not recorded" in facts_table
     assert f"{reconstructed:.4g}" not in doc["verdict"] and "%" not in doc["verdict"]
-    assert "read off a recovered shape" in md          # the findings' numbers are flagged as such
+    assert "read off a recovered shape" in md  # the findings' numbers are flagged as such
 
 
 def test_a_finished_log_is_not_called_incomplete(tmp_path: Path) -> None:
@@ -324,9 +365,10 @@ def test_a_finished_log_is_not_called_incomplete(tmp_path: Path) -> None:
     assert "so far" not in diag.verdict
     text = render(diag, "md")["report.md"].decode()
     assert "may be incomplete" not in text and "still running" not in text
-    cut = tmp_path / "cut.log"                 # the same log stopped at step 30 of 50 is not finished
+    cut = tmp_path / "cut.log"  # the same log stopped at step 30 of 50 is not finished
     lines = log.read_text(encoding="utf-8").splitlines()
-    keep = [ln for ln in lines if "step 40 / 50" not in ln and "step 50 / 50" not in ln
-            and "Training finished" not in ln]
+    keep = [
+        ln for ln in lines if "step 40 / 50" not in ln and "step 50 / 50" not in ln and "Training finished" not in ln
+    ]
     cut.write_text("\n".join(keep) + "\n", encoding="utf-8")
     assert real_diagnosis(cut).run.state == "unknown"

@@ -1,5 +1,6 @@
 """Real trl GRPOTrainer and DPOTrainer runs on CPU (tests/corpus/make_rl_corpus.py): the logs they write are
 read, taken for the right objective, and judged by the preference/RL rules only."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -22,12 +23,16 @@ def _maker():
     return module
 
 
-@pytest.mark.parametrize("name,objective,expected", [
-    ("gen-grpo-no-signal-1", "rl", {"no-learning-signal", "reward-not-improving"}),
-    ("gen-dpo-not-learning-1", "preference", {"preference-not-learning"}),
-])
-def test_real_trainer_run_is_judged_by_its_objective(tmp_path: Path, name: str, objective: str,
-                                                     expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "name,objective,expected",
+    [
+        ("gen-grpo-no-signal-1", "rl", {"no-learning-signal", "reward-not-improving"}),
+        ("gen-dpo-not-learning-1", "preference", {"preference-not-learning"}),
+    ],
+)
+def test_real_trainer_run_is_judged_by_its_objective(
+    tmp_path: Path, name: str, objective: str, expected: set[str]
+) -> None:
     maker = _maker()
     case = next(c for c in maker.CASES if c.name == name)
     maker.make(case, root=tmp_path)
@@ -36,8 +41,16 @@ def test_real_trainer_run_is_judged_by_its_objective(tmp_path: Path, name: str, 
     assert diag.objective.id == objective and diag.objective.how == "detected"
     fired = {f.rule_id for f in diag.findings}
     assert expected <= fired
-    supervised = {"loss-not-decreasing", "loss-plateau", "loss-spike", "loss-diverging", "overfitting",
-                  "grad-norm-vanishing", "lr-too-low", "no-eval-loss"}
+    supervised = {
+        "loss-not-decreasing",
+        "loss-plateau",
+        "loss-spike",
+        "loss-diverging",
+        "overfitting",
+        "grad-norm-vanishing",
+        "lr-too-low",
+        "no-eval-loss",
+    }
     assert not fired & supervised, fired
     label = (tmp_path / name / "label.yaml").read_text()
     assert f'objective: "{objective}"' in label

@@ -1,4 +1,5 @@
 """Role inference from name patterns (aliases.yaml `roles:`), and `--metric ROLE=NAME` overriding it."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,9 @@ STEPS = range(1, 6)
 
 def jsonl(tmp: Path, columns: dict[str, list[float]], name: str = "m.jsonl") -> Path:
     path = tmp / name
-    path.write_text("".join(json.dumps({"step": s, **{k: v[i] for k, v in columns.items()}}) + "\n"
-                            for i, s in enumerate(STEPS)))
+    path.write_text(
+        "".join(json.dumps({"step": s, **{k: v[i] for k, v in columns.items()}}) + "\n" for i, s in enumerate(STEPS))
+    )
     return path
 
 
@@ -36,8 +38,12 @@ def falling(a: float) -> list[float]:
 
 
 def test_component_losses_never_taken_when_a_total_is_there(tmp_path: Path) -> None:
-    run = read(jsonl(tmp_path, {"loss_cls": falling(1), "aux_loss": falling(0.5), "loss_mask": falling(0.3),
-                                "total_loss": falling(3)}))
+    run = read(
+        jsonl(
+            tmp_path,
+            {"loss_cls": falling(1), "aux_loss": falling(0.5), "loss_mask": falling(0.3), "total_loss": falling(3)},
+        )
+    )
     assert raw_of(run, "train/loss") == {"total_loss"}
     assert run.has("loss_cls") and run.has("aux_loss") and run.has("loss_mask")
     assert any("train/loss taken from 'total_loss'" in n for n in run.provenance.notes)
@@ -57,8 +63,19 @@ def test_lone_loss_is_taken_only_when_unique(tmp_path: Path) -> None:
 
 
 def test_short_and_stack_specific_names(tmp_path: Path) -> None:
-    run = read(jsonl(tmp_path, {"trl": falling(3), "tel": falling(3.2), "norm": [1.0] * 5, "lm loss": falling(9),
-                                "loss scale": [65536.0] * 5, "lr-AdamW/pg1": [1e-4] * 5}))
+    run = read(
+        jsonl(
+            tmp_path,
+            {
+                "trl": falling(3),
+                "tel": falling(3.2),
+                "norm": [1.0] * 5,
+                "lm loss": falling(9),
+                "loss scale": [65536.0] * 5,
+                "lr-AdamW/pg1": [1e-4] * 5,
+            },
+        )
+    )
     # both 'lm loss' and 'trl' name the train loss; patterns are tried in order and 'lm loss' matches the
     # first one; 'loss scale' is never a loss
     assert raw_of(run, "train/loss") == {"lm loss"}
@@ -90,9 +107,9 @@ def test_metric_override_replaces_alias_and_inference(tmp_path: Path) -> None:
     path = jsonl(tmp_path, {"loss": falling(9), "lm_loss": falling(3)})
     run = read(path, "train_loss=lm_loss")
     assert raw_of(run, "train/loss") == {"lm_loss"}
-    assert run.has("loss") and run.series("loss").iloc[0] == 9      # the former holder keeps its own name
+    assert run.has("loss") and run.series("loss").iloc[0] == 9  # the former holder keeps its own name
     assert any("(--metric)" in n for n in run.provenance.notes)
-    assert raw_of(read(path, "train/loss=lm_loss"), "train/loss") == {"lm_loss"}   # canonical name as ROLE
+    assert raw_of(read(path, "train/loss=lm_loss"), "train/loss") == {"lm_loss"}  # canonical name as ROLE
 
 
 @pytest.mark.parametrize("bad", ["loss", "nope=loss", "train_loss="])
@@ -105,8 +122,7 @@ def test_metric_override_on_the_command_line(tmp_path: Path) -> None:
     path = jsonl(tmp_path, {"loss": falling(9), "lm_loss": falling(3), "val_loss": falling(3.5)})
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True,
-                              timeout=300)
+        return subprocess.run([sys.executable, "-m", "lossdoctor", *args], capture_output=True, text=True, timeout=300)
 
     ok = cli("analyze", str(path), "--metric", "train_loss=lm_loss", "--format", "json", "--out", str(tmp_path / "r"))
     assert ok.returncode in (0, 1), ok.stderr

@@ -2,6 +2,7 @@
 case for every default rule (a rule never shown to fire, or to stay quiet, is untested). A case is judged as
 `lossdoctor analyze` judges a run: the rule runs only when it judges the case's objective (the case's
 `objective:`, else the one its series show)."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,7 +22,7 @@ def test_rule_case(rule_id: str, case_id: str, case: dict) -> None:
     assert rule is not None, f"{case_id}: no rule {rule_id!r} in the default pack"
     run = build_run(case["series"], case_id, case.get("config"))
     objective = resolve(case["objective"]) if "objective" in case else detect(run)
-    if "objective_detected" in case:     # the case pins what its series are taken for
+    if "objective_detected" in case:  # the case pins what its series are taken for
         assert detect(run).id == case["objective_detected"], (detect(run), case["objective_detected"])
     finding = evaluate_rule(rule, run) if rule.applies_to(objective.id) else None
     expect = case["expect"]

@@ -1,5 +1,6 @@
 """Hostile rule files: each is rejected by `rules validate` (and by `analyze --rules`) with one located
 line, in bounded time and memory; `analyze` accepts nothing `rules validate` refuses."""
+
 from __future__ import annotations
 
 import os
@@ -12,12 +13,14 @@ import pytest
 from lossdoctor.rules import template
 from lossdoctor.rules.packs import validate_files
 
-RULE = ("version: 1\nrules:\n  - id: x\n    severity: error\n    title: X\n"
-        "    when: {{check: threshold, series: train/loss, op: '>', value: {value}}}\n    message: '{message}'\n")
+RULE = (
+    "version: 1\nrules:\n  - id: x\n    severity: error\n    title: X\n"
+    "    when: {{check: threshold, series: train/loss, op: '>', value: {value}}}\n    message: '{message}'\n"
+)
 
 
 def _laughs(levels: int = 9) -> str:
-    lines = ['version: 1', 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines = ["version: 1", 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for i in range(levels):
         prev, cur = chr(97 + i), chr(98 + i)
         lines.append(f"{cur}: &{cur} [{', '.join(['*' + prev] * 9)}]")
@@ -31,13 +34,17 @@ HOSTILE = {
     "block-nesting": ("version: 1\nrules:\n" + "".join("  " * i + "- \n" for i in range(1, 300)), "levels deep"),
     "recursive-alias": ("version: 1\nrules: &r [*r]\n", "recursive alias"),
     "recursive-map-alias": ("version: 1\nx: &m {a: *m}\nrules: []\n", "recursive alias"),
-    "duplicate-key": (RULE.format(value="1.0", message="m") + "    severity: warning\n",
-                      "duplicate key 'severity' (first at line 4)"),
+    "duplicate-key": (
+        RULE.format(value="1.0", message="m") + "    severity: warning\n",
+        "duplicate key 'severity' (first at line 4)",
+    ),
     "nan-threshold": (RULE.format(value=".nan", message="m"), "value: expected a number, got nan"),
     "inf-threshold": (RULE.format(value="-.inf", message="m"), "value: expected a number, got -inf"),
     "1e999-threshold": (RULE.format(value="1e999", message="m"), "value: expected a number"),
-    "inf-param": (RULE.format(value="'${max}'", message="m").replace("    when", "    params: {max: .inf}\n    when"),
-                  "param 'max': expected a finite number"),
+    "inf-param": (
+        RULE.format(value="'${max}'", message="m").replace("    when", "    params: {max: .inf}\n    when"),
+        "param 'max': expected a finite number",
+    ),
     "format-width": (RULE.format(value="1.0", message="{evidence.value:>999999999}"), "width/precision above"),
     "format-precision": (RULE.format(value="1.0", message="{evidence.value:.999999999f}"), "width/precision above"),
     "nul-byte": ("version: 1\x00\nrules: []\n", "a NUL byte"),
@@ -57,7 +64,7 @@ def test_hostile_rule_file_is_one_located_error(tmp_path: Path, name: str) -> No
     assert all("\n" not in p for p in problems)
     assert problems[0].startswith(str(path)) and needle in problems[0], problems[0]
     if name not in ("huge-file",):
-        assert problems[0].startswith(f"{path}:"), problems[0]       # file:line
+        assert problems[0].startswith(f"{path}:"), problems[0]  # file:line
 
 
 def test_hostile_rule_files_cost_bounded_time_and_memory(tmp_path: Path) -> None:
@@ -74,9 +81,15 @@ def test_hostile_rule_files_cost_bounded_time_and_memory(tmp_path: Path) -> None
         "worst = 0.0\n"
         "for path in sys.argv[1:]:\n"
         "    t = time.process_time(); assert validate_files((path,)); worst = max(worst, time.process_time() - t)\n"
-        "print(worst, hwm())\n")
-    out = subprocess.run([sys.executable, "-c", code, *sorted(str(p) for p in tmp_path.glob("*.yaml"))],
-                         capture_output=True, text=True, timeout=120, env=dict(os.environ))
+        "print(worst, hwm())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *sorted(str(p) for p in tmp_path.glob("*.yaml"))],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert out.returncode == 0, out.stderr
     worst_s, rss_mb = out.stdout.split()
     assert float(worst_s) <= 1.0 and int(rss_mb) <= 200, out.stdout
@@ -103,6 +116,8 @@ def test_template_render_caps_specs_even_unvalidated() -> None:
 
 def test_default_pack_and_ordinary_rules_still_valid(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text(RULE.format(value="3.0", message="loss {evidence.value:>10.3f} at {evidence.step}")
-                    + "    for: 2 points\n", encoding="utf-8")
+    path.write_text(
+        RULE.format(value="3.0", message="loss {evidence.value:>10.3f} at {evidence.step}") + "    for: 2 points\n",
+        encoding="utf-8",
+    )
     assert validate_files((str(path),)) == []

@@ -1,5 +1,6 @@
 """Check arguments are resolved once, when the rule file is loaded; overrides are typed; check kinds are
 validated when the registry takes them in (closed parameter types, evidence keys as declared)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,24 +38,25 @@ def test_arguments_are_resolved_at_load_and_not_again(tmp_path: Path, monkeypatc
     path.write_text(RULE, encoding="utf-8")
     rules = load_rules((str(path),), include_default=False)
     cond = rules.get("loss-high").when
-    assert cond.args["value"] == "${limit}"                          # the file's text is kept
+    assert cond.args["value"] == "${limit}"  # the file's text is kept
     assert cond.resolved["value"] == 0.5 and cond.resolved["series"] == "train/loss"
-    assert cond.resolved["reduce"] == registry()["threshold"].params["reduce"].default   # defaults filled
+    assert cond.resolved["reduce"] == registry()["threshold"].params["reduce"].default  # defaults filled
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise AssertionError("check arguments re-validated at evaluation")
 
     monkeypatch.setattr(schema, "check_args", refuse)
     monkeypatch.setattr(schema, "coerce_arg", refuse)
-    for _ in range(3):   # the live callback judges on every log
+    for _ in range(3):  # the live callback judges on every log
         result = run_rules(_run([0.2, 0.9, 0.3]), rules)
         assert not result.crashed and [f.rule_id for f in result.findings] == ["loss-high"]
 
 
 def test_override_params_are_resolved_again(tmp_path: Path) -> None:
     (tmp_path / "r.yaml").write_text(RULE, encoding="utf-8")
-    (tmp_path / "o.yaml").write_text("version: 1\noverrides:\n  loss-high: {params: {limit: 2}, for: 2 points}\n",
-                                     encoding="utf-8")
+    (tmp_path / "o.yaml").write_text(
+        "version: 1\noverrides:\n  loss-high: {params: {limit: 2}, for: 2 points}\n", encoding="utf-8"
+    )
     rules = load_rules((str(tmp_path / "r.yaml"), str(tmp_path / "o.yaml")), include_default=False)
     rule = rules.get("loss-high")
     assert rule.when.resolved["value"] == 2.0 and (rule.for_count, rule.for_unit) == (2, "points")
@@ -62,13 +64,21 @@ def test_override_params_are_resolved_again(tmp_path: Path) -> None:
 
 
 def test_overrides_are_a_typed_frozen_structure() -> None:
-    parsed, problems = parse_rule_text("version: 1\noverrides:\n  a: disable\n  b: {severity: error, for: 3 evals, "
-                                       "params: {max: 2}, objectives: [sft]}\n", "o.yaml")
+    parsed, problems = parse_rule_text(
+        "version: 1\noverrides:\n  a: disable\n  b: {severity: error, for: 3 evals, "
+        "params: {max: 2}, objectives: [sft]}\n",
+        "o.yaml",
+    )
     assert not problems and parsed is not None
     a, b = parsed.overrides["a"], parsed.overrides["b"]
     assert isinstance(a, Override) and a.enabled is False and a.severity is None and a.origin == "o.yaml:3"
-    assert (b.severity, b.persist, dict(b.params or {}), b.objectives, b.enabled) == \
-        ("error", (3, "evals"), {"max": 2}, ("sft",), None)
+    assert (b.severity, b.persist, dict(b.params or {}), b.objectives, b.enabled) == (
+        "error",
+        (3, "evals"),
+        {"max": 2},
+        ("sft",),
+        None,
+    )
     assert b.params_pos["max"][0] == 4
     with pytest.raises(dataclasses.FrozenInstanceError):
         b.severity = "info"  # type: ignore[misc]
@@ -93,7 +103,7 @@ class _Check:
 
 
 def test_registry_validates_declarations() -> None:
-    assert all(validate_check(check) is check for check in registry().values())   # the shipped kinds pass
+    assert all(validate_check(check) is check for check in registry().values())  # the shipped kinds pass
     bad = _Check()
     object.__setattr__(bad, "params", {"series": object()})
     with pytest.raises(CheckDeclarationError, match=r"check kind 'leaky' .*parameter 'series' must be a Param"):
@@ -110,16 +120,21 @@ def test_registry_validates_declarations() -> None:
 
 def test_an_undeclared_evidence_key_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry(), "leaky", validate_check(_Check()))
-    parsed, problems = parse_rule_text("""version: 1
+    parsed, problems = parse_rule_text(
+        """version: 1
 rules:
   - id: leak
     severity: info
     title: Leak
     when: {check: leaky, series: train/loss}
     message: "{evidence.value}"
-""", "leak.yaml")
+""",
+        "leak.yaml",
+    )
     assert not problems and parsed is not None
     result = run_rules(_run([1.0, 2.0]), RuleSet(rules=parsed.rules, sources=("leak.yaml",)))
     assert not result.findings
-    assert result.crashed == ("leak: CheckDeclarationError: check kind 'leaky' emitted evidence key(s) secret it "
-                              "does not declare in evidence_keys",)
+    assert result.crashed == (
+        "leak: CheckDeclarationError: check kind 'leaky' emitted evidence key(s) secret it "
+        "does not declare in evidence_keys",
+    )

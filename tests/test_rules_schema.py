@@ -1,4 +1,5 @@
 """Rule files are strict data: every error collected with file:line:col; overrides; nothing executed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -20,7 +21,9 @@ def write(tmp_path: Path, text: str, name: str = "r.yaml") -> str:
 
 
 def test_every_error_is_collected_with_line_and_column(tmp_path: Path) -> None:
-    path = write(tmp_path, """version: 1
+    path = write(
+        tmp_path,
+        """version: 1
 rules:
   - id: a
     severity: fatal
@@ -32,9 +35,10 @@ rules:
     title: B
     when: {check: sorcery, series: train/loss}
     message: m
-""")
+""",
+    )
     problems = validate_files((path,))
-    assert f"{path}:4:5: rule \"a\": severity: expected one of info, warning, error" in problems
+    assert f'{path}:4:5: rule "a": severity: expected one of info, warning, error' in problems
     assert any(p.startswith(f"{path}:11:") and "unknown check kind 'sorcery'" in p for p in problems)
     assert len(problems) == 2
 
@@ -47,20 +51,25 @@ def test_yaml_syntax_error_has_position(tmp_path: Path) -> None:
 
 def test_python_tags_are_not_constructed(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    path = write(tmp_path, f"""version: 1
+    path = write(
+        tmp_path,
+        f"""version: 1
 rules:
   - id: a
     severity: info
     title: !!python/object/apply:os.system ["touch {marker}"]
     when: {{check: missing, series: eval/loss}}
     message: m
-""")
+""",
+    )
     problems = validate_files((path,))
     assert problems and not marker.exists()
 
 
 def test_unknown_param_and_evidence_and_template_fields(tmp_path: Path) -> None:
-    path = write(tmp_path, """version: 1
+    path = write(
+        tmp_path,
+        """version: 1
 rules:
   - id: a
     severity: info
@@ -68,26 +77,33 @@ rules:
     params: {max: 3}
     when: {check: threshold, series: train/loss, op: ">", value: "${nope}", colour: red}
     message: "{evidence.nothing} {params.max} {rule.id}"
-""")
+""",
+    )
     problems = "\n".join(validate_files((path,)))
     assert "colour" in problems and "${nope} refers to an unknown param" in problems
     assert "{evidence.nothing} is not provided" in problems and "unknown field {rule.id}" in problems
 
 
 def test_override_disables_and_rethresholds_a_default_rule(tmp_path: Path) -> None:
-    path = write(tmp_path, """version: 1
+    path = write(
+        tmp_path,
+        """version: 1
 extends: default
 overrides:
   grad-norm-high: {severity: error, params: {max: 2}}
   many-epochs: disable
-""")
+""",
+    )
     rules = load_rules((path,))
     assert rules.get("many-epochs") is None and "many-epochs" in rules.disabled
     rule = rules.get("grad-norm-high")
     assert rule is not None and rule.severity == "error" and rule.params["max"] == 2
     # the first three logs are warm-up (not judged by grad-norm-high since issue 12)
-    run = Run("r", Provenance("t", "t"), make_metrics([10, 20, 30, 40, 50, 60, 70], ["grad_norm"] * 7,
-                                                     [1.0, 1.0, 1.0, 2.5, 3.0, 2.9, 1.0]))
+    run = Run(
+        "r",
+        Provenance("t", "t"),
+        make_metrics([10, 20, 30, 40, 50, 60, 70], ["grad_norm"] * 7, [1.0, 1.0, 1.0, 2.5, 3.0, 2.9, 1.0]),
+    )
     fired = [f.rule_id for f in run_rules(run, rules).findings]
     assert "grad-norm-high" in fired
 
@@ -102,8 +118,10 @@ def test_override_unknown_param_is_an_error_with_line(tmp_path: Path) -> None:
 def test_override_of_unknown_rule(tmp_path: Path) -> None:
     path = write(tmp_path, "version: 1\noverrides:\n  no-such-rule: disable\n")
     problems = validate_files((path,))
-    assert problems == [f"{path}:3:3: overrides: unknown rule 'no-such-rule'; known rules: "
-                        + ", ".join(r.id for r in load_rules().rules)]
+    assert problems == [
+        f"{path}:3:3: overrides: unknown rule 'no-such-rule'; known rules: "
+        + ", ".join(r.id for r in load_rules().rules)
+    ]
 
 
 def test_missing_rule_file_and_non_utf8(tmp_path: Path) -> None:
@@ -126,9 +144,20 @@ def test_template_is_restricted() -> None:
 def test_a_crashing_check_is_reported_not_dropped() -> None:
     from lossdoctor.rules.packs import RuleSet
 
-    bad = Rule(id="bad", severity="error", title="t", description="", params={},
-               when=Condition(op="check", kind="threshold", args={"series": "train/loss", "op": ">"}),
-               for_count=1, for_unit="points", message="m", remediation=(), labels={}, origin="x:1")
+    bad = Rule(
+        id="bad",
+        severity="error",
+        title="t",
+        description="",
+        params={},
+        when=Condition(op="check", kind="threshold", args={"series": "train/loss", "op": ">"}),
+        for_count=1,
+        for_unit="points",
+        message="m",
+        remediation=(),
+        labels={},
+        origin="x:1",
+    )
     good = load_rules().get("nonfinite-loss")
     run = Run("r", Provenance("t", "t"), make_metrics([1, 2], ["loss", "loss"], [1.0, float("nan")]))
     result = run_rules(run, RuleSet(rules=(bad, good), sources=()))

@@ -1,5 +1,6 @@
 """The one located-error file reader (lossdoctor/textfile.py) and every caller that reads a whole file with it:
 a missing file, a directory, undecodable bytes and a file over the bound each give one line naming the file."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -79,15 +80,20 @@ CALLERS: dict[str, tuple[Callable[[str], Any], type[LossdoctorError]]] = {
     "train data": (train_data.read_jsonl, SourceError),
     "train config": (train_config.load_yaml_config, TrainError),
 }
-EXPECTED = {"missing": "not found", "directory": "is a directory", "undecodable": "not UTF-8 text (line 2, byte 3)",
-            "too large": "larger than"}
+EXPECTED = {
+    "missing": "not found",
+    "directory": "is a directory",
+    "undecodable": "not UTF-8 text (line 2, byte 3)",
+    "too large": "larger than",
+}
 
 
 @pytest.mark.parametrize("caller", sorted(CALLERS))
 @pytest.mark.parametrize("case", sorted(EXPECTED))
-def test_every_caller_reports_one_located_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caller: str, case: str) -> None:
-    monkeypatch.setattr(train_data, "MAX_DATA_BYTES", 1 << 19)   # the real bound is 1 GiB
+def test_every_caller_reports_one_located_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caller: str, case: str
+) -> None:
+    monkeypatch.setattr(train_data, "MAX_DATA_BYTES", 1 << 19)  # the real bound is 1 GiB
     read, error = CALLERS[caller]
     path = _write_cases(tmp_path)[case]
     with pytest.raises(error) as info:

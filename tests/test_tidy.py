@@ -1,6 +1,7 @@
 """One tidy-table policy for every format: the same logged content (a repeated point, HF's end-of-run summary
 row, a step outside int64) written as CSV, JSONL, trainer_state.json, TensorBoard events and a text log reads
 to the same table, with the same notes; plus the constructor itself (steps validated, never a crash)."""
+
 from __future__ import annotations
 
 import json
@@ -14,15 +15,23 @@ import pytest
 from lossdoctor.sources import ReadOptions, read_runs
 from lossdoctor.tidy import Coded, tidy_points
 
-BAD_STEP = 10 ** 30          # finite and integral, but outside int64
+BAD_STEP = 10**30  # finite and integral, but outside int64
 #: (step, {raw name: value}) in the order logged: step 20's loss logged twice (a resumed run re-logs it; the
 #: later value is the run that went on), HF's summary row at the last step, one point at an impossible step
 ROWS: list[tuple[int, dict[str, float]]] = [
     (10, {"loss": 2.5, "learning_rate": 1e-4}),
     (20, {"loss": 2.0, "learning_rate": 1e-4}),
     (20, {"loss": 1.5, "learning_rate": 1e-4}),
-    (20, {"train_runtime": 100.0, "train_samples_per_second": 3.0, "train_steps_per_second": 0.2,
-          "total_flos": 1e12, "train_loss": 9.875}),
+    (
+        20,
+        {
+            "train_runtime": 100.0,
+            "train_samples_per_second": 3.0,
+            "train_steps_per_second": 0.2,
+            "total_flos": 1e12,
+            "train_loss": 9.875,
+        },
+    ),
     (BAD_STEP, {"loss": 7.0}),
 ]
 
@@ -44,15 +53,17 @@ def write_jsonl(tmp: Path) -> Path:
 
 def write_trainer_state(tmp: Path) -> Path:
     path = tmp / "trainer_state.json"
-    path.write_text(json.dumps({"global_step": 20, "max_steps": 20,
-                                "log_history": [{**row, "step": step} for step, row in ROWS]}))
+    path.write_text(
+        json.dumps({"global_step": 20, "max_steps": 20, "log_history": [{**row, "step": step} for step, row in ROWS]})
+    )
     return path
 
 
 def write_text_log(tmp: Path) -> Path:
     path = tmp / "train.log"
-    path.write_text("".join(f"step={step} " + " ".join(f"{k}={v!r}" for k, v in row.items()) + "\n"
-                            for step, row in ROWS))
+    path.write_text(
+        "".join(f"step={step} " + " ".join(f"{k}={v!r}" for k, v in row.items()) + "\n" for step, row in ROWS)
+    )
     return path
 
 
@@ -73,7 +84,10 @@ def write_tensorboard(tmp: Path) -> Path:
 
 
 WRITERS: dict[str, Callable[[Path], Path]] = {
-    "csv": write_csv, "jsonl": write_jsonl, "trainer-state": write_trainer_state, "text-log": write_text_log,
+    "csv": write_csv,
+    "jsonl": write_jsonl,
+    "trainer-state": write_trainer_state,
+    "text-log": write_text_log,
     "tensorboard": write_tensorboard,
 }
 
@@ -101,7 +115,7 @@ def test_one_policy_for_every_format(kind: str, tmp_path: Path) -> None:
 
 
 def test_constructor_validates_steps_of_any_type() -> None:
-    steps = [1, 2.0, float("nan"), float("inf"), 2.5, -3, 2 ** 63, "7", None, True]
+    steps = [1, 2.0, float("nan"), float("inf"), 2.5, -3, 2**63, "7", None, True]
     t = tidy_points(np.asarray(steps, dtype=object), ["x"] * len(steps), list(range(len(steps))))
     assert t.frame["step"].tolist() == [-3, 1, 2, 7]
     assert t.frame["step"].dtype == np.int64
@@ -112,18 +126,26 @@ def test_constructor_validates_steps_of_any_type() -> None:
 
 def test_constructor_ranks_priorities_and_identical_repeats() -> None:
     # rank 1 first, rank 0 after; priority 1 (a progress bar) loses to priority 0 at the same rank
-    t = tidy_points([5, 5, 6, 6, 7, 7], ["loss"] * 6, [9.0, 1.0, 2.0, 3.0, 4.0, 4.0],
-                    rank=[1, 0, 0, 0, 0, 0], priority=[0, 0, 0, 1, 0, 0])
+    t = tidy_points(
+        [5, 5, 6, 6, 7, 7],
+        ["loss"] * 6,
+        [9.0, 1.0, 2.0, 3.0, 4.0, 4.0],
+        rank=[1, 0, 0, 0, 0, 0],
+        priority=[0, 0, 0, 1, 0, 0],
+    )
     assert t.frame["value"].tolist() == [1.0, 2.0, 4.0]
-    assert t.notes == ("1 point(s) from ranks other than the lowest-numbered dropped (same step and metric; "
-                       "rank 0 kept)", "1 repeated (step, metric) point(s) dropped; the last kept")
+    assert t.notes == (
+        "1 point(s) from ranks other than the lowest-numbered dropped (same step and metric; rank 0 kept)",
+        "1 repeated (step, metric) point(s) dropped; the last kept",
+    )
 
 
 def test_constructor_summary_only_where_train_runtime_is() -> None:
     """A per-step ``train_loss`` (Lightning, custom loops) is a curve; only the one beside ``train_runtime``
     is HF's summary."""
-    t = tidy_points([1, 2, 3, 3], Coded(np.asarray([0, 0, 0, 1]), ["train_loss", "train_runtime"]),
-                    [3.0, 2.0, 1.7, 60.0])
+    t = tidy_points(
+        [1, 2, 3, 3], Coded(np.asarray([0, 0, 0, 1]), ["train_loss", "train_runtime"]), [3.0, 2.0, 1.7, 60.0]
+    )
     assert t.frame["value"].tolist() == [3.0, 2.0] and dict(t.summary) == {"train_loss": 1.7, "train_runtime": 60.0}
     plain = tidy_points([1, 2], ["train_loss"] * 2, [3.0, 2.0])
     assert plain.frame["value"].tolist() == [3.0, 2.0] and not plain.summary and not plain.notes
@@ -139,10 +161,10 @@ def test_constructor_keeps_nan_and_inf_values() -> None:
 #: (other loss and grad-norm values, the same learning rate) before reaching 50. Values are exact in float32
 #: (TensorBoard stores float32), so both files hold the same numbers.
 RESUMED: list[tuple[int, dict[str, float]]] = [
-    (step, {"loss": 4.0 - step / 16, "grad_norm": 1.0 + step / 64, "learning_rate": 2.0 ** -10})
+    (step, {"loss": 4.0 - step / 16, "grad_norm": 1.0 + step / 64, "learning_rate": 2.0**-10})
     for step in (10, 20, 30, 40)
 ] + [
-    (step, {"loss": 3.5 - step / 32, "grad_norm": 0.5 + step / 128, "learning_rate": 2.0 ** -10})
+    (step, {"loss": 3.5 - step / 32, "grad_norm": 0.5 + step / 128, "learning_rate": 2.0**-10})
     for step in (20, 30, 40, 50)
 ]
 
@@ -156,8 +178,12 @@ def test_csv_and_tensorboard_read_a_resumed_run_to_the_same_table(tmp_path: Path
 
     keys = ["grad_norm", "learning_rate", "loss"]
     csv_path = tmp_path / "metrics.csv"
-    csv_path.write_text("step," + ",".join(keys) + "\n"
-                        + "".join(f"{step}," + ",".join(repr(row[k]) for k in keys) + "\n" for step, row in RESUMED))
+    csv_path.write_text(
+        "step,"
+        + ",".join(keys)
+        + "\n"
+        + "".join(f"{step}," + ",".join(repr(row[k]) for k in keys) + "\n" for step, row in RESUMED)
+    )
     writer = SummaryWriter(log_dir=str(tmp_path / "tb"))
     for step, row in RESUMED:
         for key in keys:
@@ -175,7 +201,7 @@ def test_csv_and_tensorboard_read_a_resumed_run_to_the_same_table(tmp_path: Path
     expected: dict[tuple[str, int], float] = {}
     for step, row in RESUMED:
         for key in keys:
-            expected[(f"train/{key}", step)] = row[key]          # later writes win
+            expected[(f"train/{key}", step)] = row[key]  # later writes win
     assert csv_rows == tb_rows == [(m, s, v) for (m, s), v in sorted(expected.items())]
     # loss and grad_norm were re-logged with other values at 20, 30, 40; the learning rate repeats identically
     assert csv_notes == tb_notes == ["6 repeated (step, metric) point(s) dropped; the last kept"]
@@ -189,11 +215,17 @@ def test_a_table_built_by_hand_is_resolved_by_the_constructor() -> None:
     from lossdoctor.model import Provenance, Run
     from lossdoctor.tidy import retidy
 
-    frame = pd.DataFrame({"step": [30, 10, 20, 10, 20], "metric": ["train/loss"] * 5,
-                          "value": [1.0, 3.0, 2.0, 2.5, 1.5], "raw_name": ["loss"] * 5})
+    frame = pd.DataFrame(
+        {
+            "step": [30, 10, 20, 10, 20],
+            "metric": ["train/loss"] * 5,
+            "value": [1.0, 3.0, 2.0, 2.5, 1.5],
+            "raw_name": ["loss"] * 5,
+        }
+    )
     run = Run(name="by-hand", provenance=Provenance(kind="test", location="-"), metrics=frame)
     assert run.series("train/loss").to_dict() == {10: 2.5, 20: 1.5, 30: 1.0}
-    assert run.n_points == 5                                   # the table itself stays as given
+    assert run.n_points == 5  # the table itself stays as given
     built = tidy_points(frame["step"], frame["raw_name"], frame["value"], canonical=frame["metric"])
     again = retidy(run.metrics)
     assert again.frame["step"].tolist() == built.frame["step"].tolist() == [10, 20, 30]

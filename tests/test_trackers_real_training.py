@@ -1,5 +1,6 @@
 """One real trl/HF Trainer run (tests/tinytrain.py) reported to trackio and MLflow at once: the trackio and
 MLflow readers must give the curves the Trainer itself recorded in trainer_state.json."""
+
 from __future__ import annotations
 
 import sys
@@ -18,9 +19,13 @@ def test_trainer_run_reads_alike_from_trackio_mlflow_and_trainer_state(tmp_path:
         pytest.importorskip(module)
     from tinytrain import run_tiny_training
 
-    env = {"TRACKIO_DIR": str(tmp_path / "trackio"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-           "MLFLOW_REGISTRY_URI": f"file:{tmp_path / 'registry'}", "MLFLOW_EXPERIMENT_NAME": "tiny",
-           "GIT_PYTHON_REFRESH": "quiet"}
+    env = {
+        "TRACKIO_DIR": str(tmp_path / "trackio"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+        "MLFLOW_REGISTRY_URI": f"file:{tmp_path / 'registry'}",
+        "MLFLOW_EXPERIMENT_NAME": "tiny",
+        "GIT_PYTHON_REFRESH": "quiet",
+    }
     run = run_tiny_training(tmp_path / "train", report_to=("trackio", "mlflow"), env=env)
     (truth,) = read_runs(str(run.trainer_state))
     assert detect(make_target(str(tmp_path / "trackio")))[0].kind == "trackio"

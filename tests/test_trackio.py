@@ -2,6 +2,7 @@
 
 Expected tables come from make_logs.formula(), never from reading the store back.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -23,11 +24,17 @@ import make_tracker_stores as mk  # noqa: E402
 
 def expected() -> pd.DataFrame:
     return pd.DataFrame(mk.make_logs.formula(), columns=["step", "metric", "value"]).astype(
-        {"step": "int64", "value": "float64"})
+        {"step": "int64", "value": "float64"}
+    )
 
 
 def core(run) -> pd.DataFrame:
-    return run.frame().astype({"metric": "str"})[["step", "metric", "value"]].sort_values(["step", "metric"]).reset_index(drop=True)
+    return (
+        run.frame()
+        .astype({"metric": "str"})[["step", "metric", "value"]]
+        .sort_values(["step", "metric"])
+        .reset_index(drop=True)
+    )
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ Each training takes a few seconds; runs are shared through session-scoped fixtur
 how the examples are built: the overfit set is 32 rows of arbitrary answers for 12 epochs (eval loss must turn
 up after an early minimum), the healthy set is one pass over 720 rows (eval loss must keep falling).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,15 +23,28 @@ EXAMPLES = ROOT / "examples"
 OVERFIT_YAML = EXAMPLES / "train_overfit.yaml"
 HEALTHY_YAML = EXAMPLES / "train_healthy.yaml"
 OVERFIT_DATA = EXAMPLES / "data" / "overfit.jsonl"
-ENV = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
-           WANDB_SILENT="true")
+ENV = dict(
+    os.environ,
+    HF_HUB_OFFLINE="1",
+    PYTHONUNBUFFERED="1",
+    OMP_NUM_THREADS="1",
+    TOKENIZERS_PARALLELISM="false",
+    WANDB_SILENT="true",
+)
 
 pytestmark = pytest.mark.slow
 
 
 def lossdoctor_train(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "lossdoctor", "train", *args], cwd=ROOT, env=ENV,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "lossdoctor", "train", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def history(run_dir: Path) -> list[dict]:
@@ -77,17 +91,17 @@ def test_overfit_example_overfits(overfit_run) -> None:
     # an early minimum (not the first or last eval), then a clear rise
     assert 0 < best < len(values) // 2
     assert values[-1] > values[best] * 1.10
-    assert all(v > values[best] * 1.05 for v in values[best + 1:])
+    assert all(v > values[best] * 1.05 for v in values[best + 1 :])
     # train loss falls toward zero: last < 10% of the first
     assert train[-1][1] < 0.1 * train[0][1]
-    assert min(v for _, v in train[len(train) // 2:]) < train[len(train) // 4][1]
+    assert min(v for _, v in train[len(train) // 2 :]) < train[len(train) // 4][1]
 
 
 def test_healthy_example_does_not_overfit(healthy_run: Path) -> None:
     rows = history(healthy_run)
     values = [v for _, v in curve(rows, "eval_loss")]
     assert len(values) >= 5
-    assert values[-1] == min(values)                       # still improving at the end
+    assert values[-1] == min(values)  # still improving at the end
     assert all(b <= a * 1.01 for a, b in zip(values, values[1:]))  # never turns up
     manifest = json.loads((healthy_run / "run.json").read_text())
     assert manifest["status"] == "completed" and manifest["exit_code"] == 0
@@ -107,8 +121,15 @@ def test_metrics_logged(overfit_run) -> None:
 
 def test_run_directory_contents(overfit_run) -> None:
     out = overfit_run[0]
-    for name in ("console.log", "trainer_state.json", "run.json", "adapter_model.safetensors",
-                 "adapter_config.json", "tokenizer.json", "tiny-base/config.json"):
+    for name in (
+        "console.log",
+        "trainer_state.json",
+        "run.json",
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "tokenizer.json",
+        "tiny-base/config.json",
+    ):
         assert (out / name).is_file(), name
     runs = list((out / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1 and runs[0].stat().st_size > 0
@@ -189,18 +210,35 @@ def test_bad_input_one_line_exit_2(case: str, tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("lossdoctor: error: "), proc.stderr
     assert expected.replace("{bad}", str(bad)) in lines[0]
     assert "Traceback" not in proc.stderr
-    assert not (tmp_path / "out").exists()                 # nothing half-written
+    assert not (tmp_path / "out").exists()  # nothing half-written
     assert (bad / "full" / "keep.txt").read_text() == "mine"
 
 
 def test_ctrl_c_leaves_valid_state(tmp_path: Path) -> None:
     out = tmp_path / "interrupted"
-    proc = subprocess.Popen([sys.executable, "-m", "lossdoctor", "train", "--config", str(OVERFIT_YAML),
-                             "--output-dir", str(out), "--epochs", "500", "--wandb", "off"], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lossdoctor",
+            "train",
+            "--config",
+            str(OVERFIT_YAML),
+            "--output-dir",
+            str(out),
+            "--epochs",
+            "500",
+            "--wandb",
+            "off",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     log = out / "console.log"
-    while time.time() < deadline:   # wait until a few steps have been logged
+    while time.time() < deadline:  # wait until a few steps have been logged
         if log.exists() and log.read_text(errors="replace").count("'loss'") >= 3:
             break
         time.sleep(0.1)
@@ -228,7 +266,7 @@ def test_every_run_ends_with_the_diagnosis_and_report_path(overfit_run) -> None:
     reports = [ln.split("report: ", 1)[1] for ln in lines if ln.startswith("  report: ")]
     assert reports == [str(out / "report" / n) for n in ("report.html", "report.md", "diagnosis.json")]
     assert lines[-1] == f"  report: {out / 'report' / 'diagnosis.json'}"
-    summary = lines[lines.index(next(ln for ln in lines if ln.startswith("overfit: "))):]
+    summary = lines[lines.index(next(ln for ln in lines if ln.startswith("overfit: "))) :]
     assert summary[0].startswith("overfit: needs attention") and "overfitting" in summary[0]
     assert any(ln.split()[:2] == ["WARNING", "overfitting"] for ln in summary)
     doc = json.loads((out / "report" / "diagnosis.json").read_text())
@@ -238,12 +276,29 @@ def test_every_run_ends_with_the_diagnosis_and_report_path(overfit_run) -> None:
 
 def test_sigterm_is_handled_like_ctrl_c(tmp_path: Path) -> None:
     out = tmp_path / "terminated"
-    proc = subprocess.Popen([sys.executable, "-m", "lossdoctor", "train", "--config", str(OVERFIT_YAML),
-                             "--output-dir", str(out), "--epochs", "500", "--wandb", "off"], cwd=ROOT, env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lossdoctor",
+            "train",
+            "--config",
+            str(OVERFIT_YAML),
+            "--output-dir",
+            str(out),
+            "--epochs",
+            "500",
+            "--wandb",
+            "off",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     log = out / "console.log"
-    while time.time() < deadline:   # wait until a few steps have been logged
+    while time.time() < deadline:  # wait until a few steps have been logged
         if log.exists() and log.read_text(errors="replace").count("'loss'") >= 3:
             break
         time.sleep(0.1)
@@ -271,7 +326,7 @@ def test_yaml_keys_dashes_underscores_and_flag_override(tmp_path: Path) -> None:
     cfg.write_text("data: d.jsonl\noutput_dir: o\nlora-r: 4\nlearning_rate: 1e-3\nstop-on-rule: overfitting\n")
     config = build_config(str(cfg), {"lora_r": 8})
     assert config.lora_r == 8 and config.lr == 0.001 and config.stop_on_rules == ("overfitting",)
-    assert config.data == str(tmp_path / "d.jsonl")        # relative to the YAML file
+    assert config.data == str(tmp_path / "d.jsonl")  # relative to the YAML file
     assert config.output_dir == "o"
 
 
@@ -297,9 +352,29 @@ def test_torchrun_two_cpu_processes_rank0_writes(tmp_path: Path) -> None:
     one closing line, and the run reads back like any other."""
     out = tmp_path / "ddp"
     torchrun = Path(sys.executable).with_name("torchrun")
-    proc = subprocess.run([str(torchrun), "--nproc_per_node", "2", "-m", "lossdoctor", "train", "--config",
-                           str(OVERFIT_YAML), "--output-dir", str(out), "--max-steps", "20", "--wandb", "off"],
-                          cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(torchrun),
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "lossdoctor",
+            "train",
+            "--config",
+            str(OVERFIT_YAML),
+            "--output-dir",
+            str(out),
+            "--max-steps",
+            "20",
+            "--wandb",
+            "off",
+        ],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (proc.stdout + proc.stderr).count("lossdoctor: run completed at step 20") == 1
     manifest = json.loads((out / "run.json").read_text())
@@ -315,11 +390,15 @@ def test_import_output_is_captured_not_shown(tmp_path: Path) -> None:
     """What a package prints while it is imported (at the fd level, like bitsandbytes' kernel-fetch failures on
     CPU) is kept by captured_output and never reaches the terminal."""
     pkg = tmp_path / "noisy_pkg.py"
-    pkg.write_text("import os, sys, logging\nos.write(2, b'C-level noise\\n')\nprint('stdout noise')\n"
-                   "logging.getLogger('noisy').warning('logged noise')\n")
-    code = ("from lossdoctor.train.quiet import captured_output\n"
-            "with captured_output() as c:\n    import noisy_pkg\n"
-            "import sys; sys.stderr.write('kept=' + repr(sorted(l for l in c.text.splitlines())) + '\\n')\n")
+    pkg.write_text(
+        "import os, sys, logging\nos.write(2, b'C-level noise\\n')\nprint('stdout noise')\n"
+        "logging.getLogger('noisy').warning('logged noise')\n"
+    )
+    code = (
+        "from lossdoctor.train.quiet import captured_output\n"
+        "with captured_output() as c:\n    import noisy_pkg\n"
+        "import sys; sys.stderr.write('kept=' + repr(sorted(l for l in c.text.splitlines())) + '\\n')\n"
+    )
     env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,5 @@
 """trainer-state reader: hand-sized JSON made here by formula, malformed input, and the real tiny trl run."""
+
 from __future__ import annotations
 
 import json
@@ -19,22 +20,44 @@ from tinytrain import tiny_run_once  # noqa: E402
 def state(global_step: int = 40, max_steps: int = 40, summary: bool = True) -> dict:
     hist: list[dict] = []
     for step in range(10, global_step + 1, 10):
-        hist.append({"loss": 3.0 - step / 100, "grad_norm": float("nan") if step == 20 else 1.0,
-                     "learning_rate": 1e-4, "epoch": step / 20, "step": step})
+        hist.append(
+            {
+                "loss": 3.0 - step / 100,
+                "grad_norm": float("nan") if step == 20 else 1.0,
+                "learning_rate": 1e-4,
+                "epoch": step / 20,
+                "step": step,
+            }
+        )
         if step % 20 == 0:
-            hist.append({"eval_loss": 2.0 + abs(step - 20) / 100, "eval_runtime": 0.4, "epoch": step / 20,
-                         "step": step})
+            hist.append(
+                {"eval_loss": 2.0 + abs(step - 20) / 100, "eval_runtime": 0.4, "epoch": step / 20, "step": step}
+            )
     if summary:
-        hist.append({"train_runtime": 9.5, "train_loss": 2.75, "total_flos": 1e9, "epoch": global_step / 20,
-                     "step": global_step})
-    return {"global_step": global_step, "max_steps": max_steps, "logging_steps": 10, "eval_steps": 20,
-            "num_train_epochs": 2, "best_metric": 2.0, "best_model_checkpoint": "out/checkpoint-20",
-            "log_history": hist}
+        hist.append(
+            {
+                "train_runtime": 9.5,
+                "train_loss": 2.75,
+                "total_flos": 1e9,
+                "epoch": global_step / 20,
+                "step": global_step,
+            }
+        )
+    return {
+        "global_step": global_step,
+        "max_steps": max_steps,
+        "logging_steps": 10,
+        "eval_steps": 20,
+        "num_train_epochs": 2,
+        "best_metric": 2.0,
+        "best_model_checkpoint": "out/checkpoint-20",
+        "log_history": hist,
+    }
 
 
 def dump(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))     # json writes NaN as the Trainer does
+    path.write_text(json.dumps(data, indent=2))  # json writes NaN as the Trainer does
     return path
 
 
@@ -54,7 +77,7 @@ def test_file_points_summary_config(tmp_path: Path) -> None:
     assert math.isnan(run.series("train/grad_norm")[20])
     assert run.series("train/epoch").to_dict() == {10: 0.5, 20: 1.0, 30: 1.5, 40: 2.0}
     assert run.summary["train_loss"] == 2.75 and run.summary["train_runtime"] == 9.5
-    assert 2.75 not in run.series("train/loss").tolist()          # the average is not a point
+    assert 2.75 not in run.series("train/loss").tolist()  # the average is not a point
     assert run.config["trainer.best_metric"] == 2.0
     assert run.config["trainer.best_model_checkpoint"] == "out/checkpoint-20"
     assert run.config["trainer.logging_steps"] == 10 and run.config["trainer.eval_steps"] == 20
@@ -82,12 +105,18 @@ def test_output_dir_prefers_top_level_then_highest_checkpoint(tmp_path: Path) ->
     assert read(out / "checkpoint-20").name == "myrun"
 
 
-@pytest.mark.parametrize("text, message, line", [
-    ('{\n  "log_history": [\n    {"loss": 1.0, "step": 1},\n    {"loss": 2.0 "step": 2}\n  ]\n}\n',
-     "malformed JSON", 4),
-    ('{"global_step": 3}', "no 'log_history'", None),
-    ('{"log_history": [{"train_runtime": 1.0}]}', "no logged metrics", None),
-])
+@pytest.mark.parametrize(
+    "text, message, line",
+    [
+        (
+            '{\n  "log_history": [\n    {"loss": 1.0, "step": 1},\n    {"loss": 2.0 "step": 2}\n  ]\n}\n',
+            "malformed JSON",
+            4,
+        ),
+        ('{"global_step": 3}', "no 'log_history'", None),
+        ('{"log_history": [{"train_runtime": 1.0}]}', "no logged metrics", None),
+    ],
+)
 def test_bad_json_is_a_located_error(tmp_path: Path, text: str, message: str, line: int | None) -> None:
     path = tmp_path / "trainer_state.json"
     path.write_text(text)

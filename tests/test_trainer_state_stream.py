@@ -1,6 +1,7 @@
 """The piecewise trainer_state.json reader (large files: log_history parsed in ~1 MB pieces, column-wise)
 gives exactly what parsing the whole file gives, and falls back to the whole-file parse (and its errors)
 whenever the file is unusual. Pieces are made tiny here so that small files cross many piece boundaries."""
+
 from __future__ import annotations
 
 import json
@@ -23,25 +24,38 @@ def tiny_pieces(monkeypatch: pytest.MonkeyPatch) -> None:
 def _history(steps: int = 120) -> list:
     out: list = []
     for s in range(1, steps + 1):
-        entry = {"epoch": s / 40, "grad_norm": 1.0 + (s % 7) / 10, "learning_rate": 2e-4 * (1 - s / steps),
-                 "loss": 2.0 / (1 + s / 30) + 0.3, "step": s}
+        entry = {
+            "epoch": s / 40,
+            "grad_norm": 1.0 + (s % 7) / 10,
+            "learning_rate": 2e-4 * (1 - s / steps),
+            "loss": 2.0 / (1 + s / 30) + 0.3,
+            "step": s,
+        }
         if s == 17:
-            entry["loss"] = math.nan                        # NaN kept as a point
+            entry["loss"] = math.nan  # NaN kept as a point
         if s == 23:
-            entry["grad_norm"] = None                       # skipped value
+            entry["grad_norm"] = None  # skipped value
         if s == 29:
-            entry["learning_rate"] = "1.5e-4"               # numeric string (transformers 5)
+            entry["learning_rate"] = "1.5e-4"  # numeric string (transformers 5)
         if s == 31:
-            entry["extra"] = True                           # booleans are no values
+            entry["extra"] = True  # booleans are no values
         out.append(entry)
         if s % 10 == 0:
             out.append({"epoch": s / 40, "eval_loss": 1.0 + abs(s - 60) / 100, "eval_runtime": 1.5, "step": s})
     out.insert(50, "not a dict")
-    out.insert(60, {"loss": 9.9})                           # no step: skipped and counted
-    out.insert(70, {"loss": 1.0, "nested": {"a": 1}, "step": 65})    # a nested value is no point
-    out.extend({"loss": 5.0 + s, "step": s} for s in range(100, 106))   # resumed: the later values win
-    out.append({"epoch": 3.0, "step": 120, "total_flos": 1e15, "train_loss": 0.9, "train_runtime": 12.0,
-                "train_samples_per_second": 3.0})
+    out.insert(60, {"loss": 9.9})  # no step: skipped and counted
+    out.insert(70, {"loss": 1.0, "nested": {"a": 1}, "step": 65})  # a nested value is no point
+    out.extend({"loss": 5.0 + s, "step": s} for s in range(100, 106))  # resumed: the later values win
+    out.append(
+        {
+            "epoch": 3.0,
+            "step": 120,
+            "total_flos": 1e15,
+            "train_loss": 0.9,
+            "train_runtime": 12.0,
+            "train_samples_per_second": 3.0,
+        }
+    )
     return out
 
 
@@ -65,7 +79,7 @@ def _same(a, b) -> None:
 
 def test_pieces_give_what_the_whole_file_gives(tmp_path: Path) -> None:
     path = _write(tmp_path / "trainer_state.json", _history())
-    assert ts._stream_state(path) is not None                    # the piecewise path is the one taken
+    assert ts._stream_state(path) is not None  # the piecewise path is the one taken
     streamed = ts.read_state_file(path, str(path))
     whole = ts.state_to_run(json.loads(path.read_text()), str(path), streamed.name)
     _same(streamed, whole)
@@ -87,11 +101,14 @@ def test_utf8_bom_and_unicode_keys(tmp_path: Path) -> None:
     assert streamed.series("train/loss").size == 79 and "verlust_ä" in streamed.metrics.raw_names
 
 
-@pytest.mark.parametrize("mangle", [
-    lambda t: t.replace('"log_history": [', '"note": {"log_history": []}, "log_history": [', 1),   # two keys
-    lambda t: t.replace('"eval_runtime": 1.5', '"eval_runtime": "},{ },{ },{"'),   # cuts inside strings
-    lambda t: t.encode("utf-16"),                                          # another encoding
-])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t.replace('"log_history": [', '"note": {"log_history": []}, "log_history": [', 1),  # two keys
+        lambda t: t.replace('"eval_runtime": 1.5', '"eval_runtime": "},{ },{ },{"'),  # cuts inside strings
+        lambda t: t.encode("utf-16"),  # another encoding
+    ],
+)
 def test_unusual_files_fall_back_to_the_whole_parse(tmp_path: Path, mangle) -> None:
     path = _write(tmp_path / "trainer_state.json", _history())
     text = mangle(path.read_text(encoding="utf-8"))

@@ -6,6 +6,7 @@ tests/test_wandb_faults.py.
 Isolation: HOME, WANDB_CONFIG_DIR and WANDB_CACHE_DIR point into a temp dir (no netrc, no user settings),
 WANDB_ERROR_REPORTING=false, a dummy 40+ character key. One wandb-core service serves the whole module.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,9 +35,15 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     run_dir = mk.make_offline_run(root / "made", spec)
     log = read_wandb_file(next(run_dir.glob("*.wandb")))
     mp = pytest.MonkeyPatch()
-    for k, v in {"HOME": str(root / "home"), "WANDB_CONFIG_DIR": str(root / "cfg"),
-                 "WANDB_CACHE_DIR": str(root / "wcache"), "WANDB_API_KEY": KEY, "WANDB_ERROR_REPORTING": "false",
-                 "WANDB_SILENT": "true", "LOSSDOCTOR_CACHE_DIR": str(root / "ldcache")}.items():
+    for k, v in {
+        "HOME": str(root / "home"),
+        "WANDB_CONFIG_DIR": str(root / "cfg"),
+        "WANDB_CACHE_DIR": str(root / "wcache"),
+        "WANDB_API_KEY": KEY,
+        "WANDB_ERROR_REPORTING": "false",
+        "WANDB_SILENT": "true",
+        "LOSSDOCTOR_CACHE_DIR": str(root / "ldcache"),
+    }.items():
         mp.setenv(k, v)
     mp.delenv("WANDB_BASE_URL", raising=False)
     mp.delenv("WANDB_ENTITY", raising=False)
@@ -69,7 +76,7 @@ def test_api_run_equals_offline_run_and_formula(world, run_id: str) -> None:
     (api_run,) = read_runs(url(world, run_id, "/overview?nw=nwuserme"), fresh())
     ops = world["server"].ops()[start:]
     assert any(op.startswith("GET /files/") for op in ops) == (run_id == "r-parquet")
-    assert "SampledHistoryPage" in ops                # live rows (all of r-offline, the tail of r-parquet)
+    assert "SampledHistoryPage" in ops  # live rows (all of r-offline, the tail of r-parquet)
     (offline,) = read_runs(str(world["run_dir"]))
     assert api_run.provenance.kind == "wandb-api"
     assert api_run.provenance.step_source == "train/global_step"
@@ -90,16 +97,20 @@ def test_url_forms_reach_the_same_run_and_cache_serves_without_network(world, mo
     (first,) = read_runs(url(world, "r-offline", "/logs"), fresh())
     n = len(server.requests)
     monkeypatch.setenv("WANDB_BASE_URL", server.url)
-    for form in (url(world, "r-offline"), url(world, "r-offline", "/files/output.log?x=1#f"),
-                 f"{E}/{P}/runs/r-offline", f"{E}/{P}/r-offline"):
+    for form in (
+        url(world, "r-offline"),
+        url(world, "r-offline", "/files/output.log?x=1#f"),
+        f"{E}/{P}/runs/r-offline",
+        f"{E}/{P}/r-offline",
+    ):
         (run,) = read_runs(form, ReadOptions(timeout=20))
         same_series(run.series("train/loss"), first.series("train/loss"))
         assert any("local cache" in note for note in run.provenance.notes)
-    assert len(server.requests) == n                  # finished run: served from cache, no request at all
+    assert len(server.requests) == n  # finished run: served from cache, no request at all
     (offline,) = read_runs(url(world, "r-offline"), ReadOptions(offline=True))
     same_series(offline.series("eval/loss"), first.series("eval/loss"))
     read_runs(url(world, "r-offline"), ReadOptions(refresh=True, timeout=20))
-    assert len(server.requests) > n                   # --refresh refetches
+    assert len(server.requests) > n  # --refresh refetches
     for path in Path(world["root"], "ldcache").rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes()
@@ -121,11 +132,14 @@ def test_running_run_is_analysed_so_far_and_not_served_from_cache(world) -> None
     assert len(server.requests) > n
 
 
-@pytest.mark.parametrize("op,status,expect", [
-    ("Run", 401, "W&B rejected the API key (HTTP 401)"),
-    ("Run", 403, "W&B rejected the API key (HTTP 403)"),
-    ("Run", 404, "no W&B API at"),           # an HTTP 404 is a wrong endpoint; a missing run is run: null
-])
+@pytest.mark.parametrize(
+    "op,status,expect",
+    [
+        ("Run", 401, "W&B rejected the API key (HTTP 401)"),
+        ("Run", 403, "W&B rejected the API key (HTTP 403)"),
+        ("Run", 404, "no W&B API at"),  # an HTTP 404 is a wrong endpoint; a missing run is run: null
+    ],
+)
 def test_http_errors_are_one_line(world, op: str, status: int, expect: str) -> None:
     world["server"].fail(op, status)
     with pytest.raises(SourceError) as info:
@@ -147,13 +161,15 @@ def test_transient_failures_are_retried(world, status: int, headers: dict) -> No
     start = len(server.requests)
     (run,) = read_runs(url(world, "r-offline"), fresh(timeout=20))
     assert len(run.series("train/loss")) == world["spec"].steps
-    assert server.ops()[start:].count("Run") == 2     # the failure, then the retry
+    assert server.ops()[start:].count("Run") == 2  # the failure, then the retry
 
 
 def test_persistent_5xx_and_hang_stop_within_the_budget(world) -> None:
     server = world["server"]
-    for kwargs, expect in (({"status": 500, "times": 1000}, "kept failing within the 4s budget: .*HTTP 500"),
-                           ({"hang": True, "times": 1000}, "did not answer within the 4s budget")):
+    for kwargs, expect in (
+        ({"status": 500, "times": 1000}, "kept failing within the 4s budget: .*HTTP 500"),
+        ({"hang": True, "times": 1000}, "did not answer within the 4s budget"),
+    ):
         server.fail("Run", **kwargs)
         t0 = time.monotonic()
         with pytest.raises(SourceError, match=expect):

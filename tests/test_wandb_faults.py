@@ -2,6 +2,7 @@
 every fault ends with exit 2 and one true line on stderr, within ``--timeout`` + 2 s from ``cli.main`` to
 the end of interpreter shutdown (imports are paid before the clock starts), the process gone
 (``os.wait4`` returns), peak RSS <= 500 MB, and nothing cached from an incomplete answer."""
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,14 @@ def world(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("wandb-faults")
     run_dir = mk.make_offline_run(root / "made", mk.RunSpec())
     log = read_wandb_file(next(run_dir.glob("*.wandb")))
-    env = dict(os.environ, HOME=str(root / "home"), WANDB_API_KEY=KEY, LOSSDOCTOR_CACHE_DIR=str(root / "ldcache"),
-               PYTHONIOENCODING="utf-8", NO_COLOR="1")
+    env = dict(
+        os.environ,
+        HOME=str(root / "home"),
+        WANDB_API_KEY=KEY,
+        LOSSDOCTOR_CACHE_DIR=str(root / "ldcache"),
+        PYTHONIOENCODING="utf-8",
+        NO_COLOR="1",
+    )
     env.pop("WANDB_BASE_URL", None)
     with FakeWandbServer() as server:
         server.add_run(FakeRun.from_log(log, entity=E, project=P, run_id="live"))
@@ -62,12 +69,28 @@ def child(world, target: str, *extra: str, timeout: float = TIMEOUT) -> tuple[in
     clock = world["root"] / "elapsed.txt"
     clock.unlink(missing_ok=True)
     fresh = [] if "--offline" in extra else ["--refresh"]
-    args = [sys.executable, "-c", CHILD, str(clock), "analyze", target, *fresh, "--timeout", str(timeout),
-            "--format", "json", "--out", str(out), *extra]
+    args = [
+        sys.executable,
+        "-c",
+        CHILD,
+        str(clock),
+        "analyze",
+        target,
+        *fresh,
+        "--timeout",
+        str(timeout),
+        "--format",
+        "json",
+        "--out",
+        str(out),
+        *extra,
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=world["env"])
     err: list[bytes] = []
-    pumps = [threading.Thread(target=lambda: proc.stdout.read(), daemon=True),  # type: ignore[union-attr]
-             threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)]  # type: ignore[union-attr]
+    pumps = [
+        threading.Thread(target=lambda: proc.stdout.read(), daemon=True),  # type: ignore[union-attr]
+        threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True),
+    ]  # type: ignore[union-attr]
     for t in pumps:
         t.start()
     watchdog = threading.Timer(timeout + 60, proc.kill)
@@ -99,7 +122,7 @@ def startup(world) -> float:
 
 
 def huge_last_step(data: dict) -> dict:
-    data["project"]["run"]["historyKeys"]["lastStep"] = 10 ** 15
+    data["project"]["run"]["historyKeys"]["lastStep"] = 10**15
     return data
 
 
@@ -117,6 +140,7 @@ def export_urls(*urls: str):
     def fn(data: dict) -> dict:
         data["project"]["run"]["parquetHistory"]["parquetUrls"] = list(urls)
         return data
+
     return fn
 
 
@@ -137,23 +161,42 @@ FAULTS = [
     ("page 500", "live", [("SampledHistoryPage", {"status": 500, "times": 1000})], {}, "HTTP 500"),
     ("page endless", "live", [("SampledHistoryPage", {"mode": "endless", "times": 1000})], {}, "cap"),
     ("export trickle", "exported", [("GET", {"mode": "trickle", "times": 1000})], {}, "did not answer"),
-    ("export endless", "exported", [("GET", {"mode": "endless", "times": 1000})], {},
-     ("within the 3s budget", "larger than the 1,024 MB cap")),       # whichever comes first
-    ("file:// export", "exported", [], {"RunParquetHistory": export_urls("file:///etc/passwd")},
-     "refused to download file:///etc/passwd"),
-    ("foreign export host", "exported", [], {"RunParquetHistory": export_urls("http://203.0.113.9/x.parquet")},
-     "not on the W&B API host"),
+    (
+        "export endless",
+        "exported",
+        [("GET", {"mode": "endless", "times": 1000})],
+        {},
+        ("within the 3s budget", "larger than the 1,024 MB cap"),
+    ),  # whichever comes first
+    (
+        "file:// export",
+        "exported",
+        [],
+        {"RunParquetHistory": export_urls("file:///etc/passwd")},
+        "refused to download file:///etc/passwd",
+    ),
+    (
+        "foreign export host",
+        "exported",
+        [],
+        {"RunParquetHistory": export_urls("http://203.0.113.9/x.parquet")},
+        "not on the W&B API host",
+    ),
     ("export 404", "exported", [("GET", {"status": 404, "times": 1000})], {}, "HTTP 404"),
     ("empty historyKeys", "live", [], {"Run": no_history_keys}, "historyKeys lists no keys"),
     ("empty history pages", "live", [], {"SampledHistoryPage": empty_pages}, "came back empty"),
-    ("huge lastStep, no exports", "live", [("RunParquetHistory", {"status": 400, "times": 1000})],
-     {"Run": huge_last_step}, "pages (cap"),
+    (
+        "huge lastStep, no exports",
+        "live",
+        [("RunParquetHistory", {"status": 400, "times": 1000})],
+        {"Run": huge_last_step},
+        "pages (cap",
+    ),
 ]
 
 
 @pytest.mark.parametrize("name,run_id,failures,rewrites,needle", FAULTS, ids=[f[0] for f in FAULTS])
-def test_fault_ends_in_time_with_one_true_line(world, startup: float, name, run_id, failures, rewrites,
-                                               needle) -> None:
+def test_fault_ends_in_time_with_one_true_line(world, startup: float, name, run_id, failures, rewrites, needle) -> None:
     server = world["server"]
     server.failures.clear()
     server.rewrites.clear()
@@ -183,11 +226,13 @@ def test_fault_ends_in_time_with_one_true_line(world, startup: float, name, run_
 
 
 def test_no_network_and_refused_fail_fast(world, startup: float) -> None:
-    for target, needle in (("https://nonexistent-host.invalid/e/p/runs/x", "cannot resolve host"),
-                           ("http://127.0.0.1:1/e/p/runs/x", "connection refused")):
+    for target, needle in (
+        ("https://nonexistent-host.invalid/e/p/runs/x", "cannot resolve host"),
+        ("http://127.0.0.1:1/e/p/runs/x", "connection refused"),
+    ):
         code, err, wall, _ = child(world, target, timeout=30)
         assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
-        assert wall < 3, (target, wall, startup)       # no silent retries for 30 s
+        assert wall < 3, (target, wall, startup)  # no silent retries for 30 s
 
 
 def test_run_after_faults_is_whole_and_cached(world) -> None:

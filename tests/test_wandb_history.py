@@ -3,6 +3,7 @@ old wandb packages (tests/data/wandb_old/make_old_runs.py says how). Expected va
 formulas. The names (training_loss, epoch_loss, train/lr(1e-3)) are the ones the issue met; which role each
 takes is the generic name layer's job, these tests check that every point is read at its step.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -28,7 +29,8 @@ _spec.loader.exec_module(gen)
 
 def same(actual: dict, expected: dict) -> bool:
     return actual.keys() == expected.keys() and all(
-        (math.isnan(a) and math.isnan(expected[k])) or a == pytest.approx(expected[k]) for k, a in actual.items())
+        (math.isnan(a) and math.isnan(expected[k])) or a == pytest.approx(expected[k]) for k, a in actual.items()
+    )
 
 
 def raw(run, name: str) -> dict:
@@ -44,11 +46,14 @@ def check_formula(run, train_key: str) -> None:
     # logged divided by 1e-3 (the scale in the name): role inference multiplies it back (metrics/aliases.yaml)
     assert raw(run, "train/lr(1e-3)") == pytest.approx({i: 1e-3 * (1.0 - i / 20) for i in range(gen.N)})
     assert run.series("train/learning_rate").to_dict() == pytest.approx(
-        {i: 1e-3 * (1.0 - i / 20) for i in range(gen.N)})
+        {i: 1e-3 * (1.0 - i / 20) for i in range(gen.N)}
+    )
 
 
-@pytest.mark.parametrize("where, confidence", [
-    (RUN09 / "wandb-history.jsonl", 0.9), (RUN09, 0.85), (RUN09.parent, 0.75), (RUN09.parent.parent, 0.75)])
+@pytest.mark.parametrize(
+    "where, confidence",
+    [(RUN09 / "wandb-history.jsonl", 0.9), (RUN09, 0.85), (RUN09.parent, 0.75), (RUN09.parent.parent, 0.75)],
+)
 def test_wandb_09_run_is_found_from_every_level(where: Path, confidence: float) -> None:
     source, got = detect(make_target(str(where)))
     assert (source.kind, got) == ("wandb-history", confidence)
@@ -69,7 +74,7 @@ def test_files_subdir_layout_and_all_runs(tmp_path: Path) -> None:
         shutil.copy(item, older / "files" / item.name)
     shutil.copytree(RUN09, wandb_dir / RUN09.name)
     (run,) = read_runs(str(wandb_dir))
-    assert run.name == RUN09.name.rsplit("-", 1)[1]             # the latest by the time in its name
+    assert run.name == RUN09.name.rsplit("-", 1)[1]  # the latest by the time in its name
     runs = read_runs(str(wandb_dir), ReadOptions(all_runs=True))
     assert [r.name for r in runs] == ["older1", run.name]
     check_formula(runs[0], "training_loss")
@@ -78,8 +83,10 @@ def test_files_subdir_layout_and_all_runs(tmp_path: Path) -> None:
 def test_hf_integration_rows_are_placed_at_global_step(tmp_path: Path) -> None:
     # written in the history format above (one object per wandb.log call, _step counting calls); the HF
     # WandbCallback adds train/global_step to every row, eval rows included
-    rows = [{"train/loss": 2.0 - s / 100, "train/global_step": s, "_step": i, "_runtime": i, "_timestamp": 1.6e9 + i}
-            for i, s in enumerate(range(10, 60, 10))]
+    rows = [
+        {"train/loss": 2.0 - s / 100, "train/global_step": s, "_step": i, "_runtime": i, "_timestamp": 1.6e9 + i}
+        for i, s in enumerate(range(10, 60, 10))
+    ]
     rows.insert(3, {"eval/loss": 2.5, "train/global_step": 30, "_step": 99, "_timestamp": 1.6e9})
     path = tmp_path / "wandb-history.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -2,6 +2,7 @@
 
 Expected values come from the generator's formulas (make_wandb_runs.expected_points), never from output.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = {}
     out["hf"] = (mk.RunSpec(), mk.make_offline_run(root / "a", mk.RunSpec()))
     spec_plain = mk.RunSpec(step_metric=False, exit_code=3, name="plain", nan_at=(), inf_at=(7,))
-    out["plain"] = (spec_plain, mk.make_offline_run(root / "a", spec_plain))   # same wandb/ dir: two runs
+    out["plain"] = (spec_plain, mk.make_offline_run(root / "a", spec_plain))  # same wandb/ dir: two runs
     spec_big = mk.RunSpec(steps=60, big_text=True, name="big")
     out["big"] = (spec_big, mk.make_offline_run(root / "b", spec_big))
     return out
@@ -55,7 +56,7 @@ def test_crc_is_zlib_crc32_of_type_and_payload_not_crc32c(runs: dict) -> None:
     data = wandb_file(runs["hf"][1]).read_bytes()
     assert data[:7] == FILE_HEADER and has_magic(data)
     crc, length, ctype = struct.unpack_from("<IHB", data, 7)
-    payload = data[14:14 + length]
+    payload = data[14 : 14 + length]
     assert crc == zlib.crc32(bytes([ctype]) + payload) == chunk_crc(ctype, payload)
     scan = scan_log(data)
     assert scan.damage == [] and len(scan.records) > 200
@@ -90,14 +91,18 @@ def test_without_step_metric_uses__step_and_nonzero_exit_is_crashed(runs: dict) 
 
 
 def test_directory_forms_pick_the_latest_or_all(runs: dict) -> None:
-    run_dir = runs["plain"][1]           # made second under the same root: the latest
+    run_dir = runs["plain"][1]  # made second under the same root: the latest
     wandb_dir = run_dir.parent
     names = {read_runs(str(p))[0].name for p in (run_dir, wandb_dir / "latest-run", wandb_dir, wandb_dir.parent)}
     assert names == {"plain"}
     every = read_runs(str(wandb_dir), ReadOptions(all_runs=True))
     assert [r.name for r in every] == ["formula-run", "plain"]
-    for target, score in ((str(wandb_file(run_dir)), 1.0), (str(run_dir), 0.8), (str(wandb_dir), 0.8),
-                          (str(wandb_dir.parent), 0.8)):
+    for target, score in (
+        (str(wandb_file(run_dir)), 1.0),
+        (str(run_dir), 0.8),
+        (str(wandb_dir), 0.8),
+        (str(wandb_dir.parent), 0.8),
+    ):
         source, confidence = detect(make_target(target))
         assert (source.kind, confidence) == ("wandb-offline", score)
 
@@ -112,8 +117,12 @@ def test_not_a_wandb_file_is_a_one_line_error(tmp_path: Path) -> None:
 def _cut_points(data: bytes) -> dict[str, int]:
     scan = scan_log(data)
     header_inside = next(off for off, _ in scan.records if off > len(data) // 3) + 3
-    return {"half": len(data) // 2, "block boundary": BLOCK * 2, "inside chunk header": header_inside,
-            "one byte short": len(data) - 1}
+    return {
+        "half": len(data) // 2,
+        "block boundary": BLOCK * 2,
+        "inside chunk header": header_inside,
+        "one byte short": len(data) - 1,
+    }
 
 
 @pytest.mark.parametrize("cut", ["half", "block boundary", "inside chunk header", "one byte short"])
@@ -160,7 +169,7 @@ def test_flipped_byte_loses_only_the_rest_of_its_block(runs: dict, tmp_path: Pat
     survivors = [r for r, end in zip(full.records, full.ends) if end <= lost_from or r[0] >= resume]
     assert all(r in scan.records for r in survivors)
     (run,) = read_runs(str(target))
-    assert run.state == "finished"                       # the exit record, after the damage, was found
+    assert run.state == "finished"  # the exit record, after the damage, was found
     notes = " | ".join(run.provenance.notes)
     assert f"damaged at byte {lost_from} (bad checksum)" in notes
     assert "history rows _step" in notes

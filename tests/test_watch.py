@@ -1,6 +1,7 @@
 """`lossdoctor watch`: a real writer (a thread, or a wandb child process) appends to a file while the watcher
 follows it. Behaviour only (what is printed, when relative to what was written, what is reported, exit codes);
 speed lives in bench/bench_watch.py."""
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ class Writer(threading.Thread):
     def __init__(self, path: Path, pieces: list[tuple[str, str]], pause: float) -> None:
         super().__init__(daemon=True)
         self.path, self.pieces, self.pause = path, pieces, pause
-        self.written_at: dict[str, int] = {}     # tag → index of the piece that made it true
+        self.written_at: dict[str, int] = {}  # tag → index of the piece that made it true
         self.count = 0
         self.stop = threading.Event()
 
@@ -52,7 +53,7 @@ class Writer(threading.Thread):
 class Recorder:
     def __init__(self, writer: Writer) -> None:
         self.writer = writer
-        self.lines: list[tuple[str, int]] = []     # (text, pieces written when printed)
+        self.lines: list[tuple[str, int]] = []  # (text, pieces written when printed)
 
     def __call__(self, text: str, err: bool = False) -> None:
         self.lines.append((text, self.writer.count))
@@ -83,7 +84,7 @@ def test_console_log_findings_fire_while_it_is_written(tmp_path: Path) -> None:
     made_true = writer.written_at["grad-norm-explosion"]
     # printed after the line that made it true, and well before the log was finished
     assert made_true < explosion[1] < len(pieces) - 50, (made_true, explosion[1])
-    assert "@ step 1020" in explosion[0]                 # the 3rd exploding log: dict 102, step 10 x 102
+    assert "@ step 1020" in explosion[0]  # the 3rd exploding log: dict 102, step 10 x 102
     nan = rec.finding("nonfinite-loss")
     assert nan is not None and writer.written_at["nonfinite-loss"] < nan[1] < len(pieces)
     assert any("the run ended: end-of-training summary" in t for t, _ in rec.lines)
@@ -101,7 +102,7 @@ def test_until_stops_at_the_first_such_finding(tmp_path: Path) -> None:
     code, rec = watch(log, writer, tmp_path, until="error")
     assert code == 1
     assert rec.finding("grad-norm-explosion") is not None and rec.finding("nonfinite-loss") is None
-    assert writer.count < len(pieces) - 200                # stopped long before the log was done
+    assert writer.count < len(pieces) - 200  # stopped long before the log was done
     assert any("--until error: grad-norm-explosion (error) fired" in t for t, _ in rec.lines)
     assert (tmp_path / "report" / "diagnosis.json").is_file()
 
@@ -191,7 +192,9 @@ def test_wandb_transaction_log_appended_in_arbitrary_pieces(tmp_path: Path) -> N
             assert (math.isnan(v) and math.isnan(value)) or v == value, (metric, step, v, value)
     assert tail.config.get("learning_rate") == 0.001
     whole = read_wandb_file(src)
-    assert len({s for s, _ in got}) == len({int(r["train/global_step"]) for r in whole.rows if "train/global_step" in r})
+    assert len({s for s, _ in got}) == len(
+        {int(r["train/global_step"]) for r in whole.rows if "train/global_step" in r}
+    )
 
 
 def test_sigterm_writes_the_report(tmp_path: Path) -> None:
@@ -200,13 +203,18 @@ def test_sigterm_writes_the_report(tmp_path: Path) -> None:
     writer = Writer(log, pieces, pause=0.002)
     writer.start()
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
-    proc = subprocess.Popen([sys.executable, "-m", "lossdoctor", "watch", str(log), "--format", "json", "--out",
-                             str(tmp_path / "r")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lossdoctor", "watch", str(log), "--format", "json", "--out", str(tmp_path / "r")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     while writer.count < 200 and time.monotonic() < deadline:
         time.sleep(0.1)
-    time.sleep(3.0)                                  # the watcher has started and followed some of it
+    time.sleep(3.0)  # the watcher has started and followed some of it
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     writer.stop.set()
@@ -236,9 +244,21 @@ def test_judge_rejudges_only_rules_whose_series_changed() -> None:
 
 def test_missing_file_is_waited_for_or_an_error(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONIOENCODING="utf-8")
-    proc = subprocess.run([sys.executable, "-m", "lossdoctor", "watch", str(tmp_path / "nope.log"), "--no-wait"],
-                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lossdoctor", "watch", str(tmp_path / "nope.log"), "--no-wait"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "nope.log" in proc.stderr and "no such file" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "lossdoctor", "watch", str(tmp_path / "later.log"),
-                           "--stall-timeout", "1"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "lossdoctor", "watch", str(tmp_path / "later.log"), "--stall-timeout", "1"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
     assert proc.returncode == 0 and "waiting for" in proc.stderr and "no report" in proc.stderr

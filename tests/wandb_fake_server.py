@@ -20,6 +20,7 @@ normal answers (empty historyKeys or pages, ``file://`` export URLs, a huge last
         server.add_run(FakeRun.from_log(read_wandb_file(path), entity="e", project="p", run_id="abc"))
         api = wandb.Api(overrides={"base_url": server.url})
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,7 @@ def _matches(run: FakeRun, filters: dict[str, Any]) -> bool:
             if not any(_matches(run, f) for f in want):
                 return False
             continue
-        have: Any = {"state": run.state, "sweep": run.sweep, "name": run.run_id,
-                     "displayName": run.name}.get(key, None)
+        have: Any = {"state": run.state, "sweep": run.sweep, "name": run.run_id, "displayName": run.name}.get(key, None)
         if key == "tags":
             options = want["$in"] if isinstance(want, dict) and "$in" in want else [want]
             if not set(options) & set(run.tags):
@@ -84,7 +84,7 @@ class FakeRun:
     summary: dict[str, Any] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
     created: str = "2026-01-01T00:00:00"
-    exported_rows: int = 0          # the first N rows are served as parquet exports, the rest as live pages
+    exported_rows: int = 0  # the first N rows are served as parquet exports, the rest as live pages
     parquet_parts: int = 1
     sweep: str | None = None
     #: a broken run, for triage tests: "error" (its Run query answers HTTP 500 every time), "vanished"
@@ -111,10 +111,17 @@ class FakeRun:
     @classmethod
     def from_log(cls, log: Any, **kwargs: Any) -> FakeRun:
         """From lossdoctor's parsed ``.wandb`` (``read_wandb_file``): rows, config, summary, metadata."""
-        defaults = dict(entity=log.entity or "e", project=log.project or "p", run_id=log.run_id or "run",
-                        name=log.name, config=dict(log.config), summary=dict(log.summary), tags=tuple(log.tags),
-                        created=(log.created or "2026-01-01T00:00:00Z").rstrip("Z"),
-                        state="finished" if log.exit_code == 0 else "crashed" if log.exit_code else "running")
+        defaults = dict(
+            entity=log.entity or "e",
+            project=log.project or "p",
+            run_id=log.run_id or "run",
+            name=log.name,
+            config=dict(log.config),
+            summary=dict(log.summary),
+            tags=tuple(log.tags),
+            created=(log.created or "2026-01-01T00:00:00Z").rstrip("Z"),
+            state="finished" if log.exit_code == 0 else "crashed" if log.exit_code else "running",
+        )
         defaults.update(kwargs)
         return cls.from_rows(log.rows, **defaults)
 
@@ -130,7 +137,7 @@ class FakeRun:
             col = self.columns.get(key)
             if col is None or not col[0][i]:
                 if keys is not None:
-                    return None     # the real sampledHistory returns only rows that have every key
+                    return None  # the real sampledHistory returns only rows that have every key
                 continue
             out[key] = float(col[1][i])
         return out
@@ -168,7 +175,7 @@ def _row_string(row: dict[str, Any] | None) -> str:
 class FakeWandbServer:
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, str], FakeRun] = {}
-        self.latency = 0.0              # seconds added to every response (models a network round trip)
+        self.latency = 0.0  # seconds added to every response (models a network round trip)
         self.failures: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
@@ -217,12 +224,29 @@ class FakeWandbServer:
             pq.write_table(pa.table(arrays), path, row_group_size=256 * 1024)
             self.files[name] = path
 
-    def fail(self, operation: str | None, status: int = 500, times: int = 1, headers: dict | None = None,
-             hang: bool = False, mode: str | None = None, size: int = 0) -> None:
+    def fail(
+        self,
+        operation: str | None,
+        status: int = 500,
+        times: int = 1,
+        headers: dict | None = None,
+        hang: bool = False,
+        mode: str | None = None,
+        size: int = 0,
+    ) -> None:
         """The next ``times`` requests for ``operation`` (None = any) answer ``status`` (or hang, or ``mode``)."""
         with self.lock:
-            self.failures.append({"op": operation, "status": status, "times": times, "headers": headers or {},
-                                  "hang": hang, "mode": mode, "size": size})
+            self.failures.append(
+                {
+                    "op": operation,
+                    "status": status,
+                    "times": times,
+                    "headers": headers or {},
+                    "hang": hang,
+                    "mode": mode,
+                    "size": size,
+                }
+            )
 
     def rewrite(self, operation: str, fn: Any) -> None:
         """Answers to ``operation`` pass through ``fn(data) -> data`` (until ``rewrites.clear()``)."""
@@ -241,8 +265,15 @@ class FakeWandbServer:
 
     # -- GraphQL -------------------------------------------------------------------------------------
     def answer(self, op: str, variables: dict[str, Any]) -> dict[str, Any]:
-        viewer = {"id": "VXNlcjox", "entity": "fake-entity", "username": "fake-user", "email": "",
-                  "flags": "{}", "teams": {"edges": []}, "admin": False}
+        viewer = {
+            "id": "VXNlcjox",
+            "entity": "fake-entity",
+            "username": "fake-user",
+            "email": "",
+            "flags": "{}",
+            "teams": {"edges": []},
+            "admin": False,
+        }
         if op in ("Viewer", "GetDefaultEntity"):
             return {"viewer": viewer}
         entity = variables.get("entity")
@@ -256,17 +287,25 @@ class FakeWandbServer:
         if run is not None and run.broken == "vanished":
             run = None
         if run is None:
-            return {"project": {"run": None}} if op != "Run" else {"project": None if project not in
-                                                                   {r.project for r in self.runs.values()}
-                                                                   else {"run": None}}
+            return (
+                {"project": {"run": None}}
+                if op != "Run"
+                else {"project": None if project not in {r.project for r in self.runs.values()} else {"run": None}}
+            )
         if op == "Run":
             return {"project": {"run": self._run_fragment(run)}}
         if op == "RunHistoryKeys":
             return {"project": {"run": {"historyKeys": run.history_keys()}}}
         if op == "RunParquetHistory":
             n = min(run.exported_rows, len(run.steps))
-            urls = [f"{self.url}/files/{run.entity}_{run.project}_{run.run_id}_{p}.parquet"
-                    for p in range(run.parquet_parts)] if n else []
+            urls = (
+                [
+                    f"{self.url}/files/{run.entity}_{run.project}_{run.run_id}_{p}.parquet"
+                    for p in range(run.parquet_parts)
+                ]
+                if n
+                else []
+            )
             live = [{"_step": int(s)} for s in run.steps[n:]]
             return {"project": {"run": {"parquetHistory": {"parquetUrls": urls, "liveData": live}}}}
         if op == "HistoryPage":
@@ -292,20 +331,28 @@ class FakeWandbServer:
         runs.sort(key=lambda r: (r.created, r.run_id), reverse=str(variables.get("order", "")).startswith("-"))
         start = int(variables.get("cursor") or 0)
         per_page = int(variables.get("perPage") or 50)
-        page = runs[start:start + per_page]
+        page = runs[start : start + per_page]
         edges = []
         for i, r in enumerate(page):
             node = self._run_fragment(r)
             node.update(projectId="1", sweepName=r.sweep)
             edges.append({"node": node, "cursor": str(start + i + 1)})
-        return {"project": {"internalId": "UHJvamVjdDox", "runCount": len(runs), "readOnly": False,
-                            "runs": {"edges": edges, "pageInfo": {"endCursor": str(start + len(page)),
-                                                                  "hasNextPage": start + per_page < len(runs)}}}}
+        return {
+            "project": {
+                "internalId": "UHJvamVjdDox",
+                "runCount": len(runs),
+                "readOnly": False,
+                "runs": {
+                    "edges": edges,
+                    "pageInfo": {"endCursor": str(start + len(page)), "hasNextPage": start + per_page < len(runs)},
+                },
+            }
+        }
 
     def _sampled(self, run: FakeRun, spec: dict[str, Any]) -> list[dict[str, Any]]:
         keys = list(dict.fromkeys(spec.get("keys") or []))
         lo = int(spec.get("minStep", 0))
-        hi = int(spec.get("maxStep", run.last_step))       # inclusive, as the real server treats it
+        hi = int(spec.get("maxStep", run.last_step))  # inclusive, as the real server treats it
         a, b = run.window(lo, hi + 1)
         samples = int(spec.get("samples", 500))
         out = []
@@ -320,20 +367,34 @@ class FakeWandbServer:
     @staticmethod
     def _run_fragment(run: FakeRun) -> dict[str, Any]:
         return {
-            "id": f"UnVuOn{run.run_id}", "projectId": "1", "tags": list(run.tags), "name": run.run_id,
-            "displayName": run.name or run.run_id, "sweepName": None, "state": run.state,
+            "id": f"UnVuOn{run.run_id}",
+            "projectId": "1",
+            "tags": list(run.tags),
+            "name": run.run_id,
+            "displayName": run.name or run.run_id,
+            "sweepName": None,
+            "state": run.state,
             "config": _dumps({k: {"value": v, "desc": None} for k, v in run.config.items()}),
-            "group": None, "jobType": None, "commit": None, "readOnly": False, "createdAt": run.created,
-            "heartbeatAt": run.created, "description": None, "notes": None, "systemMetrics": "{}",
-            "summaryMetrics": _dumps(run.summary), "historyLineCount": len(run.steps),
-            "user": {"name": "fake", "username": "fake-user"}, "historyKeys": run.history_keys(),
+            "group": None,
+            "jobType": None,
+            "commit": None,
+            "readOnly": False,
+            "createdAt": run.created,
+            "heartbeatAt": run.created,
+            "description": None,
+            "notes": None,
+            "systemMetrics": "{}",
+            "summaryMetrics": _dumps(run.summary),
+            "historyLineCount": len(run.steps),
+            "user": {"name": "fake", "username": "fake-user"},
+            "historyKeys": run.history_keys(),
         }
 
 
 class _Handler(BaseHTTPRequestHandler):
     server_obj: FakeWandbServer
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True      # headers and body go out as separate writes: avoid 40 ms ACK stalls
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: avoid 40 ms ACK stalls
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet
         return
@@ -363,8 +424,9 @@ class _Handler(BaseHTTPRequestHandler):
         m = _OP.search(query)
         op = m.group(1) if m else "<anonymous>"
         variables = payload.get("variables") or {}
-        srv.requests.append({"op": op, "variables": variables, "t": time.time(),
-                             "authorization": self.headers.get("Authorization", "")})
+        srv.requests.append(
+            {"op": op, "variables": variables, "t": time.time(), "authorization": self.headers.get("Authorization", "")}
+        )
         if srv.latency:
             time.sleep(srv.latency)
         rule = srv._take_failure(op)
@@ -412,8 +474,9 @@ class _Handler(BaseHTTPRequestHandler):
                     self.wfile.flush()
             elif mode in ("huge", "endless"):
                 self.send_response(200)
-                self.send_header("Content-Type", "application/json" if self.command == "POST"
-                                 else "application/octet-stream")
+                self.send_header(
+                    "Content-Type", "application/json" if self.command == "POST" else "application/octet-stream"
+                )
                 if mode == "huge":
                     self.send_header("Content-Length", str(rule["size"]))
                 else:
@@ -445,19 +508,21 @@ class _Handler(BaseHTTPRequestHandler):
     def _file(self) -> Path | None:
         if not self.path.startswith("/files/"):
             return None
-        return self.server_obj.files.get(self.path[len("/files/"):].split("?")[0])
+        return self.server_obj.files.get(self.path[len("/files/") :].split("?")[0])
 
     def do_HEAD(self) -> None:  # noqa: N802
         path = self._file()
         if path is None:
             self._send(404, b"")
             return
-        self._send(200, b"", "application/octet-stream",
-                   {"Accept-Ranges": "bytes", "Content-Length": str(path.stat().st_size)})
+        self._send(
+            200, b"", "application/octet-stream", {"Accept-Ranges": "bytes", "Content-Length": str(path.stat().st_size)}
+        )
 
     def do_GET(self) -> None:  # noqa: N802
-        self.server_obj.requests.append({"op": "GET " + self.path.split("?")[0], "variables": {},
-                                         "t": time.time(), "authorization": ""})
+        self.server_obj.requests.append(
+            {"op": "GET " + self.path.split("?")[0], "variables": {}, "t": time.time(), "authorization": ""}
+        )
         if self.server_obj.latency:
             time.sleep(self.server_obj.latency)
         rule = self.server_obj._take_failure("GET")
@@ -472,21 +537,33 @@ class _Handler(BaseHTTPRequestHandler):
         rng = self.headers.get("Range")
         with path.open("rb") as fh:
             if rng and rng.startswith("bytes="):
-                first, _, last = rng[len("bytes="):].split(",")[0].partition("-")
+                first, _, last = rng[len("bytes=") :].split(",")[0].partition("-")
                 if first == "":
                     start, end = max(0, size - int(last)), size - 1
                 else:
                     start, end = int(first), min(size - 1, int(last)) if last else size - 1
                 fh.seek(start)
                 data = fh.read(end - start + 1)
-                self._send(206, data, "application/octet-stream",
-                           {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"})
+                self._send(
+                    206,
+                    data,
+                    "application/octet-stream",
+                    {"Content-Range": f"bytes {start}-{end}/{size}", "Accept-Ranges": "bytes"},
+                )
             else:
                 self._send(200, fh.read(), "application/octet-stream", {"Accept-Ranges": "bytes"})
 
 
-def formula_run(n_rows: int, *, exported_rows: int, entity: str = "e", project: str = "p", run_id: str = "big",
-                eval_every: int = 100, parquet_parts: int = 1) -> FakeRun:
+def formula_run(
+    n_rows: int,
+    *,
+    exported_rows: int,
+    entity: str = "e",
+    project: str = "p",
+    run_id: str = "big",
+    eval_every: int = 100,
+    parquet_parts: int = 1,
+) -> FakeRun:
     """A large HF-shaped run from formulas (bench): train rows every step, eval rows every ``eval_every``."""
     steps = np.arange(n_rows, dtype="int64")
     gs = steps.astype(float)
@@ -505,9 +582,17 @@ def formula_run(n_rows: int, *, exported_rows: int, entity: str = "e", project: 
         "train/other_metric_b": (train, np.cos(gs)),
         "system/gpu_util": (train, np.full(n_rows, 99.0)),
     }
-    return FakeRun(entity=entity, project=project, run_id=run_id, steps=steps, columns=columns, name=run_id,
-                   exported_rows=exported_rows, parquet_parts=parquet_parts,
-                   summary={"train/loss": float(columns["train/loss"][1][-2])})
+    return FakeRun(
+        entity=entity,
+        project=project,
+        run_id=run_id,
+        steps=steps,
+        columns=columns,
+        name=run_id,
+        exported_rows=exported_rows,
+        parquet_parts=parquet_parts,
+        summary={"train/loss": float(columns["train/loss"][1][-2])},
+    )
 
 
 def finite_or_none(x: float) -> float | None:
@@ -523,8 +608,16 @@ def small_run(kind: str, i: int, *, entity: str, project: str, rows: int = 120) 
     ``kind``: healthy (both losses fall), overfitting (eval turns up at 40 % while train falls), nan (train
     loss NaN from 60 %), diverging (train loss climbs from 50 %), empty (no history at all)."""
     if kind == "empty":
-        return FakeRun(entity=entity, project=project, run_id=f"run{i:04d}", steps=np.zeros(0, dtype="int64"),
-                       columns={}, name=f"{kind}-{i}", state="crashed", created=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}")
+        return FakeRun(
+            entity=entity,
+            project=project,
+            run_id=f"run{i:04d}",
+            steps=np.zeros(0, dtype="int64"),
+            columns={},
+            name=f"{kind}-{i}",
+            state="crashed",
+            created=f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}",
+        )
     steps = np.arange(1, rows + 1, dtype="int64")
     x = steps / rows
     wobble = 0.01 * np.sin(steps * (1.0 + i % 7))
@@ -547,14 +640,28 @@ def small_run(kind: str, i: int, *, entity: str, project: str, rows: int = 120) 
         "train/epoch": (ones, 3 * x),
         "eval/loss": (is_eval, evals),
     }
-    return FakeRun(entity=entity, project=project, run_id=f"run{i:04d}", steps=steps, columns=columns,
-                   name=f"{kind}-{i}", state="crashed" if kind == "nan" else "finished",
-                   tags=(kind,), sweep="sweep1" if i % 2 == 0 else None,
-                   created=f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}")
+    return FakeRun(
+        entity=entity,
+        project=project,
+        run_id=f"run{i:04d}",
+        steps=steps,
+        columns=columns,
+        name=f"{kind}-{i}",
+        state="crashed" if kind == "nan" else "finished",
+        tags=(kind,),
+        sweep="sweep1" if i % 2 == 0 else None,
+        created=f"2026-01-01T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}",
+    )
 
 
-def project_of_runs(server: FakeWandbServer, n: int, *, entity: str = "team", project: str = "sweep",
-                    broken: dict[int, str] | None = None) -> list[FakeRun]:
+def project_of_runs(
+    server: FakeWandbServer,
+    n: int,
+    *,
+    entity: str = "team",
+    project: str = "sweep",
+    broken: dict[int, str] | None = None,
+) -> list[FakeRun]:
     """Add ``n`` small runs (kinds cycling through PROJECT_KINDS) to ``server``; ``broken`` maps a run index to
     "error", "vanished" or "empty"."""
     broken = broken or {}

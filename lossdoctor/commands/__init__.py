@@ -1,5 +1,6 @@
 """CLI sub-commands. Every module here that defines a module-level ``COMMAND`` (a click.Command)
 is added to the ``lossdoctor`` group; adding a command is adding a file."""
+
 from __future__ import annotations
 
 import click

@@ -5,6 +5,7 @@ thread as results arrive, prints progress on stderr, then one summary table sort
 ``summary.md`` / ``summary.json`` in the report directory). Every run ends as one row: fetched, cached,
 read, or an error line.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,17 @@ from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, gate
 TRIAGE_FORMATS = ("json",)
 
 
-def run_triage(items: list[Any], title: str, ruleset: Any, options: Any, formats: tuple[str, ...] | None,
-               out_dir: str | None, fail_on: str, jobs: int, quiet: bool) -> int:
+def run_triage(
+    items: list[Any],
+    title: str,
+    ruleset: Any,
+    options: Any,
+    formats: tuple[str, ...] | None,
+    out_dir: str | None,
+    fail_on: str,
+    jobs: int,
+    quiet: bool,
+) -> int:
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.report import write_reports
     from lossdoctor.report.formats.json import jsonable
@@ -54,12 +64,32 @@ def run_triage(items: list[Any], title: str, ruleset: Any, options: Any, formats
             crashed.extend(diag.crashed_checks)
         click.echo(f"[{k}/{total}] {fetched.item.label}: {fetched.status} ({fetched.seconds:.1f} s)", err=True)
     rows = sort_rows(rows)
-    doc = {"schema": "lossdoctor.triage", "schema_version": 1, "source": title, "runs": [
-        {"run": r.label, "name": r.name, "status": r.status, "level": r.level, "verdict": r.verdict,
-         "top_finding": r.top_finding, "best_eval": r.best_eval, "onset": r.onset, "report": r.report}
-        for r in rows]}
-    write_files(base, {"summary.md": summary_markdown(rows, f"lossdoctor triage: {title}").encode("utf-8"),
-                       "summary.json": (json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n").encode("utf-8")})
+    doc = {
+        "schema": "lossdoctor.triage",
+        "schema_version": 1,
+        "source": title,
+        "runs": [
+            {
+                "run": r.label,
+                "name": r.name,
+                "status": r.status,
+                "level": r.level,
+                "verdict": r.verdict,
+                "top_finding": r.top_finding,
+                "best_eval": r.best_eval,
+                "onset": r.onset,
+                "report": r.report,
+            }
+            for r in rows
+        ],
+    }
+    write_files(
+        base,
+        {
+            "summary.md": summary_markdown(rows, f"lossdoctor triage: {title}").encode("utf-8"),
+            "summary.json": (json.dumps(jsonable(doc), indent=1, sort_keys=True) + "\n").encode("utf-8"),
+        },
+    )
     if quiet:
         for r in rows:
             click.echo(f"{clean(r.label)}: {clean(r.verdict)}")
@@ -70,8 +100,11 @@ def run_triage(items: list[Any], title: str, ruleset: Any, options: Any, formats
     by_status: dict[str, int] = {}
     for r in rows:
         by_status[r.status] = by_status.get(r.status, 0) + 1
-    click.echo(f"lossdoctor: {len(rows)} run(s) in {time.monotonic() - started:.1f} s: "
-               + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())), err=True)
+    click.echo(
+        f"lossdoctor: {len(rows)} run(s) in {time.monotonic() - started:.1f} s: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(by_status.items())),
+        err=True,
+    )
     if crashed:
         for item in crashed:
             click.echo(f"lossdoctor: error: rule check crashed: {item}", err=True)

@@ -1,4 +1,5 @@
 """`lossdoctor analyze SOURCE...`: read → diagnose → report → exit code by severity."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,10 @@ def parse_formats(text: str) -> tuple[str, ...]:
     known = available_formats()
     bad = [f for f in wanted if f not in known]
     if bad or not wanted:
-        raise UsageError(f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
-                         f"list of {', '.join(known)}")
+        raise UsageError(
+            f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
+            f"list of {', '.join(known)}"
+        )
     return wanted
 
 
@@ -55,11 +58,12 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
 
     data = sys.stdin.buffer.read(limit + 1)
     if len(data) > limit:
-        raise UsageError(f"standard input is larger than {limit // (1024 * 1024)} MiB; save it to a file and "
-                         "pass the file", STDIN_LOCATION)
+        raise UsageError(
+            f"standard input is larger than {limit // (1024 * 1024)} MiB; save it to a file and pass the file",
+            STDIN_LOCATION,
+        )
     if not data.strip():
-        raise UsageError("standard input is empty; expected a training log or a trainer_state.json",
-                         STDIN_LOCATION)
+        raise UsageError("standard input is empty; expected a training log or a trainer_state.json", STDIN_LOCATION)
     with tempfile.TemporaryDirectory(prefix="lossdoctor-stdin-") as tmp:
         path = Path(tmp) / "stdin"
         path.write_bytes(data)
@@ -70,8 +74,11 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
             raise
     out = []
     for run in runs:
-        prov = dataclasses.replace(run.provenance, location=STDIN_LOCATION,
-                                   notes=tuple(n.replace(str(path), STDIN_LOCATION) for n in run.provenance.notes))
+        prov = dataclasses.replace(
+            run.provenance,
+            location=STDIN_LOCATION,
+            notes=tuple(n.replace(str(path), STDIN_LOCATION) for n in run.provenance.notes),
+        )
         name = "stdin" if run.name in (path.name, path.stem, Path(tmp).name) else run.name
         out.append(dataclasses.replace(run, provenance=prov, name=name))
     return out
@@ -81,27 +88,59 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
 @click.argument("sources", nargs=-1, required=True, metavar="SOURCE...")
 @rule_options
 @report_options(DEFAULT_FORMATS, "Report directory [default: reports/<run-name>/].")
-@click.option("--full-series", is_flag=True,
-              help="diagnosis.json: every point of every metric (default: the points the plots use).")
-@click.option("--fail-on", type=click.Choice(FAIL_ON_CHOICES, case_sensitive=False), default="error",
-              show_default=True, help="Exit 1 when a finding at or above this severity fires.")
-@click.option("--objective", default=None, metavar="NAME",
-              help="What the run optimises (sft, preference/dpo, rl/grpo/ppo, reward-model, classification, "
-                   "speech) [default: told from its metric names and config].")
+@click.option(
+    "--full-series",
+    is_flag=True,
+    help="diagnosis.json: every point of every metric (default: the points the plots use).",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_ON_CHOICES, case_sensitive=False),
+    default="error",
+    show_default=True,
+    help="Exit 1 when a finding at or above this severity fires.",
+)
+@click.option(
+    "--objective",
+    default=None,
+    metavar="NAME",
+    help="What the run optimises (sft, preference/dpo, rl/grpo/ppo, reward-model, classification, "
+    "speech) [default: told from its metric names and config].",
+)
 @read_options
 @metric_option()
 @quiet_option("Print only the verdict line per run.")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE",
-              help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).")
+@click.option(
+    "--filter",
+    "filters",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="Triage: at most this many runs.")
-@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True,
-              help="Triage: runs read at once.")
-def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
-                    full_series: bool, out_dir: str | None, fail_on: str, source_kind: str | None,
-                    log_format: str | None,
-                    all_runs: bool, refresh: bool, offline: bool, timeout: float, quiet: bool,
-                    color: bool | None, filters: tuple[str, ...], limit: int | None, jobs: int,
-                    metric_roles: tuple[str, ...] = (), objective: str | None = None) -> int:
+@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True, help="Triage: runs read at once.")
+def analyze_command(
+    sources: tuple[str, ...],
+    rule_files: tuple[str, ...],
+    no_default_rules: bool,
+    formats: str,
+    full_series: bool,
+    out_dir: str | None,
+    fail_on: str,
+    source_kind: str | None,
+    log_format: str | None,
+    all_runs: bool,
+    refresh: bool,
+    offline: bool,
+    timeout: float,
+    quiet: bool,
+    color: bool | None,
+    filters: tuple[str, ...],
+    limit: int | None,
+    jobs: int,
+    metric_roles: tuple[str, ...] = (),
+    objective: str | None = None,
+) -> int:
     """Diagnose one or more runs: a log file, a trainer_state.json, a run/output dir, a wandb run dir,
     a W&B run URL, a notebook (nb.ipynb, nb.ipynb#cell-12), or - (standard input).
 
@@ -125,8 +164,9 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     ruleset = load_ruleset(rule_files, no_default_rules)
     from lossdoctor.metrics.roles import parse_overrides
 
-    options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout,
-                                metric_roles=parse_overrides(metric_roles))
+    options = make_read_options(
+        source_kind, log_format, all_runs, refresh, offline, timeout, metric_roles=parse_overrides(metric_roles)
+    )
     fail_on = fail_on.lower()
     from lossdoctor.triage import expand
 
@@ -137,8 +177,17 @@ def analyze_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
         from lossdoctor.commands._triage import run_triage
 
         given = click.get_current_context().get_parameter_source("formats") != ParameterSource.DEFAULT
-        return run_triage(items, " ".join(sources), ruleset, dataclasses.replace(options, progress=False),
-                          wanted if given else None, out_dir, fail_on, jobs, quiet)
+        return run_triage(
+            items,
+            " ".join(sources),
+            ruleset,
+            dataclasses.replace(options, progress=False),
+            wanted if given else None,
+            out_dir,
+            fail_on,
+            jobs,
+            quiet,
+        )
     if sum(1 for location in sources if location == "-") > 1:
         raise UsageError("standard input (-) can be given only once")
     runs = []

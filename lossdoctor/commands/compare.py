@@ -1,5 +1,6 @@
 """`lossdoctor compare A B [C...]`: diagnose every run with the same rules, then compare them by their findings
 (fixed / new / persisting, onset and magnitude), facts side by side, overlay plots, and a pick of the best run."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,15 +27,32 @@ DEFAULT_FORMATS = "html,md"
 @click.argument("sources", nargs=-1, required=True, metavar="A B [C...]")
 @rule_options
 @report_options(DEFAULT_FORMATS, "Report directory [default: reports/compare-<A>-vs-<B>/].")
-@click.option("--fail-on-new", type=click.Choice(FAIL_ON_CHOICES), default="never", show_default=True,
-              help="Exit 1 when a later run has a finding at or above this severity that the baseline A did not "
-                   "have (a CI regression gate).")
+@click.option(
+    "--fail-on-new",
+    type=click.Choice(FAIL_ON_CHOICES),
+    default="never",
+    show_default=True,
+    help="Exit 1 when a later run has a finding at or above this severity that the baseline A did not "
+    "have (a CI regression gate).",
+)
 @read_options
 @quiet_option("Print only the headline per later run and the best run.")
-def compare_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
-                    out_dir: str | None, color: bool | None, fail_on_new: str, source_kind: str | None,
-                    log_format: str | None, all_runs: bool, refresh: bool, offline: bool, timeout: float,
-                    quiet: bool) -> int:
+def compare_command(
+    sources: tuple[str, ...],
+    rule_files: tuple[str, ...],
+    no_default_rules: bool,
+    formats: str,
+    out_dir: str | None,
+    color: bool | None,
+    fail_on_new: str,
+    source_kind: str | None,
+    log_format: str | None,
+    all_runs: bool,
+    refresh: bool,
+    offline: bool,
+    timeout: float,
+    quiet: bool,
+) -> int:
     """Compare runs by their findings. A is the baseline; every later run is compared with it.
 
     Each SOURCE is anything `analyze` reads (log, trainer_state.json, run dir, wandb dir, W&B URL); kinds can
@@ -56,8 +74,12 @@ def compare_command(sources: tuple[str, ...], rule_files: tuple[str, ...], no_de
     if len(runs) < 2:
         raise UsageError(f"compare needs at least two runs; {len(sources)} source(s) gave {len(runs)}")
     comparison = compare([diagnose(run, ruleset) for run in runs])
-    target = Path(out_dir) if out_dir else Path("reports") / (
-        "compare-" + "-vs-".join(run_slug(r.name)[:30] for r in runs[:3]) + ("-etc" if len(runs) > 3 else ""))
+    target = (
+        Path(out_dir)
+        if out_dir
+        else Path("reports")
+        / ("compare-" + "-vs-".join(run_slug(r.name)[:30] for r in runs[:3]) + ("-etc" if len(runs) > 3 else ""))
+    )
     written = write_comparison(comparison, wanted, target)
     for diag in comparison.diagnoses:
         for note in diag.run.provenance.notes:

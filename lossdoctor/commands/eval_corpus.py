@@ -1,4 +1,5 @@
 """`lossdoctor eval-corpus DIR`: analyse every labelled run under DIR and score the rules against the labels."""
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,31 @@ def _read_yaml(path: Path) -> str:
 @click.command("eval-corpus")
 @click.argument("corpus_dir", type=click.Path(file_okay=False), metavar="DIR")
 @rule_options
-@click.option("--floors", "floors_file", type=click.Path(dir_okay=False), default=None,
-              help="YAML of precision/recall floors [default: DIR/floors.yaml if present].")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), default=None,
-              help="Also write the scores and per-case results as JSON.")
+@click.option(
+    "--floors",
+    "floors_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="YAML of precision/recall floors [default: DIR/floors.yaml if present].",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the scores and per-case results as JSON.",
+)
 @click.option("--only", "only", multiple=True, metavar="GLOB", help="Only cases whose directory matches (repeatable).")
 @click.option("--verbose", "-v", is_flag=True, help="List every case, not only the wrong ones.")
-def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default_rules: bool,
-                        floors_file: str | None, json_out: str | None, only: tuple[str, ...], verbose: bool) -> int:
+def eval_corpus_command(
+    corpus_dir: str,
+    rule_files: tuple[str, ...],
+    no_default_rules: bool,
+    floors_file: str | None,
+    json_out: str | None,
+    only: tuple[str, ...],
+    verbose: bool,
+) -> int:
     """Score the rules on a labelled corpus: one sub-directory per run, holding the run's files and a
     label.yaml (verdicts, onset_step, eval_interval, why). Prints a confusion table per verdict, precision and
     recall per rule and the overfitting onset error.
@@ -57,7 +75,7 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
             raise UsageError("floors file not found", str(floors_path))
         floors = corpus.parse_floors(_read_yaml(floors_path), str(floors_path))
 
-    if json_out and not Path(json_out).resolve().parent.is_dir():   # fail before any work or output
+    if json_out and not Path(json_out).resolve().parent.is_dir():  # fail before any work or output
         raise UsageError("--json: the directory to write into does not exist", json_out)
     cases = sorted(p for p in root.iterdir() if p.is_dir() and (p / "label.yaml").is_file())
     if only:
@@ -71,7 +89,7 @@ def eval_corpus_command(corpus_dir: str, rule_files: tuple[str, ...], no_default
         label = corpus.parse_label(_read_yaml(label_path), str(label_path), case.name)
         try:
             runs = read_runs(str(case), options)
-        except LossdoctorError as exc:     # an unreadable case is a miss, not the end of the evaluation
+        except LossdoctorError as exc:  # an unreadable case is a miss, not the end of the evaluation
             results.append(corpus.CaseResult(label=label, predicted=frozenset(), fired=(), error=str(exc)))
             continue
         results.append(corpus.case_result(label, diagnose(runs[0], ruleset), verdict_of))

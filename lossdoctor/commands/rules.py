@@ -1,4 +1,5 @@
 """`lossdoctor rules list|validate|kinds`."""
+
 from __future__ import annotations
 
 import click
@@ -24,7 +25,9 @@ def list_command(rule_files: tuple[str, ...]) -> int:
     for rule in ruleset.rules:
         persist = f" for {rule.for_count} {rule.for_unit}" if rule.for_count > 1 else ""
         judges = ",".join(rule.objectives) or "any"
-        click.echo(visible(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.title}{persist}  [{rule.origin}] ({judges})"))
+        click.echo(
+            visible(f"{rule.id:<{width}}  {rule.severity:<7}  {rule.title}{persist}  [{rule.origin}] ({judges})")
+        )
     for rid in ruleset.disabled:
         click.echo(visible(f"{rid:<{width}}  disabled"))
     return EXIT_OK

@@ -3,6 +3,7 @@
 
 Built from the registry, so a new reader file shows up here without touching this command.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,21 +15,24 @@ from lossdoctor.commands._options import metric_option, source_kind_option
 
 @click.command("sources")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON list instead of text.")
-@click.option("--explain", "explain", default=None, metavar="SOURCE",
-              help="Show how SOURCE is read: the readers that claim it, the step axis, the notes, and which "
-                   "series was taken as train loss, eval loss, lr ... (override with analyze --metric).")
+@click.option(
+    "--explain",
+    "explain",
+    default=None,
+    metavar="SOURCE",
+    help="Show how SOURCE is read: the readers that claim it, the step axis, the notes, and which "
+    "series was taken as train loss, eval loss, lr ... (override with analyze --metric).",
+)
 @source_kind_option("With --explain: force a reader.")
 @metric_option("With --explain: the same overrides as analyze --metric.")
-def sources_command(as_json: bool, explain: str | None, source_kind: str | None,
-                    metric_roles: tuple[str, ...]) -> None:
+def sources_command(as_json: bool, explain: str | None, source_kind: str | None, metric_roles: tuple[str, ...]) -> None:
     """List the log and metric formats lossdoctor reads (use a KIND with --source-kind)."""
     from lossdoctor.sources import registry
 
     if explain:
         _explain(explain, source_kind, metric_roles, as_json)
         return
-    rows = [{"kind": kind, "description": src.description, "example": src.example}
-            for kind, src in registry().items()]
+    rows = [{"kind": kind, "description": src.description, "example": src.example} for kind, src in registry().items()]
     if as_json:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
         return
@@ -39,8 +43,9 @@ def sources_command(as_json: bool, explain: str | None, source_kind: str | None,
     click.echo("\nAuto-detected from the file or directory; force one with --source-kind KIND.")
 
 
-def explain_rows(location: str, source_kind: str | None = None,
-                 metric_roles: tuple[str, ...] = ()) -> dict[str, object]:
+def explain_rows(
+    location: str, source_kind: str | None = None, metric_roles: tuple[str, ...] = ()
+) -> dict[str, object]:
     """What `--explain` prints, as data (pure apart from reading the source)."""
     from lossdoctor.metrics.roles import describe, parse_overrides
     from lossdoctor.sources import ReadOptions, make_target, read_runs, registry
@@ -60,13 +65,18 @@ def explain_rows(location: str, source_kind: str | None = None,
     for run in runs:
         frame = run.metrics
         counts = sorted(((m, r), n) for r, m, n in frame.pairs())
-        out_runs.append({
-            "name": run.name, "kind": run.provenance.kind, "location": run.provenance.location,
-            "step_source": run.provenance.step_source, "points": run.n_points,
-            "notes": list(run.provenance.notes),
-            "roles": [{"role": a.role, "metric": a.canonical, "from": list(a.raw_names)} for a in describe(frame)],
-            "series": [{"metric": str(m), "raw_name": str(r), "points": int(n)} for (m, r), n in counts],
-        })
+        out_runs.append(
+            {
+                "name": run.name,
+                "kind": run.provenance.kind,
+                "location": run.provenance.location,
+                "step_source": run.provenance.step_source,
+                "points": run.n_points,
+                "notes": list(run.provenance.notes),
+                "roles": [{"role": a.role, "metric": a.canonical, "from": list(a.raw_names)} for a in describe(frame)],
+                "series": [{"metric": str(m), "raw_name": str(r), "points": int(n)} for (m, r), n in counts],
+            }
+        )
     return {"source": location, "claimed_by": claims, "runs": out_runs}
 
 
@@ -80,8 +90,10 @@ def _explain(location: str, source_kind: str | None, metric_roles: tuple[str, ..
     claims = ", ".join(f"{c['kind']} ({c['confidence']})" for c in data["claimed_by"])  # type: ignore[union-attr]
     click.echo(f"{safe_text(location)}: claimed by {claims or 'no reader'}")
     for run in data["runs"]:  # type: ignore[union-attr]
-        click.echo(f"run {safe_text(run['name'])}: read by {run['kind']}, {run['points']} points, "
-                   f"step axis: {run['step_source']}")
+        click.echo(
+            f"run {safe_text(run['name'])}: read by {run['kind']}, {run['points']} points, "
+            f"step axis: {run['step_source']}"
+        )
         for note in run["notes"]:
             click.echo(f"  note: {safe_text(note)}")
         click.echo("  roles (override with --metric ROLE=NAME):")

@@ -3,6 +3,7 @@
 Every flag may also be given in a YAML ``--config`` file (same names, dashes or underscores); flags win.
 No torch import happens until the command runs.
 """
+
 from __future__ import annotations
 
 import sys
@@ -33,8 +34,14 @@ def _train_options(func: Any) -> Any:
 
 
 @click.command("train")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="YAML file with any of these options (dashes or underscores); flags override it.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="YAML file with any of these options (dashes or underscores); flags override it.",
+)
 @_train_options
 @click.pass_context
 def train_command(ctx: click.Context, config_file: str | None, **options: Any) -> int:
@@ -56,12 +63,12 @@ def train_command(ctx: click.Context, config_file: str | None, **options: Any) -
     from lossdoctor.train.config import build_config
     from lossdoctor.train.recipe import is_main_process, train
 
-    given = {k: v for k, v in options.items() if v is not None and v != ()}   # only the flags given
+    given = {k: v for k, v in options.items() if v is not None and v != ()}  # only the flags given
     config = build_config(config_file, given)
     result = train(config, argv=["lossdoctor", *sys.argv[1:]])
-    if is_main_process():   # under torchrun / accelerate launch, once, not once per rank
+    if is_main_process():  # under torchrun / accelerate launch, once, not once per rank
         click.echo(f"lossdoctor: run {result.status} at step {result.global_step}: {result.run_dir}", err=True)
-        if result.summary:   # the last thing a run prints: the diagnosis and where the report is
+        if result.summary:  # the last thing a run prints: the diagnosis and where the report is
             click.echo(result.summary)
             for path in result.reports:
                 click.echo(f"  report: {path}")

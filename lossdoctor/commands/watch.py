@@ -7,6 +7,7 @@ the run ends (its end-of-training marker), when it stalls (``--stall-timeout``),
 or on Ctrl-C / SIGTERM; it is made from the whole source read again (as ``analyze`` would), so it is
 exactly the report ``analyze`` gives for the same file.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -49,17 +50,20 @@ def _detect(location: str, source_kind: str | None) -> tuple[Any, Path] | None:
     else:
         target = make_target(location)
         if target.is_file and not target.head.strip():
-            return None                                      # created but still empty
+            return None  # created but still empty
         try:
             kind = detect(target)[0].kind
         except SourceError:
             if target.is_file and len(target.head) < 4096:
-                return None                                  # too little written yet to tell
+                return None  # too little written yet to tell
             raise
     tailer = tails().get(kind)
     if tailer is None:
-        raise SourceError(f"watch cannot follow a {kind} source while it is written (it follows: "
-                          f"{', '.join(tails())}); use `lossdoctor analyze` when it is done", location)
+        raise SourceError(
+            f"watch cannot follow a {kind} source while it is written (it follows: "
+            f"{', '.join(tails())}); use `lossdoctor analyze` when it is done",
+            location,
+        )
     return tailer, path
 
 
@@ -75,20 +79,56 @@ def _line(finding: Any, step: int | None) -> str:
 @rule_options
 @report_options("html,md", "Report directory [default: reports/<run-name>/].")
 @source_kind_option()
-@click.option("--until", type=click.Choice(FAIL_ON_CHOICES), default="never", show_default=True,
-              help="Stop with exit 1 at the first finding at or above this severity (the report is written).")
-@click.option("--stall-timeout", type=float, default=None, metavar="SECONDS",
-              help="Report the run as stalled and finish when no new point arrived for this long.")
-@click.option("--interval-ms", type=click.IntRange(10, 60_000), default=250, show_default=True,
-              help="Judge the rules at most this often (only when points arrived).")
-@click.option("--cpu-budget", type=click.FloatRange(0.001, 1.0), default=0.03, show_default=True,
-              help="Share of one core that judging may use on average (long histories are judged less often).")
-@click.option("--wait/--no-wait", default=True, show_default=True,
-              help="Wait for SOURCE to appear (a job that has not started writing yet).")
+@click.option(
+    "--until",
+    type=click.Choice(FAIL_ON_CHOICES),
+    default="never",
+    show_default=True,
+    help="Stop with exit 1 at the first finding at or above this severity (the report is written).",
+)
+@click.option(
+    "--stall-timeout",
+    type=float,
+    default=None,
+    metavar="SECONDS",
+    help="Report the run as stalled and finish when no new point arrived for this long.",
+)
+@click.option(
+    "--interval-ms",
+    type=click.IntRange(10, 60_000),
+    default=250,
+    show_default=True,
+    help="Judge the rules at most this often (only when points arrived).",
+)
+@click.option(
+    "--cpu-budget",
+    type=click.FloatRange(0.001, 1.0),
+    default=0.03,
+    show_default=True,
+    help="Share of one core that judging may use on average (long histories are judged less often).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="Wait for SOURCE to appear (a job that has not started writing yet).",
+)
 @quiet_option("Print only the findings and the final verdict.")
-def watch_command(source: str, rule_files: tuple[str, ...], no_default_rules: bool, formats: str,
-                  out_dir: str | None, color: bool | None, source_kind: str | None, until: str,
-                  stall_timeout: float | None, interval_ms: int, cpu_budget: float, wait: bool, quiet: bool) -> int:
+def watch_command(
+    source: str,
+    rule_files: tuple[str, ...],
+    no_default_rules: bool,
+    formats: str,
+    out_dir: str | None,
+    color: bool | None,
+    source_kind: str | None,
+    until: str,
+    stall_timeout: float | None,
+    interval_ms: int,
+    cpu_budget: float,
+    wait: bool,
+    quiet: bool,
+) -> int:
     """Follow a growing console log, trainer_state.json, JSONL file or live local W&B run, print each finding
     when it first fires, and write the report when the run ends, stalls, or on Ctrl-C.
 
@@ -100,17 +140,38 @@ def watch_command(source: str, rule_files: tuple[str, ...], no_default_rules: bo
 
     wanted = parse_formats(formats)
     ruleset = load_ruleset(rule_files, no_default_rules)
-    watcher = Watcher(source, ruleset, source_kind=source_kind, until=until, stall_timeout=stall_timeout,
-                      interval=interval_ms / 1000.0, budget=cpu_budget, wait=wait, quiet=quiet)
+    watcher = Watcher(
+        source,
+        ruleset,
+        source_kind=source_kind,
+        until=until,
+        stall_timeout=stall_timeout,
+        interval=interval_ms / 1000.0,
+        budget=cpu_budget,
+        wait=wait,
+        quiet=quiet,
+    )
     return watcher.run(wanted, out_dir, use_color(color))
 
 
 class Watcher:
     """The watch loop: poll the tail, feed the store, judge when due, stop on end/stall/until/signal."""
 
-    def __init__(self, location: str, ruleset: Any, *, source_kind: str | None = None, until: str = "never",
-                 stall_timeout: float | None = None, interval: float = 0.25, budget: float = 0.03,
-                 wait: bool = True, quiet: bool = False, echo: Any = None, clock: Any = time.monotonic) -> None:
+    def __init__(
+        self,
+        location: str,
+        ruleset: Any,
+        *,
+        source_kind: str | None = None,
+        until: str = "never",
+        stall_timeout: float | None = None,
+        interval: float = 0.25,
+        budget: float = 0.03,
+        wait: bool = True,
+        quiet: bool = False,
+        echo: Any = None,
+        clock: Any = time.monotonic,
+    ) -> None:
         from lossdoctor.live import LiveJudge, LiveStore
 
         self.location = location
@@ -126,7 +187,7 @@ class Watcher:
         self.judge = LiveJudge(ruleset, min_interval=interval, budget=budget)
         self.tail: Any = None
         self.stop_reason: str | None = None
-        self.gated: Any = None                  # the finding that met --until
+        self.gated: Any = None  # the finding that met --until
         self.fired_step: dict[str, int | None] = {}
 
     # -- pieces ----------------------------------------------------------------------------------------
@@ -139,7 +200,9 @@ class Watcher:
     def _report_new(self, findings: list[Any], at_end: bool = False) -> None:
         for f in findings:
             fired = f.evidence.get("fired_step")
-            step = int(fired) if isinstance(fired, (int, float)) and not isinstance(fired, bool) else self.store.last_step
+            step = (
+                int(fired) if isinstance(fired, (int, float)) and not isinstance(fired, bool) else self.store.last_step
+            )
             self.fired_step[f.rule_id] = step
             self.echo(_line(f, step) + (" (judged at the end)" if at_end else ""))
             if self.gated is None and gate((f.severity,), self.until) == EXIT_GATE:
@@ -171,8 +234,9 @@ class Watcher:
         tailer, path = found
         self.tail = tailer.open(path, self.location)
         if not self.quiet:
-            self.echo(f"lossdoctor: watching {self.location} ({self.tail.kind}); Ctrl-C stops and writes the report",
-                      err=True)
+            self.echo(
+                f"lossdoctor: watching {self.location} ({self.tail.kind}); Ctrl-C stops and writes the report", err=True
+            )
         last_point = self.clock()
         while not self.stop_reason:
             now = self.clock()
@@ -190,8 +254,9 @@ class Watcher:
                 self.stop_reason = f"the run ended: {update.ended}"
                 break
             if self.stall_timeout is not None and now - last_point >= self.stall_timeout:
-                self.stop_reason = (f"stalled: no new point for {self.stall_timeout:g} s "
-                                    f"(last step {self.store.last_step})")
+                self.stop_reason = (
+                    f"stalled: no new point for {self.stall_timeout:g} s (last step {self.store.last_step})"
+                )
                 break
             if not update.backlog:
                 time.sleep(POLL_SECONDS)
@@ -211,16 +276,23 @@ class Watcher:
         except LossdoctorError as exc:
             note = f"the source could not be read again at the end ({exc}); the report is made of the points followed"
         if run is None:
-            prov = Provenance(kind=self.tail.kind, location=self.location, step_source=self.tail.step_source,
-                              notes=(note,) if note else ())
+            prov = Provenance(
+                kind=self.tail.kind,
+                location=self.location,
+                step_source=self.tail.step_source,
+                notes=(note,) if note else (),
+            )
             run = self.store.to_run(Path(self.location).name or self.location, prov, self.tail.config)
         if self.stop_reason:
             state = run.state
             if self.stop_reason.startswith(("stalled", "stopped", "--until")) and state in ("unknown", "running"):
                 state = "interrupted" if not self.stop_reason.startswith("stalled") else state
             prov = run.provenance
-            run = dataclasses.replace(run, state=state, provenance=dataclasses.replace(
-                prov, notes=prov.notes + (f"watch: {self.stop_reason}",)))
+            run = dataclasses.replace(
+                run,
+                state=state,
+                provenance=dataclasses.replace(prov, notes=prov.notes + (f"watch: {self.stop_reason}",)),
+            )
         return diagnose(run, self.ruleset)
 
     def run(self, formats: tuple[str, ...], out_dir: str | None, color: bool) -> int:
@@ -237,8 +309,10 @@ class Watcher:
             if self.tail is not None:
                 self.tail.close()
         if self.tail is None:
-            self.echo(f"lossdoctor: {self.stop_reason or 'stopped'} before {self.location} could be followed; "
-                      "no report", err=True)
+            self.echo(
+                f"lossdoctor: {self.stop_reason or 'stopped'} before {self.location} could be followed; no report",
+                err=True,
+            )
             return EXIT_OK
         self.echo(f"lossdoctor: {self.stop_reason}", err=True)
         diag = self.final_diagnosis()
@@ -254,8 +328,11 @@ class Watcher:
             self.echo(render_terminal(diag, color))
             for p in written:
                 self.echo(f"  report: {p}")
-            self.echo(f"lossdoctor: {self.store.points} points followed, {self.judge.passes} rule passes, "
-                      f"{self.judge.spent:.2f} s judging", err=True)
+            self.echo(
+                f"lossdoctor: {self.store.points} points followed, {self.judge.passes} rule passes, "
+                f"{self.judge.spent:.2f} s judging",
+                err=True,
+            )
         crashed = list(diag.crashed_checks) + [c for c in self.judge.crashed.values() if c not in diag.crashed_checks]
         if crashed:
             for item in crashed:

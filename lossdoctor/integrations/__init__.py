@@ -1,5 +1,6 @@
 """Integrations with training frameworks. ``from lossdoctor.integrations import LossDoctorCallback``
 (imports transformers; the rest of lossdoctor does not need it)."""
+
 from __future__ import annotations
 
 from typing import Any

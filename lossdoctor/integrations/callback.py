@@ -27,6 +27,7 @@ transformers (and with it peft, bitsandbytes and torch: seconds, and import-time
 to define this class; as it is, importing it costs only lossdoctor's own core. Events this class does not
 handle (including ones a future transformers adds) are no-ops, as in ``TrainerCallback``.
 """
+
 from __future__ import annotations
 
 import sys
@@ -78,9 +79,18 @@ class LossDoctorCallback:
         always judged (that is where overfitting shows and where the best checkpoint is decided).
     """
 
-    def __init__(self, rules: Iterable[str] = (), stop_on: str = "never", stop_on_rules: Iterable[str] = (),
-                 print_fn: Callable[[str], Any] = print, include_default: bool = True, ruleset: Any = None,
-                 run_name: str | None = None, max_overhead: float = 0.02, inline: bool | None = None) -> None:
+    def __init__(
+        self,
+        rules: Iterable[str] = (),
+        stop_on: str = "never",
+        stop_on_rules: Iterable[str] = (),
+        print_fn: Callable[[str], Any] = print,
+        include_default: bool = True,
+        ruleset: Any = None,
+        run_name: str | None = None,
+        max_overhead: float = 0.02,
+        inline: bool | None = None,
+    ) -> None:
         if stop_on != "never" and stop_on not in SEVERITY_RANK:
             raise ValueError(f"stop_on must be 'never' or one of {', '.join(SEVERITY_RANK)}, got {stop_on!r}")
         if ruleset is None:
@@ -95,23 +105,23 @@ class LossDoctorCallback:
         self.run_name = run_name
         self.max_overhead = max_overhead
         self.inline = in_notebook() if inline is None else bool(inline)
-        self._display: Any = None                     # the IPython display handle (inline mode)
-        self._spent = 0.0                             # seconds spent judging
+        self._display: Any = None  # the IPython display handle (inline mode)
+        self._spent = 0.0  # seconds spent judging
         self._started: float | None = None
         #: rules made only of `missing` checks judge an absence, which only the finished run can show
         self.deferred = frozenset(r.id for r in ruleset.rules if _only_missing(r.when))
-        self._seen = 0                                # rows of log_history already ingested
+        self._seen = 0  # rows of log_history already ingested
         self._steps: list[int] = []
         self._raw: list[str] = []
         self._canon: list[str] = []
         self._values: list[float] = []
         self._canon_cache: dict[str, str] = {}
-        self._columns: dict[str, tuple[list[int], list[float]]] = {}   # canonical → (steps, values)
-        self._pending = False                          # rows ingested but not judged yet
-        self.fired: dict[str, Any] = {}               # rule id → Finding, first firing (insertion order)
-        self.fired_at: dict[str, int] = {}            # rule id → global step when it first fired
+        self._columns: dict[str, tuple[list[int], list[float]]] = {}  # canonical → (steps, values)
+        self._pending = False  # rows ingested but not judged yet
+        self.fired: dict[str, Any] = {}  # rule id → Finding, first firing (insertion order)
+        self.fired_at: dict[str, int] = {}  # rule id → global step when it first fired
         self.crashed: list[str] = []
-        self.stopped_by: Any = None                   # the Finding that stopped training, if any
+        self.stopped_by: Any = None  # the Finding that stopped training, if any
         self.stopped_at: int | None = None
         self.last_diagnosis: Any = None
         self.evaluations = 0
@@ -140,9 +150,9 @@ class LossDoctorCallback:
                 self._canon.append(canon)
                 self._values.append(float(value))
                 steps, values = self._columns.setdefault(canon, ([], []))
-                if steps and steps[-1] == step:      # same metric twice at one step: the last one wins
+                if steps and steps[-1] == step:  # same metric twice at one step: the last one wins
                     values[-1] = float(value)
-                elif steps and steps[-1] > step:     # out of order (never from the Trainer): drop the fast path
+                elif steps and steps[-1] > step:  # out of order (never from the Trainer): drop the fast path
                     self._columns[canon] = None  # type: ignore[assignment]
                 else:
                     steps.append(step)
@@ -157,9 +167,13 @@ class LossDoctorCallback:
         location = str(getattr(args, "output_dir", "") or "trainer")
         name = self.run_name or getattr(args, "run_name", None) or location
         columns = {k: v for k, v in self._columns.items() if v is not None}
-        return _LiveRun(name=str(name), provenance=Provenance(kind="trainer-live", location=location,
-                                                               step_source="logged"),
-                        metrics=frame, state=state_name, columns=columns)
+        return _LiveRun(
+            name=str(name),
+            provenance=Provenance(kind="trainer-live", location=location, step_source="logged"),
+            metrics=frame,
+            state=state_name,
+            columns=columns,
+        )
 
     # -- rule evaluation -------------------------------------------------------------------------------
     def _should_stop(self, finding: Any) -> bool:
@@ -219,14 +233,19 @@ class LossDoctorCallback:
         else:
             self._display.update(HTML(html))
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> Any:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         history = state.log_history
-        if self._seen > len(history):     # history replaced (resumed from a checkpoint): start over
-            self.__init__(stop_on=self.stop_on, stop_on_rules=self.stop_on_rules, print_fn=self.print_fn,
-                          ruleset=self.ruleset, run_name=self.run_name, max_overhead=self.max_overhead,
-                          inline=self.inline)
-        new_rows = history[self._seen:]
+        if self._seen > len(history):  # history replaced (resumed from a checkpoint): start over
+            self.__init__(
+                stop_on=self.stop_on,
+                stop_on_rules=self.stop_on_rules,
+                print_fn=self.print_fn,
+                ruleset=self.ruleset,
+                run_name=self.run_name,
+                max_overhead=self.max_overhead,
+                inline=self.inline,
+            )
+        new_rows = history[self._seen :]
         self._seen = len(history)
         if self._ingest(new_rows):
             self._pending = True
@@ -246,7 +265,7 @@ class LossDoctorCallback:
         return control
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        self._ingest(state.log_history[self._seen:])
+        self._ingest(state.log_history[self._seen :])
         self._seen = len(state.log_history)
         self.evaluate(args, state, control, final=True)
         return control

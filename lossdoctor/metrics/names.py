@@ -1,4 +1,5 @@
 """Canonical metric names: the alias table lives in aliases.yaml (data), this module only reads it."""
+
 from __future__ import annotations
 
 import re
@@ -49,7 +50,7 @@ def alias_table() -> dict[str, str]:
         table[normalise_key(canonical)] = canonical
         for alias in aliases:
             table.setdefault(normalise_key(str(alias)), canonical)
-    for name in data.get("trainer_split") or ():   # NAME, train/NAME -> train/NAME; eval_NAME, eval/NAME -> eval/NAME
+    for name in data.get("trainer_split") or ():  # NAME, train/NAME -> train/NAME; eval_NAME, eval/NAME -> eval/NAME
         base = normalise_key(str(name))
         for split, raws in (("train", (base, f"train/{base}")), ("eval", (f"eval_{base}", f"eval/{base}"))):
             for raw in raws:

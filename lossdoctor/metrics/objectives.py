@@ -5,6 +5,7 @@ Why it matters: a rule is only meaningful for some objectives. GRPO's loss is be
 design) and a DPO loss starts at ln 2 with one-batch spikes; the supervised "loss not decreasing" and "plateau"
 rules would call both broken. Rules name the objectives they judge; the engine skips the others.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -21,8 +22,9 @@ from lossdoctor.model import Objective, Run
 
 #: the word a rule file uses for "every objective"
 ANY = "any"
-_SPEC_KEYS = frozenset({"id", "title", "aliases", "metrics", "min_metrics", "signature_metrics", "unless_metrics",
-                        "config", "needs"})
+_SPEC_KEYS = frozenset(
+    {"id", "title", "aliases", "metrics", "min_metrics", "signature_metrics", "unless_metrics", "config", "needs"}
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,10 @@ class ObjectiveSpec:
     metrics: tuple[str, ...]
     min_metrics: int
     unless_metrics: tuple[str, ...]
-    config: tuple[tuple[str, tuple[str, ...] | None], ...]   # key, value globs (None = any value)
-    needs: tuple[str, ...] = ()            # metrics a run of this objective is judged on (any one will do) ...
-    needs_caveat: str = ""                 # ... and what a healthy verdict says when none was logged
-    signature_metrics: tuple[str, ...] = ()   # metrics only this objective logs: one alone is enough
+    config: tuple[tuple[str, tuple[str, ...] | None], ...]  # key, value globs (None = any value)
+    needs: tuple[str, ...] = ()  # metrics a run of this objective is judged on (any one will do) ...
+    needs_caveat: str = ""  # ... and what a healthy verdict says when none was logged
+    signature_metrics: tuple[str, ...] = ()  # metrics only this objective logs: one alone is enough
 
 
 @dataclass(frozen=True)
@@ -81,13 +83,20 @@ def parse_table(data: Any) -> ObjectiveTable:
         needs = item.get("needs") or {}
         if not isinstance(needs, dict) or set(needs) - {"metrics", "caveat"}:
             raise RuntimeError(f"objectives.yaml: {item['id']}.needs: expected {{metrics, caveat}}")
-        specs.append(ObjectiveSpec(
-            id=item["id"], title=str(item.get("title", item["id"])),
-            aliases=tuple(a.lower() for a in _strs(item.get("aliases"), f"{item['id']}.aliases")),
-            metrics=_strs(item.get("metrics"), f"{item['id']}.metrics"), min_metrics=int(item.get("min_metrics", 1)),
-            unless_metrics=_strs(item.get("unless_metrics"), f"{item['id']}.unless_metrics"), config=tuple(config),
-            needs=_strs(needs.get("metrics"), f"{item['id']}.needs.metrics"), needs_caveat=str(needs.get("caveat", "")),
-            signature_metrics=_strs(item.get("signature_metrics"), f"{item['id']}.signature_metrics")))
+        specs.append(
+            ObjectiveSpec(
+                id=item["id"],
+                title=str(item.get("title", item["id"])),
+                aliases=tuple(a.lower() for a in _strs(item.get("aliases"), f"{item['id']}.aliases")),
+                metrics=_strs(item.get("metrics"), f"{item['id']}.metrics"),
+                min_metrics=int(item.get("min_metrics", 1)),
+                unless_metrics=_strs(item.get("unless_metrics"), f"{item['id']}.unless_metrics"),
+                config=tuple(config),
+                needs=_strs(needs.get("metrics"), f"{item['id']}.needs.metrics"),
+                needs_caveat=str(needs.get("caveat", "")),
+                signature_metrics=_strs(item.get("signature_metrics"), f"{item['id']}.signature_metrics"),
+            )
+        )
     ids = [s.id for s in specs]
     if len(set(ids)) != len(ids) or data.get("default") not in ids or ANY in ids:
         raise RuntimeError("objectives.yaml: ids must be unique, not 'any', and include the default")
@@ -184,8 +193,7 @@ def describe(objective: Objective) -> str:
     title = objective.title or (table.get(objective.id).title if objective.id in table.ids() else "")
     head = f"{objective.id} - {title}" if title else objective.id
     if objective.how == "given":
-        return head + (f" (set by --objective {objective.given_as})" if objective.given_as
-                       else " (set by --objective)")
+        return head + (f" (set by --objective {objective.given_as})" if objective.given_as else " (set by --objective)")
     if objective.how == "detected":
         signs = [e.split(" ", 1)[1] for e in objective.evidence]
         shown = ", ".join(signs[:4]) + (f" +{len(signs) - 4} more" if len(signs) > 4 else "")

@@ -7,6 +7,7 @@ in the name (``train/lr(1e-3)``) multiplies the values back; a per-epoch loss is
 ``--metric ROLE=NAME`` (ROLE: ``train_loss`` or ``train/loss`` ...) overrides inference and aliases alike.
 Pure: a Run in, a Run out.
 """
+
 from __future__ import annotations
 
 import re
@@ -23,8 +24,8 @@ from lossdoctor.metrics.names import _alias_data, normalise_key
 
 @dataclass(frozen=True)
 class Role:
-    key: str                                  # train_loss
-    canonical: str                            # train/loss
+    key: str  # train_loss
+    canonical: str  # train/loss
     patterns: tuple[re.Pattern[str], ...]
     only_if_unique: bool = False
 
@@ -47,15 +48,23 @@ class RoleTable:
 
 @lru_cache(maxsize=1)
 def role_table() -> RoleTable:
-    data = _alias_data()                     # aliases.yaml, parsed once for both tables
-    roles = tuple(Role(key=str(key), canonical=str(spec["canonical"]),
-                       patterns=tuple(re.compile(p) for p in spec["patterns"]),
-                       only_if_unique=bool(spec.get("only_if_unique", False)))
-                  for key, spec in data["roles"].items())
-    return RoleTable(roles=roles, per_epoch_loss=re.compile(data["per_epoch_loss"]),
-                     scale_in_name=re.compile(data["scale_in_name"], re.IGNORECASE),
-                     eval_words=frozenset(str(w).lower() for w in data["eval_words"]),
-                     not_metrics=frozenset(str(w).lower() for w in data["not_metrics"]))
+    data = _alias_data()  # aliases.yaml, parsed once for both tables
+    roles = tuple(
+        Role(
+            key=str(key),
+            canonical=str(spec["canonical"]),
+            patterns=tuple(re.compile(p) for p in spec["patterns"]),
+            only_if_unique=bool(spec.get("only_if_unique", False)),
+        )
+        for key, spec in data["roles"].items()
+    )
+    return RoleTable(
+        roles=roles,
+        per_epoch_loss=re.compile(data["per_epoch_loss"]),
+        scale_in_name=re.compile(data["scale_in_name"], re.IGNORECASE),
+        eval_words=frozenset(str(w).lower() for w in data["eval_words"]),
+        not_metrics=frozenset(str(w).lower() for w in data["not_metrics"]),
+    )
 
 
 def role_keys() -> tuple[str, ...]:
@@ -81,18 +90,20 @@ def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
         role = _role_for(role_name) if sep else None
         if role is None or not series.strip():
             accepted = ", ".join(f"{r}" for r in role_keys())
-            raise UsageError(f"--metric {item!r}: expected ROLE=NAME with ROLE one of {accepted} "
-                             f"(or its canonical name, e.g. train/loss)")
+            raise UsageError(
+                f"--metric {item!r}: expected ROLE=NAME with ROLE one of {accepted} "
+                f"(or its canonical name, e.g. train/loss)"
+            )
         out.append((role.canonical, series.strip()))
     return tuple(out)
 
 
 @dataclass(frozen=True)
 class Assignment:
-    role: str            # label: "train loss"
-    canonical: str       # train/loss
+    role: str  # label: "train loss"
+    canonical: str  # train/loss
     raw_names: tuple[str, ...]
-    how: str             # "alias" | "inferred" | "--metric"
+    how: str  # "alias" | "inferred" | "--metric"
 
 
 def describe(table: Any) -> list[Assignment]:
@@ -130,20 +141,24 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
     for raw, metric, count in pairs:
         raw_to_metric.setdefault(raw, metric)
         points[raw] = count
-    new_metric: dict[str, str] = {}          # raw name -> new canonical name
+    new_metric: dict[str, str] = {}  # raw name -> new canonical name
     notes: list[str] = []
     scales: dict[str, float] = {}
     taken = {m for m in raw_to_metric.values()}
 
     for canonical, wanted in overrides:
-        matches = [r for r in raw_to_metric if r == wanted] or \
-                  [r for r in raw_to_metric if normalise_key(r) == normalise_key(wanted)] or \
-                  [r for r, m in raw_to_metric.items() if m == wanted]
+        matches = (
+            [r for r in raw_to_metric if r == wanted]
+            or [r for r in raw_to_metric if normalise_key(r) == normalise_key(wanted)]
+            or [r for r, m in raw_to_metric.items() if m == wanted]
+        )
         if not matches:
             have = ", ".join(sorted(raw_to_metric)[:20])
-            raise UsageError(f"--metric {canonical}={wanted}: no series named {wanted!r} in "
-                             f"{run.provenance.location} (series: {have})")
-        for raw, metric in raw_to_metric.items():       # whoever held the role gives it up
+            raise UsageError(
+                f"--metric {canonical}={wanted}: no series named {wanted!r} in "
+                f"{run.provenance.location} (series: {have})"
+            )
+        for raw, metric in raw_to_metric.items():  # whoever held the role gives it up
             if metric == canonical and raw not in matches:
                 new_metric[raw] = normalise_key(raw) if normalise_key(raw) != canonical else f"{canonical}_replaced"
         for raw in matches:
@@ -157,8 +172,11 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
             continue
         # only series nobody has named yet: a name the alias table or the reader mapped (eval_num_tokens ->
         # eval/num_tokens, a notebook column "Num Tokens" read as an eval metric) keeps that meaning
-        free = [r for r in raw_to_metric if r not in new_metric and raw_to_metric[r] not in role_canon
-                and raw_to_metric[r] == normalise_key(r)]
+        free = [
+            r
+            for r in raw_to_metric
+            if r not in new_metric and raw_to_metric[r] not in role_canon and raw_to_metric[r] == normalise_key(r)
+        ]
         chosen: str | None = None
         for pattern in role.patterns:
             hits = [r for r in free if pattern.search(normalise_key(r))]
@@ -186,8 +204,7 @@ def apply_roles(run: Any, overrides: tuple[tuple[str, str], ...] = ()) -> Any:
                 scales[raw] = scale
                 notes.append(f"{raw!r} is logged divided by {m.group('scale')}: values multiplied back")
         if canonical in ("train/loss", "eval/loss") and table.per_epoch_loss.search(normalise_key(raw)):
-            notes.append(f"{canonical} ({raw!r}) is one value per epoch (a per-epoch mean or sum), "
-                         "not a per-step loss")
+            notes.append(f"{canonical} ({raw!r}) is one value per epoch (a per-epoch mean or sum), not a per-step loss")
     if not new_metric and not scales and not notes:
         return run
     out = frame
@@ -217,6 +234,8 @@ def _renamed(table: Any, new_metric: dict[str, str], scales: dict[str, float], n
         value = value * factor[table.raw_codes]
     out = retidy(table, metric_codes=codes, metric_names=names, value=value).frame
     if len(out) < len(table):
-        notes.append(f"{len(table) - len(out)} point(s) of series renamed onto an existing one dropped "
-                     "(same step; the last kept)")
+        notes.append(
+            f"{len(table) - len(out)} point(s) of series renamed onto an existing one dropped "
+            "(same step; the last kept)"
+        )
     return out

@@ -3,6 +3,7 @@
 The CLI calls four functions: ``available_formats``, ``render``, ``write_reports`` and ``render_terminal``.
 Rendering is pure (returns bytes); only ``write.py`` touches the disk.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,9 @@ def render(diagnosis: Diagnosis, fmt: str, options: ReportOptions | None = None)
     return _renderer(fmt).render(diagnosis, build_report_data(diagnosis, options))
 
 
-def render_many(diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportOptions | None = None
-                ) -> tuple[dict[str, bytes], list[str]]:
+def render_many(
+    diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportOptions | None = None
+) -> tuple[dict[str, bytes], list[str]]:
     """All formats at once (ReportData built once; aliases of one format rendered once).
 
     Returns (files, primary file names in the order asked).
@@ -65,8 +67,9 @@ def render_many(diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportO
     return files, primaries
 
 
-def render_reports(diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportOptions | None = None
-                   ) -> tuple[dict[str, bytes], list[str], list[str]]:
+def render_reports(
+    diagnosis: Diagnosis, formats: tuple[str, ...], options: ReportOptions | None = None
+) -> tuple[dict[str, bytes], list[str], list[str]]:
     """Every format rendered in memory: (files by relative name, each format's main file, the text of the
     formats meant for standard output (``to_stdout``, e.g. GitHub annotations), which are not files)."""
     files, primaries = render_many(diagnosis, tuple(formats), options)
@@ -79,8 +82,13 @@ def render_reports(diagnosis: Diagnosis, formats: tuple[str, ...], options: Repo
     return files, primaries, printed
 
 
-def write_reports(diagnosis: Diagnosis, formats: tuple[str, ...], out_dir: Path,
-                  options: ReportOptions | None = None, stdout: list[str] | None = None) -> list[Path]:
+def write_reports(
+    diagnosis: Diagnosis,
+    formats: tuple[str, ...],
+    out_dir: Path,
+    options: ReportOptions | None = None,
+    stdout: list[str] | None = None,
+) -> list[Path]:
     """Render every format in memory, then write them atomically (and remove the files an earlier report in
     the same directory wrote that this one does not); returns each written format's main file.
 

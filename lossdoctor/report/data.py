@@ -7,6 +7,7 @@ number is written). Deciding it here, in pure code over frozen dataclasses, keep
 
 Strings in ReportData are *raw* (unescaped): each renderer escapes for its own medium.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,23 @@ from lossdoctor.metrics.objectives import describe, judged_on
 from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
 
 #: Metrics that only count things (never worth a plot of their own).
-BOOKKEEPING_METRICS: frozenset[str] = frozenset({
-    "train/epoch", "train/global_step", "train/num_tokens", "eval/runtime", "eval/samples_per_second",
-    "eval/steps_per_second", "train/runtime", "train/samples_per_second", "train/steps_per_second",
-    "train/total_flos", "_step", "_runtime", "_timestamp",
-})
+BOOKKEEPING_METRICS: frozenset[str] = frozenset(
+    {
+        "train/epoch",
+        "train/global_step",
+        "train/num_tokens",
+        "eval/runtime",
+        "eval/samples_per_second",
+        "eval/steps_per_second",
+        "train/runtime",
+        "train/samples_per_second",
+        "train/steps_per_second",
+        "train/total_flos",
+        "_step",
+        "_runtime",
+        "_timestamp",
+    }
+)
 
 #: The headline plots: (key, title, metrics drawn together, y label).
 MAIN_PLOTS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
@@ -64,7 +77,7 @@ SEVERITY_ORDER: tuple[str, ...] = ("error", "warning", "info")
 class ReportOptions:
     """What the user asked of the report (not of the run): passed from the CLI through ``render_many``."""
 
-    full_series: bool = False     # diagnosis.json: every point instead of the plotted (decimated) ones
+    full_series: bool = False  # diagnosis.json: every point instead of the plotted (decimated) ones
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,7 @@ class Line:
     label: str
     steps: tuple[int, ...]
     values: tuple[float, ...]
-    colour: str = ""          # "" = the metric's colour; compare colours lines by run
+    colour: str = ""  # "" = the metric's colour; compare colours lines by run
 
 
 @dataclass(frozen=True)
@@ -90,8 +103,8 @@ class Span:
     last_step: int
     gid: str
     ranges: tuple[tuple[int, int], ...] = ()
-    colour: str = ""          # "" = the severity's colour; compare colours spans by run
-    label: str = ""           # legend text; "" = "rule (severity)"
+    colour: str = ""  # "" = the severity's colour; compare colours spans by run
+    label: str = ""  # legend text; "" = "rule (severity)"
 
 
 @dataclass(frozen=True)
@@ -106,15 +119,15 @@ class Marker:
 
 @dataclass(frozen=True)
 class PlotSpec:
-    key: str                  # stable slug (HTML id plot-<key>)
+    key: str  # stable slug (HTML id plot-<key>)
     title: str
     ylabel: str
     lines: tuple[Line, ...]
     spans: tuple[Span, ...]
     marker: Marker | None
-    small: bool               # a small multiple (extra metric) rather than a headline plot
+    small: bool  # a small multiple (extra metric) rather than a headline plot
     log_y: bool
-    group: str = "main"       # "main" | "extra" | "throughput" (throughput and token counts come last)
+    group: str = "main"  # "main" | "extra" | "throughput" (throughput and token counts come last)
 
 
 @dataclass(frozen=True)
@@ -124,16 +137,16 @@ class FindingView:
     title: str
     message: str
     remediation: tuple[str, ...]
-    steps: str                # "20-100", "40", or "-" (no step range)
+    steps: str  # "20-100", "40", or "-" (no step range)
     series: tuple[str, ...]
-    evidence: tuple[tuple[str, str], ...]   # every key, sorted, display value
+    evidence: tuple[tuple[str, str], ...]  # every key, sorted, display value
     origin: str
-    confidence: str           # "" when 1.0
-    key_evidence: tuple[tuple[str, str], ...] = ()   # the few telling values, rounded (shown first)
-    note: str = ""                                   # a caveat on the message's numbers (recovered shapes)
-    holds: tuple[tuple[int, int], ...] = ()          # step ranges where the finding holds (inclusive)
-    holds_text: str = "-"                            # the same as text: "80-192", "1-49", "30, 40-50"
-    line: int | None = None                          # line of the log where it starts, when the reader knows
+    confidence: str  # "" when 1.0
+    key_evidence: tuple[tuple[str, str], ...] = ()  # the few telling values, rounded (shown first)
+    note: str = ""  # a caveat on the message's numbers (recovered shapes)
+    holds: tuple[tuple[int, int], ...] = ()  # step ranges where the finding holds (inclusive)
+    holds_text: str = "-"  # the same as text: "80-192", "1-49", "30, 40-50"
+    line: int | None = None  # line of the log where it starts, when the reader knows
 
 
 @dataclass(frozen=True)
@@ -162,7 +175,7 @@ class Curve:
     spark: str
     first: str
     last: str
-    low: str                  # lowest finite value and its step, e.g. "0.7625 @ 180"
+    low: str  # lowest finite value and its step, e.g. "0.7625 @ 180"
     points: int
 
 
@@ -180,32 +193,33 @@ class RunInfo:
     tags: tuple[str, ...]
     n_points: int
     metrics: tuple[str, ...]
-    public_location: str = ""     # location without a local absolute directory (for Markdown / CI output)
+    public_location: str = ""  # location without a local absolute directory (for Markdown / CI output)
 
 
 @dataclass(frozen=True)
 class ReportData:
     title: str
     verdict: str
-    level: str                # error | warning | info | ok | incomplete (CSS class / colour)
-    objective: str            # what the run optimises and how that was decided (one line)
+    level: str  # error | warning | info | ok | incomplete (CSS class / colour)
+    objective: str  # what the run optimises and how that was decided (one line)
     caveats: tuple[str, ...]
-    facts: tuple[tuple[str, str], ...]      # label, display value
+    facts: tuple[tuple[str, str], ...]  # label, display value
     findings: tuple[FindingView, ...]
-    counts: tuple[tuple[str, int], ...]     # severity, count (error, warning, info)
+    counts: tuple[tuple[str, int], ...]  # severity, count (error, warning, info)
     crashed_checks: tuple[str, ...]
     run: RunInfo
-    config: tuple[tuple[str, str], ...]     # sorted key, display value
+    config: tuple[tuple[str, str], ...]  # sorted key, display value
     plots: tuple[PlotSpec, ...]
     rule_sources: tuple[str, ...]
     version: str
     timeline: Timeline | None = None
     curves: tuple[Curve, ...] = ()
-    key_steps: tuple[tuple[str, ...], ...] = ()   # header row, then one row per key step (Markdown table)
+    key_steps: tuple[tuple[str, ...], ...] = ()  # header row, then one row per key step (Markdown table)
     options: ReportOptions = ReportOptions()
 
 
 # --------------------------------------------------------------------------- formatting helpers
+
 
 def fmt_num(value: Any) -> str:
     """Numbers as people read them: ints plain, floats to 4 significant digits, NaN/inf spelled out."""
@@ -222,7 +236,7 @@ def fmt_num(value: Any) -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         text = f"{v:.4g}"
-        return text if any(c in text for c in ".en") else text + ".0"   # 1.0 stays visibly a float
+        return text if any(c in text for c in ".en") else text + ".0"  # 1.0 stays visibly a float
     return str(value)
 
 
@@ -266,10 +280,12 @@ _ABS_PATH = re.compile(r"""(?<![^\s"'(=,\[])(?:/|[A-Za-z]:[\\/]|~[\\/])[^\s"',;|
 def public_text(text: str) -> str:
     """``text`` with every local absolute path cut to its last component (``/home/me/runs/x.log`` →
     ``…/x.log``): what a PR comment or a CI log may show of a machine's directories. URLs are kept."""
+
     def cut(m: re.Match[str]) -> str:
         path = m.group(0).rstrip("/\\")
         tail = re.split(r"[\\/]", path)[-1] if path else ""
         return "…/" + tail if tail else "…/"
+
     return _ABS_PATH.sub(cut, str(text))
 
 
@@ -277,13 +293,17 @@ def _caveats(diagnosis: Diagnosis) -> tuple[str, ...]:
     run = diagnosis.run
     out: list[str] = []
     if diagnosis.crashed_checks:
-        out.append(f"Analysis incomplete: {len(diagnosis.crashed_checks)} rule check(s) crashed "
-                   "(listed below); their rules were not judged.")
+        out.append(
+            f"Analysis incomplete: {len(diagnosis.crashed_checks)} rule check(s) crashed "
+            "(listed below); their rules were not judged."
+        )
     if run.state in STATE_CAVEATS:
         out.append(STATE_CAVEATS[run.state])
     if run.provenance.confidence < 1.0:
-        out.append(f"Values were recovered with confidence {run.provenance.confidence:.2f} "
-                   "(e.g. from sparklines): the shapes hold, exact numbers may not.")
+        out.append(
+            f"Values were recovered with confidence {run.provenance.confidence:.2f} "
+            "(e.g. from sparklines): the shapes hold, exact numbers may not."
+        )
     if run.provenance.step_source in ("epoch*cadence", "ordinal"):
         out.append("Step axis: " + STEP_SOURCE_WORDS[run.provenance.step_source] + ".")
     return tuple(out)
@@ -301,8 +321,14 @@ def _shape_facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
         best_i = int(finite[np.argmin(vals[finite])])
         where = f"point {best_i + 1} of {len(vals)}"
         rows.append(("Lowest eval loss", f"at {where} (about step {f.best_eval_step}); its value is not recorded"))
-        rows.append(("Final eval loss", f"{fmt_num(f.final_eval_loss)} (run summary)"
-                     if f.final_eval_loss is not None else "not in the run summary"))
+        rows.append(
+            (
+                "Final eval loss",
+                f"{fmt_num(f.final_eval_loss)} (run summary)"
+                if f.final_eval_loss is not None
+                else "not in the run summary",
+            )
+        )
         if f.early_stopping_would_help:
             rows.append(("After its lowest point", "eval loss rose to the end (by how much is not recorded)"))
             rows.append(("Early stopping would have helped", f"likely: eval loss was lowest at {where}"))
@@ -310,8 +336,14 @@ def _shape_facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
             rows.append(("After its lowest point", "eval loss did not rise"))
     else:
         rows.append(("Eval loss", "not logged: overfitting cannot be judged"))
-    rows.append(("Final train loss", f"{fmt_num(f.final_train_loss)} (run summary)"
-                 if f.final_train_loss is not None else "not in the run summary"))
+    rows.append(
+        (
+            "Final train loss",
+            f"{fmt_num(f.final_train_loss)} (run summary)"
+            if f.final_train_loss is not None
+            else "not in the run summary",
+        )
+    )
     rows.append(("Last step", fmt_num(f.last_step)))
     rows.append(("Points recovered", f"{f.train_points} train loss, {f.eval_points} eval loss (shape only)"))
     return tuple(rows)
@@ -326,16 +358,24 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
         rows.append(("Best eval loss", f"{fmt_num(f.best_eval_loss)} at step {f.best_eval_step}"))
         rows.append(("Final eval loss", f"{fmt_num(f.final_eval_loss)} at step {f.final_eval_step}"))
         gap = f.final_gap_pct
-        rows.append(("Final vs best eval loss", "-" if gap is None else
-                     (f"+{gap:.1f}%" if math.isfinite(gap) and gap >= 0 else f"{fmt_num(gap)}%")))
+        rows.append(
+            (
+                "Final vs best eval loss",
+                "-" if gap is None else (f"+{gap:.1f}%" if math.isfinite(gap) and gap >= 0 else f"{fmt_num(gap)}%"),
+            )
+        )
         helped = f.early_stopping_would_help
         if helped is None:
             rows.append(("Early stopping would have helped", "-"))
         elif helped:
             on = "" if f.early_stop_metric in (None, "eval/loss") else f", judged on {f.early_stop_metric}"
-            rows.append(("Early stopping would have helped",
-                         f"yes: stop at step {f.early_stop_step if f.early_stop_step is not None else f.best_eval_step}"
-                         f" (load_best_model_at_end{on})"))
+            rows.append(
+                (
+                    "Early stopping would have helped",
+                    f"yes: stop at step {f.early_stop_step if f.early_stop_step is not None else f.best_eval_step}"
+                    f" (load_best_model_at_end{on})",
+                )
+            )
         else:
             rows.append(("Early stopping would have helped", "no"))
     else:
@@ -355,6 +395,7 @@ def _facts(diagnosis: Diagnosis) -> tuple[tuple[str, str], ...]:
 
 
 # ----------------------------------------------------------------------- where a finding holds
+
 
 def _int(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -400,8 +441,7 @@ def hold_ranges(f: Finding, run: Run) -> tuple[tuple[int, int], ...]:
     if best_step is not None and first <= best_step <= last:
         return ((best_step, last),)
     threshold, peak, metric = _num(ev.get("threshold")), _num(ev.get("peak")), ev.get("metric")
-    if threshold is not None and peak is not None and isinstance(metric, str) and peak != threshold \
-            and run.has(metric):
+    if threshold is not None and peak is not None and isinstance(metric, str) and peak != threshold and run.has(metric):
         s = run.series(metric)
         steps, values = s.index, s.to_numpy(dtype="float64")
         with np.errstate(invalid="ignore"):
@@ -466,9 +506,28 @@ def ranges_text(ranges: tuple[tuple[int, int], ...], limit: int = 4) -> str:
 #: evidence keys worth showing first, most telling first (keys declared by the check kinds); the rest of
 #: the evidence is folded away. Bookkeeping keys (fired_step, held_points, onset_step, metric, ...) never lead.
 KEY_EVIDENCE: tuple[str, ...] = (
-    "best", "best_step", "last", "rise_pct", "a_drop_pct", "peak", "peak_step", "threshold", "bound",
-    "ratio", "share_pct", "value", "baseline", "bad_points", "first_bad_step", "last_finite", "head", "tail",
-    "drop_pct", "problem", "found_points", "lr_ratio",
+    "best",
+    "best_step",
+    "last",
+    "rise_pct",
+    "a_drop_pct",
+    "peak",
+    "peak_step",
+    "threshold",
+    "bound",
+    "ratio",
+    "share_pct",
+    "value",
+    "baseline",
+    "bad_points",
+    "first_bad_step",
+    "last_finite",
+    "head",
+    "tail",
+    "drop_pct",
+    "problem",
+    "found_points",
+    "lr_ratio",
 )
 MAX_KEY_EVIDENCE = 4
 
@@ -493,24 +552,37 @@ def _key_evidence(evidence: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-SHAPE_NOTE = ("The numbers in this message were read off a recovered shape (8-level sparklines), not measured: "
-              "only the direction and the order of the points hold.")
+SHAPE_NOTE = (
+    "The numbers in this message were read off a recovered shape (8-level sparklines), not measured: "
+    "only the direction and the order of the points hold."
+)
 
 
 def _finding_view(f: Finding, run: Run) -> FindingView:
     holds = hold_ranges(f, run)
     shape = is_shape_only(run)
     key = _key_evidence(f.evidence)
-    if shape:   # only what the shape knows: where (steps), not how much
+    if shape:  # only what the shape knows: where (steps), not how much
         key = tuple((k, v) for k, v in key if k.endswith("step"))
     return FindingView(
-        rule_id=f.rule_id, severity=f.severity, title=f.title, message=f.message,
-        remediation=tuple(f.remediation), steps=fmt_steps(f.first_step, f.last_step), series=tuple(f.series),
-        evidence=tuple((str(k), fmt_evidence(str(k), v))
-                       for k, v in sorted(f.evidence.items(), key=lambda kv: str(kv[0]))),
-        origin=f.origin, confidence="" if f.confidence >= 1.0 else f"{f.confidence:.2f}",
-        key_evidence=key, holds=holds, holds_text=ranges_text(holds), note=SHAPE_NOTE if shape else "",
-        line=source_line(run, holds[0][0] if holds else f.first_step, f.series))
+        rule_id=f.rule_id,
+        severity=f.severity,
+        title=f.title,
+        message=f.message,
+        remediation=tuple(f.remediation),
+        steps=fmt_steps(f.first_step, f.last_step),
+        series=tuple(f.series),
+        evidence=tuple(
+            (str(k), fmt_evidence(str(k), v)) for k, v in sorted(f.evidence.items(), key=lambda kv: str(kv[0]))
+        ),
+        origin=f.origin,
+        confidence="" if f.confidence >= 1.0 else f"{f.confidence:.2f}",
+        key_evidence=key,
+        holds=holds,
+        holds_text=ranges_text(holds),
+        note=SHAPE_NOTE if shape else "",
+        line=source_line(run, holds[0][0] if holds else f.first_step, f.series),
+    )
 
 
 def _level(diagnosis: Diagnosis) -> str:
@@ -525,8 +597,9 @@ def _level(diagnosis: Diagnosis) -> str:
 MAX_PLOT_POINTS = 2000
 
 
-def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS,
-             keep_steps: np.ndarray | None = None) -> np.ndarray:
+def decimate(
+    steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS, keep_steps: np.ndarray | None = None
+) -> np.ndarray:
     """Indices to plot: all of them up to ``limit``; beyond, per bucket of consecutive points the first,
     the lowest, the highest and the last (so spikes, minima and the shape survive), plus every non-finite
     point (NaN/inf markers must not vanish) and every point at one of ``keep_steps`` (a finding's evidence).
@@ -551,8 +624,7 @@ def decimate(steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS
     return np.flatnonzero(keep)
 
 
-def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, int], ...], ...] = ()
-                   ) -> np.ndarray:
+def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, int], ...], ...] = ()) -> np.ndarray:
     """Every step a finding names (its range, its evidence's ``*step`` values, the ends of where it holds):
     the points a decimated series must keep."""
     out: set[int] = set()
@@ -567,7 +639,7 @@ def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, 
         for a, b in ranges:
             out.update((a, b))
     # a step from a run's config (best_global_step) can be any integer: only steps a series can hold count
-    return np.asarray(sorted(x for x in out if -(2 ** 63) <= x < 2 ** 63), dtype="int64")
+    return np.asarray(sorted(x for x in out if -(2**63) <= x < 2**63), dtype="int64")
 
 
 def _line(run: Run, metric: str, keep_steps: np.ndarray) -> Line | None:
@@ -593,8 +665,11 @@ def _log_y(key: str, lines: tuple[Line, ...]) -> bool:
     return _positive_span(lines) > (10.0 if key == "loss" else 1e3)
 
 
-_THROUGHPUT = re.compile(r"(tokens|samples|steps)_per_s(ec(ond)?)?|num_tokens|tokens?$|throughput|runtime|"
-                         r"flos|_per_second|mfu|memory|mem_", re.I)
+_THROUGHPUT = re.compile(
+    r"(tokens|samples|steps)_per_s(ec(ond)?)?|num_tokens|tokens?$|throughput|runtime|"
+    r"flos|_per_second|mfu|memory|mem_",
+    re.I,
+)
 
 
 def _group_of(metric: str) -> str:
@@ -625,7 +700,7 @@ def _plots(diagnosis: Diagnosis, views: tuple[FindingView, ...], keep_steps: np.
     out: list[tuple[tuple[int, int, int], PlotSpec]] = []
     keys_used: set[str] = set()
     for order, (key, title, metrics, ylabel, small, group) in enumerate(groups):
-        while key in keys_used:   # two odd names can slug to the same key
+        while key in keys_used:  # two odd names can slug to the same key
             key += "_"
         keys_used.add(key)
         lines = tuple(ln for ln in (_line(run, m, keep_steps) for m in metrics) if ln is not None)
@@ -636,31 +711,62 @@ def _plots(diagnosis: Diagnosis, views: tuple[FindingView, ...], keep_steps: np.
             base = span_gid(f.rule_id)
             seen_gid[base] = seen_gid.get(base, 0) + 1
             gid = base if seen_gid[base] == 1 else f"{base}-{seen_gid[base]}"
-            spans.append(Span(rule_id=f.rule_id, severity=f.severity, first_step=view.holds[0][0],
-                              last_step=view.holds[-1][1], gid=gid, ranges=view.holds))
+            spans.append(
+                Span(
+                    rule_id=f.rule_id,
+                    severity=f.severity,
+                    first_step=view.holds[0][0],
+                    last_step=view.holds[-1][1],
+                    gid=gid,
+                    ranges=view.holds,
+                )
+            )
         marker = None
         if "eval/loss" in metrics and facts.best_eval_step is not None and facts.best_eval_loss is not None:
-            marker = Marker(step=int(facts.best_eval_step), value=float(facts.best_eval_loss),
-                            label=f"best eval {fmt_num(facts.best_eval_loss)} @ step {facts.best_eval_step}")
+            marker = Marker(
+                step=int(facts.best_eval_step),
+                value=float(facts.best_eval_loss),
+                label=f"best eval {fmt_num(facts.best_eval_loss)} @ step {facts.best_eval_step}",
+            )
         worst = max((SEVERITY_RANK.get(sp.severity, 0) + 1 for sp in spans), default=0)
         rank = (0 if group == "main" else 1 if group == "extra" else 2, -worst, order)
-        out.append((rank, PlotSpec(key=key, title=title, ylabel=ylabel, lines=lines, spans=tuple(spans),
-                                   marker=marker, small=small, log_y=_log_y(key, lines), group=group)))
+        out.append(
+            (
+                rank,
+                PlotSpec(
+                    key=key,
+                    title=title,
+                    ylabel=ylabel,
+                    lines=lines,
+                    spans=tuple(spans),
+                    marker=marker,
+                    small=small,
+                    log_y=_log_y(key, lines),
+                    group=group,
+                ),
+            )
+        )
     out.sort(key=lambda item: item[0])
     return tuple(spec for _, spec in out)
 
 
 # ----------------------------------------------------------------------- timeline, curves, key steps
 
+
 def _timeline(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> Timeline | None:
     run = diagnosis.run
     if not len(run.metrics):
         return None
     steps = run.metrics.step
-    rows = tuple(TimelineRow(rule_id=v.rule_id, severity=v.severity, title=v.title, ranges=v.holds)
-                 for v in views if v.holds)
-    return Timeline(first_step=int(steps.min()), last_step=int(steps.max()), rows=rows,
-                    best_eval_step=diagnosis.facts.best_eval_step)
+    rows = tuple(
+        TimelineRow(rule_id=v.rule_id, severity=v.severity, title=v.title, ranges=v.holds) for v in views if v.holds
+    )
+    return Timeline(
+        first_step=int(steps.min()),
+        last_step=int(steps.max()),
+        rows=rows,
+        best_eval_step=diagnosis.facts.best_eval_step,
+    )
 
 
 SPARK_GLYPHS = "▁▂▃▄▅▆▇█"
@@ -678,7 +784,7 @@ def sparkline(values: np.ndarray, width: int = SPARK_WIDTH, log: bool = False) -
     edges = np.linspace(0, len(values), n + 1).astype("int64")
     means, bad = np.empty(n), np.zeros(n, dtype=bool)
     for i in range(n):
-        chunk = values[edges[i]:edges[i + 1]]
+        chunk = values[edges[i] : edges[i + 1]]
         ok = np.isfinite(chunk)
         bad[i] = not ok.all()
         means[i] = float(chunk[ok].mean()) if ok.any() else np.nan
@@ -710,10 +816,22 @@ def _curves(run: Run) -> tuple[Curve, ...]:
         if finite.size:
             i = int(finite[np.argmin(values[finite])])
             low = f"{fmt_num(values[i])} @ {int(steps[i])}"
-        log = metric.endswith("loss") and finite.size > 1 and bool((values[finite] > 0).all()) and \
-            float(values[finite].max() / values[finite].min()) > 10
-        out.append(Curve(metric=metric, spark=sparkline(values, log=log), first=fmt_num(values[0]),
-                         last=fmt_num(values[-1]), low=low, points=int(len(values))))
+        log = (
+            metric.endswith("loss")
+            and finite.size > 1
+            and bool((values[finite] > 0).all())
+            and float(values[finite].max() / values[finite].min()) > 10
+        )
+        out.append(
+            Curve(
+                metric=metric,
+                spark=sparkline(values, log=log),
+                first=fmt_num(values[0]),
+                last=fmt_num(values[-1]),
+                low=low,
+                points=int(len(values)),
+            )
+        )
     return tuple(out)
 
 
@@ -748,7 +866,7 @@ def _key_steps(diagnosis: Diagnosis, views: tuple[FindingView, ...]) -> tuple[tu
         keep = {chosen[0], chosen[-1]}
         if diagnosis.facts.best_eval_step is not None:
             keep.add(int(diagnosis.facts.best_eval_step))
-        chosen = sorted(keep | set(chosen[1:MAX_KEY_STEPS - len(keep) + 1]))
+        chosen = sorted(keep | set(chosen[1 : MAX_KEY_STEPS - len(keep) + 1]))
     rows: list[tuple[str, ...]] = [("step", *metrics, "note")]
     series = {m: run.series(m) for m in metrics}
     for step in chosen:
@@ -769,20 +887,41 @@ def build_report_data(diagnosis: Diagnosis, options: ReportOptions | None = None
     prov = run.provenance
     counts = tuple((sev, sum(1 for f in diagnosis.findings if f.severity == sev)) for sev in SEVERITY_ORDER)
     info = RunInfo(
-        name=run.name, kind=prov.kind, location=prov.location, step_source=prov.step_source,
-        step_source_words=STEP_SOURCE_WORDS.get(prov.step_source, prov.step_source), state=run.state,
-        confidence=float(prov.confidence), notes=tuple(prov.notes), created=run.created or "",
-        tags=tuple(run.tags), n_points=run.n_points, metrics=run.metric_names(),
-        public_location=public_text(prov.location))
+        name=run.name,
+        kind=prov.kind,
+        location=prov.location,
+        step_source=prov.step_source,
+        step_source_words=STEP_SOURCE_WORDS.get(prov.step_source, prov.step_source),
+        state=run.state,
+        confidence=float(prov.confidence),
+        notes=tuple(prov.notes),
+        created=run.created or "",
+        tags=tuple(run.tags),
+        n_points=run.n_points,
+        metrics=run.metric_names(),
+        public_location=public_text(prov.location),
+    )
     config = tuple((str(k), fmt_value(v)) for k, v in sorted(run.config.items(), key=lambda kv: str(kv[0])))
 
     views = tuple(_finding_view(f, run) for f in diagnosis.findings)
     keep = evidence_steps(diagnosis.findings, tuple(v.holds for v in views))
     return ReportData(
-        title=f"lossdoctor: {run.name}", verdict=diagnosis.verdict, level=_level(diagnosis),
-        objective=describe(diagnosis.objective), caveats=_caveats(diagnosis), facts=_facts(diagnosis),
-        findings=views, counts=counts,
-        crashed_checks=tuple(diagnosis.crashed_checks), run=info, config=config,
-        plots=_plots(diagnosis, views, keep), rule_sources=tuple(diagnosis.rule_sources), version=__version__,
-        timeline=_timeline(diagnosis, views), curves=_curves(run), key_steps=_key_steps(diagnosis, views),
-        options=options or ReportOptions())
+        title=f"lossdoctor: {run.name}",
+        verdict=diagnosis.verdict,
+        level=_level(diagnosis),
+        objective=describe(diagnosis.objective),
+        caveats=_caveats(diagnosis),
+        facts=_facts(diagnosis),
+        findings=views,
+        counts=counts,
+        crashed_checks=tuple(diagnosis.crashed_checks),
+        run=info,
+        config=config,
+        plots=_plots(diagnosis, views, keep),
+        rule_sources=tuple(diagnosis.rule_sources),
+        version=__version__,
+        timeline=_timeline(diagnosis, views),
+        curves=_curves(run),
+        key_steps=_key_steps(diagnosis, views),
+        options=options or ReportOptions(),
+    )

@@ -9,6 +9,7 @@ blocks differently), inline SVG (no external file, no script), every run string 
 HTML, ``md_escape`` for Markdown). The SVG refers to no id (no clip paths, no ``url(#...)``), so two
 diagnoses shown in one notebook page cannot disturb each other's plots.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
     from lossdoctor.report.data import PlotSpec, ReportData
 
 #: verdict box colours by level (the file reports use the same severity colours)
-LEVEL_COLOURS = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4", "ok": "#2ca02c",
-                 "incomplete": "#9467bd"}
+LEVEL_COLOURS = {"error": "#d62728", "warning": "#ff7f0e", "info": "#1f77b4", "ok": "#2ca02c", "incomplete": "#9467bd"}
 MAX_PLOTS = 2
 
 
@@ -57,16 +57,22 @@ def render_inline_html(diagnosis: Diagnosis, data: ReportData | None = None) -> 
 
     data = data or build_report_data(diagnosis)
     svgs = [(p, Markup(plot_svg(p, width=INLINE_WIDTH))) for p in inline_plots(data)]
-    return html_env().get_template("inline.html.j2").render(
-        d=data, svgs=svgs, colours=SEVERITY_COLOURS, level_colour=LEVEL_COLOURS.get(data.level, "#888"))
+    return (
+        html_env()
+        .get_template("inline.html.j2")
+        .render(d=data, svgs=svgs, colours=SEVERITY_COLOURS, level_colour=LEVEL_COLOURS.get(data.level, "#888"))
+    )
 
 
 def render_inline_markdown(diagnosis: Diagnosis, data: ReportData | None = None) -> str:
     from lossdoctor.report.formats._jinja import md_env
 
     data = data or build_report_data(diagnosis)
-    text = md_env(md_escape).get_template("inline.md.j2").render(
-        d=data, severity_mark=SEVERITY_MARK, level_mark=LEVEL_MARK.get(data.level, ""))
+    text = (
+        md_env(md_escape)
+        .get_template("inline.md.j2")
+        .render(d=data, severity_mark=SEVERITY_MARK, level_mark=LEVEL_MARK.get(data.level, ""))
+    )
     return text.strip() + "\n"
 
 
@@ -75,6 +81,15 @@ def render_live_html(step: int, fired: list, crashed: list[str], stopped_by, sto
     fired at), a crashed check, the stop. Replaced by the full diagnosis when training ends."""
     from lossdoctor.report.formats._jinja import html_env
 
-    return html_env().get_template("inline_live.html.j2").render(
-        step=step, fired=fired, crashed=crashed, stopped_by=stopped_by, stopped_at=stopped_at,
-        colours=SEVERITY_COLOURS)
+    return (
+        html_env()
+        .get_template("inline_live.html.j2")
+        .render(
+            step=step,
+            fired=fired,
+            crashed=crashed,
+            stopped_by=stopped_by,
+            stopped_at=stopped_at,
+            colours=SEVERITY_COLOURS,
+        )
+    )

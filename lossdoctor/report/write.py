@@ -9,6 +9,7 @@ Files are readable like any file the user creates (0666 less the umask, i.e. 064
 wrote (listed in ``.lossdoctor-files``) that this one does not write are removed; other files are never
 touched.
 """
+
 from __future__ import annotations
 
 import os
@@ -78,7 +79,7 @@ def _remove_stale(out_dir: Path, stale: set[str]) -> None:
         parent = target.parent
         while parent != out_dir and parent.is_dir():
             try:
-                parent.rmdir()        # only when empty
+                parent.rmdir()  # only when empty
             except OSError:
                 break
             parent = parent.parent
@@ -106,7 +107,7 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> list[Path]:
         _remove_stale(out_dir, previous - {rels[name].as_posix() for name in files} - {OWNED_LIST})
     except OSError as exc:
         where = exc.filename or out_dir
-        raise UsageError(f"cannot write report: {exc.strerror or exc}; expected a writable directory",
-                         str(where)) from None
+        raise UsageError(
+            f"cannot write report: {exc.strerror or exc}; expected a writable directory", str(where)
+        ) from None
     return written
-

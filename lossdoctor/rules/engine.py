@@ -1,5 +1,6 @@
 """Run × RuleSet → findings. Pure and deterministic: findings sorted by severity, first step, rule id.
 A check that raises is reported (rule id + exception) after the others ran — never dropped, never a finding."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -19,16 +20,17 @@ from lossdoctor.rules.window import qualifying_runs
 @dataclass(frozen=True)
 class EngineResult:
     findings: tuple[Finding, ...]
-    crashed: tuple[str, ...]          # "rule-id: ExceptionType: message"
+    crashed: tuple[str, ...]  # "rule-id: ExceptionType: message"
     not_applied: tuple[str, ...] = ()  # rules skipped: they do not judge the run's objective
-    outcomes: tuple[RuleOutcome, ...] = ()   # every rule: fired / passed / skipped (with the reason) / crashed
+    outcomes: tuple[RuleOutcome, ...] = ()  # every rule: fired / passed / skipped (with the reason) / crashed
 
 
 def _evaluate(cond: Condition, run: Run) -> CheckResult:
     if cond.op == "check":
-        if cond.resolved is None:   # rules come from parse_rule_text / load_rules, which resolve every check
-            raise ValueError(f"check {cond.kind!r}: arguments not resolved (build rules with "
-                             "rules.schema.resolve_condition)")
+        if cond.resolved is None:  # rules come from parse_rule_text / load_rules, which resolve every check
+            raise ValueError(
+                f"check {cond.kind!r}: arguments not resolved (build rules with rules.schema.resolve_condition)"
+            )
         check = registry()[cond.kind]
         return declared_evidence(check, check.evaluate(run, cond.resolved))
     return _combine(cond.op, [_evaluate(child, run) for child in cond.children])
@@ -64,6 +66,7 @@ def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
         return out
 
     onset_parts = [(p, idx) for p, (_, idx) in zip(parts, sampled) if p.onset_at is not None and len(p.clock)]
+
     def first_onset(i: int) -> int | None:
         p, idx = onset_parts[0]
         return p.onset_at(int(idx[i]))  # type: ignore[misc]
@@ -129,10 +132,20 @@ def judge_rule(rule: Rule, run: Run) -> tuple[Finding | None, str]:
     params_shown = {k: v for k, v in params.items()}
     message = template.render(rule.message, evidence, params_shown)
     remediation = tuple(template.render(r, evidence, params_shown) for r in rule.remediation)
-    return Finding(rule_id=rule.id, severity=rule.severity, title=rule.title, message=message,
-                   remediation=remediation, series=result.series, first_step=first, last_step=last,
-                   evidence=dict(sorted(evidence.items())), origin=rule.origin,
-                   confidence=_confidence(run, evidence), category=rule.labels.get("category", "")), ""
+    return Finding(
+        rule_id=rule.id,
+        severity=rule.severity,
+        title=rule.title,
+        message=message,
+        remediation=remediation,
+        series=result.series,
+        first_step=first,
+        last_step=last,
+        evidence=dict(sorted(evidence.items())),
+        origin=rule.origin,
+        confidence=_confidence(run, evidence),
+        category=rule.labels.get("category", ""),
+    ), ""
 
 
 def sort_key(f: Finding) -> tuple[int, int, str]:
@@ -146,9 +159,18 @@ def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> Engin
     not_applied: list[str] = []
     outcomes: list[RuleOutcome] = []
     for rule in ruleset.rules:
+
         def outcome(status: str, reason: str = "", rule: Rule = rule) -> RuleOutcome:
-            return RuleOutcome(rule_id=rule.id, severity=rule.severity, title=rule.title, origin=rule.origin,
-                               status=status, reason=reason, description=rule.description)
+            return RuleOutcome(
+                rule_id=rule.id,
+                severity=rule.severity,
+                title=rule.title,
+                origin=rule.origin,
+                status=status,
+                reason=reason,
+                description=rule.description,
+            )
+
         if objective is not None and not rule.applies_to(objective):
             not_applied.append(rule.id)
             outcomes.append(outcome("skipped", f"does not judge {objective} runs"))

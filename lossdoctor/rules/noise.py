@@ -12,6 +12,7 @@ so one spike does not inflate it):
 
 Pure numpy; no I/O.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,8 @@ def residual_noise(values: np.ndarray, span: int | None = None) -> float:
     if n < 5:
         return math.nan
     w = max(5, int(span or round(0.05 * n)))
-    w = min(w | 1, n if n % 2 else n - 1)               # odd, centred
-    centre = sliding_medians(v, w, w // 2, w // 2)                 # centred, cut at both ends
+    w = min(w | 1, n if n % 2 else n - 1)  # odd, centred
+    centre = sliding_medians(v, w, w // 2, w // 2)  # centred, cut at both ends
     return robust_sigma(v - centre)
 
 

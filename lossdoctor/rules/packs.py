@@ -1,4 +1,5 @@
 """Find rule packs, apply ``extends`` and ``overrides`` (yamllint style), and hand the engine a RuleSet."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
@@ -14,8 +15,8 @@ BUILTIN_PACKS = ("default",)
 
 @dataclass(frozen=True)
 class RuleSet:
-    rules: tuple[Rule, ...]              # enabled rules, in pack order
-    sources: tuple[str, ...]             # files the rules came from
+    rules: tuple[Rule, ...]  # enabled rules, in pack order
+    sources: tuple[str, ...]  # files the rules came from
     disabled: tuple[str, ...] = ()
 
     def get(self, rule_id: str) -> Rule | None:
@@ -33,8 +34,9 @@ MAX_RULE_FILE_BYTES = 512 * 1024
 
 
 def read_rule_file(path: str) -> str:
-    return read_text(path, error=RuleFileError, what="rule file", expected="a YAML rule file",
-                     max_bytes=MAX_RULE_FILE_BYTES)
+    return read_text(
+        path, error=RuleFileError, what="rule file", expected="a YAML rule file", max_bytes=MAX_RULE_FILE_BYTES
+    )
 
 
 def parse_file(path: str) -> tuple[RuleFile | None, list[str]]:
@@ -44,7 +46,7 @@ def parse_file(path: str) -> tuple[RuleFile | None, list[str]]:
 def _builtin(name: str) -> RuleFile:
     text, display = builtin_pack_text(name)
     parsed, problems = parse_rule_text(text, display)
-    if problems or parsed is None:   # a broken built-in pack is a bug, not bad input
+    if problems or parsed is None:  # a broken built-in pack is a bug, not bad input
         raise RuntimeError("built-in rule pack is invalid: " + "; ".join(problems))
     return parsed
 
@@ -64,15 +66,17 @@ def _apply_override(rule: Rule, entry: Override, problems: list[str], path: str)
         for key, value in entry.params.items():
             if key not in rule.params:
                 line, col = entry.params_pos.get(key, entry.pos)
-                problems.append(f"{path}:{line}:{col}: rule \"{rule.id}\": unknown param {key!r}; "
-                                f"expected one of {', '.join(sorted(rule.params)) or '(none)'}")
+                problems.append(
+                    f'{path}:{line}:{col}: rule "{rule.id}": unknown param {key!r}; '
+                    f"expected one of {', '.join(sorted(rule.params)) or '(none)'}"
+                )
                 continue
             new_params[key] = value
         changes["params"] = new_params
         # resolve the condition again with the new params (a param of the wrong type is an error here)
         changes["when"], errors = resolve_condition(rule.when, new_params)
         line, col = entry.pos
-        problems.extend(f"{path}:{line}:{col}: rule \"{rule.id}\": {err}" for _, err in errors)
+        problems.extend(f'{path}:{line}:{col}: rule "{rule.id}": {err}' for _, err in errors)
     return replace(rule, **changes)
 
 
@@ -115,8 +119,10 @@ def load_rules(extra_files: tuple[str, ...] | list[str] = (), include_default: b
         for rid, entry in parsed.overrides.items():
             if rid not in ordered:
                 line, col = entry.pos
-                problems.append(f"{path}:{line}:{col}: overrides: unknown rule {rid!r}; known rules: "
-                                f"{', '.join(ordered) or '(none)'}")
+                problems.append(
+                    f"{path}:{line}:{col}: overrides: unknown rule {rid!r}; known rules: "
+                    f"{', '.join(ordered) or '(none)'}"
+                )
                 continue
             ordered[rid] = _apply_override(ordered[rid], entry, problems, path)
     if problems:

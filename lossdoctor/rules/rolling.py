@@ -12,6 +12,7 @@ the EMA up to rounding) without importing pandas, in O(n log n) array passes wit
 - :func:`ema` is the recurrence y = (1 - a) y + a x, with y carried over non-finite x, solved as a parallel
   prefix scan of affine maps (log2 n passes).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -30,7 +31,7 @@ def _finite_counts(finite: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
 
 def _kth_smallest(ranks: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarray, bits: int) -> np.ndarray:
     """For each query, the k-th smallest (0-based) of ``ranks[lo:hi]`` (non-negative ints < 2**bits)."""
-    idx_t = np.int32 if len(ranks) < 2 ** 31 - 1 else np.int64
+    idx_t = np.int32 if len(ranks) < 2**31 - 1 else np.int64
     cur = ranks.astype(idx_t, copy=True)
     lo, hi, k = lo.astype(idx_t), hi.astype(idx_t), k.astype(idx_t)
     out = np.zeros(len(lo), dtype=np.int64)
@@ -78,7 +79,7 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
         pad = np.concatenate((np.where(finite, v, np.inf), np.full(width, np.inf)))
         cols = [np.where(j < q_len, pad[q_lo + j], np.inf) for j in range(width)]
         if width <= SORT_NETWORK:
-            for rnd in range(width):          # odd-even transposition sort, column-wise
+            for rnd in range(width):  # odd-even transposition sort, column-wise
                 for j in range(rnd % 2, width - 1, 2):
                     cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
             rows = np.stack(cols)
@@ -98,8 +99,13 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     q_lo, q_hi, mh = lo[has], hi[has], m[has]
     # the lower middle for every window, the upper one only where the count is even (odd: the same point)
     even = np.flatnonzero(mh % 2 == 0)
-    both = _kth_smallest(ranks, np.concatenate((q_lo, q_lo[even])), np.concatenate((q_hi, q_hi[even])),
-                         np.concatenate(((mh - 1) // 2, mh[even] // 2)), bits)
+    both = _kth_smallest(
+        ranks,
+        np.concatenate((q_lo, q_lo[even])),
+        np.concatenate((q_hi, q_hi[even])),
+        np.concatenate(((mh - 1) // 2, mh[even] // 2)),
+        bits,
+    )
     nq = len(q_lo)
     lower = sorted_vals[both[:nq]]
     upper = lower.copy()
@@ -128,9 +134,9 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
     np.cumsum(np.isfinite(pad), out=count[1:])
     m = count[width:] - count[:-width]
     del count
-    cols = [pad[j: j + q] for j in range(width)]           # views; +inf (empty or non-finite) sorts last
+    cols = [pad[j : j + q] for j in range(width)]  # views; +inf (empty or non-finite) sorts last
     if width <= SORT_NETWORK:
-        for rnd in range(width):                            # odd-even transposition sort, column-wise
+        for rnd in range(width):  # odd-even transposition sort, column-wise
             for j in range(rnd % 2, width - 1, 2):
                 cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
         rows = np.stack(cols)

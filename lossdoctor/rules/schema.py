@@ -1,5 +1,6 @@
 """Parse and validate rule files. Strict: unknown keys, check kinds and params are errors; every error is
 collected as ``file:line:col: rule "id": expected …`` before anything is raised (Prometheus rulefmt style)."""
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,20 @@ from lossdoctor.yamlpos import PosDict, PosList, YamlPosError, load
 
 ENGINE_EVIDENCE = frozenset({"first_step", "last_step", "fired_step", "held_points", "onset_step"})
 TOP_KEYS = {"version", "pack", "description", "extends", "rules", "overrides", "objectives"}
-RULE_KEYS = {"id", "severity", "title", "description", "params", "when", "for", "message", "remediation",
-             "labels", "enabled", "objectives"}
+RULE_KEYS = {
+    "id",
+    "severity",
+    "title",
+    "description",
+    "params",
+    "when",
+    "for",
+    "message",
+    "remediation",
+    "labels",
+    "enabled",
+    "objectives",
+}
 OVERRIDE_KEYS = {"severity", "params", "for", "enabled", "objectives"}
 _FOR_RE = re.compile(r"^\s*(\d{1,8})\s*(points?|evals?|steps?)\s*$")
 _WINDOW_RE = re.compile(r"^\s*(\d{1,8}(?:\.\d{1,8})?)\s*(%|points?|evals?|steps?|logs?)\s*$")
@@ -30,10 +43,10 @@ MAX_INT_ARG = 10_000_000
 
 @dataclass(frozen=True)
 class Condition:
-    op: str                                   # "all" | "any" | "check"
+    op: str  # "all" | "any" | "check"
     children: tuple[Condition, ...] = ()
     kind: str = ""
-    args: Mapping[str, Any] = field(default_factory=dict)   # raw, may hold ${param} references
+    args: Mapping[str, Any] = field(default_factory=dict)  # raw, may hold ${param} references
     line: int = 0
     #: ``args`` with the rule's ${param} references substituted, defaults filled and types coerced: made once
     #: when the rule file is loaded (``resolve_condition``), what the engine hands the check on every evaluation
@@ -53,7 +66,7 @@ class Rule:
     message: str
     remediation: tuple[str, ...]
     labels: Mapping[str, str]
-    origin: str                               # file:line
+    origin: str  # file:line
     enabled: bool = True
     #: the objectives the rule judges (lossdoctor/metrics/objectives.yaml); () = every objective. From the
     #: rule's own `objectives:`, else its file's top-level `objectives:`, else every objective (so a rule file
@@ -69,13 +82,13 @@ class Override:
     """One entry of a rule file's ``overrides:``: what it changes in the rule it names (None = unchanged)."""
 
     rule_id: str
-    origin: str                                  # file:line
-    pos: tuple[int, int]                         # line, column of the rule id
+    origin: str  # file:line
+    pos: tuple[int, int]  # line, column of the rule id
     severity: str | None = None
     enabled: bool | None = None
     params: Mapping[str, Any] | None = None
-    params_pos: Mapping[str, tuple[int, int]] = field(default_factory=dict)   # param → line, column
-    persist: tuple[int, str] | None = None       # `for:` as (count, unit)
+    params_pos: Mapping[str, tuple[int, int]] = field(default_factory=dict)  # param → line, column
+    persist: tuple[int, str] | None = None  # `for:` as (count, unit)
     objectives: tuple[str, ...] | None = None
 
 
@@ -85,8 +98,8 @@ class RuleFile:
     pack: str
     extends: tuple[str, ...]
     rules: tuple[Rule, ...]
-    overrides: Mapping[str, Override]            # rule id → what to change
-    objectives: tuple[str, ...] = ()             # the file's default for its rules (() = every objective)
+    overrides: Mapping[str, Override]  # rule id → what to change
+    objectives: tuple[str, ...] = ()  # the file's default for its rules (() = every objective)
 
 
 class _Problems:
@@ -97,7 +110,7 @@ class _Problems:
     def add(self, pos: tuple[int, int] | None, message: str, rule_id: str | None = None) -> None:
         where = self.path if not pos else f"{self.path}:{pos[0]}:{pos[1]}"
         who = f'rule "{rule_id}": ' if rule_id else ""
-        self.items.append(" ".join(f"{where}: {who}{message}".split()))      # always one line
+        self.items.append(" ".join(f"{where}: {who}{message}".split()))  # always one line
 
 
 def parse_fraction(value: Any) -> float | None:
@@ -216,8 +229,9 @@ def check_args(kind: str, raw: Mapping[str, Any], params: Mapping[str, Any]) -> 
     return out, errors
 
 
-def _parse_condition(node: Any, pos: tuple[int, int], probs: _Problems, rid: str,
-                     evidence: set[str], kinds_used: list[str]) -> Condition | None:
+def _parse_condition(
+    node: Any, pos: tuple[int, int], probs: _Problems, rid: str, evidence: set[str], kinds_used: list[str]
+) -> Condition | None:
     if not isinstance(node, PosDict):
         probs.add(pos, "when: expected a mapping with 'check', 'all' or 'any'", rid)
         return None
@@ -231,8 +245,10 @@ def _parse_condition(node: Any, pos: tuple[int, int], probs: _Problems, rid: str
             if not isinstance(items, PosList) or not items:
                 probs.add(node.pos(combinator), f"'{combinator}' expects a non-empty list of conditions", rid)
                 return None
-            kids = [_parse_condition(item, items.item_pos[i], probs, rid, evidence, kinds_used)
-                    for i, item in enumerate(items)]
+            kids = [
+                _parse_condition(item, items.item_pos[i], probs, rid, evidence, kinds_used)
+                for i, item in enumerate(items)
+            ]
             if any(k is None for k in kids):
                 return None
             return Condition(op=combinator, children=tuple(kids), line=node.pos()[0])  # type: ignore[arg-type]
@@ -247,8 +263,11 @@ def _parse_condition(node: Any, pos: tuple[int, int], probs: _Problems, rid: str
     allowed = set(known[kind].params) | {"check"}
     for key in node:
         if key not in allowed:
-            probs.add(node.pos(key), f"unknown parameter {key!r} for check {kind!r}; "
-                                     f"expected {', '.join(sorted(allowed - {'check'}))}", rid)
+            probs.add(
+                node.pos(key),
+                f"unknown parameter {key!r} for check {kind!r}; expected {', '.join(sorted(allowed - {'check'}))}",
+                rid,
+            )
     evidence.update(known[kind].evidence_keys)
     kinds_used.append(kind)
     args = {k: v for k, v in node.items() if k != "check"}
@@ -307,16 +326,20 @@ def parse_objectives(node: Any, pos: tuple[int, int], probs: _Problems, rid: str
         if name not in table.ids():
             alias = table.alias_of(name)
             hint = f" ({name!r} is a kind of {alias!r}: write {alias})" if alias else ""
-            probs.add(where, f"objectives: unknown objective {name!r}; expected {ANY} or one of "
-                             f"{', '.join(table.ids())}{hint}", rid)
+            probs.add(
+                where,
+                f"objectives: unknown objective {name!r}; expected {ANY} or one of {', '.join(table.ids())}{hint}",
+                rid,
+            )
             return None
         if name not in ids:
             ids.append(name)
     return tuple(ids)
 
 
-def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
-                default_objectives: tuple[str, ...] = ()) -> Rule | None:
+def _parse_rule(
+    node: Any, pos: tuple[int, int], probs: _Problems, path: str, default_objectives: tuple[str, ...] = ()
+) -> Rule | None:
     if not isinstance(node, PosDict):
         probs.add(pos, "each rule must be a mapping")
         return None
@@ -329,8 +352,11 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
             probs.add(node.pos(key), f"unknown key {key!r}; expected one of {', '.join(sorted(RULE_KEYS))}", rid)
     severity = node.get("severity")
     if severity not in SEVERITIES:
-        probs.add(node.pos("severity") if "severity" in node else node.pos(),
-                  f"severity: expected one of {', '.join(SEVERITIES)}", rid)
+        probs.add(
+            node.pos("severity") if "severity" in node else node.pos(),
+            f"severity: expected one of {', '.join(SEVERITIES)}",
+            rid,
+        )
     title = node.get("title")
     if not isinstance(title, str) or not title.strip():
         probs.add(node.pos("title") if "title" in node else node.pos(), "title: expected a non-empty string", rid)
@@ -369,9 +395,13 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
             probs.add(node.pos(key), f"{key}: {problem}", rid)
         for ns, name, _spec in good:
             if ns == "evidence" and cond is not None and name not in evidence | ENGINE_EVIDENCE:
-                probs.add(node.pos(key), f"{key}: {{evidence.{name}}} is not provided by check(s) "
-                                         f"{', '.join(sorted(set(kinds_used)))}; available: "
-                                         f"{', '.join(sorted(evidence | ENGINE_EVIDENCE))}", rid)
+                probs.add(
+                    node.pos(key),
+                    f"{key}: {{evidence.{name}}} is not provided by check(s) "
+                    f"{', '.join(sorted(set(kinds_used)))}; available: "
+                    f"{', '.join(sorted(evidence | ENGINE_EVIDENCE))}",
+                    rid,
+                )
             if ns == "params" and name not in params:
                 probs.add(node.pos(key), f"{key}: {{params.{name}}} is not a param of this rule", rid)
     labels = node.get("labels", {}) or {}
@@ -387,20 +417,31 @@ def _parse_rule(node: Any, pos: tuple[int, int], probs: _Problems, path: str,
         objectives = parse_objectives(node["objectives"], node.pos("objectives"), probs, rid) or ()
     if rid is None or cond is None or severity not in SEVERITIES or not isinstance(title, str):
         return None
-    return Rule(id=rid, severity=severity, title=title.strip(),
-                description=str(node.get("description", "") or "").strip(), params=params, when=cond,
-                for_count=for_count, for_unit=for_unit, message=message.strip(),
-                remediation=tuple(r.strip() for r in remediation_node),
-                labels={str(k): str(v) for k, v in labels.items()}, origin=f"{path}:{node.pos()[0]}",
-                enabled=enabled, objectives=objectives)
+    return Rule(
+        id=rid,
+        severity=severity,
+        title=title.strip(),
+        description=str(node.get("description", "") or "").strip(),
+        params=params,
+        when=cond,
+        for_count=for_count,
+        for_unit=for_unit,
+        message=message.strip(),
+        remediation=tuple(r.strip() for r in remediation_node),
+        labels={str(k): str(v) for k, v in labels.items()},
+        origin=f"{path}:{node.pos()[0]}",
+        enabled=enabled,
+        objectives=objectives,
+    )
 
 
 def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[str, Override]:
     if node is None:
         return {}
     if not isinstance(node, PosDict):
-        probs.add(pos, "overrides: expected a mapping of rule id → 'disable' or {severity, params, for, enabled, "
-                       "objectives}")
+        probs.add(
+            pos, "overrides: expected a mapping of rule id → 'disable' or {severity, params, for, enabled, objectives}"
+        )
         return {}
     out: dict[str, Override] = {}
     for rid, spec in node.items():
@@ -411,8 +452,11 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
         elif isinstance(spec, PosDict):
             for key in spec:
                 if key not in OVERRIDE_KEYS:
-                    probs.add(spec.pos(key), f"unknown override key {key!r}; expected one of "
-                                             f"{', '.join(sorted(OVERRIDE_KEYS))}", rid)
+                    probs.add(
+                        spec.pos(key),
+                        f"unknown override key {key!r}; expected one of {', '.join(sorted(OVERRIDE_KEYS))}",
+                        rid,
+                    )
             if "severity" in spec:
                 if spec["severity"] not in SEVERITIES:
                     probs.add(spec.pos("severity"), f"severity: expected one of {', '.join(SEVERITIES)}", rid)
@@ -420,8 +464,9 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
                     entry["severity"] = spec["severity"]
             if "params" in spec:
                 entry["params"] = _parse_params(spec["params"], spec.pos("params"), probs, rid)
-                entry["params_pos"] = {k: spec["params"].pos(k) for k in entry["params"]} \
-                    if isinstance(spec["params"], PosDict) else {}
+                entry["params_pos"] = (
+                    {k: spec["params"].pos(k) for k in entry["params"]} if isinstance(spec["params"], PosDict) else {}
+                )
             if "for" in spec:
                 parsed = parse_for(spec["for"])
                 if parsed is None:
@@ -490,5 +535,14 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
         probs.add(data.pos(), "expected 'rules', 'overrides' or 'extends'")
     overrides = _parse_overrides(data.get("overrides"), data.pos("overrides"), probs)
     pack = str(data.get("pack", "") or "")
-    return (RuleFile(path=path, pack=pack, extends=tuple(extends), rules=tuple(rules), overrides=overrides,
-                     objectives=file_objectives), probs.items)
+    return (
+        RuleFile(
+            path=path,
+            pack=pack,
+            extends=tuple(extends),
+            rules=tuple(rules),
+            overrides=overrides,
+            objectives=file_objectives,
+        ),
+        probs.items,
+    )

@@ -1,6 +1,7 @@
 """A restricted formatter for rule messages: only ``{evidence.KEY[:spec]}`` and ``{params.KEY[:spec]}``.
 No attribute access, indexing or conversion beyond that; nothing is evaluated. Widths and precisions in a
 spec are capped at ``MAX_SPEC_NUMBER`` (``{x:>999999999}`` would otherwise allocate a gigabyte)."""
+
 from __future__ import annotations
 
 import math

@@ -1,4 +1,5 @@
 """Persistence (``for: N points|evals|steps``): pure functions over a boolean mask on a step clock."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,7 +23,7 @@ def qualifying_runs(clock: np.ndarray, mask: np.ndarray, count: int, unit: str) 
     for start, end in true_runs(mask):
         if unit == "steps":
             reach = clock[start] + count
-            fired = int(np.searchsorted(clock[start:end + 1], reach, side="left")) + start
+            fired = int(np.searchsorted(clock[start : end + 1], reach, side="left")) + start
             if clock[end] - clock[start] >= count and fired <= end:
                 out.append((start, end, fired))
         elif end - start + 1 >= count:

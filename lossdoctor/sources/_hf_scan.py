@@ -12,6 +12,7 @@ counter printed right after it; per key set a :class:`Group` of the dicts' value
 (:mod:`lossdoctor.sources._hf_steps`) and the reader (:mod:`lossdoctor.sources.hf_console`) read it.
 The dict tokeniser (:func:`split_dict`, :func:`kind_of`) is shared with the live tail (``lossdoctor/tail``).
 """
+
 from __future__ import annotations
 
 import math
@@ -114,16 +115,21 @@ class Group:
     def parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(ordinals, n × k values, n × k parsed mask) per block, in file order (no joined copy)."""
         self.flush()
-        return [(i, v, np.ones(v.shape, bool) if o is None else o)
-                for i, v, o in zip(self.idx_parts, self.val_parts, self.ok_parts)]
+        return [
+            (i, v, np.ones(v.shape, bool) if o is None else o)
+            for i, v, o in zip(self.idx_parts, self.val_parts, self.ok_parts)
+        ]
 
     def column(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ordinals, values, parsed mask) of one key: only that column joined."""
         parts = self.parts()
         if not parts:
             return np.empty(0, np.int64), np.empty(0), np.empty(0, bool)
-        return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1][:, k] for p in parts]),
-                np.concatenate([p[2][:, k] for p in parts]))
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1][:, k] for p in parts]),
+            np.concatenate([p[2][:, k] for p in parts]),
+        )
 
     def table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ordinals, n × k values, n × k parsed mask); the parts are joined once and kept joined."""
@@ -133,9 +139,11 @@ class Group:
             return self.idx_parts[0], self.val_parts[0], self.ok_parts[0]
         idx = np.concatenate(self.idx_parts) if self.idx_parts else np.empty(0, np.int64)
         vals = np.concatenate(self.val_parts) if self.val_parts else np.empty((0, k))
-        ok = np.concatenate([np.ones(v.shape, bool) if o is None else o
-                             for v, o in zip(self.val_parts, self.ok_parts)]) if self.val_parts else \
-            np.empty((0, k), bool)
+        ok = (
+            np.concatenate([np.ones(v.shape, bool) if o is None else o for v, o in zip(self.val_parts, self.ok_parts)])
+            if self.val_parts
+            else np.empty((0, k), bool)
+        )
         self.idx_parts, self.val_parts, self.ok_parts = [idx], [vals], [ok]
         return idx, vals, ok
 
@@ -205,7 +213,7 @@ class _Scanner:
             # learn the common layout on a small first piece, then scan the rest with its template
             cut = text.find("\n", 128 * 1024) + 1
             if 0 < cut < len(text):
-                nxt = text[cut:text.find("\n", cut) + 1]
+                nxt = text[cut : text.find("\n", cut) + 1]
                 self.feed(text[:cut], "" if "{'" in nxt else nxt)
                 self.feed(text[cut:], lookahead)
                 return
@@ -292,8 +300,15 @@ class _Scanner:
         def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
             return np.concatenate(parts).astype(dtype) if parts else np.empty(0, dtype)
 
-        return ScanResult(self.groups, cat(self.kind_parts, np.int8), cat(self.after_n_parts, np.int64),
-                          cat(self.after_t_parts, np.int64), self.run_name, self.replacements, bytes_read)
+        return ScanResult(
+            self.groups,
+            cat(self.kind_parts, np.int8),
+            cat(self.after_n_parts, np.int64),
+            cat(self.after_t_parts, np.int64),
+            self.run_name,
+            self.replacements,
+            bytes_read,
+        )
 
 
 def scan_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
@@ -307,4 +322,3 @@ def scan_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
         for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):  # noqa: B007 - bytes read, used after
             scanner.feed(text, extra)
     return scanner.result(read)
-

@@ -14,6 +14,7 @@ as follows (``Provenance.step_source`` and a note say which was used):
    round(epoch · s).
 3. ``ordinal`` when neither exists: train dicts are numbered 1, 2, 3 ...
 """
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ from lossdoctor.sources._hf_scan import SUMMARY, TRAIN, ScanResult
 
 @dataclass(frozen=True)
 class StepPlan:
-    steps: np.ndarray           # per dict; -1 for summary dicts
+    steps: np.ndarray  # per dict; -1 for summary dicts
     step_source: str
     notes: tuple[str, ...]
     max_steps: int | None
@@ -49,7 +50,7 @@ def _tolerance(epoch: np.ndarray, s: float) -> np.ndarray:
 
 
 #: Inferred steps (epoch × steps per epoch, previous + cadence) at or beyond this are not steps.
-_STEP_CAP = 2 ** 62
+_STEP_CAP = 2**62
 
 
 def _as_steps(x: np.ndarray) -> np.ndarray:
@@ -83,8 +84,11 @@ def _infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
 
     # the main bar's counters; a counter must not run backwards: drop those below the running maximum of
     # earlier ones
-    c = np.where((scan.after_total == total) & (scan.after_n >= 0) & points, scan.after_n, -1) if total \
+    c = (
+        np.where((scan.after_total == total) & (scan.after_n >= 0) & points, scan.after_n, -1)
+        if total
         else np.full(n, -1)
+    )
     run_max = np.maximum.accumulate(np.where(c >= 0, c, 0))
     prev_max = np.concatenate([[0], run_max[:-1]])
     after = np.where(c >= prev_max, c, -1)
@@ -137,8 +141,10 @@ def _infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
             same = j >= 0 and steps[j] >= 0 and epoch[j] == epoch[i]
             steps[i] = steps[j] if same else (max(int(exact[i]), 1) if 0 <= exact[i] < _STEP_CAP else -1)
         n_epoch = int((need & have_epoch).sum())
-        notes.append(f"steps inferred as epoch x {s:.6g} steps/epoch on a logging cadence of {cadence} steps "
-                     f"for {n_epoch} of {n_points} log dicts (the rest from tqdm counters)")
+        notes.append(
+            f"steps inferred as epoch x {s:.6g} steps/epoch on a logging cadence of {cadence} steps "
+            f"for {n_epoch} of {n_points} log dicts (the rest from tqdm counters)"
+        )
     need = points & (steps < 0)
     if need.any():
         # no counter and no epoch: train dicts numbered after the previous one, eval dicts share it
@@ -163,8 +169,9 @@ def _infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
     return StepPlan(steps, source, tuple(notes), total)
 
 
-def _steps_per_epoch_from_summary(summary: dict[str, Any], total: int | None, epoch: np.ndarray,
-                                  have_epoch: np.ndarray, notes: list[str]) -> float | None:
+def _steps_per_epoch_from_summary(
+    summary: dict[str, Any], total: int | None, epoch: np.ndarray, have_epoch: np.ndarray, notes: list[str]
+) -> float | None:
     """Without any usable counter: the run's length (runtime × steps/s, or the bar total when the run
     finished) over its final epoch."""
     final_epoch = summary.get("epoch")

@@ -1,4 +1,5 @@
 """HF console logs, the table: the scanned log dicts' values as columns for the one tidy-table constructor."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,7 @@ def points_table(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | Non
         counts = sum(p[2].sum(axis=0) for p in parts)
         for k, key in enumerate(group.keys):
             if key == "epoch" and group.kind != TRAIN:
-                continue          # an eval dict's epoch repeats the train dict's
+                continue  # an eval dict's epoch repeats the train dict's
             if not counts[k]:
                 continue
             if key not in raw_names:
@@ -43,11 +44,11 @@ def points_table(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | Non
     new_code = {old: new for new, old in enumerate(rank)}
     raw_names = [raw_names[c] for c in rank]
     canonical = [canonical[c] for c in rank]
-    pieces = sorted(((g, k, new_code[c], n) for g, k, c, n in pieces), key=lambda p: p[2])   # stable per key
+    pieces = sorted(((g, k, new_code[c], n) for g, k, c, n in pieces), key=lambda p: p[2])  # stable per key
     total = sum(p[3] for p in pieces)
     out_steps = np.empty(total, dtype=np.int64)
     out_vals = np.empty(total, dtype=np.float64)
-    out_codes = np.empty(total, dtype=np.int16 if len(raw_names) < 2 ** 15 else np.int32)
+    out_codes = np.empty(total, dtype=np.int16 if len(raw_names) < 2**15 else np.int32)
     slices: dict[int, list[tuple[int, int]]] = {}
     pos = 0
     where: dict[tuple[int, int], int] = {}
@@ -56,30 +57,30 @@ def points_table(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | Non
         slices.setdefault(code, []).append((pos, pos + count))
         pos += count
     mixed = {code for code, s in slices.items() if len(s) > 1}
-    shared = len(set(canonical)) < len(canonical)          # two keys for one metric: ties follow print order
+    shared = len(set(canonical)) < len(canonical)  # two keys for one metric: ties follow print order
     ordinals = np.empty(total, dtype=np.int64) if mixed or shared else None
     for group in groups:
         fill = {k: where[(id(group), k)] for k in range(len(group.keys)) if (id(group), k) in where}
         group.flush()
-        while group.idx_parts:                                # block by block, each dropped once copied
+        while group.idx_parts:  # block by block, each dropped once copied
             idx, vals, ok = group.idx_parts.pop(0), group.val_parts.pop(0), group.ok_parts.pop(0)
             st = steps[idx]
             for k, start in fill.items():
                 sel = slice(None) if ok is None else ok[:, k]
                 part_st = st[sel]
                 count = len(part_st)
-                out_steps[start:start + count] = part_st
-                out_vals[start:start + count] = vals[:, k][sel]
-                out_codes[start:start + count] = raw_names.index(group.keys[k])
+                out_steps[start : start + count] = part_st
+                out_vals[start : start + count] = vals[:, k][sel]
+                out_codes[start : start + count] = raw_names.index(group.keys[k])
                 if ordinals is not None:
-                    ordinals[start:start + count] = idx[sel]
+                    ordinals[start : start + count] = idx[sel]
                 fill[k] = start + count
             del idx, vals, ok, st
-    for code in mixed:                       # a key printed by dicts of several layouts: back in printed order
+    for code in mixed:  # a key printed by dicts of several layouts: back in printed order
         a, b = slices[code][0][0], slices[code][-1][1]
-        order = np.argsort(ordinals[a:b], kind="stable")     # type: ignore[index]
+        order = np.argsort(ordinals[a:b], kind="stable")  # type: ignore[index]
         out_steps[a:b] = out_steps[a:b][order]
         out_vals[a:b] = out_vals[a:b][order]
-        ordinals[a:b] = ordinals[a:b][order]                 # type: ignore[index]
+        ordinals[a:b] = ordinals[a:b][order]  # type: ignore[index]
     table = tidy_points(out_steps, Coded(out_codes, raw_names), out_vals, written=ordinals if shared else None)
     return table.frame, list(table.notes)

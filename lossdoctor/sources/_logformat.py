@@ -19,6 +19,7 @@ slow and not portable):
    bounds the remaining polynomial cases (``.*.*x``).
 Every problem in the file is collected; the error names the first with file:line (and how many more).
 """
+
 from __future__ import annotations
 
 import re
@@ -58,6 +59,7 @@ class LogFormat:
 
 def nested_quantifier(pattern: str) -> bool:
     """True when an unbounded quantifier sits inside a repeated group (exponential backtracking risk)."""
+
     def walk(items: Any, in_repeat: bool) -> bool:
         for op, av in items:
             if op in _REPEATS:
@@ -98,16 +100,20 @@ MAX_FORMAT_BYTES = 64 * 1024
 def load_log_format(path: str | Path) -> LogFormat:
     """Read and validate a format file. Raises SourceError(location=file, line=…) on any problem."""
     location = str(path)
-    text = read_text(path, location, what="log format file", expected="a YAML log format file",
-                     max_bytes=MAX_FORMAT_BYTES)
+    text = read_text(
+        path, location, what="log format file", expected="a YAML log format file", max_bytes=MAX_FORMAT_BYTES
+    )
 
     try:
-        root = compose(text)   # nodes with marks; builds no objects from tags; nesting bounded
+        root = compose(text)  # nodes with marks; builds no objects from tags; nesting bounded
     except YamlPosError as exc:
         raise SourceError(exc.message, location, line=exc.line) from None
     if not isinstance(root, yaml.MappingNode):
-        raise SourceError("expected a mapping with keys pattern, step, metrics (and optional name, description)",
-                          location, line=_line(root) if root is not None else 1)
+        raise SourceError(
+            "expected a mapping with keys pattern, step, metrics (and optional name, description)",
+            location,
+            line=_line(root) if root is not None else 1,
+        )
 
     problems: list[tuple[int, str]] = []
     fields: dict[str, yaml.Node] = {}
@@ -144,22 +150,38 @@ def load_log_format(path: str | Path) -> LogFormat:
             problems.append((pattern_line, f"pattern is not a valid regular expression: {exc}"))
         else:
             if nested_quantifier(pattern_text):
-                problems.append((pattern_line, "pattern has a nested unbounded quantifier such as (a+)+ or (\\w+ )*, "
-                                 "which can backtrack exponentially; rewrite it without repeating a repeated group"))
+                problems.append(
+                    (
+                        pattern_line,
+                        "pattern has a nested unbounded quantifier such as (a+)+ or (\\w+ )*, "
+                        "which can backtrack exponentially; rewrite it without repeating a repeated group",
+                    )
+                )
             if not compiled.groupindex:
-                problems.append((pattern_line, "pattern has no named groups; expected (?P<step>...) and one per metric"))
+                problems.append(
+                    (pattern_line, "pattern has no named groups; expected (?P<step>...) and one per metric")
+                )
 
     if compiled is not None and step_group is not None and step_group not in compiled.groupindex:
-        problems.append((step_line, f"step group {step_group!r} is not a named group of the pattern "
-                         f"(groups: {', '.join(compiled.groupindex) or 'none'})"))
+        problems.append(
+            (
+                step_line,
+                f"step group {step_group!r} is not a named group of the pattern "
+                f"(groups: {', '.join(compiled.groupindex) or 'none'})",
+            )
+        )
 
     metrics: list[tuple[str, str]] = []
     node = fields.get("metrics")
     if node is None:
         problems.append((_line(root), "missing required key 'metrics' (named group -> canonical metric name)"))
     elif not isinstance(node, yaml.MappingNode) or not node.value:
-        problems.append((_line(node), "'metrics' must be a non-empty mapping of named group -> metric name, "
-                         "e.g. {loss: train/loss}"))
+        problems.append(
+            (
+                _line(node),
+                "'metrics' must be a non-empty mapping of named group -> metric name, e.g. {loss: train/loss}",
+            )
+        )
     else:
         for key_node, value_node in node.value:
             group = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
@@ -184,5 +206,11 @@ def load_log_format(path: str | Path) -> LogFormat:
         more = f" (and {len(problems) - 1} more problem(s) in this file)" if len(problems) > 1 else ""
         raise SourceError(f"log format: {message}{more}", location, line=line)
     assert compiled is not None and step_group is not None
-    return LogFormat(path=location, name=name or Path(path).stem, description=description or "",
-                     pattern=compiled, step_group=step_group, metrics=tuple(metrics))
+    return LogFormat(
+        path=location,
+        name=name or Path(path).stem,
+        description=description or "",
+        pattern=compiled,
+        step_group=step_group,
+        metrics=tuple(metrics),
+    )

@@ -8,6 +8,7 @@ everywhere: prefer rank 0, then the reader's preferred line kind, then the last 
 is dropped whole and counted, never split into a mixed point.
 The leading underscore keeps this module out of the reader registry.
 """
+
 from __future__ import annotations
 
 import math
@@ -67,7 +68,7 @@ def json_number(value: Any) -> float | None:
 
 
 #: Steps are int64 (the tidy table's dtype); anything outside is not a step.
-STEP_MIN, STEP_MAX = -(2 ** 63), 2 ** 63 - 1
+STEP_MIN, STEP_MAX = -(2**63), 2**63 - 1
 
 
 def to_step(value: Any) -> int | None:
@@ -77,7 +78,7 @@ def to_step(value: Any) -> int | None:
         return None
     if isinstance(value, str):
         digits = value.strip()
-        if _INT_TEXT.match(digits):         # exact, without a detour through float (and never 4300+ digits)
+        if _INT_TEXT.match(digits):  # exact, without a detour through float (and never 4300+ digits)
             return _in_int64(int(digits)) if len(digits) <= 21 else None
         value = parse_number(value)
         if value is None:
@@ -206,7 +207,7 @@ def split_rank(line: str) -> tuple[int | None, str]:
     """(rank or None, line without the rank prefix)."""
     m = RANK_PREFIX.match(line)
     if m:
-        return to_step(m.group(1)), line[m.end():]
+        return to_step(m.group(1)), line[m.end() :]
     return None, line
 
 
@@ -235,14 +236,24 @@ class Collector:
     ranks: list[int] = field(default_factory=list)
     priorities: list[int] = field(default_factory=list)
     wall_times: list[float] = field(default_factory=list)
-    lines: list[int] = field(default_factory=list)       # source line per point; 0 = unknown
+    lines: list[int] = field(default_factory=list)  # source line per point; 0 = unknown
     glued_lines: list[int] = field(default_factory=list)
     long_lines: int = 0
     #: HF end-of-run summary entries found among the points by the last ``frame()`` call
     summary: dict[str, float] = field(default_factory=dict)
 
-    def add(self, step: Any, raw: str, value: float, *, rank: int | None = None, priority: int = 0,
-            metric: str | None = None, wall_time: float | None = None, line: int | None = None) -> None:
+    def add(
+        self,
+        step: Any,
+        raw: str,
+        value: float,
+        *,
+        rank: int | None = None,
+        priority: int = 0,
+        metric: str | None = None,
+        wall_time: float | None = None,
+        line: int | None = None,
+    ) -> None:
         self.steps.append(step)
         self.raws.append(raw)
         self.values.append(float(value))
@@ -265,12 +276,16 @@ class Collector:
             return empty_metrics(), notes
         n = len(self.steps)
         has_wall = self.wall_times.count(math.nan) != n and any(w == w for w in self.wall_times)
-        result = tidy_points(self.steps, self.raws, self.values,
-                             canonical=self.metrics if self.metrics.count(None) != n else None,
-                             rank=self.ranks if any(self.ranks) else None,
-                             priority=self.priorities if any(self.priorities) else None,
-                             wall_time=self.wall_times if has_wall else None,
-                             line=self.lines if any(self.lines) else None)
+        result = tidy_points(
+            self.steps,
+            self.raws,
+            self.values,
+            canonical=self.metrics if self.metrics.count(None) != n else None,
+            rank=self.ranks if any(self.ranks) else None,
+            priority=self.priorities if any(self.priorities) else None,
+            wall_time=self.wall_times if has_wall else None,
+            line=self.lines if any(self.lines) else None,
+        )
         self.summary = dict(result.summary)
         return result.frame, notes + list(result.notes)
 
@@ -281,8 +296,10 @@ def skipped_line_notes(glued_lines: list[int], long_lines: int) -> list[str]:
     if glued_lines:
         first = ", ".join(str(n) for n in glued_lines[:5])
         more = "" if len(glued_lines) <= 5 else ", ..."
-        notes.append(f"{len(glued_lines)} line(s) with two records glued together dropped "
-                     f"(DDP ranks writing at once; line {first}{more})")
+        notes.append(
+            f"{len(glued_lines)} line(s) with two records glued together dropped "
+            f"(DDP ranks writing at once; line {first}{more})"
+        )
     if long_lines:
         notes.append(f"{long_lines} line(s) longer than {MAX_LINE_CHARS} characters skipped")
     return notes
@@ -295,14 +312,29 @@ def run_name(target: Target) -> str:
     return path.name if target.is_dir else (path.stem or path.name)
 
 
-def make_run(target: Target, kind: str, frame: MetricTable, notes: list[str] | tuple[str, ...], *,
-             step_source: str = "logged", confidence: float = 1.0, name: str | None = None,
-             summary: Mapping[str, Any] | None = None, config: Mapping[str, Any] | None = None,
-             state: str = "unknown", location: str | None = None) -> Run:
+def make_run(
+    target: Target,
+    kind: str,
+    frame: MetricTable,
+    notes: list[str] | tuple[str, ...],
+    *,
+    step_source: str = "logged",
+    confidence: float = 1.0,
+    name: str | None = None,
+    summary: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | None = None,
+    state: str = "unknown",
+    location: str | None = None,
+) -> Run:
     return Run(
         name=bounded_name(name or run_name(target)),
-        provenance=Provenance(kind=kind, location=location or target.location, step_source=step_source,
-                              notes=tuple(notes), confidence=confidence),
+        provenance=Provenance(
+            kind=kind,
+            location=location or target.location,
+            step_source=step_source,
+            notes=tuple(notes),
+            confidence=confidence,
+        ),
         metrics=frame,
         config=dict(config or {}),
         summary=dict(summary or {}),

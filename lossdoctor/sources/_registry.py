@@ -6,6 +6,7 @@ Every public module of this package that defines a module-level ``SOURCE`` is a 
 adding a reader is adding a file. Detection asks each reader to ``sniff`` the target and picks the highest
 confidence, ties going to the more specific reader.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -82,8 +83,7 @@ def _unknown_message(target: Target) -> str:
 
     if target.is_file and looks_binary(target.head):
         return f"binary file, not a training log; lossdoctor reads: {kinds_text()}"
-    return (f"no training metrics recognised; lossdoctor reads: {kinds_text()} "
-            f"(use --source-kind to force one)")
+    return f"no training metrics recognised; lossdoctor reads: {kinds_text()} (use --source-kind to force one)"
 
 
 #: files in a directory that are never the run itself (labels, notes, manifests)
@@ -108,8 +108,9 @@ def _detect_in_dir(target: Target) -> tuple[Target, Source]:
         raise SourceError(_unknown_message(target), target.location)
     best.sort(key=lambda t: (-t[0], -t[1], t[2]))
     if len(best) > 1 and best[0][:2] == best[1][:2]:
-        raise SourceError(f"several files could be the run ({best[0][2]}, {best[1][2]}); name the file to read",
-                          target.location)
+        raise SourceError(
+            f"several files could be the run ({best[0][2]}, {best[1][2]}); name the file to read", target.location
+        )
     return best[0][3], best[0][4]
 
 
@@ -140,8 +141,9 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
     return [apply_roles(run, options.metric_roles) for run in runs]
 
 
-def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
-                   skip_kinds: frozenset[str] = frozenset()) -> list[Run]:
+def read_text_runs(
+    text: str, location: str, options: ReadOptions | None = None, skip_kinds: frozenset[str] = frozenset()
+) -> list[Run]:
     """Runs from text held in memory (a notebook cell's stream output, a pasted console): the same detection
     and readers as for a file holding that text, so every text reader (and any added later) applies.
 
@@ -157,7 +159,7 @@ def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
     from dataclasses import replace
 
     if not re.search(r"\d", text):
-        return []                          # no number, no metric
+        return []  # no number, no metric
     fd, name = tempfile.mkstemp(prefix="lossdoctor-text-", suffix=".log")
     path = Path(name)
     try:
@@ -177,7 +179,19 @@ def read_text_runs(text: str, location: str, options: ReadOptions | None = None,
     finally:
         path.unlink(missing_ok=True)
 
-    return [apply_roles(replace(run, name=location, provenance=replace(
-        run.provenance, location=location,
-        notes=tuple(n.replace(str(path), location) for n in run.provenance.notes))), (options or ReadOptions()).metric_roles)
-        for run in runs if not run.metrics.empty]
+    return [
+        apply_roles(
+            replace(
+                run,
+                name=location,
+                provenance=replace(
+                    run.provenance,
+                    location=location,
+                    notes=tuple(n.replace(str(path), location) for n in run.provenance.notes),
+                ),
+            ),
+            (options or ReadOptions()).metric_roles,
+        )
+        for run in runs
+        if not run.metrics.empty
+    ]

@@ -7,6 +7,7 @@ file's schema) and ``query_only=ON``; readers only SELECT from tables they name,
 file defines is used. A damaged, truncated or foreign file becomes one SourceError naming the file.
 The leading underscore keeps this module out of the reader registry.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -44,8 +45,9 @@ def open_readonly(path: Path, location: str, what: str) -> Iterator[sqlite3.Conn
     try:
         yield conn
     except sqlite3.DatabaseError as exc:
-        raise SourceError(f"unreadable SQLite database ({exc}: damaged or truncated?); expected {what}",
-                          location) from None
+        raise SourceError(
+            f"unreadable SQLite database ({exc}: damaged or truncated?); expected {what}", location
+        ) from None
     finally:
         conn.close()
 

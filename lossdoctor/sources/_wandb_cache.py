@@ -12,6 +12,7 @@ table and sidecar from two different writes are not a hit.
 Location: ``ReadOptions.cache_dir``, else ``$LOSSDOCTOR_CACHE_DIR``, else ``$XDG_CACHE_HOME/lossdoctor/wandb``
 (``~/.cache/lossdoctor/wandb``).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value
-    if hasattr(value, "item"):          # numpy scalars
+    if hasattr(value, "item"):  # numpy scalars
         try:
             return _jsonable(value.item())
         except (TypeError, ValueError):
@@ -90,15 +91,18 @@ class RunCache:
         except (OSError, ValueError, ImportError, KeyError, TypeError, RecursionError):
             return None
         if frame.empty or not isinstance(meta.get("provenance", {}), dict):
-            return None     # an empty entry (written by an older version from an empty answer) is no hit
+            return None  # an empty entry (written by an older version from an empty answer) is no hit
         if meta.get("points") != len(frame):
-            return None     # table and sidecar from different writes (or an older schema): refetch
+            return None  # table and sidecar from different writes (or an older schema): refetch
         prov = meta.get("provenance", {})
         run = Run(
             name=meta.get("name", ref.run_id),
-            provenance=Provenance(kind=prov.get("kind", "wandb-api"), location=location,
-                                  step_source=prov.get("step_source", "_step"),
-                                  notes=tuple(prov.get("notes", ()))),
+            provenance=Provenance(
+                kind=prov.get("kind", "wandb-api"),
+                location=location,
+                step_source=prov.get("step_source", "_step"),
+                notes=tuple(prov.get("notes", ())),
+            ),
             metrics=frame,
             config=meta.get("config", {}),
             summary=meta.get("summary", {}),
@@ -116,11 +120,21 @@ class RunCache:
         table, meta_path = self.paths(ref)
         meta = {
             "schema": SCHEMA,
-            "api_base": ref.api_base, "entity": ref.entity, "project": ref.project, "run_id": ref.run_id,
-            "name": run.name, "state": run.state, "created": run.created, "tags": list(run.tags),
-            "config": _jsonable(dict(run.config)), "summary": _jsonable(dict(run.summary)),
-            "provenance": {"kind": run.provenance.kind, "step_source": run.provenance.step_source,
-                           "notes": list(run.provenance.notes)},
+            "api_base": ref.api_base,
+            "entity": ref.entity,
+            "project": ref.project,
+            "run_id": ref.run_id,
+            "name": run.name,
+            "state": run.state,
+            "created": run.created,
+            "tags": list(run.tags),
+            "config": _jsonable(dict(run.config)),
+            "summary": _jsonable(dict(run.summary)),
+            "provenance": {
+                "kind": run.provenance.kind,
+                "step_source": run.provenance.step_source,
+                "notes": list(run.provenance.notes),
+            },
             "fetched_at": time.time(),
             "points": int(len(run.metrics)),
         }
@@ -134,7 +148,6 @@ class RunCache:
             pass
 
 
-
 def write_table(table: MetricTable, path: str | Path) -> None:
     """The tidy table as Parquet (step, metric, value, raw_name; the names dictionary-encoded): pyarrow
     directly, never one Python object per point."""
@@ -144,9 +157,17 @@ def write_table(table: MetricTable, path: str | Path) -> None:
     def names(codes: Any, values: tuple[str, ...]) -> Any:
         return pa.DictionaryArray.from_arrays(pa.array(codes, type=pa.int32()), pa.array(list(values), pa.string()))
 
-    pq.write_table(pa.table({"step": pa.array(table.step), "metric": names(table.metric_codes, table.metric_names),
-                             "value": pa.array(table.value), "raw_name": names(table.raw_codes, table.raw_names)}),
-                   str(path))
+    pq.write_table(
+        pa.table(
+            {
+                "step": pa.array(table.step),
+                "metric": names(table.metric_codes, table.metric_names),
+                "value": pa.array(table.value),
+                "raw_name": names(table.raw_codes, table.raw_names),
+            }
+        ),
+        str(path),
+    )
 
 
 def read_table(path: str | Path) -> MetricTable:
@@ -172,7 +193,11 @@ def read_table(path: str | Path) -> MetricTable:
     order = sorted(range(len(m_names)), key=lambda i: m_names[i])
     remap = np.empty(len(m_names), dtype=np.int64)
     remap[order] = np.arange(len(order))
-    return MetricTable.build(data.column("step").to_numpy().astype(np.int64, copy=False),
-                             remap[m_codes] if len(m_codes) else m_codes, [m_names[i] for i in order],
-                             data.column("value").to_numpy().astype(np.float64, copy=False), r_codes,
-                             r_names).compact()
+    return MetricTable.build(
+        data.column("step").to_numpy().astype(np.int64, copy=False),
+        remap[m_codes] if len(m_codes) else m_codes,
+        [m_names[i] for i in order],
+        data.column("value").to_numpy().astype(np.float64, copy=False),
+        r_codes,
+        r_names,
+    ).compact()

@@ -1,5 +1,6 @@
 """W&B public API reader, what the user sees when a fetch fails: where the API key comes from (and that it never
 reaches output, notes or the cache) and one line per failure that says what happened and what to do."""
+
 from __future__ import annotations
 
 import os
@@ -44,16 +45,20 @@ def map_error(exc: FetchError, ref: RunRef, location: str, timeout: float, secre
     if exc.kind == "network":
         return SourceError(f"cannot reach W&B host {host}: {text}", location)
     if exc.status in (401, 403):
-        return SourceError(f"W&B rejected the API key (HTTP {exc.status}) at {host}; check WANDB_API_KEY or run "
-                           f"`wandb login --relogin`", location)
+        return SourceError(
+            f"W&B rejected the API key (HTTP {exc.status}) at {host}; check WANDB_API_KEY or run "
+            f"`wandb login --relogin`",
+            location,
+        )
     if exc.kind == "status" and exc.status == 404 and not text.startswith("download of"):
         return SourceError(f"no W&B API at {host} (HTTP 404 for /graphql): {text}; check the URL's host", location)
     if exc.kind == "timeout" or exc.kind == "cancelled":
-        return SourceError(f"W&B at {host} did not answer within the {timeout:g}s budget ({text}); retry later "
-                           f"or raise --timeout", location)
+        return SourceError(
+            f"W&B at {host} did not answer within the {timeout:g}s budget ({text}); retry later or raise --timeout",
+            location,
+        )
     if exc.kind == "status" and "gave up after" in text:
-        return SourceError(f"W&B at {host} kept failing within the {timeout:g}s budget: {text}; retry later",
-                           location)
+        return SourceError(f"W&B at {host} kept failing within the {timeout:g}s budget: {text}; retry later", location)
     if exc.kind == "dropped":
         return SourceError(f"W&B at {host} kept dropping the connection: {text}; retry later", location)
     return SourceError(f"W&B at {host}: {text}", location)

@@ -21,6 +21,7 @@ URL was read). This module sends the same GraphQL wandb 0.31 sends (``/work``'s 
   Every failure is a ``FetchError`` whose message says what happened: the HTTP status, the content type
   that was not JSON, the timeout, the size cap.
 """
+
 from __future__ import annotations
 
 import base64
@@ -48,8 +49,16 @@ PER_REQUEST_S = 30.0
 #: Statuses never retried (as wandb-core: the answer will not change).
 NO_RETRY = {400, 401, 403, 404, 405, 409, 410, 413, 422, 501}
 #: Object stores W&B serves exports from (signed URLs), besides the API's own host.
-STORAGE_HOSTS = ("storage.googleapis.com", ".storage.googleapis.com", ".amazonaws.com", ".blob.core.windows.net",
-                 ".wandb.ai", ".coreweave.com", ".cwobject.com", ".cwlota.com")
+STORAGE_HOSTS = (
+    "storage.googleapis.com",
+    ".storage.googleapis.com",
+    ".amazonaws.com",
+    ".blob.core.windows.net",
+    ".wandb.ai",
+    ".coreweave.com",
+    ".cwobject.com",
+    ".cwlota.com",
+)
 USER_AGENT = "lossdoctor (W&B public API reader)"
 _CHUNK = 64 * 1024
 
@@ -131,8 +140,10 @@ def resolve(host: str, port: int, deadline: Deadline) -> None:
     thread.start()
     thread.join(max(0.0, deadline.check(f"looking up {host}")))
     if thread.is_alive():
-        raise FetchError(f"looking up {host} took longer than the {deadline.seconds:g}s budget "
-                         f"(no network or a slow DNS server?)", "timeout")
+        raise FetchError(
+            f"looking up {host} took longer than the {deadline.seconds:g}s budget (no network or a slow DNS server?)",
+            "timeout",
+        )
     exc = result.get("error")
     if exc is not None:
         reason = " ".join(str(getattr(exc, "strerror", None) or exc).split())
@@ -142,8 +153,9 @@ def resolve(host: str, port: int, deadline: Deadline) -> None:
 class HttpClient:
     """Requests to one W&B deployment, all under ``deadline``."""
 
-    def __init__(self, api_base: str, api_key: str | None, deadline: Deadline,
-                 progress: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, api_base: str, api_key: str | None, deadline: Deadline, progress: Callable[[int], None] | None = None
+    ) -> None:
         parts = urlsplit(api_base)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise FetchError(f"not an http(s) API base: {api_base}", "url")
@@ -155,8 +167,12 @@ class HttpClient:
         self.progress = progress
         self._resolved: set[tuple[str, int]] = set()
         self._lock = threading.Lock()
-        self.headers = {"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "identity",
-                        "Content-Type": "application/json"}
+        self.headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+            "Accept-Encoding": "identity",
+            "Content-Type": "application/json",
+        }
         if api_key:
             token = base64.b64encode(f"api:{api_key}".encode()).decode()
             self.headers["Authorization"] = f"Basic {token}"
@@ -177,8 +193,19 @@ class HttpClient:
             return http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
         return http.client.HTTPConnection(host, port, timeout=timeout)
 
-    def _once(self, method: str, scheme: str, host: str, port: int, path: str, body: bytes | None,
-              headers: dict[str, str], max_bytes: int, what: str, sink: Any = None) -> Response:
+    def _once(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int,
+        path: str,
+        body: bytes | None,
+        headers: dict[str, str],
+        max_bytes: int,
+        what: str,
+        sink: Any = None,
+    ) -> Response:
         """One request, read under the deadline and the size cap (into ``sink`` when given)."""
         timeout = min(PER_REQUEST_S, self.deadline.check(what))
         started = time.monotonic()
@@ -191,8 +218,13 @@ class HttpClient:
                 raise FetchError(f"{what}: no answer within {timeout:.0f}s", "timeout") from None
             except ConnectionRefusedError:
                 raise FetchError(f"{what}: connection refused by {host}:{port}", "network") from None
-            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError, http.client.RemoteDisconnected,
-                    http.client.BadStatusLine) as exc:
+            except (
+                ConnectionResetError,
+                ConnectionAbortedError,
+                BrokenPipeError,
+                http.client.RemoteDisconnected,
+                http.client.BadStatusLine,
+            ) as exc:
                 raise FetchError(f"{what}: connection dropped ({type(exc).__name__})", "dropped") from None
             except ssl.SSLError as exc:
                 raise FetchError(f"{what}: TLS error ({exc.reason or exc})", "network") from None
@@ -204,12 +236,13 @@ class HttpClient:
             retry_after = _retry_after(resp.getheader("Retry-After"))
             length = resp.getheader("Content-Length")
             if length and length.strip().isdigit() and int(length) > max_bytes and 200 <= status < 300:
-                raise FetchError(f"{what}: the answer announces {_mb(int(length))}, above the {_mb(max_bytes)} cap",
-                                 "size", status)
+                raise FetchError(
+                    f"{what}: the answer announces {_mb(int(length))}, above the {_mb(max_bytes)} cap", "size", status
+                )
             if encoding not in ("identity", "gzip", ""):
                 raise FetchError(f"{what}: unsupported Content-Encoding {encoding!r}", "content", status)
             inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if encoding == "gzip" else None
-            limit = max_bytes if 200 <= status < 300 else 64 * 1024      # an error page: its start is enough
+            limit = max_bytes if 200 <= status < 300 else 64 * 1024  # an error page: its start is enough
             chunks: list[bytes] = []
             got = 0
             while True:
@@ -222,16 +255,24 @@ class HttpClient:
                 try:
                     raw = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
                 except TimeoutError:
-                    raise FetchError(f"{what}: the answer was still arriving when time ran out ({got:,} bytes "
-                                     f"read)", "timeout") from None
+                    raise FetchError(
+                        f"{what}: the answer was still arriving when time ran out ({got:,} bytes read)", "timeout"
+                    ) from None
                 except (OSError, http.client.HTTPException) as exc:
-                    raise FetchError(f"{what}: connection dropped while reading ({type(exc).__name__})",
-                                     "dropped") from None
+                    raise FetchError(
+                        f"{what}: connection dropped while reading ({type(exc).__name__})", "dropped"
+                    ) from None
                 if not raw:
-                    if length and length.strip().isdigit() and got < int(length) and inflate is None \
-                            and 200 <= status < 300:
-                        raise FetchError(f"{what}: connection dropped after {got:,} of {int(length):,} bytes",
-                                         "dropped", status)
+                    if (
+                        length
+                        and length.strip().isdigit()
+                        and got < int(length)
+                        and inflate is None
+                        and 200 <= status < 300
+                    ):
+                        raise FetchError(
+                            f"{what}: connection dropped after {got:,} of {int(length):,} bytes", "dropped", status
+                        )
                     break
                 data = raw
                 if inflate is not None:
@@ -265,17 +306,24 @@ class HttpClient:
                     raise
                 last = exc
             else:
-                if resp.status < 400 or resp.status in NO_RETRY or (400 <= resp.status < 500 and resp.status != 429
-                                                                   and resp.status != 408):
+                if (
+                    resp.status < 400
+                    or resp.status in NO_RETRY
+                    or (400 <= resp.status < 500 and resp.status != 429 and resp.status != 408)
+                ):
                     return resp
-                last = FetchError(f"{what}: HTTP {resp.status}{_snippet(resp)}", "status", resp.status,
-                                  resp.retry_after)
+                last = FetchError(
+                    f"{what}: HTTP {resp.status}{_snippet(resp)}", "status", resp.status, resp.retry_after
+                )
             pause = last.retry_after if last.retry_after is not None else wait * (1 + random.random() / 4)
             if not self.deadline.sleep(pause):
                 if last.kind == "timeout":
                     raise last
-                raise FetchError(f"{last} (gave up after {tries} attempt(s) within the "
-                                 f"{self.deadline.seconds:g}s budget)", last.kind, last.status)
+                raise FetchError(
+                    f"{last} (gave up after {tries} attempt(s) within the {self.deadline.seconds:g}s budget)",
+                    last.kind,
+                    last.status,
+                )
             wait = min(wait * 2, 8.0)
 
     # -- GraphQL ------------------------------------------------------------------------------------
@@ -287,16 +335,20 @@ class HttpClient:
 
         def attempt() -> Response:
             self.requests += 1
-            return self._once("POST", self.scheme, self.host, self.port, path, body, self.headers,
-                              MAX_RESPONSE_BYTES, what)
+            return self._once(
+                "POST", self.scheme, self.host, self.port, path, body, self.headers, MAX_RESPONSE_BYTES, what
+            )
 
         resp = self._with_retries(attempt, what)
         if resp.status >= 400:
             raise FetchError(f"{what}: HTTP {resp.status}{_snippet(resp)}", "status", resp.status)
         if resp.content_type not in ("application/json", "application/graphql-response+json", "text/json"):
             shown = resp.content_type or "no content type"
-            raise FetchError(f"{what}: HTTP {resp.status} with {shown}, not JSON (not a W&B API, or a proxy/login "
-                             f"page in the way)", "content", resp.status)
+            raise FetchError(
+                f"{what}: HTTP {resp.status} with {shown}, not JSON (not a W&B API, or a proxy/login page in the way)",
+                "content",
+                resp.status,
+            )
         if not resp.body.strip():
             raise FetchError(f"{what}: HTTP {resp.status} with an empty body", "content", resp.status)
         try:
@@ -326,8 +378,9 @@ class HttpClient:
         host, _ = _host_port(parts.netloc, parts.scheme)
         if host == self.host:
             return True
-        extra = tuple(h.strip().lower() for h in os.environ.get("LOSSDOCTOR_WANDB_STORAGE_HOSTS", "").split(",")
-                      if h.strip())
+        extra = tuple(
+            h.strip().lower() for h in os.environ.get("LOSSDOCTOR_WANDB_STORAGE_HOSTS", "").split(",") if h.strip()
+        )
         for pattern in STORAGE_HOSTS + extra:
             if pattern.startswith(".") and host.endswith(pattern) or host == pattern.lstrip("."):
                 return True
@@ -339,8 +392,10 @@ class HttpClient:
         for _ in range(4):
             if not self.allowed(url):
                 scheme = urlsplit(url).scheme or "no scheme"
-                raise FetchError(f"refused to download {_short(url)}: {scheme} URL not on the W&B API host "
-                                 f"or a known storage host", "url")
+                raise FetchError(
+                    f"refused to download {_short(url)}: {scheme} URL not on the W&B API host or a known storage host",
+                    "url",
+                )
             parts = urlsplit(url)
             host, port = _host_port(parts.netloc, parts.scheme)
             path = parts.path or "/"
@@ -349,11 +404,12 @@ class HttpClient:
             what = f"download of {_short(url)}"
             headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
             with open(dest, "wb") as sink:
-                def attempt() -> Response:
+                request = ("GET", parts.scheme, host, port, path, None, headers, max_bytes, what, sink)
+
+                def attempt(request: tuple[Any, ...] = request) -> Response:
                     sink.seek(0)
                     sink.truncate()
-                    return self._once("GET", parts.scheme, host, port, path, None, headers, max_bytes, what,  # noqa: B023 - called in this iteration
-                                      sink)
+                    return self._once(*request)
 
                 resp = self._with_retries(attempt, what)
                 size = sink.tell()
@@ -401,4 +457,4 @@ def _mb(n: int) -> str:
 def _short(url: str) -> str:
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else url
-    return base[:120]          # signed query strings are credentials of a kind: never shown
+    return base[:120]  # signed query strings are credentials of a kind: never shown

@@ -6,6 +6,7 @@ so keys logged in the same rows (the same count) are paged together, groups in p
 checked against the count the server gives: a short key is paged again alone at SAFE_PAGE_SIZE, and a key
 still short makes the fetch incomplete (analysed, never cached).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,7 +37,7 @@ query SampledHistoryPage($entity: String!, $project: String!, $run: String!, $sp
 """
 
 
-Points = tuple[str, np.ndarray, np.ndarray, int]     # key, steps, values, points without a usable step
+Points = tuple[str, np.ndarray, np.ndarray, int]  # key, steps, values, points without a usable step
 
 
 def to_float(value: Any) -> float | None:
@@ -67,16 +68,22 @@ class Budget:
         with self.lock:
             self.points += n
             if self.points > MAX_POINTS:
-                raise FetchError(f"the history holds more than {MAX_POINTS:,} points of the wanted keys; "
-                                 f"lossdoctor reads at most that many", "size")
+                raise FetchError(
+                    f"the history holds more than {MAX_POINTS:,} points of the wanted keys; "
+                    f"lossdoctor reads at most that many",
+                    "size",
+                )
 
 
 def page_rows(client: HttpClient, ref: RunRef, keys: list[str], lo: int, hi: int, page_size: int) -> list[dict]:
     import json
 
     spec = json.dumps({"keys": keys, "minStep": lo, "maxStep": hi, "samples": page_size})
-    data = client.graphql("SampledHistoryPage", SAMPLED_HISTORY_PAGE,
-                          {"entity": ref.entity, "project": ref.project, "run": ref.run_id, "spec": spec})
+    data = client.graphql(
+        "SampledHistoryPage",
+        SAMPLED_HISTORY_PAGE,
+        {"entity": ref.entity, "project": ref.project, "run": ref.run_id, "spec": spec},
+    )
     run = dig(data, "project", "run")
     if run is None:
         raise FetchError("SampledHistoryPage: the run is gone (project/run null)", "content")
@@ -89,8 +96,16 @@ def page_rows(client: HttpClient, ref: RunRef, keys: list[str], lo: int, hi: int
     return [r if isinstance(r, dict) else {} for r in rows]
 
 
-def scan_pages(client: HttpClient, ref: RunRef, group: list[str], step_key: str, windows: list[tuple[int, int]],
-          page_size: int, bar: Progress, budget: Budget) -> list[Points]:
+def scan_pages(
+    client: HttpClient,
+    ref: RunRef,
+    group: list[str],
+    step_key: str,
+    windows: list[tuple[int, int]],
+    page_size: int,
+    bar: Progress,
+    budget: Budget,
+) -> list[Points]:
     """Points of ``group`` from rows holding every key of the group, page by page over ``windows``."""
     keys = list(dict.fromkeys(group + ["_step"] + ([] if step_key == "_step" else [step_key])))
     steps: dict[str, list[int]] = {k: [] for k in group}
@@ -114,8 +129,7 @@ def scan_pages(client: HttpClient, ref: RunRef, group: list[str], step_key: str,
                 values[key].append(value)
         budget.take(added)
         bar.add(points=added)
-    return [(k, np.asarray(steps[k], dtype="int64"), np.asarray(values[k], dtype="float64"), missing[k])
-            for k in group]
+    return [(k, np.asarray(steps[k], dtype="int64"), np.asarray(values[k], dtype="float64"), missing[k]) for k in group]
 
 
 def group_keys(keys: list[str], counts: dict[str, int]) -> list[list[str]]:
@@ -146,28 +160,52 @@ def plan_windows(live_steps: np.ndarray | None, last_step: int | None) -> list[t
         return []
     n_pages = last_step // PAGE_SIZE + 1
     if n_pages > MAX_PAGES:
-        raise FetchError(f"the server lists no live steps and the history runs to step {last_step:,}: "
-                         f"{n_pages:,} pages (cap {MAX_PAGES:,})", "size")
+        raise FetchError(
+            f"the server lists no live steps and the history runs to step {last_step:,}: "
+            f"{n_pages:,} pages (cap {MAX_PAGES:,})",
+            "size",
+        )
     return [(lo, min(last_step, lo + PAGE_SIZE - 1)) for lo in range(0, last_step + 1, PAGE_SIZE)]
 
 
-def fetch_live(client: HttpClient, ref: RunRef, keys: list[str], step_key: str, counts: dict[str, int],
-               expected: dict[str, int], live_steps: np.ndarray | None, windows: list[tuple[int, int]],
-               bar: Progress, budget: Budget) -> tuple[list[Points], list[str], bool]:
+def fetch_live(
+    client: HttpClient,
+    ref: RunRef,
+    keys: list[str],
+    step_key: str,
+    counts: dict[str, int],
+    expected: dict[str, int],
+    live_steps: np.ndarray | None,
+    windows: list[tuple[int, int]],
+    bar: Progress,
+    budget: Budget,
+) -> tuple[list[Points], list[str], bool]:
     """(points per key, notes, complete) of the live tail: key groups paged in parallel, a key short of the
     ``expected`` count paged again alone at SAFE_PAGE_SIZE; ``complete`` is False when a key is still short."""
     deadline = client.deadline
     groups = group_keys(keys, counts)
-    scanned = run_parallel([lambda g=g: scan_pages(client, ref, g, step_key, windows, PAGE_SIZE, bar, budget)
-                            for g in groups], deadline, "history")
+    scanned = run_parallel(
+        [lambda g=g: scan_pages(client, ref, g, step_key, windows, PAGE_SIZE, bar, budget) for g in groups],
+        deadline,
+        "history",
+    )
     live_points = [p for part in scanned for p in part]
     short = [p[0] for p in live_points if expected.get(p[0], 0) and len(p[1]) + p[3] < expected[p[0]]]
     if short:
-        small = windows_from_steps(live_steps, SAFE_PAGE_SIZE) if live_steps is not None else \
-            [(lo, min(w[1], lo + SAFE_PAGE_SIZE - 1)) for w in windows for lo in range(w[0], w[1] + 1, SAFE_PAGE_SIZE)]
-        again = run_parallel([lambda k=k: scan_pages(client, ref, [k], step_key, small, SAFE_PAGE_SIZE, bar,
-                                                     budget)[0]
-                              for k in short], deadline, "history")
+        small = (
+            windows_from_steps(live_steps, SAFE_PAGE_SIZE)
+            if live_steps is not None
+            else [
+                (lo, min(w[1], lo + SAFE_PAGE_SIZE - 1))
+                for w in windows
+                for lo in range(w[0], w[1] + 1, SAFE_PAGE_SIZE)
+            ]
+        )
+        again = run_parallel(
+            [lambda k=k: scan_pages(client, ref, [k], step_key, small, SAFE_PAGE_SIZE, bar, budget)[0] for k in short],
+            deadline,
+            "history",
+        )
         redone = {p[0]: p for p in again}
         live_points = [redone.get(p[0], p) for p in live_points]
     notes: list[str] = []
@@ -175,6 +213,8 @@ def fetch_live(client: HttpClient, ref: RunRef, keys: list[str], step_key: str, 
     for key, steps, _, missing in live_points:
         if expected.get(key, 0) and len(steps) + missing < expected[key]:
             complete = False
-            notes.append(f"{key}: {len(steps) + missing:,} of the {expected[key]:,} live points the server counts "
-                         f"arrived; analysed what arrived (not cached)")
+            notes.append(
+                f"{key}: {len(steps) + missing:,} of the {expected[key]:,} live points the server counts "
+                f"arrived; analysed what arrived (not cached)"
+            )
     return live_points, notes, complete

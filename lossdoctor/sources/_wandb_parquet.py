@@ -2,6 +2,7 @@
 Parquet exports (``parquetHistory``: the files' URLs and the live steps not yet exported), downloaded in parallel
 under the deadline and decoded with pyarrow, only the columns asked for, sizes checked from the file's metadata
 before anything is decoded."""
+
 from __future__ import annotations
 
 import tempfile
@@ -39,16 +40,18 @@ def parquet_points(path: Path, keys: list[str], step_key: str, first_live: int) 
         if meta.num_rows > MAX_POINTS:
             raise FetchError(f"an exported history file holds {meta.num_rows:,} rows (cap {MAX_POINTS:,})", "size")
         wanted_idx = [i for i, n in enumerate(pf.schema_arrow.names) if n in cols]
-        raw_size = sum(meta.row_group(g).column(i).total_uncompressed_size
-                       for g in range(meta.num_row_groups) for i in wanted_idx)
+        raw_size = sum(
+            meta.row_group(g).column(i).total_uncompressed_size for g in range(meta.num_row_groups) for i in wanted_idx
+        )
         if raw_size > 16 * MAX_POINTS:
             raise FetchError(f"an exported history file's columns decode to {raw_size / 1e6:,.0f} MB", "size")
         table = pf.read(columns=cols)
     except FetchError:
         raise
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a damaged file
-        raise FetchError(f"an exported history file is not readable Parquet ({type(exc).__name__})",
-                         "content") from None
+        raise FetchError(
+            f"an exported history file is not readable Parquet ({type(exc).__name__})", "content"
+        ) from None
 
     def floats(name: str) -> np.ndarray:
         col = table.column(name)
@@ -58,8 +61,9 @@ def parquet_points(path: Path, keys: list[str], step_key: str, first_live: int) 
             raise FetchError(f"exported column {name!r} is not numeric", "content") from None
 
     step_col = floats("_step")
-    axis = floats(step_key) if step_key in names else (step_col if step_key == "_step"
-                                                       else np.full(len(step_col), np.nan))
+    axis = (
+        floats(step_key) if step_key in names else (step_col if step_key == "_step" else np.full(len(step_col), np.nan))
+    )
     before_live = step_col < first_live
     out = []
     for key in keys:
@@ -69,29 +73,33 @@ def parquet_points(path: Path, keys: list[str], step_key: str, first_live: int) 
         try:
             values = floats(key)[present]
         except FetchError:
-            continue                               # a text/media column: no points
+            continue  # a text/media column: no points
         steps = axis[present]
-        ok = np.isfinite(steps) & (np.abs(steps) < 2.0 ** 63)
+        ok = np.isfinite(steps) & (np.abs(steps) < 2.0**63)
         out.append((key, steps[ok].astype("int64"), values[ok], int((~ok).sum())))
     return out
 
 
-def fetch_exports(client: HttpClient, ref: RunRef, keys: list[str], step_key: str, bar: Progress,
-                  budget: Budget) -> tuple[list[Points], np.ndarray | None]:
+def fetch_exports(
+    client: HttpClient, ref: RunRef, keys: list[str], step_key: str, bar: Progress, budget: Budget
+) -> tuple[list[Points], np.ndarray | None]:
     """(points of ``keys`` from the exports, the live steps the server lists; None for a server without
     exports or a broken answer: then everything is paged by windows)."""
     deadline = client.deadline
     exported: list[Points] = []
     live_steps: np.ndarray | None = None
-    first_live = 2 ** 62
+    first_live = 2**62
     try:
-        data = client.graphql("RunParquetHistory", PARQUET_HISTORY, {
-            "entity": ref.entity, "project": ref.project, "runName": ref.run_id, "liveKeys": ["_step"]})
+        data = client.graphql(
+            "RunParquetHistory",
+            PARQUET_HISTORY,
+            {"entity": ref.entity, "project": ref.project, "runName": ref.run_id, "liveKeys": ["_step"]},
+        )
         hist = dig(data, "project", "run", "parquetHistory")
     except FetchError as exc:
         if exc.kind in ("dns", "network", "timeout", "cancelled") or exc.status in (401, 403):
             raise
-        hist = None          # a server without exports (or a broken answer): page everything by windows
+        hist = None  # a server without exports (or a broken answer): page everything by windows
     if isinstance(hist, dict):
         urls = [u for u in (hist.get("parquetUrls") or []) if isinstance(u, str) and u]
         live = hist.get("liveData") or []
@@ -102,8 +110,7 @@ def fetch_exports(client: HttpClient, ref: RunRef, keys: list[str], step_key: st
         if urls:
             with tempfile.TemporaryDirectory(prefix="lossdoctor-wandb-") as tmp:
                 files = [Path(tmp) / f"part-{i}.parquet" for i in range(len(urls))]
-                run_parallel([lambda u=u, f=f: client.download(u, f) for u, f in zip(urls, files)], deadline,
-                             "exports")
+                run_parallel([lambda u=u, f=f: client.download(u, f) for u, f in zip(urls, files)], deadline, "exports")
                 for f in files:
                     deadline.check("decoding exports")
                     part = parquet_points(f, keys, step_key, first_live)
@@ -111,4 +118,3 @@ def fetch_exports(client: HttpClient, ref: RunRef, keys: list[str], step_key: st
                     exported.extend(part)
                     bar.add(points=sum(len(p[1]) for p in part))
     return exported, live_steps
-

@@ -18,6 +18,7 @@ Damage handling follows LevelDB's log reader: a bad checksum, an impossible leng
 or a short read drops only the record it belongs to; reading resumes at the next 32 KiB block. Every
 problem is reported with its byte offset so the reader can say what was lost.
 """
+
 from __future__ import annotations
 
 import struct
@@ -27,7 +28,7 @@ from typing import Any
 
 MAGIC = b":W&B"
 FILE_HEADER = MAGIC + struct.pack("<HB", 0xBEE1, 0)
-FILE_HEADER_LEN = len(FILE_HEADER)          # 7
+FILE_HEADER_LEN = len(FILE_HEADER)  # 7
 BLOCK = 32 * 1024
 CHUNK_HEADER = 7
 FULL, FIRST, MIDDLE, LAST = 1, 2, 3, 4
@@ -39,7 +40,7 @@ class Damage:
     """One place where the log could not be read: the byte offset and why."""
 
     offset: int
-    reason: str            # "truncated", "bad checksum", "bad length", "orphan fragment", ...
+    reason: str  # "truncated", "bad checksum", "bad length", "orphan fragment", ...
     resumed_at: int | None  # offset where reading resumed; None when the file ended
 
 
@@ -48,7 +49,7 @@ class LogScan:
     """What the framing layer recovered: (offset, payload) per record, and the damage met."""
 
     records: list[tuple[int, bytes]] = field(default_factory=list)
-    ends: list[int] = field(default_factory=list)          # byte offset just past each record's last chunk
+    ends: list[int] = field(default_factory=list)  # byte offset just past each record's last chunk
     damage: list[Damage] = field(default_factory=list)
     size: int = 0
 
@@ -82,7 +83,7 @@ def scan_log(data: bytes) -> LogScan:
 
     while pos < size:
         left = BLOCK - pos % BLOCK
-        if left < CHUNK_HEADER:                      # block trailer: zero padding
+        if left < CHUNK_HEADER:  # block trailer: zero padding
             pos += left
             continue
         if pos + CHUNK_HEADER > size:
@@ -93,7 +94,7 @@ def scan_log(data: bytes) -> LogScan:
             pending = None
             break
         crc, length, ctype = _CHUNK.unpack_from(data, pos)
-        if ctype == 0 and length == 0 and crc == 0:   # zero-filled (preallocated / never written) space
+        if ctype == 0 and length == 0 and crc == 0:  # zero-filled (preallocated / never written) space
             if pending is not None:
                 scan.damage.append(Damage(pending_at, "truncated", None))
                 pending = None
@@ -112,7 +113,7 @@ def scan_log(data: bytes) -> LogScan:
             scan.damage.append(Damage(pos if pending is None else pending_at, "truncated", None))
             pending = None
             break
-        payload = data[pos + CHUNK_HEADER:end]
+        payload = data[pos + CHUNK_HEADER : end]
         if ctype not in (FULL, FIRST, MIDDLE, LAST):
             pos = resync(pos, f"bad chunk type {ctype}")
             continue

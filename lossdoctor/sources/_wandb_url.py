@@ -14,6 +14,7 @@ browser shows, so every form below maps to the same run:
 Entities are URL-decoded (``my%20team``); run ids may contain dashes. Workspace, sweep, report, artifact
 and project-only URLs are refused with "not a run URL".
 """
+
 from __future__ import annotations
 
 import os
@@ -32,8 +33,19 @@ _CLOUD_API = {
     "forge.coreweave.com": DEFAULT_API,
     "api.forge.coreweave.com": DEFAULT_API,
 }
-_NOT_RUN = {"sweeps", "reports", "workspace", "artifacts", "groups", "table", "jobs", "automations",
-            "overview", "settings", "models"}
+_NOT_RUN = {
+    "sweeps",
+    "reports",
+    "workspace",
+    "artifacts",
+    "groups",
+    "table",
+    "jobs",
+    "automations",
+    "overview",
+    "settings",
+    "models",
+}
 _SEGMENT = re.compile(r"^[^\s/]+$")
 
 
@@ -71,7 +83,7 @@ def _api_for_host(scheme: str, netloc: str) -> str:
     if name in _CLOUD_API:
         return _CLOUD_API[name]
     if name.startswith("app.") and name.count(".") >= 2:
-        bare = "api." + bare[len("app."):]
+        bare = "api." + bare[len("app.") :]
     return f"{scheme}://{bare}"
 
 
@@ -107,7 +119,7 @@ def parse_run_ref(text: str, env: Mapping[str, str] | None = None) -> RunRef:
         # a self-hosted server may live under a path prefix: find "runs" two segments after the entity
         if "runs" in segs[2:]:
             i = segs.index("runs", 2)
-            prefix, segs = segs[: i - 2], segs[i - 2:]
+            prefix, segs = segs[: i - 2], segs[i - 2 :]
         else:
             prefix = []
         if len(segs) < 4 or segs[2] != "runs":

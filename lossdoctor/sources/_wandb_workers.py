@@ -1,5 +1,6 @@
 """W&B public API reader, running a fetch: parallel workers under the one deadline, and the progress line they
 report to."""
+
 from __future__ import annotations
 
 import sys
@@ -37,8 +38,9 @@ class Progress:
                 self.shown = True
                 pct = min(100.0, 100.0 * self.points / self.total)
                 mb = f", {self.bytes / 1e6:,.1f} MB of exports" if self.bytes else ""
-                sys.stderr.write(f"\r\x1b[Kfetching {self.label}: {self.points:,}/{self.total:,} points "
-                                 f"({pct:.0f}%){mb}")
+                sys.stderr.write(
+                    f"\r\x1b[Kfetching {self.label}: {self.points:,}/{self.total:,} points ({pct:.0f}%){mb}"
+                )
                 sys.stderr.flush()
 
     def close(self) -> None:
@@ -48,6 +50,7 @@ class Progress:
 
 
 # -- workers -------------------------------------------------------------------------------------------
+
 
 def run_parallel(tasks: list[Callable[[], Any]], deadline: Deadline, label: str) -> list[Any]:
     """Run ``tasks`` on at most MAX_WORKERS daemon threads; results in task order. The first failure, or

@@ -1,5 +1,6 @@
 """The Source protocol and what readers receive. A reader is one module in lossdoctor/sources/
 that defines a module-level ``SOURCE`` object; the registry discovers it (no switch to edit)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,15 +16,15 @@ HEAD_BYTES = 64 * 1024
 class ReadOptions:
     """Options a reader may honour; readers ignore the ones that do not concern them."""
 
-    source_kind: str | None = None     # --source-kind: skip detection
-    all_runs: bool = False             # --all: every run under a parent dir (W&B)
-    refresh: bool = False              # --refresh: refetch a cached W&B run
-    offline: bool = False              # --offline: never touch the network
-    timeout: float = 60.0              # --timeout: total time budget for network reads, seconds
-    log_format: str | None = None      # --log-format FILE: user-defined line format
-    cache_dir: str | None = None       # override of the per-user cache dir
-    progress: bool = False             # show a progress bar on long fetches
-    metric_roles: tuple[tuple[str, str], ...] = ()   # --metric ROLE=NAME: (canonical, series name) overrides
+    source_kind: str | None = None  # --source-kind: skip detection
+    all_runs: bool = False  # --all: every run under a parent dir (W&B)
+    refresh: bool = False  # --refresh: refetch a cached W&B run
+    offline: bool = False  # --offline: never touch the network
+    timeout: float = 60.0  # --timeout: total time budget for network reads, seconds
+    log_format: str | None = None  # --log-format FILE: user-defined line format
+    cache_dir: str | None = None  # override of the per-user cache dir
+    progress: bool = False  # show a progress bar on long fetches
+    metric_roles: tuple[tuple[str, str], ...] = ()  # --metric ROLE=NAME: (canonical, series name) overrides
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Target:
     location: str
     path: Path | None
     is_dir: bool = False
-    head: bytes = b""                  # first HEAD_BYTES of a file; b"" otherwise
+    head: bytes = b""  # first HEAD_BYTES of a file; b"" otherwise
 
     @property
     def is_file(self) -> bool:
@@ -48,10 +49,10 @@ class Target:
 
 @runtime_checkable
 class Source(Protocol):
-    kind: str             # e.g. "hf-console"
-    description: str      # one line for `lossdoctor sources` and error messages
-    example: str          # an example line or path
-    specificity: int      # tie-break when two readers claim a file with the same confidence
+    kind: str  # e.g. "hf-console"
+    description: str  # one line for `lossdoctor sources` and error messages
+    example: str  # an example line or path
+    specificity: int  # tie-break when two readers claim a file with the same confidence
 
     def sniff(self, target: Target) -> float:
         """0.0 (not mine) … 1.0 (certainly mine). Must be cheap and never raise."""

@@ -14,6 +14,7 @@ spreadsheet saves semicolons where the decimal mark is a comma; then ``1,25`` is
 export (``Step``, then ``<run> - <metric>`` with ``__MIN`` / ``__MAX`` band columns) is read as the metrics of
 its first run: the run prefix is dropped, the band columns and other runs' columns are left out (a note says so).
 """
+
 from __future__ import annotations
 
 import csv
@@ -69,8 +70,9 @@ def _wandb_export_columns(header: list[str], step_col: str) -> tuple[dict[str, s
     if not others or not all(matches):
         return {}, None
     runs = list(dict.fromkeys(m.group("run") for m in matches if m))
-    keep = {c: m.group("metric") for c, m in zip(others, matches) if m and m.group("run") == runs[0]
-            and not m.group("band")}
+    keep = {
+        c: m.group("metric") for c, m in zip(others, matches) if m and m.group("run") == runs[0] and not m.group("band")
+    }
     note = f"a W&B chart export: run {runs[0]!r} read (its __MIN/__MAX band columns left out)"
     if len(runs) > 1:
         note += f"; {len(runs) - 1} other run(s) in the file left out"
@@ -94,8 +96,9 @@ def _find_csvs(root: Path) -> list[Path]:
     direct = root / PRIMARY_FILE
     if direct.is_file():
         return [direct]
-    return sorted(p for p in root.glob(f"*/{PRIMARY_FILE}") if p.is_file()) + \
-        sorted(p for p in root.glob(f"*/*/{PRIMARY_FILE}") if p.is_file())
+    return sorted(p for p in root.glob(f"*/{PRIMARY_FILE}") if p.is_file()) + sorted(
+        p for p in root.glob(f"*/*/{PRIMARY_FILE}") if p.is_file()
+    )
 
 
 def read_csv_text(text: str, location: str, points: Collector, notes: list[str] | None = None) -> int:
@@ -112,8 +115,9 @@ def read_csv_text(text: str, location: str, points: Collector, notes: list[str] 
         raise SourceError(f"CSV error: {exc}", location, line=1) from None
     step_col = _step_column(header)
     if step_col is None:
-        raise SourceError(f"no step column in the CSV header; expected one of {', '.join(STEP_COLUMNS)}",
-                          location, line=1)
+        raise SourceError(
+            f"no step column in the CSV header; expected one of {', '.join(STEP_COLUMNS)}", location, line=1
+        )
     index = {c: i for i, c in enumerate(header)}
     long = _is_long(header)
     rename, note = _wandb_export_columns(header, step_col) if not long else ({}, None)
@@ -137,7 +141,7 @@ def read_csv_text(text: str, location: str, points: Collector, notes: list[str] 
                 skipped += 1
                 continue
             step = number(row[index[step_col]])
-            if step is None:          # a NaN, fractional or huge step is dropped (and counted) by the tidy table
+            if step is None:  # a NaN, fractional or huge step is dropped (and counted) by the tidy table
                 skipped += 1
                 continue
             if long:
@@ -159,7 +163,9 @@ def read_csv_text(text: str, location: str, points: Collector, notes: list[str] 
 
 class CsvMetricsSource:
     kind = "csv"
-    description = "CSV metrics: wide (Lightning metrics.csv: step column + one column per metric) or long (step,metric,value)"
+    description = (
+        "CSV metrics: wide (Lightning metrics.csv: step column + one column per metric) or long (step,metric,value)"
+    )
     example = "epoch,lr-AdamW,step,train_loss_step,val_loss"
     specificity = 20
 
@@ -199,8 +205,9 @@ class CsvMetricsSource:
             if target.is_dir:
                 rel = path.parent.relative_to(target.path).as_posix()
                 name = target.path.name if rel == "." else f"{target.path.name}/{rel}"
-            runs.append(make_run(target, self.kind, frame, notes + more, name=name, location=location,
-                                 summary=points.summary))
+            runs.append(
+                make_run(target, self.kind, frame, notes + more, name=name, location=location, summary=points.summary)
+            )
         return runs
 
 

@@ -17,6 +17,7 @@ The dicts carry no step. The reader is three steps, each its own module:
 
 This module composes them into a Run (summary, state, notes) and is the registered reader.
 """
+
 from __future__ import annotations
 
 import re
@@ -57,12 +58,13 @@ def build_run(scan: ScanResult, target: Target, location: str, name_default: str
         summary["max_steps"] = plan.max_steps
     metrics, tidy_notes = points_table(scan, plan.steps)
     if metrics is None:
-        raise SourceError("no HF Trainer log dicts found (expected lines like {'loss': 2.75, 'epoch': 0.5})",
-                          location)
+        raise SourceError("no HF Trainer log dicts found (expected lines like {'loss': 2.75, 'epoch': 0.5})", location)
     notes = list(plan.notes) + tidy_notes
     if scan.replacement_chars:
-        notes.append(f"{scan.replacement_chars} U+FFFD replacement character(s) in the text "
-                     "(bytes lost before or while decoding); numbers are unaffected")
+        notes.append(
+            f"{scan.replacement_chars} U+FFFD replacement character(s) in the text "
+            "(bytes lost before or while decoding); numbers are unaffected"
+        )
     if n_summary:
         state = "finished"
         if n_summary > 1:
@@ -72,8 +74,9 @@ def build_run(scan: ScanResult, target: Target, location: str, name_default: str
         notes.append("no end-of-training summary: run may be incomplete")
     return Run(
         name=scan.run_name or name_default,
-        provenance=Provenance(kind=SOURCE.kind, location=location, step_source=plan.step_source,
-                              notes=tuple(notes), confidence=1.0),
+        provenance=Provenance(
+            kind=SOURCE.kind, location=location, step_source=plan.step_source, notes=tuple(notes), confidence=1.0
+        ),
         metrics=metrics,
         config={},
         summary=summary,
@@ -97,8 +100,7 @@ def read_console(path: Path, location: str, name_default: str | None = None) -> 
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
     if not scan.kind.size:
-        raise SourceError("no HF Trainer log dicts found (expected lines like {'loss': 2.75, 'epoch': 0.5})",
-                          location)
+        raise SourceError("no HF Trainer log dicts found (expected lines like {'loss': 2.75, 'epoch': 0.5})", location)
     return build_run(scan, Target(location=location, path=path), location, name_default or path.stem or path.name)
 
 
@@ -128,8 +130,7 @@ class HFConsoleSource:
         if target.is_dir:
             path = target.path / PRIMARY_FILE
             if not path.is_file():
-                raise SourceError(f"no {PRIMARY_FILE} in this directory; expected an HF console log",
-                                  target.location)
+                raise SourceError(f"no {PRIMARY_FILE} in this directory; expected an HF console log", target.location)
             return [read_console(path, str(path), target.path.name)]
         return [read_console(target.path, target.location)]
 

@@ -9,6 +9,7 @@ A line that is not a JSON object is skipped and counted, wherever it is (a run s
 last line; a warning printed into the file leaves a stray line): one stray line never decides the format.
 A file with no JSON object line at all is not JSONL, and that is an error naming its first line.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ def _step_of(obj: dict[str, Any]) -> tuple[str, Any] | None:
         if key in obj:
             value = obj[key]
             if isinstance(value, int) and not isinstance(value, bool):
-                return key, value                  # exact, however many digits
+                return key, value  # exact, however many digits
             number = json_number(value)
             if number is not None:
                 return key, number
@@ -82,7 +83,7 @@ def iter_json_lines(text: str) -> Iterator[tuple[int, dict[str, Any] | None]]:
         if not line.strip():
             continue
         try:
-            obj = load_json(line)      # bounded: deep nesting and huge literals are a ValueError
+            obj = load_json(line)  # bounded: deep nesting and huge literals are a ValueError
         except ValueError:
             obj = None
         yield lineno, obj if isinstance(obj, dict) else None
@@ -136,17 +137,24 @@ class JsonlMetricsSource:
                 if number is not None:
                     points.add(step, name, number)
         if bad and objects == 0:
-            raise SourceError("not a JSON object; expected one JSON object per line "
-                              '(e.g. {"step": 10, "loss": 2.3})', location, line=bad[0])
+            raise SourceError(
+                'not a JSON object; expected one JSON object per line (e.g. {"step": 10, "loss": 2.3})',
+                location,
+                line=bad[0],
+            )
         frame, more = points.frame()
         if bad:
-            more.append(f"{len(bad)} line(s) that are not JSON objects skipped (line "
-                        f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})")
+            more.append(
+                f"{len(bad)} line(s) that are not JSON objects skipped (line "
+                f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})"
+            )
         if no_step:
             more.append(f"{no_step} object(s) without a step key skipped (expected one of {', '.join(STEP_KEYS)})")
         if frame.empty:
-            raise SourceError(f"no metric points; expected objects with a step key ({', '.join(STEP_KEYS)}) "
-                              "and numeric values", location)
+            raise SourceError(
+                f"no metric points; expected objects with a step key ({', '.join(STEP_KEYS)}) and numeric values",
+                location,
+            )
         return [make_run(target, self.kind, frame, notes + more, location=location, summary=points.summary)]
 
 

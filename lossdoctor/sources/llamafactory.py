@@ -25,6 +25,7 @@ source when it reaches as far as the log (it keeps grad_norm and every key the T
 a fixed subset), so it is read then; otherwise (a crashed run's stale checkpoint) trainer_log.jsonl is.
 Either way the numbers of all_results.json / train_results.json / eval_results.json go to ``Run.summary``.
 """
+
 from __future__ import annotations
 
 import json
@@ -104,23 +105,32 @@ def read_trainer_log(path: Path, location: str, name: str) -> Run:
             if number is None:
                 continue
             renamed = RENAMED.get(key)
-            points.add(step, key, number, wall_time=elapsed,
-                       metric=canonicalise(renamed) if renamed else None)
+            points.add(step, key, number, wall_time=elapsed, metric=canonicalise(renamed) if renamed else None)
     if records == 0:
         where = f" (line {bad[0]} is not one)" if bad else ""
-        raise SourceError(f"no LLaMA-Factory log records{where}; expected one JSON object per line with "
-                          f'"{STEP_KEY}" and "{TOTAL_KEY}" (trainer_log.jsonl)', location)
+        raise SourceError(
+            f"no LLaMA-Factory log records{where}; expected one JSON object per line with "
+            f'"{STEP_KEY}" and "{TOTAL_KEY}" (trainer_log.jsonl)',
+            location,
+        )
     frame, more = points.frame()
     if bad:
-        more.append(f"{len(bad)} line(s) that are not LLaMA-Factory log records skipped (line "
-                    f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})")
+        more.append(
+            f"{len(bad)} line(s) that are not LLaMA-Factory log records skipped (line "
+            f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})"
+        )
     if went_back:
-        more.append(f"current_steps went back {went_back} time(s): a run resumed into the same "
-                    "trainer_log.jsonl, or more than one process writing it (one per node); the points written "
-                    "last are kept")
+        more.append(
+            f"current_steps went back {went_back} time(s): a run resumed into the same "
+            "trainer_log.jsonl, or more than one process writing it (one per node); the points written "
+            "last are kept"
+        )
     if frame.empty:
-        raise SourceError(f"{records} LLaMA-Factory log record(s) but no metric values in them (progress "
-                          "lines only: an eval-only run, or training that never logged)", location)
+        raise SourceError(
+            f"{records} LLaMA-Factory log record(s) but no metric values in them (progress "
+            "lines only: an eval-only run, or training that never logged)",
+            location,
+        )
     renamed_here = sorted(set(RENAMED) & set(frame["raw_name"]))
     if renamed_here:
         more.append("; ".join(f"'{k}' is LLaMA-Factory's name for trl's {RENAMED[k]}" for k in renamed_here))
@@ -131,12 +141,22 @@ def read_trainer_log(path: Path, location: str, name: str) -> Run:
         state = "finished"
     elif total:
         state = "interrupted"
-        more.append(f"incomplete: the last logged step is {max_step} of total_steps {total} "
-                    f"({100.0 * max_step / total:.1f}%); the run stopped early or is still running")
+        more.append(
+            f"incomplete: the last logged step is {max_step} of total_steps {total} "
+            f"({100.0 * max_step / total:.1f}%); the run stopped early or is still running"
+        )
     else:
         state = "unknown"
-    return make_run(Target(location=location, path=path), SOURCE.kind, frame, notes + more, name=name,
-                    summary=summary, state=state, location=location)
+    return make_run(
+        Target(location=location, path=path),
+        SOURCE.kind,
+        frame,
+        notes + more,
+        name=name,
+        summary=summary,
+        state=state,
+        location=location,
+    )
 
 
 def _log_last_step(path: Path) -> int:
@@ -182,16 +202,27 @@ def read_output_dir(directory: Path, location: str) -> Run:
             state_step = None
         if state_step is not None and state_step >= log_last:
             run = read_state_file(state_path, str(state_path))
-            why = (f"LLaMA-Factory output dir: {state_path.relative_to(directory)} read (it reaches step "
-                   f"{int(state_step)}, as far as {PRIMARY_FILE}, and keeps every logged key)")
-            return replace(run, summary={**results, **run.summary},
-                           provenance=replace(run.provenance, notes=(why, *result_notes, *run.provenance.notes)))
-        result_notes.insert(0, f"{state_path.relative_to(directory)} stops at step "
-                               f"{'?' if state_step is None else int(state_step)}, {PRIMARY_FILE} at {log_last}: "
-                               f"{PRIMARY_FILE} read")
+            why = (
+                f"LLaMA-Factory output dir: {state_path.relative_to(directory)} read (it reaches step "
+                f"{int(state_step)}, as far as {PRIMARY_FILE}, and keeps every logged key)"
+            )
+            return replace(
+                run,
+                summary={**results, **run.summary},
+                provenance=replace(run.provenance, notes=(why, *result_notes, *run.provenance.notes)),
+            )
+        result_notes.insert(
+            0,
+            f"{state_path.relative_to(directory)} stops at step "
+            f"{'?' if state_step is None else int(state_step)}, {PRIMARY_FILE} at {log_last}: "
+            f"{PRIMARY_FILE} read",
+        )
     run = read_trainer_log(log_path, str(log_path), directory.resolve().name or str(directory))
-    return replace(run, summary={**results, **run.summary},
-                   provenance=replace(run.provenance, notes=(*result_notes, *run.provenance.notes)))
+    return replace(
+        run,
+        summary={**results, **run.summary},
+        provenance=replace(run.provenance, notes=(*result_notes, *run.provenance.notes)),
+    )
 
 
 class LlamaFactorySource:
@@ -215,8 +246,9 @@ class LlamaFactorySource:
 
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
         if target.path is None:
-            raise SourceError("expected a LLaMA-Factory trainer_log.jsonl or an output dir holding one",
-                              target.location)
+            raise SourceError(
+                "expected a LLaMA-Factory trainer_log.jsonl or an output dir holding one", target.location
+            )
         if target.is_dir:
             if not (target.path / PRIMARY_FILE).is_file():
                 raise SourceError(f"no {PRIMARY_FILE} in this directory", target.location)

@@ -20,6 +20,7 @@ running). The transformers MLflowCallback logs the end-of-training summary (trai
 as metrics at the last step: those go to ``Run.summary``, never onto the loss curve. A store whose points all
 sit at step 0 (``log_metric`` without ``step``) is placed on the order of logging instead ("ordinal").
 """
+
 from __future__ import annotations
 
 import math
@@ -41,8 +42,13 @@ STORE_DIR = "mlruns"
 #: the Trainer's end-of-training summary, logged by MLflowCallback as metrics at the last step
 HF_SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second", "train_loss", "total_flos")
 FILE_STATUS = {1: "RUNNING", 2: "SCHEDULED", 3: "FINISHED", 4: "FAILED", 5: "KILLED"}
-STATES = {"FINISHED": "finished", "FAILED": "crashed", "KILLED": "interrupted", "RUNNING": "running",
-          "SCHEDULED": "unknown"}
+STATES = {
+    "FINISHED": "finished",
+    "FAILED": "crashed",
+    "KILLED": "interrupted",
+    "RUNNING": "running",
+    "SCHEDULED": "unknown",
+}
 #: bytes read from one params/ or tags/ file, and from one meta.yaml
 MAX_VALUE_BYTES = 64 * 1024
 _MAX_DOUBLE = sys.float_info.max
@@ -58,13 +64,14 @@ class StoreRun:
     status: str = ""
     start_time: int | None = None
     end_time: int | None = None
-    points: list[tuple[str, int, float, int | None]] = field(default_factory=list)   # key, step, value, ts ms
+    points: list[tuple[str, int, float, int | None]] = field(default_factory=list)  # key, step, value, ts ms
     params: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
 # -- the file store -----------------------------------------------------------------------------------
+
 
 def _small_text(path: Path) -> str | None:
     try:
@@ -90,8 +97,9 @@ def _meta(path: Path) -> dict[str, Any] | None:
 
 def _experiment_dirs(store: Path) -> list[Path]:
     try:
-        return sorted(p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".")
-                      and (p / "meta.yaml").is_file())
+        return sorted(
+            p for p in store.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / "meta.yaml").is_file()
+        )
     except OSError:
         return []
 
@@ -128,10 +136,14 @@ def _file_run(run_dir: Path, experiment: str) -> StoreRun | None:
     if meta.get("lifecycle_stage") == "deleted":
         return None
     status = meta.get("status")
-    run = StoreRun(run_id=str(meta.get("run_id") or meta.get("run_uuid") or run_dir.name),
-                   name=str(meta.get("run_name") or ""), experiment=experiment,
-                   status=FILE_STATUS.get(status, str(status or "")) if isinstance(status, int) else str(status or ""),
-                   start_time=_int(meta.get("start_time")), end_time=_int(meta.get("end_time")))
+    run = StoreRun(
+        run_id=str(meta.get("run_id") or meta.get("run_uuid") or run_dir.name),
+        name=str(meta.get("run_name") or ""),
+        experiment=experiment,
+        status=FILE_STATUS.get(status, str(status or "")) if isinstance(status, int) else str(status or ""),
+        start_time=_int(meta.get("start_time")),
+        end_time=_int(meta.get("end_time")),
+    )
     malformed = 0
     for key, path in _key_files(run_dir / "metrics"):
         try:
@@ -185,8 +197,7 @@ METRICS_COLUMNS = frozenset({"key", "value", "timestamp", "run_uuid", "step"})
 
 
 def is_mlflow_schema(tables: dict[str, set[str]] | None) -> bool:
-    return bool(tables) and METRICS_COLUMNS <= tables.get("metrics", set()) \
-        and "run_uuid" in tables.get("runs", set())  # type: ignore[union-attr]
+    return bool(tables) and METRICS_COLUMNS <= tables.get("metrics", set()) and "run_uuid" in tables.get("runs", set())  # type: ignore[union-attr]
 
 
 def _pick(columns: set[str], wanted: tuple[str, ...]) -> str:
@@ -197,25 +208,35 @@ def sqlite_runs(path: Path, location: str, all_runs: bool) -> list[StoreRun]:
     with open_readonly(path, location, WHAT) as conn:
         tables = schema(conn)
         if not is_mlflow_schema(tables):
-            raise SourceError(f"an SQLite database without MLflow's metrics and runs tables; expected {WHAT}",
-                              location)
+            raise SourceError(f"an SQLite database without MLflow's metrics and runs tables; expected {WHAT}", location)
         experiments: dict[Any, str] = {}
         if {"experiment_id", "name"} <= tables.get("experiments", set()):
             experiments = {e: str(n) for e, n in conn.execute("SELECT experiment_id, name FROM experiments")}
-        cols = _pick(tables["runs"], ("run_uuid", "name", "status", "start_time", "end_time", "lifecycle_stage",
-                                      "experiment_id"))
+        cols = _pick(
+            tables["runs"], ("run_uuid", "name", "status", "start_time", "end_time", "lifecycle_stage", "experiment_id")
+        )
         found = []
         for run_id, name, status, start, end, stage, exp in conn.execute(f"SELECT {cols} FROM runs"):
             if stage == "deleted":
                 continue
-            found.append(StoreRun(run_id=str(run_id), name=str(name or ""),
-                                  experiment=experiments.get(exp, str(exp)), status=str(status or ""),
-                                  start_time=_int(start), end_time=_int(end)))
+            found.append(
+                StoreRun(
+                    run_id=str(run_id),
+                    name=str(name or ""),
+                    experiment=experiments.get(exp, str(exp)),
+                    status=str(status or ""),
+                    start_time=_int(start),
+                    end_time=_int(end),
+                )
+            )
         chosen = _latest(found, all_runs)
         is_nan = "is_nan" if "is_nan" in tables["metrics"] else "0"
         for run in chosen:
-            rows = conn.execute(f"SELECT key, step, value, timestamp, {is_nan} FROM metrics WHERE run_uuid = ? "
-                                "ORDER BY timestamp, step LIMIT ?", (run.run_id, MAX_ROWS + 1)).fetchall()
+            rows = conn.execute(
+                f"SELECT key, step, value, timestamp, {is_nan} FROM metrics WHERE run_uuid = ? "
+                "ORDER BY timestamp, step LIMIT ?",
+                (run.run_id, MAX_ROWS + 1),
+            ).fetchall()
             clamped = 0
             for key, step, value, stamp, nan in rows[:MAX_ROWS]:
                 number = json_number(value)
@@ -230,18 +251,21 @@ def sqlite_runs(path: Path, location: str, all_runs: bool) -> list[StoreRun]:
             if len(rows) > MAX_ROWS:
                 run.notes.append(f"only the first {MAX_ROWS} metric rows read")
             if clamped:
-                run.notes.append(f"{clamped} value(s) of ±1.797e308 read as ±inf (how MLflow's SQL store keeps "
-                                 "infinities)")
+                run.notes.append(
+                    f"{clamped} value(s) of ±1.797e308 read as ±inf (how MLflow's SQL store keeps infinities)"
+                )
             for kind, target in (("params", run.params), ("tags", run.tags)):
                 if {"key", "value", "run_uuid"} <= tables.get(kind, set()):
-                    for key, value in conn.execute(f"SELECT key, value FROM {kind} WHERE run_uuid = ? LIMIT 100000",
-                                                   (run.run_id,)):
+                    for key, value in conn.execute(
+                        f"SELECT key, value FROM {kind} WHERE run_uuid = ? LIMIT 100000", (run.run_id,)
+                    ):
                         target[str(key)] = str(value)[:MAX_VALUE_BYTES] if value is not None else ""
             run.name = run.name or run.tags.get("mlflow.runName", "") or run.run_id
     return chosen
 
 
 # -- both ---------------------------------------------------------------------------------------------
+
 
 def _latest(runs: list[StoreRun], all_runs: bool) -> list[StoreRun]:
     ordered = sorted(runs, key=lambda r: (r.start_time or 0, r.run_id))
@@ -267,13 +291,15 @@ def to_run(run: StoreRun, location: str, n_runs: int) -> Run:
         last = max(p[1] for p in points if p[0] == "train_runtime")
         summary = {p[0]: p[2] for p in points if p[0] in HF_SUMMARY_KEYS and p[1] == last}
         points = [p for p in points if not (p[0] in HF_SUMMARY_KEYS and p[1] == last)]
-        notes.append(f"the Trainer's end-of-training summary ({', '.join(sorted(summary))}) kept as the run "
-                     "summary, not as points")
+        notes.append(
+            f"the Trainer's end-of-training summary ({', '.join(sorted(summary))}) kept as the run "
+            "summary, not as points"
+        )
     step_source = "logged"
     ordinal = bool(points) and all(p[1] == 0 for p in points) and len(points) > len({p[0] for p in points})
     collector = Collector()
     counters: dict[str, int] = {}
-    for key, step, value, stamp in sorted(points, key=lambda p: (p[3] or 0)) if ordinal else points:
+    for key, step, value, stamp in sorted(points, key=lambda p: p[3] or 0) if ordinal else points:
         if ordinal:
             step = counters.get(key, 0)
             counters[key] = step + 1
@@ -292,8 +318,10 @@ def to_run(run: StoreRun, location: str, n_runs: int) -> Run:
     elif status in ("FAILED", "KILLED"):
         notes.append(f"MLflow run status {status}")
     if n_runs > 1:
-        notes.append(f"the store holds {n_runs} runs; this is {run.name!r} in experiment {run.experiment!r} "
-                     "(--all reads every one)")
+        notes.append(
+            f"the store holds {n_runs} runs; this is {run.name!r} in experiment {run.experiment!r} "
+            "(--all reads every one)"
+        )
     config: dict[str, Any] = {}
     for key, text in sorted(run.params.items()):
         number = parse_number(text)
@@ -301,8 +329,18 @@ def to_run(run: StoreRun, location: str, n_runs: int) -> Run:
     for key, text in sorted(run.tags.items()):
         if not key.startswith("mlflow."):
             config[f"tags.{key}"] = text
-    made = make_run(Target(location=location, path=None), SOURCE.kind, frame, notes, name=run.name,
-                    config=config, summary=summary, state=state, location=location, step_source=step_source)
+    made = make_run(
+        Target(location=location, path=None),
+        SOURCE.kind,
+        frame,
+        notes,
+        name=run.name,
+        config=config,
+        summary=summary,
+        state=state,
+        location=location,
+        step_source=step_source,
+    )
     return replace(made, created=_iso(run.start_time))
 
 
@@ -365,14 +403,24 @@ class MlflowStoreSource:
             runs = [one] if one is not None else []
             total = 1
         else:
-            every = file_store_runs(path) if how == "store" else \
-                [r for r in (_file_run(d, str((_meta(path / "meta.yaml") or {}).get("name") or path.name))
-                             for d in _run_dirs(path)) if r is not None]
+            every = (
+                file_store_runs(path)
+                if how == "store"
+                else [
+                    r
+                    for r in (
+                        _file_run(d, str((_meta(path / "meta.yaml") or {}).get("name") or path.name))
+                        for d in _run_dirs(path)
+                    )
+                    if r is not None
+                ]
+            )
             runs = _latest(every, options.all_runs)
             total = len(every)
         if not runs:
-            raise SourceError(f"no MLflow runs in this store (it holds no run that is not deleted); expected {WHAT}",
-                              location)
+            raise SourceError(
+                f"no MLflow runs in this store (it holds no run that is not deleted); expected {WHAT}", location
+            )
         n = 1 if options.all_runs else total if total is not None else _count_db_runs(path, location)
         return [to_run(r, location, n) for r in runs]
 

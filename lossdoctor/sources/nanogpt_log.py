@@ -12,6 +12,7 @@ Mapping: iter ``loss`` → train/loss (one batch); eval ``val loss`` → eval/lo
 train/loss at the same step. ``time`` in ms → train/step_time in seconds. ``mfu`` is a percentage; nanoGPT
 prints ``-100.00%`` until it has measured (running_mfu = -1), so negative mfu is skipped.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,7 @@ def _parse(line: str) -> tuple[int, list[tuple[str, str, float]], bool] | None:
     if not m:
         return None
     is_eval = m.re is _EVAL
-    rest = line[m.end():].rstrip()
+    rest = line[m.end() :].rstrip()
     glued = bool(_ANY_RECORD.search(rest) or RANK_ANYWHERE.search(rest))
     out: list[tuple[str, str, float]] = []
     for part in rest.split(", "):
@@ -79,8 +80,9 @@ class NanoGPTLogSource:
         if not target.is_file or not target.head:
             return 0.0
         text = target.head_text()
-        if re.search(rf"(?m)^\s*iter \d+: loss (?:{NUMBER})(?:\s?(?:{_UNIT}))?, ", text) or \
-                re.search(rf"(?m)^\s*step \d+: train loss (?:{NUMBER})(?:\s?(?:{_UNIT}))?, val loss", text):
+        if re.search(rf"(?m)^\s*iter \d+: loss (?:{NUMBER})(?:\s?(?:{_UNIT}))?, ", text) or re.search(
+            rf"(?m)^\s*step \d+: train loss (?:{NUMBER})(?:\s?(?:{_UNIT}))?, val loss", text
+        ):
             return 0.8
         return 0.0
 

@@ -26,6 +26,7 @@ read and a note lists the others; ``nb.ipynb#cell-12`` picks one, ``--all`` read
 Bounded: image and PDF payloads are cut out of the raw bytes before ``json.loads`` (never decoded), HTML
 outputs over ``MAX_HTML_CHARS`` are skipped, and only text that passes a cheap substring test is parsed.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,6 +73,7 @@ _NOTE_TEXT = 40
 
 # --------------------------------------------------------------------------- loading
 
+
 def strip_payloads(data: bytes) -> tuple[bytes, int]:
     """The notebook's bytes with every image/PDF payload string emptied (``"image/png": ""``), and how many.
     Line numbers are unchanged (a JSON string holds no raw newline)."""
@@ -86,12 +88,12 @@ def strip_payloads(data: bytes) -> tuple[bytes, int]:
         k, slashes = m.start(), 0
         while k - slashes > 0 and data[k - slashes - 1] == 0x5C:
             slashes += 1
-        if slashes % 2:                      # an escaped quote: inside a string, not a key
+        if slashes % 2:  # an escaped quote: inside a string, not a key
             pos = start
             continue
         end = data.find(b'"', start)
         if end < 0:
-            break                            # truncated: json.loads reports it
+            break  # truncated: json.loads reports it
         if data.find(b"\\", start, end) >= 0:
             rest = _STRING_REST.match(data, start)
             if rest is None:
@@ -118,10 +120,15 @@ def load_notebook(data: bytes, location: str) -> tuple[dict[str, Any], int]:
         nb = json.loads(text)
     except json.JSONDecodeError as exc:
         if exc.msg.startswith("Unterminated string") or exc.pos >= len(text.rstrip()) - 1:
-            raise SourceError(f"truncated: the JSON ends before the notebook does ({exc.msg}); expected a complete "
-                              "Jupyter notebook (.ipynb)", location, line=exc.lineno) from None
-        raise SourceError(f"not JSON ({exc.msg}, column {exc.colno}); expected a Jupyter notebook (.ipynb)",
-                          location, line=exc.lineno) from None
+            raise SourceError(
+                f"truncated: the JSON ends before the notebook does ({exc.msg}); expected a complete "
+                "Jupyter notebook (.ipynb)",
+                location,
+                line=exc.lineno,
+            ) from None
+        raise SourceError(
+            f"not JSON ({exc.msg}, column {exc.colno}); expected a Jupyter notebook (.ipynb)", location, line=exc.lineno
+        ) from None
     except RecursionError:
         raise SourceError("JSON nested too deeply; expected a Jupyter notebook (.ipynb)", location) from None
     if not isinstance(nb, dict) or not (isinstance(nb.get("cells"), list) or isinstance(nb.get("worksheets"), list)):
@@ -135,15 +142,17 @@ _TRAINER_CALL = re.compile(r"\b([A-Z][A-Za-z0-9]*Trainer)\s*\(")
 #: the checkpoint-selection arguments written as literals in a code cell (``metric_for_best_model="f1"``,
 #: ``greater_is_better=True``): the metric the run selected on is the one overfitting is judged by. Read as
 #: text, never executed; a value that is not a literal string or boolean is not taken.
-_SELECTION_ARG = re.compile(r"\b(metric_for_best_model|greater_is_better)\s*=\s*"
-                            r"(?:\"([^\"\n]{1,100})\"|'([^'\n]{1,100})'|(True|False)\b)")
+_SELECTION_ARG = re.compile(
+    r"\b(metric_for_best_model|greater_is_better)\s*=\s*"
+    r"(?:\"([^\"\n]{1,100})\"|'([^'\n]{1,100})'|(True|False)\b)"
+)
 #: code looked at per cell (a trainer call sits in a cell's first lines, not after 20,000 characters)
 MAX_SOURCE = 20_000
 
 
 @dataclass(frozen=True)
 class Cell:
-    number: int                      # 1-based, over every cell of the notebook
+    number: int  # 1-based, over every cell of the notebook
     execution_count: int | None
     outputs: tuple[dict[str, Any], ...]
     #: config the cell's code sets as literals: trainer_class (the last `XxxTrainer(` it builds),
@@ -165,8 +174,14 @@ def _text(value: Any) -> str:
     return ""
 
 
-_V3_MIME = {"html": "text/html", "text": "text/plain", "json": "application/json", "latex": "text/latex",
-            "javascript": "application/javascript", "markdown": "text/markdown"}
+_V3_MIME = {
+    "html": "text/html",
+    "text": "text/plain",
+    "json": "application/json",
+    "latex": "text/latex",
+    "javascript": "application/javascript",
+    "markdown": "text/markdown",
+}
 
 
 def _v3_output(out: dict[str, Any]) -> dict[str, Any]:
@@ -200,11 +215,16 @@ def iter_cells(nb: dict[str, Any]) -> Iterator[Cell]:
         for m in _SELECTION_ARG.finditer(code):
             value = m.group(2) if m.group(2) is not None else m.group(3)
             settings[f"trainer.{m.group(1)}"] = value if value is not None else m.group(4) == "True"
-        yield Cell(number=i, execution_count=count if isinstance(count, int) else None, outputs=outs,
-                   settings=tuple(settings.items()))
+        yield Cell(
+            number=i,
+            execution_count=count if isinstance(count, int) else None,
+            outputs=outs,
+            settings=tuple(settings.items()),
+        )
 
 
 # --------------------------------------------------------------------------- HTML tables
+
 
 @dataclass
 class _Table:
@@ -299,12 +319,17 @@ def _progress(scan: _HtmlScan) -> Progress | None:
             return None
         reached, total, rest, text = int(value), int(top), "", label[:80]
     e = _EPOCH.search(rest)
-    return Progress(reached=reached, total=total, epoch=float(e.group(1)) if e else None,
-                    epochs=float(e.group(2)) if e else None, text=text)
+    return Progress(
+        reached=reached,
+        total=total,
+        epoch=float(e.group(1)) if e else None,
+        epochs=float(e.group(2)) if e else None,
+        text=text,
+    )
 
 
 def _short(text: str) -> str:
-    return text if len(text) <= _NOTE_TEXT else text[:_NOTE_TEXT - 3] + "..."
+    return text if len(text) <= _NOTE_TEXT else text[: _NOTE_TEXT - 3] + "..."
 
 
 @dataclass
@@ -312,8 +337,8 @@ class _Segment:
     """What one output (or one cell's streams) contributed: a tidy frame and how it was read."""
 
     cell: Cell
-    kind: str                        # "table" | "eval-table" | "history" | "stream"
-    what: str                        # for the notes: "HF Trainer progress table", ...
+    kind: str  # "table" | "eval-table" | "history" | "stream"
+    what: str  # for the notes: "HF Trainer progress table", ...
     frame: MetricTable
     notes: list[str] = field(default_factory=list)
     step_source: str = "logged"
@@ -365,8 +390,13 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
         return None
     standalone_eval = hf and axis != next(i for i, n in enumerate(names) if n)
     kind = "eval-table" if standalone_eval else "table"
-    what = ("trainer.evaluate() table" if standalone_eval else
-            "HF Trainer progress table" if hf else "table with a step column")
+    what = (
+        "trainer.evaluate() table"
+        if standalone_eval
+        else "HF Trainer progress table"
+        if hf
+        else "table with a step column"
+    )
     notes: list[str] = []
     epochs_per_step: float | None = None
     step_source = "logged"
@@ -375,8 +405,10 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
             epochs_per_step = progress.epochs / progress.total if progress.total else None
         if epochs_per_step:
             step_source = "epoch*cadence"
-            notes.append(f"{cell.label()}: Epoch table; step = epoch x {1 / epochs_per_step:g} steps per epoch "
-                         f"({progress.total} steps / {progress.epochs:g} epochs in the progress header)")
+            notes.append(
+                f"{cell.label()}: Epoch table; step = epoch x {1 / epochs_per_step:g} steps per epoch "
+                f"({progress.total} steps / {progress.epochs:g} epochs in the progress header)"
+            )
         else:
             step_source = "ordinal"
             notes.append(f"{cell.label()}: Epoch table without a progress header: rows numbered 1, 2, 3 ...")
@@ -388,14 +420,21 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
             notes.append(f"{cell.label()}: rows elided by the display ('...') skipped")
             continue
         if len(row) != width or len(row) != len(names):
-            notes.append(f"{cell.label()}: table row {r} has {len(row)} cells, expected {len(names)}; "
-                         f"read up to row {r - 1}")
+            notes.append(
+                f"{cell.label()}: table row {r} has {len(row)} cells, expected {len(names)}; read up to row {r - 1}"
+            )
             break
         axis_value = parse_number(row[axis])
-        if axis_value is None or not math.isfinite(axis_value) or axis_value < 0 \
-                or (not epoch_axis and axis_value != int(axis_value)):
-            notes.append(f"{cell.label()}: table row {r}, column {names[axis]!r}: {_short(row[axis])!r} is not a "
-                         f"{'epoch' if epoch_axis else 'step'}; read up to row {r - 1}")
+        if (
+            axis_value is None
+            or not math.isfinite(axis_value)
+            or axis_value < 0
+            or (not epoch_axis and axis_value != int(axis_value))
+        ):
+            notes.append(
+                f"{cell.label()}: table row {r}, column {names[axis]!r}: {_short(row[axis])!r} is not a "
+                f"{'epoch' if epoch_axis else 'step'}; read up to row {r - 1}"
+            )
             break
         values: list[tuple[int, float]] = []
         bad = None
@@ -408,8 +447,10 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
                 break
             values.append((i, num))
         if bad is not None:
-            notes.append(f"{cell.label()}: table row {r}, column {names[bad[0]]!r}: {_short(bad[1])!r} is not a "
-                         f"number; read up to row {r - 1}")
+            notes.append(
+                f"{cell.label()}: table row {r}, column {names[bad[0]]!r}: {_short(bad[1])!r} is not a "
+                f"number; read up to row {r - 1}"
+            )
             break
         if epoch_axis:
             step = round(axis_value / epochs_per_step) if epochs_per_step else r
@@ -419,7 +460,7 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
             points.add(step, names[axis], axis_value, metric="train/epoch")
         for i, num in values:
             if standalone_eval and canon[i] == "train/loss":
-                continue                        # the last train loss shown again, not a new point
+                continue  # the last train loss shown again, not a new point
             if eval_rows and canon[i] == "train/loss":
                 if last_train is not None and num == last_train:
                     stale += 1
@@ -427,20 +468,31 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
                 last_train = num
             points.add(step, names[i], num, metric=canon[i])
     if stale:
-        notes.append(f"{cell.label()}: {stale} 'Training Loss' value(s) equal to the row above dropped (the "
-                     "table repeats the last logged train loss at each evaluation)")
+        notes.append(
+            f"{cell.label()}: {stale} 'Training Loss' value(s) equal to the row above dropped (the "
+            "table repeats the last logged train loss at each evaluation)"
+        )
     if progress is not None and not standalone_eval and progress.epoch is not None:
         points.add(progress.reached, "Epoch (progress header)", progress.epoch, metric="train/epoch")
     frame, more = points.frame()
     if not frame.has_any(_LOSSES):
         if progress is not None and not standalone_eval and not notes:
-            notes.append(f"{cell.label()}: a training table with no logged loss ({progress.text}): the run logged "
-                         "nothing (logging_steps larger than the run, or stopped before its first log)")
+            notes.append(
+                f"{cell.label()}: a training table with no logged loss ({progress.text}): the run logged "
+                "nothing (logging_steps larger than the run, or stopped before its first log)"
+            )
         if not notes:
             return None
         return _Segment(cell=cell, kind="empty", what=what, frame=empty_metrics(), notes=notes + more)
-    return _Segment(cell=cell, kind=kind, what=what, frame=frame, notes=notes + more, step_source=step_source,
-                    progress=None if standalone_eval else progress)
+    return _Segment(
+        cell=cell,
+        kind=kind,
+        what=what,
+        frame=frame,
+        notes=notes + more,
+        step_source=step_source,
+        progress=None if standalone_eval else progress,
+    )
 
 
 def _html_segments(cell: Cell, html: str, notes: list[str]) -> list[_Segment]:
@@ -454,18 +506,19 @@ def _html_segments(cell: Cell, html: str, notes: list[str]) -> list[_Segment]:
         scan.feed(html)
         scan.close()
     except (AssertionError, ValueError):
-        pass                              # keep what was parsed before the markup broke
+        pass  # keep what was parsed before the markup broke
     progress = _progress(scan)
     out = []
     for table in scan.tables:
         seg = _table_segment(cell, table, progress)
         if seg is not None:
             out.append(seg)
-            progress = None               # the header belongs to the first training table
+            progress = None  # the header belongs to the first training table
     return out
 
 
 # --------------------------------------------------------------------------- log dicts (log_history)
+
 
 def _repr_rows(text: str) -> list[dict[str, Any]]:
     """Log dicts printed as Python or JSON (``[{'loss': 2.3, 'step': 5}, ...]``): tokenised, never evaluated."""
@@ -488,10 +541,15 @@ def _history_segment(cell: Cell, rows: list[Any], what: str) -> _Segment | None:
     except SourceError:
         return None
     if not run.metrics.has_any(_LOSSES):
-        return None                       # dicts with a step but no loss (a repr of something else)
-    return _Segment(cell=cell, kind="history", what=what, frame=run.metrics,
-                    notes=[f"{cell.label()}: {n}" for n in run.provenance.notes if "max_steps" not in n],
-                    summary=dict(run.summary))
+        return None  # dicts with a step but no loss (a repr of something else)
+    return _Segment(
+        cell=cell,
+        kind="history",
+        what=what,
+        frame=run.metrics,
+        notes=[f"{cell.label()}: {n}" for n in run.provenance.notes if "max_steps" not in n],
+        summary=dict(run.summary),
+    )
 
 
 def _json_rows(value: Any) -> list[Any]:
@@ -503,6 +561,7 @@ def _json_rows(value: Any) -> list[Any]:
 
 
 # --------------------------------------------------------------------------- one cell
+
 
 def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[str]) -> list[_Segment]:
     tables: list[_Segment] = []
@@ -518,7 +577,7 @@ def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[
             continue
         html = _text(data.get("text/html"))
         if 'class="lossdoctor-inline' in html:
-            continue                      # lossdoctor's own inline diagnosis, not a training log
+            continue  # lossdoctor's own inline diagnosis, not a training log
         if html:
             tables.extend(_html_segments(cell, html, notes))
         value = data.get("application/json")
@@ -541,13 +600,22 @@ def _cell_segments(cell: Cell, location: str, options: ReadOptions, notes: list[
             runs = []
         for run in runs:
             if not run.metrics.has_any(_LOSSES):
-                notes.append(f"{cell.label()}: stream output read by the {run.provenance.kind} reader holds no "
-                             "loss; not taken as a training run")
+                notes.append(
+                    f"{cell.label()}: stream output read by the {run.provenance.kind} reader holds no "
+                    "loss; not taken as a training run"
+                )
                 continue
-            others.append(_Segment(cell=cell, kind="stream", what=f"stream output ({run.provenance.kind} reader)",
-                                   frame=run.metrics, step_source=run.provenance.step_source,
-                                   notes=[f"{cell.label()}: {n}" for n in run.provenance.notes],
-                                   summary=dict(run.summary)))
+            others.append(
+                _Segment(
+                    cell=cell,
+                    kind="stream",
+                    what=f"stream output ({run.provenance.kind} reader)",
+                    frame=run.metrics,
+                    step_source=run.provenance.step_source,
+                    notes=[f"{cell.label()}: {n}" for n in run.provenance.notes],
+                    summary=dict(run.summary),
+                )
+            )
     return tables + others
 
 
@@ -559,6 +627,7 @@ def _cell_error(cell: Cell) -> tuple[str, str] | None:
 
 
 # --------------------------------------------------------------------------- runs
+
 
 def _close(a: float, b: float) -> bool:
     if math.isnan(a) or math.isnan(b):
@@ -589,7 +658,7 @@ def same_run(a: MetricTable, b: MetricTable) -> bool:
 @dataclass
 class _Build:
     segments: list[_Segment]
-    suffix: str = ""                 # ".2" for a second training table in one cell
+    suffix: str = ""  # ".2" for a second training table in one cell
 
     @property
     def cell(self) -> Cell:
@@ -608,8 +677,9 @@ class _Build:
         source_of: dict[str, str] = {}
         metrics = sorted({m for s in main for m, n in zip(s.frame.metric_names, _counts(s.frame)) if n})
         for metric in metrics:
-            best = max(main, key=lambda s: (int(s.frame.metric_mask([metric]).sum()), -rank[s.kind],
-                                            -self.segments.index(s)))
+            best = max(
+                main, key=lambda s: (int(s.frame.metric_mask([metric]).sum()), -rank[s.kind], -self.segments.index(s))
+            )
             parts.append(best.frame.take(best.frame.metric_mask([metric])))
             source_of[metric] = best.step_source
         frame = MetricTable.concat(parts) if parts else empty_metrics()
@@ -620,8 +690,7 @@ class _Build:
             priority = np.concatenate([np.full(len(t), i, dtype=np.int64) for i, t in enumerate(tables)])
             frame = retidy(MetricTable.concat(tables), priority=priority).frame
         frame = frame.sorted().compact()
-        step_source = next((source_of[m] for m in _LOSSES if m in source_of), main[0].step_source if main else
-                           "logged")
+        step_source = next((source_of[m] for m in _LOSSES if m in source_of), main[0].step_source if main else "logged")
         return frame, step_source
 
     def progress(self) -> Progress | None:
@@ -650,8 +719,11 @@ def _assemble(segments: list[_Segment]) -> list[_Build]:
 
 
 def _counts(table: MetricTable) -> list[int]:
-    return np.bincount(table.metric_codes, minlength=len(table.metric_names)).tolist() if len(table) else \
-        [0] * len(table.metric_names)
+    return (
+        np.bincount(table.metric_codes, minlength=len(table.metric_names)).tolist()
+        if len(table)
+        else [0] * len(table.metric_names)
+    )
 
 
 def _describe(build: _Build, frame: MetricTable) -> str:
@@ -662,16 +734,26 @@ def _describe(build: _Build, frame: MetricTable) -> str:
     return f"{build.cell.label()}: {build.segments[0].what}, {span}{total}"
 
 
-def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[str, str]],
-            code_settings: dict[int, dict[str, Any]]) -> Run:
+def _to_run(
+    build: _Build,
+    base: str,
+    name_base: str,
+    errors: dict[int, tuple[str, str]],
+    code_settings: dict[int, dict[str, Any]],
+) -> Run:
     frame, step_source = build.frame()
     notes: list[str] = []
     for i, seg in enumerate(build.segments):
         if i == 0:
             notes.append(f"read from {_describe(build, frame)}")
         else:
-            how = ("same cell" if seg.cell.number == build.cell.number else "its eval points join the run above"
-                   if seg.kind == "eval-table" else "train/eval losses agree")
+            how = (
+                "same cell"
+                if seg.cell.number == build.cell.number
+                else "its eval points join the run above"
+                if seg.kind == "eval-table"
+                else "train/eval losses agree"
+            )
             notes.append(f"merged: {seg.cell.label()}, {seg.what} ({how})")
         notes.extend(seg.notes)
     summary: dict[str, Any] = {}
@@ -680,7 +762,7 @@ def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[st
     config: dict[str, Any] = {"notebook.cell": build.cell.number}
     if build.cell.execution_count is not None:
         config["notebook.execution_count"] = build.cell.execution_count
-    for number, settings in sorted(code_settings.items()):   # what the code set last at or before training
+    for number, settings in sorted(code_settings.items()):  # what the code set last at or before training
         if number <= build.cell.number:
             config.update(settings)
     state = "finished" if "train_runtime" in summary else "unknown"
@@ -694,17 +776,24 @@ def _to_run(build: _Build, base: str, name_base: str, errors: dict[int, tuple[st
             state = "finished"
         else:
             state = "interrupted"
-            notes.append(f"the progress header {prog.text!r} shows step {prog.reached} of {prog.total}: the run "
-                         "stopped short of its total (interrupted, crashed or stopped early)")
+            notes.append(
+                f"the progress header {prog.text!r} shows step {prog.reached} of {prog.total}: the run "
+                "stopped short of its total (interrupted, crashed or stopped early)"
+            )
     error = errors.get(build.cell.number)
     if error is not None:
         ename, evalue = error
         state = "interrupted" if ename == "KeyboardInterrupt" else "crashed"
         notes.append(f"{build.cell.label()} stopped with {ename}" + (f": {_short(evalue)}" if evalue else ""))
     location = f"{base}#{build.run_id}"
-    return Run(name=f"{name_base}#{build.run_id}",
-               provenance=Provenance(kind=KIND, location=location, step_source=step_source, notes=tuple(notes)),
-               metrics=frame, config=config, summary=summary, state=state)
+    return Run(
+        name=f"{name_base}#{build.run_id}",
+        provenance=Provenance(kind=KIND, location=location, step_source=step_source, notes=tuple(notes)),
+        metrics=frame,
+        config=config,
+        summary=summary,
+        state=state,
+    )
 
 
 def split_location(location: str) -> tuple[str, str | None]:
@@ -742,21 +831,31 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
         if notes:
             raise SourceError(f"no training log read from this notebook's saved outputs: {notes[0]}", location)
         if not n_outputs:
-            raise SourceError(f"no saved outputs in this notebook ({n_cells} cells): it was saved before running "
-                              "or with its outputs cleared, so it holds no training log", location)
-        raise SourceError(f"no training log in this notebook's saved outputs ({n_cells} cells, {n_outputs} with "
-                          "output); expected the HF Trainer progress table, printed log dicts or a training "
-                          "console", location)
+            raise SourceError(
+                f"no saved outputs in this notebook ({n_cells} cells): it was saved before running "
+                "or with its outputs cleared, so it holds no training log",
+                location,
+            )
+        raise SourceError(
+            f"no training log in this notebook's saved outputs ({n_cells} cells, {n_outputs} with "
+            "output); expected the HF Trainer progress table, printed log dicts or a training "
+            "console",
+            location,
+        )
     name_base = Path(location).name
     runs = [_to_run(b, location, name_base, errors, code_settings) for b in builds]
     ids = [b.run_id for b in builds]
     if selector is not None:
         m = _SELECTOR.match(selector)
-        wanted = [r for b, r in zip(builds, runs)
-                  if m and (b.run_id == selector or (m.group(2) is None and b.cell.number == int(m.group(1))))]
+        wanted = [
+            r
+            for b, r in zip(builds, runs)
+            if m and (b.run_id == selector or (m.group(2) is None and b.cell.number == int(m.group(1))))
+        ]
         if not wanted:
-            raise SourceError(f"no training run in #{selector}; this notebook's runs: "
-                              f"{', '.join('#' + i for i in ids)}", location)
+            raise SourceError(
+                f"no training run in #{selector}; this notebook's runs: {', '.join('#' + i for i in ids)}", location
+            )
         chosen = wanted[:1]
     elif options.all_runs:
         chosen = runs
@@ -769,8 +868,10 @@ def read_notebook(path: Path, location: str, selector: str | None, options: Read
         listing = "; ".join(f"#{b.run_id} ({_describe(b, b.frame()[0])})" for b in builds)
         pick = _default_run(runs)
         which = "The last one" if pick == len(runs) - 1 else f"#{ids[pick]}, the last with a train loss curve,"
-        extra.append(f"this notebook holds {len(runs)} training runs: {listing}. {which} was analysed; "
-                     f"pick another with '{location}#{ids[0]}', or analyse each with --all")
+        extra.append(
+            f"this notebook holds {len(runs)} training runs: {listing}. {which} was analysed; "
+            f"pick another with '{location}#{ids[0]}', or analyse each with --all"
+        )
     return [replace(r, provenance=replace(r.provenance, notes=r.provenance.notes + tuple(extra))) for r in chosen]
 
 
@@ -778,9 +879,11 @@ def _default_run(runs: list[Run]) -> int:
     """The run analysed when none is picked: the last training curve, i.e. the last run with a train loss
     logged at more than one step. A later ``evaluate()`` summary or a final metrics dict printed after
     training is listed but is no curve to judge; when no run has one, the last run."""
+
     def is_curve(run: Run) -> bool:
         train = run.series("train/loss") if "train/loss" in run.metric_names() else None
         return train is not None and len(train) > 1
+
     curves = [i for i, r in enumerate(runs) if is_curve(r)]
     return curves[-1] if curves else len(runs) - 1
 
@@ -804,8 +907,10 @@ def _notebook_file(target: Target) -> tuple[Path, str | None] | None:
 
 class NotebookSource:
     kind = KIND
-    description = ("Jupyter / Colab / Kaggle notebook (.ipynb): HF Trainer progress tables, printed logs and "
-                   "log_history in the saved outputs; 'nb.ipynb#cell-12' picks one run")
+    description = (
+        "Jupyter / Colab / Kaggle notebook (.ipynb): HF Trainer progress tables, printed logs and "
+        "log_history in the saved outputs; 'nb.ipynb#cell-12' picks one run"
+    )
     example = "finetune.ipynb"
     specificity = 70
 
@@ -817,7 +922,7 @@ class NotebookSource:
         if selector is not None:
             return 0.95 if path.suffix.lower() == ".ipynb" else 0.6
         if path.suffix.lower() == ".ipynb":
-            return 0.95 if target.head else 0.0     # named a notebook: its own errors say what is wrong
+            return 0.95 if target.head else 0.0  # named a notebook: its own errors say what is wrong
         head = target.head.lstrip(b"\xef\xbb\xbf \t\r\n")
         if not head.startswith(b"{"):
             return 0.0

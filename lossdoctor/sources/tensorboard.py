@@ -24,6 +24,7 @@ Scalars come in two encodings: ``simple_value`` (HF TensorBoardCallback, ``add_s
 0-d tensor with plugin ``scalars`` (``add_scalar(new_style=True)``, torchtune; the plugin metadata is only
 written with a tag's first value). Both are read; strings, images, histograms are ignored.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,7 +78,7 @@ def looks_like_event_file(head: bytes) -> bool:
 def iter_records(data: bytes) -> tuple[list[bytes], str | None]:
     """Payloads of a TFRecord file, and a note if the framing broke (truncated or corrupt tail)."""
     offsets, lengths, _, problem = record_offsets(data, eof=True)
-    return [data[o:o + n] for o, n in zip(offsets.tolist(), lengths.tolist())], problem
+    return [data[o : o + n] for o, n in zip(offsets.tolist(), lengths.tolist())], problem
 
 
 _U64 = struct.Struct("<Q").unpack_from
@@ -103,7 +104,7 @@ def record_offsets(data: bytes, eof: bool, base: int = 0) -> tuple[np.ndarray, n
         stop = start + _U64(data, pos)[0] + 4
         if stop > end:
             (crc,) = struct.unpack_from("<I", data, pos + 8)
-            if masked_crc32c(data[pos:pos + 8]) != crc:
+            if masked_crc32c(data[pos : pos + 8]) != crc:
                 problem = f"bad record framing at byte {base + pos}; read up to there"
             elif eof:
                 problem = f"truncated record at byte {base + pos} (file still being written?); read up to there"
@@ -118,7 +119,7 @@ def record_offsets(data: bytes, eof: bool, base: int = 0) -> tuple[np.ndarray, n
         for k in range(8):
             crc = _CRC_TABLE[(crc ^ buf[heads + k]) & 0xFF] ^ (crc >> np.uint32(8))
         crc ^= np.uint32(0xFFFFFFFF)
-        masked = (((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8))
+        masked = ((crc >> np.uint32(15)) | (crc << np.uint32(17))) + np.uint32(0xA282EAD8)
         stored = _gather_le(buf, heads + 8, 4).astype(np.uint32)
         bad = np.flatnonzero(masked != stored)
         if len(bad):
@@ -152,7 +153,7 @@ def _varint(buf: np.ndarray, at: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray
         value |= np.where(going, (b & 0x7F).astype(np.uint64) << np.uint64(7 * k), np.uint64(0))
         length += going
         going &= (b & 0x80) != 0
-    ok &= ~going                                   # still going after 10 bytes: not a varint
+    ok &= ~going  # still going after 10 bytes: not a varint
     return value, length
 
 
@@ -188,11 +189,18 @@ def _fast_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray) -> dict
     end = val_at + 5
     ok &= (end == p + lengths) & (q2 + s_len.astype(np.int64) == end) & (q3 + v_len.astype(np.int64) == end)
     value = _gather_le(buf, np.minimum(val_at + 1, last - 4), 4).astype(np.uint32).view(np.float32)
-    return {"ok": ok, "wall": wall, "step": step, "tag_at": tag_at, "tag_len": t_len,
-            "value": value.astype(np.float64), "n": np.asarray(n)}
+    return {
+        "ok": ok,
+        "wall": wall,
+        "step": step,
+        "tag_at": tag_at,
+        "tag_len": t_len,
+        "value": value.astype(np.float64),
+        "n": np.asarray(n),
+    }
 
 
-_DTYPES = {1: "<f", 2: "<d", 3: "<i", 9: "<q", 19: "<e"}   # DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_HALF
+_DTYPES = {1: "<f", 2: "<d", 3: "<i", 9: "<q", 19: "<e"}  # DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_HALF
 
 
 def _tensor_scalar(tensor: object) -> float | None:
@@ -216,7 +224,7 @@ VALIDATION_DIRS = ("validation", "val", "eval")
 
 
 def _val_tag(tag: str) -> str:
-    return "val_" + (tag[len("epoch_"):] if tag.startswith("epoch_") else tag)
+    return "val_" + (tag[len("epoch_") :] if tag.startswith("epoch_") else tag)
 
 
 @dataclass
@@ -226,7 +234,7 @@ class _Points:
 
     names: dict[str, int] = field(default_factory=dict)
     chunks: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
-    validation: bool = False          # reading a Keras validation/ dir: tags as val_<tag>
+    validation: bool = False  # reading a Keras validation/ dir: tags as val_<tag>
 
     def __len__(self) -> int:
         return int(sum(len(c[1]) for parts in self.chunks.values() for c in parts))
@@ -264,10 +272,10 @@ class _Points:
                 parts = self.chunks[tag]
                 for i, part in enumerate(parts):
                     k = len(part[col])
-                    out[col][pos:pos + k] = part[col]
+                    out[col][pos : pos + k] = part[col]
                     if col == 0:
-                        codes[pos:pos + k] = tag
-                    parts[i] = tuple(None if j == col else x for j, x in enumerate(part))   # freed as copied
+                        codes[pos : pos + k] = tag
+                    parts[i] = tuple(None if j == col else x for j, x in enumerate(part))  # freed as copied
                     pos += k
         self.chunks = {}
         return out[0], codes, out[1], out[2]
@@ -310,8 +318,9 @@ def read_event_file(path: Path, location: str, points: _Points, notes: list[str]
     return n_read
 
 
-def _block_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray, points: _Points,
-                   plugins: dict[str, str], location: str) -> tuple[int, int]:
+def _block_scalars(
+    data: bytes, offsets: np.ndarray, lengths: np.ndarray, points: _Points, plugins: dict[str, str], location: str
+) -> tuple[int, int]:
     """The scalars of one block's records into ``points`` (file order): the fast column-wise decoding where
     the layout allows, the protobuf module for the other records."""
     fast = _fast_scalars(data, offsets, lengths)
@@ -320,13 +329,18 @@ def _block_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray, points
     by_bytes: dict[bytes, int] = {}
     codes_list = []
     for a, n in zip(fast["tag_at"][ok].tolist(), fast["tag_len"][ok].tolist()):
-        raw = data[a:a + n]
+        raw = data[a : a + n]
         code = by_bytes.get(raw)
         if code is None:
             code = by_bytes[raw] = points.code(raw.decode("utf-8", errors="replace"))
         codes_list.append(code)
-    cols = [np.flatnonzero(ok), fast["step"][ok], np.asarray(codes_list, dtype=np.int32), fast["value"][ok],
-            fast["wall"][ok]]
+    cols = [
+        np.flatnonzero(ok),
+        fast["step"][ok],
+        np.asarray(codes_list, dtype=np.int32),
+        fast["value"][ok],
+        fast["wall"][ok],
+    ]
     del fast
     slow = np.flatnonzero(~ok)
     n_bad = 0
@@ -334,15 +348,22 @@ def _block_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray, points
         extra, n_bad = _protobuf_scalars(data, offsets[slow], lengths[slow], slow, points, plugins, location)
         if extra is not None:
             cols = [np.concatenate((c, e.astype(c.dtype))) for c, e in zip(cols, extra)]
-            order = np.argsort(cols[0], kind="stable")         # back in file order
+            order = np.argsort(cols[0], kind="stable")  # back in file order
             cols = [c[order] for c in cols]
     _, steps, codes, values, walls = cols
     points.add(steps.astype(np.int64, copy=False), codes, values, walls)
     return int(len(values)), n_bad
 
 
-def _protobuf_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray, records: np.ndarray,
-                      points: _Points, plugins: dict[str, str], location: str) -> tuple[list[np.ndarray] | None, int]:
+def _protobuf_scalars(
+    data: bytes,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    records: np.ndarray,
+    points: _Points,
+    plugins: dict[str, str],
+    location: str,
+) -> tuple[list[np.ndarray] | None, int]:
     """Scalars of the records the fast path did not take, parsed by the protobuf module (columns: record
     index, step, tag code, value, wall time), and how many records were not Events."""
     try:
@@ -356,7 +377,7 @@ def _protobuf_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray, rec
     event = event_pb2.Event()
     for rec, start, length in zip(records.tolist(), offsets.tolist(), lengths.tolist()):
         try:
-            event.ParseFromString(data[start:start + length])
+            event.ParseFromString(data[start : start + length])
         except DecodeError:
             bad += 1
             continue
@@ -378,9 +399,13 @@ def _protobuf_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray, rec
     if not out:
         return None, bad
     rec_c, step_c, code_c, val_c, wall_c = zip(*out)
-    return [np.asarray(rec_c, dtype=np.int64), np.asarray(step_c, dtype=np.int64),
-            np.asarray(code_c, dtype=np.int64), np.asarray(val_c, dtype=np.float64),
-            np.asarray(wall_c, dtype=np.float64)], bad
+    return [
+        np.asarray(rec_c, dtype=np.int64),
+        np.asarray(step_c, dtype=np.int64),
+        np.asarray(code_c, dtype=np.int64),
+        np.asarray(val_c, dtype=np.float64),
+        np.asarray(wall_c, dtype=np.float64),
+    ], bad
 
 
 def find_event_files(root: Path, limit_depth: int = _MAX_DIR_DEPTH, first_only: bool = False) -> list[Path]:
@@ -427,12 +452,13 @@ class TensorBoardSource:
         groups: dict[Path, list[Path]] = {}
         for f in files:
             groups.setdefault(f.parent, []).append(f)
-        validation = {p.parent / "train": p for p in groups
-                      if p.name.lower() in VALIDATION_DIRS and p.parent / "train" in groups}
+        validation = {
+            p.parent / "train": p for p in groups if p.name.lower() in VALIDATION_DIRS and p.parent / "train" in groups
+        }
         runs: list[Run] = []
         for parent, group in sorted(groups.items()):
             if parent in validation.values():
-                continue                                   # read into its train/ sibling's run
+                continue  # read into its train/ sibling's run
             points = _Points()
             notes: list[str] = []
             for f in sorted(group):
@@ -441,29 +467,41 @@ class TensorBoardSource:
                 val_dir = validation[parent]
                 for f in sorted(groups[val_dir]):
                     read_event_file(f, str(f), points, notes, validation=True)
-                notes.append(f"Keras layout: {val_dir.name}/ read into this run as val_<tag> "
-                             "(its epoch_loss is the eval loss)")
+                notes.append(
+                    f"Keras layout: {val_dir.name}/ read into this run as val_<tag> (its epoch_loss is the eval loss)"
+                )
             if not len(points):
                 continue
             names = list(points.names)
             overrides = split_step_epoch_names(sorted(names))
             canonical = [overrides.get(n) or canonicalise(n) for n in names]
             steps, codes, values, walls = points.columns(canonical)
-            table = tidy_points(steps, Coded(codes, names), values, wall_time=walls,
-                                canonical_codes=[overrides.get(n) for n in names] if overrides else None)
+            table = tidy_points(
+                steps,
+                Coded(codes, names),
+                values,
+                wall_time=walls,
+                canonical_codes=[overrides.get(n) for n in names] if overrides else None,
+            )
             del steps, codes, values, walls
             frame, more = table.frame, list(table.notes)
             if len(group) > 1:
-                notes.insert(0, f"{len(group)} event files in {parent.name} merged (a restarted run); "
-                                "the later value kept per step")
+                notes.insert(
+                    0,
+                    f"{len(group)} event files in {parent.name} merged (a restarted run); "
+                    "the later value kept per step",
+                )
             if target.is_dir:
                 rel = parent.relative_to(target.path)
                 name = target.path.name if str(rel) == "." else f"{target.path.name}/{rel.as_posix()}"
                 location = str(parent)
             else:
                 name, location = parent.name or target.path.stem, target.location
-            runs.append(make_run(target, self.kind, frame, notes + more, name=name, location=location,
-                                 summary=dict(table.summary)))
+            runs.append(
+                make_run(
+                    target, self.kind, frame, notes + more, name=name, location=location, summary=dict(table.summary)
+                )
+            )
         if not runs:
             raise SourceError("no scalar summaries in the event file(s)", target.location)
         return runs

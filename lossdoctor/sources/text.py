@@ -1,4 +1,5 @@
 """Text decoding for logs: BOMs, UTF-16 (PowerShell `>`), cp949/GBK consoles, undecodable bytes."""
+
 from __future__ import annotations
 
 import codecs
@@ -29,7 +30,7 @@ def guess_encoding(data: bytes) -> str:
         sample.decode("utf-8")
         return "utf-8"
     except UnicodeDecodeError as exc:
-        if exc.start >= len(sample) - 3:   # cut in the middle of a multibyte char
+        if exc.start >= len(sample) - 3:  # cut in the middle of a multibyte char
             return "utf-8"
     for name in ("cp949", "gbk"):
         try:
@@ -82,8 +83,8 @@ def iter_text_chunks(fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES
         last = text.rfind("\n")
         cut = text.rfind("\n", 0, last) + 1 if last > 0 else 0
         if cut == 0:
-            rest = text if len(text) < 64 * chunk_bytes else ""   # no line breaks at all: give up on it
+            rest = text if len(text) < 64 * chunk_bytes else ""  # no line breaks at all: give up on it
             continue
-        extra = text[cut:last + 1]
+        extra = text[cut : last + 1]
         rest = text[cut:]
         yield text[:cut], ("" if "{'" in extra else extra), total

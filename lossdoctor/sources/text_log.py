@@ -25,6 +25,7 @@ roles in another (which names were taken as train loss, eval loss, lr ...: see l
 Detection: it claims a text file with a few recognisable record lines, with a low confidence, so every
 specific reader that claims the file wins.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,41 +63,71 @@ from lossdoctor.tidy import Coded, tidy_points
 #: files up to this size are decoded whole (exact undecodable-byte notes); larger ones are streamed
 WHOLE_FILE_BYTES = 64 * 1024 * 1024
 SNIFF_MIN_RECORDS = 2
-LOOKED_FOR = ("lines with a step (step/iter/Iter/s:/global_step/iteration N/M ...) and name: value pairs, "
-              "or dict/JSON lines with numbers")
+LOOKED_FOR = (
+    "lines with a step (step/iter/Iter/s:/global_step/iteration N/M ...) and name: value pairs, "
+    "or dict/JSON lines with numbers"
+)
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d[ T_]\d\d:\d\d:\d\d")
 _STAMP_START = frozenset("0123456789[ \t")
-_LEAD_STAMP = re.compile(r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
-                         r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?")
+_LEAD_STAMP = re.compile(
+    r"^\s*\[?\d{4}[-/]\d\d[-/]\d\d[ T_]\d\d:?\d\d:?\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?\]?"
+    r"|^\s*\[?\d\d:\d\d:\d\d(?:[.,]\d+)?\]?"
+)
 _STEP = re.compile(
     r"(?<![\w/.\-])(?P<kw>global[_ ]step|current_steps|num_updates|steps?|iteration|iter|it)(?![\w])"
     r"\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])"
     r"|(?<![\w/.\-])(?P<skw>s):(?P<sn>\d+)(?![\w.])",
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 _BRACKET_STEP = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\s*\]")
 #: a line a training script prints when it is done ("Training finished.", "training complete", ...)
-_FINISHED = re.compile(r"\b(?:training\s+(?:is\s+)?(?:finished|complete[d]?|done|ended)|finished\s+training|"
-                       r"done\s+training)\b", re.IGNORECASE)
+_FINISHED = re.compile(
+    r"\b(?:training\s+(?:is\s+)?(?:finished|complete[d]?|done|ended)|finished\s+training|"
+    r"done\s+training)\b",
+    re.IGNORECASE,
+)
 #: a batch counter within an epoch ("200/ 2983 batches", Keras' "469/469 [====]"): with the epoch, a step
 _COUNTER = re.compile(r"(?<![\w./:])(\d+)\s*/\s*(\d+)(?=\s*(?:batches|batch|steps|iters|it\b|\[|\||$))")
-_EPOCH = re.compile(r"(?<![\w/.\-])epoch(?![\w])\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])",
-                    re.IGNORECASE)
+_EPOCH = re.compile(
+    r"(?<![\w/.\-])epoch(?![\w])\s*(?:[:=#]\s*|\s+)(?P<n>\d+)(?:\s*/\s*(?P<tot>\d+))?(?![\w.])", re.IGNORECASE
+)
 _UNIT = r"%|ms|s|sec|secs|min|h|hr|GB|GiB|MB|MiB|KB|TB|TiB|BPC|bpc|bpb|BPB|it/s|s/it|tok/s"
 _WORD = r"[A-Za-z_(][\w./\-()\[\]]*"
 _NUM_END = r"(?![\w.])(?![-:/]\d)"
 _PAIR_SEP = re.compile(
-    rf"(?<![\w./\-()])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)\s*[:=]\s*(?P<num>{NUMBER})(?:\s?(?P<unit>{_UNIT}))?{_NUM_END}")
+    rf"(?<![\w./\-()])(?P<name>{_WORD}(?: {_WORD}){{0,5}}?)\s*[:=]\s*(?P<num>{NUMBER})(?:\s?(?P<unit>{_UNIT}))?{_NUM_END}"
+)
 _PAIR_WS = re.compile(
-    rf"(?<![\w./\-()])(?P<name>{_WORD}(?: {_WORD}){{0,4}}?)\s+(?P<num>{NUMBER})(?:\s?(?P<unit>{_UNIT}))?{_NUM_END}")
+    rf"(?<![\w./\-()])(?P<name>{_WORD}(?: {_WORD}){{0,4}}?)\s+(?P<num>{NUMBER})(?:\s?(?P<unit>{_UNIT}))?{_NUM_END}"
+)
 _SEGMENTS = re.compile(r"\s*[|,;\t]\s*|\s+-{2,}>?\s+|\s+[-–]\s+")
 _PYDICT_PAIR = re.compile(r"'([^'\n]{1,200})'\s*:\s*(?:'([^'\n]*)'|([^,'}\s]+))")
 _JSONISH_PAIR = re.compile(rf"\"([^\"\n]{{1,200}})\"\s*:\s*\"?({NUMBER})\"?(?=\s*[,}}])")
 _SECONDS = {"ms": 1e-3, "min": 60.0, "h": 3600.0, "hr": 3600.0}
-_STEP_KEYS = ("global_step", "train/global_step", "trainer/global_step", "step", "current_steps", "num_updates",
-              "iteration", "iter", "_step")
-_KW_RANK = {"global_step": 0, "global step": 0, "current_steps": 1, "num updates": 1, "step": 2, "steps": 2,
-            "iteration": 3, "iter": 3, "it": 4, "s": 5}
+_STEP_KEYS = (
+    "global_step",
+    "train/global_step",
+    "trainer/global_step",
+    "step",
+    "current_steps",
+    "num_updates",
+    "iteration",
+    "iter",
+    "_step",
+)
+_KW_RANK = {
+    "global_step": 0,
+    "global step": 0,
+    "current_steps": 1,
+    "num updates": 1,
+    "step": 2,
+    "steps": 2,
+    "iteration": 3,
+    "iter": 3,
+    "it": 4,
+    "s": 5,
+}
 
 
 @lru_cache(maxsize=1)
@@ -106,8 +137,25 @@ def _vocab() -> tuple[frozenset[str], frozenset[str], re.Pattern[str]]:
     return table.not_metrics, table.eval_words, re.compile(rf"(?<![\w])(?:{words})(?![\w])", re.IGNORECASE)
 
 
-_LOG_WORDS = frozenset({"info", "debug", "warning", "warn", "error", "trace", "log", "logger", "trainer",
-                        "training", "train.py", "main", "root", "stdout", "stderr"})
+_LOG_WORDS = frozenset(
+    {
+        "info",
+        "debug",
+        "warning",
+        "warn",
+        "error",
+        "trace",
+        "log",
+        "logger",
+        "trainer",
+        "training",
+        "train.py",
+        "main",
+        "root",
+        "stdout",
+        "stderr",
+    }
+)
 
 
 @lru_cache(maxsize=8192)
@@ -122,8 +170,7 @@ def _key(phrase: str) -> str:
         for i in range(1, len(words)):
             if normalise_key(" ".join(words[i:])) in table:
                 head = words[:i]
-                if len(words) > 3 or all(w.isupper() or w.endswith(":") or w.lower() in _LOG_WORDS
-                                         for w in head):
+                if len(words) > 3 or all(w.isupper() or w.endswith(":") or w.lower() in _LOG_WORDS for w in head):
                     return " ".join(words[i:])
                 break
     return phrase
@@ -161,8 +208,8 @@ class _Rec:
     grammar: str
     is_eval: bool
     glued: bool = False
-    sub: tuple[int, int] | None = None      # (N, M): a batch counter within the epoch
-    total: int | None = None                # M of "step N / M": the run's planned length
+    sub: tuple[int, int] | None = None  # (N, M): a batch counter within the epoch
+    total: int | None = None  # M of "step N / M": the run's planned length
 
 
 #: compiled templates of dict layouts seen (key set + quoting); None -> the last one used
@@ -187,7 +234,7 @@ def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None
     j = segment.rfind("}")
     if i < 0 or j < i:
         return None
-    body = segment[i:j + 1]
+    body = segment[i : j + 1]
     out: list[tuple[str, float]] = []
     grammar = "json"
     if body.startswith('{"'):
@@ -208,7 +255,7 @@ def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None
     elif body.startswith("{'"):
         grammar = "python-dict"
         last = _DICT_TEMPLATES.get(None)
-        if last is not None:       # the layout of the previous dict line, matched in one go
+        if last is not None:  # the layout of the previous dict line, matched in one go
             m = last[0].fullmatch(body)
             if m is not None:
                 try:
@@ -219,7 +266,7 @@ def _dict_pairs(segment: str) -> tuple[tuple[str, ...], list[float], str] | None
         if not found:
             return None
         names, quoted, bare = zip(*found)
-        try:      # the common case: every value a number, all quoted (transformers 5: '5.351') or none
+        try:  # the common case: every value a number, all quoted (transformers 5: '5.351') or none
             if not any(bare):
                 values = list(map(float, quoted))
                 _remember_layout(names, True)
@@ -260,7 +307,7 @@ def _text_pairs(text: str) -> tuple[list[tuple[str, float]], str, str]:
             style = "name value"
         pos = 0
         for m in found:
-            leftover.append(seg[pos:m.start()])
+            leftover.append(seg[pos : m.start()])
             pos = m.end()
             value = _float(m.group("num"))
             if value is None:
@@ -322,9 +369,9 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     if line[:1] in _STAMP_START:
         m = _LEAD_STAMP.match(line)
         if m:
-            line = line[m.end():]
+            line = line[m.end() :]
     brace = line.find("{")
-    if brace >= 0 and line[brace + 1:brace + 2] in ("'", '"'):
+    if brace >= 0 and line[brace + 1 : brace + 2] in ("'", '"'):
         found = _dict_pairs(line[brace:])
         if found is not None:
             return _dict_record(line, brace, found, lineno, rank)
@@ -369,12 +416,24 @@ def parse_line(line: str, lineno: int = 0, rank: int | None = None) -> _Rec | No
     if epoch is not None and "epoch" not in seen:
         clean.append(("epoch", float(epoch)))
     if not has_metric and step is None:
-        if epoch is not None:          # an epoch header ("Epoch 3/10"): the lines below belong to it
+        if epoch is not None:  # an epoch header ("Epoch 3/10"): the lines below belong to it
             return _Rec(lineno, rank, None, None, epoch, (), [], "epoch header", False, glued)
         return None
     is_eval = bool(leftover.strip()) and bool(_vocab()[2].search(leftover))
-    return _Rec(lineno, rank, step, step_kw, epoch, tuple(n for n, _ in clean), [v for _, v in clean], grammar,
-                is_eval, glued, sub, total)
+    return _Rec(
+        lineno,
+        rank,
+        step,
+        step_kw,
+        epoch,
+        tuple(n for n, _ in clean),
+        [v for _, v in clean],
+        grammar,
+        is_eval,
+        glued,
+        sub,
+        total,
+    )
 
 
 _DICT_LAYOUTS: dict[tuple[str, ...], tuple[tuple[int, ...], tuple[str, ...], bool, int | None, str]] = {}
@@ -396,8 +455,9 @@ def _dict_layout(names: tuple[str, ...]) -> tuple[tuple[int, ...], tuple[str, ..
     return found
 
 
-def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float], str], lineno: int,
-                 rank: int | None) -> _Rec | None:
+def _dict_record(
+    line: str, brace: int, found: tuple[tuple[str, ...], list[float], str], lineno: int, rank: int | None
+) -> _Rec | None:
     names, values, grammar = found
     prefix = line[:brace].strip() if brace else ""
     step, step_kw, glued = None, None, False
@@ -416,8 +476,9 @@ def _dict_record(line: str, brace: int, found: tuple[tuple[str, ...], list[float
     return _Rec(lineno, rank, step, step_kw, None, kept, values, grammar, is_eval, glued)
 
 
-_TABLE_STEP_NAMES = frozenset({"step", "steps", "iter", "iteration", "iterations", "it", "global_step", "epoch",
-                               "epochs", "iters"})
+_TABLE_STEP_NAMES = frozenset(
+    {"step", "steps", "iter", "iteration", "iterations", "it", "global_step", "epoch", "epochs", "iters"}
+)
 _HEADER_CELL = re.compile(r"[A-Za-z_][\w ./\-()%]*")
 _RULE_CELL = re.compile(r":?-{3,}:?|={3,}|")
 _RULE_LINE = re.compile(r"[\s|:=+-]{3,}")
@@ -476,14 +537,16 @@ class Extraction:
 
         try:
             steps = np.asarray(self.steps, dtype=np.int64)
-        except OverflowError:               # a step beyond int64: the constructor drops it with a note
+        except OverflowError:  # a step beyond int64: the constructor drops it with a note
             steps = np.asarray(self.steps, dtype=object)
-        return tidy_points(steps,
-                           Coded(np.asarray(self.codes, dtype=np.int64), [n for n, _ in self.names]),
-                           np.asarray(self.values, dtype=np.float64),
-                           canonical_codes=[c for _, c in self.names],
-                           rank=self.ranks if any(self.ranks) else None,
-                           line=np.asarray(self.lines, dtype=np.int64))
+        return tidy_points(
+            steps,
+            Coded(np.asarray(self.codes, dtype=np.int64), [n for n, _ in self.names]),
+            np.asarray(self.values, dtype=np.float64),
+            canonical_codes=[c for _, c in self.names],
+            rank=self.ranks if any(self.ranks) else None,
+            line=np.asarray(self.lines, dtype=np.int64),
+        )
 
 
 def _segments(text: str) -> Iterator[tuple[int, str]]:
@@ -497,7 +560,7 @@ def _segments(text: str) -> Iterator[tuple[int, str]]:
             segs = [s for s in line.split("\r") if s.strip()]
             last = len(segs) - 1
             for k, seg in enumerate(segs):
-                if "%|" in seg and (k < last or "=" not in seg):      # a tqdm bar redraw
+                if "%|" in seg and (k < last or "=" not in seg):  # a tqdm bar redraw
                     continue
                 yield lineno, seg
         elif line:
@@ -551,7 +614,7 @@ class _Scanner:
             if rec.epoch is not None:
                 self.epoch = rec.epoch
             elif self.epoch is not None and rec.step is None:
-                rec.epoch = self.epoch          # under an epoch header (Keras: 'Epoch 2/10' then its metrics)
+                rec.epoch = self.epoch  # under an epoch header (Keras: 'Epoch 2/10' then its metrics)
             if rec.step is not None and not rec.glued and not any(n != "epoch" for n in rec.names):
                 self.header_step, self.header_kw = rec.step, rec.step_kw
                 self.section_eval = rec.is_eval
@@ -608,8 +671,18 @@ class _Scanner:
         kept = [(("epoch" if _name_info(n)[1] else n), v) for n, v in kept if not _name_info(n)[0]]
         if not kept:
             return True
-        return _Rec(lineno, rank, int(step), f"{names[step_at]} column", None, tuple(n for n, _ in kept),
-                    [v for _, v in kept], "table", False, False)
+        return _Rec(
+            lineno,
+            rank,
+            int(step),
+            f"{names[step_at]} column",
+            None,
+            tuple(n for n, _ in kept),
+            [v for _, v in kept],
+            "table",
+            False,
+            False,
+        )
 
     def finish(self, out: Extraction) -> None:
         recs = self.recs
@@ -626,8 +699,9 @@ class _Scanner:
             ignored = len(recs) - len(stepped)
             use = stepped
             if ignored:
-                out.notes.append(f"{ignored} line(s) with name/value pairs but no step ignored "
-                                 "(the file's records carry a step)")
+                out.notes.append(
+                    f"{ignored} line(s) with name/value pairs but no step ignored (the file's records carry a step)"
+                )
         elif any(r.epoch is not None for r in recs):
             use = [r for r in recs if r.epoch is not None]
             totals = Counter(r.sub[1] for r in use if r.sub is not None and r.sub[1] > 0)
@@ -637,14 +711,16 @@ class _Scanner:
                 # epoch without a counter (its end-of-epoch evaluation) sits at the epoch's last batch
                 first = min(r.epoch for r in use if r.epoch is not None)
                 for r in use:
-                    e = int(r.epoch) - first       # type: ignore[arg-type]
+                    e = int(r.epoch) - first  # type: ignore[arg-type]
                     if r.sub is not None:
                         r.step, r.step_kw = e * r.sub[1] + r.sub[0], "epoch + batch N/M"
                     else:
                         r.step, r.step_kw = (e + 1) * per_epoch, "epoch end"
                 out.step_source = "logged"
-                out.notes.append(f"no step counter in the file: steps are (epoch - {first}) x {per_epoch} "
-                                 "batches + the batch counter N/M printed with the epoch")
+                out.notes.append(
+                    f"no step counter in the file: steps are (epoch - {first}) x {per_epoch} "
+                    "batches + the batch counter N/M printed with the epoch"
+                )
             else:
                 for r in use:
                     r.step, r.step_kw = r.epoch, "epoch"
@@ -655,20 +731,24 @@ class _Scanner:
             main = Counter(r.grammar for r in recs if not r.glued).most_common(1)
             use = [r for r in recs if main and r.grammar == main[0][0]]
             if len(use) < len(recs):
-                out.notes.append(f"{len(recs) - len(use)} line(s) with name/value pairs in another layout than "
-                                 f"the file's {main[0][0] if main else ''} records ignored")
+                out.notes.append(
+                    f"{len(recs) - len(use)} line(s) with name/value pairs in another layout than "
+                    f"the file's {main[0][0] if main else ''} records ignored"
+                )
             n = 0
             for r in use:
                 names = [k for k in r.names if k != "epoch"]
                 eval_only = bool(names) and all(_is_eval_name(k) for k in names)
-                end_summary = "train_runtime" in names     # HF's end-of-run summary: no step of its own
+                end_summary = "train_runtime" in names  # HF's end-of-run summary: no step of its own
                 if not ((eval_only or end_summary) and n):
                     n += 1
                 r.step, r.step_kw = n, "ordinal"
             out.step_source = "ordinal"
             if use:
-                out.notes.append("no step in the records: numbered in order (an eval-only or end-of-run "
-                                 "summary record shares the step of the one before it)")
+                out.notes.append(
+                    "no step in the records: numbered in order (an eval-only or end-of-run "
+                    "summary record shares the step of the one before it)"
+                )
         glued = [r.lineno for r in use if r.glued]
         use = [r for r in use if not r.glued]
         grammars: Counter[str] = Counter()
@@ -686,8 +766,10 @@ class _Scanner:
             plan = layouts.get(key)
             if plan is None:
                 keep, names, metrics = _plan_names(r.names, r.is_eval)
-                plan = layouts[key] = (keep, tuple(code_of.setdefault(pair, len(code_of))
-                                                   for pair in zip(names, metrics)))
+                plan = layouts[key] = (
+                    keep,
+                    tuple(code_of.setdefault(pair, len(code_of)) for pair in zip(names, metrics)),
+                )
             keep, plan_codes = plan
             k = len(plan_codes)
             steps.extend([r.step] * k)
@@ -701,8 +783,10 @@ class _Scanner:
         out.records = len(use)
         # finished: the last record reached its total ('step 50 / 50'), or the script said so after it
         last = max(use, key=lambda r: r.lineno, default=None)
-        if last is not None and ((last.total is not None and last.step is not None and last.step >= last.total > 0)
-                                 or self.finished_line > last.lineno):
+        if last is not None and (
+            (last.total is not None and last.step is not None and last.step >= last.total > 0)
+            or self.finished_line > last.lineno
+        ):
             out.state = "finished"
         if use:
             layout = "; ".join(f"{n} line(s) of {g or 'step only'}" for g, n in grammars.most_common())
@@ -740,9 +824,14 @@ def _plan_names(names: tuple[str, ...], is_eval: bool) -> tuple[list[bool], list
 
 def _describe_kw(kw: str) -> str:
     if kw in ("ordinal", "epoch", "block", "[N/M]", "epoch + batch N/M", "epoch end"):
-        return {"ordinal": "record order", "epoch": "the epoch number", "block": "the header line above",
-                "[N/M]": "'[N/M]' counters", "epoch + batch N/M": "epoch and batch counter",
-                "epoch end": "the end of its epoch"}[kw]
+        return {
+            "ordinal": "record order",
+            "epoch": "the epoch number",
+            "block": "the header line above",
+            "[N/M]": "'[N/M]' counters",
+            "epoch + batch N/M": "epoch and batch counter",
+            "epoch end": "the end of its epoch",
+        }[kw]
     return kw if kw.endswith("key") else f"'{kw}'"
 
 
@@ -775,8 +864,11 @@ def _head_records(text: str, limit: int) -> list[_Rec]:
 
 def count_records(text: str, limit: int = 400) -> int:
     """How many of the first `limit` lines are records with a step and a metric (for sniffers)."""
-    return sum(1 for r in _head_records(text, limit)
-               if r.step is not None and not r.glued and any(k != "epoch" for k in r.names))
+    return sum(
+        1
+        for r in _head_records(text, limit)
+        if r.step is not None and not r.glued and any(k != "epoch" for k in r.names)
+    )
 
 
 def count_any_records(text: str, limit: int = 400) -> int:
@@ -795,8 +887,19 @@ def _to_run(found: Extraction, location: str, name: str, notes: list[str]) -> Ru
         raise SourceError(f"no training metrics found; looked for {LOOKED_FOR}", location)
     summary = dict(table.summary)
     target = Target(location=location, path=None)
-    run = apply_roles(make_run(target, SOURCE.kind, frame, [], step_source=found.step_source, name=name,
-                               summary=summary, location=location, state=found.state))
+    run = apply_roles(
+        make_run(
+            target,
+            SOURCE.kind,
+            frame,
+            [],
+            step_source=found.step_source,
+            name=name,
+            summary=summary,
+            location=location,
+            state=found.state,
+        )
+    )
     all_notes = found.notes + [roles_note(run.metrics)] + list(run.provenance.notes) + notes + more
     return replace(run, provenance=replace(run.provenance, notes=tuple(all_notes)))
 
@@ -830,14 +933,15 @@ def _iter_file_text(path: Path, location: str, notes: list[str]) -> Iterator[str
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror or exc}", location) from None
     if replaced:
-        notes.append(f"{replaced} U+FFFD replacement character(s) in the text (bytes lost before or while "
-                     "decoding)")
+        notes.append(f"{replaced} U+FFFD replacement character(s) in the text (bytes lost before or while decoding)")
 
 
 class TextLogSource:
     kind = "text-log"
-    description = ("any text log, read generically: name: value / name=value / name value pairs, dict and JSON "
-                   "lines, with the step on the line (step, iter, s:, iteration N/M, global_step ...)")
+    description = (
+        "any text log, read generically: name: value / name=value / name value pairs, dict and JSON "
+        "lines, with the step on the line (step, iter, s:, iteration N/M, global_step ...)"
+    )
     example = "Iter 10: Train loss 2.100, Learning Rate 1.000e-05, It/sec 3.1, Tokens/sec 800.0"
     specificity = 5
 

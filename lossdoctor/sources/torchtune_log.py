@@ -11,6 +11,7 @@ A payload value may be a tensor's repr (``grad_norm:tensor(0.5432, device='cuda:
 read. Keys: loss, lr, tokens_per_second_per_gpu, grad_norm, peak_memory_*, val_loss (validation lines).
 When both kinds of line give train/loss at one step the metric-logger line wins (same value, more keys).
 """
+
 from __future__ import annotations
 
 import re
@@ -38,7 +39,7 @@ def _parse(line: str) -> tuple[str, int, list[tuple[str, float]], bool] | None:
     """(kind, step, pairs, glued) for a metric line or a progress-bar segment."""
     m = _STEP_LINE.match(line)
     if m:
-        rest = line[m.end():]
+        rest = line[m.end() :]
         glued = bool(_STEP_LINE.search(rest) or re.search(r"Step \d+ \| ", rest) or RANK_ANYWHERE.search(rest))
         pairs: list[tuple[str, float]] = []
         seen: set[str] = set()
@@ -88,8 +89,7 @@ class TorchtuneLogSource:
                 points.glued_lines.append(lineno)
                 continue
             for key, value in pairs:
-                points.add(step, key, value, rank=rank, priority=0 if kind == "logger" else 1,
-                           line=lineno)
+                points.add(step, key, value, rank=rank, priority=0 if kind == "logger" else 1, line=lineno)
         frame, more = points.frame()
         require_points(frame, target, "torchtune lines like 'Step 1 | loss:2.345 lr:2e-05'")
         return [make_run(target, self.kind, frame, notes + more)]

@@ -15,6 +15,7 @@ the transformers TrackioCallback logs without a step and adds ``train/global_ste
 rows carry it, rows are placed at that (as for W&B). ``timestamp`` becomes ``wall_time``. trackio records no
 run status, so the state is "unknown". The file is read through :mod:`lossdoctor.sources._sqlite`.
 """
+
 from __future__ import annotations
 
 import json
@@ -100,8 +101,9 @@ def read_project(path: Path, location: str, all_runs: bool) -> list[Run]:
             raise SourceError(f"an SQLite database without trackio's tables; expected {WHAT}", location)
         key = "run_id" if "run_id" in tables["metrics"] else "run_name"
         order = "id" if "id" in tables["metrics"] else "rowid"
-        runs = conn.execute(f"SELECT {key}, MAX(run_name), MIN({order}) FROM metrics "
-                            f"GROUP BY {key} ORDER BY MIN({order})").fetchall()
+        runs = conn.execute(
+            f"SELECT {key}, MAX(run_name), MIN({order}) FROM metrics GROUP BY {key} ORDER BY MIN({order})"
+        ).fetchall()
         if not runs:
             raise SourceError(f"no runs in trackio project {project!r} (its metrics table is empty)", location)
         chosen = runs if all_runs else runs[-1:]
@@ -111,9 +113,12 @@ def read_project(path: Path, location: str, all_runs: bool) -> list[Run]:
         for run_key, run_name, _ in chosen:
             rows = conn.execute(
                 f"SELECT step, metrics, {'timestamp' if has_time else 'NULL'} FROM metrics "
-                f"WHERE {key} = ? ORDER BY {order} LIMIT ?", (run_key, MAX_ROWS + 1)).fetchall()
-            out.append(_to_run(rows, str(run_name), project, location, configs.get(run_key),
-                               1 if all_runs else len(runs)))
+                f"WHERE {key} = ? ORDER BY {order} LIMIT ?",
+                (run_key, MAX_ROWS + 1),
+            ).fetchall()
+            out.append(
+                _to_run(rows, str(run_name), project, location, configs.get(run_key), 1 if all_runs else len(runs))
+            )
     return out
 
 
@@ -129,8 +134,9 @@ def _configs(conn: Any, tables: dict[str, set[str]], key: str) -> dict[Any, dict
     return out
 
 
-def _to_run(rows: list[tuple[Any, Any, Any]], name: str, project: str, location: str,
-            config: dict[str, Any] | None, n_runs: int) -> Run:
+def _to_run(
+    rows: list[tuple[Any, Any, Any]], name: str, project: str, location: str, config: dict[str, Any] | None, n_runs: int
+) -> Run:
     notes: list[str] = []
     if len(rows) > MAX_ROWS:
         rows = rows[:MAX_ROWS]
@@ -160,8 +166,9 @@ def _to_run(rows: list[tuple[Any, Any, Any]], name: str, project: str, location:
     frame, more = points.frame()
     notes.extend(more)
     if use_hf_step:
-        notes.append(f"rows placed at {HF_STEP_KEY} (the transformers TrackioCallback's step), not trackio's "
-                     "log-call counter")
+        notes.append(
+            f"rows placed at {HF_STEP_KEY} (the transformers TrackioCallback's step), not trackio's log-call counter"
+        )
     if bad:
         notes.append(f"{bad} logged row(s) that are not a JSON object (or over {MAX_ROW_BYTES} bytes) skipped")
     if no_step:
@@ -169,8 +176,7 @@ def _to_run(rows: list[tuple[Any, Any, Any]], name: str, project: str, location:
     if media:
         notes.append(f"{media} media value(s) (images, tables, histograms) skipped")
     if n_runs > 1:
-        notes.append(f"trackio project {project!r} holds {n_runs} runs; this is {name!r}"
-                     " (--all reads every one)")
+        notes.append(f"trackio project {project!r} holds {n_runs} runs; this is {name!r} (--all reads every one)")
     run_config: dict[str, Any] = {}
     created = None
     if config:
@@ -181,9 +187,16 @@ def _to_run(rows: list[tuple[Any, Any, Any]], name: str, project: str, location:
                 run_config[key.replace("/", ".")] = value
     if frame.empty:
         raise SourceError(f"trackio run {name!r} of project {project!r} has no numeric metrics", location)
-    run = make_run(Target(location=location, path=None), SOURCE.kind, frame, notes, name=name,
-                   config=run_config, location=location,
-                   step_source=HF_STEP_KEY if use_hf_step else "logged")
+    run = make_run(
+        Target(location=location, path=None),
+        SOURCE.kind,
+        frame,
+        notes,
+        name=name,
+        config=run_config,
+        location=location,
+        step_source=HF_STEP_KEY if use_hf_step else "logged",
+    )
     if created:
         from dataclasses import replace
 
@@ -223,8 +236,10 @@ class TrackioSource:
             if len(projects) > 1 and not options.all_runs:
                 from dataclasses import replace
 
-                note = (f"{len(projects)} trackio projects here; read the last written, {chosen[0].stem!r} "
-                        "(--all reads every one)")
+                note = (
+                    f"{len(projects)} trackio projects here; read the last written, {chosen[0].stem!r} "
+                    "(--all reads every one)"
+                )
                 runs = [replace(r, provenance=replace(r.provenance, notes=(note, *r.provenance.notes))) for r in runs]
             return runs
         if not is_sqlite(target.head):

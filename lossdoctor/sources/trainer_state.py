@@ -19,6 +19,7 @@ Mapping (documented choice):
 - state: "finished" when global_step >= max_steps or the summary entry is present; else "interrupted"
   (with a note) when a max_steps is known; else "unknown".
 """
+
 from __future__ import annotations
 
 import json
@@ -65,15 +66,17 @@ def load_state(path: Path, location: str) -> dict[str, Any]:
     data = read_bytes(path, location)
     text = decode_bytes(data)[0]
     try:
-        state = json.loads(text)   # Python's json accepts the NaN/Infinity the Trainer writes
+        state = json.loads(text)  # Python's json accepts the NaN/Infinity the Trainer writes
     except json.JSONDecodeError as exc:
-        raise SourceError(f"malformed JSON ({exc.msg}); expected a trainer_state.json", location,
-                          line=exc.lineno) from None
+        raise SourceError(
+            f"malformed JSON ({exc.msg}); expected a trainer_state.json", location, line=exc.lineno
+        ) from None
     except RecursionError:
         raise SourceError("JSON nested too deeply; expected a trainer_state.json", location) from None
-    except ValueError as exc:      # e.g. an integer literal past Python's digit limit
-        raise SourceError(f"malformed JSON ({' '.join(str(exc).split())[:120]}); expected a trainer_state.json",
-                          location) from None
+    except ValueError as exc:  # e.g. an integer literal past Python's digit limit
+        raise SourceError(
+            f"malformed JSON ({' '.join(str(exc).split())[:120]}); expected a trainer_state.json", location
+        ) from None
     if not isinstance(state, dict) or not isinstance(state.get("log_history"), list):
         raise SourceError("no 'log_history' list; expected an HF trainer_state.json", location)
     return state
@@ -152,12 +155,16 @@ class _History:
         per-entry rule must read it)."""
         found = self._layouts.get(keys)
         if found is None:
-            generic = any(k in _SUMMARY_KEYS for k in keys) or len(keys) >= _KEY_SLOTS \
+            generic = (
+                any(k in _SUMMARY_KEYS for k in keys)
+                or len(keys) >= _KEY_SLOTS
                 or not all(type(k) is str for k in keys)
+            )
             step = keys.index("step") if "step" in keys else None
             is_eval = any(str(k).startswith("eval_") for k in keys)
-            points = tuple((j, j) for j, k in enumerate(keys)
-                           if k not in _NOT_POINTS and not (k == "epoch" and is_eval))
+            points = tuple(
+                (j, j) for j, k in enumerate(keys) if k not in _NOT_POINTS and not (k == "epoch" and is_eval)
+            )
             found = self._layouts[keys] = (step, points, generic or step is None)
         return found
 
@@ -190,13 +197,18 @@ class _History:
                     keep = None
                 except OverflowError:
                     values = None
-            if values is None:                      # strings, None, booleans ...: one by one, as an entry would
+            if values is None:  # strings, None, booleans ...: one by one, as an entry would
                 nums = [json_number(v) for v in column]
                 keep = np.asarray([n is not None for n in nums], dtype=bool)
                 values = np.asarray([n for n in nums if n is not None], dtype=np.float64)
-            self._piece.append((steps if keep is None else steps[keep],
-                                np.full(len(values), self._code(keys[j]), dtype=np.int32), values,
-                                (base if keep is None else base[keep]) + pos))
+            self._piece.append(
+                (
+                    steps if keep is None else steps[keep],
+                    np.full(len(values), self._code(keys[j]), dtype=np.int32),
+                    values,
+                    (base if keep is None else base[keep]) + pos,
+                )
+            )
 
     def _entry(self, entry: dict[str, Any], ordinal: int) -> None:
         """The per-entry rule (see the module doc)."""
@@ -207,7 +219,7 @@ class _History:
                     self.summary[key] = num
             return
         step = entry.get("step")
-        if json_number(step) is None:     # NaN / fractional / huge steps: dropped and counted by the tidy table
+        if json_number(step) is None:  # NaN / fractional / huge steps: dropped and counted by the tidy table
             self.skipped += 1
             return
         is_eval = any(str(k).startswith("eval_") for k in entry)
@@ -223,8 +235,14 @@ class _History:
             values.append(num)
             order.append(ordinal * _KEY_SLOTS + min(pos, _KEY_SLOTS - 1))
         if steps:
-            self._piece.append((np.asarray(steps, dtype=object), np.asarray(codes, dtype=np.int32),
-                                np.asarray(values, dtype=np.float64), np.asarray(order, dtype=np.int64)))
+            self._piece.append(
+                (
+                    np.asarray(steps, dtype=object),
+                    np.asarray(codes, dtype=np.int32),
+                    np.asarray(values, dtype=np.float64),
+                    np.asarray(order, dtype=np.int64),
+                )
+            )
 
     def tidy(self) -> Any:
         """The points in the order they were written, through the one tidy-table constructor."""
@@ -261,7 +279,7 @@ def _history_run(state: dict[str, Any], history: _History, location: str, name: 
             continue
         if isinstance(value, (int, float, str)) or value is None:
             config[f"trainer.{key}"] = value
-    global_step = to_step(state.get("global_step"))       # None when absent, non-finite or not a counter
+    global_step = to_step(state.get("global_step"))  # None when absent, non-finite or not a counter
     max_steps = to_step(state.get("max_steps"))
     for key, num in (("global_step", global_step), ("max_steps", max_steps)):
         if num is not None:
@@ -269,13 +287,16 @@ def _history_run(state: dict[str, Any], history: _History, location: str, name: 
     notes: list[str] = []
     if skipped:
         notes.append(f"{skipped} log_history entr(y/ies) without an integer step skipped")
-    if (global_step is not None and max_steps is not None and max_steps > 0 and global_step >= max_steps) \
-            or "train_runtime" in summary:
+    if (
+        global_step is not None and max_steps is not None and max_steps > 0 and global_step >= max_steps
+    ) or "train_runtime" in summary:
         run_state = "finished"
     elif max_steps is not None and max_steps > 0 and global_step is not None:
         run_state = "interrupted"
-        notes.append(f"global_step {global_step} < max_steps {max_steps}: training stopped early "
-                     "(interrupted, or this is an intermediate checkpoint)")
+        notes.append(
+            f"global_step {global_step} < max_steps {max_steps}: training stopped early "
+            "(interrupted, or this is an intermediate checkpoint)"
+        )
     else:
         run_state = "unknown"
     table = history.tidy()
@@ -283,9 +304,14 @@ def _history_run(state: dict[str, Any], history: _History, location: str, name: 
     metrics = table.frame
     if metrics.empty:
         raise SourceError("log_history holds no logged metrics with a valid step", location)
-    return Run(name=name, provenance=Provenance(kind=SOURCE.kind, location=location, step_source="logged",
-                                                notes=tuple(notes)),
-               metrics=metrics, config=config, summary=summary, state=run_state)
+    return Run(
+        name=name,
+        provenance=Provenance(kind=SOURCE.kind, location=location, step_source="logged", notes=tuple(notes)),
+        metrics=metrics,
+        config=config,
+        summary=summary,
+        state=run_state,
+    )
 
 
 def _stream_state(path: Path) -> tuple[dict[str, Any], _History] | None:
@@ -307,7 +333,7 @@ def _stream_state(path: Path) -> tuple[dict[str, Any], _History] | None:
             if not more:
                 return None
             buf += more
-        head, buf = buf[: found.start()], buf[found.end():]
+        head, buf = buf[: found.start()], buf[found.end() :]
         try:
             while True:
                 gap = _ENTRY_GAP.search(buf, PIECE_BYTES) if len(buf) >= 2 * PIECE_BYTES else None
@@ -318,12 +344,12 @@ def _stream_state(path: Path) -> tuple[dict[str, Any], _History] | None:
                     buf += more
                     continue
                 history.add(json.loads(b"[" + buf[: gap.start() + 1] + b"]"))
-                buf = buf[gap.end():]
+                buf = buf[gap.end() :]
             rest_text = buf.decode("utf-8")
             del buf
             rest, end = json.JSONDecoder().raw_decode("[" + rest_text)
             history.add(rest)
-            tail = rest_text[end - 1:].encode("utf-8")
+            tail = rest_text[end - 1 :].encode("utf-8")
             if b'"log_history"' in head or b'"log_history"' in tail:
                 return None
             top = json.loads(head + b'"log_history": []' + tail)
@@ -343,8 +369,13 @@ def _run_name(path: Path) -> str:
 
 
 #: run.json status (lossdoctor train's manifest) -> Run.state
-_MANIFEST_STATES = {"completed": "finished", "running": "running", "interrupted": "interrupted",
-                    "failed": "crashed", "stopped-by-rule": "interrupted"}
+_MANIFEST_STATES = {
+    "completed": "finished",
+    "running": "running",
+    "interrupted": "interrupted",
+    "failed": "crashed",
+    "stopped-by-rule": "interrupted",
+}
 
 
 def _manifest(path: Path) -> dict[str, Any] | None:
@@ -366,7 +397,7 @@ def read_state_file(path: Path, location: str) -> Run:
         if path.stat().st_size >= STREAM_MIN_BYTES:
             streamed = _stream_state(path)
     except OSError:
-        streamed = None                   # load_state words the error
+        streamed = None  # load_state words the error
     if streamed is not None:
         run = _history_run(streamed[0], streamed[1], location, _run_name(path.resolve()))
     else:
@@ -375,8 +406,11 @@ def read_state_file(path: Path, location: str) -> Run:
     if manifest is None:
         return run
     # the flags the run was trained with (lr, lr_scheduler, warmup_steps, max_grad_norm ...) and how it ended
-    config = {str(k): v for k, v in (manifest.get("config") or {}).items()
-              if isinstance(v, (int, float, str, bool)) or v is None}
+    config = {
+        str(k): v
+        for k, v in (manifest.get("config") or {}).items()
+        if isinstance(v, (int, float, str, bool)) or v is None
+    }
     config.update(run.config)
     status = str(manifest.get("status") or "")
     state = _MANIFEST_STATES.get(status, run.state)
@@ -404,7 +438,7 @@ class TrainerStateSource:
             if head.startswith("{") and '"log_history"' in head:
                 return 0.9
             if head.startswith("{") and target.path is not None and target.path.name == PRIMARY_FILE:
-                return 0.9   # log_history may sit after a long preamble
+                return 0.9  # log_history may sit after a long preamble
         except Exception:  # noqa: BLE001 - a sniffer never raises
             return 0.0
         return 0.0

@@ -9,6 +9,7 @@ text that is not a number (typically a greedy group that swallowed a second, glu
 whole and counted — never turned into a partial point. ``[rankN]:`` prefixes set the rank, or a named group ``rank`` in the pattern does;
 duplicates keep rank 0, then the first.
 """
+
 from __future__ import annotations
 
 from lossdoctor.errors import SourceError
@@ -59,7 +60,7 @@ class UserFormatSource:
                 rank = int(m.group("rank"))
             step_text = m.group(fmt.step_group)
             step_value = parse_number(step_text) if step_text is not None else None
-            if step_value is None:        # NaN / fractional / huge steps: dropped and counted by the tidy table
+            if step_value is None:  # NaN / fractional / huge steps: dropped and counted by the tidy table
                 bad_steps += 1
                 continue
             values = [(group, metric, m.group(group)) for group, metric in fmt.metrics if m.group(group) is not None]
@@ -70,14 +71,21 @@ class UserFormatSource:
                 points.glued_lines.append(lineno)
                 continue
             for group, metric, value in parsed:
-                points.add(step_value, group, value, rank=rank, metric=metric,  # type: ignore[arg-type]
-                           line=lineno)
+                points.add(
+                    step_value,
+                    group,
+                    value,
+                    rank=rank,
+                    metric=metric,  # type: ignore[arg-type]
+                    line=lineno,
+                )
         frame, more = points.frame()
         if bad_steps:
             more.append(f"{bad_steps} matching line(s) skipped: step group {fmt.step_group!r} held no number")
         if frame.empty:
-            raise SourceError(f"no line matched the pattern of {fmt.path} with a numeric step and metric",
-                              target.location)
+            raise SourceError(
+                f"no line matched the pattern of {fmt.path} with a numeric step and metric", target.location
+            )
         notes = [f"format {fmt.name!r} from {fmt.path}"] + notes + more
         return [make_run(target, self.kind, frame, notes)]
 

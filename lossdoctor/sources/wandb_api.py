@@ -24,6 +24,7 @@ workers under the deadline, the progress line), :mod:`._wandb_parquet` (the expo
 (the live tail and the count check). This module picks the keys, composes the history, builds the table
 through the one tidy-table constructor and is the registered reader (with the cache).
 """
+
 from __future__ import annotations
 
 import time
@@ -46,8 +47,16 @@ from lossdoctor.table import MetricTable
 
 STEP_KEY = "train/global_step"
 _NUMERIC_TYPES = {"number", "nan", "int", "float"}
-_STATES = {"finished": "finished", "crashed": "crashed", "failed": "crashed", "killed": "interrupted",
-           "preempted": "interrupted", "preempting": "interrupted", "running": "running", "pending": "running"}
+_STATES = {
+    "finished": "finished",
+    "crashed": "crashed",
+    "failed": "crashed",
+    "killed": "interrupted",
+    "preempted": "interrupted",
+    "preempting": "interrupted",
+    "running": "running",
+    "pending": "running",
+}
 
 RUN_QUERY = """
 query Run($project: String!, $entity: String!, $name: String!) {
@@ -92,8 +101,15 @@ def wanted_keys(history_keys: dict[str, Any]) -> list[str]:
     return out
 
 
-def fetch_history(client: HttpClient, ref: RunRef, keys: list[str], step_key: str, counts: dict[str, int],
-                  last_step: int | None, bar: Progress) -> tuple[MetricTable, list[str], bool]:
+def fetch_history(
+    client: HttpClient,
+    ref: RunRef,
+    keys: list[str],
+    step_key: str,
+    counts: dict[str, int],
+    last_step: int | None,
+    bar: Progress,
+) -> tuple[MetricTable, list[str], bool]:
     """All points of ``keys``: (table, notes, complete). Exports downloaded in parallel and decoded with
     pyarrow; the live tail paged per key group in parallel; a key short of the server's count paged again
     alone at SAFE_PAGE_SIZE. ``complete`` is False when a key is still short."""
@@ -106,8 +122,9 @@ def fetch_history(client: HttpClient, ref: RunRef, keys: list[str], step_key: st
     for key, steps, _, missing in exported:
         got[key] += len(steps) + missing
     expected = {k: max(0, counts.get(k, 0) - got[k]) for k in keys}
-    live_points, notes, complete = fetch_live(client, ref, keys, step_key, counts, expected, live_steps, windows,
-                                              bar, budget)
+    live_points, notes, complete = fetch_live(
+        client, ref, keys, step_key, counts, expected, live_steps, windows, bar, budget
+    )
     results = exported + live_points
     missing_total = sum(r[3] for r in results)
     if missing_total:
@@ -129,7 +146,7 @@ def points_frame(results: list[Points]) -> tuple[MetricTable, list[str]]:
             continue
         if key not in keys:
             keys.append(key)
-        parts_s.append(np.asarray(steps, dtype="int64"))      # int64: exact beyond 2**53
+        parts_s.append(np.asarray(steps, dtype="int64"))  # int64: exact beyond 2**53
         parts_v.append(np.asarray(values, dtype="float64"))
         parts_c.append(np.full(len(steps), keys.index(key), dtype="int64"))
     if not keys:
@@ -150,8 +167,11 @@ def _json_field(value: Any) -> dict[str, Any]:
 
 def _config(raw: dict[str, Any]) -> dict[str, Any]:
     """``{k: {"value": v, "desc": ...}}`` (the server's form) or plain ``{k: v}``."""
-    return {k: (v["value"] if isinstance(v, dict) and "value" in v else v) for k, v in raw.items()
-            if not str(k).startswith("_wandb")}
+    return {
+        k: (v["value"] if isinstance(v, dict) and "value" in v else v)
+        for k, v in raw.items()
+        if not str(k).startswith("_wandb")
+    }
 
 
 def _run_answer(client: HttpClient, ref: RunRef, location: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -160,8 +180,11 @@ def _run_answer(client: HttpClient, ref: RunRef, location: str) -> tuple[dict[st
     for attempt in (1, 2):
         data = client.graphql("Run", RUN_QUERY, {"entity": ref.entity, "project": ref.project, "name": ref.run_id})
         if dig(data, "project") is None or dig(data, "project", "run") is None:
-            raise SourceError(f"run not found: {ref.path} at {ref.api_base} (check entity, project and run id, "
-                              f"and that the key can see the project)", location)
+            raise SourceError(
+                f"run not found: {ref.path} at {ref.api_base} (check entity, project and run id, "
+                f"and that the key can see the project)",
+                location,
+            )
         run = dig(data, "project", "run")
         if not isinstance(run, dict):
             raise FetchError("Run: the answer's run is not an object", "content")
@@ -172,8 +195,10 @@ def _run_answer(client: HttpClient, ref: RunRef, location: str) -> tuple[dict[st
         if (not isinstance(keys, dict) or not keys) and (lines > 0 or (last is not None and last >= 0)):
             if attempt == 1 and client.deadline.sleep(min(1.0, client.deadline.left() / 4)):
                 continue
-            raise FetchError(f"Run: incomplete answer: {ref.path} has history ({lines:,} rows) but historyKeys "
-                             f"lists no keys", "content")
+            raise FetchError(
+                f"Run: incomplete answer: {ref.path} has history ({lines:,} rows) but historyKeys lists no keys",
+                "content",
+            )
         return run, history_keys
     raise AssertionError("unreachable")
 
@@ -195,25 +220,35 @@ def fetch_run(ref: RunRef, location: str, options: ReadOptions) -> tuple[Run, bo
         counts = {k: numeric_count(key_info.get(k)) for k in keys}
         bar = Progress(sum(counts.values()), ref.path, options.progress)
         client.progress = lambda n: bar.add(nbytes=n)  # type: ignore[union-attr]
-        frame, notes, complete = fetch_history(client, ref, keys, step_key, counts,
-                                               to_step(history_keys.get("lastStep")), bar)
+        frame, notes, complete = fetch_history(
+            client, ref, keys, step_key, counts, to_step(history_keys.get("lastStep")), bar
+        )
         if frame.empty and sum(counts.values()):
-            raise FetchError(f"the server counts {sum(counts.values()):,} points of the wanted keys "
-                             f"({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}) but the history pages "
-                             f"came back empty", "content")
+            raise FetchError(
+                f"the server counts {sum(counts.values()):,} points of the wanted keys "
+                f"({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}) but the history pages "
+                f"came back empty",
+                "content",
+            )
     except FetchError as exc:
         deadline.cancel()
         raise map_error(exc, ref, location, timeout, secret) from None
     finally:
-        deadline.cancel()            # stops any worker still running
+        deadline.cancel()  # stops any worker still running
         if bar is not None:
             bar.close()
     from lossdoctor.sources.wandb_offline import flatten
 
-    config = {k: v for k, v in flatten(_config(_json_field(wrun.get("config")))).items()
-              if v is None or isinstance(v, (bool, int, float, str))}
-    summary = {k: v for k, v in flatten(_json_field(wrun.get("summaryMetrics"))).items()
-               if not k.startswith("_wandb") and (v is None or isinstance(v, (bool, int, float, str)))}
+    config = {
+        k: v
+        for k, v in flatten(_config(_json_field(wrun.get("config")))).items()
+        if v is None or isinstance(v, (bool, int, float, str))
+    }
+    summary = {
+        k: v
+        for k, v in flatten(_json_field(wrun.get("summaryMetrics"))).items()
+        if not k.startswith("_wandb") and (v is None or isinstance(v, (bool, int, float, str)))
+    }
     name = str(wrun.get("displayName") or wrun.get("name") or ref.run_id)[:500]
     created = wrun.get("createdAt")
     tags_raw = wrun.get("tags")
@@ -257,7 +292,7 @@ class WandbApiSource:
             last = text.rstrip("/").rsplit("/", 1)[-1]
             return 0.6 if last.replace("-", "").replace("_", "").isalnum() else 0.0
         if text.startswith(("http://", "https://")):
-            return 0.5      # a URL but not a run: read() says "not a run URL"
+            return 0.5  # a URL but not a run: read() says "not a run URL"
         return 0.0
 
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
@@ -275,7 +310,7 @@ class WandbApiSource:
         if cached is not None and cached.run.state in ("finished", "crashed", "interrupted"):
             return [_with_note(cached.run, cached.fetched_at)]
         run, complete = fetch_run(ref, location, options)
-        if complete and not run.metrics.empty:         # only whole, consistent fetches are cached
+        if complete and not run.metrics.empty:  # only whole, consistent fetches are cached
             cache.store(ref, run)
         return [run]
 
@@ -284,10 +319,16 @@ def _with_note(run: Run, fetched_at: float) -> Run:
     when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(fetched_at)) if fetched_at else "earlier"
     prov = run.provenance
     note = f"read from the local cache (fetched {when}; --refresh to refetch)"
-    return Run(name=run.name, provenance=Provenance(prov.kind, prov.location, prov.step_source,
-                                                    prov.notes + (note,), prov.confidence),
-               metrics=run.metrics, config=run.config, summary=run.summary, state=run.state,
-               created=run.created, tags=run.tags)
+    return Run(
+        name=run.name,
+        provenance=Provenance(prov.kind, prov.location, prov.step_source, prov.notes + (note,), prov.confidence),
+        metrics=run.metrics,
+        config=run.config,
+        summary=run.summary,
+        state=run.state,
+        created=run.created,
+        tags=run.tags,
+    )
 
 
 SOURCE = WandbApiSource()

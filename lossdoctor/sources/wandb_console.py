@@ -18,6 +18,7 @@ What we recover (confidence 0.5, step_source "ordinal"):
   different lengths still line up.
 - a U+FFFD inside a sparkline is level 0 (``▁`` lost by a bad re-encoding, as in seed 001).
 """
+
 from __future__ import annotations
 
 import math
@@ -90,7 +91,7 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
         if section == "Run history:":
             levels = _levels(rest)
             if levels is None:
-                skipped += 1        # "+3 ..." (more metrics than shown) or a damaged row
+                skipped += 1  # "+3 ..." (more metrics than shown) or a damaged row
                 continue
             history[key] = levels
         else:
@@ -100,7 +101,7 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
                 summary[key] = text_value
             else:
                 exact = to_step(text_value) if re.fullmatch(r"[-+]?\d+", text_value) else None
-                summary[key] = exact if exact is not None else value     # a counter within int64 stays exact
+                summary[key] = exact if exact is not None else value  # a counter within int64 stays exact
     return history, summary, name, skipped
 
 
@@ -126,10 +127,10 @@ class WandbConsoleSource:
         if not _has_block(text):
             return 0.0
         if _HF_DICT.search(head) or _HF_DICT.search(text):
-            return 0.6          # hf-console (0.7) reads exact values from the same file
+            return 0.6  # hf-console (0.7) reads exact values from the same file
 
         if count_records(head) >= 2:
-            return 0.25         # exact per-step lines exist: any line reader should win
+            return 0.25  # exact per-step lines exist: any line reader should win
         return 0.8
 
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
@@ -158,27 +159,38 @@ class WandbConsoleSource:
                 if level is None:
                     value = math.nan
                 elif anchor is not None:
-                    value = anchor * (1 + level / 7) / (1 + last / 7)   # type: ignore[operator]
+                    value = anchor * (1 + level / 7) / (1 + last / 7)  # type: ignore[operator]
                 else:
                     value = 1 + level / 7
                 points.add(step, key, value)
         frame, more = points.frame()
         require_points(frame, target, "a 'wandb: Run history:' block with sparklines")
-        how = (f"steps: each metric's points spread evenly up to global step {span} (from the summary)"
-               if known_total else f"steps: each metric's points spread evenly over 1..{span} "
-               "(no global step in the summary)")
-        notes = [NOTE, how, "values scaled from glyph levels (8 levels; last point anchored to the "
-                 "summary value where positive; range assumed max = 2 x min)"] + notes + more
+        how = (
+            f"steps: each metric's points spread evenly up to global step {span} (from the summary)"
+            if known_total
+            else f"steps: each metric's points spread evenly over 1..{span} (no global step in the summary)"
+        )
+        notes = (
+            [
+                NOTE,
+                how,
+                "values scaled from glyph levels (8 levels; last point anchored to the "
+                "summary value where positive; range assumed max = 2 x min)",
+            ]
+            + notes
+            + more
+        )
         if anchored and unanchored:
-            notes.append("left out (no positive final value in the summary to anchor the shape): "
-                         + ", ".join(unanchored))
+            notes.append(
+                "left out (no positive final value in the summary to anchor the shape): " + ", ".join(unanchored)
+            )
         elif not anchored:
-            notes.append("no summary values to anchor the shapes: values are glyph levels 1..2, "
-                         "not the metric's units")
+            notes.append("no summary values to anchor the shapes: values are glyph levels 1..2, not the metric's units")
         if skipped:
             notes.append(f"{skipped} history/summary row(s) not understood, skipped")
-        return [make_run(target, self.kind, frame, notes, step_source="ordinal", confidence=0.5,
-                         name=name, summary=summary)]
+        return [
+            make_run(target, self.kind, frame, notes, step_source="ordinal", confidence=0.5, name=name, summary=summary)
+        ]
 
 
 SOURCE = WandbConsoleSource()

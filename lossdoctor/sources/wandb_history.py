@@ -13,6 +13,7 @@ Mapping: points at ``_step`` (wandb's log-call counter), or at ``train/global_st
 ``_timestamp`` becomes ``wall_time``; summary and config from their files; state from the metadata.
 A run dir that holds a ``.wandb`` file is the wandb-offline reader's: that log is the complete record.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,13 @@ from lossdoctor.sources.wandb_offline import flatten
 HISTORY = "wandb-history.jsonl"
 HF_STEP_KEY = "train/global_step"
 _RUN_DIR = re.compile(r"^(?:run|dryrun|offline-run)-(\d{8}_\d{6})-([A-Za-z0-9_-]+)$")
-_STATES = {"finished": "finished", "failed": "crashed", "crashed": "crashed", "killed": "interrupted",
-           "running": "running"}
+_STATES = {
+    "finished": "finished",
+    "failed": "crashed",
+    "crashed": "crashed",
+    "killed": "interrupted",
+    "running": "running",
+}
 #: bytes read from the small side files (summary, config, metadata)
 MAX_SIDE_BYTES = 4 << 20
 
@@ -121,8 +127,11 @@ def read_history(path: Path, location: str) -> Run:
         else:
             rows.append((lineno, obj))
     if not rows:
-        raise SourceError("no history rows; expected one JSON object per wandb.log call "
-                          '(e.g. {"loss": 2.3, "_step": 0, "_runtime": 1.2, "_timestamp": 1600000000.0})', location)
+        raise SourceError(
+            "no history rows; expected one JSON object per wandb.log call "
+            '(e.g. {"loss": 2.3, "_step": 0, "_runtime": 1.2, "_timestamp": 1600000000.0})',
+            location,
+        )
     with_hf = sum(1 for _, row in rows if json_number(row.get(HF_STEP_KEY)) is not None)
     step_key = HF_STEP_KEY if with_hf * 2 > len(rows) else "_step"
     points = Collector()
@@ -144,8 +153,10 @@ def read_history(path: Path, location: str) -> Run:
     frame, more = points.frame()
     notes.extend(more)
     if bad:
-        notes.append(f"{len(bad)} line(s) that are not JSON objects skipped (line "
-                     f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})")
+        notes.append(
+            f"{len(bad)} line(s) that are not JSON objects skipped (line "
+            f"{', '.join(str(n) for n in bad[:5])}{', ...' if len(bad) > 5 else ''})"
+        )
     if no_step:
         notes.append(f"{no_step} history row(s) without {step_key} skipped")
     if media:
@@ -155,9 +166,15 @@ def read_history(path: Path, location: str) -> Run:
     run_dir = path.parent.parent if path.parent.name == "files" else path.parent
     side = path.parent
     summary_data = _side_json(side / "wandb-summary.json")
-    summary = {k: v for k, v in flatten(summary_data).items()
-               if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))} \
-        if isinstance(summary_data, dict) else {}
+    summary = (
+        {
+            k: v
+            for k, v in flatten(summary_data).items()
+            if not k.startswith("_") and (v is None or isinstance(v, (bool, int, float, str)))
+        }
+        if isinstance(summary_data, dict)
+        else {}
+    )
     meta = _side_json(side / "wandb-metadata.json")
     meta = meta if isinstance(meta, dict) else {}
     state = _STATES.get(str(meta.get("state") or ""), "unknown")
@@ -167,9 +184,18 @@ def read_history(path: Path, location: str) -> Run:
         notes.append(f"run exited with code {int(exitcode)}")
     m = _RUN_DIR.match(run_dir.name)
     name = str(meta.get("name") or (m.group(2) if m else run_dir.name))
-    run = make_run(Target(location=location, path=path), SOURCE.kind, frame, notes, name=name,
-                   summary=summary, config=_config(side / "config.yaml"), state=state, location=location,
-                   step_source="train/global_step" if step_key == HF_STEP_KEY else "_step")
+    run = make_run(
+        Target(location=location, path=path),
+        SOURCE.kind,
+        frame,
+        notes,
+        name=name,
+        summary=summary,
+        config=_config(side / "config.yaml"),
+        state=state,
+        location=location,
+        step_source="train/global_step" if step_key == HF_STEP_KEY else "_step",
+    )
     started = meta.get("startedAt")
     return replace(run, created=started if isinstance(started, str) else None)
 
@@ -199,8 +225,10 @@ class WandbHistorySource:
             raise SourceError("expected an old W&B run directory or its wandb-history.jsonl", target.location)
         files = locate(target.path, options.all_runs)
         if not files:
-            raise SourceError(f"no {HISTORY} here (expected wandb/run-*/ or dryrun-*/ holding one, "
-                              "without a .wandb file)", target.location)
+            raise SourceError(
+                f"no {HISTORY} here (expected wandb/run-*/ or dryrun-*/ holding one, without a .wandb file)",
+                target.location,
+            )
         if len(files) == 1:
             location = target.location if target.path.is_file() else str(files[0])
             return [read_history(files[0], location)]

@@ -10,6 +10,7 @@ Step axis: when the run defines a step metric (the HF integration calls
 ``define_metric("*", step_metric="train/global_step")``), rows carrying it are placed at that value;
 otherwise at ``_step`` (wandb's own ``log()`` counter, which the HF callback advances for eval rows too).
 """
+
 from __future__ import annotations
 
 import re
@@ -41,7 +42,7 @@ class WandbLog:
     """Everything lossdoctor needs from one ``.wandb`` file (also feeds the tests' fake GraphQL server)."""
 
     path: Path
-    rows: list[dict[str, Any]] = field(default_factory=list)    # history rows, numeric values only (+_step)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # history rows, numeric values only (+_step)
     config: dict[str, Any] = field(default_factory=dict)
     summary: dict[str, Any] = field(default_factory=dict)
     run_id: str = ""
@@ -51,7 +52,7 @@ class WandbLog:
     tags: tuple[str, ...] = ()
     created: str | None = None
     exit_code: int | None = None
-    step_metrics: Counter = field(default_factory=Counter)        # step metric name → metric records using it
+    step_metrics: Counter = field(default_factory=Counter)  # step metric name → metric records using it
     notes: list[str] = field(default_factory=list)
     skipped_values: int = 0
 
@@ -93,7 +94,7 @@ def _item_value(item: Any) -> Any:
     if not raw:
         return None
     try:
-        return load_json(raw)   # accepts the NaN / Infinity / -Infinity tokens wandb writes
+        return load_json(raw)  # accepts the NaN / Infinity / -Infinity tokens wandb writes
     except ValueError:
         return None
 
@@ -127,7 +128,7 @@ def _iso(seconds: int, nanos: int) -> str | None:
         return None
     try:
         stamp = datetime.fromtimestamp(seconds + nanos / 1e9, tz=timezone.utc)
-    except (ValueError, OverflowError, OSError):     # a start time no calendar holds: not known
+    except (ValueError, OverflowError, OSError):  # a start time no calendar holds: not known
         return None
     return stamp.isoformat(timespec="seconds").replace("+00:00", "Z")
 
@@ -136,11 +137,16 @@ def describe_damage(damage: list[Damage], size: int) -> list[str]:
     out = []
     for d in damage:
         if d.reason == "truncated":
-            out.append(f"wandb file truncated at byte {d.offset} of {size}: the record there and anything "
-                       f"after it is lost (run killed or file cut while copying)")
+            out.append(
+                f"wandb file truncated at byte {d.offset} of {size}: the record there and anything "
+                f"after it is lost (run killed or file cut while copying)"
+            )
         else:
-            where = (f"reading resumed at the next {BLOCK // 1024} KiB block, byte {d.resumed_at}"
-                     if d.resumed_at is not None else "nothing after it could be read")
+            where = (
+                f"reading resumed at the next {BLOCK // 1024} KiB block, byte {d.resumed_at}"
+                if d.resumed_at is not None
+                else "nothing after it could be read"
+            )
             out.append(f"wandb file damaged at byte {d.offset} ({d.reason}): {where}")
     return out
 
@@ -185,8 +191,11 @@ def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
                     else:
                         row[leaf] = num
             if "_step" not in row:
-                row["_step"] = float(rec.history.step.num if rec.history.HasField("step") else
-                                     (pending_step + 1 if pending_step is not None else 0))
+                row["_step"] = float(
+                    rec.history.step.num
+                    if rec.history.HasField("step")
+                    else (pending_step + 1 if pending_step is not None else 0)
+                )
             pending_step = to_step(row["_step"])
             log.rows.append(row)
         elif kind == "run":
@@ -210,11 +219,15 @@ def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
         elif kind == "exit":
             log.exit_code = int(rec.exit.exit_code)
     if undecodable:
-        log.notes.append(f"{undecodable} record(s) with an intact checksum could not be decoded "
-                         f"(written by a newer wandb?)")
+        log.notes.append(
+            f"{undecodable} record(s) with an intact checksum could not be decoded (written by a newer wandb?)"
+        )
     log.config = flatten(log.config)
-    log.summary = {k: v for k, v in flatten(log.summary).items()
-                   if not k.startswith("_wandb") and (v is None or isinstance(v, (bool, int, float, str)))}
+    log.summary = {
+        k: v
+        for k, v in flatten(log.summary).items()
+        if not k.startswith("_wandb") and (v is None or isinstance(v, (bool, int, float, str)))
+    }
     _note_lost_rows(log, scan.damage)
     return log
 
@@ -223,8 +236,7 @@ def _note_lost_rows(log: WandbLog, damage: list[Damage]) -> None:
     """After damage, gaps in wandb's contiguous ``_step`` counter say exactly which history rows were lost."""
     if not damage or not log.rows:
         return
-    steps = np.unique(np.asarray([s for s in (to_step(r["_step"]) for r in log.rows) if s is not None],
-                                 dtype="int64"))
+    steps = np.unique(np.asarray([s for s in (to_step(r["_step"]) for r in log.rows) if s is not None], dtype="int64"))
     gaps = np.nonzero(np.diff(steps) > 1)[0]
     for i in gaps[:5]:
         a, b = int(steps[i]) + 1, int(steps[i + 1]) - 1
@@ -293,8 +305,7 @@ def log_to_run(log: WandbLog, location: str) -> Run:
             all_notes.extend(fallback.provenance.notes)
     return Run(
         name=log.name or log.run_id or log.path.stem,
-        provenance=Provenance(kind=SOURCE.kind, location=location, step_source=step_key,
-                              notes=tuple(all_notes)),
+        provenance=Provenance(kind=SOURCE.kind, location=location, step_source=step_key, notes=tuple(all_notes)),
         metrics=frame,
         config=log.config,
         summary={**run_summary, **log.summary},
@@ -331,6 +342,7 @@ def _output_log_run(run_dir: Path, location: str) -> Run | None:
 
 # -- locating runs ------------------------------------------------------------------------------------
 
+
 def _wandb_file(run_dir: Path) -> Path | None:
     files = sorted(run_dir.glob("*.wandb"))
     return files[-1] if files else None
@@ -343,8 +355,10 @@ def _run_dirs(wandb_dir: Path) -> list[Path]:
     except OSError:
         return []
     dirs = [p for p in entries if _wandb_file(p) is not None]
-    return sorted(dirs, key=lambda p: (p.name.split("-", 2)[-1] if p.name.startswith("offline-") else
-                                       p.name.split("-", 1)[-1], p.name))
+    return sorted(
+        dirs,
+        key=lambda p: (p.name.split("-", 2)[-1] if p.name.startswith("offline-") else p.name.split("-", 1)[-1], p.name),
+    )
 
 
 def _latest(wandb_dir: Path) -> list[Path]:
@@ -360,8 +374,9 @@ def locate(path: Path, all_runs: bool) -> list[Path]:
     ``wandb/`` dir or a dir containing one."""
     if path.is_file():
         return [path]
-    if _wandb_file(path) is not None and (_RUN_DIR.match(path.resolve().name) or path.name == "latest-run"
-                                          or not _run_dirs(path)):
+    if _wandb_file(path) is not None and (
+        _RUN_DIR.match(path.resolve().name) or path.name == "latest-run" or not _run_dirs(path)
+    ):
         return [_wandb_file(path)]  # type: ignore[list-item]
     for wandb_dir in (path, path / "wandb"):
         if wandb_dir.is_dir() and _run_dirs(wandb_dir):
@@ -391,8 +406,9 @@ class WandbOfflineSource:
             raise SourceError("expected a local W&B run directory or .wandb file", target.location)
         files = locate(target.path, options.all_runs)
         if not files:
-            raise SourceError("no W&B run found (expected wandb/run-*/ or offline-run-*/ with a .wandb file)",
-                              target.location)
+            raise SourceError(
+                "no W&B run found (expected wandb/run-*/ or offline-run-*/ with a .wandb file)", target.location
+            )
         runs = []
         for path in files:
             location = target.location if len(files) == 1 else str(path.parent)

@@ -8,6 +8,7 @@ last line, a pending log dict waiting for the progress-bar counter that gives it
 
 Disk access is here and in the command; the parsing in each tail is over the bytes it was given.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -29,9 +30,9 @@ class Update:
     """What one poll found: new points (step, raw metric name, value) and whether the run has ended."""
 
     points: list[tuple[int, str, float]] = field(default_factory=list)
-    ended: str | None = None        # why the run is over ("end-of-training summary", "W&B exit record", ...)
+    ended: str | None = None  # why the run is over ("end-of-training summary", "W&B exit record", ...)
     notes: list[str] = field(default_factory=list)
-    backlog: bool = False           # more bytes are waiting than one poll reads
+    backlog: bool = False  # more bytes are waiting than one poll reads
 
 
 class Tail(Protocol):
@@ -127,6 +128,6 @@ class TextFollower(FileFollower):
         text = self.partial + self.text()
         cut = text.rfind("\n") + 1
         done, self.partial = text[:cut], text[cut:]
-        if len(self.partial) > self.max_read:        # a "line" that never ends (a tqdm bar redrawn with \r)
-            self.partial = self.partial[-64 * 1024:]
+        if len(self.partial) > self.max_read:  # a "line" that never ends (a tqdm bar redrawn with \r)
+            self.partial = self.partial[-64 * 1024 :]
         return done, self.partial

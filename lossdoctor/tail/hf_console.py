@@ -9,6 +9,7 @@ steps-per-epoch seen so far, else from the previous step plus the logging cadenc
 train dicts (the report says which). The end-of-training summary dict (``train_runtime``) ends the run.
 The final report re-reads the whole file with the hf-console reader, whose step inference sees all of it.
 """
+
 from __future__ import annotations
 
 import re
@@ -44,7 +45,7 @@ class ConsoleTail:
     config: dict[str, Any] = field(default_factory=dict)
     follower: TextFollower = field(init=False)
     pending: list[_Pending] = field(default_factory=list)
-    totals: dict[int, int] = field(default_factory=dict)    # bar total → times seen right after a dict
+    totals: dict[int, int] = field(default_factory=dict)  # bar total → times seen right after a dict
     main_total: int | None = None
     kinds: dict[tuple[str, ...], int | None] = field(default_factory=dict)
     last_step: int | None = None
@@ -56,7 +57,6 @@ class ConsoleTail:
 
     def __post_init__(self) -> None:
         self.follower = TextFollower(self.path)
-
 
     def _from_counter(self, p: _Pending, counter: int) -> int:
         """The counter, unless it disagrees with the dict's epoch: a counter redrawn after a dict can lag or lead
@@ -104,7 +104,7 @@ class ConsoleTail:
         if main is None or seen > self.totals[main]:
             self.main_total = main = total
         if total != main:
-            return                     # another bar (evaluation) closing: not the step
+            return  # another bar (evaluation) closing: not the step
         for p in self.pending:
             self._resolve(p, self._from_counter(p, n), out)
         self.pending.clear()

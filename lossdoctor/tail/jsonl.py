@@ -1,6 +1,7 @@
 """Follow a JSON Lines metrics file: each appended complete line is one object with a step key (the jsonl
 reader's step keys and flattening). A cut last line waits for the rest. A row carrying HF's end-of-training
 summary (``train_runtime``) ends the run; otherwise the run ends by ``--stall-timeout`` or Ctrl-C."""
+
 from __future__ import annotations
 
 import json

@@ -4,6 +4,7 @@ The Trainer rewrites this file whole at every save, so there is nothing to appen
 only when its size or mtime changed, parses it and takes the ``log_history`` rows after the ones already
 seen (a half-written file is simply tried again at the next poll). The summary row (``train_runtime``) ends
 the run."""
+
 from __future__ import annotations
 
 import json
@@ -48,7 +49,7 @@ class TrainerStateTail:
         try:
             state = json.loads(path.read_bytes())
         except (OSError, ValueError):
-            return out              # being rewritten: next poll
+            return out  # being rewritten: next poll
         self.signature = sig
         history = state.get("log_history") if isinstance(state, dict) else None
         if not isinstance(history, list):
@@ -56,7 +57,7 @@ class TrainerStateTail:
         if len(history) < self.seen:
             out.notes.append(f"{path}: log_history got shorter (resumed from a checkpoint?); reading it again")
             self.seen = 0
-        for row in history[self.seen:]:
+        for row in history[self.seen :]:
             if not isinstance(row, dict):
                 continue
             if "train_runtime" in row:

@@ -6,6 +6,7 @@ Per poll only the appended bytes are framed (the 32 KiB-block, 7-byte-chunk fram
 poll, and a damaged chunk (bad checksum or length) is skipped to the next block as LevelDB does. History records give
 points (step: ``train/global_step`` when the row has it, as HF logs it, else ``_step``); config records
 feed the rules that read the config; the exit record ends the run."""
+
 from __future__ import annotations
 
 import struct
@@ -42,7 +43,7 @@ class WandbTail:
     config: dict[str, Any] = field(default_factory=dict)
     follower: FileFollower = field(init=False)
     buf: bytearray = field(default_factory=bytearray)
-    pos: int = 0                   # absolute file offset of buf[0]
+    pos: int = 0  # absolute file offset of buf[0]
     record: bytearray | None = None
     damaged: int = 0
     _cls: Any = None
@@ -73,7 +74,7 @@ class WandbTail:
                 break
             crc, length, ctype = _CHUNK.unpack_from(data, i)
             if crc == 0 and length == 0 and ctype == 0:
-                break                          # zero-filled space not written yet
+                break  # zero-filled space not written yet
             if CHUNK_HEADER + length > left or ctype not in (FULL, FIRST, MIDDLE, LAST):
                 self.damaged += 1
                 skip = left
@@ -83,8 +84,8 @@ class WandbTail:
                 self.record = None
                 continue
             if len(data) - i < CHUNK_HEADER + length:
-                break                          # the chunk is still being written
-            payload = bytes(data[i + CHUNK_HEADER:i + CHUNK_HEADER + length])
+                break  # the chunk is still being written
+            payload = bytes(data[i + CHUNK_HEADER : i + CHUNK_HEADER + length])
             i += CHUNK_HEADER + length
             if chunk_crc(ctype, payload) != crc:
                 self.damaged += 1

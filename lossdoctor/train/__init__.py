@@ -3,6 +3,7 @@
 ``run_training(TrainConfig(...)) -> Path`` is the Python entry point (tests of other modules use it to make
 real runs). Importing this package does not import torch; the recipe imports the stack when it runs.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

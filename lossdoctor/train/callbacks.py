@@ -5,6 +5,7 @@ Why on_log (placed first in the callback list) and not on_evaluate: ``Trainer.ev
 ``trainer_state.json``. In ``on_log`` we add the value to the dict the printer and W&B callbacks receive next,
 and to the row just appended to ``state.log_history``.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,7 @@ class ExtraMetricsCallback(TrainerCallback):
         self._last_time = time.perf_counter()
         return control
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> Any:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         if not logs:
             return control
         extra: dict[str, float] = {}
@@ -51,8 +51,9 @@ class ExtraMetricsCallback(TrainerCallback):
         if "loss" in logs and isinstance(tokens, (int, float)):
             now = time.perf_counter()
             if self._last_time is not None and self._last_tokens is not None and now > self._last_time:
-                extra["train_tokens_per_second"] = round((float(tokens) - self._last_tokens)
-                                                         / (now - self._last_time), 2)
+                extra["train_tokens_per_second"] = round(
+                    (float(tokens) - self._last_tokens) / (now - self._last_time), 2
+                )
             self._last_time, self._last_tokens = now, float(tokens)
         if extra:
             logs.update(extra)

@@ -6,6 +6,7 @@ so what was asked for is what was recorded. YAML keys may use dashes or undersco
 Relative ``data``/``eval_data``/``rules`` paths in a YAML file are resolved against the YAML file's folder, so an
 example config works from any working directory; ``output_dir`` stays relative to where you run the command.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,21 +26,38 @@ QUANT_CHOICES: tuple[str, ...] = ("none", "4bit", "8bit")
 PRECISION_CHOICES: tuple[str, ...] = ("auto", "bf16", "fp16", "fp32")
 WANDB_CHOICES: tuple[str, ...] = ("off", "offline", "online")
 STOP_ON_CHOICES: tuple[str, ...] = ("never", "error", "warning")
-SCHEDULER_CHOICES: tuple[str, ...] = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
-                                      "constant_with_warmup", "inverse_sqrt", "reduce_lr_on_plateau",
-                                      "cosine_with_min_lr", "warmup_stable_decay")
+SCHEDULER_CHOICES: tuple[str, ...] = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+    "reduce_lr_on_plateau",
+    "cosine_with_min_lr",
+    "warmup_stable_decay",
+)
 
 #: LoRA on every linear projection of the blocks (peft's shorthand; excludes the output head)
 ALL_LINEAR = "all-linear"
 
 
-def _opt(default: Any, help: str = "", *, metavar: str | None = None, choices: tuple[str, ...] = (),  # noqa: A002
-         flag: str | None = None, shown: str | None = None) -> Any:
+def _opt(
+    default: Any,
+    help: str = "",
+    *,
+    metavar: str | None = None,
+    choices: tuple[str, ...] = (),  # noqa: A002
+    flag: str | None = None,
+    shown: str | None = None,
+) -> Any:
     """A TrainConfig field with what its command-line option needs: ``help``, ``metavar``, ``choices``, the
     ``flag`` when it is not the field name with dashes, and ``shown`` for a default that reads better in words.
     ``lossdoctor train --help`` is generated from these (``option_specs``), so each default lives here only."""
-    return dataclasses.field(default=default, metadata={"help": help, "metavar": metavar, "choices": choices,
-                                                         "flag": flag, "shown": shown})
+    return dataclasses.field(
+        default=default, metadata={"help": help, "metavar": metavar, "choices": choices, "flag": flag, "shown": shown}
+    )
 
 
 @dataclass(frozen=True)
@@ -61,29 +79,36 @@ class TrainConfig:
     lora_r: int = _opt(8, "LoRA rank.")
     lora_alpha: int = _opt(16)
     lora_dropout: float = _opt(0.05)
-    target_modules: tuple[str, ...] = _opt((), "LoRA target modules (repeat or comma-separate).", metavar="NAMES",
-                                           shown="all linear projections")
+    target_modules: tuple[str, ...] = _opt(
+        (), "LoRA target modules (repeat or comma-separate).", metavar="NAMES", shown="all linear projections"
+    )
     eval_steps: int = _opt(20)
-    save_steps: int | None = _opt(None, shown="= --eval-steps")   # so the best eval checkpoint exists
+    save_steps: int | None = _opt(None, shown="= --eval-steps")  # so the best eval checkpoint exists
     logging_steps: int = _opt(10)
     seed: int = _opt(42)
     lr_scheduler: str = _opt("cosine", choices=SCHEDULER_CHOICES)
     warmup_steps: int = _opt(0)
     max_grad_norm: float = _opt(1.0, "Gradient clipping.")
     quant: str = _opt("none", "bitsandbytes quantisation of the base model (CUDA only).", choices=QUANT_CHOICES)
-    precision: str = _opt("auto", "auto = bf16 on bf16 GPUs, fp16 on older GPUs, fp32 on CPU.",
-                          choices=PRECISION_CHOICES)
+    precision: str = _opt(
+        "auto", "auto = bf16 on bf16 GPUs, fp16 on older GPUs, fp32 on CPU.", choices=PRECISION_CHOICES
+    )
     wandb: str = _opt("offline", "W&B logging; offline writes <output-dir>/wandb/.", choices=WANDB_CHOICES)
     wandb_project: str = _opt("lossdoctor")
     wandb_entity: str | None = _opt(None)
     run_name: str | None = _opt(None, shown="the output dir's name")
     overwrite: bool = _opt(False, "Replace an existing lossdoctor run directory.")
-    stop_on: str = _opt("never", "Stop training when a finding at/above this severity fires; keeps the best "
-                                 "checkpoint.", choices=STOP_ON_CHOICES)
-    stop_on_rules: tuple[str, ...] = _opt((), "Stop training when this rule fires (repeatable).", metavar="ID",
-                                          flag="--stop-on-rule")
-    rules: tuple[str, ...] = _opt((), "Extra rule file (repeatable); may extend/override the default pack.",
-                                  metavar="FILE")
+    stop_on: str = _opt(
+        "never",
+        "Stop training when a finding at/above this severity fires; keeps the best checkpoint.",
+        choices=STOP_ON_CHOICES,
+    )
+    stop_on_rules: tuple[str, ...] = _opt(
+        (), "Stop training when this rule fires (repeatable).", metavar="ID", flag="--stop-on-rule"
+    )
+    rules: tuple[str, ...] = _opt(
+        (), "Extra rule file (repeatable); may extend/override the default pack.", metavar="FILE"
+    )
     threads: int = _opt(0, "torch CPU threads (0 = auto: OMP_NUM_THREADS, else 1 for tiny).")
 
     @property
@@ -109,7 +134,7 @@ def _kind(name: str) -> str:
     if typing.get_origin(hint) is tuple:
         return "multi"
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    base = args[0] if args else hint   # X | None -> X
+    base = args[0] if args else hint  # X | None -> X
     kind = {int: "int", float: "float", bool: "bool", str: "str"}.get(base)
     if kind is None:
         raise TypeError(f"TrainConfig.{name}: annotation {hint!r} has no option kind")
@@ -125,19 +150,26 @@ _BOOL_FIELDS = tuple(n for n, k in _KINDS.items() if k == "bool")
 _NULLABLE_FIELDS = tuple(n for n in _FIELDS if type(None) in typing.get_args(_HINTS[n]))
 _PATH_FIELDS = ("data", "eval_data")
 #: accepted spellings besides the field names (the hand-written scripts used these)
-_KEY_ALIASES = {"data_path": "data", "learning_rate": "lr", "num_train_epochs": "epochs", "max_length": "cutoff_len",
-                "lora_rank": "lora_r", "lr_scheduler_type": "lr_scheduler", "stop_on_rule": "stop_on_rules",
-                "num_threads": "threads"}
+_KEY_ALIASES = {
+    "data_path": "data",
+    "learning_rate": "lr",
+    "num_train_epochs": "epochs",
+    "max_length": "cutoff_len",
+    "lora_rank": "lora_r",
+    "lr_scheduler_type": "lr_scheduler",
+    "stop_on_rule": "stop_on_rules",
+    "num_threads": "threads",
+}
 
 
 @dataclass(frozen=True)
 class OptionSpec:
     """One ``lossdoctor train`` option, made from a TrainConfig field (commands/train.py turns it into click)."""
 
-    name: str                       # the TrainConfig field
-    flag: str                       # --cutoff-len
-    kind: str                       # int | float | bool | str | multi
-    help: str                       # with the default in brackets, e.g. "Max tokens per example. [256]"
+    name: str  # the TrainConfig field
+    flag: str  # --cutoff-len
+    kind: str  # int | float | bool | str | multi
+    help: str  # with the default in brackets, e.g. "Max tokens per example. [256]"
     metavar: str | None = None
     choices: tuple[str, ...] = ()
 
@@ -157,8 +189,16 @@ def option_specs() -> tuple[OptionSpec, ...]:
     for name, f in _FIELDS.items():
         shown = _default_text(f)
         text = " ".join(p for p in (f.metadata["help"], f"[{shown}]" if shown else "") if p)
-        out.append(OptionSpec(name=name, flag=f.metadata["flag"] or "--" + name.replace("_", "-"), kind=_KINDS[name],
-                              help=text, metavar=f.metadata["metavar"], choices=f.metadata["choices"]))
+        out.append(
+            OptionSpec(
+                name=name,
+                flag=f.metadata["flag"] or "--" + name.replace("_", "-"),
+                kind=_KINDS[name],
+                help=text,
+                metavar=f.metadata["metavar"],
+                choices=f.metadata["choices"],
+            )
+        )
     return tuple(out)
 
 
@@ -191,7 +231,7 @@ def coerce(name: str, value: Any) -> Any:
             raise ValueError(f"{name}: expected an integer, got {value!r}")
         return value
     if name in _FLOAT_FIELDS:
-        if isinstance(value, str):   # YAML 1.1 reads "2e-4" as a string
+        if isinstance(value, str):  # YAML 1.1 reads "2e-4" as a string
             try:
                 value = float(value)
             except ValueError:
@@ -211,8 +251,9 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     """Read a YAML config file into {field: value}; every problem is a TrainError at file:line."""
     from lossdoctor import yamlpos
 
-    text = read_text(path, error=TrainError, what="config file", expected="a YAML file of train options",
-                     max_bytes=MAX_CONFIG_BYTES)
+    text = read_text(
+        path, error=TrainError, what="config file", expected="a YAML file of train options", max_bytes=MAX_CONFIG_BYTES
+    )
     try:
         data = yamlpos.load(text)
     except yamlpos.YamlPosError as exc:
@@ -268,8 +309,15 @@ def validate(config: TrainConfig, where: str | None = None) -> None:
         problems.append("--data is required (a JSONL file of chat `messages` or `text` rows)")
     if not config.output_dir:
         problems.append("--output-dir is required")
-    positive = ("cutoff_len", "per_device_train_batch_size", "gradient_accumulation_steps", "lora_r", "lora_alpha",
-                "eval_steps", "logging_steps")
+    positive = (
+        "cutoff_len",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "lora_r",
+        "lora_alpha",
+        "eval_steps",
+        "logging_steps",
+    )
     for name in positive:
         if getattr(config, name) <= 0:
             problems.append(f"{name} must be > 0, got {getattr(config, name)}")
@@ -286,8 +334,9 @@ def validate(config: TrainConfig, where: str | None = None) -> None:
     if config.warmup_steps < 0 or config.threads < 0:
         problems.append("warmup_steps and threads must be >= 0")
     if config.stop_on != "never" and config.effective_save_steps % config.eval_steps:
-        problems.append("with --stop-on, save_steps must be a multiple of eval_steps (the best eval checkpoint "
-                        "must be saved)")
+        problems.append(
+            "with --stop-on, save_steps must be a multiple of eval_steps (the best eval checkpoint must be saved)"
+        )
     if problems:
         extra = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise TrainError(problems[0] + extra, where)

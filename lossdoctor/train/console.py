@@ -7,6 +7,7 @@ in the order each stream wrote them, exactly as a person watching the terminal s
 The terminal still gets every byte. Where fds are not available (Windows, or a stream without a file
 descriptor) we fall back to wrapping ``sys.stdout``/``sys.stderr``.
 """
+
 from __future__ import annotations
 
 import io
@@ -82,8 +83,9 @@ class ConsoleTee:
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
-            thread = threading.Thread(target=self._pump, args=(read_end, saved), daemon=True,
-                                      name=f"lossdoctor-tee-{fd}")
+            thread = threading.Thread(
+                target=self._pump, args=(read_end, saved), daemon=True, name=f"lossdoctor-tee-{fd}"
+            )
             thread.start()
             self._threads.append(thread)
 
@@ -123,7 +125,7 @@ class ConsoleTee:
                 except (OSError, ValueError):
                     pass
             for fd, saved in self._saved.items():
-                os.dup2(saved, fd)      # the pipe's write end at fd is closed by this
+                os.dup2(saved, fd)  # the pipe's write end at fd is closed by this
             self._stop.set()
             for thread in self._threads:
                 thread.join(timeout=5)

@@ -3,6 +3,7 @@
 Why strict here: a malformed row found after the model is loaded wastes minutes; every row is checked before
 anything is created, and the error names file:line. No torch/datasets imports (cheap to call from the CLI).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -48,8 +49,9 @@ def _row(obj: Any, path: str, line: int) -> Example:
             if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
                 raise SourceError(f"messages[{i}]: expected an object with string `role` and `content`", path, line)
             if m["role"] not in ROLES:
-                raise SourceError(f"messages[{i}]: unknown role {m['role']!r}; expected one of {', '.join(ROLES)}",
-                                  path, line)
+                raise SourceError(
+                    f"messages[{i}]: unknown role {m['role']!r}; expected one of {', '.join(ROLES)}", path, line
+                )
             out.append((m["role"], m["content"]))
         return Example(line=line, messages=tuple(out))
     if "text" in obj:
@@ -71,8 +73,9 @@ def read_jsonl(path: str) -> DataFile:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise SourceError(f"malformed JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line",
-                              path, number) from None
+            raise SourceError(
+                f"malformed JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line", path, number
+            ) from None
         examples.append(_row(obj, path, number))
     if not examples:
         raise SourceError("no rows; expected a JSONL file of `messages` or `text` rows", path)
@@ -87,8 +90,10 @@ def split(examples: tuple[Example, ...], val_ratio: float, seed: int) -> tuple[l
     random.Random(seed).shuffle(order)
     n_val = max(1, round(len(examples) * val_ratio))
     if n_val >= len(examples):
-        raise SourceError(f"{len(examples)} row(s) cannot be split with val_ratio {val_ratio}; "
-                          "expected at least 2 rows or --eval-data")
+        raise SourceError(
+            f"{len(examples)} row(s) cannot be split with val_ratio {val_ratio}; "
+            "expected at least 2 rows or --eval-data"
+        )
     val = sorted(order[:n_val])
     train = sorted(order[n_val:])
     return [examples[i] for i in train], [examples[i] for i in val]

@@ -5,6 +5,7 @@ Why: a run directory is analysed later, often by someone else. The manifest says
 `lossdoctor analyze` can then say "interrupted" instead of guessing. Written atomically at start
 (status "running") and rewritten at the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,18 @@ from lossdoctor.atomic import atomic_write_bytes
 
 SCHEMA_VERSION = 1
 STATUSES: tuple[str, ...] = ("running", "completed", "interrupted", "failed", "stopped-by-rule")
-PACKAGES: tuple[str, ...] = ("lossdoctor", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
-                             "tokenizers", "wandb", "bitsandbytes")
+PACKAGES: tuple[str, ...] = (
+    "lossdoctor",
+    "torch",
+    "transformers",
+    "trl",
+    "peft",
+    "accelerate",
+    "datasets",
+    "tokenizers",
+    "wandb",
+    "bitsandbytes",
+)
 MANIFEST_NAME = "run.json"
 
 

@@ -7,6 +7,7 @@ bad ``lossdoctor train`` call. The output is captured at the file-descriptor lev
 handlers built earlier and ``print`` all end up on fds 1 and 2), kept, and recorded in the run's ``run.json``
 (``import_output``) instead of being shown.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -7,6 +7,7 @@ stopped by a rule, crash) leaves a valid ``trainer_state.json`` and a ``run.json
 
 Heavy imports (torch, transformers, trl, peft, datasets) happen inside functions only.
 """
+
 from __future__ import annotations
 
 import os
@@ -37,11 +38,11 @@ REPORT_FORMATS = ("html", "md", "json")
 @dataclass(frozen=True)
 class TrainResult:
     run_dir: Path
-    status: str          # completed | interrupted | failed | stopped-by-rule
+    status: str  # completed | interrupted | failed | stopped-by-rule
     exit_code: int
     global_step: int
-    summary: str = ""                 # the diagnosis of the run as the terminal shows it ("" if none was made)
-    reports: tuple[Path, ...] = ()    # the report files written (report/report.html, ...)
+    summary: str = ""  # the diagnosis of the run as the terminal shows it ("" if none was made)
+    reports: tuple[Path, ...] = ()  # the report files written (report/report.html, ...)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -60,9 +61,11 @@ class _SigtermAsInterrupt:
         import threading
 
         if threading.current_thread() is threading.main_thread():
+
             def handler(signum: int, frame: Any) -> None:
                 self.fired = True
                 raise _Terminated()
+
             self.previous = signal.signal(signal.SIGTERM, handler)
         return self
 
@@ -151,13 +154,17 @@ def check_model(model: str) -> None:
     from transformers import AutoConfig
 
     try:
-        with captured_output():   # hub/cache warnings before the one-line error
+        with captured_output():  # hub/cache warnings before the one-line error
             AutoConfig.from_pretrained(model)
     except Exception as exc:  # noqa: BLE001 - hub/network/cache errors come in many types
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or \
-            os.environ.get("TRANSFORMERS_OFFLINE", "").lower() in ("1", "true", "yes")
-        why = "not in the local HF cache and HF_HUB_OFFLINE is set" if offline else \
-            f"cannot be reached ({type(exc).__name__})"
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or os.environ.get(
+            "TRANSFORMERS_OFFLINE", ""
+        ).lower() in ("1", "true", "yes")
+        why = (
+            "not in the local HF cache and HF_HUB_OFFLINE is set"
+            if offline
+            else f"cannot be reached ({type(exc).__name__})"
+        )
         raise TrainError(f"model {why}; pass a local model directory or use --model tiny", model) from None
 
 
@@ -173,11 +180,15 @@ def _check_output_dir(out: Path, overwrite: bool) -> bool:
         raise TrainError("exists and is not a directory; expected a new or empty output directory", str(out))
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise TrainError("output directory exists and is not empty; pass --overwrite or another "
-                             "--output-dir", str(out))
+            raise TrainError(
+                "output directory exists and is not empty; pass --overwrite or another --output-dir", str(out)
+            )
         if not (out / MANIFEST_NAME).is_file():
-            raise TrainError("--overwrite replaces only a lossdoctor run directory (with run.json); this one "
-                             "has none, so it is left alone", str(out))
+            raise TrainError(
+                "--overwrite replaces only a lossdoctor run directory (with run.json); this one "
+                "has none, so it is left alone",
+                str(out),
+            )
         return True
     return False
 
@@ -212,7 +223,7 @@ def check_all(config: TrainConfig) -> Checked:
             raise TrainError(f"--stop-on-rule: unknown rule id(s) {', '.join(unknown)}; expected one of {known}")
     if config.diagnose_live and not eval_rows:
         raise TrainError("--stop-on needs an eval set (--val-ratio > 0 or --eval-data) to keep the best checkpoint")
-    if is_main_process():   # the other ranks would see rank 0's fresh files
+    if is_main_process():  # the other ranks would see rank 0's fresh files
         _check_output_dir(Path(config.output_dir), config.overwrite)
     import_stack()
     import torch
@@ -222,7 +233,7 @@ def check_all(config: TrainConfig) -> Checked:
     precision = resolve_precision(config.precision, cuda, cuda and torch.cuda.is_bf16_supported())
     check_model(config.model)
     if is_main_process():
-        prepare_output_dir(Path(config.output_dir), config.overwrite)   # the only deletion, after every check
+        prepare_output_dir(Path(config.output_dir), config.overwrite)  # the only deletion, after every check
     return Checked(train_rows, eval_rows, data, eval_data, ruleset, cuda, precision)
 
 
@@ -243,7 +254,7 @@ def load_model_and_tokenizer(config: TrainConfig, checked: Checked, out: Path) -
         tokenizer = build_tokenizer(plain_texts(checked.train_rows))
         model = build_model(tokenizer, config.cutoff_len, config.seed)
         base_dir = out / "tiny-base"
-        if is_main_process():   # the adapter needs its random base to be usable later
+        if is_main_process():  # the adapter needs its random base to be usable later
             model.save_pretrained(base_dir)
             tokenizer.save_pretrained(base_dir)
         model.config._name_or_path = str(base_dir.resolve())
@@ -262,8 +273,11 @@ def load_model_and_tokenizer(config: TrainConfig, checked: Checked, out: Path) -
 
         if config.quant == "4bit":
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16)
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype if dtype != torch.float32 else torch.bfloat16,
+            )
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         # one full copy per process (DDP): each rank puts the model on its own GPU
@@ -315,8 +329,9 @@ def sft_args(config: TrainConfig, checked: Checked, has_eval: bool, out: Path) -
     )
     if live:
         # keep the best eval checkpoint: the Trainer reloads it at the end, and save_total_limit never drops it
-        kwargs.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
-                      save_total_limit=2)
+        kwargs.update(
+            load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False, save_total_limit=2
+        )
     return SFTConfig(**kwargs)
 
 
@@ -355,12 +370,21 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     main = is_main_process()
     out.mkdir(parents=True, exist_ok=True)
 
-    data_info = {"train": {"path": checked.data.path, "sha256": checked.data.sha256,
-                           "rows": len(checked.data.examples)},
-                 "eval": ({"path": checked.eval_data.path, "sha256": checked.eval_data.sha256,
-                           "rows": len(checked.eval_data.examples)} if checked.eval_data else None),
-                 "train_rows": len(checked.train_rows), "eval_rows": len(checked.eval_rows),
-                 "split": "eval_data" if checked.eval_data else f"val_ratio={config.val_ratio} seed={config.seed}"}
+    data_info = {
+        "train": {"path": checked.data.path, "sha256": checked.data.sha256, "rows": len(checked.data.examples)},
+        "eval": (
+            {
+                "path": checked.eval_data.path,
+                "sha256": checked.eval_data.sha256,
+                "rows": len(checked.eval_data.examples),
+            }
+            if checked.eval_data
+            else None
+        ),
+        "train_rows": len(checked.train_rows),
+        "eval_rows": len(checked.eval_rows),
+        "split": "eval_data" if checked.eval_data else f"val_ratio={config.val_ratio} seed={config.seed}",
+    }
     manifest = base_manifest(config.to_dict(), list(argv if argv is not None else sys.argv), data_info)
     manifest["device"] = "cuda" if checked.cuda else "cpu"
     manifest["precision"] = checked.precision
@@ -388,12 +412,15 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
                 status = "interrupted"
                 exit_code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
                 how = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-                print(f"\nlossdoctor: {how} at step {trainer.state.global_step}; saving trainer state",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"\nlossdoctor: {how} at step {trainer.state.global_step}; saving trainer state",
+                    file=sys.stderr,
+                    flush=True,
+                )
             _save_outputs(trainer, out, status, main)
             if main:
                 report = _write_report(live_cb, trainer, out, status, config, checked)
-    except KeyboardInterrupt as exc:   # during setup or saving
+    except KeyboardInterrupt as exc:  # during setup or saving
         status = "interrupted"
         exit_code = EXIT_TERMINATED if isinstance(exc, _Terminated) else EXIT_INTERRUPTED
         if trainer is not None:
@@ -418,19 +445,32 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
                     manifest["best_checkpoint"] = os.path.relpath(st.best_model_checkpoint, out)
                 manifest["best_metric"] = _finite(st.best_metric)
             if live_cb is not None:
-                manifest["findings"] = [{"rule_id": f.rule_id, "severity": f.severity,
-                                         "step": live_cb.fired_at[f.rule_id], "message": f.message}
-                                        for f in live_cb.findings]
+                manifest["findings"] = [
+                    {
+                        "rule_id": f.rule_id,
+                        "severity": f.severity,
+                        "step": live_cb.fired_at[f.rule_id],
+                        "message": f.message,
+                    }
+                    for f in live_cb.findings
+                ]
                 if live_cb.stopped_by is not None:
-                    manifest["stopped_by"] = {"rule_id": live_cb.stopped_by.rule_id,
-                                              "severity": live_cb.stopped_by.severity,
-                                              "step": live_cb.stopped_at}
+                    manifest["stopped_by"] = {
+                        "rule_id": live_cb.stopped_by.rule_id,
+                        "severity": live_cb.stopped_by.severity,
+                        "step": live_cb.stopped_at,
+                    }
             if tee is not None:
                 tee.close()
             write_manifest(out, manifest)
-    return TrainResult(run_dir=out, status=status, exit_code=exit_code,
-                       global_step=int(trainer.state.global_step) if trainer is not None else 0,
-                       summary=report[0], reports=report[1])
+    return TrainResult(
+        run_dir=out,
+        status=status,
+        exit_code=exit_code,
+        global_step=int(trainer.state.global_step) if trainer is not None else 0,
+        summary=report[0],
+        reports=report[1],
+    )
 
 
 def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[Any, Any]:
@@ -449,15 +489,29 @@ def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[An
     set_seed(config.seed)
     model, tokenizer = load_model_and_tokenizer(config, checked, out)
     train_ds = Dataset.from_dict({"text": [render_text(r, tokenizer) for r in checked.train_rows]})
-    eval_ds = Dataset.from_dict({"text": [render_text(r, tokenizer) for r in checked.eval_rows]}) \
-        if checked.eval_rows else None
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      bias="none", task_type="CAUSAL_LM",
-                      target_modules=list(config.target_modules) if config.target_modules else ALL_LINEAR)
+    eval_ds = (
+        Dataset.from_dict({"text": [render_text(r, tokenizer) for r in checked.eval_rows]})
+        if checked.eval_rows
+        else None
+    )
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        bias="none",
+        task_type="CAUSAL_LM",
+        target_modules=list(config.target_modules) if config.target_modules else ALL_LINEAR,
+    )
     args = sft_args(config, checked, eval_ds is not None, out)
     set_seed(config.seed)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=lora)
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=lora,
+    )
     # first, so the printer, W&B and the live rules all see eval_perplexity / train_tokens_per_second
     trainer.callback_handler.callbacks.insert(0, ExtraMetricsCallback())
     live_cb = None
@@ -466,10 +520,14 @@ def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[An
         distributed = int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
         # every rank holds the same (gathered) log_history and must reach the same stop decision at the same
         # step, so under a launcher the time-based budget (which differs per rank) is off: judge every log
-        live_cb = LossDoctorCallback(stop_on=config.stop_on, stop_on_rules=config.stop_on_rules,
-                                     print_fn=(lambda line: print(line, flush=True)) if main else (lambda line: None),
-                                     ruleset=checked.ruleset, run_name=config.run_name or out.name,
-                                     max_overhead=float("inf") if distributed else 0.02)
+        live_cb = LossDoctorCallback(
+            stop_on=config.stop_on,
+            stop_on_rules=config.stop_on_rules,
+            print_fn=(lambda line: print(line, flush=True)) if main else (lambda line: None),
+            ruleset=checked.ruleset,
+            run_name=config.run_name or out.name,
+            max_overhead=float("inf") if distributed else 0.02,
+        )
         trainer.add_callback(live_cb)
     return trainer, live_cb
 
@@ -485,8 +543,9 @@ def _save_outputs(trainer: Any, out: Path, status: str, main: bool) -> None:
         trainer.processing_class.save_pretrained(str(out))
 
 
-def _write_report(live_cb: Any, trainer: Any, out: Path, status: str, config: TrainConfig,
-                  checked: Checked) -> tuple[str, tuple[Path, ...]]:
+def _write_report(
+    live_cb: Any, trainer: Any, out: Path, status: str, config: TrainConfig, checked: Checked
+) -> tuple[str, tuple[Path, ...]]:
     """The diagnosis of the whole run (every run, with or without --stop-on), written with analyze's report
     writer to ``<run dir>/report/``; returns (terminal summary, report files). A report that cannot be made
     never loses the run: the error is printed and the run dir stays as it is."""
@@ -495,14 +554,17 @@ def _write_report(live_cb: Any, trainer: Any, out: Path, status: str, config: Tr
     try:
         if live_cb is not None:
             # ingest rows logged after the last on_log (none normally) and judge the finished run
-            live_cb._ingest(trainer.state.log_history[live_cb._seen:])
+            live_cb._ingest(trainer.state.log_history[live_cb._seen :])
             live_cb._seen = len(trainer.state.log_history)
             run, ruleset = live_cb.current_run(trainer.args, state_name), live_cb.ruleset
         else:
             import dataclasses
 
-            state = {"log_history": list(trainer.state.log_history),
-                     "global_step": int(trainer.state.global_step), "max_steps": int(trainer.state.max_steps)}
+            state = {
+                "log_history": list(trainer.state.log_history),
+                "global_step": int(trainer.state.global_step),
+                "max_steps": int(trainer.state.max_steps),
+            }
             run = state_to_run(state, str(out / "trainer_state.json"), config.run_name or out.name)
             run = dataclasses.replace(run, state=state_name)
             ruleset = checked.ruleset if checked.ruleset is not None else load_rules(tuple(config.rules))

@@ -2,6 +2,7 @@
 spot. Why: the example runs (overfitting / healthy) and the tests must train for real, offline, in seconds on
 2 CPU cores, without any download. Everything is seeded, so the same data and seed give the same curves.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,11 +33,17 @@ def build_tokenizer(texts: list[str], vocab_size: int = 512) -> Any:
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=1,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts, trainer)
-    wrapped = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, eos_token=EOS,
-                                      additional_special_tokens=[IM_START, IM_END])
+    wrapped = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token=PAD, eos_token=EOS, additional_special_tokens=[IM_START, IM_END]
+    )
     wrapped.chat_template = CHAT_TEMPLATE
     wrapped.model_max_length = 4096
     return wrapped
@@ -47,11 +54,20 @@ def build_model(tokenizer: Any, max_positions: int, seed: int) -> Any:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
-                         num_hidden_layers=LAYERS, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
-                         max_position_embeddings=max(64, max_positions), tie_word_embeddings=True,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=None, initializer_range=INIT_RANGE)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=INTERMEDIATE,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS,
+        num_key_value_heads=KV_HEADS,
+        max_position_embeddings=max(64, max_positions),
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        initializer_range=INIT_RANGE,
+    )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)
     return model

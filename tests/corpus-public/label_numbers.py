@@ -24,6 +24,7 @@ Procedure (supervised loss; see tests/corpus-public/README.md for the preference
   the eval series is first replaced by its full-window running median (w = max(3, ceil(n/10))), so that one
   noisy eval neither makes nor hides the verdict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,6 +48,7 @@ def _f(x) -> float | None:
 
 
 # -- extraction -----------------------------------------------------------------------------------------------
+
 
 def from_dicts(rows: list[dict], step_keys=("step", "current_steps", "global_step", "_step")) -> dict[str, Series]:
     out: dict[str, Series] = {}
@@ -133,8 +135,7 @@ def read_nbtable(path: Path, which: int = -1) -> dict[str, Series]:
         for t in p.tables:
             if t and t[0] and t[0][0] in ("Step", "Epoch") and len(t[0]) > 1:
                 tables.append((ci, t))
-    print(f"{len(tables)} progress tables: " + ", ".join(f"cell {ci} ({len(t) - 1} rows, {t[0]})"
-                                                      for ci, t in tables))
+    print(f"{len(tables)} progress tables: " + ", ".join(f"cell {ci} ({len(t) - 1} rows, {t[0]})" for ci, t in tables))
     ci, t = tables[which]
     head, rows = t[0], t[1:]
     out: dict[str, Series] = {}
@@ -192,7 +193,16 @@ def read_text(text: str) -> dict[str, Series]:
     for m in re.finditer(r"s:(\d+) tel:" + NUM, text):
         add("eval_loss", m.group(1), m.group(2))
     unit = r"(?: ?[A-Za-z%]+)?"
-    nano = list(re.finditer(r"(?i)(?:step|iter) (\d+):? ?(?:\|)? ?train loss:? " + NUM + unit + r",? ?(?:\|)? ?val(?:idation)? loss:? " + NUM, text))
+    nano = list(
+        re.finditer(
+            r"(?i)(?:step|iter) (\d+):? ?(?:\|)? ?train loss:? "
+            + NUM
+            + unit
+            + r",? ?(?:\|)? ?val(?:idation)? loss:? "
+            + NUM,
+            text,
+        )
+    )
     iters = list(re.finditer(r"(?i)iter (\d+): loss " + NUM, text))
     for m in nano:
         add("eval_train_loss" if iters else "loss", m.group(1), m.group(2))
@@ -233,12 +243,12 @@ def read_wandb_file(path: Path) -> dict[str, Series]:
             if left < 7:
                 pos += left
                 continue
-            _crc, ln, typ = struct.unpack("<IHB", data[pos:pos + 7])
+            _crc, ln, typ = struct.unpack("<IHB", data[pos : pos + 7])
             pos += 7
             if typ == 0 and ln == 0:
                 pos += left - 7
                 continue
-            chunk, pos = data[pos:pos + ln], pos + ln
+            chunk, pos = data[pos : pos + ln], pos + ln
             if typ in (1, 2):
                 buf = chunk
             else:
@@ -253,6 +263,7 @@ def read_wandb_file(path: Path) -> dict[str, Series]:
 
 # -- judgement ------------------------------------------------------------------------------------------------
 
+
 def g(x: float) -> str:
     return f"{x:.4g}"
 
@@ -261,7 +272,7 @@ def running_median(v: list[float], w: int) -> list[float]:
     """Medians of every full window of w consecutive logs (the whole series when it is shorter)."""
     if len(v) <= w:
         return [statistics.median(v)]
-    return [statistics.median(v[i:i + w]) for i in range(len(v) - w + 1)]
+    return [statistics.median(v[i : i + w]) for i in range(len(v) - w + 1)]
 
 
 def judge(train: Series, ev: Series, gn: Series) -> tuple[list[str], str]:
@@ -281,19 +292,23 @@ def judge(train: Series, ev: Series, gn: Series) -> tuple[list[str], str]:
         i_min = min(range(len(e)), key=lambda i: e[i][1])
         mn, last = e[i_min][1], e[-1][1]
         mx_after = max(v for _, v in e[i_min:])
-        why.append(f"{len(ev)} evals: eval_loss {g(e[0][1])}@{g(e[0][0])} -> min {g(mn)}@{g(e[i_min][0])} -> last "
-                   f"{g(last)}@{g(e[-1][0])} (max after min {mx_after / mn:.3f}x, last {last / mn:.3f}x min)")
+        why.append(
+            f"{len(ev)} evals: eval_loss {g(e[0][1])}@{g(e[0][0])} -> min {g(mn)}@{g(e[i_min][0])} -> last "
+            f"{g(last)}@{g(e[-1][0])} (max after min {mx_after / mn:.3f}x, last {last / mn:.3f}x min)"
+        )
         if last >= 1.05 * mn and i_min < len(e) - 1 and tr:
             step_min = e[i_min][0]
             gap = (e[1][0] - e[0][0]) if len(e) > 1 else step_min
             around = [v for s, v in tr if abs(s - step_min) <= gap] or [min(tr, key=lambda p: abs(p[0] - step_min))[1]]
-            tail = [v for _, v in tr[-max(1, len(tr) // 5):]]
+            tail = [v for _, v in tr[-max(1, len(tr) // 5) :]]
             a, t = statistics.median(around), statistics.median(tail)
             falling = t < a
             onset = next(s for s, v in e if v <= 1.01 * mn)
-            why.append(f"train median around the eval min (|step-{g(step_min)}|<={g(gap)}, {len(around)} logs) {g(a)} "
-                       f"vs last-20% median {g(t)} ({'still falling' if falling else 'not falling'}); first eval "
-                       f"within 1% of min at step {g(onset)}")
+            why.append(
+                f"train median around the eval min (|step-{g(step_min)}|<={g(gap)}, {len(around)} logs) {g(a)} "
+                f"vs last-20% median {g(t)} ({'still falling' if falling else 'not falling'}); first eval "
+                f"within 1% of min at step {g(onset)}"
+            )
             if falling:
                 verdicts.append("overfitting")
                 why.append(f"onset_step {g(onset)}")
@@ -304,13 +319,17 @@ def judge(train: Series, ev: Series, gn: Series) -> tuple[list[str], str]:
         n = len(v)
         k = max(1, n // 5)
         first = statistics.median(v[:k])
-        lowest = min(statistics.median(v[i:i + k]) for i in range(0, n - k + 1))
+        lowest = min(statistics.median(v[i : i + k]) for i in range(0, n - k + 1))
         w = max(3, math.ceil(n / 20))
         rm = running_median(v, w)
-        why.append(f"{n} train logs (steps {g(tr[0][0])}-{g(tr[-1][0])}): loss {g(v[0])} -> {g(v[-1])}; median of "
-                   f"first 20% {g(first)}, lowest 20%-stretch median {g(lowest)} ({lowest / first:.0%} of start). "
-                   f"Running median (w={w}): start {g(rm[0])}, min {g(min(rm))}, end {g(rm[-1])} "
-                   f"({rm[-1] / min(rm):.2f}x min)." if min(rm) > 0 else "")
+        why.append(
+            f"{n} train logs (steps {g(tr[0][0])}-{g(tr[-1][0])}): loss {g(v[0])} -> {g(v[-1])}; median of "
+            f"first 20% {g(first)}, lowest 20%-stretch median {g(lowest)} ({lowest / first:.0%} of start). "
+            f"Running median (w={w}): start {g(rm[0])}, min {g(min(rm))}, end {g(rm[-1])} "
+            f"({rm[-1] / min(rm):.2f}x min)."
+            if min(rm) > 0
+            else ""
+        )
         if first > 0 and lowest >= 0.95 * first:
             verdicts.append("not-learning")
         best = min(min(rm), first)
@@ -321,13 +340,17 @@ def judge(train: Series, ev: Series, gn: Series) -> tuple[list[str], str]:
     if gn:
         gf = [x for _, x in gn if math.isfinite(x)]
         big = sum(1 for x in gf if x > 100)
-        why.append(f"grad_norm max {g(max(gf)) if gf else 'n/a'}, {big} logs > 100" +
-                   (f", {len(bad_gn)} non-finite at steps {[g(s) for s, _ in bad_gn][:8]}" if bad_gn else ", all finite"))
+        why.append(
+            f"grad_norm max {g(max(gf)) if gf else 'n/a'}, {big} logs > 100"
+            + (f", {len(bad_gn)} non-finite at steps {[g(s) for s, _ in bad_gn][:8]}" if bad_gn else ", all finite")
+        )
         if big >= 3:
             verdicts.append("exploding-gradients")
     else:
         why.append("No grad_norm logged")
-    why.append(f"{len(bad_loss)} non-finite losses" + (f" at steps {[g(s) for s, _ in bad_loss][:8]}" if bad_loss else ""))
+    why.append(
+        f"{len(bad_loss)} non-finite losses" + (f" at steps {[g(s) for s, _ in bad_loss][:8]}" if bad_loss else "")
+    )
     if bad_loss or bad_gn:
         verdicts.append("nonfinite")
     zeros = [s for s, x in tr if x == 0.0]
@@ -341,8 +364,10 @@ def trend(name: str, s: Series) -> str:
     if not v:
         return f"{name}: no finite points"
     k = max(1, math.ceil(len(v) / 5))
-    return (f"{name}: {len(v)} pts, first {g(v[0])}, last {g(v[-1])}, median first 20% {g(statistics.median(v[:k]))}, "
-            f"last 20% {g(statistics.median(v[-k:]))}, min {g(min(v))}, max {g(max(v))}")
+    return (
+        f"{name}: {len(v)} pts, first {g(v[0])}, last {g(v[-1])}, median first 20% {g(statistics.median(v[:k]))}, "
+        f"last 20% {g(statistics.median(v[-k:]))}, min {g(min(v))}, max {g(max(v))}"
+    )
 
 
 def main() -> None:
@@ -356,11 +381,15 @@ def main() -> None:
     ap.add_argument("--show", action="append", default=[], help="also print the trend of these series")
     a = ap.parse_args()
     s = {
-        "state": lambda: read_state(a.file), "lf": lambda: read_jsonl(a.file), "jsonl": lambda: read_jsonl(a.file),
-        "wandb": lambda: read_jsonl(a.file), "nbtable": lambda: read_nbtable(a.file, a.which),
+        "state": lambda: read_state(a.file),
+        "lf": lambda: read_jsonl(a.file),
+        "jsonl": lambda: read_jsonl(a.file),
+        "wandb": lambda: read_jsonl(a.file),
+        "nbtable": lambda: read_nbtable(a.file, a.which),
         "nbstream": lambda: read_text(nb_text(a.file)),
         "text": lambda: read_text(a.file.read_text(encoding="utf-8", errors="replace")),
-        "tb": lambda: read_tb(a.file), "wandbfile": lambda: read_wandb_file(a.file),
+        "tb": lambda: read_tb(a.file),
+        "wandbfile": lambda: read_wandb_file(a.file),
     }[a.fmt]()
     print("series:", {k: len(v) for k, v in s.items()})
 

@@ -25,6 +25,7 @@ do not show what its regime was meant to produce is labelled by its numbers and 
     .venv/bin/python tests/corpus/make_rl_corpus.py --list
     .venv/bin/python tests/corpus/make_rl_corpus.py --relabel    # re-judge the saved runs, no training
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,24 +50,24 @@ MARKERS = ("pick", "good", "bad", "say", ":")
 
 @dataclass(frozen=True)
 class Case:
-    trainer: str                  # dpo | grpo
+    trainer: str  # dpo | grpo
     regime: str
     n: int = 1
     steps: int = 40
     lr: float = 1e-3
     batch: int = 8
     logging_steps: int = 2
-    eval_steps: int = 0           # 0 = no eval set
+    eval_steps: int = 0  # 0 = no eval set
     seed: int = 1
     # DPO
     pairs: int = 64
     eval_pairs: int = 32
-    flip: float = 0.0             # share of the words whose training pairs have chosen/rejected swapped
+    flip: float = 0.0  # share of the words whose training pairs have chosen/rejected swapped
     eval_noisy_words: bool = False  # held-out pairs only for those words (with the true labels)
-    epochs: float = 0.0           # > 0: train by epochs instead of steps
+    epochs: float = 0.0  # > 0: train by epochs instead of steps
     beta: float = 0.1
     # GRPO
-    reward: str = "alpha"         # alpha | constant | short | long
+    reward: str = "alpha"  # alpha | constant | short | long
     generations: int = 4
     max_completion: int = 12
     kl_beta: float = 0.0
@@ -81,10 +82,31 @@ class Case:
 CASES: tuple[Case, ...] = (
     Case("dpo", "healthy", 1, steps=40, lr=2e-3, eval_steps=8, console=True, expect=("healthy",)),
     Case("dpo", "healthy", 2, steps=48, lr=1e-3, seed=2, eval_steps=8, expect=("healthy",)),
-    Case("dpo", "overfit", 1, pairs=32, flip=0.2, eval_noisy_words=True, epochs=16, lr=5e-3, batch=8, eval_steps=4,
-         expect=("overfitting",)),
-    Case("dpo", "displacement", 1, pairs=32, flip=0.3, epochs=12, lr=1e-2, batch=8, eval_steps=4,
-         expect=("likelihood-displacement",)),
+    Case(
+        "dpo",
+        "overfit",
+        1,
+        pairs=32,
+        flip=0.2,
+        eval_noisy_words=True,
+        epochs=16,
+        lr=5e-3,
+        batch=8,
+        eval_steps=4,
+        expect=("overfitting",),
+    ),
+    Case(
+        "dpo",
+        "displacement",
+        1,
+        pairs=32,
+        flip=0.3,
+        epochs=12,
+        lr=1e-2,
+        batch=8,
+        eval_steps=4,
+        expect=("likelihood-displacement",),
+    ),
     Case("dpo", "not-learning", 1, steps=40, lr=1e-7, eval_steps=8, expect=("not-learning",)),
     Case("grpo", "healthy", 1, steps=30, lr=2e-3, console=True, expect=("healthy",)),
     Case("grpo", "healthy", 2, steps=30, lr=2e-3, seed=2, kl_beta=0.04, expect=("healthy",)),
@@ -113,10 +135,19 @@ def _model(tokenizer: Any, seed: int, where: Path) -> str:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=None, tie_word_embeddings=True)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+        tie_word_embeddings=True,
+    )
     Qwen2ForCausalLM(config).save_pretrained(where)
     tokenizer.save_pretrained(where)
     return str(where)
@@ -132,19 +163,31 @@ def dpo_rows(n: int, seed: int, flip: float, keys: tuple[str, ...] = WORDS) -> l
         a, b, k = rng.choice(WORDS), rng.choice(WORDS), rng.choice(keys)
         good, bad = f" good {k}", f" bad {k}"
         swap = k in flipped
-        rows.append({"prompt": f"pick : {a} {b}", "chosen": bad if swap else good,
-                     "rejected": good if swap else bad})
+        rows.append({"prompt": f"pick : {a} {b}", "chosen": bad if swap else good, "rejected": good if swap else bad})
     return rows
 
 
 def _common_args(case: Case, out: Path) -> dict[str, Any]:
-    return dict(output_dir=str(out), learning_rate=case.lr, logging_steps=case.logging_steps,
-                per_device_train_batch_size=case.batch, report_to=[], use_cpu=True, seed=case.seed,
-                save_strategy="no", dataloader_num_workers=0, disable_tqdm=False, lr_scheduler_type="constant",
-                max_grad_norm=1.0,
-                **({"num_train_epochs": case.epochs} if case.epochs else {"max_steps": case.steps}),
-                **({"eval_strategy": "steps", "eval_steps": case.eval_steps, "per_device_eval_batch_size": 16}
-                   if case.eval_steps else {}))
+    return dict(
+        output_dir=str(out),
+        learning_rate=case.lr,
+        logging_steps=case.logging_steps,
+        per_device_train_batch_size=case.batch,
+        report_to=[],
+        use_cpu=True,
+        seed=case.seed,
+        save_strategy="no",
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+        lr_scheduler_type="constant",
+        max_grad_norm=1.0,
+        **({"num_train_epochs": case.epochs} if case.epochs else {"max_steps": case.steps}),
+        **(
+            {"eval_strategy": "steps", "eval_steps": case.eval_steps, "per_device_eval_batch_size": 16}
+            if case.eval_steps
+            else {}
+        ),
+    )
 
 
 def train_dpo(case: Case, out: Path) -> None:
@@ -159,8 +202,7 @@ def train_dpo(case: Case, out: Path) -> None:
     # were swapped: the rule the policy learns first helps there, the swapped pairs it memorises later hurt
     keys = WORDS[: round(case.flip * len(WORDS))] if case.eval_noisy_words else WORDS
     evals = Dataset.from_list(dpo_rows(case.eval_pairs, 900 + case.seed, 0.0, keys)) if case.eval_steps else None
-    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=train,
-                         eval_dataset=evals)
+    trainer = DPOTrainer(model=model, args=args, processing_class=tokenizer, train_dataset=train, eval_dataset=evals)
     trainer.train()
     trainer.save_state()
 
@@ -189,10 +231,20 @@ def train_grpo(case: Case, out: Path) -> None:
     model = _model(tokenizer, case.seed, out.parent / "init")
     rng = random.Random(500 + case.seed)
     prompts = [f"say : {rng.choice(WORDS)} {rng.choice(WORDS)}" for _ in range(256)]
-    args = GRPOConfig(num_generations=case.generations, max_completion_length=case.max_completion,
-                      beta=case.kl_beta, temperature=1.0, **_common_args(case, out))
-    trainer = GRPOTrainer(model=model, reward_funcs=_reward(case.reward), args=args, processing_class=tokenizer,
-                          train_dataset=Dataset.from_dict({"prompt": prompts}))
+    args = GRPOConfig(
+        num_generations=case.generations,
+        max_completion_length=case.max_completion,
+        beta=case.kl_beta,
+        temperature=1.0,
+        **_common_args(case, out),
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        reward_funcs=_reward(case.reward),
+        args=args,
+        processing_class=tokenizer,
+        train_dataset=Dataset.from_dict({"prompt": prompts}),
+    )
     trainer.train()
     trainer.save_state()
 
@@ -216,7 +268,7 @@ def _med(values: list[float]) -> float:
 
 
 def _stretches(values: list[float], k: int) -> list[float]:
-    return [_med(values[i:i + k]) for i in range(len(values) - k + 1)]
+    return [_med(values[i : i + k]) for i in range(len(values) - k + 1)]
 
 
 def _noise(values: list[float]) -> float:
@@ -225,7 +277,7 @@ def _noise(values: list[float]) -> float:
     if len(d) < 2:
         return 0.0
     m = _med(d)
-    return 1.4826 * _med([abs(x - m) for x in d]) / 2 ** 0.5
+    return 1.4826 * _med([abs(x - m) for x in d]) / 2**0.5
 
 
 def judge(history: list[dict[str, Any]], case: Case) -> tuple[list[str], str]:
@@ -242,18 +294,22 @@ def judge(history: list[dict[str, Any]], case: Case) -> tuple[list[str], str]:
         chosen, margins = _series(history, "rewards/chosen"), _series(history, "rewards/margins")
         c_fall = _med(chosen[:k]) - _med(chosen[-k:])
         m_rise = _med(margins[-k:]) - _med(margins[:k])
-        why.append(f"chosen reward {_med(chosen[:k]):.3f} -> {_med(chosen[-k:]):.3f}, "
-                   f"margin {_med(margins[:k]):.3f} -> {_med(margins[-k:]):.3f}")
+        why.append(
+            f"chosen reward {_med(chosen[:k]):.3f} -> {_med(chosen[-k:]):.3f}, "
+            f"margin {_med(margins[:k]):.3f} -> {_med(margins[-k:]):.3f}"
+        )
         if c_fall > 0 and c_fall >= 3 * _noise(chosen) and m_rise > 0 and m_rise >= 3 * _noise(margins):
             found.append("likelihood-displacement")
         ev = _series(history, "eval_rewards/margins")
         acc = _series(history, "rewards/accuracies")
         if len(ev) >= 3:
             best = max(ev)
-            why.append(f"eval margins best {best:.3f} at eval {ev.index(best) + 1}/{len(ev)}, last {ev[-1]:.3f}; "
-                       f"train accuracy median over the second half {_med(acc[len(acc) // 2:]):.2f}")
-            fell = [v <= best - 0.1 * abs(best) for v in ev[ev.index(best) + 1:]]
-            if len(fell) >= 2 and fell[-1] and fell[-2] and _med(acc[len(acc) // 2:]) >= 0.95:
+            why.append(
+                f"eval margins best {best:.3f} at eval {ev.index(best) + 1}/{len(ev)}, last {ev[-1]:.3f}; "
+                f"train accuracy median over the second half {_med(acc[len(acc) // 2 :]):.2f}"
+            )
+            fell = [v <= best - 0.1 * abs(best) for v in ev[ev.index(best) + 1 :]]
+            if len(fell) >= 2 and fell[-1] and fell[-2] and _med(acc[len(acc) // 2 :]) >= 0.95:
                 found.append("overfitting")
     else:
         reward = _series(history, "reward")
@@ -268,7 +324,7 @@ def judge(history: list[dict[str, Any]], case: Case) -> tuple[list[str], str]:
         if top - tail > 0 and top - tail >= 3 * noise:
             found.append("reward-falling")
         zero = _series(history, "frac_reward_zero_std")
-        second = zero[len(zero) // 2:]
+        second = zero[len(zero) // 2 :]
         if second and sum(v >= 0.9 for v in second) >= 0.8 * len(second):
             found.append("no-learning-signal")
             why.append(f"frac_reward_zero_std median {_med(second):.2f} over the second half")
@@ -279,7 +335,7 @@ def judge(history: list[dict[str, Any]], case: Case) -> tuple[list[str], str]:
             if three[-1] <= 0.5 * max(three) and three[-2] <= 0.5 * max(three):
                 found.append("length-collapse")
         clipped = _series(history, "completions/clipped_ratio")
-        second = clipped[len(clipped) // 2:]
+        second = clipped[len(clipped) // 2 :]
         if second:
             why.append(f"clipped_ratio median {_med(second):.2f} over the second half")
             if sum(v >= 0.9 for v in second) >= 0.8 * len(second):
@@ -293,7 +349,7 @@ def judge(history: list[dict[str, Any]], case: Case) -> tuple[list[str], str]:
         kl = _series(history, "kl")
         if kl:
             why.append(f"kl max {max(kl):.3f}, last {kl[-1]:.3f}")
-            if any(all(v > 1.0 for v in kl[i:i + 3]) for i in range(len(kl) - 2)):
+            if any(all(v > 1.0 for v in kl[i : i + 3]) for i in range(len(kl) - 2)):
                 found.append("kl-blowup")
     return (found or ["healthy"]), "; ".join(why)
 
@@ -302,10 +358,14 @@ def judge(history: list[dict[str, Any]], case: Case) -> tuple[list[str], str]:
 def write_label(case: Case, target: Path, history: list[dict[str, Any]]) -> str:
     verdicts, why = judge(history, case)
     settings = " ".join(f"{k}={v}" for k, v in asdict(case).items() if k not in ("expect", "console"))
-    label = {"source": "generated", "origin": f"{SCRIPT} --only {case.name} {settings}",
-             "objective": "preference" if case.trainer == "dpo" else "rl", "verdicts": verdicts,
-             "why": f"trl {'DPOTrainer' if case.trainer == 'dpo' else 'GRPOTrainer'} regime {case.regime} "
-                    f"(meant to show: {', '.join(case.expect)}). Recorded: {why}."}
+    label = {
+        "source": "generated",
+        "origin": f"{SCRIPT} --only {case.name} {settings}",
+        "objective": "preference" if case.trainer == "dpo" else "rl",
+        "verdicts": verdicts,
+        "why": f"trl {'DPOTrainer' if case.trainer == 'dpo' else 'GRPOTrainer'} regime {case.regime} "
+        f"(meant to show: {', '.join(case.expect)}). Recorded: {why}.",
+    }
     if case.eval_steps:
         label["eval_interval"] = case.eval_steps
     lines = [f"{k}: {json.dumps(v)}" for k, v in label.items()]
@@ -319,11 +379,24 @@ def make(case: Case, timeout: float = 900, root: Path = HERE) -> str:
     with tempfile.TemporaryDirectory(prefix="ld-rl-") as tmp:
         out = Path(tmp) / "out"
         log = Path(tmp) / "console.log"
-        env = dict(os.environ, PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-                   TOKENIZERS_PARALLELISM="false", WANDB_MODE="disabled", COLUMNS="100")
+        env = dict(
+            os.environ,
+            PYTHONUNBUFFERED="1",
+            HF_HUB_OFFLINE="1",
+            OMP_NUM_THREADS="1",
+            TOKENIZERS_PARALLELISM="false",
+            WANDB_MODE="disabled",
+            COLUMNS="100",
+        )
         with log.open("wb") as fh:
-            proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(asdict(case)), str(out)],
-                                  stdout=fh, stderr=subprocess.STDOUT, env=env, timeout=timeout, check=False)
+            proc = subprocess.run(
+                [sys.executable, __file__, "--child", json.dumps(asdict(case)), str(out)],
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                env=env,
+                timeout=timeout,
+                check=False,
+            )
         if proc.returncode != 0:
             raise RuntimeError(f"{case.name} failed:\n{log.read_text(errors='replace')[-3000:]}")
         state = json.loads((out / "trainer_state.json").read_text())

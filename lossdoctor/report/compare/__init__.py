@@ -5,6 +5,7 @@ not one run, so it has its own view data and templates; it reuses the single-run
 thing (number formatting, plot decimation, ``PlotSpec`` and the plot renderers). Every module in this package
 with a module-level ``RENDERER`` is a comparison format (adding one is adding a file).
 """
+
 from __future__ import annotations
 
 import math
@@ -32,8 +33,18 @@ KEY_SERIES: tuple[tuple[str, str, str], ...] = (
     ("train/learning_rate", "Learning rate", "learning rate"),
     ("train/grad_norm", "Gradient norm", "grad_norm"),
 )
-RUN_COLOURS: tuple[str, ...] = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2",
-                                "#7f7f7f", "#bcbd22", "#17becf")
+RUN_COLOURS: tuple[str, ...] = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+)
 STATUS_WORDS = {"fixed": "fixed", "new": "NEW", "persisting": "persisting", "absent": "-", "baseline": ""}
 
 
@@ -54,11 +65,11 @@ class RuleView:
     rule_id: str
     title: str
     severity: str
-    cells: tuple[str, ...]       # per run: "warning, steps 24-192" or "-"
-    status: tuple[str, ...]      # per run: "", "fixed", "NEW", "persisting", "-"
-    trend: tuple[str, ...]       # per run: "", worse, better, mixed, same
-    details: tuple[str, ...]     # per run
-    messages: tuple[str, ...]    # per run ("" where absent)
+    cells: tuple[str, ...]  # per run: "warning, steps 24-192" or "-"
+    status: tuple[str, ...]  # per run: "", "fixed", "NEW", "persisting", "-"
+    trend: tuple[str, ...]  # per run: "", worse, better, mixed, same
+    details: tuple[str, ...]  # per run
+    messages: tuple[str, ...]  # per run ("" where absent)
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ class CompareData:
     headlines: tuple[str, ...]
     best_key: str
     best_reason: str
-    facts: tuple[tuple[str, tuple[str, ...]], ...]     # label, value per run
+    facts: tuple[tuple[str, tuple[str, ...]], ...]  # label, value per run
     rules: tuple[RuleView, ...]
     plots: tuple[PlotSpec, ...]
     version: str
@@ -91,8 +102,10 @@ def _facts(cmp: Comparison) -> tuple[tuple[str, tuple[str, ...]], ...]:
         ("Final train loss", tuple(fmt_num(r.facts.final_train_loss) for r in cmp.runs)),
         ("Last step", tuple(fmt_num(r.facts.last_step) for r in cmp.runs)),
         ("Epochs", tuple("-" if r.epochs is None else f"{r.epochs:.3g}" for r in cmp.runs)),
-        ("Points logged", tuple(f"{r.facts.train_points} train loss, {r.facts.eval_points} eval loss"
-                                for r in cmp.runs)),
+        (
+            "Points logged",
+            tuple(f"{r.facts.train_points} train loss, {r.facts.eval_points} eval loss" for r in cmp.runs),
+        ),
         ("State", tuple(r.state for r in cmp.runs)),
     ]
     return tuple(rows)
@@ -101,11 +114,21 @@ def _facts(cmp: Comparison) -> tuple[tuple[str, tuple[str, ...]], ...]:
 def _rules(cmp: Comparison) -> tuple[RuleView, ...]:
     out = []
     for row in cmp.rows:
-        cells = tuple("-" if w is None else f"{w.severity}, steps {fmt_steps(w.first_step, w.last_step)}"
-                      for w in row.cells)
-        out.append(RuleView(rule_id=row.rule_id, title=row.title, severity=row.severity, cells=cells,
-                            status=tuple(STATUS_WORDS.get(s, s) for s in row.status), trend=row.trend,
-                            details=row.details, messages=tuple("" if w is None else w.message for w in row.cells)))
+        cells = tuple(
+            "-" if w is None else f"{w.severity}, steps {fmt_steps(w.first_step, w.last_step)}" for w in row.cells
+        )
+        out.append(
+            RuleView(
+                rule_id=row.rule_id,
+                title=row.title,
+                severity=row.severity,
+                cells=cells,
+                status=tuple(STATUS_WORDS.get(s, s) for s in row.status),
+                trend=row.trend,
+                details=row.details,
+                messages=tuple("" if w is None else w.message for w in row.cells),
+            )
+        )
     return tuple(out)
 
 
@@ -124,36 +147,79 @@ def _plots(cmp: Comparison) -> tuple[PlotSpec, ...]:
                 continue
             steps, values = s.index, s.to_numpy(dtype="float64")
             idx = decimate(steps, values)
-            lines.append(Line(metric=metric, label=f"{col.key}: {col.name}"[:60], steps=tuple(steps[idx].tolist()),
-                                 values=tuple(values[idx].tolist()), colour=colour))
+            lines.append(
+                Line(
+                    metric=metric,
+                    label=f"{col.key}: {col.name}"[:60],
+                    steps=tuple(steps[idx].tolist()),
+                    values=tuple(values[idx].tolist()),
+                    colour=colour,
+                )
+            )
             for f in diag.findings:
                 if metric not in f.series or (f.first_step is None and f.last_step is None):
                     continue
                 first = f.first_step if f.first_step is not None else f.last_step
                 last = f.last_step if f.last_step is not None else f.first_step
-                spans.append(Span(rule_id=f.rule_id, severity=f.severity, first_step=int(first),  # type: ignore[arg-type]
-                                     last_step=int(last), gid=span_gid(f"{col.key}-{f.rule_id}"),  # type: ignore[arg-type]
-                                     colour=colour, label=f"{col.key}: {f.rule_id}"))
+                spans.append(
+                    Span(
+                        rule_id=f.rule_id,
+                        severity=f.severity,
+                        first_step=int(first),  # type: ignore[arg-type]
+                        last_step=int(last),
+                        gid=span_gid(f"{col.key}-{f.rule_id}"),  # type: ignore[arg-type]
+                        colour=colour,
+                        label=f"{col.key}: {f.rule_id}",
+                    )
+                )
         if not lines:
             continue
         vals = np.array([v for ln in lines for v in ln.values], dtype="float64")
         vals = vals[np.isfinite(vals)]
         log_y = bool(vals.size > 1 and (vals > 0).all() and vals.max() / vals.min() > 1e3)
-        plots.append(PlotSpec(key="compare-" + _SLUG.sub("_", metric), title=title, ylabel=ylabel,
-                              lines=tuple(lines), spans=tuple(spans), marker=None, small=False, log_y=log_y))
+        plots.append(
+            PlotSpec(
+                key="compare-" + _SLUG.sub("_", metric),
+                title=title,
+                ylabel=ylabel,
+                lines=tuple(lines),
+                spans=tuple(spans),
+                marker=None,
+                small=False,
+                log_y=log_y,
+            )
+        )
     return tuple(plots)
 
 
 def build_compare_data(cmp: Comparison) -> CompareData:
     """Pure: the same Comparison always gives the same CompareData."""
 
-    runs = tuple(RunHead(key=r.key, name=r.name, location=r.location, kind=r.kind, verdict=r.verdict, level=r.level,
-                         colour=RUN_COLOURS[i % len(RUN_COLOURS)], is_best=i == cmp.best)
-                 for i, r in enumerate(cmp.runs))
+    runs = tuple(
+        RunHead(
+            key=r.key,
+            name=r.name,
+            location=r.location,
+            kind=r.kind,
+            verdict=r.verdict,
+            level=r.level,
+            colour=RUN_COLOURS[i % len(RUN_COLOURS)],
+            is_best=i == cmp.best,
+        )
+        for i, r in enumerate(cmp.runs)
+    )
     title = "lossdoctor compare: " + " vs ".join(f"{r.key} {r.name}" for r in cmp.runs)
-    return CompareData(title=title, runs=runs, headlines=cmp.headlines, best_key=cmp.runs[cmp.best].key,
-                       best_reason=cmp.best_reason, facts=_facts(cmp), rules=_rules(cmp), plots=_plots(cmp),
-                       version=__version__)
+    return CompareData(
+        title=title,
+        runs=runs,
+        headlines=cmp.headlines,
+        best_key=cmp.runs[cmp.best].key,
+        best_reason=cmp.best_reason,
+        facts=_facts(cmp),
+        rules=_rules(cmp),
+        plots=_plots(cmp),
+        version=__version__,
+    )
 
 
 class CompareRenderer(Protocol):
@@ -174,8 +240,10 @@ def parse_formats(text: str) -> tuple[str, ...]:
     known = tuple(registry())
     bad = [f for f in wanted if f not in known]
     if bad or not wanted:
-        raise UsageError(f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
-                         f"list of {', '.join(known)}")
+        raise UsageError(
+            f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
+            f"list of {', '.join(known)}"
+        )
     return wanted
 
 

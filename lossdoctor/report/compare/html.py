@@ -1,4 +1,5 @@
 """Comparison as one self-contained HTML page (inline CSS and SVG, no script; autoescaped template)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -1,4 +1,5 @@
 """Comparison as terminal text: headline per later run, the pick, facts and findings side by side."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -25,8 +26,12 @@ def summary(data: CompareData, color: bool) -> str:
     for h in data.headlines:
         lines.append("  " + _paint(clean(h), "info", color, bold=True))
     lines.append("  best run: " + clean(data.best_reason))
-    lines.extend(_table(["fact", *[r.key for r in data.runs]],
-                        [[label, *[clean(v) for v in values]] for label, values in data.facts if label != "Verdict"]))
+    lines.extend(
+        _table(
+            ["fact", *[r.key for r in data.runs]],
+            [[label, *[clean(v) for v in values]] for label, values in data.facts if label != "Verdict"],
+        )
+    )
     if data.rules:
         rows = []
         for rule in data.rules:

@@ -4,6 +4,7 @@ Every module in this package with a module-level ``RENDERER`` is a format (addin
 file, never a branch in an if/elif). A renderer is any object with the ``Renderer`` protocol below;
 built-in formats use the same registry a third-party one would.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -17,9 +18,9 @@ if TYPE_CHECKING:
 
 
 class Renderer(Protocol):
-    name: str                     # canonical format name, e.g. "markdown"
-    aliases: tuple[str, ...]      # other names accepted by --format, e.g. ("md",)
-    primary: str                  # the main file it writes, e.g. "report.md" (what the CLI prints)
+    name: str  # canonical format name, e.g. "markdown"
+    aliases: tuple[str, ...]  # other names accepted by --format, e.g. ("md",)
+    primary: str  # the main file it writes, e.g. "report.md" (what the CLI prints)
     description: str
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:

@@ -6,6 +6,7 @@ run and, for files in the repository, on the diff. Data and property values are 
 runner expects (``%``, CR, LF; and ``:`` / ``,`` in properties), so a run string cannot end a command early
 or inject another one.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -44,8 +45,9 @@ def annotations(diagnosis: Diagnosis, data: ReportData) -> str:
         lines.append(f"::{LEVELS.get(f.severity, 'warning')} {','.join(props)}::{escape_data(text)}")
     for c in diagnosis.crashed_checks:
         lines.append(f"::error title=lossdoctor rule check crashed::{escape_data(c)}")
-    lines.append(f"::notice title={escape_property('lossdoctor: ' + diagnosis.run.name)}::"
-                 f"{escape_data(diagnosis.verdict)}")
+    lines.append(
+        f"::notice title={escape_property('lossdoctor: ' + diagnosis.run.name)}::{escape_data(diagnosis.verdict)}"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ Escaping: jinja2 autoescape=True escapes every run string; the SVGs are the only
 ``report/svg.py`` escapes every string it writes into them. A Content-Security-Policy meta tag forbids
 scripts and remote loads as a second line of defence.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -30,8 +31,11 @@ class HtmlRenderer:
 
         svgs = [(plot, Markup(plot_svg(plot))) for plot in data.plots]
         strip = Markup(timeline_svg(data.timeline)) if data.timeline is not None and data.findings else None
-        text = html_env().get_template("report.html.j2").render(d=data, svgs=svgs, timeline_svg=strip,
-                                                                colours=SEVERITY_COLOURS)
+        text = (
+            html_env()
+            .get_template("report.html.j2")
+            .render(d=data, svgs=svgs, timeline_svg=strip, colours=SEVERITY_COLOURS)
+        )
         return {self.primary: text.encode("utf-8")}
 
 

@@ -9,6 +9,7 @@ Deterministic: keys sorted, findings in the diagnosis order, metrics sorted by n
 Python's shortest repr. JSON has no NaN/Infinity, so non-finite floats are the strings "nan", "inf"
 and "-inf" (a consumer can map them back with float()); missing values are null.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -73,8 +74,12 @@ def _metrics(run: Run, keep_steps: np.ndarray | None) -> list[dict[str, Any]]:
         s = run.series(name)
         raw = sorted(raw_names.get(name, ()))
         steps, vals = s.index, s.to_numpy(dtype="float64")
-        item: dict[str, Any] = {"name": name, "raw_names": raw, "points": int(len(s)),
-                                "nonfinite": int((~np.isfinite(vals)).sum())}
+        item: dict[str, Any] = {
+            "name": name,
+            "raw_names": raw,
+            "points": int(len(s)),
+            "nonfinite": int((~np.isfinite(vals)).sum()),
+        }
         if keep_steps is not None:
             idx = decimate(steps, vals, keep_steps=keep_steps)
             item["decimated"] = bool(len(idx) < len(vals))
@@ -118,8 +123,10 @@ def diagnosis_to_dict(diagnosis: Diagnosis, data: ReportData | None = None) -> d
         "rules_not_applied": list(diagnosis.rules_not_applied),
         "worst_severity": diagnosis.worst_severity,
         "findings": findings,
-        "rules": [{"rule_id": o.rule_id, "severity": o.severity, "status": o.status, "reason": o.reason,
-                   "origin": o.origin} for o in diagnosis.rule_outcomes],
+        "rules": [
+            {"rule_id": o.rule_id, "severity": o.severity, "status": o.status, "reason": o.reason, "origin": o.origin}
+            for o in diagnosis.rule_outcomes
+        ],
         "crashed_checks": list(diagnosis.crashed_checks),
         "rule_sources": list(diagnosis.rule_sources),
     }
@@ -133,8 +140,9 @@ class JsonRenderer:
     description = "diagnosis.json: findings, facts and the series as plotted (--full-series: every point)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        text = json.dumps(diagnosis_to_dict(diagnosis, data), sort_keys=True, indent=2, ensure_ascii=False,
-                          allow_nan=False)
+        text = json.dumps(
+            diagnosis_to_dict(diagnosis, data), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False
+        )
         return {self.primary: (text + "\n").encode("utf-8")}
 
 

@@ -9,6 +9,7 @@ Every string from the run is escaped (``md_escape``): HTML-significant character
 ``a|b *c*`` cannot break a table or restyle the comment. Text inside the code block (rule ids) has its
 backticks replaced, so it cannot close the block.
 """
+
 from __future__ import annotations
 
 import re
@@ -72,8 +73,13 @@ class MarkdownRenderer:
         env = md_env(md_escape)
         template = env.get_template("report.md.j2")
         strip = MdSafe(text_strip(data.timeline)) if data.timeline is not None and data.timeline.rows else None
-        text = template.render(d=data, strip=strip, severity_mark=SEVERITY_MARK,
-                               level_mark=LEVEL_MARK.get(data.level, ""), public=public_text)
+        text = template.render(
+            d=data,
+            strip=strip,
+            severity_mark=SEVERITY_MARK,
+            level_mark=LEVEL_MARK.get(data.level, ""),
+            public=public_text,
+        )
         text = re.sub(r"\n{3,}", "\n\n", text)
         return {self.primary: text.encode("utf-8")}
 

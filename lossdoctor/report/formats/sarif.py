@@ -6,6 +6,7 @@ when the reader knows it, a partial fingerprint per (run, rule) so code scanning
 pushes, and every rule in force in ``tool.driver.rules``. A crashed check is a tool execution
 notification (``executionSuccessful: false``). Validated against the SARIF 2.1.0 JSON schema in tests.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,7 +37,7 @@ def artifact_uri(location: str) -> str | None:
     path = location.replace("\\", "/")
     if path.startswith("/"):
         return "file://" + quote(path, safe="/:")
-    if len(path) > 2 and path[1] == ":" and path[2] == "/":      # C:/...
+    if len(path) > 2 and path[1] == ":" and path[2] == "/":  # C:/...
         return "file:///" + quote(path, safe="/:")
     return quote(path, safe="/:")
 
@@ -53,11 +54,16 @@ def sarif_log(diagnosis: Diagnosis, data: ReportData) -> dict[str, Any]:
         if rule_id in index:
             return
         index[rule_id] = len(rules)
-        rules.append({"id": rule_id, "name": rule_id,
-                      "shortDescription": {"text": title or rule_id},
-                      "fullDescription": {"text": " ".join((description or title or rule_id).split())},
-                      "defaultConfiguration": {"level": LEVELS.get(severity, "warning")},
-                      "properties": {"origin": origin, "severity": severity}})
+        rules.append(
+            {
+                "id": rule_id,
+                "name": rule_id,
+                "shortDescription": {"text": title or rule_id},
+                "fullDescription": {"text": " ".join((description or title or rule_id).split())},
+                "defaultConfiguration": {"level": LEVELS.get(severity, "warning")},
+                "properties": {"origin": origin, "severity": severity},
+            }
+        )
 
     for o in diagnosis.rule_outcomes:
         add_rule(o.rule_id, o.severity, o.title, o.description, o.origin)
@@ -71,12 +77,18 @@ def sarif_log(diagnosis: Diagnosis, data: ReportData) -> dict[str, Any]:
         if f.remediation:
             text += " What to do: " + " ".join(" ".join(r.split()) for r in f.remediation)
         result: dict[str, Any] = {
-            "ruleId": f.rule_id, "ruleIndex": index[f.rule_id], "level": LEVELS.get(f.severity, "warning"),
+            "ruleId": f.rule_id,
+            "ruleIndex": index[f.rule_id],
+            "level": LEVELS.get(f.severity, "warning"),
             "message": {"text": text},
             "partialFingerprints": {"lossdoctorRun/v1": _fingerprint(diagnosis.run.name, f.rule_id)},
-            "properties": {"steps": view.holds_text, "firstStep": f.first_step, "lastStep": f.last_step,
-                           "holds": [list(r) for r in view.holds],
-                           "evidence": {k: v for k, v in view.key_evidence}},
+            "properties": {
+                "steps": view.holds_text,
+                "firstStep": f.first_step,
+                "lastStep": f.last_step,
+                "holds": [list(r) for r in view.holds],
+                "evidence": {k: v for k, v in view.key_evidence},
+            },
         }
         if uri is not None:
             physical: dict[str, Any] = {"artifactLocation": {"uri": uri, "index": 0}}
@@ -89,16 +101,30 @@ def sarif_log(diagnosis: Diagnosis, data: ReportData) -> dict[str, Any]:
     run: dict[str, Any] = {
         # one category per training run: code scanning keeps the results of several runs apart
         "automationDetails": {"id": f"lossdoctor/{slug[:80]}/"},
-        "tool": {"driver": {"name": "lossdoctor", "version": __version__, "semanticVersion": __version__,
-                            "informationUri": INFO_URI, "rules": rules}},
+        "tool": {
+            "driver": {
+                "name": "lossdoctor",
+                "version": __version__,
+                "semanticVersion": __version__,
+                "informationUri": INFO_URI,
+                "rules": rules,
+            }
+        },
         "results": results,
-        "invocations": [{
-            "executionSuccessful": not diagnosis.crashed_checks,
-            "toolExecutionNotifications": [{"level": "error", "message": {"text": f"rule check crashed: {c}"}}
-                                           for c in diagnosis.crashed_checks],
-        }],
-        "properties": {"runName": diagnosis.run.name, "verdict": diagnosis.verdict,
-                       "worstSeverity": diagnosis.worst_severity},
+        "invocations": [
+            {
+                "executionSuccessful": not diagnosis.crashed_checks,
+                "toolExecutionNotifications": [
+                    {"level": "error", "message": {"text": f"rule check crashed: {c}"}}
+                    for c in diagnosis.crashed_checks
+                ],
+            }
+        ],
+        "properties": {
+            "runName": diagnosis.run.name,
+            "verdict": diagnosis.verdict,
+            "worstSeverity": diagnosis.worst_severity,
+        },
     }
     if uri is not None:
         run["artifacts"] = [{"location": {"uri": uri}, "roles": ["analysisTarget"]}]
@@ -112,8 +138,9 @@ class SarifRenderer:
     description = "report.sarif: SARIF 2.1.0 for GitHub code scanning (upload-sarif)"
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        text = json.dumps(jsonable(sarif_log(diagnosis, data)), indent=2, sort_keys=False, ensure_ascii=False,
-                          allow_nan=False)
+        text = json.dumps(
+            jsonable(sarif_log(diagnosis, data)), indent=2, sort_keys=False, ensure_ascii=False, allow_nan=False
+        )
         return {self.primary: (text + "\n").encode("utf-8")}
 
 

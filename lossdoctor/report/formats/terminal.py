@@ -3,6 +3,7 @@
 Run strings are stripped of control characters first: a run name or message carrying an escape
 sequence must not be able to rewrite the user's terminal.
 """
+
 from __future__ import annotations
 
 from lossdoctor.model import Diagnosis

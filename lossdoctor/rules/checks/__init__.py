@@ -5,6 +5,7 @@ at which the condition was evaluated, causally: the value at step s uses only da
 ``evidence_at(index)`` function giving the numbers a message needs at a clock index. Global checks
 (``scope="global"``) decide once for the whole run and broadcast over any clock.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -25,8 +26,9 @@ if TYPE_CHECKING:  # the model is not imported just to validate a rule file
 
 #: The parameter types a check kind may declare (``rules.schema.coerce_arg`` reads a rule file's value by it):
 #: a closed set, so a rule file argument is always checked by a known rule.
-PARAM_TYPES: frozenset[str] = frozenset({"series", "series_list", "names", "number", "fraction", "int", "bool",
-                                         "choice", "window", "str"})
+PARAM_TYPES: frozenset[str] = frozenset(
+    {"series", "series_list", "names", "number", "fraction", "int", "bool", "choice", "window", "str"}
+)
 
 
 class CheckDeclarationError(TypeError):
@@ -46,19 +48,20 @@ class Param:
 
     def __post_init__(self) -> None:
         if self.type not in PARAM_TYPES:
-            raise CheckDeclarationError(f"unknown parameter type {self.type!r}; expected one of "
-                                        f"{', '.join(sorted(PARAM_TYPES))}")
+            raise CheckDeclarationError(
+                f"unknown parameter type {self.type!r}; expected one of {', '.join(sorted(PARAM_TYPES))}"
+            )
         if self.type == "choice" and not self.choices:
             raise CheckDeclarationError("a 'choice' parameter needs its choices")
 
 
 @dataclass(frozen=True)
 class CheckResult:
-    clock: np.ndarray                                   # int64 steps, sorted
-    mask: np.ndarray                                    # bool, same length
-    evidence_at: Callable[[int], dict[str, Any]]        # clock index → evidence
+    clock: np.ndarray  # int64 steps, sorted
+    mask: np.ndarray  # bool, same length
+    evidence_at: Callable[[int], dict[str, Any]]  # clock index → evidence
     series: tuple[str, ...] = ()
-    scope: str = "points"                               # "points" | "global"
+    scope: str = "points"  # "points" | "global"
     onset_at: Callable[[int], int | None] | None = None  # clock index → onset step (e.g. the turn of eval loss)
 
 
@@ -95,9 +98,11 @@ def validate_check(check: Any) -> Check:
     for name, param in params.items():
         if not isinstance(name, str) or not isinstance(param, Param):
             raise CheckDeclarationError(f"{who}: parameter {name!r} must be a Param")
-        if param.type not in PARAM_TYPES:   # a Param whose type was changed after it was made
-            raise CheckDeclarationError(f"{who}: parameter {name!r} has unknown type {param.type!r}; expected one "
-                                        f"of {', '.join(sorted(PARAM_TYPES))}")
+        if param.type not in PARAM_TYPES:  # a Param whose type was changed after it was made
+            raise CheckDeclarationError(
+                f"{who}: parameter {name!r} has unknown type {param.type!r}; expected one "
+                f"of {', '.join(sorted(PARAM_TYPES))}"
+            )
     keys = getattr(check, "evidence_keys", None)
     if not isinstance(keys, frozenset) or not all(isinstance(k, str) and k for k in keys):
         raise CheckDeclarationError(f"{who}: evidence_keys must be a frozenset of names")
@@ -116,14 +121,17 @@ def declared_evidence(check: Check, result: CheckResult) -> CheckResult:
         evidence = inner(i)
         extra = evidence.keys() - allowed
         if extra:
-            raise CheckDeclarationError(f"check kind {check.kind!r} emitted evidence key(s) "
-                                        f"{', '.join(sorted(extra))} it does not declare in evidence_keys")
+            raise CheckDeclarationError(
+                f"check kind {check.kind!r} emitted evidence key(s) "
+                f"{', '.join(sorted(extra))} it does not declare in evidence_keys"
+            )
         return evidence
 
     return replace(result, evidence_at=evidence_at)
 
 
 # --- helpers shared by the check kinds ------------------------------------------------------------
+
 
 def empty_result(series: tuple[str, ...], scope: str = "points") -> CheckResult:
     return CheckResult(np.zeros(0, dtype="int64"), np.zeros(0, dtype=bool), lambda i: {}, series, scope)
@@ -157,8 +165,9 @@ def sorted_unique(*arrays_: np.ndarray) -> np.ndarray:
     return c[np.r_[True, c[1:] != c[:-1]]]
 
 
-def finite_points(run: Run, pattern: str, window: Mapping[str, Any] | None = None
-                  ) -> tuple[str | None, np.ndarray, np.ndarray]:
+def finite_points(
+    run: Run, pattern: str, window: Mapping[str, Any] | None = None
+) -> tuple[str | None, np.ndarray, np.ndarray]:
     """(metric, steps, values) of the first series matching ``pattern``, cut to ``window`` and to its finite
     points; (None, empty, empty) when the run has no such series."""
     names = resolve_series(run, pattern)
@@ -213,14 +222,14 @@ def rolling_median(values: np.ndarray, window: int) -> np.ndarray:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)          # all-NaN blocks
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN blocks
         medians = rolling.row_medians(finite[: n_blocks * block].reshape(n_blocks, block))
     over_blocks = rolling.ffill(rolling.trailing_medians(medians, MEDIAN_BLOCKS))
     out = np.empty(len(values))
-    head = rolling.ffill(rolling.trailing_medians(finite[:block], block))      # before the first full block
+    head = rolling.ffill(rolling.trailing_medians(finite[:block], block))  # before the first full block
     out[: block - 1] = head[: block - 1]
-    done = (np.arange(block - 1, len(values)) + 1) // block - 1                   # last block complete at i
-    out[block - 1:] = over_blocks[np.minimum(done, n_blocks - 1)]
+    done = (np.arange(block - 1, len(values)) + 1) // block - 1  # last block complete at i
+    out[block - 1 :] = over_blocks[np.minimum(done, n_blocks - 1)]
     return out
 
 
@@ -236,7 +245,7 @@ def final_run_only(mask: np.ndarray) -> np.ndarray:
     if len(mask) == 0 or not mask[-1]:
         return out
     falses = np.flatnonzero(~mask)
-    out[(int(falses[-1]) + 1 if len(falses) else 0):] = True
+    out[(int(falses[-1]) + 1 if len(falses) else 0) :] = True
     return out
 
 
@@ -264,7 +273,7 @@ def config_number(run: Run, keys: list[str] | tuple[str, ...]) -> tuple[float | 
     value, key = config_value(run, keys)
     try:
         num = float(value) if value is not None and not isinstance(value, bool) else None
-    except (TypeError, ValueError, OverflowError):     # a 400-digit integer is no usable setting
+    except (TypeError, ValueError, OverflowError):  # a 400-digit integer is no usable setting
         num = None
     return (num, key) if num is not None and np.isfinite(num) else (None, None)
 
@@ -274,7 +283,10 @@ def fmt_float(x: float) -> float:
 
 
 OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
-    ">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
+    ">": np.greater,
+    ">=": np.greater_equal,
+    "<": np.less,
+    "<=": np.less_equal,
 }
 
 
@@ -297,5 +309,26 @@ def noop_evidence(_: int) -> dict[str, Any]:
     return {}
 
 
-__all__ = ["Param", "CheckResult", "Check", "registry", "empty_result", "global_result", "resolve_series",
-           "arrays", "sorted_unique", "finite_points", "asof", "config_value", "config_number", "ema", "rolling_median", "smooth", "final_run_only", "running_best", "OPS", "window_start_index", "field"]
+__all__ = [
+    "Param",
+    "CheckResult",
+    "Check",
+    "registry",
+    "empty_result",
+    "global_result",
+    "resolve_series",
+    "arrays",
+    "sorted_unique",
+    "finite_points",
+    "asof",
+    "config_value",
+    "config_number",
+    "ema",
+    "rolling_median",
+    "smooth",
+    "final_run_only",
+    "running_best",
+    "OPS",
+    "window_start_index",
+    "field",
+]

@@ -6,6 +6,7 @@ inputs (shuffled or offset), a loss summed instead of averaged, the wrong tokeni
 diverged. The level is the rolling median of 3 logs (one spike is not a level), read at the start (``at:
 start``: the first 3 logs), at the end (``at: end``) or at its highest (``at: max``).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,19 +26,27 @@ class Level:
     params = {
         "series": Param("series", default="train/loss"),
         "at": Param("choice", default="max", choices=("start", "end", "max")),
-        "vocab_from": Param("names", default=["vocab_size", "model.vocab_size", "config.vocab_size",
-                                              "model_config.vocab_size"]),
+        "vocab_from": Param(
+            "names", default=["vocab_size", "model.vocab_size", "config.vocab_size", "model_config.vocab_size"]
+        ),
         "default_vocab": Param("int", default=262144, doc="V when the config does not say (Gemma 3's 262,144)"),
         "min_points": Param("int", default=3),
-        "ends_above": Param("fraction", default=None,
-                            doc="also: the end level (median of the last fifth of the logs) still at least this "
-                                "fraction of ln(V) - the loss never came down to a language model's level"),
-        "unless_ends_low": Param("series", default=None,
-                                 doc="silent when this series (e.g. eval/loss) ended (median of its last 3 points) "
-                                     "below ends_above x ln(V): the held-out loss says the model learned"),
+        "ends_above": Param(
+            "fraction",
+            default=None,
+            doc="also: the end level (median of the last fifth of the logs) still at least this "
+            "fraction of ln(V) - the loss never came down to a language model's level",
+        ),
+        "unless_ends_low": Param(
+            "series",
+            default=None,
+            doc="silent when this series (e.g. eval/loss) ended (median of its last 3 points) "
+            "below ends_above x ln(V): the held-out loss says the model learned",
+        ),
     }
-    evidence_keys = frozenset({"level", "level_step", "ln_vocab", "vocab", "vocab_source", "metric", "ratio",
-                               "end_level", "end_ratio"})
+    evidence_keys = frozenset(
+        {"level", "level_step", "ln_vocab", "vocab", "vocab_source", "metric", "ratio", "end_level", "end_ratio"}
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> Any:
         metric, steps, values = finite_points(run, args["series"])
@@ -52,20 +61,35 @@ class Level:
         med = rolling_median(values, 3)[2:]
         where = {"start": 0, "end": len(med) - 1, "max": int(np.argmax(med))}[str(args["at"])]
         level = float(med[where])
-        end = float(median_of(values[-max(3, len(values) // 5):]))
+        end = float(median_of(values[-max(3, len(values) // 5) :]))
         holds = level > ln_v
         if args.get("ends_above") is not None:
             holds = holds and end >= float(args["ends_above"]) * ln_v
             other = args.get("unless_ends_low")
             if holds and other:
                 o_metric, _, o_vals = finite_points(run, other)
-                if o_metric is not None and len(o_vals) and \
-                        float(median_of(o_vals[-3:])) < float(args["ends_above"]) * ln_v:
+                if (
+                    o_metric is not None
+                    and len(o_vals)
+                    and float(median_of(o_vals[-3:])) < float(args["ends_above"]) * ln_v
+                ):
                     holds = False
-        return global_result(holds, int(steps[where + 2]), {
-            "level": level, "level_step": int(steps[where + 2]), "ln_vocab": ln_v, "vocab": int(vocab),
-            "vocab_source": source, "metric": metric, "ratio": level / ln_v, "end_level": end,
-            "end_ratio": end / ln_v}, (metric,))
+        return global_result(
+            holds,
+            int(steps[where + 2]),
+            {
+                "level": level,
+                "level_step": int(steps[where + 2]),
+                "ln_vocab": ln_v,
+                "vocab": int(vocab),
+                "vocab_source": source,
+                "metric": metric,
+                "ratio": level / ln_v,
+                "end_level": end,
+                "end_ratio": end / ln_v,
+            },
+            (metric,),
+        )
 
 
 CHECK = Level()

@@ -1,4 +1,5 @@
 """missing: a series absent or with too few points to judge (e.g. no eval loss: overfitting can't be judged)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -13,8 +14,11 @@ if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule 
 class Missing:
     kind = "missing"
     doc = "fewer than min_points points in every series matching the pattern"
-    params = {"series": Param("series", required=True), "min_points": Param("int", default=1),
-              "at_least": Param("int", default=0, doc="only when at least this many points exist")}
+    params = {
+        "series": Param("series", required=True),
+        "min_points": Param("int", default=1),
+        "at_least": Param("int", default=0, doc="only when at least this many points exist"),
+    }
     evidence_keys = frozenset({"found_points", "min_points", "metric"})
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
@@ -24,8 +28,9 @@ class Missing:
         need = int(args["min_points"])
         last = int(run.metrics["step"].max()) if len(run.metrics) else 0
         holds = int(args["at_least"]) <= found < need
-        return global_result(holds, last, {"found_points": found, "min_points": need,
-                                                  "metric": args["series"]}, (args["series"],))
+        return global_result(
+            holds, last, {"found_points": found, "min_points": need, "metric": args["series"]}, (args["series"],)
+        )
 
 
 CHECK = Missing()

@@ -10,6 +10,7 @@ after them (the hidden-NaN signature) and the train loss after the last one is f
 ``blowup`` x its level before the first one, nor at the end above ``blowup`` x the lowest it had been before
 the first one (a run that diverged around them). Anything else is **persistent**. ``persistence: any`` (the
 default) keeps the old behaviour: every non-finite point."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,14 +28,31 @@ if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule 
 class NonFinite:
     kind = "nonfinite"
     doc = "NaN/inf in any matching series"
-    params = {"series": Param("series_list", required=True, doc="names or globs"),
-              "persistence": Param("choice", default="any", choices=("any", "transient", "persistent")),
-              "max_transient": Param("int", default=3, doc="at most this many isolated points are transient ..."),
-              "max_transient_share": Param("fraction", default=0.02, doc="... or this share of the logs"),
-              "blowup": Param("number", default=1.5, doc="train loss after / before above this: not transient")}
-    evidence_keys = frozenset({"metric", "value", "step", "first_bad_step", "bad_points", "last_finite", "before",
-                               "last_finite_step", "metrics", "zero_loss_points", "peak_before", "peak_before_step",
-                               "persistence", "pattern"})
+    params = {
+        "series": Param("series_list", required=True, doc="names or globs"),
+        "persistence": Param("choice", default="any", choices=("any", "transient", "persistent")),
+        "max_transient": Param("int", default=3, doc="at most this many isolated points are transient ..."),
+        "max_transient_share": Param("fraction", default=0.02, doc="... or this share of the logs"),
+        "blowup": Param("number", default=1.5, doc="train loss after / before above this: not transient"),
+    }
+    evidence_keys = frozenset(
+        {
+            "metric",
+            "value",
+            "step",
+            "first_bad_step",
+            "bad_points",
+            "last_finite",
+            "before",
+            "last_finite_step",
+            "metrics",
+            "zero_loss_points",
+            "peak_before",
+            "peak_before_step",
+            "persistence",
+            "pattern",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names: list[str] = []
@@ -55,8 +73,9 @@ class NonFinite:
             bad[pos] = True
         cum = np.cumsum(bad)
         # the hidden-NaN signature: train/loss logged as exactly 0.0 at a step where this series is non-finite
-        loss_steps, loss_values = arrays(run, "train/loss") if run.has("train/loss") else (np.zeros(0, "int64"),
-                                                                                          np.zeros(0))
+        loss_steps, loss_values = (
+            arrays(run, "train/loss") if run.has("train/loss") else (np.zeros(0, "int64"), np.zeros(0))
+        )
         zero_loss_steps = loss_steps[loss_values == 0.0]
         zero_at_bad = np.isin(clock, zero_loss_steps) & bad
         zero_cum = np.cumsum(zero_at_bad)
@@ -75,23 +94,38 @@ class NonFinite:
             finite_before = np.flatnonzero(np.isfinite(values[:j]))
             last_f = float(values[finite_before[-1]]) if len(finite_before) else None
             last_fs = int(steps[finite_before[-1]]) if len(finite_before) else None
-            before = (f"last finite value {last_f:.4g} at step {last_fs}" if last_f is not None
-                      else "no finite value before it")
+            before = (
+                f"last finite value {last_f:.4g} at step {last_fs}"
+                if last_f is not None
+                else "no finite value before it"
+            )
             metrics = sorted({str(m) for m in first_bad_metric[: i + 1][bad[: i + 1]] if m})
             finite_vals = values[:j][np.isfinite(values[:j])]
             peak = float(finite_vals.max()) if len(finite_vals) else float("nan")
             peak_step = int(steps[:j][np.isfinite(values[:j])][int(finite_vals.argmax())]) if len(finite_vals) else -1
-            return {"metric": metric, "value": str(value), "step": int(clock[first]),
-                    "first_bad_step": int(clock[first]), "bad_points": int(cum[i]), "last_finite": last_f,
-                    "last_finite_step": last_fs, "before": before, "metrics": ", ".join(metrics),
-                    "zero_loss_points": int(zero_cum[i]), "peak_before": peak, "peak_before_step": peak_step,
-                    "persistence": "transient" if transient else "persistent", "pattern": pattern}
+            return {
+                "metric": metric,
+                "value": str(value),
+                "step": int(clock[first]),
+                "first_bad_step": int(clock[first]),
+                "bad_points": int(cum[i]),
+                "last_finite": last_f,
+                "last_finite_step": last_fs,
+                "before": before,
+                "metrics": ", ".join(metrics),
+                "zero_loss_points": int(zero_cum[i]),
+                "peak_before": peak,
+                "peak_before_step": peak_step,
+                "persistence": "transient" if transient else "persistent",
+                "pattern": pattern,
+            }
 
         return CheckResult(clock, bad, evidence_at, tuple(names))
 
 
-def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_values: np.ndarray,
-              args: Mapping[str, Any]) -> tuple[bool, str]:
+def _classify(
+    bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_values: np.ndarray, args: Mapping[str, Any]
+) -> tuple[bool, str]:
     """(transient?, the pattern in words) of the non-finite points on ``clock``."""
     at = np.flatnonzero(bad)
     k, n = len(at), len(clock)
@@ -109,14 +143,19 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     zero_after = bool(((loss_values == 0.0) & (loss_steps >= first)).any())
     before = loss_values[(loss_steps < first) & finite][-5:]
     after = loss_values[loss_steps > last][:5]
-    blew_up = bool(len(after) and (not np.isfinite(after).all() or (
-        len(before) and median_of(after) > float(args["blowup"]) * median_of(before))))
+    blew_up = bool(
+        len(after)
+        and (
+            not np.isfinite(after).all()
+            or (len(before) and median_of(after) > float(args["blowup"]) * median_of(before))
+        )
+    )
     # ... or a run that diverged around them: the loss at the end above blowup x the lowest it had been before
     # (3-log medians), though the loss right around the point looked continuous (it was already up)
     prior = loss_values[(loss_steps < first) & finite]
     tail = loss_values[finite][-5:]
     if len(prior) >= 3 and len(tail):
-        lows = np.array([median_of(prior[i:i + 3]) for i in range(len(prior) - 2)])
+        lows = np.array([median_of(prior[i : i + 3]) for i in range(len(prior) - 2)])
         lowest = float(lows.min())
         blew_up = blew_up or bool(lowest > 0 and median_of(tail) > float(args["blowup"]) * lowest)
     gaps = np.diff(clock[at]) if k > 1 else np.zeros(0)
@@ -131,8 +170,10 @@ def _classify(bad: np.ndarray, clock: np.ndarray, loss_steps: np.ndarray, loss_v
     if zero_after:
         return False, f"{where}, and train/loss logged as exactly 0.0 from there on (a NaN loss hidden as 0)"
     if blew_up:
-        return False, (f"{where}, and the train loss after them (or at the end) is non-finite or above "
-                       f"{args['blowup']}x its level before")
+        return False, (
+            f"{where}, and the train loss after them (or at the end) is non-finite or above "
+            f"{args['blowup']}x its level before"
+        )
     return True, f"{where}, each followed by normal steps and a train loss that carried on"
 
 

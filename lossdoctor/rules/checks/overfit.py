@@ -25,6 +25,7 @@ Evidence says which criterion fired, the onset (the start of the best basin: the
 ``onset_within`` of the best), the counterfactual in the judged metric's own units and a confidence
 (Φ(rise / noise), scaled down when fewer than 6 evals exist).
 """
+
 from __future__ import annotations
 
 import math
@@ -60,9 +61,9 @@ ENOUGH_EVALS = 6
 
 @dataclass(frozen=True)
 class Selected:
-    metric: str               # canonical name of the judged series
+    metric: str  # canonical name of the judged series
     lower_is_better: bool
-    source: str               # how it was chosen, said in the message
+    source: str  # how it was chosen, said in the message
 
 
 def _as_bool(value: Any) -> bool | None:
@@ -87,9 +88,9 @@ def selected_metric(run: Run, default: str = "eval/loss") -> Selected:
                 if run.has(metric) and metric != default and not metric.endswith("loss"):
                     greater = _as_bool(config_value(run, GREATER_KEYS)[0])
                     known = known_direction(metric)
-                    if known is not None:    # a WER is lower-better whatever the config says
+                    if known is not None:  # a WER is lower-better whatever the config says
                         greater = not known
-                    elif greater is None:    # the Trainer's own default: greater is better unless it is a loss
+                    elif greater is None:  # the Trainer's own default: greater is better unless it is a loss
                         greater = not raw.endswith("loss")
                     return Selected(metric, not greater, f"{metric} (metric_for_best_model in the run's config)")
         return fallback
@@ -98,8 +99,13 @@ def selected_metric(run: Run, default: str = "eval/loss") -> Selected:
         return fallback
     step = _best_step(run)
     for metric in run.metric_names():
-        if not metric.startswith("eval") or metric == default or "loss" in metric or "runtime" in metric \
-                or "per_second" in metric:
+        if (
+            not metric.startswith("eval")
+            or metric == default
+            or "loss" in metric
+            or "runtime" in metric
+            or "per_second" in metric
+        ):
             continue
         s = run.series(metric)
         v = s.to_numpy(dtype="float64")
@@ -115,8 +121,12 @@ def selected_metric(run: Run, default: str = "eval/loss") -> Selected:
         hi, lo = float(v[fin].max()), float(v[fin].min())
         known = known_direction(metric)
         if known is not None:
-            return Selected(metric, known, f"{metric} (trainer_state best_metric {float(best):.4g} is one of its "
-                                           f"values; {'lower' if known else 'higher'} is better)")
+            return Selected(
+                metric,
+                known,
+                f"{metric} (trainer_state best_metric {float(best):.4g} is one of its "
+                f"values; {'lower' if known else 'higher'} is better)",
+            )
         if math.isclose(float(best), hi, rel_tol=1e-9) and not math.isclose(hi, lo):
             return Selected(metric, False, f"{metric} (trainer_state best_metric {float(best):.4g} is its maximum)")
         if math.isclose(float(best), lo, rel_tol=1e-9) and not math.isclose(hi, lo):
@@ -126,8 +136,25 @@ def selected_metric(run: Run, default: str = "eval/loss") -> Selected:
 
 #: name fragments whose direction is known whatever a config says (lower is better: True)
 _LOWER = ("loss", "wer", "cer", "perplexity", "ppl", "error", "mse", "mae", "rmse")
-_HIGHER = ("accuracy", "acc", "f1", "bleu", "rouge", "precision", "recall", "exact_match", "auc", "matthews",
-           "pearson", "spearman", "score", "map", "ndcg", "chrf", "meteor")
+_HIGHER = (
+    "accuracy",
+    "acc",
+    "f1",
+    "bleu",
+    "rouge",
+    "precision",
+    "recall",
+    "exact_match",
+    "auc",
+    "matthews",
+    "pearson",
+    "spearman",
+    "score",
+    "map",
+    "ndcg",
+    "chrf",
+    "meteor",
+)
 
 
 def known_direction(metric: str) -> bool | None:
@@ -164,30 +191,62 @@ class Judgement:
     lower_is_better: bool
     source: str
     steps: np.ndarray
-    values: np.ndarray            # as logged
+    values: np.ndarray  # as logged
     mask: np.ndarray
-    best_idx: np.ndarray          # index of the best eval so far
-    gl: np.ndarray                # percent
-    up: np.ndarray                # successive increases ending here
-    rise: np.ndarray              # robust rise (median of last <=3 after the best) minus the best, oriented
-    noise: np.ndarray             # point noise of the evals up to i (NaN: too few to estimate)
+    best_idx: np.ndarray  # index of the best eval so far
+    gl: np.ndarray  # percent
+    up: np.ndarray  # successive increases ending here
+    rise: np.ndarray  # robust rise (median of last <=3 after the best) minus the best, oriented
+    noise: np.ndarray  # point noise of the evals up to i (NaN: too few to estimate)
     pq: np.ndarray
-    train_change: np.ndarray      # percent, train level at i vs at the best eval (NaN: no train loss)
+    train_change: np.ndarray  # percent, train level at i vs at the best eval (NaN: no train loss)
     train_from: np.ndarray
     train_to: np.ndarray
     train_metric: str | None
     onset_within: float
 
 
-def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: float = 0.05,
-          max_gl: float = 0.0, strong_gl: float = 0.15, confirm: int = 2, up: int = 3, noise_z: float = 1.0,
-          max_train_rise: float = 0.1, train: str = "train/loss", need_train: bool = True, min_points: int = 2,
-          onset_within: float = 0.01, require_no_train: bool = False, min_rise_of_first: float = 0.01,
-          noise_min_points: int = 8, smooth_evals: float = 0.0) -> Judgement | None:
+def judge(
+    run: Run,
+    series: str = "eval/loss",
+    select: bool = True,
+    min_gl: float = 0.05,
+    max_gl: float = 0.0,
+    strong_gl: float = 0.15,
+    confirm: int = 2,
+    up: int = 3,
+    noise_z: float = 1.0,
+    max_train_rise: float = 0.1,
+    train: str = "train/loss",
+    need_train: bool = True,
+    min_points: int = 2,
+    onset_within: float = 0.01,
+    require_no_train: bool = False,
+    min_rise_of_first: float = 0.01,
+    noise_min_points: int = 8,
+    smooth_evals: float = 0.0,
+) -> Judgement | None:
     """The early-stopping judgement over a run's evals (None when it has no such eval series). Memoised per
     run (several rules ask for the same judgement; a Run is immutable)."""
-    key = (series, select, min_gl, max_gl, strong_gl, confirm, up, noise_z, max_train_rise, train, need_train,
-           min_points, onset_within, require_no_train, min_rise_of_first, noise_min_points, smooth_evals)
+    key = (
+        series,
+        select,
+        min_gl,
+        max_gl,
+        strong_gl,
+        confirm,
+        up,
+        noise_z,
+        max_train_rise,
+        train,
+        need_train,
+        min_points,
+        onset_within,
+        require_no_train,
+        min_rise_of_first,
+        noise_min_points,
+        smooth_evals,
+    )
     memo = _MEMO.setdefault(run, {})
     if key not in memo:
         memo[key] = _judge(run, *key)
@@ -198,11 +257,26 @@ def judge(run: Run, series: str = "eval/loss", select: bool = True, min_gl: floa
 _MEMO: weakref.WeakKeyDictionary[Run, dict[tuple, Judgement | None]] = weakref.WeakKeyDictionary()
 
 
-def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, strong_gl: float, confirm: int,
-           up: int, noise_z: float, max_train_rise: float, train: str, need_train: bool, min_points: int,
-           onset_within: float, require_no_train: bool, min_rise_of_first: float, noise_min_points: int,
-           smooth_evals: float
-           ) -> Judgement | None:
+def _judge(
+    run: Run,
+    series: str,
+    select: bool,
+    min_gl: float,
+    max_gl: float,
+    strong_gl: float,
+    confirm: int,
+    up: int,
+    noise_z: float,
+    max_train_rise: float,
+    train: str,
+    need_train: bool,
+    min_points: int,
+    onset_within: float,
+    require_no_train: bool,
+    min_rise_of_first: float,
+    noise_min_points: int,
+    smooth_evals: float,
+) -> Judgement | None:
     if require_no_train and resolve_series(run, train):
         return None
     if select:
@@ -218,7 +292,7 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
     n = len(raw)
     if n == 0:
         return None
-    y = raw if chosen.lower_is_better else -raw          # lower is better from here on
+    y = raw if chosen.lower_is_better else -raw  # lower is better from here on
     best = np.minimum.accumulate(y)
     is_new = np.r_[True, best[1:] < best[:-1]]
     best_idx = np.maximum.accumulate(np.where(is_new, np.arange(n), 0))
@@ -231,8 +305,11 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
     after_best = idx > best_idx
     above = gl >= min_gl * 100.0
     prev_above = np.r_[False, above[:-1]] & np.r_[False, after_best[:-1]] & (np.r_[0, best_idx[:-1]] == best_idx)
-    sustained = (prev_above if confirm <= 2 else _held(above & after_best, confirm)) | (up_run >= up) \
+    sustained = (
+        (prev_above if confirm <= 2 else _held(above & after_best, confirm))
+        | (up_run >= up)
         | (gl >= strong_gl * 100.0 if strong_gl > 0 else False)
+    )
     if confirm <= 1:
         sustained = np.ones(n, dtype=bool)
     # train loss: level at the best eval vs now (rolling median over 5% of its logs, at least 3)
@@ -249,7 +326,7 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
         if len(t_raw):
             t_level = rolling_median(t_raw, max(3, int(round(0.05 * len(t_raw)))))
             at_best = np.searchsorted(t_steps, steps[best_idx], side="right") - 1
-            at_best = np.where(at_best < 0, 0, at_best)          # train logged later than the eval: first log
+            at_best = np.where(at_best < 0, 0, at_best)  # train logged later than the eval: first log
             now = np.searchsorted(t_steps, steps, side="right") - 1
             have = now >= 0
             train_from[have] = t_level[at_best[have]]
@@ -273,7 +350,7 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
     exact_from = max(0, n - 64)
     carried = point_noise(y[: exact_from + 1]) if exact_from + 1 >= noise_min_points else np.nan
     # the robust level after the best: the median of the last (up to) 3 evals since the best, vectorised
-    since = idx - best_idx                                   # evals after the best, up to and including i
+    since = idx - best_idx  # evals after the best, up to and including i
     y1 = np.r_[np.nan, y[:-1]]
     y2 = np.r_[np.nan, np.nan, y[:-2]]
     med3 = y + y1 + y2 - np.fmax(np.fmax(y, y1), y2) - np.fmin(np.fmin(y, y1), y2)
@@ -293,22 +370,51 @@ def _judge(run: Run, series: str, select: bool, min_gl: float, max_gl: float, st
             break
         if half_window >= 1 and np.isfinite(noise[i]):
             b = int(best_idx[i])
-            around = float(np.median(y[max(0, b - half_window): min(i, b + half_window) + 1]))
+            around = float(np.median(y[max(0, b - half_window) : min(i, b + half_window) + 1]))
             if float(level[i]) - around <= noise_z * noise[i]:
                 break
-        if rise[i] < min_rise_of_first * abs(float(y[0])):     # rounding-level wobble of a loss near zero
+        if rise[i] < min_rise_of_first * abs(float(y[0])):  # rounding-level wobble of a loss near zero
             break
         mask[i] = True
         i -= 1
-    if max_gl > 0 and mask.any():      # the band below a stronger rule: what that rule would not say
-        stronger = judge(run, series, select, min_gl=max_gl, confirm=confirm, up=up, train=train,
-                         need_train=need_train, min_points=min_points, onset_within=onset_within,
-                         require_no_train=require_no_train, min_rise_of_first=min_rise_of_first,
-                         noise_min_points=noise_min_points, smooth_evals=smooth_evals)
+    if max_gl > 0 and mask.any():  # the band below a stronger rule: what that rule would not say
+        stronger = judge(
+            run,
+            series,
+            select,
+            min_gl=max_gl,
+            confirm=confirm,
+            up=up,
+            train=train,
+            need_train=need_train,
+            min_points=min_points,
+            onset_within=onset_within,
+            require_no_train=require_no_train,
+            min_rise_of_first=min_rise_of_first,
+            noise_min_points=noise_min_points,
+            smooth_evals=smooth_evals,
+        )
         if stronger is not None and len(stronger.mask) == n and stronger.mask[-1]:
             mask[:] = False
-    return Judgement(chosen.metric, chosen.lower_is_better, chosen.source, steps, raw, mask, best_idx, gl,
-                     up_run, rise, noise, pq, train_change, train_from, train_to, t_metric, onset_within)
+    return Judgement(
+        chosen.metric,
+        chosen.lower_is_better,
+        chosen.source,
+        steps,
+        raw,
+        mask,
+        best_idx,
+        gl,
+        up_run,
+        rise,
+        noise,
+        pq,
+        train_change,
+        train_from,
+        train_to,
+        t_metric,
+        onset_within,
+    )
 
 
 def onset_index(j: Judgement, i: int) -> int:
@@ -382,7 +488,7 @@ def confidence_at(j: Judgement, i: int) -> float:
     elif np.isfinite(j.noise[i]):
         base = 0.99
     else:
-        base = 0.6                      # fewer than 4 evals: the noise cannot be estimated
+        base = 0.6  # fewer than 4 evals: the noise cannot be estimated
     return round(base * (0.5 + 0.5 * sample_factor(n, ENOUGH_EVALS)), 3)
 
 
@@ -390,10 +496,11 @@ def _selected_words(j: Judgement) -> str:
     y = j.values if j.lower_is_better else -j.values
     b = int(np.argmin(y))
     last = len(y) - 1
-    where = "at the last eval" if b == last else \
-        f"at step {int(j.steps[b])} and {float(j.values[last]):.4g} at the end"
-    return (f"the run selected its checkpoint on {j.metric} ({'lower' if j.lower_is_better else 'higher'} is "
-            f"better), which was at its best, {float(j.values[b]):.4g}, {where}")
+    where = "at the last eval" if b == last else f"at step {int(j.steps[b])} and {float(j.values[last]):.4g} at the end"
+    return (
+        f"the run selected its checkpoint on {j.metric} ({'lower' if j.lower_is_better else 'higher'} is "
+        f"better), which was at its best, {float(j.values[b]):.4g}, {where}"
+    )
 
 
 class Overfit:
@@ -404,9 +511,13 @@ class Overfit:
         "select": Param("bool", default=True, doc="judge the metric the run selected its checkpoint on"),
         "train": Param("series", default="train/loss"),
         "min_gl": Param("fraction", default=0.05, doc="Prechelt's alpha: relative worsening from the best"),
-        "max_gl": Param("fraction", default=0.0, doc="holds only where this check with its defaults and "
-                                                    "min_gl = max_gl does not (the band below the overfitting "
-                                                    "rule; 0 = no band)"),
+        "max_gl": Param(
+            "fraction",
+            default=0.0,
+            doc="holds only where this check with its defaults and "
+            "min_gl = max_gl does not (the band below the overfitting "
+            "rule; 0 = no band)",
+        ),
         "strong_gl": Param("fraction", default=0.15, doc="one eval this much worse needs no confirmation"),
         "confirm": Param("int", default=2, doc="consecutive evals at min_gl ..."),
         "up": Param("int", default=3, doc="... or this many successive increases"),
@@ -415,45 +526,105 @@ class Overfit:
         "need_train": Param("bool", default=True, doc="silent without a train loss"),
         "require_no_train": Param("bool", default=False, doc="holds only when the run has no train loss"),
         "min_points": Param("int", default=2, doc="evals needed"),
-        "disagree": Param("bool", default=False,
-                          doc="judge `series` and hold only when the run selected on another metric that did not "
-                              "get worse (eval loss up, chosen metric fine: over-confidence, not overfitting)"),
-        "noise_min_points": Param("int", default=8, doc="evals needed to estimate their noise (fewer: "
-                                                          "relative thresholds only, lower confidence)"),
-        "min_rise_of_first": Param("fraction", default=0.01,
-                                   doc="the rise must also be this fraction of the first eval's level"),
+        "disagree": Param(
+            "bool",
+            default=False,
+            doc="judge `series` and hold only when the run selected on another metric that did not "
+            "get worse (eval loss up, chosen metric fine: over-confidence, not overfitting)",
+        ),
+        "noise_min_points": Param(
+            "int",
+            default=8,
+            doc="evals needed to estimate their noise (fewer: relative thresholds only, lower confidence)",
+        ),
+        "min_rise_of_first": Param(
+            "fraction", default=0.01, doc="the rise must also be this fraction of the first eval's level"
+        ),
         "onset_within": Param("fraction", default=0.01, doc="onset = first eval within this of the best"),
-        "smooth_evals": Param("fraction", default=0.05,
-                              doc="with many evals, the rise must also exceed the noise when measured from the "
-                                  "median of the evals around the best (this share of them, when that is 3 or "
-                                  "more): the lowest of hundreds of noisy evals is low by the noise alone"),
+        "smooth_evals": Param(
+            "fraction",
+            default=0.05,
+            doc="with many evals, the rise must also exceed the noise when measured from the "
+            "median of the evals around the best (this share of them, when that is 3 or "
+            "more): the lowest of hundreds of noisy evals is low by the noise alone",
+        ),
     }
-    evidence_keys = frozenset({"best", "best_step", "last", "last_step", "rise_pct", "gl", "pq", "up", "criteria",
-                               "noise", "rise", "noise_ratio", "metric", "selection", "direction", "saving_pct",
-                               "counterfactual", "a_from", "a_to", "a_drop_pct", "a_change_pct", "train",
-                               "confidence", "points", "train_words", "noise_words",
-                               "early_stopping", "selected", "selected_words"})
+    evidence_keys = frozenset(
+        {
+            "best",
+            "best_step",
+            "last",
+            "last_step",
+            "rise_pct",
+            "gl",
+            "pq",
+            "up",
+            "criteria",
+            "noise",
+            "rise",
+            "noise_ratio",
+            "metric",
+            "selection",
+            "direction",
+            "saving_pct",
+            "counterfactual",
+            "a_from",
+            "a_to",
+            "a_drop_pct",
+            "a_change_pct",
+            "train",
+            "confidence",
+            "points",
+            "train_words",
+            "noise_words",
+            "early_stopping",
+            "selected",
+            "selected_words",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         if bool(args["disagree"]) and selected_metric(run, str(args["series"])).metric == str(args["series"]):
-            return empty_result((str(args["series"]),))     # nothing else selected: nothing to disagree with
-        j = judge(run, series=str(args["series"]), select=bool(args["select"]), min_gl=float(args["min_gl"]),
-                  max_gl=float(args["max_gl"]), strong_gl=float(args["strong_gl"]), confirm=int(args["confirm"]),
-                  up=int(args["up"]), noise_z=float(args["noise_z"]), max_train_rise=float(args["max_train_rise"]),
-                  train=str(args["train"]), need_train=bool(args["need_train"]), min_points=int(args["min_points"]),
-                  onset_within=float(args["onset_within"]), require_no_train=bool(args["require_no_train"]),
-                  min_rise_of_first=float(args["min_rise_of_first"]),
-                  noise_min_points=int(args["noise_min_points"]), smooth_evals=float(args["smooth_evals"]))
+            return empty_result((str(args["series"]),))  # nothing else selected: nothing to disagree with
+        j = judge(
+            run,
+            series=str(args["series"]),
+            select=bool(args["select"]),
+            min_gl=float(args["min_gl"]),
+            max_gl=float(args["max_gl"]),
+            strong_gl=float(args["strong_gl"]),
+            confirm=int(args["confirm"]),
+            up=int(args["up"]),
+            noise_z=float(args["noise_z"]),
+            max_train_rise=float(args["max_train_rise"]),
+            train=str(args["train"]),
+            need_train=bool(args["need_train"]),
+            min_points=int(args["min_points"]),
+            onset_within=float(args["onset_within"]),
+            require_no_train=bool(args["require_no_train"]),
+            min_rise_of_first=float(args["min_rise_of_first"]),
+            noise_min_points=int(args["noise_min_points"]),
+            smooth_evals=float(args["smooth_evals"]),
+        )
         if j is None:
             return empty_result((str(args["series"]),))
         other = None
-        if bool(args["disagree"]):        # eval loss judged; holds only when the selected metric says otherwise
+        if bool(args["disagree"]):  # eval loss judged; holds only when the selected metric says otherwise
             chosen = selected_metric(run, str(args["series"]))
             if chosen.metric == j.metric:
                 return empty_result((str(args["series"]),))
-            other = judge(run, series=str(args["series"]), select=True, min_gl=float(args["min_gl"]),
-                          confirm=int(args["confirm"]), up=int(args["up"]), noise_z=float(args["noise_z"]),
-                          max_train_rise=1e9, need_train=False, min_points=int(args["min_points"]))
+            other = judge(
+                run,
+                series=str(args["series"]),
+                select=True,
+                min_gl=float(args["min_gl"]),
+                confirm=int(args["confirm"]),
+                up=int(args["up"]),
+                noise_z=float(args["noise_z"]),
+                max_train_rise=1e9,
+                need_train=False,
+                min_points=int(args["min_points"]),
+            )
             if other is None or (len(other.mask) and other.mask[-1]):
                 return empty_result((str(args["series"]),))
 
@@ -468,28 +639,55 @@ class Overfit:
                 words = "no train loss was logged, so overfitting and divergence cannot be told apart"
             else:
                 tc = float(j.train_change[i])
-                words = (f"{j.train_metric} went {j.train_from[i]:.4g} → {j.train_to[i]:.4g} "
-                         f"({'fell' if tc < 0 else 'rose'} {abs(tc):.1f}%)")
-            return {"best": best, "best_step": int(j.steps[b]), "last": last, "last_step": int(j.steps[i]),
-                    "rise_pct": float(j.gl[i]), "gl": float(j.gl[i]), "pq": float(j.pq[i]), "up": int(j.up[i]),
-                    "criteria": criteria_text(j, i, float(args["min_gl"]), int(args["up"])),
-                    "noise": noise, "rise": float(j.rise[i]), "noise_ratio": ratio, "metric": j.metric,
-                    "selection": j.source, "direction": f"{worse} is worse",
-                    "saving_pct": saving,
-                    "counterfactual": f"{j.metric} {best:.4g} instead of {last:.4g}",
-                    "a_from": float(j.train_from[i]), "a_to": float(j.train_to[i]),
-                    "a_change_pct": float(j.train_change[i]), "a_drop_pct": -float(j.train_change[i]),
-                    "train": j.train_metric or "none", "train_words": words,
-                    "confidence": confidence_at(j, i), "points": i + 1,
-                    "early_stopping": "no" if other is not None else "yes",
-                    "selected": other.metric if other is not None else j.metric,
-                    "selected_words": _selected_words(other) if other is not None else "",
-                    "noise_words": (f"{ratio:.1f}× the evals' own noise ({noise:.3g})" if np.isfinite(ratio) else
-                                    "above a noise that is ~0" if np.isfinite(noise) else
-                                    f"not compared with the noise: {i + 1} evals are too few to estimate it")}
+                words = (
+                    f"{j.train_metric} went {j.train_from[i]:.4g} → {j.train_to[i]:.4g} "
+                    f"({'fell' if tc < 0 else 'rose'} {abs(tc):.1f}%)"
+                )
+            return {
+                "best": best,
+                "best_step": int(j.steps[b]),
+                "last": last,
+                "last_step": int(j.steps[i]),
+                "rise_pct": float(j.gl[i]),
+                "gl": float(j.gl[i]),
+                "pq": float(j.pq[i]),
+                "up": int(j.up[i]),
+                "criteria": criteria_text(j, i, float(args["min_gl"]), int(args["up"])),
+                "noise": noise,
+                "rise": float(j.rise[i]),
+                "noise_ratio": ratio,
+                "metric": j.metric,
+                "selection": j.source,
+                "direction": f"{worse} is worse",
+                "saving_pct": saving,
+                "counterfactual": f"{j.metric} {best:.4g} instead of {last:.4g}",
+                "a_from": float(j.train_from[i]),
+                "a_to": float(j.train_to[i]),
+                "a_change_pct": float(j.train_change[i]),
+                "a_drop_pct": -float(j.train_change[i]),
+                "train": j.train_metric or "none",
+                "train_words": words,
+                "confidence": confidence_at(j, i),
+                "points": i + 1,
+                "early_stopping": "no" if other is not None else "yes",
+                "selected": other.metric if other is not None else j.metric,
+                "selected_words": _selected_words(other) if other is not None else "",
+                "noise_words": (
+                    f"{ratio:.1f}× the evals' own noise ({noise:.3g})"
+                    if np.isfinite(ratio)
+                    else "above a noise that is ~0"
+                    if np.isfinite(noise)
+                    else f"not compared with the noise: {i + 1} evals are too few to estimate it"
+                ),
+            }
 
-        return CheckResult(j.steps, j.mask, evidence_at, (j.metric,) + ((j.train_metric,) if j.train_metric else ()),
-                           onset_at=lambda i: int(j.steps[onset_index(j, i)]))
+        return CheckResult(
+            j.steps,
+            j.mask,
+            evidence_at,
+            (j.metric,) + ((j.train_metric,) if j.train_metric else ()),
+            onset_at=lambda i: int(j.steps[onset_index(j, i)]),
+        )
 
 
 CHECK = Overfit()

@@ -2,6 +2,7 @@
 whatever else the file says — an end-of-training summary row is written by ``trainer.train()`` returning,
 which also happens when a callback or an exception handler ended it early, and a checkpoint's
 trainer_state.json is a snapshot of a run that went on."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -34,8 +35,12 @@ class Progress:
         if not max_steps or max_steps <= 0 or step is None:
             return global_result(False, None, {}, ())
         done = step / max_steps
-        return global_result(done < float(args["max_done"]), int(step), {
-            "step": int(step), "max_steps": int(max_steps), "done_pct": 100.0 * done, "state": run.state}, ())
+        return global_result(
+            done < float(args["max_done"]),
+            int(step),
+            {"step": int(step), "max_steps": int(max_steps), "done_pct": 100.0 * done, "state": run.state},
+            (),
+        )
 
 
 CHECK = Progress()

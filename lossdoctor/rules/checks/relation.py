@@ -1,5 +1,6 @@
 """relation: two series moving in given directions over the same span, the span starting where ``b`` was at
 its best (``from: best_b``) — e.g. train loss still falling while eval loss climbs back from its minimum."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,8 +43,21 @@ class Relation:
         "smooth_a": Param("int", default=1, doc="EMA span for a (train loss is noisy)"),
         "until_end": Param("bool", default=False, doc="the relation must still hold at b's last point"),
     }
-    evidence_keys = frozenset({"a_from", "a_to", "a_change_pct", "a_drop_pct", "b_from", "b_to", "b_change_pct",
-                               "from_step", "to_step", "a", "b"})
+    evidence_keys = frozenset(
+        {
+            "a_from",
+            "a_to",
+            "a_change_pct",
+            "a_drop_pct",
+            "b_from",
+            "b_to",
+            "b_change_pct",
+            "from_step",
+            "to_step",
+            "a",
+            "b",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         a_names, b_names = resolve_series(run, args["a"]), resolve_series(run, args["b"])
@@ -74,20 +88,31 @@ class Relation:
         with np.errstate(divide="ignore", invalid="ignore"):
             a_change = (a_to - a_from) / np.abs(a_from)
             b_change = (b_vals - b_ref) / np.abs(b_ref)
-        mask = (_moved(a_change, args["a_direction"], float(args["min_change_a"]))
-                & _moved(b_change, args["b_direction"], float(args["min_change_b"]))
-                & (np.arange(len(b_vals)) > ref_idx))
+        mask = (
+            _moved(a_change, args["a_direction"], float(args["min_change_a"]))
+            & _moved(b_change, args["b_direction"], float(args["min_change_b"]))
+            & (np.arange(len(b_vals)) > ref_idx)
+        )
         if bool(args["until_end"]):
             mask = final_run_only(mask)
 
         def evidence_at(i: int) -> dict[str, Any]:
             ac = float(a_change[i] * 100.0)
-            return {"a_from": float(a_from[i]), "a_to": float(a_to[i]), "a_change_pct": ac, "a_drop_pct": -ac,
-                    "b_from": float(b_ref[i]), "b_to": float(b_vals[i]), "b_change_pct": float(b_change[i] * 100.0),
-                    "from_step": int(ref_steps[i]), "to_step": int(b_steps[i]), "a": a_name, "b": b_name}
+            return {
+                "a_from": float(a_from[i]),
+                "a_to": float(a_to[i]),
+                "a_change_pct": ac,
+                "a_drop_pct": -ac,
+                "b_from": float(b_ref[i]),
+                "b_to": float(b_vals[i]),
+                "b_change_pct": float(b_change[i] * 100.0),
+                "from_step": int(ref_steps[i]),
+                "to_step": int(b_steps[i]),
+                "a": a_name,
+                "b": b_name,
+            }
 
-        return CheckResult(b_steps, mask, evidence_at, (a_name, b_name),
-                           onset_at=lambda i: int(ref_steps[i]))
+        return CheckResult(b_steps, mask, evidence_at, (a_name, b_name), onset_at=lambda i: int(ref_steps[i]))
 
 
 CHECK = Relation()

@@ -7,6 +7,7 @@ Two mismatches, both read against the config (keys tried in order; nothing is as
   the lr still >= ``max_remaining`` of its peak: the schedule never decayed (wrong max_steps, a restarted
   scheduler, or a constant one in effect).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -30,7 +31,7 @@ DECAYING = ("linear", "cosine", "polynomial", "cosine_with_restarts")
 
 def _scheduler_name(value: Any) -> str:
     text = str(value or "").lower()
-    return text.rsplit(".", 1)[-1]      # "SchedulerType.COSINE" -> "cosine"
+    return text.rsplit(".", 1)[-1]  # "SchedulerType.COSINE" -> "cosine"
 
 
 class Schedule:
@@ -45,8 +46,20 @@ class Schedule:
         "max_remaining": Param("fraction", default=0.5, doc="lr/peak still above this near the end = no decay"),
         "min_points": Param("int", default=4),
     }
-    evidence_keys = frozenset({"problem", "peak", "first_lr", "first_step", "last_lr", "last_step", "warmup_steps",
-                               "scheduler", "max_steps", "lr_ratio"})
+    evidence_keys = frozenset(
+        {
+            "problem",
+            "peak",
+            "first_lr",
+            "first_step",
+            "last_lr",
+            "last_step",
+            "warmup_steps",
+            "scheduler",
+            "max_steps",
+            "lr_ratio",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         metric, steps, values = finite_points(run, args["series"])
@@ -63,17 +76,34 @@ class Schedule:
         scheduler = _scheduler_name(config_value(run, args["scheduler_from"])[0])
         problems = []
         if warmup and warmup > 0 and steps[0] < warmup / 2 and values[0] >= 0.9 * peak:
-            problems.append(f"warmup of {warmup:g} steps was configured, but the lr at step {int(steps[0])} was "
-                            f"already {values[0]:.3g} ({values[0] / peak:.0%} of its peak): no warmup happened")
+            problems.append(
+                f"warmup of {warmup:g} steps was configured, but the lr at step {int(steps[0])} was "
+                f"already {values[0]:.3g} ({values[0] / peak:.0%} of its peak): no warmup happened"
+            )
         last_ratio = float(values[-1] / peak)
-        if scheduler in DECAYING and max_steps and max_steps > 0 and steps[-1] >= 0.9 * max_steps \
-                and last_ratio >= float(args["max_remaining"]):
-            problems.append(f"a {scheduler} schedule was configured, but at step {int(steps[-1])} of {int(max_steps)} "
-                            f"the lr was still {values[-1]:.3g} ({last_ratio:.0%} of its peak): it never decayed")
-        evidence = {"problem": "; ".join(problems), "peak": peak, "first_lr": float(values[0]),
-                    "first_step": int(steps[0]), "last_lr": float(values[-1]), "last_step": int(steps[-1]),
-                    "warmup_steps": float(warmup or 0), "scheduler": scheduler or "unknown",
-                    "max_steps": int(max_steps or 0), "lr_ratio": last_ratio}
+        if (
+            scheduler in DECAYING
+            and max_steps
+            and max_steps > 0
+            and steps[-1] >= 0.9 * max_steps
+            and last_ratio >= float(args["max_remaining"])
+        ):
+            problems.append(
+                f"a {scheduler} schedule was configured, but at step {int(steps[-1])} of {int(max_steps)} "
+                f"the lr was still {values[-1]:.3g} ({last_ratio:.0%} of its peak): it never decayed"
+            )
+        evidence = {
+            "problem": "; ".join(problems),
+            "peak": peak,
+            "first_lr": float(values[0]),
+            "first_step": int(steps[0]),
+            "last_lr": float(values[-1]),
+            "last_step": int(steps[-1]),
+            "warmup_steps": float(warmup or 0),
+            "scheduler": scheduler or "unknown",
+            "max_steps": int(max_steps or 0),
+            "lr_ratio": last_ratio,
+        }
         return global_result(bool(problems), int(steps[-1]), evidence, (metric,))
 
 

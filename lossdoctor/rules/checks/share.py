@@ -5,6 +5,7 @@ max_grad_norm on 80% of the logs: clipping, not the learning rate, is setting th
 come from the run's config (``bound_from``: config keys tried in order, e.g. ``max_grad_norm``), falling back
 to ``value`` (or, with ``require_config``, the check stays silent); the evidence says which.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -27,16 +28,29 @@ class Share:
         "op": Param("choice", required=True, choices=tuple(OPS)),
         "value": Param("number", required=True, doc="the bound (used when no bound_from key is in the config)"),
         "bound_from": Param("names", default=None, doc="config keys to read the bound from, first found wins"),
-        "require_config": Param("bool", default=False,
-                                doc="silent unless the bound is in the run's config (no default assumed)"),
+        "require_config": Param(
+            "bool", default=False, doc="silent unless the bound is in the run's config (no default assumed)"
+        ),
         "min_share": Param("fraction", default=0.8),
         "min_points": Param("int", default=10),
         "min_count": Param("int", default=0, doc="also at least this many points (isolated ones count)"),
         "skip_first": Param("int", default=0, doc="leave out the first N points (warm-up)"),
         "window": Param("window", default=None),
     }
-    evidence_keys = frozenset({"share_pct", "points", "total_points", "bound", "bound_source", "median", "peak", "metric",
-                               "from_step", "to_step"})
+    evidence_keys = frozenset(
+        {
+            "share_pct",
+            "points",
+            "total_points",
+            "bound",
+            "bound_source",
+            "median",
+            "peak",
+            "metric",
+            "from_step",
+            "to_step",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         metric, steps, values = finite_points(run, args["series"], args.get("window"))
@@ -57,11 +71,23 @@ class Share:
         hits = int(OPS[args["op"]](values, bound).sum())
         share = hits / n
         holds = share >= float(args["min_share"]) and hits >= int(args["min_count"])
-        return global_result(holds, int(steps[-1]), {
-            "share_pct": 100.0 * share, "points": hits, "total_points": n, "bound": bound, "bound_source": source,
-            "median": float(median_of(values)), "peak": float(np.max(values)), "metric": metric,
-            "from_step": int(steps[0]),
-            "to_step": int(steps[-1])}, (metric,))
+        return global_result(
+            holds,
+            int(steps[-1]),
+            {
+                "share_pct": 100.0 * share,
+                "points": hits,
+                "total_points": n,
+                "bound": bound,
+                "bound_source": source,
+                "median": float(median_of(values)),
+                "peak": float(np.max(values)),
+                "metric": metric,
+                "from_step": int(steps[0]),
+                "to_step": int(steps[-1]),
+            },
+            (metric,),
+        )
 
 
 CHECK = Share()

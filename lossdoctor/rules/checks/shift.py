@@ -16,6 +16,7 @@ what batch-to-batch noise does.
   noise units (DPO margins growing *while* the chosen rewards fall).
 Global: decided once over the whole run; the finding spans the two stretches.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,7 @@ def stretch_medians(values: np.ndarray, k: int) -> np.ndarray:
         return np.zeros(0)
     lo = np.arange(n - k + 1)
     out = sliding_medians(values, k)
-    if not np.isfinite(values).all():            # a window holding a NaN has no median (pandas: min_periods=k)
+    if not np.isfinite(values).all():  # a window holding a NaN has no median (pandas: min_periods=k)
         bad = np.concatenate(([0], np.cumsum(~np.isfinite(values))))
         out[(bad[lo + k] - bad[lo]) > 0] = np.nan
     return out
@@ -59,10 +60,18 @@ class Shift:
     params = {
         "series": Param("series", required=True),
         "direction": Param("choice", required=True, choices=("up", "down")),
-        "from": Param("choice", default="head", choices=("head", "best"),
-                      doc="head: the first stretch; best: the one furthest against direction before `to`"),
-        "to": Param("choice", default="tail", choices=("tail", "best"),
-                    doc="tail: the last stretch; best: the one furthest in direction after `from`"),
+        "from": Param(
+            "choice",
+            default="head",
+            choices=("head", "best"),
+            doc="head: the first stretch; best: the one furthest against direction before `to`",
+        ),
+        "to": Param(
+            "choice",
+            default="tail",
+            choices=("tail", "best"),
+            doc="tail: the last stretch; best: the one furthest in direction after `from`",
+        ),
         "holds": Param("choice", default="moved", choices=("moved", "stayed")),
         "stretch": Param("fraction", default=0.2, doc="stretch length as a share of the points (at least 3)"),
         "min_points": Param("int", default=8),
@@ -72,8 +81,23 @@ class Shift:
         "also_direction": Param("choice", default="up", choices=("up", "down")),
         "also_min_noise": Param("number", default=0.0),
     }
-    evidence_keys = frozenset({"metric", "head", "tail", "change", "change_noise", "noise", "from_step", "to_step",
-                               "points", "also_metric", "also_head", "also_tail", "also_change"})
+    evidence_keys = frozenset(
+        {
+            "metric",
+            "head",
+            "tail",
+            "change",
+            "change_noise",
+            "noise",
+            "from_step",
+            "to_step",
+            "points",
+            "also_metric",
+            "also_head",
+            "also_tail",
+            "also_change",
+        }
+    )
 
     def _move(self, values: np.ndarray, k: int, up: bool, frm: str, to: str) -> tuple[float, float, int, int]:
         """(from-stretch median, to-stretch median, from index, to-stretch last index)."""
@@ -84,12 +108,12 @@ class Shift:
             j = last
             if frm == "head":
                 i = 0
-            else:                              # furthest against the direction, ending before the tail starts
+            else:  # furthest against the direction, ending before the tail starts
                 cand = med[: max(1, j - k + 1)]
                 i = int(np.argmin(sign * cand))
         else:
             i = 0
-            if frm == "best":                  # best-against then best-in after it: take the first stretch
+            if frm == "best":  # best-against then best-in after it: take the first stretch
                 i = int(np.argmin(sign * med[: max(1, last - k + 1)]))
             start = min(i + k, last)
             j = start + int(np.argmax(sign * med[start:]))
@@ -112,9 +136,16 @@ class Shift:
         moved = change > 0 and change >= bound
         holds = moved if args["holds"] == "moved" else change <= bound
         evidence: dict[str, Any] = {
-            "metric": metric, "head": head, "tail": tail, "change": change,
+            "metric": metric,
+            "head": head,
+            "tail": tail,
+            "change": change,
             "change_noise": change / noise if noise > 0 else (math.inf if change > 0 else 0.0),
-            "noise": noise, "from_step": int(steps[i]), "to_step": int(steps[j]), "points": n}
+            "noise": noise,
+            "from_step": int(steps[i]),
+            "to_step": int(steps[j]),
+            "points": n,
+        }
         series: tuple[str, ...] = (metric,)
         also = args.get("also")
         if also and holds:

@@ -6,6 +6,7 @@ TensorBoard events), a step-time series (``train/step_time``), or a throughput s
 second, inverted). The reference is the median time per step over the first half of the run; the cliff is
 at least ``min_points`` consecutive logs (and ``min_share`` of them) at ``factor`` x that or more.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -31,7 +32,7 @@ def _latest_time_per_step(step: np.ndarray, wall: np.ndarray) -> tuple[np.ndarra
         have = np.flatnonzero(latest > -np.inf)
         return have + lo, latest[have]
     st, wt = step[ok], wall[ok]
-    order = np.lexsort((wt, st))                      # by step, then time: the last of a step is its max
+    order = np.lexsort((wt, st))  # by step, then time: the last of a step is its max
     st, wt = st[order], wt[order]
     last = np.r_[st[1:] != st[:-1], True] if len(st) else np.zeros(0, dtype=bool)
     return st[last], wt[last]
@@ -68,8 +69,9 @@ class Slowdown:
         "min_points": Param("int", default=3),
         "min_share": Param("fraction", default=0.05),
         "step_time": Param("names", default=["train/step_time"]),
-        "throughput": Param("names", default=["train/tokens_per_second", "train/samples_per_second",
-                                              "train/steps_per_second"]),
+        "throughput": Param(
+            "names", default=["train/tokens_per_second", "train/samples_per_second", "train/steps_per_second"]
+        ),
     }
     evidence_keys = frozenset({"ratio", "from_step", "to_step", "points", "baseline", "slow", "source"})
 
@@ -84,10 +86,21 @@ class Slowdown:
         if not runs or baseline <= 0:
             return global_result(False, int(steps[-1]), {}, ("time per step",))
         a, b = max(runs, key=lambda r: r[1] - r[0])
-        med = float(median_of(tps[a:b + 1]))
-        return global_result(True, int(steps[a]), {
-            "ratio": med / baseline, "from_step": int(steps[a]), "to_step": int(steps[b]), "points": b - a + 1,
-            "baseline": baseline, "slow": med, "source": source}, ("time per step",))
+        med = float(median_of(tps[a : b + 1]))
+        return global_result(
+            True,
+            int(steps[a]),
+            {
+                "ratio": med / baseline,
+                "from_step": int(steps[a]),
+                "to_step": int(steps[b]),
+                "points": b - a + 1,
+                "baseline": baseline,
+                "slow": med,
+                "source": source,
+            },
+            ("time per step",),
+        )
 
 
 CHECK = Slowdown()

@@ -1,4 +1,5 @@
 """threshold: a series compared with a bound, at each point (``reduce: each``) or once over a window."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -20,8 +21,13 @@ from lossdoctor.rules.checks import (
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run
 
-_REDUCERS = {"max": np.nanmax, "min": np.nanmin, "mean": np.nanmean, "median": np.nanmedian,
-             "last": lambda v: v[np.isfinite(v)][-1]}
+_REDUCERS = {
+    "max": np.nanmax,
+    "min": np.nanmin,
+    "mean": np.nanmean,
+    "median": np.nanmedian,
+    "last": lambda v: v[np.isfinite(v)][-1],
+}
 
 
 class Threshold:
@@ -34,13 +40,17 @@ class Threshold:
         "reduce": Param("choice", default="each", choices=("each", *_REDUCERS)),
         "window": Param("window", default=None),
         "skip_first": Param("int", default=0, doc="ignore the first N points (warm-up)"),
-        "ignore_zeros": Param("bool", default=False,
-                              doc="exact 0.0 values are not measurements (an engine that logs 0 where it did not "
-                                  "compute the value): leave them out"),
+        "ignore_zeros": Param(
+            "bool",
+            default=False,
+            doc="exact 0.0 values are not measurements (an engine that logs 0 where it did not "
+            "compute the value): leave them out",
+        ),
         "min_points": Param("int", default=1, doc="finite points needed in the window (reduce mode)"),
     }
-    evidence_keys = frozenset({"value", "step", "peak", "peak_step", "points", "threshold", "metric", "total_points",
-                               "share_pct", "ratio"})
+    evidence_keys = frozenset(
+        {"value", "step", "peak", "peak_step", "points", "threshold", "metric", "total_points", "share_pct", "ratio"}
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names = resolve_series(run, args["series"])
@@ -63,13 +73,29 @@ class Threshold:
             if not finite.any() or int(finite.sum()) < int(args["min_points"]):
                 return global_result(False, int(steps[-1]) if len(steps) else None, {}, (metric,))
             reduced = float(_REDUCERS[args["reduce"]](values))
-            at = int(np.flatnonzero(finite & (values == reduced))[0]) if np.isfinite(reduced) and \
-                (values == reduced).any() else len(values) - 1
+            at = (
+                int(np.flatnonzero(finite & (values == reduced))[0])
+                if np.isfinite(reduced) and (values == reduced).any()
+                else len(values) - 1
+            )
             holds = bool(op(reduced, bound))
-            return global_result(holds, int(steps[at]), {
-                "value": reduced, "step": int(steps[at]), "peak": reduced, "peak_step": int(steps[at]),
-                "points": int(finite.sum()), "threshold": bound, "metric": metric, "total_points": int(len(values)),
-                "share_pct": 100.0, "ratio": reduced / bound if bound else float("nan")}, (metric,))
+            return global_result(
+                holds,
+                int(steps[at]),
+                {
+                    "value": reduced,
+                    "step": int(steps[at]),
+                    "peak": reduced,
+                    "peak_step": int(steps[at]),
+                    "points": int(finite.sum()),
+                    "threshold": bound,
+                    "metric": metric,
+                    "total_points": int(len(values)),
+                    "share_pct": 100.0,
+                    "ratio": reduced / bound if bound else float("nan"),
+                },
+                (metric,),
+            )
         mask = finite & op(values, bound)
         mask[:skip] = False
         count = np.cumsum(mask)
@@ -79,10 +105,18 @@ class Threshold:
 
         def evidence_at(i: int) -> dict[str, Any]:
             peak_idx = int(np.flatnonzero(masked[: i + 1] == run_best[i])[0]) if np.isfinite(run_best[i]) else i
-            return {"value": float(values[i]), "step": int(steps[i]), "peak": float(values[peak_idx]),
-                    "peak_step": int(steps[peak_idx]), "points": int(count[i]), "threshold": bound,
-                    "metric": metric, "total_points": int(i + 1), "share_pct": 100.0 * float(count[i]) / (i + 1),
-                    "ratio": float(values[peak_idx]) / bound if bound else float("nan")}
+            return {
+                "value": float(values[i]),
+                "step": int(steps[i]),
+                "peak": float(values[peak_idx]),
+                "peak_step": int(steps[peak_idx]),
+                "points": int(count[i]),
+                "threshold": bound,
+                "metric": metric,
+                "total_points": int(i + 1),
+                "share_pct": 100.0 * float(count[i]) / (i + 1),
+                "ratio": float(values[peak_idx]) / bound if bound else float("nan"),
+            }
 
         return CheckResult(steps, mask, evidence_at, (metric,))
 

@@ -11,6 +11,7 @@ absolute floor in the series' own units, ``min_change_of_first`` one relative to
 (persistence for small moves, none for big ones). ``onset_within`` puts the onset at the first point within that fraction of the best (the start of the best
 basin: a noisy eval's exact minimum is a coin toss between near-equal points; stopping at the basin's start
 loses less than the tolerance)."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -46,32 +47,59 @@ class Trend:
         "smooth_kind": Param("choice", default="ema", choices=("ema", "median")),
         "smooth_frac": Param("fraction", default=0.0, doc="smoothing span as a fraction of the points"),
         "min_abs_change": Param("number", default=0.0, doc="absolute change also required (series units)"),
-        "min_change_of_first": Param("fraction", default=0.0,
-                                     doc="absolute change also required, as a fraction of the first (smoothed) "
-                                         "level: scale-free, unlike min_abs_change"),
+        "min_change_of_first": Param(
+            "fraction",
+            default=0.0,
+            doc="absolute change also required, as a fraction of the first (smoothed) "
+            "level: scale-free, unlike min_abs_change",
+        ),
         "until_end": Param("bool", default=False, doc="the change must still hold at the last point"),
         "min_points": Param("int", default=3, doc="points needed before it may hold"),
         "confirm": Param("int", default=1, doc="consecutive points the change must hold (persistence) ..."),
-        "strong_change": Param("fraction", default=0.0,
-                               doc="... unless a single point moved at least this much (0 = always confirm)"),
-        "onset_within": Param("fraction", default=0.0,
-                              doc="onset = first point within this of the best (the start of the best basin)"),
-        "raw_end": Param("int", default=0,
-                         doc="also judge the last N raw points (0 = off): rising at each of them and each "
-                             "min_change above the smoothed best - a blow-up in the last logs that a smooth "
-                             "lags behind"),
-        "raw_noise_z": Param("number", default=4.0,
-                             doc="... and above it by this many noise deviations of the points before them"),
-        "unless_improving": Param("series", default=None,
-                                  doc="silent while this series (e.g. eval/loss) is at its best at its last point "
-                                      "and improve_by below its first: a train loss that rises while the held-out "
-                                      "loss keeps improving measures something else (a curriculum, a display "
-                                      "loss), not a model that diverged"),
+        "strong_change": Param(
+            "fraction", default=0.0, doc="... unless a single point moved at least this much (0 = always confirm)"
+        ),
+        "onset_within": Param(
+            "fraction", default=0.0, doc="onset = first point within this of the best (the start of the best basin)"
+        ),
+        "raw_end": Param(
+            "int",
+            default=0,
+            doc="also judge the last N raw points (0 = off): rising at each of them and each "
+            "min_change above the smoothed best - a blow-up in the last logs that a smooth "
+            "lags behind",
+        ),
+        "raw_noise_z": Param(
+            "number", default=4.0, doc="... and above it by this many noise deviations of the points before them"
+        ),
+        "unless_improving": Param(
+            "series",
+            default=None,
+            doc="silent while this series (e.g. eval/loss) is at its best at its last point "
+            "and improve_by below its first: a train loss that rises while the held-out "
+            "loss keeps improving measures something else (a curriculum, a display "
+            "loss), not a model that diverged",
+        ),
         "improve_by": Param("fraction", default=0.05, doc="first vs last point of unless_improving"),
     }
-    evidence_keys = frozenset({"best", "best_step", "last", "last_step", "change_pct", "abs_change_pct",
-                               "rise_pct", "drop_pct", "points", "metric", "first", "first_step", "saving_pct",
-                               "smoothing"})
+    evidence_keys = frozenset(
+        {
+            "best",
+            "best_step",
+            "last",
+            "last_step",
+            "change_pct",
+            "abs_change_pct",
+            "rise_pct",
+            "drop_pct",
+            "points",
+            "metric",
+            "first",
+            "first_step",
+            "saving_pct",
+            "smoothing",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> CheckResult:
         names = resolve_series(run, args["series"])
@@ -83,7 +111,7 @@ class Trend:
         values = smooth(raw, str(args["smooth_kind"]), span)
         up = args["direction"] == "up"
         n = len(values)
-        if args["from"] == "best":   # best and current level both on the smoothed series
+        if args["from"] == "best":  # best and current level both on the smoothed series
             ref, ref_idx = running_best(values, "min" if up else "max")
         else:
             finite = np.flatnonzero(np.isfinite(values))
@@ -98,19 +126,29 @@ class Trend:
             moved = np.abs(values - ref) >= floor
         signed = change if up else -change
         idx = np.arange(n)
-        mask = np.isfinite(signed) & (signed >= float(args["min_change"])) & (idx >= int(args["min_points"]) - 1) \
-            & (idx > ref_idx) & moved
+        mask = (
+            np.isfinite(signed)
+            & (signed >= float(args["min_change"]))
+            & (idx >= int(args["min_points"]) - 1)
+            & (idx > ref_idx)
+            & moved
+        )
         confirm = int(args["confirm"])
         if confirm > 1 and n:
             # held for `confirm` consecutive points, or one point beyond strong_change (big moves need no wait)
             last_false = np.maximum.accumulate(np.where(~mask, idx, -1))
-            run_len = np.where(mask, idx - last_false, 0)          # length of the run of True ending here
+            run_len = np.where(mask, idx - last_false, 0)  # length of the run of True ending here
             strong = float(args["strong_change"])
             mask = mask & ((run_len >= confirm) | ((signed >= strong) if strong > 0 else False))
         if bool(args["until_end"]):
             mask = final_run_only(mask)
-        raw_hit = _raw_end(raw, values, ref, up, int(args["raw_end"]), float(args["min_change"]), floor,
-                           float(args["raw_noise_z"])) if args["from"] == "best" else np.zeros(n, dtype=bool)
+        raw_hit = (
+            _raw_end(
+                raw, values, ref, up, int(args["raw_end"]), float(args["min_change"]), floor, float(args["raw_noise_z"])
+            )
+            if args["from"] == "best"
+            else np.zeros(n, dtype=bool)
+        )
         mask = mask | raw_hit
         if args.get("unless_improving") and mask.any():
             best_step = int(steps[int(ref_idx[int(np.flatnonzero(mask)[-1])])])
@@ -126,18 +164,29 @@ class Trend:
             if span <= 1 or args["from"] != "best":
                 return r
             lo = max(0, r - span + 1)
-            return lo + int(np.argmin(pick[lo:r + 1]))
+            return lo + int(np.argmin(pick[lo : r + 1]))
 
         def evidence_at(i: int) -> dict[str, Any]:
             r, t = int(ref_idx[i]), turn(i)
             pct = float(change[i] * 100.0) if np.isfinite(change[i]) else float("nan")
             last = float(raw[i]) if raw_hit[i] else float(values[i])
             saving = (last - float(values[r])) / abs(last) * 100.0 if last else float("nan")
-            return {"best": float(values[r]), "best_step": int(steps[t]), "last": last,
-                    "last_step": int(steps[i]), "change_pct": pct, "abs_change_pct": abs(pct),
-                    "rise_pct": pct, "drop_pct": -pct, "points": int(i + 1), "metric": metric,
-                    "first": float(values[0]), "first_step": int(steps[0]), "saving_pct": saving,
-                    "smoothing": f"raw, the last {int(raw_hit.sum())} logs rising" if raw_hit[i] else smoothing}
+            return {
+                "best": float(values[r]),
+                "best_step": int(steps[t]),
+                "last": last,
+                "last_step": int(steps[i]),
+                "change_pct": pct,
+                "abs_change_pct": abs(pct),
+                "rise_pct": pct,
+                "drop_pct": -pct,
+                "points": int(i + 1),
+                "metric": metric,
+                "first": float(values[0]),
+                "first_step": int(steps[0]),
+                "saving_pct": saving,
+                "smoothing": f"raw, the last {int(raw_hit.sum())} logs rising" if raw_hit[i] else smoothing,
+            }
 
         tol = float(args["onset_within"])
 
@@ -145,8 +194,9 @@ class Trend:
             t = turn(i)
             if tol > 0 and args["from"] == "best":
                 best = float(values[int(ref_idx[i])])
-                near = np.flatnonzero((values[: t + 1] <= best * (1 + tol)) if up else
-                                      (values[: t + 1] >= best * (1 - tol)))
+                near = np.flatnonzero(
+                    (values[: t + 1] <= best * (1 + tol)) if up else (values[: t + 1] >= best * (1 - tol))
+                )
                 t = int(near[0]) if len(near) else t
             return int(steps[t])
 
@@ -175,8 +225,9 @@ def _still_improving(run: Run, series: str, improve_by: float, up: bool, since_s
     return bool(v[-1] <= v[:-1].min() and gain >= improve_by)
 
 
-def _raw_end(raw: np.ndarray, smoothed: np.ndarray, ref: np.ndarray, up: bool, k: int, min_change: float,
-             floor: float, z: float) -> np.ndarray:
+def _raw_end(
+    raw: np.ndarray, smoothed: np.ndarray, ref: np.ndarray, up: bool, k: int, min_change: float, floor: float, z: float
+) -> np.ndarray:
     """The trailing raw points that rose at every log and sit ``min_change`` (and ``floor``, and ``z`` noise
     deviations of the points before them) beyond the smoothed best reached before them."""
     n = len(raw)

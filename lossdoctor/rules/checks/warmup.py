@@ -6,6 +6,7 @@ logged step). From the curve alone: at least ``min_points`` lr logs, every one >
 strictly above theirs (a warm-up that reached a constant lr has ended), the last at least ``min_rise`` x the
 first — the run ended while the lr was still climbing.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -35,23 +36,36 @@ class Warmup:
         max_steps, _ = config_number(run, args["max_steps_from"])
         last_step = int(run.metrics["step"].max()) if len(run.metrics) else 0
         run_steps = int(max_steps) if max_steps and max_steps > 0 else last_step
-        evidence = {"warmup_steps": float(warmup or 0), "run_steps": run_steps,
-                    "first_lr": float(values[0]) if len(values) else float("nan"),
-                    "last_lr": float(values[-1]) if len(values) else float("nan"), "last_step": last_step}
+        evidence = {
+            "warmup_steps": float(warmup or 0),
+            "run_steps": run_steps,
+            "first_lr": float(values[0]) if len(values) else float("nan"),
+            "last_lr": float(values[-1]) if len(values) else float("nan"),
+            "last_step": last_step,
+        }
         if warmup and warmup > 0 and run_steps > 0 and warmup >= run_steps:
-            evidence["problem"] = (f"{wkey} = {warmup:g} but the run is {run_steps} steps long: the learning rate "
-                                   f"never reached its peak")
+            evidence["problem"] = (
+                f"{wkey} = {warmup:g} but the run is {run_steps} steps long: the learning rate never reached its peak"
+            )
             return global_result(True, last_step, evidence, (metric or args["series"],))
         if metric is None:
             return empty_result((args["series"],), "global")
         n = len(values)
         diffs = np.diff(values)
-        positive = values[values > 0]            # the Trainer logs lr 0 at step 1 of a warm-up
-        rising = n >= int(args["min_points"]) and bool((diffs >= 0).all()) and bool((diffs[-3:] > 0).all()) \
-            and len(positive) > 0 and values[-1] >= float(args["min_rise"]) * positive[0]
-        evidence["problem"] = (f"the learning rate rose at every log, {values[0]:.3g} at step {int(steps[0])} to "
-                               f"{values[-1]:.3g} at step {int(steps[-1])}: the run ended inside its warm-up"
-                               if rising else "")
+        positive = values[values > 0]  # the Trainer logs lr 0 at step 1 of a warm-up
+        rising = (
+            n >= int(args["min_points"])
+            and bool((diffs >= 0).all())
+            and bool((diffs[-3:] > 0).all())
+            and len(positive) > 0
+            and values[-1] >= float(args["min_rise"]) * positive[0]
+        )
+        evidence["problem"] = (
+            f"the learning rate rose at every log, {values[0]:.3g} at step {int(steps[0])} to "
+            f"{values[-1]:.3g} at step {int(steps[-1])}: the run ended inside its warm-up"
+            if rising
+            else ""
+        )
         return global_result(bool(rising), last_step, evidence, (metric,))
 
 

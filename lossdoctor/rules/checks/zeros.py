@@ -9,6 +9,7 @@ loss as 0.0 — visible with ``logging_steps=1``). Two patterns:
 - ``tail``: the last ``min_count`` or more logs are exactly 0.0 after positive values (the loss "collapsed" to
   0: read naively as a 100 % improvement).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -29,12 +30,27 @@ class Zeros:
         "pattern": Param("choice", required=True, choices=("scattered", "tail")),
         "min_count": Param("int", default=1, doc="zeros needed"),
         "min_level": Param("number", default=0.05, doc="median of the non-zero values at least this"),
-        "unless_nonfinite": Param("series", default=None,
-                                  doc="silent when this series is NaN/inf at the zero steps (a NaN run, judged "
-                                      "by the non-finite rules)"),
+        "unless_nonfinite": Param(
+            "series",
+            default=None,
+            doc="silent when this series is NaN/inf at the zero steps (a NaN run, judged by the non-finite rules)",
+        ),
     }
-    evidence_keys = frozenset({"zeros", "points", "first_zero_step", "last_zero_step", "median", "metric",
-                               "before", "before_step", "zero_steps", "from_step", "to_step"})
+    evidence_keys = frozenset(
+        {
+            "zeros",
+            "points",
+            "first_zero_step",
+            "last_zero_step",
+            "median",
+            "metric",
+            "before",
+            "before_step",
+            "zero_steps",
+            "from_step",
+            "to_step",
+        }
+    )
 
     def evaluate(self, run: Run, args: Mapping[str, Any]) -> Any:
         metric, steps, values = finite_points(run, args["series"])
@@ -52,7 +68,7 @@ class Zeros:
             holds = len(at) >= int(args["min_count"]) and bool((values[: last_nz + 1] > 0).any())
         else:
             last_nz = int(np.flatnonzero(~zero)[-1])
-            at = np.flatnonzero(zero[:last_nz])           # zeros with real values after them
+            at = np.flatnonzero(zero[:last_nz])  # zeros with real values after them
             holds = len(at) >= int(args["min_count"]) and median >= float(args["min_level"])
         if not len(at):
             return global_result(False, int(steps[-1]), {}, (metric,))
@@ -64,12 +80,24 @@ class Zeros:
                 holds = False
         before = np.flatnonzero(~zero[: int(at[0])])
         shown = ", ".join(str(int(steps[k])) for k in at[:8]) + (" ..." if len(at) > 8 else "")
-        return global_result(bool(holds), int(steps[at[0]]), {
-            "zeros": int(len(at)), "points": n, "first_zero_step": int(steps[at[0]]),
-            "last_zero_step": int(steps[at[-1]]), "median": median, "metric": metric,
-            "before": float(values[before[-1]]) if len(before) else float("nan"),
-            "before_step": int(steps[before[-1]]) if len(before) else -1, "zero_steps": shown,
-            "from_step": int(steps[at[0]]), "to_step": int(steps[at[-1]])}, (metric,))
+        return global_result(
+            bool(holds),
+            int(steps[at[0]]),
+            {
+                "zeros": int(len(at)),
+                "points": n,
+                "first_zero_step": int(steps[at[0]]),
+                "last_zero_step": int(steps[at[-1]]),
+                "median": median,
+                "metric": metric,
+                "before": float(values[before[-1]]) if len(before) else float("nan"),
+                "before_step": int(steps[before[-1]]) if len(before) else -1,
+                "zero_steps": shown,
+                "from_step": int(steps[at[0]]),
+                "to_step": int(steps[at[-1]]),
+            },
+            (metric,),
+        )
 
 
 CHECK = Zeros()
