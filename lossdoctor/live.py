@@ -249,7 +249,7 @@ def _series_patterns(cond: Any) -> tuple[str, ...]:
     for name, param in check.params.items():
         if param.type not in ("series", "series_list"):
             continue
-        value = cond.args.get(name, param.default)
+        value = _args(cond).get(name, param.default)
         if isinstance(value, str):
             out.append(value)
         elif isinstance(value, (list, tuple)):
@@ -263,7 +263,13 @@ def _pointwise(cond: Any) -> bool:
         return bool(cond.children) and all(_pointwise(c) for c in cond.children)
     if cond.kind == "nonfinite":
         return True
-    return cond.kind == "threshold" and cond.args.get("reduce", "each") == "each" and not cond.args.get("window")
+    args = _args(cond)
+    return cond.kind == "threshold" and args.get("reduce", "each") == "each" and not args.get("window")
+
+
+def _args(cond: Any) -> Mapping[str, Any]:
+    """A check's arguments as the engine evaluates them: resolved at rule load (``${param}`` substituted)."""
+    return cond.resolved if cond.resolved is not None else cond.args
 
 
 def _only_missing(cond: Any) -> bool:

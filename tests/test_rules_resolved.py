@@ -138,3 +138,21 @@ rules:
         "leak: CheckDeclarationError: check kind 'leaky' emitted evidence key(s) secret it "
         "does not declare in evidence_keys",
     )
+
+
+def test_live_judging_reads_the_series_a_param_names(tmp_path) -> None:  # noqa: ANN001
+    """A rule whose series is a ${param} is watched on the series the param names (resolved at load), and a
+    pointwise threshold is recognised from its resolved arguments as the engine evaluates them."""
+    from lossdoctor.live import LiveJudge, _pointwise
+
+    path = tmp_path / "live.yaml"
+    path.write_text(
+        "version: 1\nrules:\n  - id: big-grad\n    severity: warning\n    title: t\n    description: d\n"
+        "    params: {s: train/grad_norm, how: each}\n"
+        "    when: {check: threshold, series: '${s}', op: '>', value: 10, reduce: '${how}'}\n"
+        "    message: m\n"
+    )
+    ruleset = load_rules([str(path)], include_default=False)
+    judge = LiveJudge(ruleset)
+    assert judge._patterns["big-grad"] == ("train/grad_norm",)
+    assert _pointwise(ruleset.rules[0].when)
