@@ -257,7 +257,7 @@ def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[MetricTable, li
     """History rows → tidy table (through the one constructor: a repeated (step, metric) keeps the last
     logged; HF's end-of-run summary row is kept out of the curves and returned). Rows without the step key
     are dropped (said in a note)."""
-    steps: list[float] = []
+    steps: list[int] = []
     names: list[str] = []
     values: list[float] = []
     missing = 0
@@ -277,7 +277,7 @@ def to_frame(rows: list[dict[str, Any]], step_key: str) -> tuple[MetricTable, li
         notes.append(f"{missing} history row(s) without an integer {step_key} skipped")
     if not steps:
         return empty_metrics(), notes, {}
-    table = tidy_points(np.asarray(steps, dtype=np.float64), names, values)
+    table = tidy_points(np.asarray(steps, dtype=np.int64), names, values)
     return table.frame, notes + list(table.notes), dict(table.summary)
 
 
