@@ -1,5 +1,6 @@
 """Read a file from disk with one-line located errors: the one way every module opens a file it was handed.
 
+``read_side_file`` is for optional files next to the one analysed: None instead of an error.
 ``read_bytes`` refuses a missing file, a directory, an unreadable file and (with ``max_bytes``) one larger than
 the bound, each as one error naming the file; ``read_text`` also decodes strictly, naming the line and byte of
 the first undecodable one. The error class is the caller's (``SourceError`` for logs and data, ``RuleFileError``
@@ -53,6 +54,27 @@ def read_bytes(
         raise error(f"cannot read {noun}".rstrip() + f": {exc.strerror or exc}", where) from None
     if max_bytes is not None and len(data) > max_bytes:
         raise error(f"larger than {size_text(max_bytes)}{_tail(expected)}", where)
+    return data
+
+
+#: the bound on a small side file read by ``read_side_file`` unless the caller gives its own
+SIDE_FILE_BYTES = 1 << 20
+
+
+def read_side_file(path: str | Path, max_bytes: int | None = SIDE_FILE_BYTES) -> bytes | None:
+    """The bytes of an optional file next to the one analysed (a run's config, metadata, results, a cache
+    entry), or None when it is missing, a directory, unreadable or larger than ``max_bytes`` (``None``: no
+    bound). Its absence is no error: the reader goes on without it and may say so in a note."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            return None
+        with p.open("rb") as fh:
+            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+    except OSError:
+        return None
+    if max_bytes is not None and len(data) > max_bytes:
+        return None
     return data
 
 

@@ -301,10 +301,12 @@ def _was_cached(item: Item, options: Any) -> bool:
 
     from lossdoctor.sources._wandb_cache import RunCache
     from lossdoctor.sources._wandb_url import NotARunURL, parse_run_ref
+    from lossdoctor.textfile import read_side_file
 
     try:
         table, meta = RunCache(options.cache_dir).paths(parse_run_ref(item.location))
-        state = json.loads(meta.read_text(encoding="utf-8")).get("state")
+        raw = read_side_file(meta)
+        state = json.loads(raw.decode("utf-8")).get("state") if raw is not None else None
     except (NotARunURL, OSError, ValueError, AttributeError):
         return False
     return table.is_file() and state in ("finished", "crashed", "interrupted")

@@ -99,3 +99,15 @@ def test_every_caller_reports_one_located_line(
     with pytest.raises(error) as info:
         read(str(path))
     assert EXPECTED[case] in _one_line(info.value, path)
+
+
+def test_a_side_file_is_none_when_missing_a_directory_or_too_large(tmp_path: Path) -> None:
+    small = tmp_path / "config.yaml"
+    small.write_bytes(b"lr: 0.001\n")
+    big = tmp_path / "big.json"
+    big.write_bytes(b"x" * 2048)
+    assert textfile.read_side_file(small) == b"lr: 0.001\n"
+    assert textfile.read_side_file(tmp_path / "absent.json") is None
+    assert textfile.read_side_file(tmp_path) is None
+    assert textfile.read_side_file(big, max_bytes=1024) is None
+    assert textfile.read_side_file(big, max_bytes=None) == b"x" * 2048

@@ -27,6 +27,7 @@ from lossdoctor.atomic import atomic_write
 from lossdoctor.model import Provenance, Run
 from lossdoctor.sources._wandb_url import RunRef
 from lossdoctor.table import MetricTable
+from lossdoctor.textfile import read_side_file
 
 SCHEMA = 1
 
@@ -84,7 +85,10 @@ class RunCache:
         if not table.is_file() or not meta_path.is_file():
             return None
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            raw = read_side_file(meta_path)
+            if raw is None:
+                return None
+            meta = json.loads(raw.decode("utf-8"))
             if not isinstance(meta, dict) or meta.get("schema") != SCHEMA:
                 return None
             frame = read_table(table)

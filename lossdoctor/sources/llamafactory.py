@@ -42,6 +42,7 @@ from lossdoctor.sources._readkit import Collector, decode_with_notes, json_numbe
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.jsonl_metrics import iter_json_lines, looks_like_json_lines, sample_objects
 from lossdoctor.sources.trainer_state import find_state_file, load_state, read_state_file
+from lossdoctor.textfile import read_side_file
 
 PRIMARY_FILE = "trainer_log.jsonl"
 STEP_KEY = "current_steps"
@@ -161,10 +162,10 @@ def read_trainer_log(path: Path, location: str, name: str) -> Run:
 
 def _log_last_step(path: Path) -> int:
     """The largest current_steps in a trainer_log.jsonl (-1 when none can be read)."""
-    try:
-        text = decode_with_notes(path.read_bytes())[0]
-    except OSError:
+    data = read_side_file(path, max_bytes=None)  # the log itself: as long as the run
+    if data is None:
         return -1
+    text = decode_with_notes(data)[0]
     steps = [_step(obj, STEP_KEY) for _, obj in iter_json_lines(text) if obj is not None]
     return max((s for s in steps if s is not None), default=-1)
 
@@ -177,9 +178,12 @@ def _results(directory: Path) -> tuple[dict[str, Any], list[str]]:
         path = directory / file_name
         if not path.is_file():
             continue
+        raw = read_side_file(path)
         try:
-            data = json.loads(decode_with_notes(path.read_bytes())[0])
-        except (OSError, ValueError, RecursionError):
+            if raw is None:
+                raise ValueError("unreadable or larger than the side-file bound")
+            data = json.loads(decode_with_notes(raw)[0])
+        except (ValueError, RecursionError):
             notes.append(f"{file_name} could not be read as JSON; left out")
             continue
         if isinstance(data, dict):

@@ -35,6 +35,7 @@ from lossdoctor.model import Run
 from lossdoctor.sources._readkit import Collector, json_number, make_run, parse_number
 from lossdoctor.sources._sqlite import MAX_ROWS, is_sqlite, open_readonly, peek_schema, schema
 from lossdoctor.sources.base import ReadOptions, Target
+from lossdoctor.textfile import read_side_file
 
 WHAT = "an MLflow tracking store (an mlruns/ directory or an mlflow.db SQLite file)"
 DB_NAME = "mlflow.db"
@@ -74,12 +75,8 @@ class StoreRun:
 
 
 def _small_text(path: Path) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_VALUE_BYTES + 1)
-    except OSError:
-        return None
-    return data[:MAX_VALUE_BYTES].decode("utf-8", errors="replace")
+    data = read_side_file(path, MAX_VALUE_BYTES)
+    return data.decode("utf-8", errors="replace") if data is not None else None
 
 
 def _meta(path: Path) -> dict[str, Any] | None:
@@ -146,11 +143,11 @@ def _file_run(run_dir: Path, experiment: str) -> StoreRun | None:
     )
     malformed = 0
     for key, path in _key_files(run_dir / "metrics"):
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
+        data = read_side_file(path, max_bytes=None)  # a metric's history: as long as the run
+        if data is None:
             malformed += 1
             continue
+        text = data.decode("utf-8", errors="replace")
         for line in text.splitlines():
             parts = line.split()
             if not parts:

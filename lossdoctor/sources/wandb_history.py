@@ -29,6 +29,7 @@ from lossdoctor.sources._readkit import Collector, decode_with_notes, json_numbe
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.jsonl_metrics import iter_json_lines, looks_like_json_lines, sample_objects
 from lossdoctor.sources.wandb_offline import flatten
+from lossdoctor.textfile import read_side_file
 
 HISTORY = "wandb-history.jsonl"
 HF_STEP_KEY = "train/global_step"
@@ -83,12 +84,8 @@ def locate(path: Path, all_runs: bool) -> list[Path]:
 
 
 def _side_json(path: Path) -> Any:
-    try:
-        with path.open("rb") as fh:
-            data = fh.read(MAX_SIDE_BYTES + 1)
-    except OSError:
-        return None
-    if len(data) > MAX_SIDE_BYTES:
+    data = read_side_file(path, MAX_SIDE_BYTES)
+    if data is None:
         return None
     try:
         return json.loads(decode_with_notes(data)[0])
@@ -99,10 +96,12 @@ def _side_json(path: Path) -> Any:
 def _config(path: Path) -> dict[str, Any]:
     import yaml
 
+    raw = read_side_file(path, MAX_SIDE_BYTES)
+    if raw is None:
+        return {}
     try:
-        with path.open("rb") as fh:
-            data = yaml.safe_load(fh.read(MAX_SIDE_BYTES))
-    except (OSError, yaml.YAMLError):
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError:
         return {}
     if not isinstance(data, dict):
         return {}
