@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-#: never needed to analyse a trainer_state.json: the tidy table is numpy, W&B modules are for W&B sources,
-#: plots are drawn as SVG, and jinja2 is the HTML template engine only
-HEAVY = ("pandas", "pyarrow", "wandb", "torch", "transformers", "matplotlib", "scipy")
+#: never needed to analyse a trainer_state.json: the tidy table is numpy, W&B modules (and the HTTP stack the W&B
+#: client of lossdoctor opens connections with) are for W&B sources, plots are drawn as SVG, and jinja2 is the
+#: HTML template engine only
+HEAVY = ("pandas", "pyarrow", "wandb", "torch", "transformers", "matplotlib", "scipy", "http.client", "ssl")
 
 
 def _state(path: Path, steps: int = 200) -> Path:

@@ -25,19 +25,20 @@ URL was read). This module sends the same GraphQL wandb 0.31 sends (``/work``'s 
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import os
 import random
 import socket
-import ssl
 import threading
 import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import http.client
 from urllib.parse import urlsplit
 
 #: Largest GraphQL answer read (a 10,000-row page of 3 keys is ~1 MB; a big config a few MB).
@@ -188,6 +189,9 @@ class HttpClient:
             self._resolved.add((host, port))
 
     def _connect(self, scheme: str, host: str, port: int, timeout: float) -> http.client.HTTPConnection:
+        import http.client  # the HTTP stack (ssl, email parsing) loads only when a request is made
+        import ssl
+
         self._ensure_resolved(host, port)
         if scheme == "https":
             return http.client.HTTPSConnection(host, port, timeout=timeout, context=ssl.create_default_context())
@@ -207,6 +211,9 @@ class HttpClient:
         sink: Any = None,
     ) -> Response:
         """One request, read under the deadline and the size cap (into ``sink`` when given)."""
+        import http.client
+        import ssl
+
         timeout = min(PER_REQUEST_S, self.deadline.check(what))
         started = time.monotonic()
         conn = self._connect(scheme, host, port, timeout)
