@@ -634,7 +634,7 @@ def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, 
                 out.add(int(v))
         for k, v in f.evidence.items():
             if str(k).endswith("step") and _int(v) is not None:
-                out.add(int(v))  # type: ignore[arg-type]
+                out.add(int(v))
     for ranges in holds:
         for a, b in ranges:
             out.update((a, b))

@@ -54,7 +54,7 @@ def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
         clock = parts[0].clock
     sampled = [_sample(p, clock) for p in parts]
     masks = np.vstack([m for m, _ in sampled]) if sampled else np.zeros((0, len(clock)), dtype=bool)
-    mask = masks.all(axis=0) if op == "all" else masks.any(axis=0)
+    mask = np.asarray(masks.all(axis=0) if op == "all" else masks.any(axis=0))  # typed as bool | ndarray
     if len(clock) == 0:
         mask = np.zeros(0, dtype=bool)
 
