@@ -170,9 +170,9 @@ def _file_run(run_dir: Path, experiment: str) -> StoreRun | None:
         run.notes.append(f"{malformed} malformed metric line(s) skipped (expected 'timestamp value step')")
     for kind, target in (("params", run.params), ("tags", run.tags)):
         for key, path in _key_files(run_dir / kind):
-            text = _small_text(path)
-            if text is not None:
-                target[key] = text
+            content = _small_text(path)
+            if content is not None:
+                target[key] = content
     run.name = run.name or run.tags.get("mlflow.runName", "") or run.run_id
     return run
 

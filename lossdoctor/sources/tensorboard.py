@@ -227,6 +227,10 @@ def _val_tag(tag: str) -> str:
     return "val_" + (tag[len("epoch_") :] if tag.startswith("epoch_") else tag)
 
 
+#: What a chunk column is replaced with once copied out (the copy then holds the only reference to the data).
+_FREED = np.empty(0)
+
+
 @dataclass
 class _Points:
     """Scalars read so far: per tag (a code into ``names``), numpy chunks of (step, value, wall time) in file
@@ -275,7 +279,9 @@ class _Points:
                     out[col][pos : pos + k] = part[col]
                     if col == 0:
                         codes[pos : pos + k] = tag
-                    parts[i] = tuple(None if j == col else x for j, x in enumerate(part))  # freed as copied
+                    rest = list(part)
+                    rest[col] = _FREED  # freed as copied
+                    parts[i] = (rest[0], rest[1], rest[2])
                     pos += k
         self.chunks = {}
         return out[0], codes, out[1], out[2]

@@ -118,7 +118,8 @@ def _apply_updates(target: dict[str, Any], updates: Iterable[Any], removes: Iter
         path = [item.key] if item.key else list(item.nested_key)
         node = target
         for part in path[:-1]:
-            node = node.get(part) if isinstance(node.get(part), dict) else {}
+            child = node.get(part)
+            node = child if isinstance(child, dict) else {}
         if path:
             node.pop(path[-1], None)
 
