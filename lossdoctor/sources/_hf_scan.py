@@ -228,9 +228,9 @@ class _Scanner:
         width = k + 5
         if k == 0:
             width = 3
-        block = np.empty(len(rows) * width, dtype=object)
-        block[:] = list(chain.from_iterable(rows))
-        block = block.reshape(len(rows), width)
+        flat = np.empty(len(rows) * width, dtype=object)
+        flat[:] = list(chain.from_iterable(rows))
+        block = flat.reshape(len(rows), width)
         other_col = k + 2 if k else 0
         is_other = block[:, other_col] != ""
         n = len(rows)
@@ -272,8 +272,8 @@ class _Scanner:
                 sel = dom_rows[has]
                 after_n[sel] = np.fromiter(map(int, an[has]), np.int64)
                 after_t[sel] = np.fromiter(map(int, block[sel, k + 1]), np.int64)
-        for group, r, values in pending:
-            group.idx.append(int(ordinal[r]))
+        for group, row, values in pending:
+            group.idx.append(int(ordinal[row]))
             group.flat.extend(values)
         for group in self.groups.values():
             group.flush()
