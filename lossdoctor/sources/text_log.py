@@ -772,6 +772,7 @@ class _Scanner:
                 )
             keep, plan_codes = plan
             k = len(plan_codes)
+            assert r.step is not None  # every record used has a step by now: logged, from the epoch, or ordinal
             steps.extend([r.step] * k)
             codes.extend(plan_codes)
             values.extend([v for v, ok in zip(r.values, keep) if ok] if k != len(r.values) else r.values)
@@ -790,8 +791,8 @@ class _Scanner:
             out.state = "finished"
         if use:
             layout = "; ".join(f"{n} line(s) of {g or 'step only'}" for g, n in grammars.most_common())
-            steps = ", ".join(f"{_describe_kw(k)} ({n})" for k, n in step_forms.most_common())
-            note = f"layout inferred by the generic text reader: {layout}; step from {steps}"
+            step_text = ", ".join(f"{_describe_kw(k)} ({n})" for k, n in step_forms.most_common())
+            note = f"layout inferred by the generic text reader: {layout}; step from {step_text}"
             if block:
                 note += "; block layout: metric lines take the step of the header line above them"
             if eval_lines:

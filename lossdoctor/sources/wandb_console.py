@@ -141,7 +141,7 @@ class WandbConsoleSource:
         total = next((summary[k] for k in _STEP_KEYS if _is_number(summary.get(k))), None)
         total_step = to_step(total) if _is_number(total) else None
         known_total = total_step is not None and total_step >= longest > 0
-        span = total_step if known_total else longest  # type: ignore[assignment]
+        span = total_step if known_total and total_step is not None else longest
 
         def anchor_of(key: str) -> float | None:
             value, last = summary.get(key), history[key][-1]
@@ -158,8 +158,8 @@ class WandbConsoleSource:
                 step = int(round(span * (i + 1) / n))
                 if level is None:
                     value = math.nan
-                elif anchor is not None:
-                    value = anchor * (1 + level / 7) / (1 + last / 7)  # type: ignore[operator]
+                elif anchor is not None and last is not None:  # an anchor is only found where last is a level
+                    value = anchor * (1 + level / 7) / (1 + last / 7)
                 else:
                     value = 1 + level / 7
                 points.add(step, key, value)
