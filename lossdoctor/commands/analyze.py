@@ -6,6 +6,7 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,9 @@ from lossdoctor.commands._options import (
 from lossdoctor.errors import LossdoctorError, UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
+
+if TYPE_CHECKING:
+    from lossdoctor.model import Run
 
 DEFAULT_FORMATS = "html,md"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -190,7 +194,7 @@ def analyze_command(
         )
     if sum(1 for location in sources if location == "-") > 1:
         raise UsageError("standard input (-) can be given only once")
-    runs = []
+    runs: list[Run] = []
     for location in sources:
         with doing("reading", location):
             runs.extend(read_stdin_runs(options) if location == "-" else read_runs(location, options))
