@@ -195,12 +195,12 @@ def _rows(diagnoses: Sequence[Diagnosis]) -> tuple[RuleRow, ...]:
                 status.append(NEW)
                 trend.append("worse")
                 details.append("")
-            elif base is None and cell is None:
+            elif base is None or cell is None:  # neither run has it
                 status.append(ABSENT)
                 trend.append("")
                 details.append("")
             else:
-                t, words = _persisting(base, cell)  # type: ignore[arg-type]
+                t, words = _persisting(base, cell)
                 status.append(PERSISTING)
                 trend.append(t)
                 details.append(words)

@@ -67,7 +67,7 @@ try:
             Composer.__init__(self)
             Resolver.__init__(self)
 except ImportError:  # no libyaml: the pure-Python scanner and parser
-    _Loader = _PyLoader  # type: ignore[misc,assignment]
+    _Loader = _PyLoader  # type: ignore[misc,assignment]  # mypy: one name, two classes by availability
 
 
 class PosDict(dict):

@@ -26,6 +26,7 @@ from lossdoctor.safetext import visible
 
 if TYPE_CHECKING:
     from lossdoctor.model import Run
+    from lossdoctor.sources.base import ReadOptions
 
 DEFAULT_FORMATS = "html,md"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -53,7 +54,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return wanted
 
 
-def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa: ANN001
+def read_stdin_runs(options: ReadOptions, limit: int = STDIN_LIMIT) -> list[Run]:
     """`analyze -`: standard input (bounded) read like a file; the runs say <stdin>, never a temp path."""
     import dataclasses
     import tempfile
@@ -72,7 +73,7 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
         path = Path(tmp) / "stdin"
         path.write_bytes(data)
         try:
-            runs = read_runs(str(path), options)  # type: ignore[arg-type]
+            runs = read_runs(str(path), options)
         except LossdoctorError as err:
             err.location = STDIN_LOCATION
             raise

@@ -254,9 +254,10 @@ def _parse_condition(
                 _parse_condition(item, items.item_pos[i], probs, rid, evidence, kinds_used)
                 for i, item in enumerate(items)
             ]
-            if any(k is None for k in kids):
+            children = tuple(k for k in kids if k is not None)
+            if len(children) < len(kids):
                 return None
-            return Condition(op=combinator, children=tuple(kids), line=node.pos()[0])  # type: ignore[arg-type]
+            return Condition(op=combinator, children=children, line=node.pos()[0])
     if "check" not in node:
         probs.add(node.pos(), "expected 'check: KIND' (or 'all'/'any')", rid)
         return None

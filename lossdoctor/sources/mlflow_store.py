@@ -197,7 +197,9 @@ METRICS_COLUMNS = frozenset({"key", "value", "timestamp", "run_uuid", "step"})
 
 
 def is_mlflow_schema(tables: dict[str, set[str]] | None) -> bool:
-    return bool(tables) and METRICS_COLUMNS <= tables.get("metrics", set()) and "run_uuid" in tables.get("runs", set())  # type: ignore[union-attr]
+    if not tables:
+        return False
+    return METRICS_COLUMNS <= tables.get("metrics", set()) and "run_uuid" in tables.get("runs", set())
 
 
 def _pick(columns: set[str], wanted: tuple[str, ...]) -> str:

@@ -31,6 +31,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -203,20 +204,20 @@ def _fast_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray) -> dict
 _DTYPES = {1: "<f", 2: "<d", 3: "<i", 9: "<q", 19: "<e"}  # DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_HALF
 
 
-def _tensor_scalar(tensor: object) -> float | None:
-    t = tensor  # a TensorProto
-    if len(t.tensor_shape.dim):  # type: ignore[attr-defined]
+def _tensor_scalar(t: Any) -> float | None:
+    """The value of a scalar TensorProto (protobuf: no stubs, attributes read as Any), else None."""
+    if len(t.tensor_shape.dim):
         return None
     for name in ("float_val", "double_val", "int_val", "int64_val"):
         vals = getattr(t, name)
         if len(vals):
             return float(vals[0])
-    fmt = _DTYPES.get(int(t.dtype))  # type: ignore[attr-defined]
-    content = t.tensor_content  # type: ignore[attr-defined]
+    fmt = _DTYPES.get(int(t.dtype))
+    content = t.tensor_content
     if fmt and len(content) == struct.calcsize(fmt):
         return float(struct.unpack(fmt, content)[0])
-    if int(t.dtype) == 19 and len(t.half_val):  # type: ignore[attr-defined]
-        return float(struct.unpack("<e", struct.pack("<H", t.half_val[0]))[0])  # type: ignore[attr-defined]
+    if int(t.dtype) == 19 and len(t.half_val):
+        return float(struct.unpack("<e", struct.pack("<H", t.half_val[0]))[0])
     return None
 
 

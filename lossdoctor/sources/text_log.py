@@ -711,7 +711,8 @@ class _Scanner:
                 # epoch without a counter (its end-of-epoch evaluation) sits at the epoch's last batch
                 first = min(r.epoch for r in use if r.epoch is not None)
                 for r in use:
-                    e = int(r.epoch) - first  # type: ignore[arg-type]
+                    assert r.epoch is not None  # use holds the records with an epoch
+                    e = int(r.epoch) - first
                     if r.sub is not None:
                         r.step, r.step_kw = e * r.sub[1] + r.sub[0], "epoch + batch N/M"
                     else:

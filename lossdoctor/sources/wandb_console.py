@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TypeGuard
 
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (
@@ -105,7 +106,7 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
     return history, summary, name, skipped
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -145,8 +146,9 @@ class WandbConsoleSource:
 
         def anchor_of(key: str) -> float | None:
             value, last = summary.get(key), history[key][-1]
-            ok = _is_number(value) and math.isfinite(value) and value > 0 and last is not None  # type: ignore
-            return float(value) if ok else None  # type: ignore[arg-type]
+            if _is_number(value) and math.isfinite(value) and value > 0 and last is not None:
+                return float(value)
+            return None
 
         keys = [k for k in sorted(history) if k not in _STEP_KEYS]
         anchored = [k for k in keys if anchor_of(k) is not None]

@@ -375,10 +375,9 @@ def locate(path: Path, all_runs: bool) -> list[Path]:
     ``wandb/`` dir or a dir containing one."""
     if path.is_file():
         return [path]
-    if _wandb_file(path) is not None and (
-        _RUN_DIR.match(path.resolve().name) or path.name == "latest-run" or not _run_dirs(path)
-    ):
-        return [_wandb_file(path)]  # type: ignore[list-item]
+    own = _wandb_file(path)
+    if own is not None and (_RUN_DIR.match(path.resolve().name) or path.name == "latest-run" or not _run_dirs(path)):
+        return [own]
     for wandb_dir in (path, path / "wandb"):
         if wandb_dir.is_dir() and _run_dirs(wandb_dir):
             dirs = _run_dirs(wandb_dir) if all_runs else _latest(wandb_dir)
