@@ -47,7 +47,7 @@ def clean_stale_temps(directory: Path) -> int:
     return removed
 
 
-def atomic_write(path: Path, write: Callable[[str], None], mode: int | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[str], object], mode: int | None = None) -> None:
     """Call ``write(tmp_path)`` to fill a temp file beside ``path``, then move it over ``path``. The temp file
     is 0600 (mkstemp); ``mode`` (e.g. 0o644) is set before the move when the file is meant to be shared."""
     path = Path(path)

@@ -195,12 +195,12 @@ def _rows(diagnoses: Sequence[Diagnosis]) -> tuple[RuleRow, ...]:
                 status.append(NEW)
                 trend.append("worse")
                 details.append("")
-            elif base is None and cell is None:
+            elif base is None or cell is None:  # neither run has it
                 status.append(ABSENT)
                 trend.append("")
                 details.append("")
             else:
-                t, words = _persisting(base, cell)  # type: ignore[arg-type]
+                t, words = _persisting(base, cell)
                 status.append(PERSISTING)
                 trend.append(t)
                 details.append(words)
@@ -287,11 +287,12 @@ def pick_best(runs: Sequence[RunColumn], diagnoses: Sequence[Diagnosis]) -> tupl
             what = "final train loss" if none_eval else "final eval loss"
             mine = r.facts.final_train_loss if none_eval else r.facts.final_eval_loss
             theirs = other.facts.final_train_loss if none_eval else other.facts.final_eval_loss
+            assert mine is not None  # its quality sorted strictly first, so it is finite
             reasons.append(
-                f"lowest {what}: {_fmt(float(mine))} vs {_fmt(float(theirs))} in {other.key}"  # type: ignore[arg-type]
+                f"lowest {what}: {_fmt(float(mine))} vs {_fmt(float(theirs))} in {other.key}"
                 if theirs is not None
                 else f"lowest {what}: {_fmt(float(mine))}"
-            )  # type: ignore[arg-type]
+            )
             if none_eval:
                 reasons.append("no run logged eval loss, so train loss decided: it does not measure generalisation")
         elif kb[4] != kr[4]:
@@ -300,11 +301,11 @@ def pick_best(runs: Sequence[RunColumn], diagnoses: Sequence[Diagnosis]) -> tupl
             reasons.append(f"no difference that decides; {r.key} is the earlier run")
     else:
         reasons.append("the only run")
-    if r.facts.best_eval_step is not None and r.facts.early_stopping_would_help:
+    best_loss = r.facts.best_eval_loss  # set with best_eval_step (diagnosis.compute_facts)
+    if r.facts.best_eval_step is not None and best_loss is not None and r.facts.early_stopping_would_help:
         reasons.append(
-            f"keep its checkpoint from step {r.facts.best_eval_step} "
-            f"(best eval loss {_fmt(float(r.facts.best_eval_loss))})"
-        )  # type: ignore[arg-type]
+            f"keep its checkpoint from step {r.facts.best_eval_step} (best eval loss {_fmt(float(best_loss))})"
+        )
     if not all_eval and not none_eval:
         reasons.append("runs without eval loss rank last: overfitting cannot be judged there")
     if not diagnoses[best].findings and not diagnoses[best].crashed_checks:

@@ -395,13 +395,13 @@ def parse_floors(text: str, location: str) -> dict[str, Any]:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value <= 1:
                 raise _err(location, f"'{key}' must be a number in 0..1", data.pos(key))
     for group in ("verdicts", "rules"):
-        block = data.get(group, {}) or {}
-        if not isinstance(block, dict):
+        block = data.get(group) or yamlpos.PosDict()
+        if not isinstance(block, yamlpos.PosDict):  # a YAML mapping is always a PosDict
             raise _err(location, f"'{group}' must map names to {{precision, recall}}", data.pos(group))
         for name, spec in block.items():
             if group == "verdicts" and name not in VERDICTS:
                 raise _err(location, f"unknown verdict {name!r}", block.pos(name))
-            if not isinstance(spec, dict) or not set(spec) <= {"precision", "recall"}:
+            if not isinstance(spec, yamlpos.PosDict) or not set(spec) <= {"precision", "recall"}:
                 raise _err(location, f"{group}.{name}: expected {{precision: x, recall: y}}", block.pos(name))
             for k, v in spec.items():
                 if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 <= v <= 1:

@@ -82,7 +82,7 @@ class doing:  # noqa: N801 - used as a context manager: ``with doing("reading", 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         if exc is not None and not isinstance(exc, LossdoctorError) and not hasattr(exc, "_lossdoctor_doing"):
             try:
-                exc._lossdoctor_doing = self.text  # type: ignore[attr-defined]
+                exc._lossdoctor_doing = self.text  # type: ignore[attr-defined]  # tagging any exception type
             except (AttributeError, TypeError):
                 pass
         _DOING.pop()

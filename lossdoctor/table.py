@@ -294,7 +294,8 @@ class _ILoc:
 
     def __getitem__(self, key: Any) -> Any:
         s = self._s
-        if isinstance(key, slice) or (not np.isscalar(key)):
+        scalar = np.isscalar(key)  # kept out of the if: as a TypeGuard it would narrow key to numpy's scalar types
+        if isinstance(key, slice) or not scalar:
             return Series(s.index[key], s.values[key], s.name)
         return float(s.values[key])
 

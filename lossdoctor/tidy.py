@@ -250,15 +250,13 @@ def tidy_points(
             over_names = [str(x) for x in canonical.names]
         else:
             items = canonical.tolist() if isinstance(canonical, np.ndarray) else list(canonical)
-            over_codes, over_names = factorize(items)
-            if None in over_names:  # None: from the alias table
-                none = over_names.index(None)
-                remap = np.arange(len(over_names)) - (np.arange(len(over_names)) > none)
+            over_codes, uniques = factorize(items)
+            if None in uniques:  # None: from the alias table
+                none = uniques.index(None)
+                remap = np.arange(len(uniques)) - (np.arange(len(uniques)) > none)
                 remap[none] = -1
                 over_codes = remap[over_codes]
-                over_names = [str(x) for x in over_names if x is not None]
-            else:
-                over_names = [str(x) for x in over_names]
+            over_names = [str(x) for x in uniques if x is not None]
         if len(over_codes) != len(raw_codes):
             raise ValueError("steps, names and values must have the same length")
         pair = raw_codes.astype(np.int64) * (len(over_names) + 1) + (over_codes + 1)
@@ -303,18 +301,19 @@ def tidy_points(
     code_t = code_dtype(max(len(canon_sorted), len(raw_names)))
     idx = None if keep.all() else np.flatnonzero(keep)
 
-    def kept(arr: Any, dtype: Any) -> np.ndarray | None:
-        if arr is None:
-            return None
+    def kept(arr: Any, dtype: Any) -> np.ndarray:
         arr = np.asarray(arr, dtype=dtype)
         return arr if idx is None else arr[idx]
+
+    def kept_optional(arr: Any, dtype: Any) -> np.ndarray | None:
+        return None if arr is None else kept(arr, dtype)
 
     st, va = kept(step_arr, np.int64), kept(vals, np.float64)
     mc, rc = kept(metric_codes, code_t), kept(raw_codes, code_t)
     del step_arr, vals, metric_codes, raw_codes
-    rk, pr = kept(rank, np.int64), kept(priority, np.int64)
-    wt, ln = kept(wall_time, np.float64), kept(line, np.int64)
-    wr = kept(written, np.int64)
+    rk, pr = kept_optional(rank, np.int64), kept_optional(priority, np.int64)
+    wt, ln = kept_optional(wall_time, np.float64), kept_optional(line, np.int64)
+    wr = kept_optional(written, np.int64)
 
     if len(st) > 1:
         # order: metric, step, rank and priority descending, then write order: the last point of each

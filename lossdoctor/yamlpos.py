@@ -10,7 +10,7 @@ scanner); composing stays in Python so the limits hold either way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from yaml.composer import Composer
@@ -27,13 +27,22 @@ class _BoundedComposer(Composer):
 
     _depth = 0
 
+    if TYPE_CHECKING:  # supplied by the parser each loader below mixes in
+
+        def peek_event(self) -> yaml.Event: ...
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 event = self.peek_event()
+                # libyaml's events carry yaml._yaml.Mark, which the stubs do not accept here but which has the
+                # same fields (ComposerError only formats it)
                 raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_DEPTH} levels deep", event.start_mark
+                    None,
+                    None,
+                    f"nested more than {MAX_DEPTH} levels deep",
+                    event.start_mark,  # type: ignore[arg-type]
                 )
             return super().compose_node(parent, index)
         finally:
@@ -52,13 +61,13 @@ class _PyLoader(_BoundedComposer, Resolver, yaml.parser.Parser, yaml.scanner.Sca
 try:
     from yaml._yaml import CParser
 
-    class _Loader(_BoundedComposer, Resolver, CParser):  # type: ignore[misc]
+    class _Loader(_BoundedComposer, Resolver, CParser):
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             Composer.__init__(self)
             Resolver.__init__(self)
 except ImportError:  # no libyaml: the pure-Python scanner and parser
-    _Loader = _PyLoader  # type: ignore[misc,assignment]
+    _Loader = _PyLoader  # type: ignore[misc,assignment]  # mypy: one name, two classes by availability
 
 
 class PosDict(dict):
@@ -130,6 +139,7 @@ def _convert(node: yaml.Node, budget: _Budget, depth: int = 0) -> Any:
             out_list.append(_convert(item, budget, depth + 1))
             out_list.item_pos.append(_at(item))
         return out_list
+    assert isinstance(node, yaml.ScalarNode)  # a composed node is a mapping, a sequence or a scalar
     try:
         return _scalar(node)
     except (ValueError, OverflowError) as exc:  # an int past the digit limit, a bad timestamp

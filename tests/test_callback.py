@@ -212,6 +212,37 @@ def test_live_series_match_the_run_model() -> None:
         assert live.series(metric).equals(plain.series(metric)), metric
 
 
+def test_out_of_order_rows_then_more_rows_of_that_metric() -> None:
+    """A row logged behind its metric's last step drops that metric's fast column; later rows of the metric
+    are still ingested (they once crashed on the dropped column) and series() falls back to the tidy frame."""
+    from lossdoctor.integrations import LossDoctorCallback
+    from lossdoctor.model import Run
+
+    cb = LossDoctorCallback(print_fn=lambda s: None, max_overhead=1e9)
+    rows = _history(30, 10, 10)
+    rows.insert(8, {"loss": 5.0, "step": 2})  # behind step 8's train loss
+    _drive(cb, rows)
+    assert len(cb._values) == sum(len([k for k in r if k != "step"]) for r in rows)
+    live = cb.current_run()
+    plain = Run(live.name, live.provenance, live.metrics)
+    assert live.series("train/loss").equals(plain.series("train/loss"))
+    assert live.series("eval/loss").equals(plain.series("eval/loss"))
+
+
+def test_replaced_history_starts_over() -> None:
+    """History shorter than what was ingested (resumed from a checkpoint): the callback forgets it all."""
+    from lossdoctor.integrations import LossDoctorCallback
+
+    cb = LossDoctorCallback(print_fn=lambda s: None, max_overhead=1e9)
+    _drive(cb, _history(30, 10, 10))
+    assert cb.fired
+    rows = _history(5, 10, 1000)
+    _drive(cb, rows)
+    assert len(cb._values) == sum(len([k for k in r if k != "step"]) for r in rows)
+    assert cb.current_run().series("train/loss").index.tolist() == [1, 2, 3, 4, 5]
+    assert not cb.fired
+
+
 def test_overhead_budget_skips_train_logs_but_not_evals() -> None:
     from lossdoctor.integrations import LossDoctorCallback
 

@@ -42,7 +42,8 @@ def run_triage(
 
     wanted = formats or TRIAGE_FORMATS
     base = Path(out_dir) if out_dir else Path("reports") / ("triage-" + run_slug(title))
-    rows, diags, crashed = [], [], []
+    rows, diags = [], []
+    crashed: list[str] = []
     used: dict[str, int] = {}
     started = time.monotonic()
     total = len(items)

@@ -6,6 +6,7 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,10 @@ from lossdoctor.commands._options import (
 from lossdoctor.errors import LossdoctorError, UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
+
+if TYPE_CHECKING:
+    from lossdoctor.model import Run
+    from lossdoctor.sources.base import ReadOptions
 
 DEFAULT_FORMATS = "html,md"
 _SLUG = re.compile(r"[^A-Za-z0-9._-]+")
@@ -49,7 +54,7 @@ def parse_formats(text: str) -> tuple[str, ...]:
     return wanted
 
 
-def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa: ANN001
+def read_stdin_runs(options: ReadOptions, limit: int = STDIN_LIMIT) -> list[Run]:
     """`analyze -`: standard input (bounded) read like a file; the runs say <stdin>, never a temp path."""
     import dataclasses
     import tempfile
@@ -68,7 +73,7 @@ def read_stdin_runs(options: object, limit: int = STDIN_LIMIT) -> list:  # noqa:
         path = Path(tmp) / "stdin"
         path.write_bytes(data)
         try:
-            runs = read_runs(str(path), options)  # type: ignore[arg-type]
+            runs = read_runs(str(path), options)
         except LossdoctorError as err:
             err.location = STDIN_LOCATION
             raise
@@ -190,7 +195,7 @@ def analyze_command(
         )
     if sum(1 for location in sources if location == "-") > 1:
         raise UsageError("standard input (-) can be given only once")
-    runs = []
+    runs: list[Run] = []
     for location in sources:
         with doing("reading", location):
             runs.extend(read_stdin_runs(options) if location == "-" else read_runs(location, options))

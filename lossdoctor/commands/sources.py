@@ -7,6 +7,7 @@ Built from the registry, so a new reader file shows up here without touching thi
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -43,15 +44,13 @@ def sources_command(as_json: bool, explain: str | None, source_kind: str | None,
     click.echo("\nAuto-detected from the file or directory; force one with --source-kind KIND.")
 
 
-def explain_rows(
-    location: str, source_kind: str | None = None, metric_roles: tuple[str, ...] = ()
-) -> dict[str, object]:
+def explain_rows(location: str, source_kind: str | None = None, metric_roles: tuple[str, ...] = ()) -> dict[str, Any]:
     """What `--explain` prints, as data (pure apart from reading the source)."""
     from lossdoctor.metrics.roles import describe, parse_overrides
     from lossdoctor.sources import ReadOptions, make_target, read_runs, registry
 
     target = make_target(location)
-    claims = []
+    claims: list[dict[str, Any]] = []
     for kind, source in registry().items():
         try:
             score = float(source.sniff(target))
@@ -59,7 +58,7 @@ def explain_rows(
             score = 0.0
         if score > 0:
             claims.append({"kind": kind, "confidence": round(score, 3)})
-    claims.sort(key=lambda c: (-float(c["confidence"]), str(c["kind"])))  # type: ignore[arg-type]
+    claims.sort(key=lambda c: (-float(c["confidence"]), str(c["kind"])))
     runs = read_runs(location, ReadOptions(source_kind=source_kind, metric_roles=parse_overrides(metric_roles)))
     out_runs = []
     for run in runs:
@@ -87,9 +86,9 @@ def _explain(location: str, source_kind: str | None, metric_roles: tuple[str, ..
     if as_json:
         click.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
-    claims = ", ".join(f"{c['kind']} ({c['confidence']})" for c in data["claimed_by"])  # type: ignore[union-attr]
+    claims = ", ".join(f"{c['kind']} ({c['confidence']})" for c in data["claimed_by"])
     click.echo(f"{safe_text(location)}: claimed by {claims or 'no reader'}")
-    for run in data["runs"]:  # type: ignore[union-attr]
+    for run in data["runs"]:
         click.echo(
             f"run {safe_text(run['name'])}: read by {run['kind']}, {run['points']} points, "
             f"step axis: {run['step_source']}"

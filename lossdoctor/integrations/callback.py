@@ -105,18 +105,23 @@ class LossDoctorCallback:
         self.run_name = run_name
         self.max_overhead = max_overhead
         self.inline = in_notebook() if inline is None else bool(inline)
+        #: rules made only of `missing` checks judge an absence, which only the finished run can show
+        self.deferred = frozenset(r.id for r in ruleset.rules if _only_missing(r.when))
+        self._reset()
+
+    def _reset(self) -> None:
+        """Forget every row seen and every finding (a new run, or history replaced on resume)."""
         self._display: Any = None  # the IPython display handle (inline mode)
         self._spent = 0.0  # seconds spent judging
         self._started: float | None = None
-        #: rules made only of `missing` checks judge an absence, which only the finished run can show
-        self.deferred = frozenset(r.id for r in ruleset.rules if _only_missing(r.when))
         self._seen = 0  # rows of log_history already ingested
         self._steps: list[int] = []
         self._raw: list[str] = []
         self._canon: list[str] = []
         self._values: list[float] = []
         self._canon_cache: dict[str, str] = {}
-        self._columns: dict[str, tuple[list[int], list[float]]] = {}  # canonical → (steps, values)
+        #: canonical → (steps, values); None once a row came out of step order
+        self._columns: dict[str, tuple[list[int], list[float]] | None] = {}
         self._pending = False  # rows ingested but not judged yet
         self.fired: dict[str, Any] = {}  # rule id → Finding, first firing (insertion order)
         self.fired_at: dict[str, int] = {}  # rule id → global step when it first fired
@@ -149,14 +154,16 @@ class LossDoctorCallback:
                 self._raw.append(key)
                 self._canon.append(canon)
                 self._values.append(float(value))
-                steps, values = self._columns.setdefault(canon, ([], []))
-                if steps and steps[-1] == step:  # same metric twice at one step: the last one wins
-                    values[-1] = float(value)
-                elif steps and steps[-1] > step:  # out of order (never from the Trainer): drop the fast path
-                    self._columns[canon] = None  # type: ignore[assignment]
-                else:
-                    steps.append(step)
-                    values.append(float(value))
+                column = self._columns.setdefault(canon, ([], []))
+                if column is not None:  # None: fast path dropped, series() filters the tidy frame
+                    steps, values = column
+                    if steps and steps[-1] == step:  # same metric twice at one step: the last one wins
+                        values[-1] = float(value)
+                    elif steps and steps[-1] > step:  # out of order (never from the Trainer): drop the fast path
+                        self._columns[canon] = None
+                    else:
+                        steps.append(step)
+                        values.append(float(value))
                 added += 1
         return added
 
@@ -236,15 +243,7 @@ class LossDoctorCallback:
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         history = state.log_history
         if self._seen > len(history):  # history replaced (resumed from a checkpoint): start over
-            self.__init__(
-                stop_on=self.stop_on,
-                stop_on_rules=self.stop_on_rules,
-                print_fn=self.print_fn,
-                ruleset=self.ruleset,
-                run_name=self.run_name,
-                max_overhead=self.max_overhead,
-                inline=self.inline,
-            )
+            self._reset()
         new_rows = history[self._seen :]
         self._seen = len(history)
         if self._ingest(new_rows):

@@ -431,11 +431,11 @@ def hold_ranges(f: Finding, run: Run) -> tuple[tuple[int, int], ...]:
     - a window (``from_step``/``to_step``: plateau, relation, share): that window;
     - otherwise the finding's first..last step.
     """
-    first, last = f.first_step, f.last_step
-    if first is None and last is None:
+    first = f.first_step if f.first_step is not None else f.last_step
+    last = f.last_step if f.last_step is not None else f.first_step
+    if first is None or last is None:  # the finding names no step
         return ()
-    first = int(first if first is not None else last)  # type: ignore[arg-type]
-    last = int(last if last is not None else first)
+    first, last = int(first), int(last)
     ev = f.evidence
     best_step = _int(ev.get("best_step"))
     if best_step is not None and first <= best_step <= last:
@@ -634,7 +634,7 @@ def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, 
                 out.add(int(v))
         for k, v in f.evidence.items():
             if str(k).endswith("step") and _int(v) is not None:
-                out.add(int(v))  # type: ignore[arg-type]
+                out.add(int(v))
     for ranges in holds:
         for a, b in ranges:
             out.update((a, b))

@@ -63,7 +63,7 @@ def nice_ticks(lo: float, hi: float, n: int = 5) -> list[float]:
     if not math.isfinite(step) or step <= 0:
         return [lo, hi]
     start = math.ceil(lo / step)
-    out = []
+    out: list[float] = []
     k = start
     while len(out) < 50:
         v = k * step
@@ -150,6 +150,8 @@ def plot_svg(spec: PlotSpec, width: int = WIDTH) -> str:
     steps += [v for sp in spec.spans for r in sp.ranges for v in r]
     if spec.marker is not None:
         steps.append(spec.marker.step)
+    xlo: float
+    xhi: float
     xlo, xhi = (min(steps), max(steps)) if steps else (0, 1)
     if xhi == xlo:
         xlo, xhi = xlo - 0.5, xhi + 0.5
@@ -212,10 +214,11 @@ def plot_svg(spec: PlotSpec, width: int = WIDTH) -> str:
     legend: list[tuple[str, str, str]] = []
     extra = 0
     for ln in spec.lines:
-        colour = ln.colour or LINE_COLOURS.get(ln.metric)
-        if colour is None:
-            colour = PALETTE[extra % len(PALETTE)]
+        line_colour = ln.colour or LINE_COLOURS.get(ln.metric)
+        if line_colour is None:
+            line_colour = PALETTE[extra % len(PALETTE)]
             extra += 1
+        colour = line_colour
         segs: list[list[str]] = []
         cur: list[str] = []
         bad: list[int] = []

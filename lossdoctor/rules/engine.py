@@ -54,7 +54,7 @@ def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
         clock = parts[0].clock
     sampled = [_sample(p, clock) for p in parts]
     masks = np.vstack([m for m, _ in sampled]) if sampled else np.zeros((0, len(clock)), dtype=bool)
-    mask = masks.all(axis=0) if op == "all" else masks.any(axis=0)
+    mask = np.asarray(masks.all(axis=0) if op == "all" else masks.any(axis=0))  # typed as bool | ndarray
     if len(clock) == 0:
         mask = np.zeros(0, dtype=bool)
 
@@ -65,11 +65,11 @@ def _combine(op: str, parts: list[CheckResult]) -> CheckResult:
                 out.update(part.evidence_at(int(idx[i])))
         return out
 
-    onset_parts = [(p, idx) for p, (_, idx) in zip(parts, sampled) if p.onset_at is not None and len(p.clock)]
+    onset_parts = [(p.onset_at, idx) for p, (_, idx) in zip(parts, sampled) if p.onset_at is not None and len(p.clock)]
 
     def first_onset(i: int) -> int | None:
-        p, idx = onset_parts[0]
-        return p.onset_at(int(idx[i]))  # type: ignore[misc]
+        onset_at, idx = onset_parts[0]
+        return onset_at(int(idx[i]))
 
     onset: Callable[[int], int | None] | None = first_onset if onset_parts else None
 

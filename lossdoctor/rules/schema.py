@@ -230,7 +230,12 @@ def check_args(kind: str, raw: Mapping[str, Any], params: Mapping[str, Any]) -> 
 
 
 def _parse_condition(
-    node: Any, pos: tuple[int, int], probs: _Problems, rid: str, evidence: set[str], kinds_used: list[str]
+    node: Any,
+    pos: tuple[int, int],
+    probs: _Problems,
+    rid: str | None,
+    evidence: set[str],
+    kinds_used: list[str],
 ) -> Condition | None:
     if not isinstance(node, PosDict):
         probs.add(pos, "when: expected a mapping with 'check', 'all' or 'any'", rid)
@@ -249,9 +254,10 @@ def _parse_condition(
                 _parse_condition(item, items.item_pos[i], probs, rid, evidence, kinds_used)
                 for i, item in enumerate(items)
             ]
-            if any(k is None for k in kids):
+            children = tuple(k for k in kids if k is not None)
+            if len(children) < len(kids):
                 return None
-            return Condition(op=combinator, children=tuple(kids), line=node.pos()[0])  # type: ignore[arg-type]
+            return Condition(op=combinator, children=children, line=node.pos()[0])
     if "check" not in node:
         probs.add(node.pos(), "expected 'check: KIND' (or 'all'/'any')", rid)
         return None
@@ -289,7 +295,7 @@ def resolve_condition(cond: Condition, params: Mapping[str, Any]) -> tuple[Condi
     return replace(cond, resolved=args), [(cond.line, err) for err in problems]
 
 
-def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str) -> dict[str, Any]:
+def _parse_params(node: Any, pos: tuple[int, int], probs: _Problems, rid: str | None) -> dict[str, Any]:
     if node is None:
         return {}
     if not isinstance(node, PosDict):
@@ -495,7 +501,7 @@ def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
     try:
         data = load(text)
     except YamlPosError as exc:
-        probs.add((exc.line, exc.column) if exc.line else None, exc.message)
+        probs.add((exc.line, exc.column) if exc.line and exc.column else None, exc.message)
         return None, probs.items
     if not isinstance(data, PosDict):
         probs.add(None, "expected a mapping with 'version' and 'rules' (or 'extends'/'overrides')")

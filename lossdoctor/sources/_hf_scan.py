@@ -224,13 +224,14 @@ class _Scanner:
         rows = self.regex.findall(text + lookahead if lookahead else text)
         if not rows:
             return
-        k = len(self.dom.keys) if self.dom is not None else 0
+        dom = self.dom
+        k = len(dom.keys) if dom is not None else 0
         width = k + 5
         if k == 0:
             width = 3
-        block = np.empty(len(rows) * width, dtype=object)
-        block[:] = list(chain.from_iterable(rows))
-        block = block.reshape(len(rows), width)
+        flat = np.empty(len(rows) * width, dtype=object)
+        flat[:] = list(chain.from_iterable(rows))
+        block = flat.reshape(len(rows), width)
         other_col = k + 2 if k else 0
         is_other = block[:, other_col] != ""
         n = len(rows)
@@ -259,21 +260,21 @@ class _Scanner:
             if block[r, other_col + 1]:
                 after_n[r], after_t[r] = int(block[r, other_col + 1]), int(block[r, other_col + 2])
         dom_rows = np.flatnonzero(~is_other) if k else np.empty(0, np.int64)
-        if dom_rows.size:
-            kind[dom_rows] = self.dom.kind  # type: ignore[union-attr]
+        if dom is not None and dom_rows.size:  # rows of the dominant layout exist only when it does (k > 0)
+            kind[dom_rows] = dom.kind
         keep = kind >= 0
         # ordinals count log dicts only (dicts that are not log dicts are dropped)
         ordinal = np.cumsum(keep) - 1 + self.count
-        if dom_rows.size:
-            self.dom.add_block(ordinal[dom_rows], block[dom_rows, :k])  # type: ignore[union-attr]
+        if dom is not None and dom_rows.size:
+            dom.add_block(ordinal[dom_rows], block[dom_rows, :k])
             an = block[dom_rows, k]
             has = an != ""
             if has.any():
                 sel = dom_rows[has]
                 after_n[sel] = np.fromiter(map(int, an[has]), np.int64)
                 after_t[sel] = np.fromiter(map(int, block[sel, k + 1]), np.int64)
-        for group, r, values in pending:
-            group.idx.append(int(ordinal[r]))
+        for group, row, values in pending:
+            group.idx.append(int(ordinal[row]))
             group.flat.extend(values)
         for group in self.groups.values():
             group.flush()

@@ -134,7 +134,7 @@ def _infer_steps(scan: ScanResult, summary: dict[str, Any]) -> StepPlan:
         fill_train = need & is_train & have_epoch
         steps[fill_train] = _as_steps(grid[fill_train])
         # eval dicts: the step of the dict before with the same printed epoch, else round(epoch × s)
-        for i in np.flatnonzero(need & ~is_train & have_epoch):
+        for i in np.flatnonzero(need & ~is_train & have_epoch).tolist():
             j = i - 1
             while j >= 0 and kind[j] == SUMMARY:
                 j -= 1

@@ -76,11 +76,12 @@ def points_table(scan: ScanResult, steps: np.ndarray) -> tuple[MetricTable | Non
                     ordinals[start : start + count] = idx[sel]
                 fill[k] = start + count
             del idx, vals, ok, st
-    for code in mixed:  # a key printed by dicts of several layouts: back in printed order
-        a, b = slices[code][0][0], slices[code][-1][1]
-        order = np.argsort(ordinals[a:b], kind="stable")  # type: ignore[index]
-        out_steps[a:b] = out_steps[a:b][order]
-        out_vals[a:b] = out_vals[a:b][order]
-        ordinals[a:b] = ordinals[a:b][order]  # type: ignore[index]
+    if ordinals is not None:  # allocated whenever a key is mixed
+        for code in mixed:  # a key printed by dicts of several layouts: back in printed order
+            a, b = slices[code][0][0], slices[code][-1][1]
+            order = np.argsort(ordinals[a:b], kind="stable")
+            out_steps[a:b] = out_steps[a:b][order]
+            out_vals[a:b] = out_vals[a:b][order]
+            ordinals[a:b] = ordinals[a:b][order]
     table = tidy_points(out_steps, Coded(out_codes, raw_names), out_vals, written=ordinals if shared else None)
     return table.frame, list(table.notes)

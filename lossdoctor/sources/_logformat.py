@@ -23,9 +23,10 @@ Every problem in the file is collected; the error names the first with file:line
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -34,15 +35,16 @@ from lossdoctor.metrics.names import canonicalise
 from lossdoctor.textfile import read_text
 from lossdoctor.yamlpos import YamlPosError, compose
 
-try:  # Python ≥ 3.11
-    from re import _constants as _sre_c  # type: ignore[attr-defined]
+if TYPE_CHECKING or sys.version_info < (3, 11):  # typeshed has stubs under the old names only
+    import sre_constants as _sre_c
+    import sre_parse as _sre_p
+else:  # Python >= 3.11: the old names still work but warn on import
+    from re import _constants as _sre_c
     from re import _parser as _sre_p
-except ImportError:  # pragma: no cover - Python 3.10
-    import sre_constants as _sre_c  # type: ignore[no-redef]
-    import sre_parse as _sre_p  # type: ignore[no-redef]
 
 KEYS = ("name", "description", "pattern", "step", "metrics")
 _REPEATS = tuple(getattr(_sre_c, n) for n in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") if hasattr(_sre_c, n))
+_ATOMIC_GROUP = getattr(_sre_c, "ATOMIC_GROUP", None)  # Python >= 3.11
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def nested_quantifier(pattern: str) -> bool:
             elif op in (_sre_c.ASSERT, _sre_c.ASSERT_NOT):
                 if walk(av[1], in_repeat):
                     return True
-            elif getattr(_sre_c, "ATOMIC_GROUP", None) is not None and op == _sre_c.ATOMIC_GROUP:
+            elif _ATOMIC_GROUP is not None and op == _ATOMIC_GROUP:
                 if walk(av, in_repeat):
                     return True
             elif op == _sre_c.GROUPREF_EXISTS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -185,7 +186,7 @@ def fetch_live(
     deadline = client.deadline
     groups = group_keys(keys, counts)
     scanned = run_parallel(
-        [lambda g=g: scan_pages(client, ref, g, step_key, windows, PAGE_SIZE, bar, budget) for g in groups],
+        [partial(scan_pages, client, ref, g, step_key, windows, PAGE_SIZE, bar, budget) for g in groups],
         deadline,
         "history",
     )
@@ -201,11 +202,14 @@ def fetch_live(
                 for lo in range(w[0], w[1] + 1, SAFE_PAGE_SIZE)
             ]
         )
-        again = run_parallel(
-            [lambda k=k: scan_pages(client, ref, [k], step_key, small, SAFE_PAGE_SIZE, bar, budget)[0] for k in short],
-            deadline,
-            "history",
-        )
+        again = [
+            part[0]
+            for part in run_parallel(
+                [partial(scan_pages, client, ref, [k], step_key, small, SAFE_PAGE_SIZE, bar, budget) for k in short],
+                deadline,
+                "history",
+            )
+        ]
         redone = {p[0]: p for p in again}
         live_points = [redone.get(p[0], p) for p in live_points]
     notes: list[str] = []

@@ -6,6 +6,7 @@ before anything is decoded."""
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -110,7 +111,7 @@ def fetch_exports(
         if urls:
             with tempfile.TemporaryDirectory(prefix="lossdoctor-wandb-") as tmp:
                 files = [Path(tmp) / f"part-{i}.parquet" for i in range(len(urls))]
-                run_parallel([lambda u=u, f=f: client.download(u, f) for u, f in zip(urls, files)], deadline, "exports")
+                run_parallel([partial(client.download, u, f) for u, f in zip(urls, files)], deadline, "exports")
                 for f in files:
                     deadline.check("decoding exports")
                     part = parquet_points(f, keys, step_key, first_live)

@@ -150,7 +150,8 @@ def record_class() -> Any:
     """``wandb.proto.wandb_internal_pb2.Record`` (imported lazily: wandb is heavy)."""
     from wandb.proto import wandb_internal_pb2
 
-    return wandb_internal_pb2.Record
+    # protobuf builds Record into the module's globals at import time; there is no stub for mypy to see
+    return wandb_internal_pb2.Record  # type: ignore[attr-defined]
 
 
 def decode(payload: bytes, cls: Any | None = None) -> Any | None:

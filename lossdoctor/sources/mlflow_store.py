@@ -167,9 +167,9 @@ def _file_run(run_dir: Path, experiment: str) -> StoreRun | None:
         run.notes.append(f"{malformed} malformed metric line(s) skipped (expected 'timestamp value step')")
     for kind, target in (("params", run.params), ("tags", run.tags)):
         for key, path in _key_files(run_dir / kind):
-            text = _small_text(path)
-            if text is not None:
-                target[key] = text
+            content = _small_text(path)
+            if content is not None:
+                target[key] = content
     run.name = run.name or run.tags.get("mlflow.runName", "") or run.run_id
     return run
 
@@ -194,7 +194,9 @@ METRICS_COLUMNS = frozenset({"key", "value", "timestamp", "run_uuid", "step"})
 
 
 def is_mlflow_schema(tables: dict[str, set[str]] | None) -> bool:
-    return bool(tables) and METRICS_COLUMNS <= tables.get("metrics", set()) and "run_uuid" in tables.get("runs", set())  # type: ignore[union-attr]
+    if not tables:
+        return False
+    return METRICS_COLUMNS <= tables.get("metrics", set()) and "run_uuid" in tables.get("runs", set())
 
 
 def _pick(columns: set[str], wanted: tuple[str, ...]) -> str:

@@ -39,8 +39,8 @@ _ANY_RECORD = re.compile(r"(?:iter|step) \d+: ")
 _EVAL_NAMES = {"train loss": ("eval/train_loss", "train loss"), "val loss": ("eval/loss", "val loss")}
 
 
-def _parse(line: str) -> tuple[int, list[tuple[str, str, float]], bool] | None:
-    """(step, [(canonical or "", raw name, value)], glued)."""
+def _parse(line: str) -> tuple[int | None, list[tuple[str, str, float]], bool] | None:
+    """(step (None: not an int64; the point is dropped with a note), [(canonical or "", raw name, value)], glued)."""
     m = _ITER.match(line) or _EVAL.match(line)
     if not m:
         return None

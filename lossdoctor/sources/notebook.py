@@ -403,7 +403,7 @@ def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Seg
     if epoch_axis:
         if progress is not None and progress.epochs:
             epochs_per_step = progress.epochs / progress.total if progress.total else None
-        if epochs_per_step:
+        if progress is not None and epochs_per_step:
             step_source = "epoch*cadence"
             notes.append(
                 f"{cell.label()}: Epoch table; step = epoch x {1 / epochs_per_step:g} steps per epoch "

@@ -31,6 +31,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -203,20 +204,20 @@ def _fast_scalars(data: bytes, offsets: np.ndarray, lengths: np.ndarray) -> dict
 _DTYPES = {1: "<f", 2: "<d", 3: "<i", 9: "<q", 19: "<e"}  # DT_FLOAT, DT_DOUBLE, DT_INT32, DT_INT64, DT_HALF
 
 
-def _tensor_scalar(tensor: object) -> float | None:
-    t = tensor  # a TensorProto
-    if len(t.tensor_shape.dim):  # type: ignore[attr-defined]
+def _tensor_scalar(t: Any) -> float | None:
+    """The value of a scalar TensorProto (protobuf: no stubs, attributes read as Any), else None."""
+    if len(t.tensor_shape.dim):
         return None
     for name in ("float_val", "double_val", "int_val", "int64_val"):
         vals = getattr(t, name)
         if len(vals):
             return float(vals[0])
-    fmt = _DTYPES.get(int(t.dtype))  # type: ignore[attr-defined]
-    content = t.tensor_content  # type: ignore[attr-defined]
+    fmt = _DTYPES.get(int(t.dtype))
+    content = t.tensor_content
     if fmt and len(content) == struct.calcsize(fmt):
         return float(struct.unpack(fmt, content)[0])
-    if int(t.dtype) == 19 and len(t.half_val):  # type: ignore[attr-defined]
-        return float(struct.unpack("<e", struct.pack("<H", t.half_val[0]))[0])  # type: ignore[attr-defined]
+    if int(t.dtype) == 19 and len(t.half_val):
+        return float(struct.unpack("<e", struct.pack("<H", t.half_val[0]))[0])
     return None
 
 
@@ -225,6 +226,10 @@ VALIDATION_DIRS = ("validation", "val", "eval")
 
 def _val_tag(tag: str) -> str:
     return "val_" + (tag[len("epoch_") :] if tag.startswith("epoch_") else tag)
+
+
+#: What a chunk column is replaced with once copied out (the copy then holds the only reference to the data).
+_FREED = np.empty(0)
 
 
 @dataclass
@@ -275,7 +280,9 @@ class _Points:
                     out[col][pos : pos + k] = part[col]
                     if col == 0:
                         codes[pos : pos + k] = tag
-                    parts[i] = tuple(None if j == col else x for j, x in enumerate(part))  # freed as copied
+                    rest = list(part)
+                    rest[col] = _FREED  # freed as copied
+                    parts[i] = (rest[0], rest[1], rest[2])
                     pos += k
         self.chunks = {}
         return out[0], codes, out[1], out[2]

@@ -711,7 +711,8 @@ class _Scanner:
                 # epoch without a counter (its end-of-epoch evaluation) sits at the epoch's last batch
                 first = min(r.epoch for r in use if r.epoch is not None)
                 for r in use:
-                    e = int(r.epoch) - first  # type: ignore[arg-type]
+                    assert r.epoch is not None  # use holds the records with an epoch
+                    e = int(r.epoch) - first
                     if r.sub is not None:
                         r.step, r.step_kw = e * r.sub[1] + r.sub[0], "epoch + batch N/M"
                     else:
@@ -772,6 +773,7 @@ class _Scanner:
                 )
             keep, plan_codes = plan
             k = len(plan_codes)
+            assert r.step is not None  # every record used has a step by now: logged, from the epoch, or ordinal
             steps.extend([r.step] * k)
             codes.extend(plan_codes)
             values.extend([v for v, ok in zip(r.values, keep) if ok] if k != len(r.values) else r.values)
@@ -790,8 +792,8 @@ class _Scanner:
             out.state = "finished"
         if use:
             layout = "; ".join(f"{n} line(s) of {g or 'step only'}" for g, n in grammars.most_common())
-            steps = ", ".join(f"{_describe_kw(k)} ({n})" for k, n in step_forms.most_common())
-            note = f"layout inferred by the generic text reader: {layout}; step from {steps}"
+            step_text = ", ".join(f"{_describe_kw(k)} ({n})" for k, n in step_forms.most_common())
+            note = f"layout inferred by the generic text reader: {layout}; step from {step_text}"
             if block:
                 note += "; block layout: metric lines take the step of the header line above them"
             if eval_lines:

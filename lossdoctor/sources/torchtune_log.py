@@ -35,8 +35,8 @@ _ITEM = re.compile(rf"([A-Za-z_][\w./\-]*):(?:tensor\((?P<t>{NUMBER})[^)]*\)|(?P
 _PBAR = re.compile(rf"(?<![\d|])(\d+)\|(\d+)\|Loss: ({NUMBER}):")
 
 
-def _parse(line: str) -> tuple[str, int, list[tuple[str, float]], bool] | None:
-    """(kind, step, pairs, glued) for a metric line or a progress-bar segment."""
+def _parse(line: str) -> tuple[str, int | None, list[tuple[str, float]], bool] | None:
+    """(kind, step (None: not an int64; the point is dropped with a note), pairs, glued) for a metric line or a progress-bar segment."""
     m = _STEP_LINE.match(line)
     if m:
         rest = line[m.end() :]

@@ -39,7 +39,9 @@ MAX_ROW_BYTES = 1 << 20
 
 
 def is_trackio_schema(tables: dict[str, set[str]] | None) -> bool:
-    return bool(tables) and METRICS_COLUMNS <= tables.get("metrics", set())  # type: ignore[union-attr]
+    if not tables:
+        return False
+    return METRICS_COLUMNS <= tables.get("metrics", set())
 
 
 def _flatten(obj: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:

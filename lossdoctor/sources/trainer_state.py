@@ -170,7 +170,9 @@ class _History:
 
     def _add_group(self, keys: tuple[Any, ...], ordinals: list[int], rows: list[tuple[Any, ...]]) -> None:
         step_col, points, generic = self._layout(keys)
+        steps: np.ndarray
         if not generic:
+            assert step_col is not None  # a layout without a step column is generic (see _layout)
             columns = list(zip(*rows))
             step_types = set(map(type, columns[step_col]))
             if step_types == {int}:

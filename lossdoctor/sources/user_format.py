@@ -64,8 +64,10 @@ class UserFormatSource:
                 bad_steps += 1
                 continue
             values = [(group, metric, m.group(group)) for group, metric in fmt.metrics if m.group(group) is not None]
-            parsed = [(group, metric, parse_number(raw)) for group, metric, raw in values]
-            if any(value is None for _, _, value in parsed):
+            parsed = [
+                (group, metric, number) for group, metric, raw in values if (number := parse_number(raw)) is not None
+            ]
+            if len(parsed) < len(values):
                 # a group that matched but holds no number: often a second record glued on (greedy \S+);
                 # keeping the line's other values could pair them with the wrong step
                 points.glued_lines.append(lineno)
@@ -76,7 +78,7 @@ class UserFormatSource:
                     group,
                     value,
                     rank=rank,
-                    metric=metric,  # type: ignore[arg-type]
+                    metric=metric,
                     line=lineno,
                 )
         frame, more = points.frame()

@@ -214,18 +214,20 @@ def fetch_run(ref: RunRef, location: str, options: ReadOptions) -> tuple[Run, bo
     try:
         client = HttpClient(ref.api_base, secret, deadline)
         wrun, history_keys = _run_answer(client, ref, location)
-        key_info = history_keys.get("keys") if isinstance(history_keys.get("keys"), dict) else {}
+        raw_keys = history_keys.get("keys")
+        key_info: dict[str, Any] = raw_keys if isinstance(raw_keys, dict) else {}
         keys = wanted_keys(key_info)
         step_key = STEP_KEY if STEP_KEY in key_info else "_step"
         counts = {k: numeric_count(key_info.get(k)) for k in keys}
-        bar = Progress(sum(counts.values()), ref.path, options.progress)
-        client.progress = lambda n: bar.add(nbytes=n)  # type: ignore[union-attr]
+        total = sum(counts.values())
+        bar = live_bar = Progress(total, ref.path, options.progress)
+        client.progress = lambda n: live_bar.add(nbytes=n)
         frame, notes, complete = fetch_history(
             client, ref, keys, step_key, counts, to_step(history_keys.get("lastStep")), bar
         )
-        if frame.empty and sum(counts.values()):
+        if frame.empty and total:
             raise FetchError(
-                f"the server counts {sum(counts.values()):,} points of the wanted keys "
+                f"the server counts {total:,} points of the wanted keys "
                 f"({', '.join(keys[:4])}{', ...' if len(keys) > 4 else ''}) but the history pages "
                 f"came back empty",
                 "content",

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import re
+from typing import TypeGuard
 
 from lossdoctor.model import Run
 from lossdoctor.sources._readkit import (
@@ -105,7 +106,7 @@ def parse_block(text: str) -> tuple[dict[str, list[int | None]], dict[str, objec
     return history, summary, name, skipped
 
 
-def _is_number(value: object) -> bool:
+def _is_number(value: object) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -141,12 +142,13 @@ class WandbConsoleSource:
         total = next((summary[k] for k in _STEP_KEYS if _is_number(summary.get(k))), None)
         total_step = to_step(total) if _is_number(total) else None
         known_total = total_step is not None and total_step >= longest > 0
-        span = total_step if known_total else longest  # type: ignore[assignment]
+        span = total_step if known_total and total_step is not None else longest
 
         def anchor_of(key: str) -> float | None:
             value, last = summary.get(key), history[key][-1]
-            ok = _is_number(value) and math.isfinite(value) and value > 0 and last is not None  # type: ignore
-            return float(value) if ok else None  # type: ignore[arg-type]
+            if _is_number(value) and math.isfinite(value) and value > 0 and last is not None:
+                return float(value)
+            return None
 
         keys = [k for k in sorted(history) if k not in _STEP_KEYS]
         anchored = [k for k in keys if anchor_of(k) is not None]
@@ -158,8 +160,8 @@ class WandbConsoleSource:
                 step = int(round(span * (i + 1) / n))
                 if level is None:
                     value = math.nan
-                elif anchor is not None:
-                    value = anchor * (1 + level / 7) / (1 + last / 7)  # type: ignore[operator]
+                elif anchor is not None and last is not None:  # an anchor is only found where last is a level
+                    value = anchor * (1 + level / 7) / (1 + last / 7)
                 else:
                     value = 1 + level / 7
                 points.add(step, key, value)

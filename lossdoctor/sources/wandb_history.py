@@ -67,19 +67,26 @@ def run_dirs(wandb_dir: Path) -> list[Path]:
     except OSError:
         return []
     found = [p for p in entries if is_history_run_dir(p)]
-    return sorted(found, key=lambda p: (_RUN_DIR.match(p.name).group(1), p.name))  # type: ignore[union-attr]
+    return sorted(found, key=_started)
+
+
+def _started(run_dir: Path) -> tuple[str, str]:
+    """Sort key of a run dir: the start time in its name (run-20240101_120000-id), then the name."""
+    m = _RUN_DIR.match(run_dir.name)
+    return (m.group(1) if m else "", run_dir.name)
 
 
 def locate(path: Path, all_runs: bool) -> list[Path]:
     """History files for a path: the file itself, a run dir, or the latest (every) run under ``wandb/``."""
     if path.is_file():
         return [path]
+    # history_file is None only where the file went away since the directory was looked at
     if is_history_run_dir(path):
-        return [history_file(path)]  # type: ignore[list-item]
+        return [f for f in (history_file(path),) if f is not None]
     for wandb_dir in (path, path / "wandb"):
         dirs = run_dirs(wandb_dir) if wandb_dir.is_dir() else []
         if dirs:
-            return [history_file(d) for d in (dirs if all_runs else dirs[-1:])]  # type: ignore[misc]
+            return [f for f in (history_file(d) for d in (dirs if all_runs else dirs[-1:])) if f is not None]
     return []
 
 

@@ -118,7 +118,8 @@ def _apply_updates(target: dict[str, Any], updates: Iterable[Any], removes: Iter
         path = [item.key] if item.key else list(item.nested_key)
         node = target
         for part in path[:-1]:
-            node = node.get(part) if isinstance(node.get(part), dict) else {}
+            child = node.get(part)
+            node = child if isinstance(child, dict) else {}
         if path:
             node.pop(path[-1], None)
 
@@ -374,10 +375,9 @@ def locate(path: Path, all_runs: bool) -> list[Path]:
     ``wandb/`` dir or a dir containing one."""
     if path.is_file():
         return [path]
-    if _wandb_file(path) is not None and (
-        _RUN_DIR.match(path.resolve().name) or path.name == "latest-run" or not _run_dirs(path)
-    ):
-        return [_wandb_file(path)]  # type: ignore[list-item]
+    own = _wandb_file(path)
+    if own is not None and (_RUN_DIR.match(path.resolve().name) or path.name == "latest-run" or not _run_dirs(path)):
+        return [own]
     for wandb_dir in (path, path / "wandb"):
         if wandb_dir.is_dir() and _run_dirs(wandb_dir):
             dirs = _run_dirs(wandb_dir) if all_runs else _latest(wandb_dir)

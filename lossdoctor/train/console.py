@@ -25,7 +25,7 @@ class _PyTee(io.TextIOBase):
     def __init__(self, original: IO[str], sink: IO[bytes], lock: threading.Lock) -> None:
         self._original, self._sink, self._lock = original, sink, lock
 
-    def write(self, s: str) -> int:  # type: ignore[override]
+    def write(self, s: str) -> int:
         with self._lock:
             self._sink.write(s.encode("utf-8", "replace"))
             self._sink.flush()
@@ -64,8 +64,8 @@ class ConsoleTee:
             self._start_fd_tee()
         else:
             self._py_saved = (sys.stdout, sys.stderr)
-            sys.stdout = _PyTee(sys.stdout, self._sink, self._lock)  # type: ignore[assignment]
-            sys.stderr = _PyTee(sys.stderr, self._sink, self._lock)  # type: ignore[assignment]
+            sys.stdout = _PyTee(sys.stdout, self._sink, self._lock)
+            sys.stderr = _PyTee(sys.stderr, self._sink, self._lock)
         return self
 
     def _start_fd_tee(self) -> None:
@@ -73,8 +73,12 @@ class ConsoleTee:
             stream.flush()
         # a terminal sees stdout line by line; keep that when stdout becomes a pipe
         for stream in (sys.stdout, sys.stderr):
+            # TextIO has no reconfigure in the stubs; a replaced stream (a test's capture) may lack it too
+            reconfigure = getattr(stream, "reconfigure", None)
+            if reconfigure is None:
+                continue
             try:
-                stream.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+                reconfigure(line_buffering=True)
             except (AttributeError, ValueError):
                 pass
         for fd in (1, 2):

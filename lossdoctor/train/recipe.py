@@ -391,7 +391,7 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     if IMPORT_OUTPUT:
         manifest["import_output"] = "".join(IMPORT_OUTPUT)
     tee = ConsoleTee(out / "console.log") if main else None
-    if main:
+    if tee is not None:
         write_manifest(out, manifest)
         tee.__enter__()
     trainer = None
@@ -528,7 +528,8 @@ def _build_trainer(config: TrainConfig, checked: Checked, out: Path) -> tuple[An
             run_name=config.run_name or out.name,
             max_overhead=float("inf") if distributed else 0.02,
         )
-        trainer.add_callback(live_cb)
+        # duck-typed on purpose (no transformers import in lossdoctor.integrations); the stubs want a TrainerCallback
+        trainer.add_callback(live_cb)  # type: ignore[arg-type]
     return trainer, live_cb
 
 

@@ -157,17 +157,19 @@ def _plots(cmp: Comparison) -> tuple[PlotSpec, ...]:
                 )
             )
             for f in diag.findings:
-                if metric not in f.series or (f.first_step is None and f.last_step is None):
+                if metric not in f.series:
                     continue
                 first = f.first_step if f.first_step is not None else f.last_step
                 last = f.last_step if f.last_step is not None else f.first_step
+                if first is None or last is None:  # the finding names no step
+                    continue
                 spans.append(
                     Span(
                         rule_id=f.rule_id,
                         severity=f.severity,
-                        first_step=int(first),  # type: ignore[arg-type]
+                        first_step=int(first),
                         last_step=int(last),
-                        gid=span_gid(f"{col.key}-{f.rule_id}"),  # type: ignore[arg-type]
+                        gid=span_gid(f"{col.key}-{f.rule_id}"),
                         colour=colour,
                         label=f"{col.key}: {f.rule_id}",
                     )

@@ -28,7 +28,7 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def annotations(diagnosis: Diagnosis, data: ReportData) -> str:
+def workflow_commands(diagnosis: Diagnosis, data: ReportData) -> str:
     location = diagnosis.run.provenance.location
     file = location if artifact_uri(location) is not None and "://" not in location else None
     lines = []
@@ -59,7 +59,7 @@ class GithubRenderer:
     to_stdout = True
 
     def render(self, diagnosis: Diagnosis, data: ReportData) -> dict[str, bytes]:
-        return {self.primary: annotations(diagnosis, data).encode("utf-8")}
+        return {self.primary: workflow_commands(diagnosis, data).encode("utf-8")}
 
 
 RENDERER = GithubRenderer()

@@ -282,7 +282,7 @@ def fmt_float(x: float) -> float:
     return float(x) if x is not None else float("nan")
 
 
-OPS: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
+OPS: dict[str, np.ufunc] = {  # comparisons: an array or a number against the bound
     ">": np.greater,
     ">=": np.greater_equal,
     "<": np.less,

@@ -440,7 +440,7 @@ def _progress_quotient(gl: np.ndarray, steps: np.ndarray, t_steps: np.ndarray, t
     (lo, hi) index pairs into the train logs, their sums from a cumulative sum, their minima from one
     ``minimum.reduceat`` over the interleaved pairs."""
     n = len(steps)
-    prev = np.r_[np.iinfo(np.int64).min, steps[:-1]]
+    prev: np.ndarray = np.r_[np.iinfo(np.int64).min, steps[:-1]]
     lo = np.searchsorted(t_steps, prev, side="right")
     hi = np.searchsorted(t_steps, steps, side="right")
     short = hi - lo < 2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from lossdoctor.rules.checks import (
 if TYPE_CHECKING:  # the model (pandas) is not imported just to validate a rule file
     from lossdoctor.model import Run
 
-_REDUCERS = {
+_REDUCERS: dict[str, Callable[[np.ndarray], Any]] = {
     "max": np.nanmax,
     "min": np.nanmin,
     "mean": np.nanmean,

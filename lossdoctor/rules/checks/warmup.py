@@ -36,7 +36,7 @@ class Warmup:
         max_steps, _ = config_number(run, args["max_steps_from"])
         last_step = int(run.metrics["step"].max()) if len(run.metrics) else 0
         run_steps = int(max_steps) if max_steps and max_steps > 0 else last_step
-        evidence = {
+        evidence: dict[str, Any] = {
             "warmup_steps": float(warmup or 0),
             "run_steps": run_steps,
             "first_lr": float(values[0]) if len(values) else float("nan"),
