@@ -65,17 +65,10 @@ def read_side_file(path: str | Path, max_bytes: int | None = SIDE_FILE_BYTES) ->
     """The bytes of an optional file next to the one analysed (a run's config, metadata, results, a cache
     entry), or None when it is missing, a directory, unreadable or larger than ``max_bytes`` (``None``: no
     bound). Its absence is no error: the reader goes on without it and may say so in a note."""
-    p = Path(path)
     try:
-        if not p.is_file():
-            return None
-        with p.open("rb") as fh:
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
-    except OSError:
+        return read_bytes(path, max_bytes=max_bytes)
+    except LossdoctorError:
         return None
-    if max_bytes is not None and len(data) > max_bytes:
-        return None
-    return data
 
 
 def decode(

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lossdoctor.sources._readkit import dig, to_step
+from lossdoctor.sources._readkit import dig, json_number, to_step
 from lossdoctor.sources._wandb_http import FetchError, HttpClient
 from lossdoctor.sources._wandb_url import RunRef
 from lossdoctor.sources._wandb_workers import Progress, run_parallel
@@ -44,18 +44,9 @@ Points = tuple[str, np.ndarray, np.ndarray, int]  # key, steps, values, points w
 def to_float(value: Any) -> float | None:
     """A history value as float: numbers, and the "NaN"/"Infinity" strings the server sends for non-finite
     values; None for anything else (missing, media, text)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, float):
-        return value
-    if isinstance(value, int):
-        try:
-            return float(value)
-        except OverflowError:
-            return math.inf if value > 0 else -math.inf
-    if isinstance(value, str):
+    if isinstance(value, str):  # only the server's names of non-finite values, not numbers as text
         return _NONFINITE.get(value.strip().lower())
-    return None
+    return json_number(value)
 
 
 class Budget:

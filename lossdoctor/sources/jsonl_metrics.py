@@ -94,6 +94,23 @@ def looks_like_json_lines(objects: list[dict[str, Any]], strays: int) -> bool:
     return bool(objects) and len(objects) >= MIN_OBJECT_SHARE * (len(objects) + strays)
 
 
+def record_points(obj: dict[str, Any]) -> tuple[int, list[tuple[str, float]]] | None:
+    """One logged object → (its step, [(name, number)]): nested keys flattened, the step key, private
+    (``_x``) and other step keys left out, non-numbers skipped; None when the object has no step."""
+    found = _step_of(obj)
+    if found is None:
+        return None
+    step_key, step = found
+    out: list[tuple[str, float]] = []
+    for name, value in _flatten(obj):
+        if name == step_key or name.startswith("_") or name in STEP_KEYS:
+            continue
+        number = json_number(value)
+        if number is not None:
+            out.append((name, number))
+    return step, out
+
+
 class JsonlMetricsSource:
     kind = "jsonl"
     description = "JSON Lines: one object per log call with a step / global_step / _step / iter key"
@@ -125,17 +142,13 @@ class JsonlMetricsSource:
                 bad.append(lineno)
                 continue
             objects += 1
-            found = _step_of(obj)
-            if found is None:
+            record = record_points(obj)
+            if record is None:
                 no_step += 1
                 continue
-            step_key, step = found
-            for name, value in _flatten(obj):
-                if name == step_key or name.startswith("_") or name in STEP_KEYS:
-                    continue
-                number = json_number(value)
-                if number is not None:
-                    points.add(step, name, number)
+            step, values = record
+            for name, number in values:
+                points.add(step, name, number)
         if bad and objects == 0:
             raise SourceError(
                 'not a JSON object; expected one JSON object per line (e.g. {"step": 10, "loss": 2.3})',

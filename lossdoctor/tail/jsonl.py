@@ -9,8 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lossdoctor.sources._readkit import json_number
-from lossdoctor.sources.jsonl_metrics import PRIMARY_FILE, STEP_KEYS, _flatten, _step_of
+from lossdoctor.sources.jsonl_metrics import PRIMARY_FILE, record_points
 from lossdoctor.tail import TextFollower, Update
 
 
@@ -45,16 +44,10 @@ class JsonlTail:
             if "train_runtime" in obj:
                 out.ended = "end-of-training summary (train_runtime) logged"
                 continue
-            found = _step_of(obj)
-            if found is None:
-                continue
-            step_key, step = found
-            for name, value in _flatten(obj):
-                if name == step_key or name.startswith("_") or name in STEP_KEYS:
-                    continue
-                number = json_number(value)
-                if number is not None:
-                    out.points.append((step, name, number))
+            record = record_points(obj)
+            if record is not None:
+                step, values = record
+                out.points.extend((step, name, number) for name, number in values)
         out.backlog = self.follower.backlog
         return out
 
