@@ -87,6 +87,7 @@ def _child(spec: RunSpec) -> None:
             row["train/global_step"] = i * STEP_FACTOR
         if i in spec.media_at:
             row["weights"] = wandb.Histogram([1.0, 2.0, 2.5, 3.0])
+            row["samples"] = wandb.Table(columns=["text"], data=[["a"], ["b"]])  # media with numbers (nrows, size)
             row["note"] = "text values are skipped"
         if spec.big_text:
             row["blob"] = "x" * 5000

@@ -152,6 +152,39 @@ def describe_damage(damage: list[Damage], size: int) -> list[str]:
     return out
 
 
+def history_values(history: Any) -> tuple[dict[str, float], int]:
+    """One history record's numbers by key (nested dicts flattened to ``a/b``) and how many values were
+    skipped: media (a dict with ``_type``: images, tables, histograms) and anything not a number."""
+    row: dict[str, float] = {}
+    skipped = 0
+    # a media value may also arrive split into nested-key items (samples._type, samples.nrows, ...)
+    media = {
+        tuple(item.nested_key[:-1])
+        for item in history.item
+        if not item.key and len(item.nested_key) > 1 and item.nested_key[-1] == "_type"
+    }
+    for item in history.item:
+        if media and not item.key and any(tuple(item.nested_key[: len(m)]) == m for m in media):
+            skipped += 1
+            continue
+        key = _item_key(item)
+        value = _item_value(item)
+        if isinstance(value, dict):
+            if "_type" in value:
+                skipped += 1
+                continue
+            leaves = flatten(value, key)
+        else:
+            leaves = {key: value}
+        for leaf, val in leaves.items():
+            num = _numeric(val)
+            if num is None:
+                skipped += 1
+            else:
+                row[leaf] = num
+    return row, skipped
+
+
 def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
     """Parse one ``.wandb`` file; damage becomes notes, never an exception (bad magic does raise)."""
     location = location or str(path)
@@ -174,23 +207,8 @@ def read_wandb_file(path: Path, location: str | None = None) -> WandbLog:
             continue
         kind = rec.WhichOneof("record_type")
         if kind == "history":
-            row: dict[str, Any] = {}
-            for item in rec.history.item:
-                key = _item_key(item)
-                value = _item_value(item)
-                if isinstance(value, dict):
-                    if "_type" in value:
-                        log.skipped_values += 1
-                        continue
-                    leaves = flatten(value, key)
-                else:
-                    leaves = {key: value}
-                for leaf, val in leaves.items():
-                    num = _numeric(val)
-                    if num is None:
-                        log.skipped_values += 1
-                    else:
-                        row[leaf] = num
+            row, skipped = history_values(rec.history)
+            log.skipped_values += skipped
             if "_step" not in row:
                 row["_step"] = float(
                     rec.history.step.num

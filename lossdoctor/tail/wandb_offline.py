@@ -28,7 +28,7 @@ from lossdoctor.sources._wandb_records import (
     has_magic,
     record_class,
 )
-from lossdoctor.sources.wandb_offline import _apply_updates, _item_key, _item_value, _numeric, flatten, locate
+from lossdoctor.sources.wandb_offline import _apply_updates, flatten, history_values, locate
 from lossdoctor.tail import FileFollower, Update
 
 _CHUNK = struct.Struct("<IHB")
@@ -122,14 +122,7 @@ class WandbTail:
                 continue
             kind = rec.WhichOneof("record_type")
             if kind == "history":
-                row: dict[str, float] = {}
-                for item in rec.history.item:
-                    value = _item_value(item)
-                    leaves = flatten(value, _item_key(item)) if isinstance(value, dict) else {_item_key(item): value}
-                    for leaf, val in leaves.items():
-                        num = _numeric(val)
-                        if num is not None:
-                            row[leaf] = num
+                row, _ = history_values(rec.history)  # media and non-numbers skipped, as the reader does
                 if "_step" not in row and rec.history.HasField("step"):
                     row["_step"] = float(rec.history.step.num)
                 key = next((k for k in STEP_KEYS if k in row), None)
