@@ -10,9 +10,11 @@ Heavy imports (torch, transformers, trl, peft, datasets) happen inside functions
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -327,6 +329,10 @@ def sft_args(config: TrainConfig, checked: Checked, has_eval: bool, out: Path) -
         disable_tqdm=False,
         save_only_model=False,
     )
+    if "activation_checkpointing" in {f.name for f in dataclasses.fields(SFTConfig)}:
+        # trl turns gradient checkpointing on by default under the name transformers 5 deprecates (and warns
+        # about on every run); the same setting, named as the installed transformers wants it
+        kwargs["activation_checkpointing"] = True
     if live:
         # keep the best eval checkpoint: the Trainer reloads it at the end, and save_total_limit never drops it
         kwargs.update(
@@ -368,6 +374,9 @@ def train(config: TrainConfig, argv: list[str] | None = None) -> TrainResult:
     checked = check_all(config)
     out = Path(config.output_dir)
     main = is_main_process()
+    # a deprecation inside the training stack (peft/trl asking transformers' old name), not in anything the
+    # user wrote: it says nothing they can act on, on every run
+    warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
     out.mkdir(parents=True, exist_ok=True)
 
     data_info = {
