@@ -13,7 +13,18 @@ import pytest
 #: never needed to analyse a trainer_state.json: the tidy table is numpy, W&B modules (and the HTTP stack the W&B
 #: client of lossdoctor opens connections with) are for W&B sources, plots are drawn as SVG, and jinja2 is the
 #: HTML template engine only
-HEAVY = ("pandas", "pyarrow", "wandb", "torch", "transformers", "matplotlib", "scipy", "http.client", "ssl")
+HEAVY = (
+    "pandas",
+    "pyarrow",
+    "wandb",
+    "torch",
+    "transformers",
+    "matplotlib",
+    "scipy",
+    "http.client",
+    "ssl",
+    "lossdoctor.sources._wandb_fetch",
+)
 
 
 def _state(path: Path, steps: int = 200) -> Path:
