@@ -20,6 +20,38 @@ class DuplicatePluginError(RuntimeError):
     """Two plugins of one registry claim the same name."""
 
 
+class PluginDeclarationError(TypeError):
+    """A plugin does not declare what its registry needs (a bug in lossdoctor or a plugin, never user input)."""
+
+
+#: the field kind of a method (anything callable) in :func:`declares`
+METHOD = "method"
+
+
+def declares(what: str, **fields: type | tuple[type, ...] | str) -> Callable[[Any], Any]:
+    """A validator for :func:`discover`: the plugin must have each field, an instance of the given type(s), or
+    callable where the field's kind is ``METHOD``; a tuple field's items must be non-empty strings (names). A
+    wrong declaration raises PluginDeclarationError naming the plugin's module and the field."""
+
+    def validate(plugin: Any) -> Any:
+        who = f"{what} in {getattr(type(plugin), '__module__', '?')}"
+        for name, kind in fields.items():
+            value = getattr(plugin, name, None)
+            if isinstance(kind, str):  # METHOD
+                if not callable(value):
+                    raise PluginDeclarationError(f"{who}: has no {name}() method")
+                continue
+            types = kind if isinstance(kind, tuple) else (kind,)
+            if isinstance(value, bool) or not isinstance(value, types):
+                expected = " or ".join(t.__name__ for t in types)
+                raise PluginDeclarationError(f"{who}: {name} must be a {expected}, got {value!r}")
+            if isinstance(value, tuple) and not all(isinstance(v, str) and v for v in value):
+                raise PluginDeclarationError(f"{who}: {name} must hold names (non-empty strings), got {value!r}")
+        return plugin
+
+    return validate
+
+
 def _own_name(plugin: Any) -> tuple[str]:
     return (plugin.name,)
 

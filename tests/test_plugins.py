@@ -96,3 +96,27 @@ def test_the_real_registries_are_sorted_and_hold_only_plugins() -> None:
     assert all(hasattr(s, "sniff") and hasattr(s, "read") for s in sources().values())
     names = [c.name for c in commands()]
     assert names == sorted(names) and "analyze" in names
+
+
+def test_a_plugin_missing_what_its_registry_needs_is_rejected_naming_it(make_package) -> None:
+    from lossdoctor.plugins import METHOD, PluginDeclarationError, declares
+
+    good = (
+        "class R:\n    name = 'good'\n    aliases = ('g',)\n    def render(self, x):\n        return {}\nPLUGIN = R()\n"
+    )
+    no_method = "class R:\n    name = 'nomethod'\n    aliases = ()\nPLUGIN = R()\n"
+    bad_alias = "class R:\n    name = 'badalias'\n    aliases = ('',)\n    def render(self, x):\n        return {}\nPLUGIN = R()\n"
+    bad_type = "class R:\n    name = 7\n    aliases = ()\n    def render(self, x):\n        return {}\nPLUGIN = R()\n"
+    validate = declares("widget", name=str, aliases=tuple, render=METHOD)
+    assert list(discover(make_package("ldtest_decl_ok", {"good": good}), "PLUGIN", "widgets", validate=validate)) == [
+        "good"
+    ]
+    for pkg_name, source, fragment in (
+        ("ldtest_decl_m", no_method, r"has no render\(\) method"),
+        ("ldtest_decl_a", bad_alias, "aliases must hold names"),
+        ("ldtest_decl_t", bad_type, "name must be a str, got 7"),
+    ):
+        pkg = make_package(pkg_name, {"one": source})
+        with pytest.raises(PluginDeclarationError, match=fragment) as err:
+            discover(pkg, "PLUGIN", "widgets", lambda p: (str(p.name),), validate=validate)
+        assert f"widget in {pkg}.one" in str(err.value)

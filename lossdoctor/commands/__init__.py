@@ -10,4 +10,8 @@ from lossdoctor import plugins
 
 def discover() -> list[click.Command]:
     """The commands of this package, sorted by name (two with one name are an error)."""
-    return list(plugins.discover(__name__, "COMMAND", "commands").values())
+    return list(
+        plugins.discover(
+            __name__, "COMMAND", "commands", validate=plugins.declares("command", name=str, callback=plugins.METHOD)
+        ).values()
+    )

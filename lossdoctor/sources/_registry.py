@@ -15,7 +15,7 @@ from pathlib import Path
 from lossdoctor.errors import SourceError
 from lossdoctor.metrics.roles import apply_roles
 from lossdoctor.model import Run
-from lossdoctor.plugins import discover
+from lossdoctor.plugins import METHOD, declares, discover
 from lossdoctor.sources.base import HEAD_BYTES, ReadOptions, Source, Target
 
 MIN_CONFIDENCE = 0.2
@@ -24,7 +24,21 @@ MIN_CONFIDENCE = 0.2
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Source]:
     """kind → reader, discovered from the modules of this package (sorted by kind)."""
-    return discover("lossdoctor.sources", "SOURCE", "readers", lambda source: (source.kind,))
+    return discover(
+        "lossdoctor.sources",
+        "SOURCE",
+        "readers",
+        lambda source: (source.kind,),
+        validate=declares(
+            "reader",
+            kind=str,
+            description=str,
+            example=str,
+            specificity=int,
+            sniff=METHOD,
+            read=METHOD,
+        ),
+    )
 
 
 def kinds_text() -> str:

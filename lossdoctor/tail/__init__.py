@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
-from lossdoctor.plugins import discover
+from lossdoctor.plugins import METHOD, declares, discover
 from lossdoctor.sources.text import guess_encoding
 
 #: at most this much is read per poll (a huge backlog is caught up over several polls, memory stays bounded)
@@ -55,7 +55,9 @@ class Tailer(Protocol):
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Tailer]:
     """followed source kind → tailer (sorted by kind)."""
-    return discover(__name__, "TAILER", "tails", lambda tailer: tailer.kinds)
+    return discover(
+        __name__, "TAILER", "tails", lambda tailer: tailer.kinds, validate=declares("tail", kinds=tuple, open=METHOD)
+    )
 
 
 class FileFollower:

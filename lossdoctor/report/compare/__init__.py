@@ -19,7 +19,7 @@ import numpy as np
 
 from lossdoctor import __version__
 from lossdoctor.errors import UsageError
-from lossdoctor.plugins import discover
+from lossdoctor.plugins import METHOD, declares, discover
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
 from lossdoctor.report.write import write_files
 
@@ -234,7 +234,13 @@ class CompareRenderer(Protocol):
 
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Any]:
-    return discover(__name__, "RENDERER", "comparison formats", lambda renderer: (renderer.name, *renderer.aliases))
+    return discover(
+        __name__,
+        "RENDERER",
+        "comparison formats",
+        lambda renderer: (renderer.name, *renderer.aliases),
+        validate=declares("comparison format", name=str, aliases=tuple, primary=str, render=METHOD),
+    )
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

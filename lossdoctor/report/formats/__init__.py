@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
-from lossdoctor.plugins import discover
+from lossdoctor.plugins import METHOD, declares, discover
 
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
@@ -31,4 +31,10 @@ class Renderer(Protocol):
 @lru_cache(maxsize=1)
 def registry() -> dict[str, Renderer]:
     """name and every alias → renderer (sorted by name)."""
-    return discover(__name__, "RENDERER", "report formats", lambda renderer: (renderer.name, *renderer.aliases))
+    return discover(
+        __name__,
+        "RENDERER",
+        "report formats",
+        lambda renderer: (renderer.name, *renderer.aliases),
+        validate=declares("report format", name=str, aliases=tuple, primary=str, description=str, render=METHOD),
+    )
