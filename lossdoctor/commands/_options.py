@@ -138,3 +138,16 @@ def make_read_options(
 
 def use_color(color: bool | None) -> bool:
     return sys.stdout.isatty() if color is None else color
+
+
+def parse_formats(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """``--format a,b``: the names asked for, in order, without repeats; a UsageError for an empty list or a
+    name not in ``known`` (the report formats of analyze and watch, the comparison formats of compare)."""
+    wanted = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
+    bad = [f for f in wanted if f not in known]
+    if bad or not wanted:
+        raise UsageError(
+            f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
+            f"list of {', '.join(known)}"
+        )
+    return wanted

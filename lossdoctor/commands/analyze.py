@@ -14,6 +14,7 @@ from lossdoctor.commands._options import (
     load_ruleset,
     make_read_options,
     metric_option,
+    parse_formats,
     quiet_option,
     read_options,
     report_options,
@@ -38,20 +39,6 @@ STDIN_LOCATION = "<stdin>"
 def run_slug(name: str) -> str:
     slug = _SLUG.sub("-", name).strip("-.") or "run"
     return slug[:80]
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    from lossdoctor.report import available_formats
-
-    wanted = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
-    known = available_formats()
-    bad = [f for f in wanted if f not in known]
-    if bad or not wanted:
-        raise UsageError(
-            f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
-            f"list of {', '.join(known)}"
-        )
-    return wanted
 
 
 def read_stdin_runs(options: ReadOptions, limit: int = STDIN_LIMIT) -> list[Run]:
@@ -159,12 +146,12 @@ def analyze_command(
     """
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.metrics.objectives import resolve as resolve_objective
-    from lossdoctor.report import render_reports, render_terminal
+    from lossdoctor.report import available_formats, render_reports, render_terminal
     from lossdoctor.report.data import ReportOptions
     from lossdoctor.report.write import write_files
     from lossdoctor.sources import read_runs
 
-    wanted = parse_formats(formats)
+    wanted = parse_formats(formats, available_formats())
     given_objective = resolve_objective(objective) if objective is not None else None
     ruleset = load_ruleset(rule_files, no_default_rules)
     from lossdoctor.metrics.roles import parse_overrides

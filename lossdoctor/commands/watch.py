@@ -20,13 +20,14 @@ import click
 
 from lossdoctor.commands._options import (
     load_ruleset,
+    parse_formats,
     quiet_option,
     report_options,
     rule_options,
     source_kind_option,
     use_color,
 )
-from lossdoctor.commands.analyze import parse_formats, run_slug
+from lossdoctor.commands.analyze import run_slug
 from lossdoctor.errors import LossdoctorError, SourceError
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_GATE, EXIT_OK, FAIL_ON_CHOICES, gate
 
@@ -138,7 +139,9 @@ def watch_command(
     2 bad input or usage, or a rule check crashed.
     """
 
-    wanted = parse_formats(formats)
+    from lossdoctor.report import available_formats
+
+    wanted = parse_formats(formats, available_formats())
     ruleset = load_ruleset(rule_files, no_default_rules)
     watcher = Watcher(
         source,

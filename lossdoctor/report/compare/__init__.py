@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from lossdoctor import __version__
-from lossdoctor.errors import UsageError
 from lossdoctor.plugins import METHOD, declares, discover
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
 from lossdoctor.report.write import write_files
@@ -241,18 +240,6 @@ def registry() -> dict[str, Any]:
         lambda renderer: (renderer.name, *renderer.aliases),
         validate=declares("comparison format", name=str, aliases=tuple, primary=str, render=METHOD),
     )
-
-
-def parse_formats(text: str) -> tuple[str, ...]:
-    wanted = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
-    known = tuple(registry())
-    bad = [f for f in wanted if f not in known]
-    if bad or not wanted:
-        raise UsageError(
-            f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
-            f"list of {', '.join(known)}"
-        )
-    return wanted
 
 
 def render_many(cmp: Comparison, formats: tuple[str, ...]) -> tuple[dict[str, bytes], list[str]]:
