@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.metrics.names import canonicalise
+from lossdoctor.metrics.objectives import detect
 from lossdoctor.model import SEVERITY_RANK, Finding, Provenance, Run, empty_metrics, make_metrics
 from lossdoctor.rules.checks import registry
 from lossdoctor.rules.engine import evaluate_rule, sort_key
@@ -344,12 +345,18 @@ class LiveJudge:
         tail = run.store.tail_view(run) if isinstance(run, LiveRun) and not full else run
         new: list[Finding] = []
         t_pass = time.perf_counter()
+        # judged by the rules for the run's objective, as analyze judges it; detected again each pass, from
+        # the metric names seen so far (a DPO run shows its rewards/* with its first log)
+        objective = detect(run).id
         for rule in self.ruleset.rules:
             rid = rule.id
             if final:
                 if rid in self.fired and rid not in self._deferred:
                     continue
             elif rid not in self._stale or not self._ready(rid, now):
+                continue
+            if not rule.applies_to(objective):
+                self._stale.discard(rid)
                 continue
             pointwise = rid in self._pointwise
             t0 = time.perf_counter()
