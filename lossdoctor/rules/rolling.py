@@ -57,6 +57,19 @@ def _kth_smallest(ranks: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarr
     return out
 
 
+def _sorted_rows(cols: list[np.ndarray]) -> np.ndarray:
+    """The ``width`` equal-length columns (one value of every window each) sorted across: row k holds each
+    window's k-th smallest value. An odd-even transposition network for narrow windows, np.sort otherwise."""
+    width = len(cols)
+    if width <= SORT_NETWORK:
+        cols = list(cols)
+        for rnd in range(width):  # odd-even transposition sort, column-wise
+            for j in range(rnd % 2, width - 1, 2):
+                cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
+        return np.stack(cols)
+    return np.sort(np.stack(cols, axis=1), axis=1).T
+
+
 def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """Median of the finite values of ``values[lo[i]:hi[i]]`` for each i (the mean of the two middle ones
     for an even count); NaN where a window holds no finite value."""
@@ -77,14 +90,7 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
         q_lo, q_len, mh = lo[has], (hi - lo)[has], m[has]
         # the window's values as `width` columns, absent or non-finite ones +inf (sorted last)
         pad = np.concatenate((np.where(finite, v, np.inf), np.full(width, np.inf)))
-        cols = [np.where(j < q_len, pad[q_lo + j], np.inf) for j in range(width)]
-        if width <= SORT_NETWORK:
-            for rnd in range(width):  # odd-even transposition sort, column-wise
-                for j in range(rnd % 2, width - 1, 2):
-                    cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
-            rows = np.stack(cols)
-        else:
-            rows = np.sort(np.stack(cols, axis=1), axis=1).T
+        rows = _sorted_rows([np.where(j < q_len, pad[q_lo + j], np.inf) for j in range(width)])
         at = np.arange(len(q_lo))
         out[has] = (rows[(mh - 1) // 2, at] + rows[mh // 2, at]) / 2.0
         return out
@@ -134,15 +140,7 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
     np.cumsum(np.isfinite(pad), out=count[1:])
     m = count[width:] - count[:-width]
     del count
-    cols = [pad[j : j + q] for j in range(width)]  # views; +inf (empty or non-finite) sorts last
-    if width <= SORT_NETWORK:
-        for rnd in range(width):  # odd-even transposition sort, column-wise
-            for j in range(rnd % 2, width - 1, 2):
-                cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
-        rows = np.stack(cols)
-    else:
-        rows = np.sort(np.stack(cols, axis=1), axis=1).T
-    del cols
+    rows = _sorted_rows([pad[j : j + q] for j in range(width)])  # views; +inf (empty or non-finite) sorts last
     at = np.arange(q)
     has = m > 0
     lo_k, hi_k = np.where(has, (m - 1) // 2, 0), np.where(has, m // 2, 0)
