@@ -9,13 +9,14 @@ through ``safetext.visible``: a file name or run name cannot send escape sequenc
 from __future__ import annotations
 
 import io
+import os
 import sys
 import warnings
 
 import click
 
 from lossdoctor import __version__
-from lossdoctor.commands import discover
+from lossdoctor.commands import LazyGroup
 from lossdoctor.errors import LossdoctorError, doing_text
 from lossdoctor.exitcodes import EXIT_CODES, EXIT_ERROR, EXIT_INTERRUPTED
 from lossdoctor.safetext import visible
@@ -23,7 +24,7 @@ from lossdoctor.safetext import visible
 _STATE = {"debug": False}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="lossdoctor")
 @click.option("--debug", is_flag=True, help="On an internal error, print the Python traceback too.")
 def group(debug: bool) -> None:
@@ -37,10 +38,6 @@ def group(debug: bool) -> None:
     _STATE["debug"] = debug
     if debug:
         warnings.simplefilter("default")
-
-
-for _command in discover():
-    group.add_command(_command)
 
 
 def _err(line: str) -> None:
@@ -57,7 +54,15 @@ def internal_error_line(exc: BaseException) -> str:
     return f"lossdoctor: internal error: {type(exc).__name__}: {text or '(no message)'}{while_}; please report"
 
 
+#: numpy's BLAS starts one thread per core when it is imported (~60 ms of CPU on a 2-core machine), but
+#: lossdoctor's array work is element-wise and never calls BLAS; ``train`` does its math in torch, whose BLAS
+#: (MKL) and threads this variable does not touch. A value the user set is kept.
+_ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
+
+
 def main(argv: list[str] | None = None) -> None:
+    for name, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     # numpy's overflow/invalid-value warnings on hostile numbers are not for the user (--debug shows them)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:

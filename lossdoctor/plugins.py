@@ -6,6 +6,13 @@ attribute the registry asks for (``SOURCE``, ``CHECK``, ``RENDERER``, ``COMMAND`
 Private modules (``_x.py``, ``_x/``) are helpers and are never imported by discovery. Modules are visited in
 sorted order and the result is sorted by name, so discovery is deterministic. Two plugins claiming the same
 name is a programming error, raised with both modules named.
+
+A command, a report format or a check kind usually needs one plugin, not all of them: :meth:`Registry.get`
+imports only the module named after the plugin (``eval-corpus`` → ``eval_corpus.py``) when that module
+declares the name, so ``analyze --format json`` loads neither the HTML renderer nor the ``train`` command.
+Anything else (an alias such as ``md``, a plugin in a module of another name) falls back to full discovery,
+and so does every listing (``--help``, error messages naming the choices); full discovery is also what finds
+a duplicate name, and the tests run it for every registry.
 """
 
 from __future__ import annotations
@@ -13,7 +20,9 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Generic, TypeVar
+
+P = TypeVar("P")
 
 
 class DuplicatePluginError(RuntimeError):
@@ -87,3 +96,51 @@ def discover(
             found[name] = plugin
             owner[name] = module_name
     return dict(sorted(found.items()))
+
+
+class Registry(Generic[P]):
+    """One registry: its plugins found once (:meth:`all`), or one by name at the cost of one module (:meth:`get`).
+    The arguments are those of :func:`discover`."""
+
+    def __init__(
+        self,
+        package: str,
+        attr: str,
+        what: str,
+        names: Callable[[Any], Iterable[str]] = _own_name,
+        validate: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.package, self.attr, self.what, self.names, self.validate = package, attr, what, names, validate
+        self._all: dict[str, P] | None = None
+        self._one: dict[str, P | None] = {}
+
+    def all(self) -> dict[str, P]:
+        """name → plugin for the whole registry, sorted by name (discovered on first use)."""
+        if self._all is None:
+            self._all = discover(self.package, self.attr, self.what, self.names, self.validate)
+        return self._all
+
+    def get(self, name: str) -> P | None:
+        """The plugin answering to ``name``, or None."""
+        if self._all is not None:
+            return self._all.get(name)
+        if name not in self._one:
+            self._one[name] = self._by_module_name(name)
+        found = self._one[name]
+        return found if found is not None else self.all().get(name)
+
+    def _by_module_name(self, name: str) -> P | None:
+        module = name.replace("-", "_")
+        if not module.isidentifier() or module.startswith("_"):
+            return None
+        full = f"{self.package}.{module}"
+        try:
+            loaded = importlib.import_module(full)
+        except ModuleNotFoundError as exc:
+            if exc.name != full:
+                raise
+            return None
+        plugin = getattr(loaded, self.attr, None)
+        if plugin is None or name not in self.names(plugin):
+            return None
+        return plugin if self.validate is None else self.validate(plugin)

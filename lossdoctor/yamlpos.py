@@ -58,6 +58,7 @@ class _PyLoader(_BoundedComposer, Resolver, yaml.parser.Parser, yaml.scanner.Sca
         Resolver.__init__(self)
 
 
+_CLoader: Any
 try:
     from yaml._yaml import CParser
 
@@ -66,8 +67,14 @@ try:
             CParser.__init__(self, stream)
             Composer.__init__(self)
             Resolver.__init__(self)
+
+    class _CLoader(CParser, Resolver):  # type: ignore[no-redef]  # libyaml's own composer: trusted text only
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            Resolver.__init__(self)
 except ImportError:  # no libyaml: the pure-Python scanner and parser
     _Loader = _PyLoader  # type: ignore[misc,assignment]  # mypy: one name, two classes by availability
+    _CLoader = None
 
 
 class PosDict(dict):
@@ -154,14 +161,17 @@ class YamlPosError(Exception):
         self.message, self.line, self.column = message, line, column
 
 
-def compose(text: str) -> yaml.Node | None:
+def compose(text: str, trusted: bool = False) -> yaml.Node | None:
     """The YAML node graph (no Python objects built), nesting capped at MAX_DEPTH; YamlPosError on any
-    problem. Aliases are not expanded here (callers that walk the graph must bound that themselves)."""
+    problem. Aliases are not expanded here (callers that walk the graph must bound that themselves).
+
+    ``trusted`` text (lossdoctor's own files, never user input) is composed by libyaml's composer when it is
+    installed: ~5x faster, but without the depth limit, which only the Python composer can enforce."""
     nul = text.find("\x00")
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
         raise YamlPosError("a NUL byte; expected YAML text", line, nul - (text.rfind("\n", 0, nul) + 1) + 1)
-    loader = _Loader(text)
+    loader = _CLoader(text) if trusted and _CLoader is not None else _Loader(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -179,9 +189,10 @@ def compose(text: str) -> yaml.Node | None:
     return node
 
 
-def load(text: str) -> Any:
-    """Parse YAML text into PosDict/PosList/scalars. Raises YamlPosError with the position."""
-    node = compose(text)
+def load(text: str, trusted: bool = False) -> Any:
+    """Parse YAML text into PosDict/PosList/scalars. Raises YamlPosError with the position. ``trusted``: as
+    for :func:`compose`."""
+    node = compose(text, trusted)
     if node is None:
         return None
     return _converted(node)

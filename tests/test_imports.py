@@ -37,7 +37,7 @@ def _state(path: Path, steps: int = 200) -> Path:
     return path
 
 
-def _modules_after(code: str) -> set[str]:
+def _modules_after(code: str, top_level: bool = True) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys\nprint(' '.join(sorted(sys.modules)))"],
         capture_output=True,
@@ -45,7 +45,8 @@ def _modules_after(code: str) -> set[str]:
         timeout=120,
     )
     assert out.returncode == 0, out.stderr
-    return {m.split(".")[0] for m in out.stdout.strip().splitlines()[-1].split()}
+    names = out.stdout.strip().splitlines()[-1].split()
+    return {m.split(".")[0] for m in names} if top_level else set(names)
 
 
 @pytest.mark.parametrize("formats, also_absent", [("json", ("jinja2",)), ("html,md", ())])
@@ -65,6 +66,27 @@ def test_analyze_of_a_trainer_state_imports_no_heavy_stack(
     assert (tmp_path / "out").is_dir()
 
 
+def test_analyze_loads_only_its_own_command_and_the_formats_it_writes(tmp_path: Path) -> None:
+    state = _state(tmp_path / "trainer_state.json")
+    code = (
+        f"import sys\nfrom lossdoctor.cli import main\n"
+        f"sys.argv = ['lossdoctor', 'analyze', {str(state)!r}, '--format', 'json', '--out', "
+        f"{str(tmp_path / 'out')!r}, '-q']\n"
+        f"try:\n    main()\nexcept SystemExit as exc:\n    assert exc.code in (0, 1), exc.code\n"
+    )
+    loaded = _modules_after(code, top_level=False)
+    assert "lossdoctor.commands.analyze" in loaded and "lossdoctor.report.formats.json" in loaded
+    unwanted = {
+        "lossdoctor.commands.train",
+        "lossdoctor.commands.compare",
+        "lossdoctor.train.config",
+        "lossdoctor.report.formats.html",
+        "lossdoctor.report.formats.sarif",
+        "lossdoctor.report.formats.junit",
+    }
+    assert not loaded & unwanted, sorted(loaded & unwanted)
+
+
 def test_public_api_analysis_without_pandas_and_its_frame_view_with_it(tmp_path: Path) -> None:
     state = _state(tmp_path / "trainer_state.json")
     loaded = _modules_after(
@@ -82,3 +104,21 @@ def test_public_api_analysis_without_pandas_and_its_frame_view_with_it(tmp_path:
     assert len(frame) == run.n_points
     series = run.series("eval/loss").to_pandas()
     assert series.index.name == "step" and series.to_dict() == run.series("eval/loss").to_dict()
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("4", "4")])
+def test_the_cli_keeps_numpy_from_starting_blas_threads_unless_told(monkeypatch, capsys, given, expected) -> None:
+    """numpy starts one BLAS thread per core on import, CPU lossdoctor's element-wise work never uses: the CLI
+    asks for one thread before numpy loads, keeping a value the user set."""
+    import os
+
+    from lossdoctor.cli import main
+
+    if given is None:
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", given)
+    with pytest.raises(SystemExit) as exc:
+        main(["sources"])
+    assert exc.value.code == 0 and "trainer-state" in capsys.readouterr().out
+    assert os.environ["OPENBLAS_NUM_THREADS"] == expected

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lossdoctor.plugins import DuplicatePluginError, discover
+from lossdoctor.plugins import DuplicatePluginError, Registry, discover
 
 
 @pytest.fixture
@@ -67,6 +67,47 @@ def test_order_is_sorted_by_name_whatever_the_module_order(make_package) -> None
     assert found["mike"] is found["alpha"]
     assert found["zulu"].module == f"{pkg}.a_mod"
     assert list(discover(pkg, "PLUGIN", "widgets")) == ["alpha", "bravo", "zulu"]
+
+
+def test_one_plugin_by_name_imports_only_its_module(make_package) -> None:
+    boom = "raise RuntimeError('imported although another plugin was asked for')\n"
+    pkg = make_package(
+        "ldtest_lazy",
+        {
+            "eval_corpus": _plugin("eval-corpus"),
+            "json": _plugin("json"),
+            "markdown": boom + _plugin("markdown", ("md",)),
+            "misnamed": boom + _plugin("other"),
+        },
+    )
+    registry: Registry = Registry(pkg, "PLUGIN", "widgets", lambda p: (p.name, *p.aliases))
+    assert registry.get("json").module == f"{pkg}.json"
+    assert registry.get("eval-corpus").module == f"{pkg}.eval_corpus"  # dashes name modules with underscores
+    assert f"{pkg}.markdown" not in sys.modules and f"{pkg}.misnamed" not in sys.modules
+    # an alias, or a plugin living in a module of another name, needs the whole registry (here: the boom)
+    with pytest.raises(RuntimeError, match="imported although"):
+        registry.get("md")
+
+
+def test_lookup_falls_back_to_discovery_and_says_none_for_unknown_names(make_package) -> None:
+    pkg = make_package(
+        "ldtest_fallback",
+        {"first": _plugin("first"), "markdown": _plugin("markdown", ("md",)), "misnamed": _plugin("other")},
+    )
+    registry: Registry = Registry(pkg, "PLUGIN", "widgets", lambda p: (p.name, *p.aliases))
+    assert registry.get("md").module == f"{pkg}.markdown"
+    assert registry.get("other").module == f"{pkg}.misnamed"
+    assert registry.get("nope") is None and registry.get("_private") is None and registry.get("a.b") is None
+    assert list(registry.all()) == ["first", "markdown", "md", "other"]
+
+
+def test_lookup_by_name_still_validates_the_plugin(make_package) -> None:
+    from lossdoctor.plugins import PluginDeclarationError, declares
+
+    pkg = make_package("ldtest_lazy_bad", {"thing": _plugin("thing")})
+    registry: Registry = Registry(pkg, "PLUGIN", "widgets", validate=declares("widget", name=str, primary=str))
+    with pytest.raises(PluginDeclarationError, match="primary"):
+        registry.get("thing")
 
 
 def test_a_duplicate_name_is_rejected_naming_both_modules(make_package) -> None:

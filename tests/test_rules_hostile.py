@@ -121,3 +121,23 @@ def test_default_pack_and_ordinary_rules_still_valid(tmp_path: Path) -> None:
         encoding="utf-8",
     )
     assert validate_files((str(path),)) == []
+
+
+def test_the_builtin_pack_reads_the_same_through_either_composer() -> None:
+    """The package's own pack is composed by libyaml (trusted text); user files by the bounded Python composer.
+    Both give the same data with the same positions, so a problem in either is reported at the same place."""
+    from lossdoctor import yamlpos
+    from lossdoctor.rules.packs import builtin_pack_text
+
+    def shape(value):  # data with every position it carries
+        if isinstance(value, yamlpos.PosDict):
+            return ("map", value.line, value.column, tuple((k, value.key_pos[k], shape(v)) for k, v in value.items()))
+        if isinstance(value, yamlpos.PosList):
+            return ("seq", value.line, value.column, tuple(value.item_pos), tuple(shape(v) for v in value))
+        return (type(value).__name__, value)
+
+    text, _ = builtin_pack_text("default")
+    assert shape(yamlpos.load(text, trusted=True)) == shape(yamlpos.load(text))
+    # user text never takes the unbounded path: the depth limit holds
+    with pytest.raises(yamlpos.YamlPosError, match="levels deep"):
+        yamlpos.load("a:\n" + "".join("  " * i + "- \n" for i in range(1, 300)))

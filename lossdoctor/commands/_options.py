@@ -10,7 +10,7 @@ helpers below, so the same flag means the same thing everywhere.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -140,14 +140,16 @@ def use_color(color: bool | None) -> bool:
     return sys.stdout.isatty() if color is None else color
 
 
-def parse_formats(text: str, known: tuple[str, ...]) -> tuple[str, ...]:
+def parse_formats(text: str, is_known: Callable[[str], bool], known: Callable[[], Iterable[str]]) -> tuple[str, ...]:
     """``--format a,b``: the names asked for, in order, without repeats; a UsageError for an empty list or a
-    name not in ``known`` (the report formats of analyze and watch, the comparison formats of compare)."""
+    name ``is_known`` refuses (the report formats of analyze and watch, the comparison formats of compare).
+    ``known()``, every accepted name, is only called for the error message: listing means importing every
+    format, checking one name imports one."""
     wanted = tuple(dict.fromkeys(p.strip().lower() for p in text.split(",") if p.strip()))
-    bad = [f for f in wanted if f not in known]
+    bad = [f for f in wanted if not is_known(f)]
     if bad or not wanted:
         raise UsageError(
             f"--format: unknown format(s) {', '.join(bad) or '(none)'}; expected a comma-separated "
-            f"list of {', '.join(known)}"
+            f"list of {', '.join(known())}"
         )
     return wanted

@@ -146,12 +146,12 @@ def analyze_command(
     """
     from lossdoctor.diagnosis import diagnose
     from lossdoctor.metrics.objectives import resolve as resolve_objective
-    from lossdoctor.report import available_formats, render_reports, render_terminal
+    from lossdoctor.report import available_formats, has_format, render_reports, render_terminal
     from lossdoctor.report.data import ReportOptions
     from lossdoctor.report.write import write_files
     from lossdoctor.sources import read_runs
 
-    wanted = parse_formats(formats, available_formats())
+    wanted = parse_formats(formats, has_format, available_formats)
     given_objective = resolve_objective(objective) if objective is not None else None
     ruleset = load_ruleset(rule_files, no_default_rules)
     from lossdoctor.metrics.roles import parse_overrides

@@ -65,10 +65,10 @@ def compare_command(
     """
     from lossdoctor.compare import compare, gate_new
     from lossdoctor.diagnosis import diagnose
-    from lossdoctor.report.compare import registry, render_terminal, write_comparison
+    from lossdoctor.report.compare import lookup, registry, render_terminal, write_comparison
     from lossdoctor.sources import read_runs
 
-    wanted = parse_formats(formats, tuple(registry()))
+    wanted = parse_formats(formats, lambda name: lookup(name) is not None, registry)
     ruleset = load_ruleset(rule_files, no_default_rules)
     options = make_read_options(source_kind, log_format, all_runs, refresh, offline, timeout)
     runs = [run for location in sources for run in read_runs(location, options)]

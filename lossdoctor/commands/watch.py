@@ -139,9 +139,9 @@ def watch_command(
     2 bad input or usage, or a rule check crashed.
     """
 
-    from lossdoctor.report import available_formats
+    from lossdoctor.report import available_formats, has_format
 
-    wanted = parse_formats(formats, available_formats())
+    wanted = parse_formats(formats, has_format, available_formats)
     ruleset = load_ruleset(rule_files, no_default_rules)
     watcher = Watcher(
         source,

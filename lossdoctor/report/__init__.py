@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
     from lossdoctor.report.data import ReportOptions
 
-__all__ = ["available_formats", "render", "render_many", "write_reports", "render_terminal"]
+__all__ = ["available_formats", "has_format", "render", "render_many", "write_reports", "render_terminal"]
 
 
 def available_formats() -> tuple[str, ...]:
@@ -25,10 +25,17 @@ def available_formats() -> tuple[str, ...]:
     return tuple(registry())
 
 
-def _renderer(fmt: str):  # noqa: ANN202
-    from lossdoctor.report.formats import registry
+def has_format(name: str) -> bool:
+    """Whether --format accepts ``name`` (loads that format's module only, when it is named after it)."""
+    from lossdoctor.report.formats import lookup
 
-    found = registry().get(fmt.strip().lower())
+    return lookup(name) is not None
+
+
+def _renderer(fmt: str):  # noqa: ANN202
+    from lossdoctor.report.formats import lookup
+
+    found = lookup(fmt.strip().lower())
     if found is None:
         raise UsageError(f"unknown report format {fmt!r}; expected one of {', '.join(available_formats())}")
     return found

@@ -495,11 +495,12 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
     return out
 
 
-def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
-    """Parse one rule file; (RuleFile or None, every problem found)."""
+def parse_rule_text(text: str, path: str, trusted: bool = False) -> tuple[RuleFile | None, list[str]]:
+    """Parse one rule file; (RuleFile or None, every problem found). ``trusted``: lossdoctor's own pack (its YAML
+    composed by libyaml, see :func:`lossdoctor.yamlpos.compose`); a user's file never is."""
     probs = _Problems(path)
     try:
-        data = load(text)
+        data = load(text, trusted)
     except YamlPosError as exc:
         probs.add((exc.line, exc.column) if exc.line and exc.column else None, exc.message)
         return None, probs.items

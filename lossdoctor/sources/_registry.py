@@ -3,8 +3,11 @@ part of their input to the other readers (the W&B offline reader's ``output.log`
 cell outputs). Readers import this module, never the package, so no reader imports the package that discovers it.
 
 Every public module of this package that defines a module-level ``SOURCE`` is a reader (lossdoctor/plugins.py);
-adding a reader is adding a file. Detection asks each reader to ``sniff`` the target and picks the highest
-confidence, ties going to the more specific reader.
+adding a reader is adding a file. Detection asks the readers to ``sniff`` the target and picks the highest
+confidence, ties going to the more specific reader, then to the first kind by name. Each reader declares the
+most its sniff returns (``max_confidence``), so detection asks them in order of what they could claim and stops
+once none of the rest can beat the best answer so far: a ``trainer_state.json`` is never scanned by the text
+sniffers.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def registry() -> dict[str, Source]:
             description=str,
             example=str,
             specificity=int,
+            max_confidence=float,
             sniff=METHOD,
             read=METHOD,
         ),
@@ -68,21 +72,28 @@ def make_target(location: str) -> Target:
     return Target(location=location, path=None)
 
 
-def detect(target: Target) -> tuple[Source, float]:
-    """The reader that claims the target most confidently."""
-    scored: list[tuple[float, int, str, Source]] = []
-    for kind, source in registry().items():
+@lru_cache(maxsize=1)
+def _by_claim() -> tuple[Source, ...]:
+    """The readers in the order detection asks them: what they could claim, then specificity, then kind."""
+    return tuple(sorted(registry().values(), key=lambda s: (-s.max_confidence, -s.specificity, s.kind)))
+
+
+def detect(target: Target, skip: frozenset[str] = frozenset()) -> tuple[Source, float]:
+    """The reader that claims the target most confidently (a sniff above its reader's declared
+    ``max_confidence`` counts as that maximum); readers whose kind is in ``skip`` are not asked."""
+    best: tuple[float, int, str, Source] | None = None
+    for source in _by_claim():
+        if source.kind in skip:
+            continue
+        if best is not None and (source.max_confidence, source.specificity) < best[:2]:
+            break  # neither this reader nor any after it can win
         try:
-            score = float(source.sniff(target))
+            score = min(float(source.sniff(target)), source.max_confidence)
         except Exception:  # a sniffer must never take detection down  # noqa: BLE001
             score = 0.0
-        if score > 0:
-            scored.append((score, source.specificity, kind, source))
-    if not scored:
-        raise SourceError(_unknown_message(target), target.location)
-    scored.sort(key=lambda t: (-t[0], -t[1], t[2]))
-    best = scored[0]
-    if best[0] < MIN_CONFIDENCE:
+        if score > 0 and (best is None or (-score, -source.specificity, source.kind) < (-best[0], -best[1], best[2])):
+            best = (score, source.specificity, source.kind, source)
+    if best is None or best[0] < MIN_CONFIDENCE:
         raise SourceError(_unknown_message(target), target.location)
     return best[3], best[0]
 

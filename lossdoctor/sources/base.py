@@ -53,6 +53,7 @@ class Source(Protocol):
     description: str  # one line for `lossdoctor sources` and error messages
     example: str  # an example line or path
     specificity: int  # tie-break when two readers claim a file with the same confidence
+    max_confidence: float  # the most sniff() ever returns: detection does not ask a reader that cannot win
 
     def sniff(self, target: Target) -> float:
         """0.0 (not mine) … 1.0 (certainly mine). Must be cheap and never raise."""

@@ -168,6 +168,7 @@ class CsvMetricsSource:
     )
     example = "epoch,lr-AdamW,step,train_loss_step,val_loss"
     specificity = 20
+    max_confidence = 0.8  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if target.is_dir and target.path is not None:

@@ -109,6 +109,7 @@ class HFConsoleSource:
     description = "HF Trainer / trl console logs: the printed {'loss': ...} dicts (tqdm, ANSI, CRLF tolerated)"
     example = "{'loss': 2.7509, 'grad_norm': 1.77, 'learning_rate': 0.000198, 'epoch': 4.21}"
     specificity = 50
+    max_confidence = 0.7  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

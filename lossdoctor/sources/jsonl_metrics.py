@@ -116,6 +116,7 @@ class JsonlMetricsSource:
     description = "JSON Lines: one object per log call with a step / global_step / _step / iter key"
     example = '{"step": 10, "loss": 2.31, "learning_rate": 0.0002}'
     specificity = 20
+    max_confidence = 0.8  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if target.is_dir and target.path is not None:

@@ -234,6 +234,7 @@ class LlamaFactorySource:
     description = "LLaMA-Factory trainer_log.jsonl (current_steps / total_steps lines) or an output dir holding one"
     example = '{"current_steps": 10, "total_steps": 1000, "loss": 2.31, "lr": 2e-05, "elapsed_time": "0:01:02"}'
     specificity = 70
+    max_confidence = 0.95  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

@@ -366,6 +366,7 @@ class MlflowStoreSource:
     description = "MLflow local tracking store: mlruns/ (file store, or one run or experiment in it) or mlflow.db"
     example = "mlruns/  (or mlflow.db, mlruns/<experiment>/<run_id>; --all for every run)"
     specificity = 80
+    max_confidence = 1.0  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

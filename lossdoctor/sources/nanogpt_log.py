@@ -75,6 +75,7 @@ class NanoGPTLogSource:
     description = "nanoGPT console output: 'iter N: loss …, time …ms, mfu …%' and 'step N: train loss …, val loss …'"
     example = "iter 100: loss 2.3456, time 12.34ms, mfu 30.20%"
     specificity = 40
+    max_confidence = 0.8  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if not target.is_file or not target.head:

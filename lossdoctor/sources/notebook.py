@@ -913,6 +913,7 @@ class NotebookSource:
     )
     example = "finetune.ipynb"
     specificity = 70
+    max_confidence = 0.95  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         found = _notebook_file(target)

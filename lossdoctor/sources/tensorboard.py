@@ -437,6 +437,7 @@ class TensorBoardSource:
     description = "TensorBoard event files (events.out.tfevents.*) or a directory holding them"
     example = "runs/Dec02_11-11-37_host/events.out.tfevents.1733137897.host.12345.0"
     specificity = 30
+    max_confidence = 1.0  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if target.is_dir and target.path is not None:

@@ -946,6 +946,7 @@ class TextLogSource:
     )
     example = "Iter 10: Train loss 2.100, Learning Rate 1.000e-05, It/sec 3.1, Tokens/sec 800.0"
     specificity = 5
+    max_confidence = 0.3  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

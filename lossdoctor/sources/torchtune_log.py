@@ -66,6 +66,7 @@ class TorchtuneLogSource:
     description = "torchtune metric logger lines (Step N | loss:… lr:…) and its epoch|step|Loss progress bar"
     example = "Step 1 | loss:2.345 lr:2e-05 tokens_per_second_per_gpu:1234.5"
     specificity = 40
+    max_confidence = 0.85  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if not target.is_file or not target.head:

@@ -211,6 +211,7 @@ class TrackioSource:
     description = "trackio project database (<project>.db in $TRACKIO_DIR, ~/.cache/huggingface/trackio) or that dir"
     example = "~/.cache/huggingface/trackio/my-project.db  (--all for every run)"
     specificity = 80
+    max_confidence = 1.0  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

@@ -429,6 +429,7 @@ class TrainerStateSource:
     description = "HF Trainer trainer_state.json (log_history), a checkpoint dir or an output dir holding one"
     example = "outputs/checkpoint-40/trainer_state.json"
     specificity = 60
+    max_confidence = 0.9  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

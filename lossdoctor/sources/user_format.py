@@ -32,6 +32,7 @@ class UserFormatSource:
     description = "lines matching your --log-format FILE (YAML: pattern with named groups, step, metrics)"
     example = "lossdoctor analyze train.log --log-format myformat.yaml"
     specificity = 0
+    max_confidence = 0.0  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         return 0.0

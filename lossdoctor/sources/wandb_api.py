@@ -41,6 +41,7 @@ class WandbApiSource:
     description = "a run on a W&B server, by URL or entity/project/runs/id (public API, cached)"
     example = "https://wandb.ai/my-team/my-project/runs/abc123xy"
     specificity = 80
+    max_confidence = 0.95  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if target.path is not None:

@@ -119,6 +119,7 @@ class WandbConsoleSource:
     description = "the W&B end-of-run console block (Run history sparklines + Run summary): shape only"
     example = "wandb:               eval/loss ▁▇███"
     specificity = 10
+    max_confidence = 0.8  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         if not target.is_file or not target.head:

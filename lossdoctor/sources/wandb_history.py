@@ -211,6 +211,7 @@ class WandbHistorySource:
     description = "old W&B run dir (wandb ≤0.9: wandb-history.jsonl, wandb-summary.json, config.yaml), or that file"
     example = "wandb/run-20200101_120000-abc123  (or wandb/dryrun-*, wandb/ with --all, wandb-history.jsonl)"
     specificity = 85
+    max_confidence = 0.9  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

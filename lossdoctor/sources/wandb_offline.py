@@ -26,7 +26,7 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.model import Provenance, Run, empty_metrics
 from lossdoctor.sources._readkit import json_number, load_json, read_bytes, to_step
-from lossdoctor.sources._registry import make_target, registry
+from lossdoctor.sources._registry import detect, make_target
 from lossdoctor.sources._wandb_records import BLOCK, Damage, decode, has_magic, record_class, scan_log
 from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.table import MetricTable
@@ -340,20 +340,14 @@ def _output_log_run(run_dir: Path, location: str) -> Run | None:
     if not path.is_file():
         return None
     target = make_target(str(path))
-    best: tuple[float, Any] | None = None
-    for kind, source in registry().items():
-        if kind in (SOURCE.kind, "wandb-api"):
-            continue
-        try:
-            score = float(source.sniff(target))
-        except Exception:  # noqa: BLE001 - a sniffer never takes the fallback down
-            continue
-        if score >= 0.3 and (best is None or score > best[0]):
-            best = (score, source)
-    if best is None:
+    try:
+        source, score = detect(target, skip=frozenset((SOURCE.kind, "wandb-api")))
+    except SourceError:
+        return None
+    if score < 0.3:
         return None
     try:
-        runs = best[1].read(target, ReadOptions())
+        runs = source.read(target, ReadOptions())
     except SourceError:
         return None
     return runs[0] if runs and not runs[0].metrics.empty else None
@@ -408,6 +402,7 @@ class WandbOfflineSource:
     description = "local W&B run: wandb/offline-run-*/ or run-*/ directory, latest-run, or its .wandb file"
     example = "wandb/offline-run-20250101_120000-abc123  (or wandb/latest-run, or run-abc123.wandb)"
     specificity = 90
+    max_confidence = 1.0  # the most sniff() returns (detection skips what cannot win)
 
     def sniff(self, target: Target) -> float:
         try:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from lossdoctor import __version__
-from lossdoctor.plugins import METHOD, declares, discover
+from lossdoctor.errors import UsageError
+from lossdoctor.plugins import METHOD, Registry, declares
 from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
 from lossdoctor.report.write import write_files
 
@@ -231,15 +231,21 @@ class CompareRenderer(Protocol):
     def render(self, cmp: Comparison, data: CompareData) -> dict[str, bytes]: ...
 
 
-@lru_cache(maxsize=1)
+_FORMATS: Registry[Any] = Registry(
+    __name__,
+    "RENDERER",
+    "comparison formats",
+    lambda renderer: (renderer.name, *renderer.aliases),
+    validate=declares("comparison format", name=str, aliases=tuple, primary=str, render=METHOD),
+)
+
+
 def registry() -> dict[str, Any]:
-    return discover(
-        __name__,
-        "RENDERER",
-        "comparison formats",
-        lambda renderer: (renderer.name, *renderer.aliases),
-        validate=declares("comparison format", name=str, aliases=tuple, primary=str, render=METHOD),
-    )
+    return _FORMATS.all()
+
+
+def lookup(name: str) -> Any | None:
+    return _FORMATS.get(name)
 
 
 def render_many(cmp: Comparison, formats: tuple[str, ...]) -> tuple[dict[str, bytes], list[str]]:
@@ -248,7 +254,9 @@ def render_many(cmp: Comparison, formats: tuple[str, ...]) -> tuple[dict[str, by
     primaries: list[str] = []
     done: list[Any] = []
     for fmt in formats:
-        r = registry()[fmt]
+        r = lookup(fmt)
+        if r is None:
+            raise UsageError(f"unknown comparison format {fmt!r}; expected one of {', '.join(registry())}")
         if r in done:
             continue
         done.append(r)

@@ -7,10 +7,9 @@ built-in formats use the same registry a third-party one would.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol
 
-from lossdoctor.plugins import METHOD, declares, discover
+from lossdoctor.plugins import METHOD, Registry, declares
 
 if TYPE_CHECKING:
     from lossdoctor.model import Diagnosis
@@ -28,13 +27,20 @@ class Renderer(Protocol):
         ...
 
 
-@lru_cache(maxsize=1)
+_FORMATS: Registry[Renderer] = Registry(
+    __name__,
+    "RENDERER",
+    "report formats",
+    lambda renderer: (renderer.name, *renderer.aliases),
+    validate=declares("report format", name=str, aliases=tuple, primary=str, description=str, render=METHOD),
+)
+
+
 def registry() -> dict[str, Renderer]:
     """name and every alias → renderer (sorted by name)."""
-    return discover(
-        __name__,
-        "RENDERER",
-        "report formats",
-        lambda renderer: (renderer.name, *renderer.aliases),
-        validate=declares("report format", name=str, aliases=tuple, primary=str, description=str, render=METHOD),
-    )
+    return _FORMATS.all()
+
+
+def lookup(name: str) -> Renderer | None:
+    """The renderer of one format name or alias (importing only its module when it is named after it)."""
+    return _FORMATS.get(name)
