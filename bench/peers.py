@@ -184,7 +184,7 @@ def make_inputs(tmp: Path, big: bool, small: bool = True) -> list[tuple[str, str
     if small:
         state = tmp / "small" / "trainer_state.json"
         if not state.exists():
-            state.parent.mkdir(exist_ok=True)
+            state.parent.mkdir(parents=True, exist_ok=True)
             make_state(int(1000 * (3 + 1 / 10 + 1 / 3)), state)
         inputs.append(("trainer_state 1k steps", "state", state))
     if big:

@@ -195,6 +195,8 @@ class RuleOutcome:
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """What the rules found on one run: findings, facts, verdict, and which rule files judged it."""
+
     run: Run
     findings: tuple[Finding, ...]
     facts: Facts

@@ -55,6 +55,8 @@ class Coded:
 
 @dataclass(frozen=True)
 class Tidy:
+    """A reader's points made tidy: the table, notes about it, and the end-of-run summary entries."""
+
     frame: MetricTable  # the table (named ``frame`` for the readers that unpack it)
     notes: tuple[str, ...] = ()
     #: HF end-of-run summary entries taken out of the points (raw name without prefix -> value)

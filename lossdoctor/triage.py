@@ -36,6 +36,8 @@ LEVEL_ORDER: dict[str, int] = {"unreadable": 0, "incomplete": 1, "error": 2, "wa
 
 @dataclass(frozen=True)
 class ProjectRef:
+    """A W&B project (or one sweep of it) to triage, on a given API host."""
+
     api_base: str
     entity: str
     project: str
@@ -57,6 +59,8 @@ class Item:
 
 @dataclass(frozen=True)
 class Fetched:
+    """What reading one triage item gave: its runs, or the error, and how long it took."""
+
     item: Item
     runs: tuple[Any, ...]  # Run objects ((), on error)
     status: str  # fetched | cached | read | error

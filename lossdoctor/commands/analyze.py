@@ -160,9 +160,11 @@ def analyze_command(
         source_kind, log_format, all_runs, refresh, offline, timeout, metric_roles=parse_overrides(metric_roles)
     )
     fail_on = fail_on.lower()
-    from lossdoctor.triage import expand
+    items = None
+    if filters or not all(Path(s).is_file() for s in sources):  # a regular file is one run, never a collection
+        from lossdoctor.triage import expand
 
-    items = expand(sources, filters, limit, timeout, offline)
+        items = expand(sources, filters, limit, timeout, offline)
     if items is not None:
         from click.core import ParameterSource
 

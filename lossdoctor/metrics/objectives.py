@@ -29,6 +29,8 @@ _SPEC_KEYS = frozenset(
 
 @dataclass(frozen=True)
 class ObjectiveSpec:
+    """One training objective of objectives.yaml: its names and the metrics that reveal it."""
+
     id: str
     title: str
     aliases: tuple[str, ...]
@@ -43,6 +45,8 @@ class ObjectiveSpec:
 
 @dataclass(frozen=True)
 class ObjectiveTable:
+    """Every objective lossdoctor knows, and the one assumed when no metric reveals another."""
+
     default: str
     specs: tuple[ObjectiveSpec, ...]
 

@@ -24,6 +24,8 @@ from lossdoctor.metrics.names import _alias_data, normalise_key
 
 @dataclass(frozen=True)
 class Role:
+    """A role a metric can play (train loss, eval loss, lr ...): its canonical name and name patterns."""
+
     key: str  # train_loss
     canonical: str  # train/loss
     patterns: tuple[re.Pattern[str], ...]
@@ -36,6 +38,8 @@ class Role:
 
 @dataclass(frozen=True)
 class RoleTable:
+    """Every role and the name vocabulary role inference uses (roles.yaml)."""
+
     roles: tuple[Role, ...]
     per_epoch_loss: re.Pattern[str]
     scale_in_name: re.Pattern[str]
@@ -100,6 +104,8 @@ def parse_overrides(items: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 @dataclass(frozen=True)
 class Assignment:
+    """Which raw metric name(s) took a role in one run, and how the role was decided."""
+
     role: str  # label: "train loss"
     canonical: str  # train/loss
     raw_names: tuple[str, ...]

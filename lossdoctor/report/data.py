@@ -119,6 +119,8 @@ class Marker:
 
 @dataclass(frozen=True)
 class PlotSpec:
+    """One plot: its lines (decimated), the findings' spans over it and an optional marker."""
+
     key: str  # stable slug (HTML id plot-<key>)
     title: str
     ylabel: str
@@ -132,6 +134,8 @@ class PlotSpec:
 
 @dataclass(frozen=True)
 class FindingView:
+    """One finding as every report shows it (raw strings: each renderer escapes them)."""
+
     rule_id: str
     severity: str
     title: str
@@ -151,6 +155,8 @@ class FindingView:
 
 @dataclass(frozen=True)
 class TimelineRow:
+    """One rule's firing step ranges on the findings timeline."""
+
     rule_id: str
     severity: str
     title: str
@@ -181,6 +187,8 @@ class Curve:
 
 @dataclass(frozen=True)
 class RunInfo:
+    """The run's identity and provenance, as the reports print it."""
+
     name: str
     kind: str
     location: str
@@ -198,6 +206,8 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class ReportData:
+    """Everything a report shows about one diagnosis, decided once for every format."""
+
     title: str
     verdict: str
     level: str  # error | warning | info | ok | incomplete (CSS class / colour)

@@ -19,6 +19,8 @@ from lossdoctor.rules.window import qualifying_runs
 
 @dataclass(frozen=True)
 class EngineResult:
+    """The engine's answer for one run: findings, crashed and skipped rules, every rule's outcome."""
+
     findings: tuple[Finding, ...]
     crashed: tuple[str, ...]  # "rule-id: ExceptionType: message"
     not_applied: tuple[str, ...] = ()  # rules skipped: they do not judge the run's objective

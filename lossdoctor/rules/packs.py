@@ -15,6 +15,8 @@ BUILTIN_PACKS = ("default",)
 
 @dataclass(frozen=True)
 class RuleSet:
+    """The enabled rules of every loaded pack and file, in order, with where they came from."""
+
     rules: tuple[Rule, ...]  # enabled rules, in pack order
     sources: tuple[str, ...]  # files the rules came from
     disabled: tuple[str, ...] = ()

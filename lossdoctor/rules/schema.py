@@ -43,6 +43,8 @@ MAX_INT_ARG = 10_000_000
 
 @dataclass(frozen=True)
 class Condition:
+    """A rule's ``when``: a check with its arguments, or all/any of other conditions."""
+
     op: str  # "all" | "any" | "check"
     children: tuple[Condition, ...] = ()
     kind: str = ""
@@ -55,6 +57,8 @@ class Condition:
 
 @dataclass(frozen=True)
 class Rule:
+    """One rule of a rule file, validated: its check condition, severity, message and remedies."""
+
     id: str
     severity: str
     title: str
@@ -94,6 +98,8 @@ class Override:
 
 @dataclass(frozen=True)
 class RuleFile:
+    """One parsed rule file: its rules, the packs it extends and its overrides."""
+
     path: str
     pack: str
     extends: tuple[str, ...]

@@ -28,6 +28,8 @@ from lossdoctor.sources._hf_scan import SUMMARY, TRAIN, ScanResult
 
 @dataclass(frozen=True)
 class StepPlan:
+    """The optimizer step of each logged dict of a console log, and where the steps came from."""
+
     steps: np.ndarray  # per dict; -1 for summary dicts
     step_source: str
     notes: tuple[str, ...]

@@ -5,18 +5,22 @@ Why a module of its own: both stores need the same guards. The file is opened th
 (no write, no journal creation), with ``trusted_schema=OFF`` (no SQL functions from views or triggers in the
 file's schema) and ``query_only=ON``; readers only SELECT from tables they name, so no view or trigger the
 file defines is used. A damaged, truncated or foreign file becomes one SourceError naming the file.
-The leading underscore keeps this module out of the reader registry.
+The leading underscore keeps this module out of the reader registry; ``sqlite3`` itself is imported when a file
+is opened (detecting any other kind of file does not pay for it).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from lossdoctor.errors import SourceError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 MAGIC = b"SQLite format 3\x00"
 #: rows read from one table at most (a tracker DB of a long run holds ~1e5-1e6); beyond it, said in a note
@@ -28,6 +32,8 @@ def is_sqlite(head: bytes) -> bool:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    import sqlite3
+
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=2.0)
     conn.execute("PRAGMA trusted_schema = OFF")
@@ -38,6 +44,8 @@ def _connect(path: Path) -> sqlite3.Connection:
 @contextmanager
 def open_readonly(path: Path, location: str, what: str) -> Iterator[sqlite3.Connection]:
     """A read-only connection; any SQLite failure inside the block → SourceError naming the file."""
+    import sqlite3
+
     try:
         conn = _connect(path)
     except sqlite3.Error as exc:
@@ -66,6 +74,8 @@ def schema(conn: sqlite3.Connection) -> dict[str, set[str]]:
 
 def peek_schema(path: Path) -> dict[str, set[str]] | None:
     """The schema of an SQLite file for sniffers; None when it cannot be read. Never raises."""
+    import sqlite3
+
     try:
         conn = _connect(path)
     except (sqlite3.Error, OSError, ValueError):

@@ -55,6 +55,8 @@ class NotARunURL(ValueError):
 
 @dataclass(frozen=True)
 class RunRef:
+    """One W&B run: the API it lives on, its entity, project and id."""
+
     api_base: str
     entity: str
     project: str

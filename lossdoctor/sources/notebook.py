@@ -34,9 +34,8 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,6 +48,9 @@ from lossdoctor.sources.base import ReadOptions, Target
 from lossdoctor.sources.trainer_state import state_to_run
 from lossdoctor.table import MetricTable
 from lossdoctor.tidy import retidy
+
+if TYPE_CHECKING:
+    from lossdoctor.sources._nb_html import HtmlScan, HtmlTable
 
 #: text/html outputs longer than this are not parsed (a displayed dataset, not a training table)
 MAX_HTML_CHARS = 8 * 1024 * 1024
@@ -152,6 +154,8 @@ MAX_SOURCE = 20_000
 
 @dataclass(frozen=True)
 class Cell:
+    """One notebook cell as the reader sees it: its outputs and the settings its code states."""
+
     number: int  # 1-based, over every cell of the notebook
     execution_count: int | None
     outputs: tuple[dict[str, Any], ...]
@@ -226,74 +230,6 @@ def iter_cells(nb: dict[str, Any]) -> Iterator[Cell]:
 # --------------------------------------------------------------------------- HTML tables
 
 
-@dataclass
-class _Table:
-    head: list[list[str]] = field(default_factory=list)
-    rows: list[list[str]] = field(default_factory=list)
-
-
-class _HtmlScan(HTMLParser):
-    """One text/html output: its first ``<progress>`` (value, max and the label text after it) and every
-    top-level ``<table>`` (header rows and body rows, as cell texts)."""
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.progress: tuple[str | None, str | None] | None = None
-        self.label: list[str] = []
-        self.tables: list[_Table] = []
-        self._in_label = False
-        self._depth = 0
-        self._row: list[str] | None = None
-        self._row_all_th = True
-        self._in_thead = False
-        self._cell: list[str] | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "progress" and self.progress is None:
-            a = dict(attrs)
-            self.progress = (a.get("value"), a.get("max"))
-            self._in_label = True
-        elif tag == "table":
-            self._in_label = False
-            self._depth += 1
-            if self._depth == 1:
-                self.tables.append(_Table())
-        elif self._depth == 1:
-            if tag == "thead":
-                self._in_thead = True
-            elif tag == "tr":
-                self._row, self._row_all_th = [], True
-            elif tag in ("td", "th") and self._row is not None:
-                self._cell = []
-                self._row_all_th &= tag == "th"
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "table":
-            self._depth = max(0, self._depth - 1)
-            self._row = self._cell = None
-        elif self._depth == 1:
-            if tag in ("td", "th") and self._cell is not None and self._row is not None:
-                self._row.append(" ".join("".join(self._cell).split()))
-                self._cell = None
-            elif tag == "tr" and self._row is not None:
-                table = self.tables[-1]
-                if (self._in_thead or (self._row_all_th and not table.rows)) and self._row:
-                    table.head.append(self._row)
-                else:
-                    table.rows.append(self._row)
-                self._row = None
-            elif tag == "thead":
-                self._in_thead = False
-        elif tag == "div" and self._in_label and self.label:
-            self._in_label = False
-
-    def handle_data(self, data: str) -> None:
-        if self._cell is not None:
-            self._cell.append(data)
-        elif self._in_label and self._depth == 0:
-            self.label.append(data)
-
-
 @dataclass(frozen=True)
 class Progress:
     """The progress header of a training table: ``[reached/total ..., Epoch e/E]``."""
@@ -305,7 +241,7 @@ class Progress:
     text: str = ""
 
 
-def _progress(scan: _HtmlScan) -> Progress | None:
+def _progress(scan: HtmlScan) -> Progress | None:
     if scan.progress is None:
         return None
     label = " ".join("".join(scan.label).split())
@@ -356,7 +292,7 @@ def _columns(head: list[list[str]], width: int) -> list[str]:
     return names
 
 
-def _table_segment(cell: Cell, table: _Table, progress: Progress | None) -> _Segment | None:
+def _table_segment(cell: Cell, table: HtmlTable, progress: Progress | None) -> _Segment | None:
     """A training table as a segment, or None when the table is not one (no step/epoch column or no loss)."""
 
     width = max((len(r) for r in table.rows), default=0)
@@ -501,7 +437,9 @@ def _html_segments(cell: Cell, html: str, notes: list[str]) -> list[_Segment]:
     if len(html) > MAX_HTML_CHARS:
         notes.append(f"{cell.label()}: an HTML output of {len(html) // 1024} KiB skipped (over the size limit)")
         return []
-    scan = _HtmlScan()
+    from lossdoctor.sources._nb_html import HtmlScan
+
+    scan = HtmlScan()
     try:
         scan.feed(html)
         scan.close()
@@ -657,6 +595,8 @@ def same_run(a: MetricTable, b: MetricTable) -> bool:
 
 @dataclass
 class _Build:
+    """The segments of one training table being assembled from a cell's outputs."""
+
     segments: list[_Segment]
     suffix: str = ""  # ".2" for a second training table in one cell
 

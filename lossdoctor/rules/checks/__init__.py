@@ -57,6 +57,8 @@ class Param:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """Where a check holds on its clock of steps, with the evidence at each step."""
+
     clock: np.ndarray  # int64 steps, sorted
     mask: np.ndarray  # bool, same length
     evidence_at: Callable[[int], dict[str, Any]]  # clock index → evidence

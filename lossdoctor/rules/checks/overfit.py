@@ -61,6 +61,8 @@ ENOUGH_EVALS = 6
 
 @dataclass(frozen=True)
 class Selected:
+    """The eval series the overfitting check judges (the run's own selection metric when it has one)."""
+
     metric: str  # canonical name of the judged series
     lower_is_better: bool
     source: str  # how it was chosen, said in the message
