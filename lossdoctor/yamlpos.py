@@ -10,11 +10,11 @@ scanner); composing stays in Python so the limits hold either way.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import yaml
-from yaml.composer import Composer
-from yaml.resolver import Resolver
+if TYPE_CHECKING:
+    import yaml
 
 #: Deepest nesting of mappings/sequences a rule file may have (the default pack needs 5).
 MAX_DEPTH = 64
@@ -22,59 +22,67 @@ MAX_DEPTH = 64
 MAX_NODES = 100_000
 
 
-class _BoundedComposer(Composer):
-    """PyYAML's composer with a depth limit (its recursion would otherwise end in a RecursionError)."""
+@lru_cache(maxsize=1)
+def _loaders() -> tuple[Any, Any]:
+    """(bounded loader, libyaml composer for trusted text or None), built on first use: PyYAML is imported
+    only when YAML is actually parsed (the package's own files are usually read from their snapshot,
+    lossdoctor/datafiles.py)."""
+    import yaml
+    from yaml.composer import Composer
+    from yaml.resolver import Resolver
 
-    _depth = 0
+    class BoundedComposer(Composer):
+        """PyYAML's composer with a depth limit (its recursion would otherwise end in a RecursionError)."""
 
-    if TYPE_CHECKING:  # supplied by the parser each loader below mixes in
+        _depth = 0
 
-        def peek_event(self) -> yaml.Event: ...
+        if TYPE_CHECKING:  # supplied by the parser each loader below mixes in
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                event = self.peek_event()
-                # libyaml's events carry yaml._yaml.Mark, which the stubs do not accept here but which has the
-                # same fields (ComposerError only formats it)
-                raise yaml.composer.ComposerError(
-                    None,
-                    None,
-                    f"nested more than {MAX_DEPTH} levels deep",
-                    event.start_mark,  # type: ignore[arg-type]
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
+            def peek_event(self) -> yaml.Event: ...
 
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._depth += 1
+            try:
+                if self._depth > MAX_DEPTH:
+                    event = self.peek_event()
+                    # libyaml's events carry yaml._yaml.Mark, which the stubs do not accept here but which has
+                    # the same fields (ComposerError only formats it)
+                    raise yaml.composer.ComposerError(
+                        None,
+                        None,
+                        f"nested more than {MAX_DEPTH} levels deep",
+                        event.start_mark,  # type: ignore[arg-type]
+                    )
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
 
-class _PyLoader(_BoundedComposer, Resolver, yaml.parser.Parser, yaml.scanner.Scanner, yaml.reader.Reader):
-    def __init__(self, stream: str) -> None:
-        yaml.reader.Reader.__init__(self, stream)
-        yaml.scanner.Scanner.__init__(self)
-        yaml.parser.Parser.__init__(self)
-        Composer.__init__(self)
-        Resolver.__init__(self)
+    try:
+        from yaml._yaml import CParser
+    except ImportError:  # no libyaml: the pure-Python scanner and parser
 
+        class PyLoader(BoundedComposer, Resolver, yaml.parser.Parser, yaml.scanner.Scanner, yaml.reader.Reader):
+            def __init__(self, stream: str) -> None:
+                yaml.reader.Reader.__init__(self, stream)
+                yaml.scanner.Scanner.__init__(self)
+                yaml.parser.Parser.__init__(self)
+                Composer.__init__(self)
+                Resolver.__init__(self)
 
-_CLoader: Any
-try:
-    from yaml._yaml import CParser
+        return PyLoader, None
 
-    class _Loader(_BoundedComposer, Resolver, CParser):
+    class Loader(BoundedComposer, Resolver, CParser):
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             Composer.__init__(self)
             Resolver.__init__(self)
 
-    class _CLoader(CParser, Resolver):  # type: ignore[no-redef]  # libyaml's own composer: trusted text only
+    class CLoader(CParser, Resolver):  # libyaml's own composer: trusted text only (no depth limit)
         def __init__(self, stream: str) -> None:
             CParser.__init__(self, stream)
             Resolver.__init__(self)
-except ImportError:  # no libyaml: the pure-Python scanner and parser
-    _Loader = _PyLoader  # type: ignore[misc,assignment]  # mypy: one name, two classes by availability
-    _CLoader = None
+
+    return Loader, CLoader
 
 
 class PosDict(dict):
@@ -102,14 +110,19 @@ class PosList(list):
         self.item_pos: list[tuple[int, int]] = []
 
 
-_SCALAR_LOADER = yaml.SafeLoader("")
+@lru_cache(maxsize=1)
+def _scalar_loader() -> Any:
+    import yaml
+
+    return yaml.SafeLoader("")
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
+    loader = _scalar_loader()
     return (
-        _SCALAR_LOADER.construct_scalar(node)
+        loader.construct_scalar(node)
         if node.tag == "tag:yaml.org,2002:str"
-        else _SCALAR_LOADER.construct_object(node, deep=True)
+        else loader.construct_object(node, deep=True)
     )
 
 
@@ -123,6 +136,8 @@ class _Budget:
 
 
 def _convert(node: yaml.Node, budget: _Budget, depth: int = 0) -> Any:
+    import yaml
+
     budget.nodes += 1
     if budget.nodes > MAX_NODES:
         raise YamlPosError(f"the document expands to more than {MAX_NODES:,} values (YAML aliases?)", *_at(node))
@@ -171,7 +186,10 @@ def compose(text: str, trusted: bool = False) -> yaml.Node | None:
     if nul >= 0:
         line = text.count("\n", 0, nul) + 1
         raise YamlPosError("a NUL byte; expected YAML text", line, nul - (text.rfind("\n", 0, nul) + 1) + 1)
-    loader = _CLoader(text) if trusted and _CLoader is not None else _Loader(text)
+    import yaml
+
+    bounded, libyaml = _loaders()
+    loader = libyaml(text) if trusted and libyaml is not None else bounded(text)
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -199,6 +217,8 @@ def load(text: str, trusted: bool = False) -> Any:
 
 
 def _converted(node: yaml.Node) -> Any:
+    import yaml
+
     try:
         return _convert(node, _Budget())
     except yaml.YAMLError as exc:

@@ -24,6 +24,7 @@ HEAVY = (
     "http.client",
     "ssl",
     "lossdoctor.sources._wandb_fetch",
+    "yaml",  # the package's own data files are read from their snapshot (lossdoctor/datafiles.py)
 )
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
-import yaml
+
+from lossdoctor import datafiles
 
 _SEP = re.compile(r"[\s\-\.]+")
 #: Metric names longer than this are shortened (a damaged log can glue megabytes into one key; every
@@ -36,9 +36,7 @@ def normalise_key(raw: str) -> str:
 
 @lru_cache(maxsize=1)
 def _alias_data() -> dict:
-    # the package's own data file (importlib.resources would add ~7 ms of imports: tempfile, shutil, zipfile)
-    text = Path(__file__).with_name("aliases.yaml").read_text(encoding="utf-8")
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return datafiles.read("metrics/aliases.yaml")[1]  # the package's own data file, parsed once (its snapshot)
 
 
 @lru_cache(maxsize=1)

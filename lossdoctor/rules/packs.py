@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
+from lossdoctor import datafiles
 from lossdoctor.errors import RuleFileError
-from lossdoctor.rules.schema import Override, Rule, RuleFile, parse_rule_text, resolve_condition
+from lossdoctor.rules.schema import Override, Rule, RuleFile, parse_rule_data, parse_rule_text, resolve_condition
 from lossdoctor.textfile import read_text
 
 BUILTIN_PACKS = ("default",)
@@ -27,8 +27,15 @@ class RuleSet:
 
 def builtin_pack_text(name: str) -> tuple[str, str]:
     """(text, display path) of a built-in pack."""
-    ref = Path(__file__).parent / "packs" / f"{name}.yaml"
-    return ref.read_text(encoding="utf-8"), f"<builtin>/rules/{name}.yaml"
+    return (datafiles.ROOT / _builtin_relpath(name)).read_text(encoding="utf-8"), _builtin_display(name)
+
+
+def _builtin_relpath(name: str) -> str:
+    return f"rules/packs/{name}.yaml"
+
+
+def _builtin_display(name: str) -> str:
+    return f"<builtin>/rules/{name}.yaml"
 
 
 #: Rule files larger than this are refused unread (the default pack is ~14 KB).
@@ -46,8 +53,8 @@ def parse_file(path: str) -> tuple[RuleFile | None, list[str]]:
 
 
 def _builtin(name: str) -> RuleFile:
-    text, display = builtin_pack_text(name)
-    parsed, problems = parse_rule_text(text, display, trusted=True)
+    _, data = datafiles.read(_builtin_relpath(name))  # the package's own file: parsed once, kept in a snapshot
+    parsed, problems = parse_rule_data(data, _builtin_display(name))
     if problems or parsed is None:  # a broken built-in pack is a bug, not bad input
         raise RuntimeError("built-in rule pack is invalid: " + "; ".join(problems))
     return parsed

@@ -501,15 +501,21 @@ def _parse_overrides(node: Any, pos: tuple[int, int], probs: _Problems) -> dict[
     return out
 
 
-def parse_rule_text(text: str, path: str, trusted: bool = False) -> tuple[RuleFile | None, list[str]]:
-    """Parse one rule file; (RuleFile or None, every problem found). ``trusted``: lossdoctor's own pack (its YAML
-    composed by libyaml, see :func:`lossdoctor.yamlpos.compose`); a user's file never is."""
-    probs = _Problems(path)
+def parse_rule_text(text: str, path: str) -> tuple[RuleFile | None, list[str]]:
+    """Parse one rule file; (RuleFile or None, every problem found)."""
     try:
-        data = load(text, trusted)
+        data = load(text)
     except YamlPosError as exc:
+        probs = _Problems(path)
         probs.add((exc.line, exc.column) if exc.line and exc.column else None, exc.message)
         return None, probs.items
+    return parse_rule_data(data, path)
+
+
+def parse_rule_data(data: Any, path: str) -> tuple[RuleFile | None, list[str]]:
+    """A rule file's YAML content (PosDict, as :func:`lossdoctor.yamlpos.load` gives it) → (RuleFile or None,
+    every problem found)."""
+    probs = _Problems(path)
     if not isinstance(data, PosDict):
         probs.add(None, "expected a mapping with 'version' and 'rules' (or 'extends'/'overrides')")
         return None, probs.items

@@ -28,12 +28,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from lossdoctor.errors import SourceError
 from lossdoctor.metrics.names import canonicalise
 from lossdoctor.textfile import read_text
 from lossdoctor.yamlpos import YamlPosError, compose
+
+if TYPE_CHECKING:
+    import yaml
 
 if TYPE_CHECKING or sys.version_info < (3, 11):  # typeshed has stubs under the old names only
     import sre_constants as _sre_c
@@ -101,6 +102,8 @@ MAX_FORMAT_BYTES = 64 * 1024
 
 def load_log_format(path: str | Path) -> LogFormat:
     """Read and validate a format file. Raises SourceError(location=file, line=…) on any problem."""
+    import yaml  # a --log-format file: PyYAML only when one is given
+
     location = str(path)
     text = read_text(
         path, location, what="log format file", expected="a YAML log format file", max_bytes=MAX_FORMAT_BYTES
