@@ -8,6 +8,7 @@ through ``safetext.visible``: a file name or run name cannot send escape sequenc
 
 from __future__ import annotations
 
+import gc
 import io
 import os
 import sys
@@ -58,11 +59,24 @@ def internal_error_line(exc: BaseException) -> str:
 #: lossdoctor's array work is element-wise and never calls BLAS; ``train`` does its math in torch, whose BLAS
 #: (MKL) and threads this variable does not touch. A value the user set is kept.
 _ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
+#: A command allocates a few hundred thousand objects that live until it exits (modules, classes, the rule
+#: pack, the run's table); with the default thresholds (700, 10, 10) the cyclic collector walks them again and
+#: again. Collections are made rarer, not stopped (memory stays bounded); at exit the survivors are frozen, so
+#: the interpreter's final collections skip them. Together ~30-50 ms of CPU off a small analysis (~0.2 s).
+_GC_THRESHOLDS = (50_000, 20, 20)
 
 
 def main(argv: list[str] | None = None) -> None:
     for name, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
+    gc.set_threshold(*_GC_THRESHOLDS)
+    try:
+        _main(argv)
+    finally:
+        gc.freeze()
+
+
+def _main(argv: list[str] | None) -> None:
     # numpy's overflow/invalid-value warnings on hostile numbers are not for the user (--debug shows them)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:

@@ -120,7 +120,16 @@ def test_the_cli_keeps_numpy_from_starting_blas_threads_unless_told(monkeypatch,
         monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OPENBLAS_NUM_THREADS", given)
-    with pytest.raises(SystemExit) as exc:
-        main(["sources"])
+    import gc
+
+    thresholds = gc.get_threshold()
+    try:
+        with pytest.raises(SystemExit) as exc:
+            main(["sources"])
+        # and the cyclic collector runs rarer during a command, with what survives frozen at exit
+        assert gc.get_threshold()[0] > thresholds[0] and gc.get_freeze_count() > 0
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
     assert exc.value.code == 0 and "trainer-state" in capsys.readouterr().out
     assert os.environ["OPENBLAS_NUM_THREADS"] == expected
