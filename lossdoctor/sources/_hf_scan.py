@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 
-from lossdoctor.sources._hf_fast import SLOW_SHARE, Layout, scan_bytes, valid_utf8
 from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, wandb_run_name
 from lossdoctor.sources.text import CHUNK_BYTES, guess_encoding, iter_text_chunks
 
@@ -204,8 +202,6 @@ class _Scanner:
         self.dom: Group | None = None
         self.dom_quoted: tuple[bool, ...] = ()
         self.regex = re.compile(r"\{'" + _OTHER)
-        self.regex_bytes = re.compile(self.regex.pattern.encode("ascii"))
-        self.layout: Layout | None = None
         self.run_name: str | None = None
         self.replacements = 0
         self.seen: dict[tuple[tuple[str, ...], tuple[bool, ...]], int] = {}
@@ -288,121 +284,6 @@ class _Scanner:
         self.count += int(keep.sum())
         self._maybe_switch_template(n)
 
-    def feed_bytes(self, data: bytes, lookahead: bytes = b"") -> None:
-        """:meth:`feed` for a chunk of a UTF-8 file as bytes: with a dominant layout, valid UTF-8 goes through
-        the vectorised template path (:mod:`lossdoctor.sources._hf_fast`); the rest is decoded and fed."""
-        layout = self.layout if self.dom is not None else None
-        if layout is not None and valid_utf8(data) and valid_utf8(lookahead):
-            if self._feed_fast(data, lookahead, layout):
-                return
-        self.feed(data.decode("utf-8", "replace"), lookahead.decode("utf-8", "replace"))
-
-    def _feed_fast(self, data: bytes, lookahead: bytes, layout: Layout) -> bool:
-        """The chunk read by the template path; False (nothing recorded) to leave it to :meth:`feed`."""
-        dom = self.dom
-        assert dom is not None
-        text = data + lookahead
-        fast = scan_bytes(text, layout)
-        if fast is None:
-            return False
-        starts, is_fast = fast.starts, fast.fast
-        slow = np.flatnonzero(~is_fast)
-        if len(slow) > SLOW_SHARE * len(starts):
-            return False
-        k = len(dom.keys)
-        nc = len(starts)
-        kind = np.full(nc, -1, dtype=np.int8)
-        after_n = np.full(nc, -1, dtype=np.int64)
-        after_t = np.full(nc, -1, dtype=np.int64)
-        ends = np.full(nc, -1, dtype=np.int64)
-        fast_rows = np.flatnonzero(is_fast)
-        kind[fast_rows] = dom.kind
-        after_n[fast_rows], after_t[fast_rows] = fast.after_n, fast.after_t
-        ends[fast_rows] = fast.ends
-        slow_dom: list[tuple[int, list[str]]] = []
-        others: list[tuple[int, str, str, str]] = []
-        match = self.regex_bytes.match
-        for r in slow.tolist():
-            m = match(text, int(starts[r]))
-            if m is None:
-                continue
-            ends[r] = m.end()
-            groups = [("" if g is None else g.decode("utf-8")) for g in m.groups()]
-            if groups[k + 2]:
-                others.append((r, groups[k + 2], groups[k + 3], groups[k + 4]))
-            else:
-                slow_dom.append((r, groups[:k]))
-                if groups[k]:
-                    after_n[r], after_t[r] = int(groups[k]), int(groups[k + 1])
-                kind[r] = dom.kind
-        matched = np.flatnonzero(ends >= 0)
-        # a match that runs over a later candidate: the regex would not have tried that one; leave it to feed
-        if matched.size and (ends[matched[:-1]] > starts[matched[1:]]).any():
-            return False
-        if matched.size and matched[-1] + 1 < nc and ends[matched[-1]] > starts[matched[-1] + 1]:
-            return False
-        self.replacements += data.count(b"\xef\xbf\xbd")  # U+FFFD already in the (valid) text
-        if b"wandb:" in data:
-            for m in WANDB_RUN_LINE.finditer(data.decode("utf-8")):
-                self.run_name = wandb_run_name(m)
-        pending: list[tuple[Group, int, list[str]]] = []
-        for r, other, an, at in others:
-            body = "{'" + other
-            keys, values = split_dict(body)
-            group = self.groups.get(keys)
-            if group is None:
-                if keys in self.ignored:
-                    continue
-                group_kind = kind_of(keys)
-                if group_kind is None or not keys:
-                    self.ignored.add(keys)
-                    continue
-                group = self.groups[keys] = Group(keys, group_kind)
-            if len(values) != len(keys):
-                continue
-            sig = (keys, _quoting(body, keys))
-            self.seen[sig] = self.seen.get(sig, 0) + 1
-            pending.append((group, r, values))
-            kind[r] = group.kind
-            if an:
-                after_n[r], after_t[r] = int(an), int(at)
-        keep = kind >= 0
-        ordinal = np.cumsum(keep) - 1 + self.count
-        dom_rows = np.flatnonzero(kind == dom.kind) if not slow_dom else None
-        if slow_dom:
-            is_dom = is_fast.copy()
-            for r, _ in slow_dom:
-                is_dom[r] = True
-            dom_rows = np.flatnonzero(is_dom)
-        assert dom_rows is not None
-        if dom_rows.size:
-            dom.flush()
-            vals = np.empty((len(dom_rows), k), dtype=np.float64)
-            at_fast = np.searchsorted(dom_rows, fast_rows)
-            vals[at_fast] = fast.values
-            ok: np.ndarray | None = None
-            if slow_dom:
-                at_slow = np.searchsorted(dom_rows, [r for r, _ in slow_dom])
-                svals, sok = _to_floats(list(chain.from_iterable(v for _, v in slow_dom)))
-                vals[at_slow] = svals.reshape(-1, k)
-                if sok is not None:
-                    ok = np.ones(vals.shape, dtype=bool)
-                    ok[at_slow] = sok.reshape(-1, k)
-            dom.idx_parts.append(ordinal[dom_rows])
-            dom.val_parts.append(vals)
-            dom.ok_parts.append(ok)
-        for group, row, values in pending:
-            group.idx.append(int(ordinal[row]))
-            group.flat.extend(values)
-        for group in self.groups.values():
-            group.flush()
-        self.kind_parts.append(kind[keep])
-        self.after_n_parts.append(after_n[keep])
-        self.after_t_parts.append(after_t[keep])
-        self.count += int(keep.sum())
-        self._maybe_switch_template(len(matched))
-        return True
-
     def _maybe_switch_template(self, rows: int) -> None:
         """Give the most common layout among the one-by-one rows its own template when it dominates."""
         if not self.seen:
@@ -415,16 +296,6 @@ class _Scanner:
         self.dom = self.groups[keys]
         self.dom_quoted = quoted
         self.regex = re.compile(r"\{'(?:" + _template(keys, quoted) + "|" + _OTHER + ")")
-        try:
-            self.regex_bytes = re.compile(self.regex.pattern.encode("ascii"))
-            self.layout = Layout.of(keys, quoted)
-        except UnicodeEncodeError:  # a non-ASCII key: that layout is read by the regex scan only
-            self.layout = None
-        try:
-            self.regex_bytes = re.compile(self.regex.pattern.encode("ascii"))
-            self.layout = Layout.of(keys, quoted)
-        except UnicodeEncodeError:
-            self.layout = None
 
     def result(self, bytes_read: int) -> ScanResult:
         def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
@@ -449,34 +320,6 @@ def scan_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
         fh.seek(0)
         scanner = _Scanner()
         read = 0
-        if encoding == "utf-8":  # chunks as bytes: ASCII ones go through the template path without decoding
-            for data, extra_bytes, read in _byte_chunks(fh, chunk_bytes):  # noqa: B007 - bytes read, used after
-                scanner.feed_bytes(data, extra_bytes)
-        else:
-            for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):  # noqa: B007 - as above
-                scanner.feed(text, extra)
+        for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):  # noqa: B007 - bytes read, used after
+            scanner.feed(text, extra)
     return scanner.result(read)
-
-
-def _byte_chunks(fh: BinaryIO, chunk_bytes: int) -> Iterator[tuple[bytes, bytes, int]]:
-    """:func:`lossdoctor.sources.text.iter_text_chunks` on the undecoded bytes of a UTF-8 file: the same cuts
-    (line breaks are single bytes in UTF-8, so decoding each chunk with ``errors="replace"`` gives the same
-    text as the incremental decoder); only the give-up size of a file without line breaks counts bytes."""
-    rest = b""
-    total = 0
-    while True:
-        data = fh.read(chunk_bytes)
-        total += len(data)
-        if not data:
-            if rest:
-                yield rest, b"", total
-            return
-        buf = rest + data
-        last = buf.rfind(b"\n")
-        cut = buf.rfind(b"\n", 0, last) + 1 if last > 0 else 0
-        if cut == 0:
-            rest = buf if len(buf) < 64 * chunk_bytes else b""
-            continue
-        extra = buf[cut : last + 1]
-        rest = buf[cut:]
-        yield buf[:cut], (b"" if b"{'" in extra else extra), total
