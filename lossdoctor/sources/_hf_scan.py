@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,15 +187,23 @@ class ScanResult:
 # counters of at most 18 digits: anything longer is no tqdm bar (and would not fit the int64 step column).
 # At most 64 cursor-up/CR redraws before the bar: an unbounded (?:a|b)* keeps one backtracking entry per
 # character in Python's re, ~200 bytes each (10 MB of bare \r took 1.6 GB); a bar follows within a few.
-_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d{1,18})/(\d{1,18}) \[)?"
-_OTHER = r"([^{}\n\r]*\})" + _AFTER
+# Possessive quantifiers (Python >= 3.11: `+` after a quantifier) match the same text here, as what follows
+# each one cannot be matched by what it repeats, and spare the regex engine its backtracking state (~10 %).
+_P = "+" if sys.version_info >= (3, 11) else ""
+_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}~[ \t]*~\d{1,3}~%\|[^|\r\n]*~\| ?~(\d{1,18}~)/(\d{1,18}~) \[)?".replace("~", _P)
+_OTHER = r"([^{}\n\r]*" + _P + r"\})" + _AFTER
 
 
 def _template(keys: tuple[str, ...], quoted: tuple[bool, ...]) -> str:
     """Regex body (after the leading ``{'``) matching exactly this key set and quoting, values captured."""
     parts = []
     for i, (key, q) in enumerate(zip(keys, quoted)):
-        parts.append(("" if i == 0 else ", '") + re.escape(key) + "': " + ("'([^'\\n]*)'" if q else "([^,}'\\n]*)"))
+        parts.append(
+            ("" if i == 0 else ", '")
+            + re.escape(key)
+            + "': "
+            + ("'([^'\\n]*" + _P + ")'" if q else "([^,}'\\n]*" + _P + ")")
+        )
     return "".join(parts) + r"\}" + _AFTER
 
 
