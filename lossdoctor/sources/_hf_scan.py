@@ -304,9 +304,9 @@ class _Scanner:
                 dom.idx_parts.append(ordinal[dom_rows])
                 dom.val_parts.append(vals)
                 dom.ok_parts.append(None)
-            counters = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
-            if counters[0] is not None and counters[1] is not None:  # every dict of the layout has its bar
-                after_n[dom_rows], after_t[dom_rows] = counters
+            bar_n, bar_t = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
+            if bar_n is not None and bar_t is not None:  # every dict of the layout has its bar
+                after_n[dom_rows], after_t[dom_rows] = bar_n, bar_t
             else:
                 has = [r for r in dom_rows.tolist() if cols[k][r]]
                 if has:
