@@ -34,6 +34,15 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
     return arr
 
 
+def _code_counts(codes: np.ndarray, n_names: int) -> np.ndarray:
+    """``np.bincount`` of name codes, a million at a time (bincount copies its input to int64 first: 8 bytes a
+    point at once for a whole table)."""
+    counts = np.zeros(n_names, dtype=np.int64)
+    for start in range(0, len(codes), 1 << 20):
+        counts += np.bincount(codes[start : start + (1 << 20)], minlength=n_names)
+    return counts
+
+
 def code_dtype(n_names: int) -> Any:
     """The smallest signed integer type for codes into ``n_names`` names (2 bytes per point for the usual few)."""
     return np.int16 if n_names < 2**15 else np.int32 if n_names < 2**31 else np.int64
@@ -173,10 +182,11 @@ class MetricTable:
         """The same table without names no row uses (metric names stay sorted)."""
 
         def squeeze(codes: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, tuple[str, ...]]:
-            used = np.flatnonzero(np.bincount(codes, minlength=len(names))) if len(codes) else _EMPTY_I64
+            used = np.flatnonzero(_code_counts(codes, len(names)))
             if len(used) == len(names):
                 return codes, names
-            remap = np.zeros(len(names), dtype=np.int64)
+            # in the codes' own (narrow) dtype: an int64 remap of a million-point table is 8 bytes a point
+            remap = np.zeros(len(names), dtype=codes.dtype)
             remap[used] = np.arange(len(used))
             return remap[codes], tuple(names[i] for i in used)
 

@@ -265,3 +265,91 @@ def test_real_trl_console_equals_trainer_state(tiny_run) -> None:
         range(tinytrain.EVAL_STEPS, tinytrain.MAX_STEPS + 1, tinytrain.EVAL_STEPS)
     )
     assert run.state == "finished" and run.summary["max_steps"] == tinytrain.MAX_STEPS
+
+
+# ---------------------------------------------------------------- template path == general path
+
+
+def _mixed_log(tmp_path: Path) -> Path:
+    """Dicts of several layouts around a dominant one: transformers 5 strings (the template), transformers 4
+    floats with the same keys, nan/inf quoted and bare, a value that is no number, extra keys, eval dicts,
+    a summary, and odd lines (no bar, cursor-up redraws, a 20-digit counter, a stray ``{'``, a broken dict)."""
+    out = ["C:\\Users\\me\\train.py:12: UserWarning: {'not': 'a log dict'}\n"]
+    step = 0
+    for i in range(900):
+        step += 1
+        bar = f"\r{step * 100 // 1000:3d}%|#  | {step}/1000 [00:01<00:02, 4.77it/s]"
+        loss = 2.5 - i / 1000
+        if i % 97 == 5:
+            d = f"{{'loss': {loss!r}, 'grad_norm': {1.0 + i % 7 / 3!r}, 'learning_rate': 1e-05, 'epoch': {i / 300!r}}}"
+        elif i % 89 == 7:
+            d = f"{{'loss': '{['nan', 'inf', '-inf', 'NaN'][i % 4]}', 'grad_norm': 'nan', 'learning_rate': '1e-05', 'epoch': '{i / 300:.4g}'}}"
+        elif i % 83 == 11:
+            d = f"{{'loss': nan, 'grad_norm': inf, 'learning_rate': 1e-05, 'epoch': {i / 300!r}}}"
+        elif i % 211 == 13:
+            d = f"{{'loss': 'N/A', 'grad_norm': '1.5', 'learning_rate': '1e-05', 'epoch': '{i / 300:.4g}'}}"
+        elif i % 79 == 17:
+            d = f"{{'loss': '{loss:.4g}', 'grad_norm': '1.1', 'learning_rate': '1e-05', 'epoch': '{i / 300:.4g}', 'extra': '3'}}"
+        elif i % 131 == 19:
+            d = f"{{'loss': '{loss:.4g}', 'grad_norm': '', 'learning_rate': '1e-05', 'epoch': '{i / 300:.4g}'}}"
+        else:
+            d = f"{{'loss': '{loss:.4g}', 'grad_norm': '{1.0 + i % 7 / 3:.4g}', 'learning_rate': '{2e-4 * (1 - i / 900):.4g}', 'epoch': '{i / 300:.4g}'}}"
+        if i % 101 == 3:
+            out.append(d + "\n")  # no bar after it
+        elif i % 103 == 4:
+            out.append(bar + "\r\x1b[A" + d + "\n\x1b[A\r" + bar + "\n")
+        elif i % 107 == 5:
+            out.append(d + "\n\r  5%|#  | 123456789012345678901/1000 [00:01<00:02, 4.77it/s]\n")
+        else:
+            out.append(bar + "\r" + " " * 40 + "\r" + d + "\n" + bar + "\n")
+        if i % 50 == 49:
+            out.append(f"{{'eval_loss': '{3 - i / 800:.4g}', 'eval_runtime': '1.5', 'epoch': '{i / 300:.4g}'}}\n")
+        if i % 151 == 0:
+            out.append("{'loss': '1.0', 'grad_norm': broken\n{'x': {'loss': '2'}}\nhello {' world\n")
+    out.append("{'train_runtime': '12.5', 'train_samples_per_second': '80', 'train_loss': '2.1', 'epoch': '3'}\n")
+    return write(tmp_path, "".join(out), "mixed.log")
+
+
+def _tables(run) -> dict[str, object]:
+    table = run.metrics
+    cols = {c: table[c] for c in table.columns}
+    return {
+        "cols": {
+            c: (v.dtype.str, v.tolist() if v.dtype.kind != "f" else [repr(x) for x in v.tolist()])
+            for c, v in cols.items()
+        },
+        "names": run.metric_names(),
+        "summary": run.summary,
+        "notes": run.provenance.notes,
+        "step_source": run.provenance.step_source,
+    }
+
+
+@pytest.mark.parametrize("chunk_bytes", [4096, 65536, 4 * 1024 * 1024])
+def test_template_path_equals_the_general_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_bytes: int
+) -> None:
+    """The column-wise template read gives the table the one-dict-at-a-time path gives, on every layout."""
+    import functools
+
+    from lossdoctor.sources import _hf_scan, hf_console
+
+    path = _mixed_log(tmp_path)
+    monkeypatch.setattr(hf_console, "scan_file", functools.partial(_hf_scan.scan_file, chunk_bytes=chunk_bytes))
+    switched: list[int] = []
+    real_switch = _hf_scan._Scanner._maybe_switch_template
+
+    def spy(self, rows: int) -> None:
+        real_switch(self, rows)
+        switched.append(self.dom is not None)
+
+    monkeypatch.setattr(_hf_scan._Scanner, "_maybe_switch_template", spy)
+    fast = _tables(read(path))
+    assert any(switched), "the template path was never taken"
+    monkeypatch.setattr(_hf_scan._Scanner, "_maybe_switch_template", lambda self, rows: self.seen.clear())
+    general = _tables(read(path))
+    assert fast == general
+    names = fast["names"]
+    assert "train/loss" in names and "eval/loss" in names
+    loss = read(path).series("train/loss")
+    assert any(math.isnan(v) for v in loss.tolist()) and any(math.isinf(v) for v in loss.tolist())

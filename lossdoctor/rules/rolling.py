@@ -30,11 +30,14 @@ def _finite_counts(finite: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
 
 
 def _kth_smallest(ranks: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarray, bits: int) -> np.ndarray:
-    """For each query, the k-th smallest (0-based) of ``ranks[lo:hi]`` (non-negative ints < 2**bits)."""
+    """For each query, the k-th smallest (0-based) of ``ranks[lo:hi]`` (non-negative ints < 2**bits).
+    ``lo``, ``hi`` and ``k`` are overwritten when they already have the index type (int32 below 2**31 ranks)."""
     idx_t = np.int32 if len(ranks) < 2**31 - 1 else np.int64
-    cur = ranks.astype(idx_t, copy=True)
-    lo, hi, k = lo.astype(idx_t), hi.astype(idx_t), k.astype(idx_t)
-    out = np.zeros(len(lo), dtype=np.int64)
+    cur = ranks.astype(idx_t, copy=False)  # replaced, never written, level by level
+    # the queries are updated in place: the caller's arrays when they have the index type (the caller's own
+    # throwaway arrays), else copies in that type
+    lo, hi, k = lo.astype(idx_t, copy=False), hi.astype(idx_t, copy=False), k.astype(idx_t, copy=False)
+    out = np.zeros(len(lo), dtype=idx_t)
     zeros_before = np.zeros(len(cur) + 1, dtype=idx_t)
     for b in range(bits - 1, -1, -1):
         bit = (cur >> b) & 1
@@ -94,25 +97,29 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
         at = np.arange(len(q_lo))
         out[has] = (rows[(mh - 1) // 2, at] + rows[mh // 2, at]) / 2.0
         return out
-    # ranks of the finite values in sorted order; non-finite ones after them
+    # ranks of the finite values in sorted order; non-finite ones after them (memory: every array here is one
+    # per point or per window, so each is dropped as soon as it is used, and indices are int32 where they fit)
+    idx_t = np.int32 if len(v) < 2**31 - 1 else np.int64
     order = np.argsort(np.where(finite, v, np.inf), kind="stable")
     n_fin = int(finite.sum())
-    ranks = np.empty(len(v), dtype=np.int64)
-    ranks[order] = np.arange(len(v))
-    ranks = np.where(finite, ranks, n_fin)
+    ranks = np.empty(len(v), dtype=idx_t)
+    ranks[order] = np.arange(len(v), dtype=idx_t)
+    ranks[~finite] = n_fin
     sorted_vals = v[order[:n_fin]]
+    del order
     bits = max(1, int(n_fin).bit_length())
-    q_lo, q_hi, mh = lo[has], hi[has], m[has]
+    if not has.all():
+        lo, hi, m = lo[has], hi[has], m[has]
     # the lower middle for every window, the upper one only where the count is even (odd: the same point)
-    even = np.flatnonzero(mh % 2 == 0)
-    both = _kth_smallest(
-        ranks,
-        np.concatenate((q_lo, q_lo[even])),
-        np.concatenate((q_hi, q_hi[even])),
-        np.concatenate(((mh - 1) // 2, mh[even] // 2)),
-        bits,
-    )
-    nq = len(q_lo)
+    even = np.flatnonzero(m % 2 == 0)
+    nq = len(lo)
+    q_lo = np.concatenate((lo, lo[even])).astype(idx_t, copy=False)
+    q_hi = np.concatenate((hi, hi[even])).astype(idx_t, copy=False)
+    del lo, hi
+    q_k = np.concatenate(((m - 1) // 2, m[even] // 2)).astype(idx_t, copy=False)
+    del m
+    both = _kth_smallest(ranks, q_lo, q_hi, q_k, bits)
+    del ranks, q_lo, q_hi, q_k
     lower = sorted_vals[both[:nq]]
     upper = lower.copy()
     upper[even] = sorted_vals[both[nq:]]

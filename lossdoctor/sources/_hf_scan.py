@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from dataclasses import dataclass, field
-from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,27 @@ def _to_floats(values: Any) -> tuple[np.ndarray, np.ndarray | None]:
             else:
                 out[i] = x
         return out, ok
+
+
+def _float_columns(cols: list[tuple[str, ...]], rows: int) -> np.ndarray | None:
+    """(rows x k) values of the template's value columns (each column: the rows' strings, the empty ones being
+    rows of another layout); None when a string does not parse or one is empty (then the block goes value by
+    value, as before). One ``float()`` per value straight into the column, no object array."""
+    out = np.empty((rows, len(cols)), dtype=np.float64)
+    try:
+        for j, col in enumerate(cols):
+            out[:, j] = np.fromiter(map(float, filter(None, col)), np.float64, count=rows)
+    except ValueError:
+        return None
+    return out
+
+
+def _int_column(col: tuple[str, ...], rows: int) -> np.ndarray | None:
+    """A bar counter column as int64 when each of the layout's ``rows`` has one (else None)."""
+    try:
+        return np.fromiter(map(int, filter(None, col)), np.int64, count=rows)
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -166,15 +187,23 @@ class ScanResult:
 # counters of at most 18 digits: anything longer is no tqdm bar (and would not fit the int64 step column).
 # At most 64 cursor-up/CR redraws before the bar: an unbounded (?:a|b)* keeps one backtracking entry per
 # character in Python's re, ~200 bytes each (10 MB of bare \r took 1.6 GB); a bar follows within a few.
-_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}[ \t]*\d{1,3}%\|[^|\r\n]*\| ?(\d{1,18})/(\d{1,18}) \[)?"
-_OTHER = r"([^{}\n\r]*\})" + _AFTER
+# Possessive quantifiers (Python >= 3.11: `+` after a quantifier) match the same text here, as what follows
+# each one cannot be matched by what it repeats, and spare the regex engine its backtracking state (~10 %).
+_P = "+" if sys.version_info >= (3, 11) else ""
+_AFTER = r"(?:\r?\n(?:\x1b\[A|\r){0,64}~[ \t]*~\d{1,3}~%\|[^|\r\n]*~\| ?~(\d{1,18}~)/(\d{1,18}~) \[)?".replace("~", _P)
+_OTHER = r"([^{}\n\r]*" + _P + r"\})" + _AFTER
 
 
 def _template(keys: tuple[str, ...], quoted: tuple[bool, ...]) -> str:
     """Regex body (after the leading ``{'``) matching exactly this key set and quoting, values captured."""
     parts = []
     for i, (key, q) in enumerate(zip(keys, quoted)):
-        parts.append(("" if i == 0 else ", '") + re.escape(key) + "': " + ("'([^'\\n]*)'" if q else "([^,}'\\n]*)"))
+        parts.append(
+            ("" if i == 0 else ", '")
+            + re.escape(key)
+            + "': "
+            + ("'([^'\\n]*" + _P + ")'" if q else "([^,}'\\n]*" + _P + ")")
+        )
     return "".join(parts) + r"\}" + _AFTER
 
 
@@ -226,21 +255,17 @@ class _Scanner:
             return
         dom = self.dom
         k = len(dom.keys) if dom is not None else 0
-        width = k + 5
-        if k == 0:
-            width = 3
-        flat = np.empty(len(rows) * width, dtype=object)
-        flat[:] = list(chain.from_iterable(rows))
-        block = flat.reshape(len(rows), width)
-        other_col = k + 2 if k else 0
-        is_other = block[:, other_col] != ""
         n = len(rows)
+        cols = list(zip(*rows))  # per group of the regex, its n strings (no object array, no per-row loop)
+        other_col = k + 2 if k else 0
+        bodies, bodies_n, bodies_t = cols[other_col], cols[other_col + 1], cols[other_col + 2]
+        others = [r for r, body in enumerate(bodies) if body]
         kind = np.full(n, -1, dtype=np.int8)
         after_n = np.full(n, -1, dtype=np.int64)
         after_t = np.full(n, -1, dtype=np.int64)
         pending: list[tuple[Group, int, list[str]]] = []
-        for r in np.flatnonzero(is_other):
-            body = "{'" + block[r, other_col]
+        for r in others:
+            body = "{'" + bodies[r]
             keys, values = split_dict(body)
             group = self.groups.get(keys)
             if group is None:
@@ -255,24 +280,38 @@ class _Scanner:
                 continue
             sig = (keys, _quoting(body, keys))
             self.seen[sig] = self.seen.get(sig, 0) + 1
-            pending.append((group, int(r), values))
+            pending.append((group, r, values))
             kind[r] = group.kind
-            if block[r, other_col + 1]:
-                after_n[r], after_t[r] = int(block[r, other_col + 1]), int(block[r, other_col + 2])
-        dom_rows = np.flatnonzero(~is_other) if k else np.empty(0, np.int64)
-        if dom is not None and dom_rows.size:  # rows of the dominant layout exist only when it does (k > 0)
+            if bodies_n[r]:
+                after_n[r], after_t[r] = int(bodies_n[r]), int(bodies_t[r])
+        if k and len(others) < n:  # rows of the dominant layout exist only when it does (k > 0)
+            is_dom = np.ones(n, dtype=bool)
+            is_dom[others] = False
+            dom_rows = np.flatnonzero(is_dom)
+        else:
+            dom_rows = np.empty(0, np.int64)
+        if dom is not None and dom_rows.size:
             kind[dom_rows] = dom.kind
         keep = kind >= 0
         # ordinals count log dicts only (dicts that are not log dicts are dropped)
         ordinal = np.cumsum(keep) - 1 + self.count
         if dom is not None and dom_rows.size:
-            dom.add_block(ordinal[dom_rows], block[dom_rows, :k])
-            an = block[dom_rows, k]
-            has = an != ""
-            if has.any():
-                sel = dom_rows[has]
-                after_n[sel] = np.fromiter(map(int, an[has]), np.int64)
-                after_t[sel] = np.fromiter(map(int, block[sel, k + 1]), np.int64)
+            vals = _float_columns(cols[:k], len(dom_rows))
+            if vals is None:  # not all plain numbers: the block as before, value by value
+                dom.add_block(ordinal[dom_rows], np.array([rows[r][:k] for r in dom_rows.tolist()], dtype=object))
+            else:
+                dom.flush()
+                dom.idx_parts.append(ordinal[dom_rows])
+                dom.val_parts.append(vals)
+                dom.ok_parts.append(None)
+            bar_n, bar_t = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
+            if bar_n is not None and bar_t is not None:  # every dict of the layout has its bar
+                after_n[dom_rows], after_t[dom_rows] = bar_n, bar_t
+            else:
+                has = [r for r in dom_rows.tolist() if cols[k][r]]
+                if has:
+                    after_n[has] = [int(cols[k][r]) for r in has]
+                    after_t[has] = [int(cols[k + 1][r]) for r in has]
         for group, row, values in pending:
             group.idx.append(int(ordinal[row]))
             group.flat.extend(values)
