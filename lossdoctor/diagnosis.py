@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from lossdoctor.memory import release
 from lossdoctor.metrics.names import canonicalise
 from lossdoctor.metrics.objectives import detect, missing_caveat
 from lossdoctor.model import Diagnosis, Facts, Objective, Run
@@ -149,6 +150,7 @@ def diagnose(run: Run, ruleset: RuleSet, objective: Objective | None = None) -> 
     result = run_rules(run, ruleset, objective.id)
     facts = compute_facts(run, result.findings)
     verdict = verdict_line(result.findings, result.crashed, facts, run, missing_caveat(run, objective))
+    release()  # the checks' scratch arrays, freed, go back to the system before the reports (lossdoctor/memory.py)
     return Diagnosis(
         run=run,
         findings=result.findings,

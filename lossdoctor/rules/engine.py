@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from lossdoctor.memory import RELEASE_AFTER_POINTS, release
 from lossdoctor.model import SEVERITY_RANK, Finding, RuleOutcome, Run
 from lossdoctor.rules import template
 from lossdoctor.rules.checks import CheckResult, asof, declared_evidence, registry, sorted_unique
@@ -160,7 +161,12 @@ def run_rules(run: Run, ruleset: RuleSet, objective: str | None = None) -> Engin
     crashed: list[str] = []
     not_applied: list[str] = []
     outcomes: list[RuleOutcome] = []
+    # a long run's checks make scratch arrays of a few MB each; freed heap goes back to the system after each
+    # rule, so the peak is the table plus one check's scratch, not plus every check's leftovers
+    big = len(run.metrics) >= RELEASE_AFTER_POINTS
     for rule in ruleset.rules:
+        if big:
+            release()
 
         def outcome(status: str, reason: str = "", rule: Rule = rule) -> RuleOutcome:
             return RuleOutcome(

@@ -16,6 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lossdoctor.errors import SourceError
+from lossdoctor.memory import release
 from lossdoctor.metrics.roles import apply_roles
 from lossdoctor.model import Run
 from lossdoctor.plugins import METHOD, declares, discover
@@ -157,6 +158,7 @@ def read_runs(location: str, options: ReadOptions | None = None) -> list[Run]:
                 raise
             target, source = _detect_in_dir(target)
     runs = source.read(target, options)
+    release()  # the reader's temporaries freed: the rules start from a trimmed heap (lossdoctor/memory.py)
     if not runs:
         raise SourceError(f"no runs found by the {source.kind} reader", location)
     for run in runs:

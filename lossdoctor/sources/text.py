@@ -6,8 +6,12 @@ import codecs
 from collections.abc import Iterable
 from typing import BinaryIO
 
+from lossdoctor.memory import release
+
 #: Bytes read at a time by the streaming readers (hf-console, big text logs).
 CHUNK_BYTES = 4 * 1024 * 1024
+#: every this many chunks, free heap memory is handed back to the system (lossdoctor/memory.py)
+RELEASE_EVERY = 8
 
 _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF8, "utf-8-sig"),
@@ -71,9 +75,13 @@ def iter_text_chunks(fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     rest = ""
     total = 0
+    chunks = 0
     while True:
         data = fh.read(chunk_bytes)
         total += len(data)
+        chunks += 1
+        if chunks % RELEASE_EVERY == 0:
+            release()  # what the last chunks' matches freed goes back to the system, not into the peak
         if not data:
             text = rest + decoder.decode(b"", final=True)
             if text:
