@@ -158,3 +158,82 @@ def test_project_refs_and_filters() -> None:
     }
     with pytest.raises(UsageError):
         parse_filters(("colour=red",))
+
+
+def _runs_in_process(project, monkeypatch, items, timeout: float, cache: Path, jobs: int):
+    from lossdoctor.sources.base import ReadOptions
+    from lossdoctor.triage import fetch_all
+
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    return {f.item.label: f for f in fetch_all(items, ReadOptions(timeout=timeout, cache_dir=str(cache)), jobs)}
+
+
+def _run_requests(server, start: int, run_id: str) -> int:
+    return sum(1 for r in server.requests[start:] if r["op"] == "Run" and r["variables"].get("name") == run_id)
+
+
+def test_one_broken_run_gives_up_early_while_the_server_serves_the_others(project, monkeypatch, tmp_path) -> None:
+    """A run whose every query answers HTTP 500 while the same server answers the other runs is that run's
+    problem: it ends as an error line after OWN_FAULT_TRIES attempts, not after the whole budget (60 s here,
+    which would be ~9 attempts at the client's backoff), and every other run is fetched."""
+    from lossdoctor.sources._wandb_http import OWN_FAULT_TRIES
+    from lossdoctor.triage import expand
+
+    server = project["server"]
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    items = expand((f"{server.url}/team/sweep",), (), None, 10, False)
+    assert items is not None
+    start = len(server.requests)
+    got = _runs_in_process(project, monkeypatch, items, 60, tmp_path / "c", 6)
+    assert sorted(got) == sorted(r.run_id for r in project["runs"])
+    broken = got["run0003"]
+    assert broken.status == "error" and "serves other runs but not this one" in broken.error, broken.error
+    assert f"gave up after {OWN_FAULT_TRIES} attempts" in broken.error and "HTTP 500" in broken.error
+    assert _run_requests(server, start, "run0003") == OWN_FAULT_TRIES
+    assert {f.status for k, f in got.items() if int(k[3:]) not in BROKEN} == {"fetched"}
+
+
+def test_server_wide_transient_outage_still_gets_the_full_retry_budget(project, monkeypatch, tmp_path) -> None:
+    """Every query answers 500 for a while (all runs at once: an outage, not one run's fault), then the
+    server is fine: every run is fetched, although some failed OWN_FAULT_TRIES times or more first."""
+    from lossdoctor.sources._wandb_http import OWN_FAULT_TRIES
+    from lossdoctor.triage import Item, expand
+
+    server = project["server"]
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    listed = expand((f"{server.url}/team/sweep",), (), None, 10, False)
+    assert listed is not None
+    items: list[Item] = [it for it in listed if int(it.label[3:]) not in BROKEN][:4]
+    start = len(server.requests)
+    server.fail(None, 500, times=4 * OWN_FAULT_TRIES)  # the 4 runs' first attempts all fail
+    try:
+        got = _runs_in_process(project, monkeypatch, items, 60, tmp_path / "c", 4)
+    finally:
+        server.failures.clear()
+    assert {f.status for f in got.values()} == {"fetched"}, [f.error for f in got.values()]
+    attempts = [_run_requests(server, start, it.label) for it in items]
+    assert max(attempts) > OWN_FAULT_TRIES, attempts  # failed OWN_FAULT_TRIES times and still went on
+
+
+def test_server_health_tells_one_runs_fault_from_an_outage() -> None:
+    from lossdoctor.sources._wandb_http import ServerHealth
+
+    h = ServerHealth()
+    h.record(1, False)
+    since = 0.0
+    assert not h.others_fine_since(1, since)  # nobody else heard from: alone, keep retrying
+    h.record(2, True)
+    assert not h.others_fine_since(1, since)  # one witness is not enough
+    h.record(3, True)
+    h.record(4, True)
+    h.record(5, False)  # another broken run among healthy ones
+    assert h.others_fine_since(1, since)
+    h.record(6, False)
+    h.record(7, False)
+    assert not h.others_fine_since(1, since)  # others failing too: a flaky server or an outage
+    h.record(6, True)
+    h.record(7, True)
+    assert h.others_fine_since(1, since)  # the latest answer per client counts
+    import time
+
+    assert not h.others_fine_since(1, time.monotonic() + 1)  # only answers since the first failure count
