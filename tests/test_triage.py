@@ -237,3 +237,41 @@ def test_server_health_tells_one_runs_fault_from_an_outage() -> None:
     import time
 
     assert not h.others_fine_since(1, time.monotonic() + 1)  # only answers since the first failure count
+
+
+def test_judging_in_worker_processes_gives_what_judging_inline_gives(tmp_path: Path) -> None:
+    """A large triage judges (diagnose + report) in worker processes: the same rows and the same report bytes
+    as judging in the reading process; a report that cannot be written is the same one-line error."""
+    from lossdoctor.rules.packs import load_rules
+    from lossdoctor.sources import read_runs
+    from lossdoctor.triage import POOL_MIN_RUNS, Fetched, Item, Judges, _usable_cpus
+
+    if _usable_cpus() < 2:
+        pytest.skip("one CPU: triage judges inline")
+    ruleset = load_rules(())
+    names = ("gen-healthy-1", "gen-nan-1", "gen-overfit-epochs-1")
+    runs = {n: read_runs(str(ROOT / "tests" / "corpus" / n / "trainer_state.json"))[0] for n in names}
+    got = {}
+    for how, size in (("pool", POOL_MIN_RUNS), ("inline", 1)):
+        base = tmp_path / how
+        judges = Judges(ruleset, ("json", "md"), base, size)
+        assert judges.in_processes == (how == "pool")
+        try:
+            for n, run in runs.items():
+                judges.submit(Fetched(Item(n, n), (run,), "read"), run, base / n)
+            got[how] = {f.item.label: j for f, j in judges.take(wait=True)}
+        finally:
+            judges.close()
+    assert got["pool"] == got["inline"] and sorted(got["pool"]) == sorted(names)
+    assert got["pool"]["gen-nan-1"].level == "error" and "nonfinite" in got["pool"]["gen-nan-1"].top_finding
+    for n in names:
+        for f in ("diagnosis.json", "report.md"):
+            assert (tmp_path / "pool" / n / f).read_bytes() == (tmp_path / "inline" / n / f).read_bytes()
+    (tmp_path / "blocked").write_text("a file where the report directory goes")
+    judges = Judges(ruleset, ("json",), tmp_path, POOL_MIN_RUNS)
+    try:
+        judges.submit(Fetched(Item("x", "x"), (runs[names[0]],), "read"), runs[names[0]], tmp_path / "blocked")
+        with pytest.raises(UsageError, match="cannot write report"):
+            judges.take(wait=True)
+    finally:
+        judges.close()
