@@ -419,40 +419,71 @@ class Judges:
     least POOL_MIN_RUNS runs on a machine with a second core, in worker processes (forkserver: the server
     imports the analysis once and forks the workers; the parent keeps no lock a fork could copy), so the
     judging uses another core and never holds the GIL that the reading threads need to handle their answers
-    (in-process, the judging thread made every read wait for its turn). A pool that cannot start or breaks
-    leaves its runs to this thread: every run is still judged once."""
+    (in-process, the judging thread made every read wait for its turn). The pool starts in a thread of its
+    own (starting the forkserver waits for its imports: the reading must not) and the runs read meanwhile
+    wait for it. A pool that cannot start or breaks leaves its runs to this thread: every run is judged once."""
 
     def __init__(self, ruleset: Any, formats: tuple[str, ...], base: Path, runs: int) -> None:
         self.ruleset, self.formats, self.base = ruleset, formats, base
         self._done: list[tuple[Fetched, Judged]] = []
         self._pending: dict[Any, tuple[Fetched, Any, Path]] = {}
+        self._backlog: list[tuple[Fetched, Any, Path]] = []
         self._pool: Any = None
+        self._started: Any = None
+        self._starting: threading.Thread | None = None
         cpus = _usable_cpus()
         if runs >= POOL_MIN_RUNS and cpus >= 2:
             import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
 
             if "forkserver" in multiprocessing.get_all_start_methods():
-                try:
-                    ctx = multiprocessing.get_context("forkserver")
-                    ctx.set_forkserver_preload(["lossdoctor.triage", "lossdoctor.diagnosis", "lossdoctor.report"])
-                    self._pool = ProcessPoolExecutor(
-                        max_workers=max(1, min(POOL_MAX_WORKERS, cpus - 1)),
-                        mp_context=ctx,
-                        initializer=_init_worker,
-                        initargs=(ruleset, formats, base),
-                    )
-                except (OSError, ImportError, ValueError):  # no semaphores / shared memory here: judge inline
-                    self._pool = None
+                workers = max(1, min(POOL_MAX_WORKERS, cpus - 1))
+                self._starting = threading.Thread(
+                    target=self._start_pool, args=(workers,), name="lossdoctor-judges-start", daemon=True
+                )
+                self._starting.start()
+
+    def _start_pool(self, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["lossdoctor.triage", "lossdoctor.diagnosis", "lossdoctor.report"])
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(self.ruleset, self.formats, self.base),
+            )
+            pool.submit(int).result()  # the forkserver and a first worker are up
+        except Exception:  # noqa: BLE001 - no semaphores, no shared memory, a worker that dies at start: inline
+            return
+        self._started = pool
+
+    def _settle(self, block: bool) -> None:
+        """Once the pool's start has ended (waiting for it with ``block``): use it, or judge here."""
+        starting = self._starting
+        if starting is None or (starting.is_alive() and not block):
+            return
+        starting.join()
+        self._starting, self._pool = None, self._started
+        backlog, self._backlog = self._backlog, []
+        for fetched, run, out in backlog:
+            self.submit(fetched, run, out)
 
     @property
     def in_processes(self) -> bool:
+        self._settle(block=True)
         return self._pool is not None
 
     def _inline(self, fetched: Fetched, run: Any, out: Path) -> None:
         self._done.append((fetched, judge(run, self.ruleset, self.formats, out, self.base)))
 
     def submit(self, fetched: Fetched, run: Any, out: Path) -> None:
+        self._settle(block=False)
+        if self._starting is not None:
+            self._backlog.append((fetched, run, out))
+            return
         if self._pool is not None:
             from concurrent.futures.process import BrokenProcessPool
 
@@ -470,6 +501,7 @@ class Judges:
 
     def take(self, wait: bool = False) -> list[tuple[Fetched, Judged]]:
         """The runs judged since the last call (all of them, with ``wait``), in completion order."""
+        self._settle(block=wait)
         if self._pending:
             from concurrent.futures import wait as wait_for
             from concurrent.futures.process import BrokenProcessPool
@@ -492,6 +524,9 @@ class Judges:
         return done
 
     def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting, self._pool = None, self._started
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)

@@ -150,6 +150,10 @@ class ServerHealth:
         return fine >= OWN_FAULT_WITNESSES and fine >= 3 * (len(outcomes) - fine)
 
 
+#: a host another client of this process resolved this recently is not looked up again
+RESOLVED_TTL_S = 60.0
+_RESOLVED: dict[tuple[str, int], float] = {}
+_RESOLVED_LOCK = threading.Lock()
 _HEALTH: dict[tuple[str, str, int], ServerHealth] = {}
 _HEALTH_LOCK = threading.Lock()
 _CLIENT_SERIAL = itertools.count(1)
@@ -242,10 +246,19 @@ class HttpClient:
 
     # -- the one place that talks to a socket ---------------------------------------------------------
     def _ensure_resolved(self, host: str, port: int) -> None:
+        """Look the host up under the deadline once per client, or not at all when another client of the
+        process did within RESOLVED_TTL_S (a triage's runs share the host: no lookup thread per run)."""
         with self._lock:
             if (host, port) in self._resolved:
                 return
-        resolve(host, port, self.deadline)
+        with _RESOLVED_LOCK:
+            seen = _RESOLVED.get((host, port))
+        if seen is None or time.monotonic() - seen > RESOLVED_TTL_S:
+            resolve(host, port, self.deadline)
+            with _RESOLVED_LOCK:
+                if len(_RESOLVED) >= 256:
+                    _RESOLVED.clear()
+                _RESOLVED[(host, port)] = time.monotonic()
         with self._lock:
             self._resolved.add((host, port))
 
