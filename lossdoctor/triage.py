@@ -387,11 +387,14 @@ def judge(run: Any, ruleset: Any, formats: tuple[str, ...], out: Path, base: Pat
     )
 
 
-#: a triage of at least this many runs is judged in worker processes when the machine has a second core (a
+#: a triage of at least this many W&B runs is judged in worker processes when the machine has a second core (a
 #: run's diagnose + report is ~10 ms of CPU; the workers' start-up ~0.5 s of CPU, overlapping the first reads)
 POOL_MIN_RUNS = 32
 #: at most this many judging processes
 POOL_MAX_WORKERS = 4
+#: runs waiting per worker beyond which this thread judges the next run itself (the workers cannot keep up:
+#: no idle core, or reading is itself CPU, as for a directory of local runs)
+POOL_QUEUE_PER_WORKER = 4
 _WORKER: dict[str, Any] = {}
 
 
@@ -403,6 +406,9 @@ def _usable_cpus() -> int:
 
 
 def _init_worker(ruleset: Any, formats: tuple[str, ...], base: Path) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the pool)
     _WORKER.update(ruleset=ruleset, formats=formats, base=base)
 
 
@@ -416,12 +422,13 @@ def _judge_in_worker(run: Any, out: Path) -> tuple[Judged | None, str]:
 
 class Judges:
     """Judges runs (diagnose + write the report) as they are read. In this thread; or, for a triage of at
-    least POOL_MIN_RUNS runs on a machine with a second core, in worker processes (forkserver: the server
+    least POOL_MIN_RUNS runs (``runs``: the caller counts those worth it) on a machine with a second core, in worker processes (forkserver: the server
     imports the analysis once and forks the workers; the parent keeps no lock a fork could copy), so the
     judging uses another core and never holds the GIL that the reading threads need to handle their answers
     (in-process, the judging thread made every read wait for its turn). The pool starts in a thread of its
     own (starting the forkserver waits for its imports: the reading must not) and the runs read meanwhile
-    wait for it. A pool that cannot start or breaks leaves its runs to this thread: every run is judged once."""
+    wait for it. When more runs wait for the workers than they keep up with, this thread judges the next one
+    itself. A pool that cannot start or breaks leaves its runs to this thread: every run is judged once."""
 
     def __init__(self, ruleset: Any, formats: tuple[str, ...], base: Path, runs: int) -> None:
         self.ruleset, self.formats, self.base = ruleset, formats, base
@@ -431,12 +438,13 @@ class Judges:
         self._pool: Any = None
         self._started: Any = None
         self._starting: threading.Thread | None = None
+        self._workers = 0
         cpus = _usable_cpus()
         if runs >= POOL_MIN_RUNS and cpus >= 2:
             import multiprocessing
 
             if "forkserver" in multiprocessing.get_all_start_methods():
-                workers = max(1, min(POOL_MAX_WORKERS, cpus - 1))
+                workers = self._workers = max(1, min(POOL_MAX_WORKERS, cpus - 1))
                 self._starting = threading.Thread(
                     target=self._start_pool, args=(workers,), name="lossdoctor-judges-start", daemon=True
                 )
@@ -484,7 +492,7 @@ class Judges:
         if self._starting is not None:
             self._backlog.append((fetched, run, out))
             return
-        if self._pool is not None:
+        if self._pool is not None and len(self._pending) < POOL_QUEUE_PER_WORKER * self._workers:
             from concurrent.futures.process import BrokenProcessPool
 
             try:

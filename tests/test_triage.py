@@ -275,3 +275,25 @@ def test_judging_in_worker_processes_gives_what_judging_inline_gives(tmp_path: P
             judges.take(wait=True)
     finally:
         judges.close()
+
+
+def test_large_project_triage_through_the_cli(tmp_path: Path) -> None:
+    """POOL_MIN_RUNS W&B runs: the CLI judges them in worker processes (the forkserver re-imports the CLI's main
+    module in each worker), and every run is still one row with its report, worst first."""
+    from lossdoctor.triage import POOL_MIN_RUNS
+
+    env = dict(os.environ, HOME=str(tmp_path / "home"), WANDB_API_KEY=KEY, LOSSDOCTOR_CACHE_DIR=str(tmp_path / "c"))
+    env.pop("WANDB_BASE_URL", None)
+    with FakeWandbServer() as server:
+        runs = project_of_runs(server, POOL_MIN_RUNS)
+        proc = cli(env, "analyze", f"{server.url}/team/sweep", "--out", str(tmp_path / "o"), "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "o" / "summary.json").read_text())["runs"]
+    assert sorted(r["run"] for r in rows) == sorted(r.run_id for r in runs)
+    assert {r["status"] for r in rows} == {"fetched"}
+    rank = {"unreadable": 0, "incomplete": 1, "error": 2, "warning": 3, "info": 4, "ok": 5}
+    assert [r["level"] for r in rows] == sorted((r["level"] for r in rows), key=rank.__getitem__)  # worst first
+    nan = {r.run_id for r in runs if r.name.startswith("nan")}
+    assert {r["level"] for r in rows if r["run"] in nan} == {"error"}
+    assert all((tmp_path / "o" / r["report"]).is_file() for r in rows)
+    assert "Traceback" not in proc.stderr

@@ -46,7 +46,10 @@ def run_triage(
     started = time.monotonic()
     total = len(items)
     click.echo(f"lossdoctor: triage of {total} run(s) from {title}, {jobs} at a time", err=True)
-    judges = Judges(ruleset, wanted, base, total)  # worker processes start while the first runs are read
+    # judged in worker processes when many runs come over the network (starting while the first are read): the
+    # reading process then mostly waits, and judging in it would take the GIL turns its reads need; local
+    # runs are read with this process's CPU, so there the workers would only add their start
+    judges = Judges(ruleset, wanted, base, sum(1 for item in items if item.remote))
 
     def collect(wait: bool = False) -> None:
         for fetched, j in judges.take(wait):
