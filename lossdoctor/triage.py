@@ -422,13 +422,15 @@ def _judge_in_worker(run: Any, out: Path) -> tuple[Judged | None, str]:
 
 class Judges:
     """Judges runs (diagnose + write the report) as they are read. In this thread; or, for a triage of at
-    least POOL_MIN_RUNS runs (``runs``: the caller counts those worth it) on a machine with a second core, in worker processes (forkserver: the server
-    imports the analysis once and forks the workers; the parent keeps no lock a fork could copy), so the
-    judging uses another core and never holds the GIL that the reading threads need to handle their answers
-    (in-process, the judging thread made every read wait for its turn). The pool starts in a thread of its
-    own (starting the forkserver waits for its imports: the reading must not) and the runs read meanwhile
-    wait for it. When more runs wait for the workers than they keep up with, this thread judges the next one
-    itself. A pool that cannot start or breaks leaves its runs to this thread: every run is judged once."""
+    least POOL_MIN_RUNS runs (``runs``: the caller counts those worth it) on a machine with a second core,
+    in worker processes (forkserver: the server imports the analysis once and forks the workers; the parent
+    keeps no lock a fork could copy), so the judging uses another core and never holds the GIL that the
+    reading threads need to handle their answers (in-process, the judging thread made every read wait for
+    its turn). The pool starts in a thread of its own (starting the forkserver waits for its imports: the
+    reading must not) and the runs read meanwhile wait for it. When more runs wait for the workers than they
+    keep up with, this thread judges the next one itself. A pool that cannot start or breaks leaves its runs
+    to this thread: every run is judged once. As with any process pool, the program's main module is
+    imported again in each worker (guard it with ``if __name__ == "__main__"``)."""
 
     def __init__(self, ruleset: Any, formats: tuple[str, ...], base: Path, runs: int) -> None:
         self.ruleset, self.formats, self.base = ruleset, formats, base

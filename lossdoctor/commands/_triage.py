@@ -1,9 +1,9 @@
 """`lossdoctor analyze ENTITY/PROJECT` (or a directory of runs): the triage path of the analyze command.
 
-Reads the runs in parallel (``lossdoctor.triage.fetch_all``), diagnoses and writes each run's report as results
-arrive (``lossdoctor.triage.Judges``: in this thread, or in worker processes for a large triage), prints progress on stderr, then one summary table sorted worst first (stdout, and
-``summary.md`` / ``summary.json`` in the report directory). Every run ends as one row: fetched, cached,
-read, or an error line.
+Reads the runs in parallel (``lossdoctor.triage.fetch_all``), diagnoses and writes each run's report as
+results arrive (``lossdoctor.triage.Judges``: in this thread, or in worker processes for a large W&B triage),
+prints progress on stderr, then one summary table sorted worst first (stdout, and ``summary.md`` /
+``summary.json`` in the report directory). Every run ends as one row: fetched, cached, read, or an error line.
 """
 
 from __future__ import annotations
