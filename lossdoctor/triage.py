@@ -394,7 +394,7 @@ POOL_MIN_RUNS = 32
 POOL_MAX_WORKERS = 4
 #: runs waiting per worker beyond which this thread judges the next run itself (the workers cannot keep up:
 #: no idle core, or reading is itself CPU, as for a directory of local runs)
-POOL_QUEUE_PER_WORKER = 4
+POOL_QUEUE_PER_WORKER = 16
 _WORKER: dict[str, Any] = {}
 
 
