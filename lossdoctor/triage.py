@@ -393,7 +393,7 @@ POOL_MIN_RUNS = 32
 #: at most this many judging processes
 POOL_MAX_WORKERS = 4
 #: runs waiting per worker beyond which this thread judges the next run itself (the workers cannot keep up:
-#: no idle core, or reading is itself CPU, as for a directory of local runs)
+#: no idle core; below this, judging here would take the GIL turns the reads need)
 POOL_QUEUE_PER_WORKER = 16
 _WORKER: dict[str, Any] = {}
 
