@@ -2,15 +2,16 @@
 
 ``expand`` turns the command-line sources into items (one per run) when one of them is a collection;
 ``fetch_all`` reads the items in parallel with bounded concurrency (a thread pool: reading a W&B run is
-network wait, and wandb's own client runs each fetch; the existing per-user cache answers finished runs
-without the network); the caller diagnoses and renders in its own thread as results arrive (report rendering
-uses matplotlib's global rc settings, so it stays in one thread). Every item ends as exactly one row:
-fetched, cached, read (a local run) or an error line.
+network wait; the existing per-user cache answers finished runs without the network); ``Judges`` diagnoses
+each run and writes its report as results arrive, in the caller's thread or, for a large triage, in worker
+processes (the judging is CPU: in the reading process it holds the GIL that every read needs to handle its
+answer). Every item ends as exactly one row: fetched, cached, read (a local run) or an error line.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import threading
 import time
@@ -21,7 +22,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from lossdoctor.errors import LossdoctorError, SourceError, UsageError
-from lossdoctor.model import SEVERITY_RANK
 from lossdoctor.report.formats.markdown import md_escape
 from lossdoctor.sources import detect, make_target, read_runs
 from lossdoctor.sources._registry import _DIR_SKIP_SUFFIXES, _detect_in_dir
@@ -353,9 +353,202 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None or not math.isfinite(x) else f"{x:.4g}"
 
 
-def row_for(fetched: Fetched, diag: Any, report: str) -> Row:
-    """A summary row for a read run (``diag``) or an error line (``diag`` None)."""
-    if diag is None:
+@dataclass(frozen=True)
+class Judged:
+    """What the summary needs of one diagnosed run whose report is written: small, so that it crosses from a
+    judging process cheaply (the Diagnosis, with its series, stays where it was made)."""
+
+    name: str
+    level: str
+    verdict: str
+    top_finding: str
+    best_eval: str
+    onset: str
+    report: str  # the primary report file, relative to the triage directory ("" when none)
+    crashed_checks: tuple[str, ...]
+    severities: tuple[str, ...]
+
+
+def judge(run: Any, ruleset: Any, formats: tuple[str, ...], out: Path, base: Path) -> Judged:
+    """Diagnose one run and write its report into ``out`` (under the triage directory ``base``)."""
+    from lossdoctor.diagnosis import diagnose
+    from lossdoctor.report import write_reports
+
+    diag = diagnose(run, ruleset)
+    written = write_reports(diag, formats, out)
+    f = diag.facts
+    top = diag.findings[0] if diag.findings else None
+    return Judged(
+        name=diag.run.name,
+        level="incomplete" if diag.crashed_checks else (diag.worst_severity or "ok"),
+        verdict=diag.verdict,
+        top_finding=f"{top.rule_id} ({top.severity})" if top else "-",
+        best_eval="-" if f.best_eval_step is None else f"{_fmt(f.best_eval_loss)} @ {f.best_eval_step}",
+        onset="-" if top is None or top.first_step is None else str(top.first_step),
+        report=str(written[0].relative_to(base)) if written else "",
+        crashed_checks=tuple(diag.crashed_checks),
+        severities=tuple(x.severity for x in diag.findings),
+    )
+
+
+#: a triage of at least this many W&B runs is judged in worker processes when the machine has a second core (a
+#: run's diagnose + report is ~10 ms of CPU; the workers' start-up ~0.5 s of CPU, overlapping the first reads)
+POOL_MIN_RUNS = 32
+#: at most this many judging processes
+POOL_MAX_WORKERS = 4
+#: runs waiting per worker beyond which this thread judges the next run itself (the workers cannot keep up:
+#: no idle core; below this, judging here would take the GIL turns the reads need)
+POOL_QUEUE_PER_WORKER = 16
+_WORKER: dict[str, Any] = {}
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _init_worker(ruleset: Any, formats: tuple[str, ...], base: Path) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it stops the pool)
+    _WORKER.update(ruleset=ruleset, formats=formats, base=base)
+
+
+def _judge_in_worker(run: Any, out: Path) -> tuple[Judged | None, str]:
+    """(judged, "") or (None, the one-line error): lossdoctor's errors are re-raised by the parent."""
+    try:
+        return judge(run, _WORKER["ruleset"], _WORKER["formats"], out, _WORKER["base"]), ""
+    except LossdoctorError as exc:
+        return None, str(exc)
+
+
+class Judges:
+    """Judges runs (diagnose + write the report) as they are read. In this thread; or, for a triage of at
+    least POOL_MIN_RUNS runs (``runs``: the caller counts those worth it) on a machine with a second core,
+    in worker processes (forkserver: the server imports the analysis once and forks the workers; the parent
+    keeps no lock a fork could copy), so the judging uses another core and never holds the GIL that the
+    reading threads need to handle their answers (in-process, the judging thread made every read wait for
+    its turn). The pool starts in a thread of its own (starting the forkserver waits for its imports: the
+    reading must not) and the runs read meanwhile wait for it. When more runs wait for the workers than they
+    keep up with, this thread judges the next one itself. A pool that cannot start or breaks leaves its runs
+    to this thread: every run is judged once. As with any process pool, the program's main module is
+    imported again in each worker (guard it with ``if __name__ == "__main__"``)."""
+
+    def __init__(self, ruleset: Any, formats: tuple[str, ...], base: Path, runs: int) -> None:
+        self.ruleset, self.formats, self.base = ruleset, formats, base
+        self._done: list[tuple[Fetched, Judged]] = []
+        self._pending: dict[Any, tuple[Fetched, Any, Path]] = {}
+        self._backlog: list[tuple[Fetched, Any, Path]] = []
+        self._pool: Any = None
+        self._started: Any = None
+        self._starting: threading.Thread | None = None
+        self._workers = 0
+        cpus = _usable_cpus()
+        if runs >= POOL_MIN_RUNS and cpus >= 2:
+            import multiprocessing
+
+            if "forkserver" in multiprocessing.get_all_start_methods():
+                workers = self._workers = max(1, min(POOL_MAX_WORKERS, cpus - 1))
+                self._starting = threading.Thread(
+                    target=self._start_pool, args=(workers,), name="lossdoctor-judges-start", daemon=True
+                )
+                self._starting.start()
+
+    def _start_pool(self, workers: int) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["lossdoctor.triage", "lossdoctor.diagnosis", "lossdoctor.report"])
+            pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(self.ruleset, self.formats, self.base),
+            )
+            pool.submit(int).result()  # the forkserver and a first worker are up
+        except Exception:  # noqa: BLE001 - no semaphores, no shared memory, a worker that dies at start: inline
+            return
+        self._started = pool
+
+    def _settle(self, block: bool) -> None:
+        """Once the pool's start has ended (waiting for it with ``block``): use it, or judge here."""
+        starting = self._starting
+        if starting is None or (starting.is_alive() and not block):
+            return
+        starting.join()
+        self._starting, self._pool = None, self._started
+        backlog, self._backlog = self._backlog, []
+        for fetched, run, out in backlog:
+            self.submit(fetched, run, out)
+
+    @property
+    def in_processes(self) -> bool:
+        self._settle(block=True)
+        return self._pool is not None
+
+    def _inline(self, fetched: Fetched, run: Any, out: Path) -> None:
+        self._done.append((fetched, judge(run, self.ruleset, self.formats, out, self.base)))
+
+    def submit(self, fetched: Fetched, run: Any, out: Path) -> None:
+        self._settle(block=False)
+        if self._starting is not None:
+            self._backlog.append((fetched, run, out))
+            return
+        if self._pool is not None and len(self._pending) < POOL_QUEUE_PER_WORKER * self._workers:
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                self._pending[self._pool.submit(_judge_in_worker, run, out)] = (fetched, run, out)
+                return
+            except (BrokenProcessPool, RuntimeError, OSError):
+                self._give_up_pool()
+        self._inline(fetched, run, out)
+
+    def _give_up_pool(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    def take(self, wait: bool = False) -> list[tuple[Fetched, Judged]]:
+        """The runs judged since the last call (all of them, with ``wait``), in completion order."""
+        self._settle(block=wait)
+        if self._pending:
+            from concurrent.futures import wait as wait_for
+            from concurrent.futures.process import BrokenProcessPool
+
+            finished, _ = wait_for(list(self._pending), timeout=None if wait else 0)
+            for fut in [f for f in self._pending if f in finished]:
+                fetched, run, out = self._pending.pop(fut)
+                try:
+                    judged, error = fut.result()
+                except (BrokenProcessPool, OSError):  # a worker died (killed, out of memory): judged here
+                    self._give_up_pool()
+                    self._inline(fetched, run, out)
+                    continue
+                if judged is None:
+                    raise UsageError(error)
+                self._done.append((fetched, judged))
+            if wait and self._pending:
+                return self.take(wait=True)
+        done, self._done = self._done, []
+        return done
+
+    def close(self) -> None:
+        if self._starting is not None:
+            self._starting.join()
+            self._starting, self._pool = None, self._started
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def row_for(fetched: Fetched, judged: Judged | None) -> Row:
+    """A summary row for a judged run, or an error line (``judged`` None)."""
+    if judged is None:
         return Row(
             label=fetched.item.label,
             name="",
@@ -367,19 +560,9 @@ def row_for(fetched: Fetched, diag: Any, report: str) -> Row:
             onset="-",
             report="",
         )
-    f = diag.facts
-    top = diag.findings[0] if diag.findings else None
-    level = "incomplete" if diag.crashed_checks else (diag.worst_severity or "ok")
+    j = judged
     return Row(
-        label=fetched.item.label,
-        name=diag.run.name,
-        status=fetched.status,
-        level=level,
-        verdict=diag.verdict,
-        top_finding=f"{top.rule_id} ({top.severity})" if top else "-",
-        best_eval="-" if f.best_eval_step is None else f"{_fmt(f.best_eval_loss)} @ {f.best_eval_step}",
-        onset="-" if top is None or top.first_step is None else str(top.first_step),
-        report=report,
+        fetched.item.label, j.name, fetched.status, j.level, j.verdict, j.top_finding, j.best_eval, j.onset, j.report
     )
 
 
@@ -426,7 +609,3 @@ def summary_markdown(rows: list[Row], title: str) -> str:
             f"{md_escape(r.best_eval)} | {r.onset} | {link} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def severity_of_rows(diags: list[Any]) -> list[str]:
-    return [f.severity for d in diags for f in d.findings if f.severity in SEVERITY_RANK]

@@ -158,3 +158,142 @@ def test_project_refs_and_filters() -> None:
     }
     with pytest.raises(UsageError):
         parse_filters(("colour=red",))
+
+
+def _runs_in_process(project, monkeypatch, items, timeout: float, cache: Path, jobs: int):
+    from lossdoctor.sources.base import ReadOptions
+    from lossdoctor.triage import fetch_all
+
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    return {f.item.label: f for f in fetch_all(items, ReadOptions(timeout=timeout, cache_dir=str(cache)), jobs)}
+
+
+def _run_requests(server, start: int, run_id: str) -> int:
+    return sum(1 for r in server.requests[start:] if r["op"] == "Run" and r["variables"].get("name") == run_id)
+
+
+def test_one_broken_run_gives_up_early_while_the_server_serves_the_others(project, monkeypatch, tmp_path) -> None:
+    """A run whose every query answers HTTP 500 while the same server answers the other runs is that run's
+    problem: it ends as an error line after OWN_FAULT_TRIES attempts, not after the whole budget (60 s here,
+    which would be ~9 attempts at the client's backoff), and every other run is fetched."""
+    from lossdoctor.sources._wandb_http import OWN_FAULT_TRIES
+    from lossdoctor.triage import expand
+
+    server = project["server"]
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    items = expand((f"{server.url}/team/sweep",), (), None, 10, False)
+    assert items is not None
+    start = len(server.requests)
+    got = _runs_in_process(project, monkeypatch, items, 60, tmp_path / "c", 6)
+    assert sorted(got) == sorted(r.run_id for r in project["runs"])
+    broken = got["run0003"]
+    assert broken.status == "error" and "serves other runs but not this one" in broken.error, broken.error
+    assert f"gave up after {OWN_FAULT_TRIES} attempts" in broken.error and "HTTP 500" in broken.error
+    assert _run_requests(server, start, "run0003") == OWN_FAULT_TRIES
+    assert {f.status for k, f in got.items() if int(k[3:]) not in BROKEN} == {"fetched"}
+
+
+def test_server_wide_transient_outage_still_gets_the_full_retry_budget(project, monkeypatch, tmp_path) -> None:
+    """Every query answers 500 for a while (all runs at once: an outage, not one run's fault), then the
+    server is fine: every run is fetched, although some failed OWN_FAULT_TRIES times or more first."""
+    from lossdoctor.sources._wandb_http import OWN_FAULT_TRIES
+    from lossdoctor.triage import Item, expand
+
+    server = project["server"]
+    monkeypatch.setenv("WANDB_API_KEY", KEY)
+    listed = expand((f"{server.url}/team/sweep",), (), None, 10, False)
+    assert listed is not None
+    items: list[Item] = [it for it in listed if int(it.label[3:]) not in BROKEN][:4]
+    start = len(server.requests)
+    server.fail(None, 500, times=4 * OWN_FAULT_TRIES)  # the 4 runs' first attempts all fail
+    try:
+        got = _runs_in_process(project, monkeypatch, items, 60, tmp_path / "c", 4)
+    finally:
+        server.failures.clear()
+    assert {f.status for f in got.values()} == {"fetched"}, [f.error for f in got.values()]
+    attempts = [_run_requests(server, start, it.label) for it in items]
+    assert max(attempts) > OWN_FAULT_TRIES, attempts  # failed OWN_FAULT_TRIES times and still went on
+
+
+def test_server_health_tells_one_runs_fault_from_an_outage() -> None:
+    from lossdoctor.sources._wandb_http import ServerHealth
+
+    h = ServerHealth()
+    h.record(1, False)
+    since = 0.0
+    assert not h.others_fine_since(1, since)  # nobody else heard from: alone, keep retrying
+    h.record(2, True)
+    assert not h.others_fine_since(1, since)  # one witness is not enough
+    h.record(3, True)
+    h.record(4, True)
+    h.record(5, False)  # another broken run among healthy ones
+    assert h.others_fine_since(1, since)
+    h.record(6, False)
+    h.record(7, False)
+    assert not h.others_fine_since(1, since)  # others failing too: a flaky server or an outage
+    h.record(6, True)
+    h.record(7, True)
+    assert h.others_fine_since(1, since)  # the latest answer per client counts
+    import time
+
+    assert not h.others_fine_since(1, time.monotonic() + 1)  # only answers since the first failure count
+
+
+def test_judging_in_worker_processes_gives_what_judging_inline_gives(tmp_path: Path) -> None:
+    """A large triage judges (diagnose + report) in worker processes: the same rows and the same report bytes
+    as judging in the reading process; a report that cannot be written is the same one-line error."""
+    from lossdoctor.rules.packs import load_rules
+    from lossdoctor.sources import read_runs
+    from lossdoctor.triage import POOL_MIN_RUNS, Fetched, Item, Judges, _usable_cpus
+
+    if _usable_cpus() < 2:
+        pytest.skip("one CPU: triage judges inline")
+    ruleset = load_rules(())
+    names = ("gen-healthy-1", "gen-nan-1", "gen-overfit-epochs-1")
+    runs = {n: read_runs(str(ROOT / "tests" / "corpus" / n / "trainer_state.json"))[0] for n in names}
+    got = {}
+    for how, size in (("pool", POOL_MIN_RUNS), ("inline", 1)):
+        base = tmp_path / how
+        judges = Judges(ruleset, ("json", "md"), base, size)
+        assert judges.in_processes == (how == "pool")
+        try:
+            for n, run in runs.items():
+                judges.submit(Fetched(Item(n, n), (run,), "read"), run, base / n)
+            got[how] = {f.item.label: j for f, j in judges.take(wait=True)}
+        finally:
+            judges.close()
+    assert got["pool"] == got["inline"] and sorted(got["pool"]) == sorted(names)
+    assert got["pool"]["gen-nan-1"].level == "error" and "nonfinite" in got["pool"]["gen-nan-1"].top_finding
+    for n in names:
+        for f in ("diagnosis.json", "report.md"):
+            assert (tmp_path / "pool" / n / f).read_bytes() == (tmp_path / "inline" / n / f).read_bytes()
+    (tmp_path / "blocked").write_text("a file where the report directory goes")
+    judges = Judges(ruleset, ("json",), tmp_path, POOL_MIN_RUNS)
+    try:
+        judges.submit(Fetched(Item("x", "x"), (runs[names[0]],), "read"), runs[names[0]], tmp_path / "blocked")
+        with pytest.raises(UsageError, match="cannot write report"):
+            judges.take(wait=True)
+    finally:
+        judges.close()
+
+
+def test_large_project_triage_through_the_cli(tmp_path: Path) -> None:
+    """POOL_MIN_RUNS W&B runs: the CLI judges them in worker processes (the forkserver re-imports the CLI's main
+    module in each worker), and every run is still one row with its report, worst first."""
+    from lossdoctor.triage import POOL_MIN_RUNS
+
+    env = dict(os.environ, HOME=str(tmp_path / "home"), WANDB_API_KEY=KEY, LOSSDOCTOR_CACHE_DIR=str(tmp_path / "c"))
+    env.pop("WANDB_BASE_URL", None)
+    with FakeWandbServer() as server:
+        runs = project_of_runs(server, POOL_MIN_RUNS)
+        proc = cli(env, "analyze", f"{server.url}/team/sweep", "--out", str(tmp_path / "o"), "--fail-on", "never")
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "o" / "summary.json").read_text())["runs"]
+    assert sorted(r["run"] for r in rows) == sorted(r.run_id for r in runs)
+    assert {r["status"] for r in rows} == {"fetched"}
+    rank = {"unreadable": 0, "incomplete": 1, "error": 2, "warning": 3, "info": 4, "ok": 5}
+    assert [r["level"] for r in rows] == sorted((r["level"] for r in rows), key=rank.__getitem__)  # worst first
+    nan = {r.run_id for r in runs if r.name.startswith("nan")}
+    assert {r["level"] for r in rows if r["run"] in nan} == {"error"}
+    assert all((tmp_path / "o" / r["report"]).is_file() for r in rows)
+    assert "Traceback" not in proc.stderr

@@ -172,6 +172,14 @@ def _row_string(row: dict[str, Any] | None) -> str:
     return json.dumps(row, allow_nan=True)
 
 
+class _Listener(ThreadingHTTPServer):
+    """The standard library's server listens with a backlog of 5: a triage's 16 runs at once, each paging
+    its key groups in parallel, overflow it and the kernel drops their SYNs (the client's connect then
+    waits the 1 s SYN retransmit), a cost no real server's accept queue adds."""
+
+    request_queue_size = 128
+
+
 class FakeWandbServer:
     def __init__(self) -> None:
         self.runs: dict[tuple[str, str, str], FakeRun] = {}
@@ -184,7 +192,7 @@ class FakeWandbServer:
         self.files: dict[str, Path] = {}
         self.rewrites: dict[str, Any] = {}
         handler = type("Handler", (_Handler,), {"server_obj": self})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.httpd = _Listener(("127.0.0.1", 0), handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

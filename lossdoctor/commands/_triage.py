@@ -1,9 +1,9 @@
 """`lossdoctor analyze ENTITY/PROJECT` (or a directory of runs): the triage path of the analyze command.
 
-Reads the runs in parallel (``lossdoctor.triage.fetch_all``), diagnoses and writes each run's report in this
-thread as results arrive, prints progress on stderr, then one summary table sorted worst first (stdout, and
-``summary.md`` / ``summary.json`` in the report directory). Every run ends as one row: fetched, cached,
-read, or an error line.
+Reads the runs in parallel (``lossdoctor.triage.fetch_all``), diagnoses and writes each run's report as
+results arrive (``lossdoctor.triage.Judges``: in this thread, or in worker processes for a large W&B triage),
+prints progress on stderr, then one summary table sorted worst first (stdout, and ``summary.md`` /
+``summary.json`` in the report directory). Every run ends as one row: fetched, cached, read, or an error line.
 """
 
 from __future__ import annotations
@@ -33,37 +33,48 @@ def run_triage(
     jobs: int,
     quiet: bool,
 ) -> int:
-    from lossdoctor.diagnosis import diagnose
-    from lossdoctor.report import write_reports
     from lossdoctor.report.formats.json import jsonable
     from lossdoctor.report.formats.terminal import clean
     from lossdoctor.report.write import write_files
-    from lossdoctor.triage import fetch_all, row_for, sort_rows, summary_markdown, summary_text
+    from lossdoctor.triage import Judged, Judges, fetch_all, row_for, sort_rows, summary_markdown, summary_text
 
     wanted = formats or TRIAGE_FORMATS
     base = Path(out_dir) if out_dir else Path("reports") / ("triage-" + run_slug(title))
-    rows, diags = [], []
-    crashed: list[str] = []
+    rows = []
+    judged: list[Judged] = []
     used: dict[str, int] = {}
     started = time.monotonic()
     total = len(items)
     click.echo(f"lossdoctor: triage of {total} run(s) from {title}, {jobs} at a time", err=True)
-    for k, fetched in enumerate(fetch_all(items, options, jobs), 1):
-        if not fetched.runs:
-            rows.append(row_for(fetched, None, ""))
-            click.echo(f"[{k}/{total}] {fetched.item.label}: error: {clean(fetched.error)}", err=True)
-            continue
-        for run in fetched.runs:
-            diag = diagnose(run, ruleset)
-            slug = run_slug(fetched.item.label if len(fetched.runs) == 1 else f"{fetched.item.label}-{run.name}")
-            used[slug] = used.get(slug, 0) + 1
-            if used[slug] > 1:
-                slug = f"{slug}-{used[slug]}"
-            written = write_reports(diag, wanted, base / slug)
-            rows.append(row_for(fetched, diag, str(written[0].relative_to(base)) if written else ""))
-            diags.append(diag)
-            crashed.extend(diag.crashed_checks)
-        click.echo(f"[{k}/{total}] {fetched.item.label}: {fetched.status} ({fetched.seconds:.1f} s)", err=True)
+    # judged in worker processes when many runs come over the network (starting while the first are read): the
+    # reading process then mostly waits, and judging in it would take the GIL turns its reads need; local
+    # runs are read with this process's CPU, so there the workers would only add their start
+    judges = Judges(ruleset, wanted, base, sum(1 for item in items if item.remote))
+
+    def collect(wait: bool = False) -> None:
+        for fetched, j in judges.take(wait):
+            rows.append(row_for(fetched, j))
+            judged.append(j)
+
+    try:
+        for k, fetched in enumerate(fetch_all(items, options, jobs), 1):
+            if not fetched.runs:
+                rows.append(row_for(fetched, None))
+                click.echo(f"[{k}/{total}] {fetched.item.label}: error: {clean(fetched.error)}", err=True)
+                continue
+            for run in fetched.runs:
+                label = fetched.item.label
+                slug = run_slug(label if len(fetched.runs) == 1 else f"{label}-{run.name}")
+                used[slug] = used.get(slug, 0) + 1
+                if used[slug] > 1:
+                    slug = f"{slug}-{used[slug]}"
+                judges.submit(fetched, run, base / slug)
+            collect()
+            click.echo(f"[{k}/{total}] {fetched.item.label}: {fetched.status} ({fetched.seconds:.1f} s)", err=True)
+        collect(wait=True)
+    finally:
+        judges.close()
+    crashed = [c for j in judged for c in j.crashed_checks]
     rows = sort_rows(rows)
     doc = {
         "schema": "lossdoctor.triage",
@@ -111,5 +122,5 @@ def run_triage(
             click.echo(f"lossdoctor: error: rule check crashed: {item}", err=True)
     if crashed or errors:
         return EXIT_ERROR
-    severities = [f.severity for d in diags for f in d.findings]
+    severities = [sev for j in judged for sev in j.severities]
     return gate(severities, fail_on) if severities else EXIT_OK

@@ -57,6 +57,8 @@ def map_error(exc: FetchError, ref: RunRef, location: str, timeout: float, secre
             f"W&B at {host} did not answer within the {timeout:g}s budget ({text}); retry later or raise --timeout",
             location,
         )
+    if exc.kind == "persistent":
+        return SourceError(f"W&B at {host} serves other runs but not this one: {text}", location)
     if exc.kind == "status" and "gave up after" in text:
         return SourceError(f"W&B at {host} kept failing within the {timeout:g}s budget: {text}; retry later", location)
     if exc.kind == "dropped":

@@ -18,6 +18,14 @@ URL was read). This module sends the same GraphQL wandb 0.31 sends (``/work``'s 
   ``file://`` and redirects elsewhere are refused.
 * **Fast, true errors.** DNS failure, no route and refused connections fail at once (no retries); 429
   (``Retry-After`` obeyed when it fits), 5xx and dropped connections are retried inside the deadline.
+* **One run's fault is not an outage.** Every client records its latest answer in the process's view of
+  the server (``ServerHealth``). A request that keeps answering 5xx (or dropping) stops after
+  ``OWN_FAULT_TRIES`` attempts when, since its first failure, at least ``OWN_FAULT_WITNESSES`` other clients
+  (other runs) got answers from the same server and nearly all of them were fine: the server is up and this
+  query fails on its own (a run W&B cannot serve), so spending the whole budget on it would only hold a
+  triage slot. With no such evidence (one run analysed alone, everyone failing: an outage, or a flaky server
+  failing others too) the request keeps retrying until the deadline, so a transient outage does not fail a
+  CI job.
   Every failure is a ``FetchError`` whose message says what happened: the HTTP status, the content type
   that was not JSON, the timeout, the size cap.
 """
@@ -25,6 +33,7 @@ URL was read). This module sends the same GraphQL wandb 0.31 sends (``/work``'s 
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import random
@@ -62,11 +71,16 @@ STORAGE_HOSTS = (
 )
 USER_AGENT = "lossdoctor (W&B public API reader)"
 _CHUNK = 64 * 1024
+#: attempts a request makes before it may give up early because other runs are served fine meanwhile
+OWN_FAULT_TRIES = 3
+#: how many other clients must have been answered (nearly all fine) since the request's first failure
+OWN_FAULT_WITNESSES = 2
 
 
 class FetchError(Exception):
     """A request failed; ``str()`` is one line saying what happened. ``kind`` is one of: dns, network,
-    timeout, status, content, size, graphql, url, cancelled."""
+    timeout, status, content, size, graphql, url, cancelled, dropped, persistent (a 5xx or dropped
+    connection the server kept giving this request while it answered other runs)."""
 
     def __init__(self, message: str, kind: str, status: int | None = None, retry_after: float | None = None) -> None:
         super().__init__(" ".join(message.split()))
@@ -105,6 +119,56 @@ class Deadline:
         if seconds >= self.left():
             return False
         return not self._cancel.wait(seconds)
+
+
+class ServerHealth:
+    """This process's view of one server: each client's latest outcome (ok: any HTTP answer below 500 but
+    429; failing: 5xx, 429, a dropped connection). Shared by every ``HttpClient`` of the process that talks to
+    the same scheme, host and port, so concurrent runs see each other's answers. Bounded: the latest
+    ``KEEP`` clients."""
+
+    KEEP = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[int, tuple[float, bool]] = {}
+
+    def record(self, client: int, ok: bool) -> None:
+        with self._lock:
+            self._latest.pop(client, None)
+            self._latest[client] = (time.monotonic(), ok)  # insertion order = time order
+            while len(self._latest) > self.KEEP:
+                del self._latest[next(iter(self._latest))]
+
+    def others_fine_since(self, client: int, since: float) -> bool:
+        """True when at least OWN_FAULT_WITNESSES other clients were answered since ``since`` and their latest
+        outcomes are fine at least 3 to 1 (one other broken run does not hide a healthy server; a flaky
+        server that fails others too, or an outage, is never taken for a healthy one)."""
+        with self._lock:
+            outcomes = [ok for cid, (t, ok) in self._latest.items() if cid != client and t >= since]
+        fine = sum(outcomes)
+        return fine >= OWN_FAULT_WITNESSES and fine >= 3 * (len(outcomes) - fine)
+
+
+#: a host another client of this process resolved this recently is not looked up again
+RESOLVED_TTL_S = 60.0
+_RESOLVED: dict[tuple[str, int], float] = {}
+_RESOLVED_LOCK = threading.Lock()
+_HEALTH: dict[tuple[str, str, int], ServerHealth] = {}
+_HEALTH_LOCK = threading.Lock()
+_CLIENT_SERIAL = itertools.count(1)
+
+
+def server_health(scheme: str, host: str, port: int) -> ServerHealth:
+    """The shared view of one server (at most 64 servers kept: the oldest is forgotten)."""
+    key = (scheme, host, port)
+    with _HEALTH_LOCK:
+        health = _HEALTH.get(key)
+        if health is None:
+            health = _HEALTH[key] = ServerHealth()
+            while len(_HEALTH) > 64:
+                del _HEALTH[next(iter(_HEALTH))]
+        return health
 
 
 @dataclass(frozen=True)
@@ -178,13 +242,23 @@ class HttpClient:
             token = base64.b64encode(f"api:{api_key}".encode()).decode()
             self.headers["Authorization"] = f"Basic {token}"
         self.requests = 0
+        self.serial = next(_CLIENT_SERIAL)  # who this client is in the shared ServerHealth views
 
     # -- the one place that talks to a socket ---------------------------------------------------------
     def _ensure_resolved(self, host: str, port: int) -> None:
+        """Look the host up under the deadline once per client, or not at all when another client of the
+        process did within RESOLVED_TTL_S (a triage's runs share the host: no lookup thread per run)."""
         with self._lock:
             if (host, port) in self._resolved:
                 return
-        resolve(host, port, self.deadline)
+        with _RESOLVED_LOCK:
+            seen = _RESOLVED.get((host, port))
+        if seen is None or time.monotonic() - seen > RESOLVED_TTL_S:
+            resolve(host, port, self.deadline)
+            with _RESOLVED_LOCK:
+                if len(_RESOLVED) >= 256:
+                    _RESOLVED.clear()
+                _RESOLVED[(host, port)] = time.monotonic()
         with self._lock:
             self._resolved.add((host, port))
 
@@ -299,20 +373,26 @@ class HttpClient:
         finally:
             conn.close()
 
-    def _with_retries(self, attempt: Callable[[], Response], what: str) -> Response:
-        """Retry 429 / 5xx / dropped connections / per-request timeouts while the deadline allows."""
+    def _with_retries(self, attempt: Callable[[], Response], what: str, health: ServerHealth) -> Response:
+        """Retry 429 / 5xx / dropped connections / per-request timeouts while the deadline allows; a 5xx or
+        dropped connection only ``OWN_FAULT_TRIES`` times when the server answers other clients fine meanwhile
+        (``ServerHealth``)."""
         wait = 0.5
         tries = 0
         last: FetchError | None = None
+        first_failure: float | None = None
         while True:
             tries += 1
             try:
                 resp = attempt()
             except FetchError as exc:
+                if exc.kind == "dropped":
+                    health.record(self.serial, False)
                 if exc.kind not in ("dropped", "timeout") or exc.kind == "timeout" and self.deadline.left() <= 0:
                     raise
                 last = exc
             else:
+                health.record(self.serial, resp.status < 500 and resp.status != 429)
                 if (
                     resp.status < 400
                     or resp.status in NO_RETRY
@@ -321,6 +401,16 @@ class HttpClient:
                     return resp
                 last = FetchError(
                     f"{what}: HTTP {resp.status}{_snippet(resp)}", "status", resp.status, resp.retry_after
+                )
+            if first_failure is None:
+                first_failure = time.monotonic()
+            own = last.kind == "dropped" or (last.status is not None and last.status >= 500)
+            if own and tries >= OWN_FAULT_TRIES and health.others_fine_since(self.serial, first_failure):
+                raise FetchError(
+                    f"{last} (gave up after {tries} attempts: the server answered other runs fine meanwhile, "
+                    "so it is up and fails this request on its own)",
+                    "persistent",
+                    last.status,
                 )
             pause = last.retry_after if last.retry_after is not None else wait * (1 + random.random() / 4)
             if not self.deadline.sleep(pause):
@@ -346,7 +436,7 @@ class HttpClient:
                 "POST", self.scheme, self.host, self.port, path, body, self.headers, MAX_RESPONSE_BYTES, what
             )
 
-        resp = self._with_retries(attempt, what)
+        resp = self._with_retries(attempt, what, server_health(self.scheme, self.host, self.port))
         if resp.status >= 400:
             raise FetchError(f"{what}: HTTP {resp.status}{_snippet(resp)}", "status", resp.status)
         if resp.content_type not in ("application/json", "application/graphql-response+json", "text/json"):
@@ -418,7 +508,7 @@ class HttpClient:
                     sink.truncate()
                     return self._once(*request)
 
-                resp = self._with_retries(attempt, what)
+                resp = self._with_retries(attempt, what, server_health(parts.scheme, host, port))
                 size = sink.tell()
             if resp.status in (301, 302, 303, 307, 308):
                 location = resp.location
