@@ -137,9 +137,12 @@ class _Column:
     def _bound(self) -> None:
         """Thin the oldest full-resolution points while there are more than ``recent + THIN_CHUNK``, and the
         thinned part to half when it passes its bound."""
-        while True:
+        while self.t > self.thinned_max or self.n - self.t >= self.recent + THIN_CHUNK:
             if not self.sorted:
-                self.view()  # sorted, last value per step (points that arrived out of order)
+                # points that arrived out of order: sorted (last value per step) only now that thinning is due,
+                # or when a pass asks for a view; never per point
+                self.view()
+                continue
             if self.t > self.thinned_max:
                 t = self.t
                 idx = thin(self.steps[:t], self.values[:t], self.thinned_max // 2)
@@ -150,8 +153,6 @@ class _Column:
                 idx = thin(self.steps[a:b], self.values[a:b], 4 * THIN_CHUNK // THIN_BUCKET)
                 self._keep(a, b, idx)
                 self.t = a + len(idx)
-            else:
-                return
 
     def add(self, step: int, value: float) -> None:
         n = self.n

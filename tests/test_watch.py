@@ -386,3 +386,17 @@ def test_long_log_bounded_memory_early_finding_and_the_exact_report(tmp_path: Pa
     assert got == [(f.rule_id, f.first_step, f.last_step, f.message) for f in want.findings]
     assert doc["verdict"] == want.verdict
     assert any("live judgement used thinned history" in note for note in doc["run"]["provenance"]["notes"])
+
+
+def test_store_bound_holds_for_a_run_that_is_mostly_nan() -> None:
+    """Every non-finite point is kept while thinning, but not without bound: a run that is NaN at every
+    other step still holds a bounded number of points, NaNs among them."""
+    from lossdoctor.live import TAIL_POINTS
+
+    store = LiveStore(recent=TAIL_POINTS, thinned=1024)
+    for start in range(0, 100_000, 2000):
+        store.add_many([(s, "loss", math.nan if s % 2 else 1.0 + s * 1e-6) for s in range(start + 1, start + 2001)])
+    col = store.columns["train/loss"]
+    assert col.n <= col.capacity_max and len(col.steps) <= col.capacity_max
+    steps, values = col.view()
+    assert np.isnan(values[: col.t]).sum() > 100 and np.isfinite(values[: col.t]).sum() > 100
