@@ -213,7 +213,9 @@ class LiveStore:
     """Points received so far: canonical metric → column, plus the raw names seen for each."""
 
     def __init__(self, recent: int = RECENT_POINTS, thinned: int = THINNED_POINTS) -> None:
-        self.recent, self.thinned_max = recent, thinned
+        # at least the tail pointwise rules are judged on, and room for one thinned chunk
+        self.recent = max(int(recent), TAIL_POINTS)
+        self.thinned_max = max(int(thinned), 4 * THIN_CHUNK // THIN_BUCKET)
         self.columns: dict[str, _Column] = {}
         self.raw_names: dict[str, str] = {}  # raw → canonical
         self.points = 0
