@@ -3,18 +3,27 @@ own (the caller passes ``now``).
 
 Cost per new point, not per whole history, where it can be:
 
-* **Points are appended, never re-read.** ``LiveStore`` keeps one growing (steps, values) array pair per
-  canonical metric (capacity doubling, amortised O(1) per point); a pass sees them as zero-copy Series views,
+* **Points are appended, never re-read.** ``LiveStore`` keeps one (steps, values) array pair per canonical
+  metric (capacity doubling up to its bound, amortised O(1) per point); a pass sees them as zero-copy Series views,
   so no tidy table is rebuilt and nothing is re-parsed.
 * **Only rules whose inputs changed are judged again.** A rule reads the series its conditions name; a pass
   re-runs it only when one of those series got points since it was last judged. A rule that has fired is
   not judged again until the end (each finding is printed once, the first time it fires); rules made only
   of ``missing`` checks judge an absence and wait for the end, as in the training callback.
+* **Memory is bounded.** Each series keeps its latest ``RECENT_POINTS`` points at full resolution and its
+  older history thinned, ``THIN_CHUNK`` points at a time, into min/max buckets (first, lowest, highest and
+  last point of each ``THIN_BUCKET`` points and every non-finite point: the plots' ``decimate``), the thinned
+  part itself halved again past ``THINNED_POINTS``; so what the rules look back at (the best eval so far,
+  the first loss, a spike's peak, a NaN) survives while the count of held points stops growing. The
+  rules that may answer differently live on thinned history are listed in docs/judgement.md; the report at
+  the end is made from the source read again, exact.
 * **Pointwise rules look at the recent points only.** A rule made only of point-by-point checks
   (``threshold`` with ``reduce: each`` and no window, ``nonfinite``) holds at a point whatever came long
   before, so it is judged on the last ``TAIL_POINTS`` points of its series: O(1) per pass. (Its live message
   counts within that tail; the final report is judged on everything.) Every ``FULL_EVERY`` seconds it is judged
-  on the whole history once, so nothing that arrived between passes can be missed.
+  on the whole history once, so nothing that arrived between passes can be missed; a backlog larger than the
+  tail (watch started on a long log) is fed in tail-sized pieces with a pointwise pass after each, so these
+  rules see every point at full resolution before it is thinned (a "3 logs in a row" survives).
 * **Judging is throttled and budgeted per rule.** A pass runs at most every ``min_interval`` seconds and only
   when points arrived. Each other rule looks at the whole history of the series it reads (an overfitting
   turn is relative to the best eval loss ever seen), so it costs O(points of those series) with a small
@@ -50,20 +59,100 @@ TAIL_POINTS = 4096
 FULL_EVERY = 30.0
 #: pointwise rules cost O(TAIL_POINTS) whatever the history: judged at this pace, outside the budget
 POINTWISE_INTERVAL = 0.5
+#: each series keeps its latest this many points at full resolution (``watch --keep-points``) ...
+RECENT_POINTS = 32_768
+#: ... and older history thinned to at most this many points (min/max buckets, ``decimate``), so a watch's
+#: memory stops growing after RECENT_POINTS + THINNED_POINTS + THIN_CHUNK points per series
+THINNED_POINTS = 16_384
+#: the oldest full-resolution points are thinned this many at a time ...
+THIN_CHUNK = 8192
+#: ... into buckets of this many consecutive points (first, lowest, highest, last and every non-finite kept)
+THIN_BUCKET = 64
+
+
+def thin(steps: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
+    """Indices of the points to keep of a stretch of history: ``decimate``'s min/max buckets (first, lowest,
+    highest and last point per bucket, every non-finite point); non-finite points beyond ``limit // 4`` more
+    are sampled evenly (a run that is NaN for thousands of steps), so what is kept stays bounded."""
+    from lossdoctor.table import decimate
+
+    idx = decimate(steps, values, limit=limit)
+    if len(idx) <= limit + limit // 4:
+        return idx
+    bad = ~np.isfinite(values[idx])
+    nonfinite = idx[bad]
+    room = limit // 4 + max(0, limit - int((~bad).sum()))
+    pick = np.unique(np.linspace(0, len(nonfinite) - 1, room).round().astype("int64"))
+    return np.sort(np.concatenate([idx[~bad], nonfinite[pick]]))
 
 
 class _Column:
-    """One metric's points in arrival order, kept step-sorted; the last value wins per step (the tidy
-    constructor's policy: applied point by point while points arrive in step order, by the constructor itself
-    when some arrived out of order)."""
+    """One metric's points, kept step-sorted; the last value wins per step (the tidy constructor's policy:
+    applied point by point while points arrive in step order, by the constructor itself when some arrived
+    out of order).
 
-    __slots__ = ("steps", "values", "n", "sorted")
+    Memory is bounded: one buffer holds ``[thinned older history | the latest points at full resolution]``
+    (so a series is still one zero-copy view). When the full-resolution part passes ``recent + THIN_CHUNK``
+    points its oldest ``THIN_CHUNK`` are thinned into min/max buckets of ``THIN_BUCKET`` points (``thin``:
+    16x fewer) and appended to the thinned part; when that passes ``thinned`` points it is thinned again to
+    half. Each step is a few vectorised copies of bounded arrays every ``THIN_CHUNK`` points: O(1) amortised
+    per point, like the appends."""
 
-    def __init__(self) -> None:
+    __slots__ = ("steps", "values", "n", "sorted", "t", "recent", "thinned_max", "dropped")
+
+    def __init__(self, recent: int = RECENT_POINTS, thinned: int = THINNED_POINTS) -> None:
         self.steps = np.empty(_INITIAL, dtype="int64")
         self.values = np.empty(_INITIAL, dtype="float64")
         self.n = 0
         self.sorted = True
+        self.t = 0  # points [0, t) are thinned history, [t, n) full resolution
+        self.recent = max(int(recent), TAIL_POINTS)
+        self.thinned_max = max(int(thinned), 4 * THIN_CHUNK // THIN_BUCKET)
+        self.dropped = 0  # points thinned away so far
+
+    @property
+    def capacity_max(self) -> int:
+        return self.thinned_max + self.recent + THIN_CHUNK
+
+    def _room(self, k: int) -> None:
+        """Capacity for ``k`` more points (doubling, never past what the bounds need)."""
+        n = self.n
+        if n + k <= len(self.steps):
+            return
+        cap = min(max(2 * len(self.steps), n + k), max(self.capacity_max, n + k))
+        self.steps = np.concatenate([self.steps[:n], np.empty(cap - n, dtype="int64")])
+        self.values = np.concatenate([self.values[:n], np.empty(cap - n, dtype="float64")])
+
+    def _keep(self, a: int, b: int, idx: np.ndarray) -> None:
+        """Keep only the points ``a + idx`` of ``[a, b)``; the points after ``b`` move down."""
+        k = len(idx)
+        self.steps[a : a + k] = self.steps[a:b][idx]
+        self.values[a : a + k] = self.values[a:b][idx]
+        rest = self.n - b
+        self.steps[a + k : a + k + rest] = self.steps[b : self.n]
+        self.values[a + k : a + k + rest] = self.values[b : self.n]
+        self.dropped += (b - a) - k
+        self.n = a + k + rest
+
+    def _bound(self) -> None:
+        """Thin the oldest full-resolution points while there are more than ``recent + THIN_CHUNK``, and the
+        thinned part to half when it passes its bound."""
+        while self.t > self.thinned_max or self.n - self.t >= self.recent + THIN_CHUNK:
+            if not self.sorted:
+                # points that arrived out of order: sorted (last value per step) only now that thinning is due,
+                # or when a pass asks for a view; never per point
+                self.view()
+                continue
+            if self.t > self.thinned_max:
+                t = self.t
+                idx = thin(self.steps[:t], self.values[:t], self.thinned_max // 2)
+                self._keep(0, t, idx)
+                self.t = len(idx)
+            elif self.n - self.t >= self.recent + THIN_CHUNK:
+                a, b = self.t, self.t + THIN_CHUNK
+                idx = thin(self.steps[a:b], self.values[a:b], 4 * THIN_CHUNK // THIN_BUCKET)
+                self._keep(a, b, idx)
+                self.t = a + len(idx)
 
     def add(self, step: int, value: float) -> None:
         n = self.n
@@ -74,38 +163,45 @@ class _Column:
                 return
             if step < last:
                 self.sorted = False
-        if n == len(self.steps):
-            self.steps = np.concatenate([self.steps, np.empty(n, dtype="int64")])
-            self.values = np.concatenate([self.values, np.empty(n, dtype="float64")])
+        self._room(1)
         self.steps[n] = step
         self.values[n] = value
         self.n = n + 1
+        self._bound()
 
     def extend(self, steps: list[int], values: list[float]) -> None:
-        """Many points at once: one array copy when they come after the last step in order (the usual case)."""
+        """Many points at once: array copies when they come after the last step in order (the usual case),
+        thinned as they go, so the buffer stays within its bound however many arrive at once."""
         st = np.asarray(steps, dtype="int64")
         n, k = self.n, len(steps)
         if not (self.sorted and k and (n == 0 or st[0] > self.steps[n - 1]) and (k == 1 or (st[1:] > st[:-1]).all())):
             for step, value in zip(steps, values):
                 self.add(int(step), float(value))
             return
-        if n + k > len(self.steps):
-            cap = max(2 * len(self.steps), n + k)
-            self.steps = np.concatenate([self.steps[:n], np.empty(cap - n, dtype="int64")])
-            self.values = np.concatenate([self.values[:n], np.empty(cap - n, dtype="float64")])
-        self.steps[n : n + k] = st
-        self.values[n : n + k] = values
-        self.n = n + k
+        va = np.asarray(values, dtype="float64")
+        i = 0
+        while i < k:  # up to the point where the oldest whole points are thinned, then thin, and on
+            m = min(k - i, self.t + self.recent + THIN_CHUNK - self.n)
+            self._room(m)
+            n = self.n
+            self.steps[n : n + m] = st[i : i + m]
+            self.values[n : n + m] = va[i : i + m]
+            self.n = n + m
+            i += m
+            self._bound()
 
     def view(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.sorted:  # out-of-order points (rare: a resumed run): sort once, last value per step
             from lossdoctor.tidy import tidy_series
 
+            boundary = int(self.steps[self.t - 1]) if self.t else None
             st, va = tidy_series(self.steps[: self.n], self.values[: self.n])
             self.n = len(st)
             self.steps[: self.n] = st
             self.values[: self.n] = va
             self.sorted = True
+            # points that arrived inside the thinned stretch count as thinned history from now on
+            self.t = 0 if boundary is None else int(np.searchsorted(st, boundary, side="right"))
         return self.steps[: self.n], self.values[: self.n]
 
     @property
@@ -116,7 +212,10 @@ class _Column:
 class LiveStore:
     """Points received so far: canonical metric → column, plus the raw names seen for each."""
 
-    def __init__(self) -> None:
+    def __init__(self, recent: int = RECENT_POINTS, thinned: int = THINNED_POINTS) -> None:
+        # at least the tail pointwise rules are judged on, and room for one thinned chunk
+        self.recent = max(int(recent), TAIL_POINTS)
+        self.thinned_max = max(int(thinned), 4 * THIN_CHUNK // THIN_BUCKET)
         self.columns: dict[str, _Column] = {}
         self.raw_names: dict[str, str] = {}  # raw → canonical
         self.points = 0
@@ -132,7 +231,7 @@ class LiveStore:
         canon = self.canonical(raw)
         col = self.columns.get(canon)
         if col is None:
-            col = self.columns[canon] = _Column()
+            col = self.columns[canon] = _Column(self.recent, self.thinned_max)
         col.add(int(step), float(value))
         self.points += 1
         if self.last_step is None or step > self.last_step:
@@ -153,7 +252,7 @@ class LiveStore:
             canon = self.canonical(raw)
             col = self.columns.get(canon)
             if col is None:
-                col = self.columns[canon] = _Column()
+                col = self.columns[canon] = _Column(self.recent, self.thinned_max)
             col.extend(steps, values)
             touched.add(canon)
             top = max(steps)
@@ -165,6 +264,16 @@ class LiveStore:
     @property
     def nbytes(self) -> int:
         return sum(c.nbytes for c in self.columns.values())
+
+    @property
+    def held(self) -> int:
+        """Points held in memory now (bounded per series; ``points`` counts every point received)."""
+        return sum(c.n for c in self.columns.values())
+
+    @property
+    def thinned(self) -> int:
+        """Points thinned away so far (0: every point is held at full resolution)."""
+        return sum(c.dropped for c in self.columns.values())
 
     def snapshot(
         self, name: str, provenance: Provenance, config: Mapping[str, Any] | None = None, state: str = "running"
@@ -335,11 +444,13 @@ class LiveJudge:
             return False
         return any(self._ready(r, now) for r in self._stale)
 
-    def judge(self, run: LiveRun | Run, now: float, final: bool = False) -> list[Finding]:
+    def judge(self, run: LiveRun | Run, now: float, final: bool = False, pointwise_only: bool = False) -> list[Finding]:
         """One pass over ``run`` (a LiveRun snapshot, or the whole run when ``final``); returns the findings
-        that fired for the first time."""
+        that fired for the first time. ``pointwise_only``: only the stale pointwise rules, on the tail, whatever
+        their pace (the caller feeds a large backlog in pieces, so that every point is judged by them at full
+        resolution before the store thins it)."""
 
-        full = final or self._full_at is None or now - self._full_at >= FULL_EVERY
+        full = not pointwise_only and (final or self._full_at is None or now - self._full_at >= FULL_EVERY)
         if full:
             self._full_at = now
         tail = run.store.tail_view(run) if isinstance(run, LiveRun) and not full else run
@@ -353,7 +464,9 @@ class LiveJudge:
             if final:
                 if rid in self.fired and rid not in self._deferred:
                     continue
-            elif rid not in self._stale or not self._ready(rid, now):
+            elif rid not in self._stale or (pointwise_only and rid not in self._pointwise):
+                continue
+            elif not pointwise_only and not self._ready(rid, now):
                 continue
             if not rule.applies_to(objective):
                 self._stale.discard(rid)

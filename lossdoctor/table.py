@@ -473,3 +473,35 @@ class Series:
         head = ", ".join(f"{s}: {v:g}" for s, v in zip(self.index[:5].tolist(), self.values[:5].tolist()))
         more = ", ..." if len(self) > 5 else ""
         return f"Series({self.name!r}, {len(self)} points: {{{head}{more}}})"
+
+
+#: a plotted line keeps at most this many points (a plot is ~1000 px wide); see decimate(). Here, not in
+#: the report floor, because watch's store thins its older history with the same decimation.
+MAX_PLOT_POINTS = 2000
+
+
+def decimate(
+    steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS, keep_steps: np.ndarray | None = None
+) -> np.ndarray:
+    """Indices to plot: all of them up to ``limit``; beyond, per bucket of consecutive points the first,
+    the lowest, the highest and the last (so spikes, minima and the shape survive), plus every non-finite
+    point (NaN/inf markers must not vanish) and every point at one of ``keep_steps`` (a finding's evidence).
+    Deterministic, in step order."""
+    n = len(values)
+    if n <= limit:
+        return np.arange(n)
+    buckets = max(1, limit // 4)
+    edges = np.linspace(0, n, buckets + 1).astype("int64")
+    finite = np.isfinite(values)
+    keep = ~finite
+    keep[edges[:-1]] = True
+    keep[np.maximum(edges[1:] - 1, 0)] = True
+    hi = np.where(finite, values, -np.inf)
+    lo = np.where(finite, values, np.inf)
+    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
+        if b > a:
+            keep[a + int(np.argmax(hi[a:b]))] = True
+            keep[a + int(np.argmin(lo[a:b]))] = True
+    if keep_steps is not None and len(keep_steps):
+        keep |= np.isin(steps, keep_steps)
+    return np.flatnonzero(keep)

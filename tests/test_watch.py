@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "tests"))
@@ -22,6 +24,7 @@ from bench_watch import log_lines  # noqa: E402
 
 from lossdoctor.commands.watch import Watcher  # noqa: E402
 from lossdoctor.live import LiveJudge, LiveStore  # noqa: E402
+from lossdoctor.model import Provenance  # noqa: E402
 from lossdoctor.rules.packs import load_rules  # noqa: E402
 
 RULES = load_rules(())
@@ -272,3 +275,128 @@ def test_missing_file_is_waited_for_or_an_error(tmp_path: Path) -> None:
         timeout=120,
     )
     assert proc.returncode == 0 and "waiting for" in proc.stderr and "no report" in proc.stderr
+
+
+def test_store_memory_is_bounded_and_keeps_what_the_rules_look_back_at() -> None:
+    """Each series keeps its latest points whole and older history as min/max buckets: the count of held
+    points stops growing, and the first point, a spike's peak, a NaN and the best value survive thinning."""
+    from lossdoctor.live import TAIL_POINTS, THIN_CHUNK
+
+    store = LiveStore(recent=TAIL_POINTS, thinned=2048)
+    rng = random.Random(1)
+    held: list[int] = []
+    for start in range(0, 200_000, 1000):
+        points = []
+        for s in range(start + 1, start + 1001):
+            loss = 2.0 + 0.05 * rng.random()
+            if s == 777:
+                loss = 40.0  # the peak of a spike, early
+            if s == 1500:
+                loss = math.nan
+            if s == 9000:
+                loss = 0.5  # the lowest value of the run
+            points.append((s, "loss", loss))
+            if s % 50 == 0:
+                points.append((s, "eval_loss", 1.0 + abs(s - 30_000) / 100_000))
+        store.add_many(points)
+        held.append(store.columns["train/loss"].n)
+    loss = store.columns["train/loss"]
+    bound = loss.capacity_max
+    assert bound == TAIL_POINTS + THIN_CHUNK + 2048 < 200_000 // 10
+    # bounded: the loss series never holds more than its bound however many points arrived (it came near it
+    # within the first quarter), and each buffer stays within its bound
+    assert max(held) <= bound and max(held[: len(held) // 4]) > bound - THIN_CHUNK
+    assert all(len(c.steps) <= c.capacity_max for c in store.columns.values())
+    assert store.points == 200_000 + 4000 and store.thinned == store.points - store.held
+    run = store.snapshot("x", Provenance(kind="test", location="x"))
+    s = run.series("train/loss")
+    steps, values = s.index, s.to_numpy()
+    assert (steps[1:] > steps[:-1]).all()  # still one step-sorted series
+    assert steps[0] == 1 and steps[-1] == 200_000
+    assert (steps[-TAIL_POINTS:] == np.arange(200_001 - TAIL_POINTS, 200_001)).all()  # the latest kept whole
+    assert values[steps == 777].tolist() == [40.0] and np.isnan(values[steps == 1500]).all()
+    assert np.nanmin(values) == 0.5 and steps[np.nanargmin(values)] == 9000
+    ev = run.series("eval/loss")
+    assert len(ev) == 4000 and ev.to_numpy().min() == 1.0  # an eval series this small is kept exact
+
+
+def test_store_thinned_history_with_a_resumed_run_stays_sorted() -> None:
+    """A resumed run logs steps again from its checkpoint: the last value wins per step, also across the
+    boundary between the thinned and the whole part."""
+    from lossdoctor.live import TAIL_POINTS
+
+    store = LiveStore(recent=TAIL_POINTS, thinned=1024)
+    store.add_many([(s, "loss", 2.0) for s in range(1, 30_001)])
+    store.add_many([(s, "loss", 1.0) for s in range(10_001, 40_001)])  # resumed from step 10,000
+    run = store.snapshot("x", Provenance(kind="test", location="x"))
+    s = run.series("train/loss")
+    steps, values = s.index, s.to_numpy()
+    assert (steps[1:] > steps[:-1]).all() and steps[-1] == 40_000
+    assert (values[steps > 10_000] == 1.0).all() and (values[steps <= 10_000] == 2.0).all()
+    assert store.held <= store.columns["train/loss"].capacity_max
+
+
+def test_long_log_bounded_memory_early_finding_and_the_exact_report(tmp_path: Path) -> None:
+    """A long JSONL log whose early part is thinned before it is first judged: the early grad-norm explosion
+    is still printed live (not "judged at the end"), the store's size stays bounded, and the report at the
+    end is analyze's of the same file, with a note that the live judgement used thinned history."""
+    from lossdoctor import analyze, load_run
+    from lossdoctor.live import TAIL_POINTS, THIN_CHUNK
+
+    path = tmp_path / "metrics.jsonl"
+    rng = random.Random(7)
+    rows = []
+    n = 60_000
+    for i in range(1, n + 1):
+        row = {"step": i, "loss": round(3.0 * math.exp(-i / 20_000) + 0.05 * rng.random(), 5), "grad_norm": 1.0}
+        if i in (500, 501, 502):
+            row["grad_norm"] = 500.0
+        if i % 200 == 0:
+            row["eval_loss"] = round(2.5 * math.exp(-i / 25_000) + 0.2, 5)
+        rows.append(json.dumps(row) + "\n")
+    # the first 50,000 rows are there when watch starts (read in one poll, thinned before the first pass);
+    # the rest arrives in pieces
+    pieces = [("".join(rows[:50_000]), "")] + [("".join(rows[k : k + 500]), "") for k in range(50_000, n, 500)]
+    writer = Writer(path, pieces, pause=0.02)
+    rec = Recorder(writer)
+    w = Watcher(
+        str(path),
+        RULES,
+        echo=rec,
+        interval=0.05,
+        budget=0.5,
+        stall_timeout=1.5,
+        keep_points=TAIL_POINTS,
+        thinned_points=1024,
+    )
+    writer.start()
+    code = w.run(("json",), str(tmp_path / "report"), False)
+    writer.stop.set()
+    assert code == 0
+    explosion = rec.finding("grad-norm-explosion")
+    assert explosion is not None and "@ step 502" in explosion[0] and "judged at the end" not in explosion[0]
+    store = w.store
+    assert store.points == 2 * n + n // 200 and store.thinned > 0
+    # each series within its bound (the latest 4,096 whole + 8,192 waiting to be thinned + 1,024 thinned)
+    assert all(c.n <= c.capacity_max == TAIL_POINTS + THIN_CHUNK + 1024 for c in store.columns.values())
+    assert store.held < store.points / 4
+    doc = json.loads((tmp_path / "report" / "diagnosis.json").read_text())
+    want = analyze(load_run(str(path)))
+    got = [(f["rule_id"], f["first_step"], f["last_step"], f["message"]) for f in doc["findings"]]
+    assert got == [(f.rule_id, f.first_step, f.last_step, f.message) for f in want.findings]
+    assert doc["verdict"] == want.verdict
+    assert any("live judgement used thinned history" in note for note in doc["run"]["provenance"]["notes"])
+
+
+def test_store_bound_holds_for_a_run_that_is_mostly_nan() -> None:
+    """Every non-finite point is kept while thinning, but not without bound: a run that is NaN at every
+    other step still holds a bounded number of points, NaNs among them."""
+    from lossdoctor.live import TAIL_POINTS
+
+    store = LiveStore(recent=TAIL_POINTS, thinned=1024)
+    for start in range(0, 100_000, 2000):
+        store.add_many([(s, "loss", math.nan if s % 2 else 1.0 + s * 1e-6) for s in range(start + 1, start + 2001)])
+    col = store.columns["train/loss"]
+    assert col.n <= col.capacity_max and len(col.steps) <= col.capacity_max
+    steps, values = col.view()
+    assert np.isnan(values[: col.t]).sum() > 100 and np.isfinite(values[: col.t]).sum() > 100

@@ -109,6 +109,14 @@ def _line(finding: Any, step: int | None) -> str:
     help="Share of one core that judging may use on average (long histories are judged less often).",
 )
 @click.option(
+    "--keep-points",
+    type=click.IntRange(1, None),
+    default=None,
+    metavar="N",
+    help="Keep the latest N points of each series at full resolution, older ones thinned to min/max buckets "
+    "(memory stays flat; the report at the end is exact; at least 4096) [default: 32768].",
+)
+@click.option(
     "--wait/--no-wait",
     default=True,
     show_default=True,
@@ -127,6 +135,7 @@ def watch_command(
     stall_timeout: float | None,
     interval_ms: int,
     cpu_budget: float,
+    keep_points: int | None,
     wait: bool,
     quiet: bool,
 ) -> int:
@@ -151,6 +160,7 @@ def watch_command(
         stall_timeout=stall_timeout,
         interval=interval_ms / 1000.0,
         budget=cpu_budget,
+        keep_points=keep_points,
         wait=wait,
         quiet=quiet,
     )
@@ -170,12 +180,14 @@ class Watcher:
         stall_timeout: float | None = None,
         interval: float = 0.25,
         budget: float = 0.03,
+        keep_points: int | None = None,
+        thinned_points: int | None = None,
         wait: bool = True,
         quiet: bool = False,
         echo: Any = None,
         clock: Any = time.monotonic,
     ) -> None:
-        from lossdoctor.live import LiveJudge, LiveStore
+        from lossdoctor.live import RECENT_POINTS, THINNED_POINTS, LiveJudge, LiveStore
 
         self.location = location
         self.ruleset = ruleset
@@ -186,7 +198,7 @@ class Watcher:
         self.quiet = quiet
         self.echo = echo or (lambda text, err=False: click.echo(text, err=err))
         self.clock = clock
-        self.store = LiveStore()
+        self.store = LiveStore(keep_points or RECENT_POINTS, thinned_points or THINNED_POINTS)
         self.judge = LiveJudge(ruleset, min_interval=interval, budget=budget)
         self.tail: Any = None
         self.stop_reason: str | None = None
@@ -211,6 +223,17 @@ class Watcher:
             if self.gated is None and gate((f.severity,), self.until) == EXIT_GATE:
                 self.gated = f
                 self.stop_reason = self.stop_reason or f"--until {self.until}: {f.rule_id} ({f.severity}) fired"
+
+    def _add(self, points: list[Any], now: float) -> None:
+        """New points into the store. A backlog larger than the tail pointwise rules are judged on goes in
+        tail-sized pieces with a pointwise pass after each: the store thins older history, and a point must
+        have been judged at full resolution first (three logs in a row above a threshold stay three)."""
+        from lossdoctor.live import TAIL_POINTS
+
+        for i in range(0, len(points), TAIL_POINTS):
+            self.judge.touched(self.store.add_many(points[i : i + TAIL_POINTS]))
+            if i + TAIL_POINTS < len(points):
+                self._report_new(self.judge.judge(self._snapshot(), now, pointwise_only=True))
 
     def _on_signal(self, signum: int, frame: Any) -> None:  # noqa: ARG002
         self.stop_reason = f"stopped by {signal.Signals(signum).name}"
@@ -247,7 +270,7 @@ class Watcher:
             for note in update.notes:
                 self.echo(f"lossdoctor: note: {note}", err=True)
             if update.points:
-                self.judge.touched(self.store.add_many(update.points))
+                self._add(update.points, now)
                 last_point = now
             if self.judge.due(now):
                 self._report_new(self.judge.judge(self._snapshot(), now))
@@ -286,6 +309,17 @@ class Watcher:
                 notes=(note,) if note else (),
             )
             run = self.store.to_run(Path(self.location).name or self.location, prov, self.tail.config)
+        if self.store.thinned:
+            prov = run.provenance
+            note = (
+                f"watch: the live judgement used thinned history ({self.store.thinned} of {self.store.points} "
+                f"points thinned into min/max buckets, the latest {self.store.recent} of each series kept whole); "
+                "this report is made from the source read again"
+                if not note
+                else f"watch: the points followed were thinned ({self.store.thinned} of {self.store.points} into "
+                "min/max buckets): this report is approximate"
+            )
+            run = dataclasses.replace(run, provenance=dataclasses.replace(prov, notes=prov.notes + (note,)))
         if self.stop_reason:
             state = run.state
             if self.stop_reason.startswith(("stalled", "stopped", "--until")) and state in ("unknown", "running"):
@@ -332,7 +366,8 @@ class Watcher:
             for p in written:
                 self.echo(f"  report: {p}")
             self.echo(
-                f"lossdoctor: {self.store.points} points followed, {self.judge.passes} rule passes, "
+                f"lossdoctor: {self.store.points} points followed ({self.store.held} held in memory), "
+                f"{self.judge.passes} rule passes, "
                 f"{self.judge.spent:.2f} s judging",
                 err=True,
             )

@@ -23,6 +23,7 @@ from lossdoctor import __version__
 from lossdoctor.diagnosis import is_shape_only
 from lossdoctor.metrics.objectives import describe, judged_on
 from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
+from lossdoctor.table import MAX_PLOT_POINTS, decimate  # noqa: F401 - decimate is re-exported for the report formats
 
 #: Metrics that only count things (never worth a plot of their own).
 BOOKKEEPING_METRICS: frozenset[str] = frozenset(
@@ -602,36 +603,6 @@ def _level(diagnosis: Diagnosis) -> str:
 
 
 # ----------------------------------------------------------------------- series for plots and JSON
-
-#: a plotted line keeps at most this many points (a plot is ~1000 px wide); see decimate()
-MAX_PLOT_POINTS = 2000
-
-
-def decimate(
-    steps: np.ndarray, values: np.ndarray, limit: int = MAX_PLOT_POINTS, keep_steps: np.ndarray | None = None
-) -> np.ndarray:
-    """Indices to plot: all of them up to ``limit``; beyond, per bucket of consecutive points the first,
-    the lowest, the highest and the last (so spikes, minima and the shape survive), plus every non-finite
-    point (NaN/inf markers must not vanish) and every point at one of ``keep_steps`` (a finding's evidence).
-    Deterministic, in step order."""
-    n = len(values)
-    if n <= limit:
-        return np.arange(n)
-    buckets = max(1, limit // 4)
-    edges = np.linspace(0, n, buckets + 1).astype("int64")
-    finite = np.isfinite(values)
-    keep = ~finite
-    keep[edges[:-1]] = True
-    keep[np.maximum(edges[1:] - 1, 0)] = True
-    hi = np.where(finite, values, -np.inf)
-    lo = np.where(finite, values, np.inf)
-    for a, b in zip(edges[:-1].tolist(), edges[1:].tolist()):
-        if b > a:
-            keep[a + int(np.argmax(hi[a:b]))] = True
-            keep[a + int(np.argmin(lo[a:b]))] = True
-    if keep_steps is not None and len(keep_steps):
-        keep |= np.isin(steps, keep_steps)
-    return np.flatnonzero(keep)
 
 
 def evidence_steps(findings: tuple[Finding, ...], holds: tuple[tuple[tuple[int, int], ...], ...] = ()) -> np.ndarray:
