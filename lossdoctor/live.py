@@ -63,7 +63,7 @@ POINTWISE_INTERVAL = 0.5
 RECENT_POINTS = 32_768
 #: ... and older history thinned to at most this many points (min/max buckets, ``decimate``), so a watch's
 #: memory stops growing after RECENT_POINTS + THINNED_POINTS + THIN_CHUNK points per series
-THINNED_POINTS = 16_384
+THINNED_POINTS = 4096
 #: the oldest full-resolution points are thinned this many at a time ...
 THIN_CHUNK = 8192
 #: ... into buckets of this many consecutive points (first, lowest, highest, last and every non-finite kept)

@@ -400,3 +400,29 @@ def test_store_bound_holds_for_a_run_that_is_mostly_nan() -> None:
     assert col.n <= col.capacity_max and len(col.steps) <= col.capacity_max
     steps, values = col.view()
     assert np.isnan(values[: col.t]).sum() > 100 and np.isfinite(values[: col.t]).sum() > 100
+
+
+def test_console_tail_trusts_the_counter_over_a_coarsely_printed_epoch(tmp_path: Path) -> None:
+    """transformers 5 prints the epoch with 4 significant digits: past epoch 100 that is 0.1 epoch (200 steps
+    here). The counter redrawn after each dict is the step; the epoch may only overrule a counter that is far
+    off by more than its printed precision allows (it used to replace good counters, so steps ran backwards)."""
+    from lossdoctor.tail.hf_console import ConsoleTail, half_ulp
+
+    assert (half_ulp("100.5"), half_ulp("'0.01'"), half_ulp("3"), half_ulp("2.5e-05")) == (0.05, 0.005, 0.5, 5e-07)
+    log = tmp_path / "train.log"
+    log.write_text("")
+    tail = ConsoleTail(log)
+    per_epoch, total, now, points = 2000, 400_000, 0.0, []
+    with log.open("a") as fh:
+        for step in range(190_000, 215_000, 10):
+            epoch = format(step / per_epoch, ".4g")
+            fh.write(f" 50%|#####     | {step - 1}/{total} [00:01<00:01]\r{{'loss': '0.5', 'epoch': '{epoch}'}}\n")
+            fh.write(f" 50%|#####     | {step}/{total} [00:01<00:01]\n")
+            if step % 1000 == 0:
+                fh.flush()
+                now += 0.1
+                points.extend(tail.poll(now).points)
+    points.extend(tail.poll(now + 1.0).points)
+    steps = [s for s, key, _ in points if key == "loss"]
+    assert steps == list(range(190_000, 215_000, 10))[: len(steps)] and len(steps) >= 2400
+    assert tail.guessed == 0

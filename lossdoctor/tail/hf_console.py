@@ -35,6 +35,19 @@ class _Pending:
     values: list[float | None]
     epoch: float | None
     since: float
+    epoch_half_ulp: float = 0.005  # half the last digit the epoch was printed with ('100.5': 0.05)
+
+
+def half_ulp(text: str) -> float:
+    """Half the value of the last digit a number was printed with: ``'0.01'`` 0.005, ``'100.5'`` 0.05,
+    ``'3'`` 0.5, ``'2.5e-05'`` 5e-07 (0.0 when it does not read as a number)."""
+    mantissa, _, exponent = text.strip().strip("'\"").lower().partition("e")
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    try:
+        shift = int(exponent) if exponent else 0
+    except ValueError:
+        return 0.0
+    return 0.5 * 10.0 ** (shift - decimals)
 
 
 @dataclass
@@ -61,14 +74,17 @@ class ConsoleTail:
     def _from_counter(self, p: _Pending, counter: int) -> int:
         """The counter, unless it disagrees with the dict's epoch: a counter redrawn after a dict can lag or lead
         it by a few steps (tqdm's mininterval), so steps per epoch is the median counter/epoch ratio of the
-        last RATIOS dicts, and a counter far from epoch x that is replaced by it."""
+        last RATIOS dicts, and a counter far from epoch x that is replaced by it. "Far" is beyond what the
+        epoch's printed precision allows (transformers 5 prints 4 significant digits: past epoch 100 that is
+        0.1 epoch, hundreds of steps) plus a margin for the ratio's own error: a coarse epoch never overrules
+        an exact counter."""
         if not p.epoch or p.epoch <= 0 or counter <= 0:
             return counter
         self.ratios.append(counter / p.epoch)
         if self.steps_per_epoch is None or len(self.ratios) < RATIOS or self.train_dicts % 8 == 0:
             self.steps_per_epoch = float(statistics.median(self.ratios))
         expected = p.epoch * self.steps_per_epoch
-        tolerance = self.steps_per_epoch * max(0.005, p.epoch * 5e-4) + 1.0
+        tolerance = self.steps_per_epoch * (2.0 * max(p.epoch_half_ulp, 0.005) + p.epoch * 1e-3) + 1.0
         if abs(counter - expected) <= tolerance:
             return counter
         self.guessed += 1
@@ -123,10 +139,14 @@ class ConsoleTail:
             values: list[float | None] = list(map(float, raw))
         except ValueError:
             values = [parse_number(v) for v in raw]
-        epoch = values[keys.index("epoch")] if "epoch" in keys else None
+        at = keys.index("epoch") if "epoch" in keys else -1
+        epoch = values[at] if at >= 0 else None
         if kind != EVAL:
             self.train_dicts += 1
-        self.pending.append(_Pending(kind, keys, values, epoch, now))
+        pending = _Pending(kind, keys, values, epoch, now)
+        if at >= 0:
+            pending.epoch_half_ulp = half_ulp(raw[at])
+        self.pending.append(pending)
 
     def poll(self, now: float) -> Update:
         out = Update()
