@@ -1,4 +1,4 @@
-from lossdoctor.cli import main
+from lossdoctor.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -66,17 +66,20 @@ _ENV_DEFAULTS = {"OPENBLAS_NUM_THREADS": "1"}
 _GC_THRESHOLDS = (50_000, 20, 20)
 
 
-def main(argv: list[str] | None = None) -> None:
-    for name, value in _ENV_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+def run(argv: list[str] | None = None) -> None:
+    """The ``lossdoctor`` executable (and ``python -m lossdoctor``): :func:`main` in a process that ends with it,
+    so the collector can be tuned for the command and what survives frozen for the exit. (In-process callers,
+    tests among them, call :func:`main` and keep their collector as it is.)"""
     gc.set_threshold(*_GC_THRESHOLDS)
     try:
-        _main(argv)
+        main(argv)
     finally:
         gc.freeze()
 
 
-def _main(argv: list[str] | None) -> None:
+def main(argv: list[str] | None = None) -> None:
+    for name, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     # numpy's overflow/invalid-value warnings on hostile numbers are not for the user (--debug shows them)
     warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:

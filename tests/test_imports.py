@@ -120,16 +120,30 @@ def test_the_cli_keeps_numpy_from_starting_blas_threads_unless_told(monkeypatch,
         monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     else:
         monkeypatch.setenv("OPENBLAS_NUM_THREADS", given)
-    import gc
-
-    thresholds = gc.get_threshold()
-    try:
-        with pytest.raises(SystemExit) as exc:
-            main(["sources"])
-        # and the cyclic collector runs rarer during a command, with what survives frozen at exit
-        assert gc.get_threshold()[0] > thresholds[0] and gc.get_freeze_count() > 0
-    finally:
-        gc.set_threshold(*thresholds)
-        gc.unfreeze()
+    with pytest.raises(SystemExit) as exc:
+        main(["sources"])
     assert exc.value.code == 0 and "trainer-state" in capsys.readouterr().out
     assert os.environ["OPENBLAS_NUM_THREADS"] == expected
+
+
+def test_the_executable_tunes_the_collector_for_its_one_command(monkeypatch, capsys) -> None:
+    """``lossdoctor`` (``cli.run``) makes cyclic collections rarer for the command and freezes what survives for
+    the exit; ``cli.main``, which in-process callers use, leaves their collector alone."""
+    import gc
+
+    from lossdoctor import cli
+
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(700, 10, 10)
+        with pytest.raises(SystemExit):
+            cli.main(["sources"])
+        assert gc.get_threshold() == (700, 10, 10)
+        frozen = gc.get_freeze_count()
+        with pytest.raises(SystemExit) as exc:
+            cli.run(["sources"])
+        assert exc.value.code == 0 and "trainer-state" in capsys.readouterr().out
+        assert gc.get_threshold() == cli._GC_THRESHOLDS and gc.get_freeze_count() > frozen
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
