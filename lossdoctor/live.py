@@ -68,6 +68,14 @@ THINNED_POINTS = 4096
 THIN_CHUNK = 8192
 #: ... into buckets of this many consecutive points (first, lowest, highest, last and every non-finite kept)
 THIN_BUCKET = 64
+#: the most points one thinned chunk keeps (four per bucket); the thinned part holds at least this many
+_CHUNK_KEPT = 4 * THIN_CHUNK // THIN_BUCKET
+
+
+def bounds(recent: int, thinned: int) -> tuple[int, int]:
+    """(recent, thinned) as a store uses them: at least the tail pointwise rules are judged on, and room for
+    one thinned chunk."""
+    return max(int(recent), TAIL_POINTS), max(int(thinned), _CHUNK_KEPT)
 
 
 def thin(steps: np.ndarray, values: np.ndarray, limit: int) -> np.ndarray:
@@ -101,13 +109,13 @@ class _Column:
     __slots__ = ("steps", "values", "n", "sorted", "t", "recent", "thinned_max", "dropped")
 
     def __init__(self, recent: int = RECENT_POINTS, thinned: int = THINNED_POINTS) -> None:
+        """``recent`` and ``thinned`` as :func:`bounds` gives them."""
         self.steps = np.empty(_INITIAL, dtype="int64")
         self.values = np.empty(_INITIAL, dtype="float64")
         self.n = 0
         self.sorted = True
         self.t = 0  # points [0, t) are thinned history, [t, n) full resolution
-        self.recent = max(int(recent), TAIL_POINTS)
-        self.thinned_max = max(int(thinned), 4 * THIN_CHUNK // THIN_BUCKET)
+        self.recent, self.thinned_max = recent, thinned
         self.dropped = 0  # points thinned away so far
 
     @property
@@ -150,7 +158,7 @@ class _Column:
                 self.t = len(idx)
             elif self.n - self.t >= self.recent + THIN_CHUNK:
                 a, b = self.t, self.t + THIN_CHUNK
-                idx = thin(self.steps[a:b], self.values[a:b], 4 * THIN_CHUNK // THIN_BUCKET)
+                idx = thin(self.steps[a:b], self.values[a:b], _CHUNK_KEPT)
                 self._keep(a, b, idx)
                 self.t = a + len(idx)
 
@@ -213,9 +221,7 @@ class LiveStore:
     """Points received so far: canonical metric → column, plus the raw names seen for each."""
 
     def __init__(self, recent: int = RECENT_POINTS, thinned: int = THINNED_POINTS) -> None:
-        # at least the tail pointwise rules are judged on, and room for one thinned chunk
-        self.recent = max(int(recent), TAIL_POINTS)
-        self.thinned_max = max(int(thinned), 4 * THIN_CHUNK // THIN_BUCKET)
+        self.recent, self.thinned_max = bounds(recent, thinned)
         self.columns: dict[str, _Column] = {}
         self.raw_names: dict[str, str] = {}  # raw → canonical
         self.points = 0

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lossdoctor.report.data import decimate
 from lossdoctor.rules.checks import EXACT_MEDIAN_WINDOW, ema, rolling_median, sorted_unique
+from lossdoctor.table import decimate
 
 
 def _ema_loop(values: np.ndarray, span: int) -> np.ndarray:

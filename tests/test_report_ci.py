@@ -19,10 +19,11 @@ from report_samples import hostile_diagnosis, overfit_diagnosis
 
 from lossdoctor.diagnosis import diagnose
 from lossdoctor.report import render, write_reports
-from lossdoctor.report.data import MAX_PLOT_POINTS, ReportOptions
+from lossdoctor.report.data import ReportOptions
 from lossdoctor.rules.packs import load_rules
 from lossdoctor.sources import read_runs
 from lossdoctor.sources.base import ReadOptions
+from lossdoctor.table import MAX_PLOT_POINTS
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "tests" / "data" / "schemas"

@@ -23,7 +23,7 @@ from lossdoctor import __version__
 from lossdoctor.diagnosis import is_shape_only
 from lossdoctor.metrics.objectives import describe, judged_on
 from lossdoctor.model import SEVERITY_RANK, Diagnosis, Finding, Run
-from lossdoctor.table import MAX_PLOT_POINTS, decimate  # noqa: F401 - decimate is re-exported for the report formats
+from lossdoctor.table import decimate
 
 #: Metrics that only count things (never worth a plot of their own).
 BOOKKEEPING_METRICS: frozenset[str] = frozenset(

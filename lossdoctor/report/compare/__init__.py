@@ -19,8 +19,9 @@ import numpy as np
 from lossdoctor import __version__
 from lossdoctor.errors import UsageError
 from lossdoctor.plugins import METHOD, Registry, declares
-from lossdoctor.report.data import Line, PlotSpec, Span, decimate, fmt_num, fmt_steps, span_gid
+from lossdoctor.report.data import Line, PlotSpec, Span, fmt_num, fmt_steps, span_gid
 from lossdoctor.report.write import write_files
+from lossdoctor.table import decimate
 
 if TYPE_CHECKING:
     from lossdoctor.compare import Comparison

@@ -22,7 +22,8 @@ import numpy as np
 
 from lossdoctor import __version__
 from lossdoctor.model import Diagnosis, Run
-from lossdoctor.report.data import ReportData, build_report_data, decimate, evidence_steps
+from lossdoctor.report.data import ReportData, build_report_data, evidence_steps
+from lossdoctor.table import decimate
 
 SCHEMA = "lossdoctor.diagnosis"
 SCHEMA_VERSION = 1
