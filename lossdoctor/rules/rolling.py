@@ -5,7 +5,7 @@ the EMA up to rounding) without importing pandas, in O(n log n) array passes wit
 
 - :func:`window_medians` takes the median of the finite values in ``values[lo[i]:hi[i]]`` for every i at once.
   Short windows sort a sliding view (n x w); long ones answer k-th-smallest queries on a *wavelet matrix* of
-  the values' ranks: one level per bit of the rank, each level a stable partition by that bit plus a prefix
+  the values' ranks among the distinct values: one level per bit of the rank, each level a stable partition by that bit plus a prefix
   count of zeros, and every query descends all levels together (the levels are built and used one at a time,
   so memory stays O(n)). Non-finite values rank after every finite one and the k asked for is below the
   window's finite count, so they are never picked: they are skipped, as pandas skips NaN.
@@ -97,17 +97,28 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
         at = np.arange(len(q_lo))
         out[has] = (rows[(mh - 1) // 2, at] + rows[mh // 2, at]) / 2.0
         return out
-    # ranks of the finite values in sorted order; non-finite ones after them (memory: every array here is one
-    # per point or per window, so each is dropped as soon as it is used, and indices are int32 where they fit)
+    # dense ranks of the finite values (equal values share one, so the levels follow the distinct values: a
+    # log printed to 4 significant digits has a few thousand, not a million); non-finite ones after them.
+    # -0.0 and 0.0 rank apart, so each rank stands for one exact value. (Memory: every array here is one per
+    # point or per window, so each is dropped as soon as it is used, and indices are int32 where they fit.)
     idx_t = np.int32 if len(v) < 2**31 - 1 else np.int64
     order = np.argsort(np.where(finite, v, np.inf), kind="stable")
     n_fin = int(finite.sum())
-    ranks = np.empty(len(v), dtype=idx_t)
-    ranks[order] = np.arange(len(v), dtype=idx_t)
-    ranks[~finite] = n_fin
     sorted_vals = v[order[:n_fin]]
-    del order
-    bits = max(1, int(n_fin).bit_length())
+    new = np.ones(n_fin, dtype=bool)
+    np.not_equal(sorted_vals[1:], sorted_vals[:-1], out=new[1:])
+    sign = np.signbit(sorted_vals)
+    new[1:] |= sign[1:] != sign[:-1]
+    del sign
+    dense = np.cumsum(new, dtype=idx_t)
+    dense -= 1
+    distinct = sorted_vals[new]
+    del sorted_vals, new
+    ranks = np.empty(len(v), dtype=idx_t)
+    ranks[order[:n_fin]] = dense
+    ranks[order[n_fin:]] = len(distinct)
+    del order, dense
+    bits = max(1, len(distinct).bit_length())
     if not has.all():
         lo, hi, m = lo[has], hi[has], m[has]
     # the lower middle for every window, the upper one only where the count is even (odd: the same point)
@@ -120,9 +131,9 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     del m
     both = _kth_smallest(ranks, q_lo, q_hi, q_k, bits)
     del ranks, q_lo, q_hi, q_k
-    lower = sorted_vals[both[:nq]]
+    lower = distinct[both[:nq]]
     upper = lower.copy()
-    upper[even] = sorted_vals[both[nq:]]
+    upper[even] = distinct[both[nq:]]
     out[has] = (lower + upper) / 2.0
     return out
 
