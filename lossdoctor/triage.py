@@ -11,7 +11,6 @@ answer). Every item ends as exactly one row: fetched, cached, read (a local run)
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 import time
@@ -402,13 +401,6 @@ POOL_QUEUE_PER_WORKER = 16
 _WORKER: dict[str, Any] = {}
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _init_worker(ruleset: Any, formats: tuple[str, ...], base: Path) -> None:
     import signal
 
@@ -445,7 +437,9 @@ class Judges:
         self._started: Any = None
         self._starting: threading.Thread | None = None
         self._workers = 0
-        cpus = _usable_cpus()
+        from lossdoctor.workers import usable_cpus
+
+        cpus = usable_cpus()
         if runs >= POOL_MIN_RUNS and cpus >= 2:
             import multiprocessing
 

@@ -9,10 +9,11 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lossdoctor.errors import SourceError
-from lossdoctor.sources import ReadOptions, detect, make_target, read_runs
+from lossdoctor.sources import ReadOptions, detect, hf_console, make_target, read_runs
 from lossdoctor.sources.hf_console import SOURCE
 
 HERE = Path(__file__).parent
@@ -353,3 +354,169 @@ def test_template_path_equals_the_general_path(
     assert "train/loss" in names and "eval/loss" in names
     loss = read(path).series("train/loss")
     assert any(math.isnan(v) for v in loss.tolist()) and any(math.isinf(v) for v in loss.tolist())
+
+
+# ---------------------------------------------------------------- a big log split between worker processes
+
+
+def _scan_fields(scan) -> dict[str, object]:
+    """Everything a scan gives, as plain values (NaN-safe: floats by repr)."""
+    groups = {}
+    for keys, group in scan.groups.items():
+        idx, vals, ok = group.table()
+        groups[keys] = (group.kind, idx.tolist(), [repr(x) for x in vals.ravel().tolist()], ok.tolist())
+    return {
+        "group_order": list(scan.groups),
+        "groups": groups,
+        "kind": scan.kind.tolist(),
+        "after_n": scan.after_n.tolist(),
+        "after_total": scan.after_total.tolist(),
+        "meta": (scan.run_name, scan.replacement_chars, scan.bytes_read),
+    }
+
+
+def _split_log(tmp_path: Path) -> Path:
+    """The mixed-layout log behind a UTF-8 BOM, with two W&B run lines, undecodable bytes and CRLF halfway."""
+    mixed = _mixed_log(tmp_path).read_bytes()
+    half = mixed.index(b"\n", len(mixed) // 2) + 1
+    body = (
+        b"\xef\xbb\xbfwandb: Syncing run first-name\n"
+        + mixed[:half]
+        + b"bad bytes \xff\xfe here\nwandb: Syncing run second-name\n"
+        + mixed[half:].replace(b"\n", b"\r\n")
+    )
+    path = tmp_path / "split.log"
+    path.write_bytes(body)
+    return path
+
+
+@pytest.mark.parametrize("task_bytes", [700, 4096, 50_000])
+def test_pieces_scanned_apart_and_joined_equal_one_pass(tmp_path: Path, task_bytes: int) -> None:
+    """Split at line starts, each piece scanned on its own with the next piece's first line as lookahead, then
+    joined: the same scan as one pass over the file (the work a worker process does, done here)."""
+    from lossdoctor.sources import _hf_scan
+
+    path = _split_log(tmp_path)
+    whole = _hf_scan.scan_file(path)
+    with path.open("rb") as fh:
+        pieces = _hf_scan._pieces(fh, "utf-8-sig", task_bytes)
+    data = path.read_bytes()
+    assert len(pieces) >= 2 and pieces[0][0] == 0 and pieces[-1][1] is None
+    assert all(data[start - 1 : start] == b"\n" for start, _ in pieces[1:])
+    assert all(end == nxt for (_, end), (nxt, _) in zip(pieces, pieces[1:]))
+    parts = [
+        _hf_scan._scan_piece(str(path), "utf-8-sig" if start == 0 else "utf-8", 997, start, end)
+        for start, end in pieces
+    ]
+    joined = _hf_scan._join(parts)
+    assert _scan_fields(joined) == _scan_fields(whole)
+    assert joined.run_name == "second-name" and joined.replacement_chars == 2
+    assert (joined.after_n[: len(joined.kind) - 1] >= 0).sum() > 800  # the bars after the dicts were seen
+
+
+def test_pieces_only_where_a_line_break_splits_utf8(tmp_path: Path) -> None:
+    from lossdoctor.sources import _hf_scan
+
+    one_line = tmp_path / "one.log"
+    one_line.write_bytes(b"{'loss': '1'} " * 2000)
+    utf16 = tmp_path / "u16.log"
+    utf16.write_bytes(("{'loss': '1'}\n" * 2000).encode("utf-16"))
+    small = tmp_path / "small.log"
+    small.write_bytes(b"{'loss': '1'}\n" * 10)
+    for path, encoding in ((one_line, "utf-8"), (utf16, "utf-16"), (small, "utf-8")):
+        with path.open("rb") as fh:
+            assert _hf_scan._pieces(fh, encoding, 1000) == [], path.name
+
+
+def test_a_big_log_is_read_by_worker_processes_with_the_same_run(tmp_path: Path) -> None:
+    """The forked pool for real, in a fresh interpreter (no other thread there, so forking is allowed): the
+    pieces are scanned in worker processes (their pids are not the parent's) and the run equals the one-pass
+    read; a worker that fails leaves the file to the parent, with the same run."""
+    import subprocess
+
+    path = _split_log(tmp_path)
+    script = f"""
+import json, os, sys
+from pathlib import Path
+from lossdoctor.sources import _hf_scan
+from lossdoctor.sources.hf_console import read_console
+from lossdoctor.workers import fork_workers
+path = Path({str(path)!r})
+pids = set()
+real_piece, real_join = _hf_scan._scan_piece, _hf_scan._join
+def piece(*args):
+    scan = real_piece(*args)
+    scan.run_name = (scan.run_name or "") + "@" + str(os.getpid())
+    return scan
+def join(parts):
+    pids.update(p.run_name.rsplit("@", 1)[1] for p in parts)
+    for p in parts:
+        p.run_name = p.run_name.rsplit("@", 1)[0] or None
+    return real_join(parts)
+_hf_scan._scan_piece, _hf_scan._join = piece, join
+_hf_scan.TASK_BYTES = 4096
+def table(run):
+    return [[repr(x) for x in run.metrics[c].tolist()] for c in run.metrics.columns], run.name, run.provenance.notes
+one = table(read_console(path, "x"))
+many = read_console(path, "x", workers=3)
+def broken(*args):
+    raise OSError("worker failed")
+_hf_scan._scan_piece = broken
+fallback = table(read_console(path, "x", workers=3))
+print(json.dumps({{"forkable": fork_workers(3), "workers": sorted(pids - {{str(os.getpid())}}),
+                  "same": table(many) == one, "fallback_same": fallback == one}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
+    got = json.loads(out.stdout)
+    assert got["same"] and got["fallback_same"]
+    from lossdoctor.workers import usable_cpus
+
+    if usable_cpus() >= 2:
+        assert got["forkable"] >= 2 and len(got["workers"]) >= 1
+    else:  # one core: the parent scans it all, and no worker ran
+        assert got["forkable"] == 1 and got["workers"] == []
+
+
+def test_no_fork_while_another_thread_runs() -> None:
+    import threading
+
+    from lossdoctor.workers import fork_workers
+
+    assert fork_workers(1) == 1
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        assert fork_workers(4) == 1  # forking now could copy a lock the other thread holds
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_jobs_sets_the_workers_of_one_big_log() -> None:
+    from lossdoctor.workers import usable_cpus
+
+    assert ReadOptions(jobs=3).workers() == 3
+    assert ReadOptions().workers() == usable_cpus() >= 1
+
+
+def test_a_step_printed_twice_in_two_quotings_keeps_the_last(tmp_path: Path) -> None:
+    """The same keys printed bare (transformers 4) and then quoted (transformers 5, the template) at one step,
+    as a run resumed after an upgrade re-logs it: the dict printed last wins, also when the template reads the
+    quoted dicts and the bare ones are read dict by dict within the same chunk (the chunk's two blocks of this
+    key set were kept template-first, so the bare dict printed before won)."""
+    from lossdoctor.sources import _hf_scan
+
+    lines = []
+    for i in range(1, 400):
+        if i % 40 == 0:  # printed first: replaced by the quoted dict of the same step after it
+            lines.append(f"{{'loss': {5 + i}, 'epoch': {i / 400}}}\n 10%|# | {i}/400 [00:01<00:02]\n")
+        lines.append(f"{{'loss': '{1 + i / 1000:.4g}', 'epoch': '{i / 400:.4g}'}}\n 10%|# | {i}/400 [00:01<00:02]\n")
+    path = write(tmp_path, "".join(lines))
+    for chunk_bytes in (2048, 4 * 1024 * 1024):
+        scan = _hf_scan.scan_file(path, chunk_bytes=chunk_bytes)
+        assert all((np.diff(idx) > 0).all() for idx in scan.groups[("loss", "epoch")].idx_parts)
+        run = hf_console.build_run(scan, make_target(str(path)), str(path), "r")
+        loss = run.series("train/loss")
+        got = dict(zip(loss.index.tolist(), loss.tolist()))
+        assert (got[40], got[200], got[41]) == (1.04, 1.2, 1.041), chunk_bytes

@@ -244,9 +244,10 @@ def test_judging_in_worker_processes_gives_what_judging_inline_gives(tmp_path: P
     as judging in the reading process; a report that cannot be written is the same one-line error."""
     from lossdoctor.rules.packs import load_rules
     from lossdoctor.sources import read_runs
-    from lossdoctor.triage import POOL_MIN_RUNS, Fetched, Item, Judges, _usable_cpus
+    from lossdoctor.triage import POOL_MIN_RUNS, Fetched, Item, Judges
+    from lossdoctor.workers import usable_cpus
 
-    if _usable_cpus() < 2:
+    if usable_cpus() < 2:
         pytest.skip("one CPU: triage judges inline")
     ruleset = load_rules(())
     names = ("gen-healthy-1", "gen-nan-1", "gen-overfit-epochs-1")

@@ -119,6 +119,7 @@ def make_read_options(
     timeout: float = 120.0,
     progress: bool | None = None,
     metric_roles: tuple[tuple[str, str], ...] = (),
+    jobs: int = 0,
 ) -> Any:
     from lossdoctor.sources.base import ReadOptions
 
@@ -132,6 +133,7 @@ def make_read_options(
         timeout=timeout,
         log_format=log_format,
         metric_roles=metric_roles,
+        jobs=jobs,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
 

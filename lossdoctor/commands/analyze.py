@@ -25,6 +25,9 @@ from lossdoctor.errors import LossdoctorError, UsageError, doing
 from lossdoctor.exitcodes import EXIT_ERROR, EXIT_OK, FAIL_ON_CHOICES, gate
 from lossdoctor.safetext import visible
 
+#: --jobs for a triage when not given: runs read at once (network-bound: threads)
+TRIAGE_JOBS = 8
+
 if TYPE_CHECKING:
     from lossdoctor.model import Run
     from lossdoctor.sources.base import ReadOptions
@@ -110,7 +113,13 @@ def read_stdin_runs(options: ReadOptions, limit: int = STDIN_LIMIT) -> list[Run]
     help="W&B project triage: only runs with state=..., tag=... or sweep=... (repeatable).",
 )
 @click.option("--limit", type=click.IntRange(1), default=None, help="Triage: at most this many runs.")
-@click.option("--jobs", type=click.IntRange(1, 64), default=8, show_default=True, help="Triage: runs read at once.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Triage: runs read at once [default: 8]. One big console log: processes that scan it "
+    "[default: one per core, at most 4].",
+)
 def analyze_command(
     sources: tuple[str, ...],
     rule_files: tuple[str, ...],
@@ -129,7 +138,7 @@ def analyze_command(
     color: bool | None,
     filters: tuple[str, ...],
     limit: int | None,
-    jobs: int,
+    jobs: int | None,
     metric_roles: tuple[str, ...] = (),
     objective: str | None = None,
 ) -> int:
@@ -157,7 +166,14 @@ def analyze_command(
     from lossdoctor.metrics.roles import parse_overrides
 
     options = make_read_options(
-        source_kind, log_format, all_runs, refresh, offline, timeout, metric_roles=parse_overrides(metric_roles)
+        source_kind,
+        log_format,
+        all_runs,
+        refresh,
+        offline,
+        timeout,
+        metric_roles=parse_overrides(metric_roles),
+        jobs=jobs or 0,
     )
     fail_on = fail_on.lower()
     items = None
@@ -179,7 +195,7 @@ def analyze_command(
             wanted if given else None,
             out_dir,
             fail_on,
-            jobs,
+            jobs or TRIAGE_JOBS,
             quiet,
         )
     if sum(1 for location in sources if location == "-") > 1:

@@ -119,9 +119,9 @@ class Group:
             return
         vals, ok = _to_floats(self.flat)
         k = len(self.keys)
-        self.idx_parts.append(np.asarray(self.idx, dtype=np.int64))
-        self.val_parts.append(vals.reshape(-1, k))
-        self.ok_parts.append(None if ok is None else ok.reshape(-1, k))
+        self.append(
+            np.asarray(self.idx, dtype=np.int64), vals.reshape(-1, k), None if ok is None else ok.reshape(-1, k)
+        )
         self.idx, self.flat = [], []
 
     def add_block(self, idx: np.ndarray, values: np.ndarray) -> None:
@@ -129,9 +129,29 @@ class Group:
         self.flush()
         vals, ok = _to_floats(values.ravel())
         k = len(self.keys)
-        self.idx_parts.append(np.asarray(idx, dtype=np.int64))
-        self.val_parts.append(vals.reshape(-1, k))
-        self.ok_parts.append(None if ok is None else ok.reshape(-1, k))
+        self.append(np.asarray(idx, dtype=np.int64), vals.reshape(-1, k), None if ok is None else ok.reshape(-1, k))
+
+    def append(self, idx: np.ndarray, vals: np.ndarray, ok: np.ndarray | None) -> None:
+        """A block of rows (ordinals rising). Parts stay in printed order: a chunk can give this key set two
+        blocks, the template's rows and the rows of another quoting read one by one, and when the second starts
+        before the first ends the two are merged back into ordinal order (a repeated step keeps the dict
+        printed last)."""
+        if idx.size and self.idx_parts and self.idx_parts[-1].size and idx[0] < self.idx_parts[-1][-1]:
+            prev_idx, prev_vals, prev_ok = self.idx_parts.pop(), self.val_parts.pop(), self.ok_parts.pop()
+            both = np.concatenate((prev_idx, idx))
+            order = np.argsort(both, kind="stable")
+            if prev_ok is not None or ok is not None:
+                ok = np.concatenate(
+                    (
+                        np.ones(prev_vals.shape, bool) if prev_ok is None else prev_ok,
+                        np.ones(vals.shape, bool) if ok is None else ok,
+                    )
+                )[order]
+            vals = np.concatenate((prev_vals, vals))[order]
+            idx = both[order]
+        self.idx_parts.append(idx)
+        self.val_parts.append(vals)
+        self.ok_parts.append(ok)
 
     def parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(ordinals, n × k values, n × k parsed mask) per block, in file order (no joined copy)."""
@@ -301,9 +321,7 @@ class _Scanner:
                 dom.add_block(ordinal[dom_rows], np.array([rows[r][:k] for r in dom_rows.tolist()], dtype=object))
             else:
                 dom.flush()
-                dom.idx_parts.append(ordinal[dom_rows])
-                dom.val_parts.append(vals)
-                dom.ok_parts.append(None)
+                dom.append(ordinal[dom_rows], vals, None)
             bar_n, bar_t = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
             if bar_n is not None and bar_t is not None:  # every dict of the layout has its bar
                 after_n[dom_rows], after_t[dom_rows] = bar_n, bar_t
@@ -351,14 +369,106 @@ class _Scanner:
         )
 
 
-def scan_file(path: Path, chunk_bytes: int = CHUNK_BYTES) -> ScanResult:
-    """One pass over the file, chunk by chunk (``utf-16`` lets the BOM pick the byte order)."""
+#: a file is split into pieces of about this many bytes for worker processes (several per worker, so a
+#: worker slowed by other load does not hold up the end); a file under two pieces is scanned here
+TASK_BYTES = 16 * 1024 * 1024
+#: at most this many worker processes scan one file (beyond them, joining the pieces and the rules dominate)
+MAX_WORKERS = 4
+#: at a piece boundary, the line break is looked for, and the line after it read (the piece's lookahead: a bar
+#: redrawn after a dict sits at its start), within this many bytes
+_AFTER_BYTES = 1024 * 1024
+
+
+def scan_file(
+    path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int = 1, task_bytes: int | None = None
+) -> ScanResult:
+    """One pass over the file, chunk by chunk (``utf-16`` lets the BOM pick the byte order). With ``workers``
+    > 1, a UTF-8 file of at least two ``task_bytes`` pieces (default TASK_BYTES) is split at line starts and the pieces are scanned
+    in forked worker processes (:mod:`lossdoctor.workers`, where that is possible), then joined in file order:
+    the same result as one pass, as each piece ends at a line break and sees the next piece's first line as its
+    lookahead, just as a chunk does."""
     with path.open("rb") as fh:
         head = fh.read(8192)
         encoding = guess_encoding(head)
-        fh.seek(0)
-        scanner = _Scanner()
-        read = 0
-        for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes):  # noqa: B007 - bytes read, used after
-            scanner.feed(text, extra)
+        pieces = _pieces(fh, encoding, task_bytes or TASK_BYTES) if workers > 1 else []
+        if not pieces:
+            fh.seek(0)
+            return _scan(fh, encoding, chunk_bytes, None, "")
+    from lossdoctor.workers import fork_workers, map_forked
+
+    n = fork_workers(min(workers, MAX_WORKERS, len(pieces)))
+    if n > 1:
+        calls = [(str(path), encoding if start == 0 else "utf-8", chunk_bytes, start, end) for start, end in pieces]
+        try:
+            return _join(list(map_forked(_scan_piece, calls, n)))
+        except Exception:  # noqa: BLE001 - a pool that cannot start or a worker that died: scan here instead
+            pass
+    return scan_file(path, chunk_bytes)
+
+
+def _scan(fh: Any, encoding: str, chunk_bytes: int, limit: int | None, after: str) -> ScanResult:
+    scanner = _Scanner()
+    read = 0
+    for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes, limit, after):  # noqa: B007 - used after
+        scanner.feed(text, extra)
     return scanner.result(read)
+
+
+def _pieces(fh: Any, encoding: str, task_bytes: int) -> list[tuple[int, int | None]]:
+    """(start, end) byte ranges of about ``task_bytes`` that each start a line (the last one: end None, to the
+    end of the file as it is when read); [] for a file under two pieces, with no line break to split at, or
+    not in UTF-8 (where a line break byte may be part of a character)."""
+    if encoding not in ("utf-8", "utf-8-sig"):
+        return []
+    size = fh.seek(0, 2)
+    if size < 2 * task_bytes:
+        return []
+    starts = [0]
+    for k in range(1, size // task_bytes):
+        fh.seek(k * task_bytes)
+        if not fh.readline(_AFTER_BYTES).endswith(b"\n"):
+            continue  # no line break near here: no split
+        at = fh.tell()
+        if starts[-1] < at < size:
+            starts.append(at)
+    ends: list[int | None] = [*starts[1:], None]
+    return list(zip(starts, ends)) if len(starts) > 1 else []
+
+
+def _scan_piece(path: str, encoding: str, chunk_bytes: int, start: int, end: int | None) -> ScanResult:
+    """In a worker: scan ``[start, end)`` of the file, its lookahead being the line at ``end``."""
+    with open(path, "rb") as fh:
+        after = ""
+        if end is not None:
+            fh.seek(end)
+            line = fh.readline(_AFTER_BYTES)
+            after = line.decode("utf-8", errors="replace") if line else ""
+        fh.seek(start)
+        return _scan(fh, encoding, chunk_bytes, None if end is None else end - start, after)
+
+
+def _join(parts: list[ScanResult]) -> ScanResult:
+    """The pieces' scans as one: dicts numbered on in file order, groups merged by key set in the order they
+    first appear, the last W&B run name, the counts summed."""
+    groups: dict[tuple[str, ...], Group] = {}
+    offset = 0
+    for part in parts:
+        for keys, group in part.groups.items():
+            into = groups.get(keys)
+            if into is None:
+                into = groups[keys] = Group(keys, group.kind)
+            group.flush()
+            into.idx_parts.extend(idx + offset for idx in group.idx_parts)
+            into.val_parts.extend(group.val_parts)
+            into.ok_parts.extend(group.ok_parts)
+        offset += len(part.kind)
+    names = [p.run_name for p in parts if p.run_name is not None]
+    return ScanResult(
+        groups,
+        np.concatenate([p.kind for p in parts]),
+        np.concatenate([p.after_n for p in parts]),
+        np.concatenate([p.after_total for p in parts]),
+        names[-1] if names else None,
+        sum(p.replacement_chars for p in parts),
+        sum(p.bytes_read for p in parts),
+    )

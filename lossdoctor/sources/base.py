@@ -25,6 +25,15 @@ class ReadOptions:
     cache_dir: str | None = None  # override of the per-user cache dir
     progress: bool = False  # show a progress bar on long fetches
     metric_roles: tuple[tuple[str, str], ...] = ()  # --metric ROLE=NAME: (canonical, series name) overrides
+    jobs: int = 0  # --jobs: processes that may scan one big log (0: one per usable core)
+
+    def workers(self) -> int:
+        """Worker processes a reader may use for one big file: ``jobs``, or the usable cores when 0."""
+        if self.jobs > 0:
+            return self.jobs
+        from lossdoctor.workers import usable_cpus
+
+        return usable_cpus()
 
 
 @dataclass(frozen=True)

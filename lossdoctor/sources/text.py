@@ -68,16 +68,24 @@ def looks_binary(data: bytes) -> bool:
     return ctrl > len(sample) * 0.05
 
 
-def iter_text_chunks(fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES) -> Iterable[tuple[str, str, int]]:
+def iter_text_chunks(
+    fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES, limit: int | None = None, after: str = ""
+) -> Iterable[tuple[str, str, int]]:
     """(text, lookahead, bytes read so far): decoded text in chunks that end at a line break, and the next
-    complete line when it holds no printed dict (``{'``), so a dict on a chunk's last line still sees the bar
-    redrawn after it (the hf-console scan); the lookahead is scanned again, as the start of the next chunk."""
+    complete line up to its first printed dict (``{'``, which starts every match of the hf-console scan), so a
+    dict on a chunk's last line still sees the bar redrawn after it and nothing is matched twice: that line is
+    scanned again, whole, as the start of the next chunk. ``limit`` reads at most that many bytes (one piece
+    of a file split at line starts); ``after`` is then the line that follows the piece, the last chunk's
+    lookahead under the same rule."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
     rest = ""
     total = 0
     chunks = 0
     while True:
-        data = fh.read(chunk_bytes)
+        if limit is None:
+            data = fh.read(chunk_bytes)
+        else:
+            data = fh.read(min(chunk_bytes, limit - total)) if total < limit else b""
         total += len(data)
         chunks += 1
         if chunks % RELEASE_EVERY == 0:
@@ -85,7 +93,7 @@ def iter_text_chunks(fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES
         if not data:
             text = rest + decoder.decode(b"", final=True)
             if text:
-                yield text, "", total
+                yield text, _before_dict(after), total
             return
         text = rest + decoder.decode(data)
         last = text.rfind("\n")
@@ -95,4 +103,9 @@ def iter_text_chunks(fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES
             continue
         extra = text[cut : last + 1]
         rest = text[cut:]
-        yield text[:cut], ("" if "{'" in extra else extra), total
+        yield text[:cut], _before_dict(extra), total
+
+
+def _before_dict(line: str) -> str:
+    cut = line.find("{'")
+    return line if cut < 0 else line[:cut]
