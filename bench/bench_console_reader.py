@@ -11,6 +11,8 @@ that only imports lossdoctor gives the RSS floor. Memory scaling: the lossdoctor
 with the same points and 4x the noise (tqdm redraws, warnings); its peak should barely move.
 A fourth child runs the whole analysis in one process (imports, read, default rules, JSON report): the
 end-to-end figure. Target (issue 13): end to end >= 10x the naive parse alone, peak RSS <= 300 MB.
+lossdoctor splits a big log between worker processes (``analyze --jobs``; ``--jobs 1`` here for one process):
+its peak RSS is then the sum over the processes (bench/proctree.py), an upper bound, and its CPU time is given.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def child(which: str, path: str) -> None:
-    """Runs in a child process: read `path`, print {"seconds", "points"} as JSON."""
+def child(which: str, path: str, jobs: int) -> None:
+    """Runs in a child process: read `path` (with up to `jobs` worker processes where lossdoctor's reader
+    splits a big log), print {"seconds", "points"} as JSON."""
     if which == "floor":
         import lossdoctor.sources.hf_console  # noqa: F401
 
@@ -42,19 +45,20 @@ def child(which: str, path: str) -> None:
         from lossdoctor.diagnosis import diagnose
         from lossdoctor.report import write_reports
         from lossdoctor.rules.packs import load_rules
-        from lossdoctor.sources import read_runs
+        from lossdoctor.sources import ReadOptions, read_runs
 
-        (run,) = read_runs(path)
+        (run,) = read_runs(path, ReadOptions(jobs=jobs))
         diag = diagnose(run, load_rules(()))
         with _tf.TemporaryDirectory() as out:
             write_reports(diag, ("json",), Path(out))
         print(json.dumps({"seconds": time.perf_counter() - t0, "points": run.n_points}))
         return
     if which == "lossdoctor":
+        from lossdoctor.sources import ReadOptions
         from lossdoctor.sources.hf_console import read_console
 
         t0 = time.perf_counter()
-        run = read_console(Path(path), path)
+        run = read_console(Path(path), path, workers=ReadOptions(jobs=jobs).workers())
         seconds = time.perf_counter() - t0
         points = run.n_points
     else:
@@ -79,20 +83,27 @@ def child(which: str, path: str) -> None:
     print(json.dumps({"seconds": seconds, "points": points}))
 
 
-def measure(which: str, path: Path) -> dict[str, float]:
+def measure(which: str, path: Path, jobs: int) -> dict[str, float]:
+    """Run one child; its figures plus ``peak_rss_mb``: the larger of wait4's peak (one process) and the
+    sampled peak of the RSS summed over the child and its worker processes (bench/proctree.py)."""
+    from proctree import TreeRSS
+
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--child", which, str(path)],
+        [sys.executable, __file__, "--child", which, str(path), str(jobs)],
         stdout=subprocess.PIPE,
         env=dict(os.environ, OMP_NUM_THREADS="1"),
     )
     assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    with TreeRSS(proc.pid) as tree:
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{which} child failed with {proc.returncode}")
     result = json.loads(out)
-    result["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: KiB
+    result["peak_rss_mb"] = max(usage.ru_maxrss / 1024, tree.peak_mb)  # Linux: KiB
+    result["processes"] = tree.most
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # its worker processes', once waited for, included
     return result
 
 
@@ -101,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--points", type=int, default=1_000_000, help="train log dicts to generate")
     ap.add_argument("--file", type=Path, help="use this log instead of generating one (skips the noise run)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="lossdoctor's worker processes for one big log (analyze --jobs; 0: one per usable core, the "
+        "default of analyze; 1: one process)",
+    )
     args = ap.parse_args(argv)
     from gen_console_log import generate
 
@@ -112,22 +130,23 @@ def main(argv: list[str] | None = None) -> int:
             path = generate(tmp / "console.log", args.points)
             noisy = generate(tmp / "console_noise4.log", args.points, noise=4)
         size_mb = path.stat().st_size / 1e6
-        print(f"file: {path} ({size_mb:.1f} MB)")
-        floor = measure("floor", path)
-        ours = measure("lossdoctor", path)
-        naive = measure("naive", path)
+        print(f"file: {path} ({size_mb:.1f} MB); lossdoctor --jobs {args.jobs or 'auto'}")
+        floor = measure("floor", path, args.jobs)
+        ours = measure("lossdoctor", path, args.jobs)
+        naive = measure("naive", path, args.jobs)
         for name, r in (("lossdoctor", ours), ("naive ast.literal_eval", naive)):
             print(
                 f"{name:>24}: {r['seconds']:8.2f} s  {size_mb / r['seconds']:8.1f} MB/s  "
-                f"peak RSS {r['peak_rss_mb']:8.1f} MB  ({int(r['points'])} values)"
+                f"peak RSS {r['peak_rss_mb']:8.1f} MB  ({int(r['points'])} values; CPU {r['cpu_s']:.2f} s, "
+                f"{r['processes']} process(es))"
             )
         print(f"{'import-only floor':>24}: peak RSS {floor['peak_rss_mb']:.1f} MB")
         ratio = naive["seconds"] / ours["seconds"]
         print(f"throughput ratio lossdoctor / naive: {ratio:.1f}x (the reader alone)")
-        e2e = measure("analyze", path)
+        e2e = measure("analyze", path, args.jobs)
         print(
             f"{'end to end (analyze)':>24}: {e2e['seconds']:8.2f} s  peak RSS {e2e['peak_rss_mb']:8.1f} MB  "
-            f"(imports, read, diagnose, JSON report)"
+            f"(imports, read, diagnose, JSON report; CPU {e2e['cpu_s']:.2f} s, {e2e['processes']} process(es))"
         )
         print(
             f"end-to-end ratio naive parse / lossdoctor analyze: {naive['seconds'] / e2e['seconds']:.1f}x "
@@ -135,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if noisy is not None:
             noisy_mb = noisy.stat().st_size / 1e6
-            ours4 = measure("lossdoctor", noisy)
+            ours4 = measure("lossdoctor", noisy, args.jobs)
             print(
                 f"memory scaling: same points, 4x noise lines ({noisy_mb:.1f} MB): lossdoctor "
                 f"{ours4['seconds']:.2f} s, {noisy_mb / ours4['seconds']:.1f} MB/s, peak RSS "
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3])
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     else:
         sys.exit(main())
