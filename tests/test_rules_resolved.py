@@ -156,3 +156,21 @@ def test_live_judging_reads_the_series_a_param_names(tmp_path) -> None:  # noqa:
     judge = LiveJudge(ruleset)
     assert judge._patterns["big-grad"] == ("train/grad_norm",)
     assert _pointwise(ruleset.rules[0].when)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_level_at_start_and_end_is_the_median_of_three_in_a_row(seed: int) -> None:
+    """``level`` at start / end takes one median of the first / last 3 finite points; at max, the highest of
+    every 3-in-a-row median (the same windows: a run's level is never read from fewer than 3 points)."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    values = [rng.choice([rng.uniform(0, 20), math.nan, math.inf]) for _ in range(60)]
+    finite = [v for v in values if math.isfinite(v)]
+    meds = [sorted(finite[i : i + 3])[1] for i in range(len(finite) - 2)]
+    check = registry()["level"]
+    for at, want in (("start", meds[0]), ("end", meds[-1]), ("max", max(meds))):
+        args = {p: d.default for p, d in check.params.items()} | {"series": "train/loss", "at": at}
+        got = check.evaluate(_run(values), args)
+        assert got.evidence_at(0)["level"] == want, at

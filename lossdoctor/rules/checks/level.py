@@ -58,9 +58,14 @@ class Level:
         source = f"the run's config ({key})" if vocab and vocab > 1 else "the largest real vocabulary"
         vocab = float(vocab) if vocab and vocab > 1 else float(args["default_vocab"])
         ln_v = math.log(vocab)
-        med = rolling_median(values, 3)[2:]
-        where = {"start": 0, "end": len(med) - 1, "max": int(np.argmax(med))}[str(args["at"])]
-        level = float(med[where])
+        at = str(args["at"])
+        if at == "max" or len(values) < 3:
+            med = rolling_median(values, 3)[2:]  # the median of each 3 points in a row
+            where = {"start": 0, "end": len(med) - 1, "max": int(np.argmax(med))}[at]
+            level = float(med[where])
+        else:  # the first or last 3 points: one median, not a million
+            where = 0 if at == "start" else len(values) - 3
+            level = float(median_of(values[where : where + 3]))
         end = float(median_of(values[-max(3, len(values) // 5) :]))
         holds = level > ln_v
         if args.get("ends_above") is not None:
