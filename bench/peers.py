@@ -7,7 +7,8 @@
 ``speed`` generates the inputs of issue 13 (a 1,000-step trainer_state.json; with ``--big`` also a 200,000-step
 one, a TensorBoard logdir of 800,000 scalar events and a 1M-dict console log), then runs every tool that reads
 each input, interleaved (tool order rotates each repeat), each in its own process, and prints the median wall
-time and peak RSS (from ``wait4``) and lossdoctor's ratio to the fastest peer (and to the leanest peer's RSS), among the peers that read the input
+time and peak RSS (``wait4``, or the sum over a tool's worker processes: bench/proctree.py) and lossdoctor's
+ratio to the fastest peer (and to the leanest peer's RSS), among the peers that read the input
 (one whose verdict is ``unread`` is listed but not compared with). lossdoctor runs as
 ``lossdoctor analyze INPUT --format json`` (and once more with ``html,md``); each peer with its JSON output.
 ``--also main=/work/main/.venv/bin/lossdoctor`` adds another lossdoctor build (e.g. before a change) to the
@@ -144,7 +145,11 @@ TOOLS: tuple[Tool, ...] = (
 
 
 def run_measured(argv: list[str], timeout: float = 600.0) -> tuple[int, str, float, float]:
-    """(exit code, stdout, wall seconds, the child's own peak RSS in MB from wait4) of one child process."""
+    """(exit code, stdout, wall seconds, peak RSS in MB) of one child process. The peak is the larger of
+    wait4's (the child's own) and the sampled sum over the child and its worker processes (bench/proctree.py:
+    lossdoctor scans a big console log in several processes)."""
+    from proctree import TreeRSS
+
     t0 = time.perf_counter()
     with tempfile.TemporaryFile() as out_f:
         proc = subprocess.Popen(
@@ -155,17 +160,18 @@ def run_measured(argv: list[str], timeout: float = 600.0) -> tuple[int, str, flo
             env=dict(os.environ, NO_COLOR="1", HF_HUB_OFFLINE="1"),
         )
         rc, rss = -9, float("nan")
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                rc = os.waitstatus_to_exitcode(status)
-                rss = usage.ru_maxrss / 1024.0
-                proc.returncode = rc
-                break
-            if time.perf_counter() - t0 > timeout:
-                proc.kill()
-                continue
-            time.sleep(0.005)
+        with TreeRSS(proc.pid) as tree:
+            while True:
+                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+                if pid:
+                    rc = os.waitstatus_to_exitcode(status)
+                    rss = max(usage.ru_maxrss / 1024.0, tree.peak_mb)
+                    proc.returncode = rc
+                    break
+                if time.perf_counter() - t0 > timeout:
+                    proc.kill()
+                    continue
+                time.sleep(0.005)
         wall = time.perf_counter() - t0
         out_f.seek(0)
         out = out_f.read().decode("utf-8", "replace")

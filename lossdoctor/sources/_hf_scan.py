@@ -418,7 +418,7 @@ def _pieces(fh: Any, encoding: str, task_bytes: int) -> list[tuple[int, int | No
     """(start, end) byte ranges of about ``task_bytes`` that each start a line (the last one: end None, to the
     end of the file as it is when read); [] for a file under two pieces, with no line break to split at, or
     not in UTF-8 (where a line break byte may be part of a character)."""
-    if encoding not in ("utf-8", "utf-8-sig"):
+    if encoding not in ("utf-8", "utf-8-sig") or not fh.seekable():
         return []
     size = fh.seek(0, 2)
     if size < 2 * task_bytes:
