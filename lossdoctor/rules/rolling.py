@@ -5,9 +5,9 @@ the EMA up to rounding) without importing pandas, in O(n log n) array passes wit
 
 - :func:`window_medians` takes the median of the finite values in ``values[lo[i]:hi[i]]`` for every i at once.
   Short windows sort a sliding view (n x w); long ones answer k-th-smallest queries on a *wavelet matrix* of
-  the values' ranks among the distinct values: one level per bit of the rank, each level a stable partition by that bit plus a prefix
-  count of zeros, and every query descends all levels together (the levels are built and used one at a time,
-  so memory stays O(n)). Non-finite values rank after every finite one and the k asked for is below the
+  the values' ranks among the distinct values: one level per bit of the rank, each level a stable partition
+  by that bit plus a prefix count of zeros, and every query descends all levels together (the levels are
+  built and used one at a time, so memory stays O(n)). Non-finite values rank after every finite one and the k asked for is below the
   window's finite count, so they are never picked: they are skipped, as pandas skips NaN.
 - :func:`ema` is the recurrence y = (1 - a) y + a x, with y carried over non-finite x, solved as a parallel
   prefix scan of affine maps (log2 n passes).

@@ -383,10 +383,10 @@ def scan_file(
     path: Path, chunk_bytes: int = CHUNK_BYTES, workers: int = 1, task_bytes: int | None = None
 ) -> ScanResult:
     """One pass over the file, chunk by chunk (``utf-16`` lets the BOM pick the byte order). With ``workers``
-    > 1, a UTF-8 file of at least two ``task_bytes`` pieces (default TASK_BYTES) is split at line starts and the pieces are scanned
-    in forked worker processes (:mod:`lossdoctor.workers`, where that is possible), then joined in file order:
-    the same result as one pass, as each piece ends at a line break and sees the next piece's first line as its
-    lookahead, just as a chunk does."""
+    > 1, a UTF-8 file of at least two ``task_bytes`` pieces (default TASK_BYTES) is split at line starts and
+    the pieces are scanned in forked worker processes (:mod:`lossdoctor.workers`, where that is possible),
+    then joined in file order: the same result as one pass, as each piece ends at a line break and sees the
+    next piece's first line as its lookahead, just as a chunk does."""
     with path.open("rb") as fh:
         head = fh.read(8192)
         encoding = guess_encoding(head)
