@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import random
 import sys
 from pathlib import Path
 
@@ -520,3 +521,71 @@ def test_a_step_printed_twice_in_two_quotings_keeps_the_last(tmp_path: Path) -> 
         loss = run.series("train/loss")
         got = dict(zip(loss.index.tolist(), loss.tolist()))
         assert (got[40], got[200], got[41]) == (1.04, 1.2, 1.041), chunk_bytes
+
+
+def _random_console(rng: random.Random, lines: int) -> bytes:
+    """A console log of random lines: dicts in both quotings (nan, inf, -0.0, a value that is no number),
+    bars glued before dicts or redrawn with CR and cursor-up, eval dicts, summaries, W&B run names, long
+    lines, a broken dict, CRLF here and there; maybe no final line break, undecodable bytes, a BOM."""
+    out, step, total = [], 0, rng.choice([100, 1000, 99999])
+    for _ in range(lines):
+        r, nl = rng.random(), "\r\n" if rng.random() < 0.1 else "\n"
+        redraw = rng.choice(["", "\r", "\x1b[A\r"])
+        bar = f"{redraw} {rng.randint(0, 99):2d}%|##  | {step}/{total} [00:01<00:02, 4.77it/s]"
+        if r < 0.35:
+            step += rng.randint(0, 2)
+            value = rng.choice(["'1.5'", "'nan'", "2.25", "'inf'", "nan", "'x'", "1e-05", "'-0.0'"])
+            d = f"{{'loss': {value}, 'grad_norm': '{rng.random():.4g}', 'epoch': '{step / 100:.4g}'}}"
+            out.append((bar + "\r     \r" if rng.random() < 0.3 else "") + d + nl)
+            if rng.random() < 0.7:
+                out.append(bar + nl)
+        elif r < 0.45:
+            out.append(f"{{'eval_loss': '{rng.random():.4g}', 'eval_runtime': '1.5', 'epoch': '{step / 100:.4g}'}}{nl}")
+        elif r < 0.5:
+            out.append(bar * rng.randint(1, 4) + nl)
+        elif r < 0.55:
+            out.append("warning: {'not': 'a dict'} here" + nl)
+        elif r < 0.58:
+            out.append(f"wandb: Syncing run run-{rng.randint(0, 9)}{nl}")
+        elif r < 0.6:
+            out.append("x" * rng.randint(1000, 9000) + nl)
+        elif r < 0.62:
+            out.append("{'loss': '1.0', 'grad_norm': broken" + nl)
+        elif r < 0.64:
+            out.append("{'train_runtime': '12.5', 'train_loss': '2.1', 'epoch': '3'}" + nl)
+        else:
+            out.append(bar + nl)
+    text = "".join(out)
+    data = (text.rstrip("\n") if rng.random() < 0.3 else text).encode("utf-8")
+    if rng.random() < 0.3:
+        at = rng.randrange(len(data))
+        data = data[:at] + b"\xff\xfe" + data[at:]
+    return (b"\xef\xbb\xbf" if rng.random() < 0.2 else b"") + data
+
+
+@pytest.mark.parametrize("first", [0, 20, 40])
+def test_random_logs_split_anywhere_scan_as_one_pass(tmp_path: Path, first: int) -> None:
+    """Random logs, random chunk and piece sizes: the pieces scanned apart and joined, and the file read in
+    small chunks, give the scan of one pass with a single chunk (3,000 more seeds were run the same way
+    while this was built, without a difference)."""
+    from lossdoctor.sources import _hf_scan
+
+    split = 0
+    for seed in range(first, first + 20):
+        rng = random.Random(seed)
+        path = tmp_path / f"r{seed}.log"
+        path.write_bytes(_random_console(rng, rng.randint(50, 1500)))
+        chunk, task = rng.randint(300, 6000), rng.randint(200, 8000)
+        one = _scan_fields(_hf_scan.scan_file(path, chunk_bytes=10**7))
+        assert _scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk)) == one, seed
+        encoding = "utf-8-sig" if path.read_bytes().startswith(b"\xef\xbb\xbf") else "utf-8"
+        with path.open("rb") as fh:
+            pieces = _hf_scan._pieces(fh, encoding, task)
+        parts = [
+            _hf_scan._scan_piece(str(path), encoding if start == 0 else "utf-8", chunk, start, end)
+            for start, end in pieces
+        ]
+        if parts:
+            split += 1
+            assert _scan_fields(_hf_scan._join(parts)) == one, seed
+    assert split >= 15  # most files were split
