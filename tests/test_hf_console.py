@@ -589,3 +589,30 @@ def test_random_logs_split_anywhere_scan_as_one_pass(tmp_path: Path, first: int)
             split += 1
             assert _scan_fields(_hf_scan._join(parts)) == one, seed
     assert split >= 15  # most files were split
+
+
+def test_the_layout_learning_cut_keeps_the_bar_after_a_dict(tmp_path: Path) -> None:
+    """A big chunk is scanned in two parts while the dict layout is learned (cut at the first line break past
+    128 KiB). A dict ending on that line still gets the counter of the bar redrawn on the next line when a
+    dict is glued after that bar (the lookahead is cut before the glued dict, not dropped)."""
+    from lossdoctor.sources import _hf_scan
+
+    bar = "\r 10%|#  | {n}/5000 [00:01<00:02, 4.77it/s]"
+
+    def train(k: int) -> str:
+        return f"{{'loss': '{1 + k / 1000:.4g}', 'epoch': '{k / 900:.4g}'}}\n" + bar.format(n=k) + "\n"
+
+    cut = 128 * 1024
+    head, n = "", 0
+    while len(head) < cut - 200:
+        n += 1
+        head += train(n)
+    head += "x" * (cut - 20 - len(head)) + "\n"  # the eval dict below starts 19 characters before the cut
+    n += 1
+    head += f"{{'eval_loss': '0.5', 'epoch': '{n / 900:.4g}'}}\n{bar.format(n=n)}\r     \r"
+    assert head.rindex("{'eval_loss'") < cut <= head.index("\n", head.rindex("{'eval_loss'"))
+    path = write(tmp_path, head + "".join(train(k) for k in range(n, 5000)))
+    one = _hf_scan.scan_file(path, chunk_bytes=10**7)
+    at = n - 1  # n - 1 train dicts before the eval dict
+    assert one.kind[at] == _hf_scan.EVAL and one.after_n[at] == n
+    assert _scan_fields(_hf_scan.scan_file(path, chunk_bytes=4096)) == _scan_fields(one)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, wandb_run_name
-from lossdoctor.sources.text import CHUNK_BYTES, guess_encoding, iter_text_chunks
+from lossdoctor.sources.text import CHUNK_BYTES, before_dict, guess_encoding, iter_text_chunks
 
 _PAIR = re.compile(r"'([^'\\]+)': ('?)([^',}]*)")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
@@ -263,7 +263,7 @@ class _Scanner:
             cut = text.find("\n", 128 * 1024) + 1
             if 0 < cut < len(text):
                 nxt = text[cut : text.find("\n", cut) + 1]
-                self.feed(text[:cut], "" if "{'" in nxt else nxt)
+                self.feed(text[:cut], before_dict(nxt))
                 self.feed(text[cut:], lookahead)
                 return
         self.replacements += text.count("\ufffd")

@@ -93,7 +93,7 @@ def iter_text_chunks(
         if not data:
             text = rest + decoder.decode(b"", final=True)
             if text:
-                yield text, _before_dict(after), total
+                yield text, before_dict(after), total
             return
         text = rest + decoder.decode(data)
         last = text.rfind("\n")
@@ -103,9 +103,10 @@ def iter_text_chunks(
             continue
         extra = text[cut : last + 1]
         rest = text[cut:]
-        yield text[:cut], _before_dict(extra), total
+        yield text[:cut], before_dict(extra), total
 
 
-def _before_dict(line: str) -> str:
+def before_dict(line: str) -> str:
+    """A lookahead line up to its first printed dict (``{'``): what a match may read past a chunk's end."""
     cut = line.find("{'")
     return line if cut < 0 else line[:cut]
