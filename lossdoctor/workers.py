@@ -3,10 +3,13 @@
 Python's regex engine and ``float()`` hold the GIL, so threads cannot share that work; processes can. The
 workers are forked, so they start with the parent's imports and nothing is imported again. A pool is forked
 only where that is safe: on Linux, from a process that runs one thread (a fork copies a lock another thread
-may hold) and is not itself a worker of a pool (those cannot have children). Anywhere else
+may hold) and is not a daemon process (those cannot have children). Anywhere else
 :func:`fork_workers` answers 1 and the caller does the work itself, with the same result.
 
-Worker processes ignore Ctrl-C: the parent gets it, and leaving the pool's ``with`` block stops them.
+Worker processes ignore Ctrl-C: the parent gets it; the pieces not yet started are cancelled and the running
+ones finish (a piece is a fraction of a second of work) before the interrupt goes on. A worker dies with its
+parent (Linux ``PR_SET_PDEATHSIG``): a forked worker holds both ends of the pool's pipes, so when the parent is
+killed (SIGKILL, an OOM kill, a supervisor's SIGTERM) it would otherwise wait forever.
 """
 
 from __future__ import annotations
@@ -38,14 +41,27 @@ def fork_workers(wanted: int) -> int:
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
     if threading.active_count() != 1 or multiprocessing.current_process().daemon:
-        return 1
+        return 1  # (a daemon process, e.g. a multiprocessing.Pool worker, may not have children)
     return max(1, min(wanted, usable_cpus()))
 
 
-def _ignore_sigint() -> None:
+#: prctl option: the signal a process gets when its parent dies
+_PR_SET_PDEATHSIG = 1
+
+
+def _init_worker(parent: int) -> None:
+    """In each worker: Ctrl-C is the parent's to handle; die with the parent."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None).prctl(ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(signal.SIGKILL))
+    except (OSError, AttributeError):  # no prctl to call: a killed parent may leave this worker waiting
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def map_forked(fn: Callable[..., T], calls: Iterable[tuple[Any, ...]], workers: int) -> Iterator[T]:
@@ -55,7 +71,9 @@ def map_forked(fn: Callable[..., T], calls: Iterable[tuple[Any, ...]], workers: 
     from concurrent.futures import ProcessPoolExecutor
 
     ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_ignore_sigint) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=ctx, initializer=_init_worker, initargs=(os.getpid(),)
+    ) as pool:
         futures = [pool.submit(fn, *args) for args in calls]
         try:
             for fut in futures:

@@ -525,8 +525,9 @@ def test_a_step_printed_twice_in_two_quotings_keeps_the_last(tmp_path: Path) -> 
 
 def _random_console(rng: random.Random, lines: int) -> bytes:
     """A console log of random lines: dicts in both quotings (nan, inf, -0.0, a value that is no number),
-    bars glued before dicts or redrawn with CR and cursor-up, eval dicts, summaries, W&B run names, long
-    lines, a broken dict, CRLF here and there; maybe no final line break, undecodable bytes, a BOM."""
+    bars glued before dicts or redrawn with CR and cursor-up, a bar or braces cut into a printed value, eval
+    dicts, summaries, W&B run names, long lines, a broken dict, CRLF here and there; maybe no final line
+    break, undecodable bytes, a BOM."""
     out, step, total = [], 0, rng.choice([100, 1000, 99999])
     for _ in range(lines):
         r, nl = rng.random(), "\r\n" if rng.random() < 0.1 else "\n"
@@ -549,8 +550,11 @@ def _random_console(rng: random.Random, lines: int) -> bytes:
             out.append(f"wandb: Syncing run run-{rng.randint(0, 9)}{nl}")
         elif r < 0.6:
             out.append("x" * rng.randint(1000, 9000) + nl)
-        elif r < 0.62:
+        elif r < 0.61:
             out.append("{'loss': '1.0', 'grad_norm': broken" + nl)
+        elif r < 0.62:  # stderr's bar redraw inside a buffered stdout dict; braces inside a value
+            cut_in = rng.choice([bar, "{x}", "\r"])
+            out.append(f"{{'loss': '1.5', 'grad_norm': '0.5{cut_in}', 'epoch': '{step / 100:.4g}'}}{nl}")
         elif r < 0.64:
             out.append("{'train_runtime': '12.5', 'train_loss': '2.1', 'epoch': '3'}" + nl)
         else:
@@ -616,3 +620,73 @@ def test_the_layout_learning_cut_keeps_the_bar_after_a_dict(tmp_path: Path) -> N
     at = n - 1  # n - 1 train dicts before the eval dict
     assert one.kind[at] == _hf_scan.EVAL and one.after_n[at] == n
     assert _scan_fields(_hf_scan.scan_file(path, chunk_bytes=4096)) == _scan_fields(one)
+
+
+def test_a_dict_before_an_endless_last_line_keeps_its_bar(tmp_path: Path) -> None:
+    """A run killed mid-epoch: the last dict, then bar redraws with no line break for longer than 64 chunks. The
+    lines before are read with the start of that line as their lookahead (before, with no second line break in
+    the buffer, they were given up with it), so any chunk size gives the one-pass scan."""
+    from lossdoctor.sources import _hf_scan
+
+    tail = "".join(f"\r 10%|#  | {n}/1000 [00:01<00:02, 4.77it/s]" for n in range(7, 4000))
+    path = write(tmp_path, "starting\n" + "x" * 140_000 + " {'loss': 1.5, 'epoch': 0.1}\n" + tail)
+    for chunk_bytes in (10**7, 100_000, 4096):
+        scan = _hf_scan.scan_file(path, chunk_bytes=chunk_bytes)
+        assert scan.kind.tolist() == [_hf_scan.TRAIN] and scan.after_n.tolist() == [7], chunk_bytes
+
+
+def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
+    """A parent killed mid-scan (SIGKILL: an OOM kill, a supervisor) takes its worker processes with it;
+    forked workers hold both ends of the pool's pipes and would otherwise wait forever."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from lossdoctor.workers import usable_cpus
+
+    path = _split_log(tmp_path)
+    script = f"""
+import os, sys, time
+from pathlib import Path
+from lossdoctor.sources import _hf_scan
+real = _hf_scan._scan_piece
+def slow(*args):
+    time.sleep(60)
+    return real(*args)
+_hf_scan._scan_piece = slow
+print("ready", flush=True)
+_hf_scan.scan_file(Path({str(path)!r}), workers=2, task_bytes=4096)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+
+    def children() -> list[int]:
+        out: list[int] = []
+        for task in Path(f"/proc/{proc.pid}/task").iterdir():
+            out += [int(c) for c in (task / "children").read_text().split()]
+        return out
+
+    def alive(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 20
+    workers = children()
+    while len(workers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+        workers = children()
+    if usable_cpus() < 2:  # one core: nothing is forked, the parent scans alone
+        proc.kill()
+        proc.wait()
+        assert workers == []
+        return
+    assert len(workers) >= 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(alive(w) for w in workers)

@@ -161,7 +161,8 @@ def test_live_judging_reads_the_series_a_param_names(tmp_path) -> None:  # noqa:
 @pytest.mark.parametrize("seed", range(3))
 def test_level_at_start_and_end_is_the_median_of_three_in_a_row(seed: int) -> None:
     """``level`` at start / end takes one median of the first / last 3 finite points; at max, the highest of
-    every 3-in-a-row median (the same windows: a run's level is never read from fewer than 3 points)."""
+    every 3-in-a-row median; a series of fewer points (a rule with a lower ``min_points``) has one level, the
+    median of them all (it used to crash the rule)."""
     import math
     import random
 
@@ -174,3 +175,7 @@ def test_level_at_start_and_end_is_the_median_of_three_in_a_row(seed: int) -> No
         args = {p: d.default for p, d in check.params.items()} | {"series": "train/loss", "at": at}
         got = check.evaluate(_run(values), args)
         assert got.evidence_at(0)["level"] == want, at
+    # a rule that asks for fewer points: the median of the two there are, wherever it looks
+    for at in ("start", "end", "max"):
+        args = {p: d.default for p, d in check.params.items()} | {"series": "train/loss", "at": at, "min_points": 1}
+        assert check.evaluate(_run([2.0, 5.0]), args).evidence_at(0)["level"] == 3.5, at

@@ -215,14 +215,18 @@ _OTHER = r"([^{}\n\r]*" + _P + r"\})" + _AFTER
 
 
 def _template(keys: tuple[str, ...], quoted: tuple[bool, ...]) -> str:
-    """Regex body (after the leading ``{'``) matching exactly this key set and quoting, values captured."""
+    """Regex body (after the leading ``{'``) matching exactly this key set and quoting, values captured. A value
+    holds none of the characters the catch-all branch stops at (``{}``, CR, LF): the template matches only
+    dicts the catch-all would match too, so which of the two reads a dict never decides whether it is read
+    (a bar redraw that lands inside a printed value, stderr cutting into buffered stdout, drops the dict on
+    both)."""
     parts = []
     for i, (key, q) in enumerate(zip(keys, quoted)):
         parts.append(
             ("" if i == 0 else ", '")
             + re.escape(key)
             + "': "
-            + ("'([^'\\n]*" + _P + ")'" if q else "([^,}'\\n]*" + _P + ")")
+            + ("'([^'\\n\\r{}]*" + _P + ")'" if q else "([^,}'\\n\\r{]*" + _P + ")")
         )
     return "".join(parts) + r"\}" + _AFTER
 
@@ -262,7 +266,8 @@ class _Scanner:
             # learn the common layout on a small first piece, then scan the rest with its template
             cut = text.find("\n", 128 * 1024) + 1
             if 0 < cut < len(text):
-                nxt = text[cut : text.find("\n", cut) + 1]
+                end = text.find("\n", cut)
+                nxt = text[cut:] if end < 0 else text[cut : end + 1]  # the last line may have no line break
                 self.feed(text[:cut], before_dict(nxt))
                 self.feed(text[cut:], lookahead)
                 return
@@ -387,23 +392,26 @@ def scan_file(
     the pieces are scanned in forked worker processes (:mod:`lossdoctor.workers`, where that is possible),
     then joined in file order: the same result as one pass, as each piece ends at a line break and sees the
     next piece's first line as its lookahead, just as a chunk does."""
+    n = 1
+    if workers > 1 and path.stat().st_size >= 2 * (task_bytes or TASK_BYTES):
+        from lossdoctor.workers import fork_workers
+
+        n = fork_workers(min(workers, MAX_WORKERS))
     with path.open("rb") as fh:
         head = fh.read(8192)
         encoding = guess_encoding(head)
-        pieces = _pieces(fh, encoding, task_bytes or TASK_BYTES) if workers > 1 else []
+        pieces = _pieces(fh, encoding, task_bytes or TASK_BYTES) if n > 1 else []
         if not pieces:
             fh.seek(0)
             return _scan(fh, encoding, chunk_bytes, None, "")
-    from lossdoctor.workers import fork_workers, map_forked
+    from lossdoctor.workers import map_forked
 
-    n = fork_workers(min(workers, MAX_WORKERS, len(pieces)))
-    if n > 1:
-        calls = [(str(path), encoding if start == 0 else "utf-8", chunk_bytes, start, end) for start, end in pieces]
-        try:
-            return _join(list(map_forked(_scan_piece, calls, n)))
-        except Exception:  # noqa: BLE001 - a pool that cannot start or a worker that died: scan here instead
-            pass
-    return scan_file(path, chunk_bytes)
+    calls = [(str(path), encoding if start == 0 else "utf-8", chunk_bytes, start, end) for start, end in pieces]
+    try:
+        parts = list(map_forked(_scan_piece, calls, min(n, len(pieces))))
+    except Exception:  # noqa: BLE001 - a pool that cannot start or a worker that died: scan here instead
+        return scan_file(path, chunk_bytes)
+    return _join(parts)
 
 
 def _scan(fh: Any, encoding: str, chunk_bytes: int, limit: int | None, after: str) -> ScanResult:
@@ -418,7 +426,7 @@ def _pieces(fh: Any, encoding: str, task_bytes: int) -> list[tuple[int, int | No
     """(start, end) byte ranges of about ``task_bytes`` that each start a line (the last one: end None, to the
     end of the file as it is when read); [] for a file under two pieces, with no line break to split at, or
     not in UTF-8 (where a line break byte may be part of a character)."""
-    if encoding not in ("utf-8", "utf-8-sig") or not fh.seekable():
+    if encoding not in ("utf-8", "utf-8-sig"):
         return []
     size = fh.seek(0, 2)
     if size < 2 * task_bytes:

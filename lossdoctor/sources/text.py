@@ -99,7 +99,14 @@ def iter_text_chunks(
         last = text.rfind("\n")
         cut = text.rfind("\n", 0, last) + 1 if last > 0 else 0
         if cut == 0:
-            rest = text if len(text) < 64 * chunk_bytes else ""  # no line breaks at all: give up on it
+            if len(text) < 64 * chunk_bytes:
+                rest = text
+                continue
+            # no second line break in 64 chunks: the complete lines go out with the start of the line being
+            # read as their lookahead, and that line (a run of redraws, or binary) is given up
+            if last > 0:
+                yield text[: last + 1], before_dict(text[last + 1 :]), total
+            rest = ""
             continue
         extra = text[cut : last + 1]
         rest = text[cut:]

@@ -52,20 +52,21 @@ class Level:
         metric, steps, values = finite_points(run, args["series"])
         if metric is None:
             return empty_result((args["series"],), "global")
-        if len(values) < int(args["min_points"]):
+        if len(values) < max(1, int(args["min_points"])):
             return global_result(False, int(steps[-1]) if len(steps) else None, {}, (metric,))
         vocab, key = config_number(run, args["vocab_from"])
         source = f"the run's config ({key})" if vocab and vocab > 1 else "the largest real vocabulary"
         vocab = float(vocab) if vocab and vocab > 1 else float(args["default_vocab"])
         ln_v = math.log(vocab)
         at = str(args["at"])
-        if at == "max" or len(values) < 3:
-            med = rolling_median(values, 3)[2:]  # the median of each 3 points in a row
-            where = {"start": 0, "end": len(med) - 1, "max": int(np.argmax(med))}[at]
+        k = min(3, len(values))  # a level: the median of 3 points in a row (of all of them, when fewer)
+        if at == "max" and len(values) > k:
+            med = rolling_median(values, k)[k - 1 :]  # every 3 in a row
+            where = int(np.argmax(med))
             level = float(med[where])
-        else:  # the first or last 3 points: one median, not a million
-            where = 0 if at == "start" else len(values) - 3
-            level = float(median_of(values[where : where + 3]))
+        else:  # the first or the last 3: one median (not a million of them on a long run)
+            where = len(values) - k if at == "end" else 0
+            level = float(median_of(values[where : where + k]))
         end = float(median_of(values[-max(3, len(values) // 5) :]))
         holds = level > ln_v
         if args.get("ends_above") is not None:
@@ -81,10 +82,10 @@ class Level:
                     holds = False
         return global_result(
             holds,
-            int(steps[where + 2]),
+            int(steps[where + k - 1]),
             {
                 "level": level,
-                "level_step": int(steps[where + 2]),
+                "level_step": int(steps[where + k - 1]),
                 "ln_vocab": ln_v,
                 "vocab": int(vocab),
                 "vocab_source": source,
