@@ -12,7 +12,7 @@ with the same points and 4x the noise (tqdm redraws, warnings); its peak should 
 A fourth child runs the whole analysis in one process (imports, read, default rules, JSON report): the
 end-to-end figure. Target (issue 13): end to end >= 10x the naive parse alone, peak RSS <= 300 MB.
 lossdoctor splits a big log between worker processes (``analyze --jobs``; ``--jobs 1`` here for one process):
-its peak RSS is then the sum over the processes (bench/proctree.py), an upper bound, and its CPU time is given.
+its peak RSS is then the sum over the processes (bench/proctree.py), and its CPU time is given.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 ``wait4``'s ``ru_maxrss`` is the largest RSS of any one process of the tree, not their sum: a tool that forks
 workers would look as lean as its largest process. :class:`TreeRSS` samples the summed RSS of a process and all
 its descendants (``/proc/PID/task/*/children``) every few milliseconds; the benches report the larger of that
-sum's peak and ``wait4``'s figure. The sum counts pages a forked worker shares with its parent twice, so it is
-an upper bound of the memory used. Linux only (elsewhere it reports nothing and ``wait4`` stands alone).
+sum's peak and ``wait4``'s figure. The sum counts the pages a forked worker shares with its parent once per
+process (it overstates what they use together), but it is sampled every 5 ms, so a briefer peak can fall
+between two samples. Linux only (elsewhere it reports nothing and ``wait4`` stands alone).
 """
 
 from __future__ import annotations
