@@ -15,7 +15,8 @@ import threading
 from pathlib import Path
 
 
-def _children(pid: int) -> list[int]:
+def children(pid: int) -> list[int]:
+    """The pids of ``pid``'s child processes (none when it is gone)."""
     out: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():
@@ -45,7 +46,7 @@ def tree_rss_mb(pid: int) -> tuple[float, int]:
             continue
         seen.add(p)
         total += _rss_bytes(p)
-        todo.extend(_children(p))
+        todo.extend(children(p))
     return total / 2**20, len(seen)
 
 

@@ -16,6 +16,7 @@ import pytest
 from lossdoctor.errors import SourceError
 from lossdoctor.sources import ReadOptions, detect, hf_console, make_target, read_runs
 from lossdoctor.sources.hf_console import SOURCE
+from lossdoctor.sources.text import guess_encoding
 
 HERE = Path(__file__).parent
 CONSOLE = HERE / "data" / "console"
@@ -400,16 +401,14 @@ def test_pieces_scanned_apart_and_joined_equal_one_pass(tmp_path: Path, task_byt
     path = _split_log(tmp_path)
     whole = _hf_scan.scan_file(path)
     with path.open("rb") as fh:
-        pieces = _hf_scan._pieces(fh, "utf-8-sig", task_bytes)
+        calls = _hf_scan._piece_calls(path, fh, "utf-8-sig", 997, task_bytes)
+    pieces = [(start, end) for *_, start, end in calls]
     data = path.read_bytes()
     assert len(pieces) >= 2 and pieces[0][0] == 0 and pieces[-1][1] is None
     assert all(data[start - 1 : start] == b"\n" for start, _ in pieces[1:])
     assert all(end == nxt for (_, end), (nxt, _) in zip(pieces, pieces[1:]))
-    parts = [
-        _hf_scan._scan_piece(str(path), "utf-8-sig" if start == 0 else "utf-8", 997, start, end)
-        for start, end in pieces
-    ]
-    joined = _hf_scan._join(parts)
+    assert [c[1] for c in calls] == ["utf-8-sig"] + ["utf-8"] * (len(calls) - 1)  # the BOM is the first's
+    joined = _hf_scan._join([_hf_scan._scan_piece(*call) for call in calls])
     assert _scan_fields(joined) == _scan_fields(whole)
     assert joined.run_name == "second-name" and joined.replacement_chars == 2
     assert (joined.after_n[: len(joined.kind) - 1] >= 0).sum() > 800  # the bars after the dicts were seen
@@ -582,13 +581,9 @@ def test_random_logs_split_anywhere_scan_as_one_pass(tmp_path: Path, first: int)
         chunk, task = rng.randint(300, 6000), rng.randint(200, 8000)
         one = _scan_fields(_hf_scan.scan_file(path, chunk_bytes=10**7))
         assert _scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk)) == one, seed
-        encoding = "utf-8-sig" if path.read_bytes().startswith(b"\xef\xbb\xbf") else "utf-8"
         with path.open("rb") as fh:
-            pieces = _hf_scan._pieces(fh, encoding, task)
-        parts = [
-            _hf_scan._scan_piece(str(path), encoding if start == 0 else "utf-8", chunk, start, end)
-            for start, end in pieces
-        ]
+            calls = _hf_scan._piece_calls(path, fh, guess_encoding(fh.read(8192)), chunk, task)
+        parts = [_hf_scan._scan_piece(*call) for call in calls]
         if parts:
             split += 1
             assert _scan_fields(_hf_scan._join(parts)) == one, seed
@@ -643,6 +638,8 @@ def test_workers_die_with_a_killed_parent(tmp_path: Path) -> None:
     import subprocess
     import time
 
+    from proctree import children  # bench/proctree.py: /proc's children lists
+
     from lossdoctor.workers import usable_cpus
 
     path = _split_log(tmp_path)
@@ -661,12 +658,6 @@ _hf_scan.scan_file(Path({str(path)!r}), workers=2, task_bytes=4096)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
 
-    def children() -> list[int]:
-        out: list[int] = []
-        for task in Path(f"/proc/{proc.pid}/task").iterdir():
-            out += [int(c) for c in (task / "children").read_text().split()]
-        return out
-
     def alive(pid: int) -> bool:
         try:
             return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -674,10 +665,10 @@ _hf_scan.scan_file(Path({str(path)!r}), workers=2, task_bytes=4096)
             return False
 
     deadline = time.monotonic() + 20
-    workers = children()
+    workers = children(proc.pid)
     while len(workers) < 2 and time.monotonic() < deadline:
         time.sleep(0.05)
-        workers = children()
+        workers = children(proc.pid)
     if usable_cpus() < 2:  # one core: nothing is forked, the parent scans alone
         proc.kill()
         proc.wait()

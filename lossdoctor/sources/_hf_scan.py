@@ -392,23 +392,22 @@ def scan_file(
     the pieces are scanned in forked worker processes (:mod:`lossdoctor.workers`, where that is possible),
     then joined in file order: the same result as one pass, as each piece ends at a line break and sees the
     next piece's first line as its lookahead, just as a chunk does."""
+    task = task_bytes or TASK_BYTES
     n = 1
-    if workers > 1 and path.stat().st_size >= 2 * (task_bytes or TASK_BYTES):
+    if workers > 1 and path.stat().st_size >= 2 * task:
         from lossdoctor.workers import fork_workers
 
         n = fork_workers(min(workers, MAX_WORKERS))
     with path.open("rb") as fh:
-        head = fh.read(8192)
-        encoding = guess_encoding(head)
-        pieces = _pieces(fh, encoding, task_bytes or TASK_BYTES) if n > 1 else []
-        if not pieces:
+        encoding = guess_encoding(fh.read(8192))
+        calls = _piece_calls(path, fh, encoding, chunk_bytes, task) if n > 1 else []
+        if not calls:
             fh.seek(0)
             return _scan(fh, encoding, chunk_bytes, None, "")
     from lossdoctor.workers import map_forked
 
-    calls = [(str(path), encoding if start == 0 else "utf-8", chunk_bytes, start, end) for start, end in pieces]
     try:
-        parts = list(map_forked(_scan_piece, calls, min(n, len(pieces))))
+        parts = list(map_forked(_scan_piece, calls, min(n, len(calls))))
     except Exception:  # noqa: BLE001 - a pool that cannot start or a worker that died: scan here instead
         return scan_file(path, chunk_bytes)
     return _join(parts)
@@ -441,6 +440,17 @@ def _pieces(fh: Any, encoding: str, task_bytes: int) -> list[tuple[int, int | No
             starts.append(at)
     ends: list[int | None] = [*starts[1:], None]
     return list(zip(starts, ends)) if len(starts) > 1 else []
+
+
+def _piece_calls(
+    path: Path, fh: Any, encoding: str, chunk_bytes: int, task_bytes: int
+) -> list[tuple[str, str, int, int, int | None]]:
+    """The arguments of :func:`_scan_piece` for each piece of the file (:func:`_pieces`; [] when it is not
+    split). The first piece is decoded with the file's encoding (its BOM), the others as plain UTF-8."""
+    return [
+        (str(path), encoding if start == 0 else "utf-8", chunk_bytes, start, end)
+        for start, end in _pieces(fh, encoding, task_bytes)
+    ]
 
 
 def _scan_piece(path: str, encoding: str, chunk_bytes: int, start: int, end: int | None) -> ScanResult:

@@ -55,7 +55,7 @@ def build_run(scan: ScanResult, target: Target, location: str, name_default: str
                 if ok[last, k]:
                     summary[key] = float(vals[last, k])
     plan = infer_steps(scan, summary)
-    release()  # the step inference's per-dict scratch (~8 bytes x 8 per dict) is not kept into the table's peak
+    release()  # the step inference's per-dict scratch arrays go back to the system before the table is built
     if plan.max_steps is not None:
         summary["max_steps"] = plan.max_steps
     metrics, tidy_notes = points_table(scan, plan.steps)
