@@ -23,6 +23,7 @@ CONSOLE = HERE / "data" / "console"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "bench"))
 import gen_console_log as gen  # noqa: E402
+from consolekit import random_console, scan_fields  # noqa: E402
 from tinytrain import tiny_run_once  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location("make_variants", CONSOLE / "make_variants.py")
@@ -361,22 +362,6 @@ def test_template_path_equals_the_general_path(
 # ---------------------------------------------------------------- a big log split between worker processes
 
 
-def _scan_fields(scan) -> dict[str, object]:
-    """Everything a scan gives, as plain values (NaN-safe: floats by repr)."""
-    groups = {}
-    for keys, group in scan.groups.items():
-        idx, vals, ok = group.table()
-        groups[keys] = (group.kind, idx.tolist(), [repr(x) for x in vals.ravel().tolist()], ok.tolist())
-    return {
-        "group_order": list(scan.groups),
-        "groups": groups,
-        "kind": scan.kind.tolist(),
-        "after_n": scan.after_n.tolist(),
-        "after_total": scan.after_total.tolist(),
-        "meta": (scan.run_name, scan.replacement_chars, scan.bytes_read),
-    }
-
-
 def _split_log(tmp_path: Path) -> Path:
     """The mixed-layout log behind a UTF-8 BOM, with two W&B run lines, undecodable bytes and CRLF halfway."""
     mixed = _mixed_log(tmp_path).read_bytes()
@@ -409,7 +394,7 @@ def test_pieces_scanned_apart_and_joined_equal_one_pass(tmp_path: Path, task_byt
     assert all(end == nxt for (_, end), (nxt, _) in zip(pieces, pieces[1:]))
     assert [c[1] for c in calls] == ["utf-8-sig"] + ["utf-8"] * (len(calls) - 1)  # the BOM is the first's
     joined = _hf_scan._join([_hf_scan._scan_piece(*call) for call in calls])
-    assert _scan_fields(joined) == _scan_fields(whole)
+    assert scan_fields(joined) == scan_fields(whole)
     assert joined.run_name == "second-name" and joined.replacement_chars == 2
     assert (joined.after_n[: len(joined.kind) - 1] >= 0).sum() > 800  # the bars after the dicts were seen
 
@@ -522,50 +507,6 @@ def test_a_step_printed_twice_in_two_quotings_keeps_the_last(tmp_path: Path) -> 
         assert (got[40], got[200], got[41]) == (1.04, 1.2, 1.041), chunk_bytes
 
 
-def _random_console(rng: random.Random, lines: int) -> bytes:
-    """A console log of random lines: dicts in both quotings (nan, inf, -0.0, a value that is no number),
-    bars glued before dicts or redrawn with CR and cursor-up, a bar or braces cut into a printed value, eval
-    dicts, summaries, W&B run names, long lines, a broken dict, CRLF here and there; maybe no final line
-    break, undecodable bytes, a BOM."""
-    out, step, total = [], 0, rng.choice([100, 1000, 99999])
-    for _ in range(lines):
-        r, nl = rng.random(), "\r\n" if rng.random() < 0.1 else "\n"
-        redraw = rng.choice(["", "\r", "\x1b[A\r"])
-        bar = f"{redraw} {rng.randint(0, 99):2d}%|##  | {step}/{total} [00:01<00:02, 4.77it/s]"
-        if r < 0.35:
-            step += rng.randint(0, 2)
-            value = rng.choice(["'1.5'", "'nan'", "2.25", "'inf'", "nan", "'x'", "1e-05", "'-0.0'"])
-            d = f"{{'loss': {value}, 'grad_norm': '{rng.random():.4g}', 'epoch': '{step / 100:.4g}'}}"
-            out.append((bar + "\r     \r" if rng.random() < 0.3 else "") + d + nl)
-            if rng.random() < 0.7:
-                out.append(bar + nl)
-        elif r < 0.45:
-            out.append(f"{{'eval_loss': '{rng.random():.4g}', 'eval_runtime': '1.5', 'epoch': '{step / 100:.4g}'}}{nl}")
-        elif r < 0.5:
-            out.append(bar * rng.randint(1, 4) + nl)
-        elif r < 0.55:
-            out.append("warning: {'not': 'a dict'} here" + nl)
-        elif r < 0.58:
-            out.append(f"wandb: Syncing run run-{rng.randint(0, 9)}{nl}")
-        elif r < 0.6:
-            out.append("x" * rng.randint(1000, 9000) + nl)
-        elif r < 0.61:
-            out.append("{'loss': '1.0', 'grad_norm': broken" + nl)
-        elif r < 0.62:  # stderr's bar redraw inside a buffered stdout dict; braces inside a value
-            cut_in = rng.choice([bar, "{x}", "\r"])
-            out.append(f"{{'loss': '1.5', 'grad_norm': '0.5{cut_in}', 'epoch': '{step / 100:.4g}'}}{nl}")
-        elif r < 0.64:
-            out.append("{'train_runtime': '12.5', 'train_loss': '2.1', 'epoch': '3'}" + nl)
-        else:
-            out.append(bar + nl)
-    text = "".join(out)
-    data = (text.rstrip("\n") if rng.random() < 0.3 else text).encode("utf-8")
-    if rng.random() < 0.3:
-        at = rng.randrange(len(data))
-        data = data[:at] + b"\xff\xfe" + data[at:]
-    return (b"\xef\xbb\xbf" if rng.random() < 0.2 else b"") + data
-
-
 @pytest.mark.parametrize("first", [0, 20, 40])
 def test_random_logs_split_anywhere_scan_as_one_pass(tmp_path: Path, first: int) -> None:
     """Random logs, random chunk and piece sizes: the pieces scanned apart and joined, and the file read in
@@ -577,16 +518,16 @@ def test_random_logs_split_anywhere_scan_as_one_pass(tmp_path: Path, first: int)
     for seed in range(first, first + 20):
         rng = random.Random(seed)
         path = tmp_path / f"r{seed}.log"
-        path.write_bytes(_random_console(rng, rng.randint(50, 1500)))
+        path.write_bytes(random_console(rng, rng.randint(50, 1500)))
         chunk, task = rng.randint(300, 6000), rng.randint(200, 8000)
-        one = _scan_fields(_hf_scan.scan_file(path, chunk_bytes=10**7))
-        assert _scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk)) == one, seed
+        one = scan_fields(_hf_scan.scan_file(path, chunk_bytes=10**7))
+        assert scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk)) == one, seed
         with path.open("rb") as fh:
             calls = _hf_scan._piece_calls(path, fh, guess_encoding(fh.read(8192)), chunk, task)
         parts = [_hf_scan._scan_piece(*call) for call in calls]
         if parts:
             split += 1
-            assert _scan_fields(_hf_scan._join(parts)) == one, seed
+            assert scan_fields(_hf_scan._join(parts)) == one, seed
     assert split >= 15  # most files were split
 
 
@@ -614,7 +555,7 @@ def test_the_layout_learning_cut_keeps_the_bar_after_a_dict(tmp_path: Path) -> N
     one = _hf_scan.scan_file(path, chunk_bytes=10**7)
     at = n - 1  # n - 1 train dicts before the eval dict
     assert one.kind[at] == _hf_scan.EVAL and one.after_n[at] == n
-    assert _scan_fields(_hf_scan.scan_file(path, chunk_bytes=4096)) == _scan_fields(one)
+    assert scan_fields(_hf_scan.scan_file(path, chunk_bytes=4096)) == scan_fields(one)
 
 
 def test_a_dict_before_an_endless_last_line_keeps_its_bar(tmp_path: Path) -> None:

@@ -20,12 +20,19 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from lossdoctor.sources._readkit import WANDB_RUN_LINE, parse_number, wandb_run_name
+from lossdoctor.sources._readkit import WANDB_RUN_LINE, wandb_run_name
 from lossdoctor.sources.text import CHUNK_BYTES, before_dict, guess_encoding, iter_text_chunks
+
+_cscan: ModuleType | None
+try:  # the compiled matcher (setup.py); optional, the regex gives the same matches
+    from lossdoctor import _cscan
+except ImportError:  # pragma: no cover - built wherever a C compiler was found
+    _cscan = None
 
 _PAIR = re.compile(r"'([^'\\]+)': ('?)([^',}]*)")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[()][0-9A-Za-z]")
@@ -65,19 +72,19 @@ def split_dict(text: str) -> tuple[tuple[str, ...], list[str]]:
 
 
 def _to_floats(values: Any) -> tuple[np.ndarray, np.ndarray | None]:
-    """Float array of printed values and a mask of the parsable ones (None = all parsed)."""
+    """Float array of printed values and a mask of the parsable ones (None = all parsed). A value is what
+    ``float()`` reads in it, each on its own (whatever its neighbours hold)."""
     try:
         return np.fromiter(map(float, values), dtype=np.float64, count=len(values)), None
     except ValueError:
         out = np.empty(len(values), dtype=np.float64)
         ok = np.ones(len(values), dtype=bool)
         for i, v in enumerate(values):
-            x = parse_number(v)
-            if x is None:
+            try:
+                out[i] = float(v)
+            except ValueError:
                 ok[i] = False
                 out[i] = math.nan
-            else:
-                out[i] = x
         return out, ok
 
 
@@ -235,6 +242,81 @@ def _quoting(text: str, keys: tuple[str, ...]) -> tuple[bool, ...]:
     return tuple(f"'{k}': '" in text for k in keys)
 
 
+@dataclass(frozen=True)
+class _Matches:
+    """What one chunk's matcher found, per match in file order: ``rows`` matches; the template's rows
+    (``dom_rows``) with their values (rows x k, and a parsed mask, None when all parsed); every match's bar
+    counters (-1: no bar after it); and the other dicts' text after ``{'`` with their match number."""
+
+    rows: int
+    dom_rows: np.ndarray
+    dom_values: np.ndarray
+    dom_ok: np.ndarray | None
+    after_n: np.ndarray
+    after_total: np.ndarray
+    others: list[tuple[int, str]]
+
+
+def _match_regex(regex: re.Pattern[str], text: str, k: int) -> _Matches | None:
+    """The matches of the scanner's regex (``k``: the template's value count, 0 when there is none yet): one
+    ``findall``, its groups taken column-wise."""
+    rows = regex.findall(text)
+    if not rows:
+        return None
+    n = len(rows)
+    cols = list(zip(*rows))  # per group of the regex, its n strings (no object array, no per-row loop)
+    other_col = k + 2 if k else 0
+    bodies, bodies_n, bodies_t = cols[other_col], cols[other_col + 1], cols[other_col + 2]
+    others = [(r, body) for r, body in enumerate(bodies) if body]
+    after_n = np.full(n, -1, dtype=np.int64)
+    after_t = np.full(n, -1, dtype=np.int64)
+    for r, _ in others:
+        if bodies_n[r]:
+            after_n[r], after_t[r] = int(bodies_n[r]), int(bodies_t[r])
+    if not k or len(others) == n:  # rows of the template exist only when it does (k > 0)
+        return _Matches(n, np.empty(0, np.int64), np.empty((0, k)), None, after_n, after_t, others)
+    is_dom = np.ones(n, dtype=bool)
+    is_dom[[r for r, _ in others]] = False
+    dom_rows = np.flatnonzero(is_dom)
+    ok = None
+    vals = _float_columns(cols[:k], len(dom_rows))
+    if vals is None:  # not all plain numbers: value by value
+        flat, ok = _to_floats(np.array([rows[r][:k] for r in dom_rows.tolist()], dtype=object).ravel())
+        vals = flat.reshape(-1, k)
+        ok = None if ok is None else ok.reshape(-1, k)
+    bar_n, bar_t = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
+    if bar_n is not None and bar_t is not None:  # every dict of the layout has its bar
+        after_n[dom_rows], after_t[dom_rows] = bar_n, bar_t
+    else:
+        has = [r for r in dom_rows.tolist() if cols[k][r]]
+        if has:
+            after_n[has] = [int(cols[k][r]) for r in has]
+            after_t[has] = [int(cols[k + 1][r]) for r in has]
+    return _Matches(n, dom_rows, vals, ok, after_n, after_t, others)
+
+
+def _match_compiled(text: str, keys: tuple[str, ...], quoted: tuple[bool, ...]) -> _Matches | None:
+    """The same matches as :func:`_match_regex` with the template of ``keys`` / ``quoted``, by the compiled
+    matcher (``lossdoctor/_cscan.c``). The values it leaves to Python (anything but a plainly written number)
+    are converted by ``float()``, as in :func:`_to_floats`."""
+    assert _cscan is not None
+    template, values, bar_n, bar_t, deferred, others = _cscan.match(text, keys, quoted)
+    n = len(template)
+    if not n:
+        return None
+    dom_rows = np.flatnonzero(np.frombuffer(template, np.uint8))
+    vals = np.frombuffer(values, np.float64).reshape(-1, len(keys))
+    ok = None
+    for row, j, value in deferred:
+        try:
+            vals[row, j] = float(value)
+        except ValueError:
+            if ok is None:
+                ok = np.ones(vals.shape, bool)
+            ok[row, j] = False
+    return _Matches(n, dom_rows, vals, ok, np.frombuffer(bar_n, np.int64), np.frombuffer(bar_t, np.int64), others)
+
+
 class _Scanner:
     """Chunked scan with one regex pass per chunk.
 
@@ -275,22 +357,15 @@ class _Scanner:
         if "wandb:" in text:
             for m in WANDB_RUN_LINE.finditer(text):
                 self.run_name = wandb_run_name(m)
-        rows = self.regex.findall(text + lookahead if lookahead else text)
-        if not rows:
+        found = self._match(text + lookahead if lookahead else text)
+        if found is None:
             return
         dom = self.dom
-        k = len(dom.keys) if dom is not None else 0
-        n = len(rows)
-        cols = list(zip(*rows))  # per group of the regex, its n strings (no object array, no per-row loop)
-        other_col = k + 2 if k else 0
-        bodies, bodies_n, bodies_t = cols[other_col], cols[other_col + 1], cols[other_col + 2]
-        others = [r for r, body in enumerate(bodies) if body]
+        n = found.rows
         kind = np.full(n, -1, dtype=np.int8)
-        after_n = np.full(n, -1, dtype=np.int64)
-        after_t = np.full(n, -1, dtype=np.int64)
         pending: list[tuple[Group, int, list[str]]] = []
-        for r in others:
-            body = "{'" + bodies[r]
+        for r, body_text in found.others:
+            body = "{'" + body_text
             keys, values = split_dict(body)
             group = self.groups.get(keys)
             if group is None:
@@ -307,34 +382,15 @@ class _Scanner:
             self.seen[sig] = self.seen.get(sig, 0) + 1
             pending.append((group, r, values))
             kind[r] = group.kind
-            if bodies_n[r]:
-                after_n[r], after_t[r] = int(bodies_n[r]), int(bodies_t[r])
-        if k and len(others) < n:  # rows of the dominant layout exist only when it does (k > 0)
-            is_dom = np.ones(n, dtype=bool)
-            is_dom[others] = False
-            dom_rows = np.flatnonzero(is_dom)
-        else:
-            dom_rows = np.empty(0, np.int64)
-        if dom is not None and dom_rows.size:
-            kind[dom_rows] = dom.kind
+        if dom is not None and found.dom_rows.size:
+            kind[found.dom_rows] = dom.kind
         keep = kind >= 0
         # ordinals count log dicts only (dicts that are not log dicts are dropped)
         ordinal = np.cumsum(keep) - 1 + self.count
-        if dom is not None and dom_rows.size:
-            vals = _float_columns(cols[:k], len(dom_rows))
-            if vals is None:  # not all plain numbers: the block as before, value by value
-                dom.add_block(ordinal[dom_rows], np.array([rows[r][:k] for r in dom_rows.tolist()], dtype=object))
-            else:
-                dom.flush()
-                dom.append(ordinal[dom_rows], vals, None)
-            bar_n, bar_t = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
-            if bar_n is not None and bar_t is not None:  # every dict of the layout has its bar
-                after_n[dom_rows], after_t[dom_rows] = bar_n, bar_t
-            else:
-                has = [r for r in dom_rows.tolist() if cols[k][r]]
-                if has:
-                    after_n[has] = [int(cols[k][r]) for r in has]
-                    after_t[has] = [int(cols[k + 1][r]) for r in has]
+        if dom is not None and found.dom_rows.size:
+            dom.flush()
+            dom.append(ordinal[found.dom_rows], found.dom_values, found.dom_ok)
+        after_n, after_t = found.after_n, found.after_total
         for group, row, values in pending:
             group.idx.append(int(ordinal[row]))
             group.flat.extend(values)
@@ -345,6 +401,13 @@ class _Scanner:
         self.after_t_parts.append(after_t[keep])
         self.count += int(keep.sum())
         self._maybe_switch_template(n)
+
+    def _match(self, text: str) -> _Matches | None:
+        """The dicts in ``text`` (None: none), by the compiled matcher once a template is known and the
+        extension is built, else by the regex; both give the same matches."""
+        if self.dom is not None and _cscan is not None:
+            return _match_compiled(text, self.dom.keys, self.dom_quoted)
+        return _match_regex(self.regex, text, len(self.dom.keys) if self.dom is not None else 0)
 
     def _maybe_switch_template(self, rows: int) -> None:
         """Give the most common layout among the one-by-one rows its own template when it dominates."""

@@ -1,0 +1,269 @@
+/* lossdoctor._cscan: the hf-console reader's template matcher, compiled (optional).
+
+   One function, match(text, keys, quoted), does at C speed what lossdoctor/sources/_hf_scan.py's regex
+   ``\{'(?:TEMPLATE|OTHER)`` with ``findall`` does in Python, and returns the result column-wise instead of a
+   tuple per match:
+
+   - TEMPLATE is the dominant dict layout: ``{'`` key0 ``': `` value0 ``, '`` key1 ``': `` value1 ... ``}``, each
+     value quoted (``'[^'\n\r{}]*'``) or bare (``[^,}'\n\r{]*``) as ``quoted`` says;
+   - OTHER is any other ``{'`` up to the first ``}`` with no ``{``, ``}``, CR or LF before it;
+   - both are followed by an optional tqdm bar (``_AFTER`` in _hf_scan.py): ``\r?\n``, up to 64 cursor-up or
+     CR redraws, blanks, 1-3 decimal digits, ``%|``, the bar, ``|``, an optional blank, 1-18 digits, ``/``, 1-18
+     digits, `` [``; its two counters are returned.
+
+   Every quantifier of that regex is possessive (or behaves so: what follows it cannot match what it repeats),
+   so matching is a left-to-right walk with no backtracking, which this file implements exactly. Digits are
+   Unicode decimal digits, as ``\d`` is for ``re`` on str. The Python regex stays the reference: the tests run
+   both matchers on the same text and compare.
+
+   Values: a value written plainly (ASCII ``[-+]?(digits[.digits]|.digits)([eE][-+]?digits)?``) is converted
+   here to the double ``float()`` gives: exactly, with one IEEE operation when its digits fit 2^53 and its
+   power of ten is at most 22 (both factors exact, so the result is correctly rounded), else with
+   ``PyOS_string_to_double`` (what ``float()`` itself calls). Any other value (nan, inf, blanks, empty, ...) is
+   handed back as a str for Python to convert, so the set of accepted values is ``float()``'s.
+
+   Returns (template, values, bar_n, bar_t, deferred, others):
+   - template: bytearray, one byte per match (1: the template matched, 0: OTHER);
+   - values: bytearray of doubles, k per template match, in match order (deferred ones NaN);
+   - bar_n, bar_t: bytearray of int64 per match (-1: no bar after it);
+   - deferred: list of (template match number, value index, value str);
+   - others: list of (match number, body str), the body being the text after ``{'`` up to ``}`` included.
+
+   Nothing here is executed from the log: the text is only compared and converted. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <float.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int buf_put(Buf *b, const void *src, Py_ssize_t n) {
+    if (b->len + n > b->cap) {
+        Py_ssize_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        char *p = PyMem_Realloc(b->data, (size_t)cap);
+        if (p == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, src, (size_t)n);
+    b->len += n;
+    return 0;
+}
+
+static PyObject *buf_take(Buf *b) {
+    PyObject *out = PyByteArray_FromStringAndSize(b->data ? b->data : "", b->len);
+    PyMem_Free(b->data);
+    b->data = NULL;
+    b->len = b->cap = 0;
+    return out;
+}
+
+/* exact powers of ten (10^22 is the largest a double holds exactly) */
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The double float() gives for the ASCII text s[0:n], when it is a plainly written number; 0 with *out set,
+   1 when it is not plainly written (the caller defers it to Python), -1 on a Python error. */
+static int plain_number(const char *s, Py_ssize_t n, double *out) {
+    Py_ssize_t i = 0;
+    int neg = 0;
+    if (i < n && (s[i] == '+' || s[i] == '-')) neg = s[i++] == '-';
+    uint64_t mant = 0;
+    int sig = 0;          /* significant digits in mant (leading zeros skipped) */
+    int dropped = 0;      /* significant digits beyond 19 (not in mant) */
+    long scale = 0;       /* power of ten of mant's last digit */
+    int int_digits = 0, frac_digits = 0;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, int_digits++) {
+        if (sig < 19) {
+            if (sig || s[i] != '0') {
+                mant = mant * 10 + (uint64_t)(s[i] - '0');
+                sig++;
+            }
+        } else {
+            dropped++;
+            scale++;
+        }
+    }
+    if (i < n && s[i] == '.') {
+        for (i++; i < n && s[i] >= '0' && s[i] <= '9'; i++, frac_digits++) {
+            if (sig < 19) {
+                if (sig || s[i] != '0') {
+                    mant = mant * 10 + (uint64_t)(s[i] - '0');
+                    sig++;
+                }
+                scale--;
+            } else {
+                dropped++;
+            }
+        }
+    }
+    if (int_digits + frac_digits == 0) return 1;
+    long exp10 = 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        int eneg = 0, edigits = 0;
+        if (i < n && (s[i] == '+' || s[i] == '-')) eneg = s[i++] == '-';
+        for (; i < n && s[i] >= '0' && s[i] <= '9'; i++, edigits++)
+            if (exp10 < 100000) exp10 = exp10 * 10 + (s[i] - '0');
+        if (edigits == 0) return 1;
+        if (eneg) exp10 = -exp10;
+    }
+    if (i != n) return 1;
+    long e = scale + exp10;
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    if (!dropped && mant <= (UINT64_C(1) << 53) && e >= -22 && e <= 22) {
+        double x = (double)mant;
+        x = e < 0 ? x / POW10[-e] : x * POW10[e];
+        *out = neg ? -x : x;
+        return 0;
+    }
+#endif
+    if (n >= 128) return 1;
+    char tmp[128];
+    memcpy(tmp, s, (size_t)n);
+    tmp[n] = '\0';
+    char *end = NULL;
+    double x = PyOS_string_to_double(tmp, &end, NULL);
+    if (x == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 1;
+    }
+    if (end != tmp + n) return 1;
+    *out = x;
+    return 0;
+}
+
+/* one key of the template, as code points */
+typedef struct {
+    Py_UCS4 *chars;
+    Py_ssize_t len;
+    int quoted;
+} Key;
+
+typedef struct {
+    Buf tmpl, vals, bar_n, bar_t;
+    PyObject *deferred, *others;
+    Py_ssize_t rows, tmpl_rows;
+} Out;
+
+#define SCAN_CHAR Py_UCS1
+#define SCAN_NAME(x) x##_1
+#include "_cscan_body.h"
+#undef SCAN_CHAR
+#undef SCAN_NAME
+
+#define SCAN_CHAR Py_UCS2
+#define SCAN_NAME(x) x##_2
+#include "_cscan_body.h"
+#undef SCAN_CHAR
+#undef SCAN_NAME
+
+#define SCAN_CHAR Py_UCS4
+#define SCAN_NAME(x) x##_4
+#include "_cscan_body.h"
+#undef SCAN_CHAR
+#undef SCAN_NAME
+
+static void free_keys(Key *keys, Py_ssize_t k) {
+    if (keys == NULL) return;
+    for (Py_ssize_t j = 0; j < k; j++) PyMem_Free(keys[j].chars);
+    PyMem_Free(keys);
+}
+
+static PyObject *cscan_match(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *text, *key_tuple, *quoted_tuple;
+    if (!PyArg_ParseTuple(args, "UO!O!:match", &text, &PyTuple_Type, &key_tuple, &PyTuple_Type, &quoted_tuple))
+        return NULL;
+    Py_ssize_t k = PyTuple_GET_SIZE(key_tuple);
+    if (k == 0 || PyTuple_GET_SIZE(quoted_tuple) != k) {
+        PyErr_SetString(PyExc_ValueError, "match: keys and quoted must be non-empty and of one length");
+        return NULL;
+    }
+    Key *keys = PyMem_Calloc((size_t)k, sizeof(Key));
+    if (keys == NULL) return PyErr_NoMemory();
+    for (Py_ssize_t j = 0; j < k; j++) {
+        PyObject *key = PyTuple_GET_ITEM(key_tuple, j);
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "match: keys must be str");
+            free_keys(keys, k);
+            return NULL;
+        }
+        keys[j].len = PyUnicode_GET_LENGTH(key);
+        keys[j].chars = PyUnicode_AsUCS4Copy(key);
+        if (keys[j].chars == NULL) {
+            free_keys(keys, k);
+            return NULL;
+        }
+        int q = PyObject_IsTrue(PyTuple_GET_ITEM(quoted_tuple, j));
+        if (q < 0) {
+            free_keys(keys, k);
+            return NULL;
+        }
+        keys[j].quoted = q;
+    }
+    Out out = {0};
+    out.deferred = PyList_New(0);
+    out.others = PyList_New(0);
+    int rc = -1;
+    if (out.deferred != NULL && out.others != NULL) {
+        const void *data = PyUnicode_DATA(text);
+        Py_ssize_t len = PyUnicode_GET_LENGTH(text);
+        switch (PyUnicode_KIND(text)) {
+            case PyUnicode_1BYTE_KIND:
+                rc = scan_1(text, (const Py_UCS1 *)data, len, keys, k, &out);
+                break;
+            case PyUnicode_2BYTE_KIND:
+                rc = scan_2(text, (const Py_UCS2 *)data, len, keys, k, &out);
+                break;
+            default:
+                rc = scan_4(text, (const Py_UCS4 *)data, len, keys, k, &out);
+                break;
+        }
+    }
+    free_keys(keys, k);
+    PyObject *result = NULL;
+    if (rc == 0) {
+        PyObject *tmpl = buf_take(&out.tmpl), *vals = buf_take(&out.vals);
+        PyObject *bn = buf_take(&out.bar_n), *bt = buf_take(&out.bar_t);
+        if (tmpl && vals && bn && bt)
+            result = Py_BuildValue("(NNNNOO)", tmpl, vals, bn, bt, out.deferred, out.others);
+        else {
+            Py_XDECREF(tmpl);
+            Py_XDECREF(vals);
+            Py_XDECREF(bn);
+            Py_XDECREF(bt);
+        }
+    } else {
+        PyMem_Free(out.tmpl.data);
+        PyMem_Free(out.vals.data);
+        PyMem_Free(out.bar_n.data);
+        PyMem_Free(out.bar_t.data);
+    }
+    Py_XDECREF(out.deferred);
+    Py_XDECREF(out.others);
+    return result;
+}
+
+static PyMethodDef cscan_methods[] = {
+    {"match", cscan_match, METH_VARARGS,
+     "match(text, keys, quoted) -> (template, values, bar_n, bar_t, deferred, others): the template / catch-all "
+     "matches of _hf_scan's regex over text, column-wise (see the module source)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef cscan_module = {
+    PyModuleDef_HEAD_INIT, "_cscan", "The hf-console reader's compiled template matcher.", -1, cscan_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__cscan(void) { return PyModule_Create(&cscan_module); }

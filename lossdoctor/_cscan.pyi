@@ -1,0 +1,3 @@
+def match(
+    text: str, keys: tuple[str, ...], quoted: tuple[bool, ...]
+) -> tuple[bytearray, bytearray, bytearray, bytearray, list[tuple[int, int, str]], list[tuple[int, str]]]: ...

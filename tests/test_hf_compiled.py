@@ -1,0 +1,231 @@
+"""The hf-console reader's compiled matcher (lossdoctor/_cscan.c) against the regex it replaces.
+
+The regex (``_hf_scan._match_regex``) is the reference: on random logs, cut anywhere, in every width of str
+(Latin-1, UCS-2 bar blocks, UCS-4 emoji), with Unicode digits in bar counters, both give the same matches,
+values bit for bit, the same parsed mask and the same bars. A number written plainly is converted in C;
+anything else is handed to ``float()``: each gives what ``float()`` gives.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import struct
+import sys
+import sysconfig
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lossdoctor.sources import _hf_scan
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from consolekit import random_console, scan_fields  # noqa: E402
+
+compiled = pytest.mark.skipif(_hf_scan._cscan is None, reason="the compiled matcher is not built here")
+
+
+def test_the_compiled_matcher_is_built_where_a_compiler_is() -> None:
+    """setup.py builds it as optional (a machine with no C compiler still installs); where one is found, a
+    failed build would quietly cost the speed, so it must be there."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}) here")
+    assert _hf_scan._cscan is not None
+
+
+def _fields(m: _hf_scan._Matches | None) -> object:
+    if m is None:
+        return None
+    return (
+        m.rows,
+        m.dom_rows.tolist(),
+        [struct.pack("<d", x) if not math.isnan(x) else "nan" for x in m.dom_values.ravel().tolist()],
+        None if m.dom_ok is None else m.dom_ok.tolist(),
+        m.after_n.tolist(),
+        m.after_total.tolist(),
+        m.others,
+    )
+
+
+def _both(text: str, keys: tuple[str, ...], quoted: tuple[bool, ...]) -> tuple[object, object]:
+    regex = _hf_scan.re.compile(r"\{'(?:" + _hf_scan._template(keys, quoted) + "|" + _hf_scan._OTHER + ")")
+    return (
+        _fields(_hf_scan._match_compiled(text, keys, quoted)),
+        _fields(_hf_scan._match_regex(regex, text, len(keys))),
+    )
+
+
+_WIDE = ["é", "█", "▌", "😀", "\ufffd", "٣", "߁"]
+
+
+def _widen(rng: random.Random, text: str) -> str:
+    """Characters of every str width spliced in (into bars, values, counters and between lines), and the
+    characters the matchers stop at."""
+    out = []
+    for piece in text.split("|"):
+        out.append(piece)
+        if rng.random() < 0.05:
+            out.append(rng.choice(_WIDE))
+    joined = "|".join(out)
+    # where the matchers decide: values, and a bar's percent sign and counters
+    spots = [i + 3 for i in range(len(joined)) if joined.startswith("': ", i)]
+    spots += [i for i in range(len(joined)) if joined[i] in "%/["]
+    for _ in range(rng.randint(0, 30)):  # a character the matchers stop at, anywhere, and at those spots
+        at = rng.randrange(len(joined) + 1)
+        if spots and rng.random() < 0.5:
+            at = max(0, min(len(joined), rng.choice(spots) + rng.randint(-2, 4)))
+        joined = (
+            joined[:at]
+            + rng.choice(["{", "}", "'", ",", "\r", "\n", ": ", "\x1b[A", '"', "%", "|", "{'", " ", "/"])
+            + joined[at:]
+        )
+    if rng.random() < 0.5:  # a counter in Arabic-Indic digits (\d matches them; int() reads them)
+        joined = joined.replace("| 1", "| ١", 3).replace("/100 ", "/١٠٠ ", 2)
+    return joined
+
+
+@compiled
+@pytest.mark.parametrize("first", [0, 25, 50])
+def test_compiled_matcher_equals_the_regex_on_random_logs(first: int) -> None:
+    layouts = [
+        (("loss", "grad_norm", "epoch"), (True, True, True)),
+        (("loss", "grad_norm", "epoch"), (False, True, True)),
+        (("loss", "grad_norm", "epoch"), (True, False, False)),
+        (("eval_loss", "eval_runtime", "epoch"), (True, True, True)),
+        (("loss",), (True,)),
+    ]
+    for seed in range(first, first + 25):
+        rng = random.Random(seed)
+        text = random_console(rng, rng.randint(20, 600)).decode("utf-8", errors="replace")
+        if rng.random() < 0.8:
+            text = _widen(rng, text)
+        for keys, quoted in layouts:
+            a = rng.randrange(len(text) + 1)
+            b = rng.randrange(a, len(text) + 1)
+            for piece in (text, text[a:b]):
+                got, want = _both(piece, keys, quoted)
+                assert got == want, (seed, keys, quoted, a, b)
+
+
+@compiled
+def test_a_whole_scan_is_the_same_with_and_without_the_compiled_matcher(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through scan_file (layout learning, template switches, chunk lookaheads): both matchers, one result."""
+    for seed in range(12):
+        rng = random.Random(1000 + seed)
+        path = tmp_path / f"r{seed}.log"
+        path.write_bytes(random_console(rng, rng.randint(200, 3000)))
+        chunk = rng.randint(300, 6000)
+        with_c = scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk))
+        with monkeypatch.context() as m:
+            m.setattr(_hf_scan, "_cscan", None)
+            without = scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk))
+        assert with_c == without, seed
+        assert with_c["kind"], seed  # the log had dicts
+
+
+def _number_strings(rng: random.Random) -> list[str]:
+    digits = "0123456789"
+    out = [
+        "0",
+        "-0",
+        "+0.0",
+        ".5",
+        "5.",
+        "-.5e-3",
+        "1e22",
+        "1e23",
+        "9007199254740992",
+        "9007199254740993",
+        "123456789012345678901234567890",
+        "0.1",
+        "2.5e-308",
+        "1e-400",
+        "1e400",
+        "-1E+05",
+        "00000.000012",
+    ]
+    for _ in range(3000):
+        sig = "".join(rng.choice(digits) for _ in range(rng.randint(1, 22)))
+        dot = rng.randint(0, len(sig))
+        s = rng.choice(["", "-", "+"]) + sig[:dot] + rng.choice([".", ""]) + sig[dot:]
+        if rng.random() < 0.5:
+            s += rng.choice("eE") + rng.choice(["", "-", "+"]) + str(rng.randint(0, 40 if rng.random() < 0.9 else 400))
+        out.append(s)
+        out.append(repr(rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30)))
+        out.append(f"{rng.random() * 10 ** rng.randint(-8, 8):.4g}")
+    return out
+
+
+@compiled
+def test_values_are_what_float_reads() -> None:
+    """Plain numbers converted in C, the rest (nan, inf, blanks, underscores, non-ASCII digits, empty, junk)
+    by float(): every value is float()'s, bit for bit, and a value float() refuses is marked unparsed."""
+    rng = random.Random(7)
+    odd = ["nan", "-inf", "Infinity", " 2.5", "1_000", "٣.٥", "", ".", "e5", "1e", "+", "--1", "0x10", "1.5x", "١"]
+    values = _number_strings(rng) + odd
+    text = "".join(f"{{'loss': '{v}'}}\n" for v in values)
+    got = _hf_scan._match_compiled(text, ("loss",), (True,))
+    assert got is not None and got.rows == len(values)
+    for i, v in enumerate(values):
+        try:
+            want = float(v)
+        except ValueError:
+            assert got.dom_ok is not None and not got.dom_ok[i, 0], v
+            continue
+        assert got.dom_ok is None or got.dom_ok[i, 0], v
+        x = float(got.dom_values[i, 0])
+        assert struct.pack("<d", x) == struct.pack("<d", want) or (math.isnan(x) and math.isnan(want)), v
+    got_re, want_re = _both(text, ("loss",), (True,))
+    assert got_re == want_re
+
+
+@compiled
+def test_bars_and_redraws_as_the_regex_reads_them() -> None:
+    """The optional bar after a dict: CRLF, 64 redraws but not 65, 3 percent digits but not 4, 18 counter
+    digits but not 19, a missing or doubled blank, a bar with no bracket, a bar in UCS-4 text, a doubled or
+    missing sign."""
+    d = "{'loss': '1.5'}"
+    bar = " 50%|##| {n}/{t} ["
+    cases = [
+        d + "\r\n" + bar.format(n=5, t=10),
+        d + "\n" + "\x1b[A" * 64 + bar.format(n=6, t=10),
+        d + "\n" + "\r" * 65 + bar.format(n=7, t=10),
+        d + "\n 1000%|##| 8/10 [",
+        d + "\n" + bar.format(n="9" * 18, t="9" * 18),
+        d + "\n" + bar.format(n="9" * 19, t=10),
+        d + "\n 50%|##|11/12 [",
+        d + "\n 50%|##| 11/12 ",
+        d + "\r" + bar.format(n=3, t=4),
+        "😀" + d + "\n\t 5%|😀| 13/14 [",
+        d + "\n 50%|#\n#| 1/2 [",
+        d + "\n 50%%|#| 1/2 [",
+        d + "\n 50|#| 1/2 [",
+        d + "\n 50%|#| 1//2 [",
+        d + "\n 50%|#| 1/2 x[",
+        d + "\n 50%|#|  1/2 [",
+    ]
+    for case in cases:
+        got, want = _both(case, ("loss",), (True,))
+        assert got == want, repr(case)
+    found = _hf_scan._match_compiled(cases[0] + cases[4], ("loss",), (True,))
+    assert found is not None
+    assert found.after_n.tolist() == [5, 10**18 - 1]
+
+
+def test_without_the_compiled_matcher_values_are_float_s_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The regex path's value-by-value fallback reads each value on its own: '1_000' is float()'s 1000 whether
+    or not another value of the block fails (it was parse_number's refusal only when one did)."""
+    keys, quoted = ("loss",), (True,)
+    regex = _hf_scan.re.compile(r"\{'(?:" + _hf_scan._template(keys, quoted) + "|" + _hf_scan._OTHER + ")")
+    alone = _hf_scan._match_regex(regex, "{'loss': '1_000'}\n", 1)
+    with_bad = _hf_scan._match_regex(regex, "{'loss': '1_000'}\n{'loss': 'x'}\n", 1)
+    assert alone is not None and with_bad is not None
+    assert alone.dom_values[0, 0] == with_bad.dom_values[0, 0] == 1000.0
+    assert with_bad.dom_ok is not None and with_bad.dom_ok[:, 0].tolist() == [True, False]
+    assert np.isnan(with_bad.dom_values[1, 0])
