@@ -22,6 +22,13 @@
    ``PyOS_string_to_double`` (what ``float()`` itself calls). Any other value (nan, inf, blanks, empty, ...) is
    handed back as a str for Python to convert, so the set of accepted values is ``float()``'s.
 
+   The text is a str (any width) or UTF-8 bytes, matched as their text decoded with errors="replace" would be:
+   an ill-formed byte never matches a stop character or a digit (as U+FFFD would not), a multi-byte digit is
+   one \d, keys are compared as UTF-8 (the caller does not pass keys holding U+FFFD), and the values and
+   bodies handed back are decoded (every piece starts and ends next to an ASCII character, where decoding is
+   in step with the whole text's). text_facts() gives the rest of what a chunk's decoding told: how many
+   U+FFFD it has and whether "wandb:" occurs.
+
    Returns (template, values, bar_n, bar_t, deferred, others):
    - template: bytearray, one byte per match (1: the template matched, 0: OTHER);
    - values: bytearray of doubles, k per template match, in match order (deferred ones NaN);
@@ -142,12 +149,59 @@ static int plain_number(const char *s, Py_ssize_t n, double *out) {
     return 0;
 }
 
-/* one key of the template, as code points */
+/* one key of the template, as code points and as UTF-8 */
 typedef struct {
     Py_UCS4 *chars;
     Py_ssize_t len;
+    const char *utf8;
+    Py_ssize_t utf8_len;
     int quoted;
 } Key;
+
+/* UTF-8 at s[q] (q < len): the length of the well-formed sequence there with its code point in *cp, or, for an
+   ill-formed one, 0 with *skip set to the length of its maximal subpart (the bytes a decoder replaces by one
+   U+FFFD, as Python's does: Unicode's table 3-7 of well-formed byte sequences). */
+static Py_ssize_t utf8_decode(const unsigned char *s, Py_ssize_t len, Py_ssize_t q, Py_UCS4 *cp, Py_ssize_t *skip) {
+    unsigned char c = s[q];
+    Py_ssize_t n;
+    unsigned char lo = 0x80, hi = 0xBF; /* the range of the first continuation byte */
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    } else if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+        *cp = c & 0x1F;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        *cp = c & 0x0F;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        *cp = c & 0x07;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        *skip = 1;
+        return 0;
+    }
+    for (Py_ssize_t i = 1; i < n; i++) {
+        if (q + i >= len || s[q + i] < lo || s[q + i] > hi) {
+            *skip = i;
+            return 0;
+        }
+        *cp = (*cp << 6) | (s[q + i] & 0x3F);
+        lo = 0x80;
+        hi = 0xBF;
+    }
+    return n;
+}
+
+/* The code point of the well-formed UTF-8 sequence at s[q] and its length; 0 when it is ill-formed. */
+static inline Py_ssize_t utf8_char(const unsigned char *s, Py_ssize_t len, Py_ssize_t q, Py_UCS4 *cp) {
+    Py_ssize_t skip;
+    return utf8_decode(s, len, q, cp, &skip);
+}
 
 typedef struct {
     Buf tmpl, vals, bar_n, bar_t;
@@ -173,6 +227,14 @@ typedef struct {
 #undef SCAN_CHAR
 #undef SCAN_NAME
 
+#define SCAN_CHAR unsigned char
+#define SCAN_NAME(x) x##_utf8
+#define SCAN_UTF8
+#include "_cscan_body.h"
+#undef SCAN_CHAR
+#undef SCAN_NAME
+#undef SCAN_UTF8
+
 static void free_keys(Key *keys, Py_ssize_t k) {
     if (keys == NULL) return;
     for (Py_ssize_t j = 0; j < k; j++) PyMem_Free(keys[j].chars);
@@ -182,40 +244,44 @@ static void free_keys(Key *keys, Py_ssize_t k) {
 static PyObject *cscan_match(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *text, *key_tuple, *quoted_tuple;
-    if (!PyArg_ParseTuple(args, "UO!O!:match", &text, &PyTuple_Type, &key_tuple, &PyTuple_Type, &quoted_tuple))
+    if (!PyArg_ParseTuple(args, "OO!O!:match", &text, &PyTuple_Type, &key_tuple, &PyTuple_Type, &quoted_tuple))
         return NULL;
+    int is_str = PyUnicode_Check(text);
+    Py_buffer raw = {0};
+    if (!is_str && PyObject_GetBuffer(text, &raw, PyBUF_SIMPLE) < 0) return NULL;
     Py_ssize_t k = PyTuple_GET_SIZE(key_tuple);
     if (k == 0 || PyTuple_GET_SIZE(quoted_tuple) != k) {
         PyErr_SetString(PyExc_ValueError, "match: keys and quoted must be non-empty and of one length");
+        if (!is_str) PyBuffer_Release(&raw);
         return NULL;
     }
     Key *keys = PyMem_Calloc((size_t)k, sizeof(Key));
-    if (keys == NULL) return PyErr_NoMemory();
+    if (keys == NULL) {
+        if (!is_str) PyBuffer_Release(&raw);
+        return PyErr_NoMemory();
+    }
+    int rc = -1;
     for (Py_ssize_t j = 0; j < k; j++) {
         PyObject *key = PyTuple_GET_ITEM(key_tuple, j);
         if (!PyUnicode_Check(key)) {
             PyErr_SetString(PyExc_TypeError, "match: keys must be str");
-            free_keys(keys, k);
-            return NULL;
+            goto fail;
         }
         keys[j].len = PyUnicode_GET_LENGTH(key);
         keys[j].chars = PyUnicode_AsUCS4Copy(key);
-        if (keys[j].chars == NULL) {
-            free_keys(keys, k);
-            return NULL;
-        }
+        if (keys[j].chars == NULL) goto fail;
+        keys[j].utf8 = PyUnicode_AsUTF8AndSize(key, &keys[j].utf8_len); /* kept by the key, alive till return */
+        if (keys[j].utf8 == NULL) goto fail;
         int q = PyObject_IsTrue(PyTuple_GET_ITEM(quoted_tuple, j));
-        if (q < 0) {
-            free_keys(keys, k);
-            return NULL;
-        }
+        if (q < 0) goto fail;
         keys[j].quoted = q;
     }
     Out out = {0};
     out.deferred = PyList_New(0);
     out.others = PyList_New(0);
-    int rc = -1;
-    if (out.deferred != NULL && out.others != NULL) {
+    if (out.deferred != NULL && out.others != NULL && !is_str) {
+        rc = scan_utf8(text, (const unsigned char *)raw.buf, raw.len, keys, k, &out);
+    } else if (out.deferred != NULL && out.others != NULL) {
         const void *data = PyUnicode_DATA(text);
         Py_ssize_t len = PyUnicode_GET_LENGTH(text);
         switch (PyUnicode_KIND(text)) {
@@ -231,6 +297,8 @@ static PyObject *cscan_match(PyObject *self, PyObject *args) {
         }
     }
     free_keys(keys, k);
+    keys = NULL;
+    if (!is_str) PyBuffer_Release(&raw);
     PyObject *result = NULL;
     if (rc == 0) {
         PyObject *tmpl = buf_take(&out.tmpl), *vals = buf_take(&out.vals);
@@ -252,12 +320,63 @@ static PyObject *cscan_match(PyObject *self, PyObject *args) {
     Py_XDECREF(out.deferred);
     Py_XDECREF(out.others);
     return result;
+fail:
+    free_keys(keys, k);
+    if (!is_str) PyBuffer_Release(&raw);
+    return NULL;
+}
+
+/* text_facts(data) -> (replacements, wandb): for UTF-8 bytes, how many U+FFFD decoding them with
+   errors="replace" gives (one per ill-formed maximal subpart, plus each U+FFFD written in the text), and
+   whether "wandb:" occurs in them. */
+static PyObject *cscan_text_facts(PyObject *self, PyObject *arg) {
+    (void)self;
+    Py_buffer view;
+    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
+    const unsigned char *s = view.buf;
+    Py_ssize_t len = view.len, count = 0, q = 0;
+    while (q < len) {
+        /* ASCII eight bytes at a time */
+        while (q + 8 <= len) {
+            uint64_t word;
+            memcpy(&word, s + q, 8);
+            if (word & UINT64_C(0x8080808080808080)) break;
+            q += 8;
+        }
+        if (q >= len) break;
+        if (s[q] < 0x80) {
+            q++;
+            continue;
+        }
+        Py_UCS4 cp;
+        Py_ssize_t skip;
+        Py_ssize_t n = utf8_decode(s, len, q, &cp, &skip);
+        if (n == 0) {
+            count++;
+            q += skip;
+        } else {
+            count += cp == 0xFFFD;
+            q += n;
+        }
+    }
+    int wandb = 0;
+    for (const unsigned char *p = s; (p = memchr(p, ':', (size_t)(s + len - p))) != NULL; p++) {
+        if (p - s >= 5 && memcmp(p - 5, "wandb", 5) == 0) {
+            wandb = 1;
+            break;
+        }
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(nO)", count, wandb ? Py_True : Py_False);
 }
 
 static PyMethodDef cscan_methods[] = {
     {"match", cscan_match, METH_VARARGS,
      "match(text, keys, quoted) -> (template, values, bar_n, bar_t, deferred, others): the template / catch-all "
      "matches of _hf_scan's regex over text, column-wise (see the module source)."},
+    {"text_facts", cscan_text_facts, METH_O,
+     "text_facts(data) -> (replacements, wandb): U+FFFD count of decoding UTF-8 data with errors='replace', and "
+     "whether 'wandb:' occurs in it."},
     {NULL, NULL, 0, NULL},
 };
 

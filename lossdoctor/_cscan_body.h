@@ -1,11 +1,25 @@
-/* The matcher of _cscan.c for one width of str data (SCAN_CHAR: Py_UCS1, Py_UCS2 or Py_UCS4). Included once
-   per width by _cscan.c, with SCAN_NAME giving each copy its own names. */
+/* The matcher of _cscan.c for one width of str data (SCAN_CHAR: Py_UCS1, Py_UCS2 or Py_UCS4), or for UTF-8
+   bytes (SCAN_CHAR unsigned char with SCAN_UTF8 defined). Included once per kind by _cscan.c, with SCAN_NAME
+   giving each copy its own names. */
 
-/* Unicode decimal digit (what \d matches in a str regex) and its value; -1 for any other character. */
-static inline int SCAN_NAME(digit)(SCAN_CHAR c) {
+/* The decimal digit (what \d matches in a str regex: any Unicode decimal digit) starting at s[q], its value;
+   -1 for any other character. *w is set to its length in code units (bytes for UTF-8: an undecodable byte is
+   U+FFFD, no digit). */
+static inline int SCAN_NAME(digit)(const SCAN_CHAR *s, Py_ssize_t len, Py_ssize_t q, Py_ssize_t *w) {
+    SCAN_CHAR c = s[q];
+    *w = 1;
     if (c >= '0' && c <= '9') return (int)(c - '0');
     if (c < 128) return -1;
+#ifdef SCAN_UTF8
+    Py_UCS4 cp;
+    Py_ssize_t n = utf8_char(s, len, q, &cp);
+    if (n == 0) return -1;
+    *w = n;
+    return Py_UNICODE_TODECIMAL(cp);
+#else
+    (void)len;
     return Py_UNICODE_TODECIMAL((Py_UCS4)c);
+#endif
 }
 
 /* The optional tqdm bar after a dict, from p: its end (p when there is none), its two counters in *bn / *bt
@@ -26,7 +40,8 @@ static Py_ssize_t SCAN_NAME(after)(const SCAN_CHAR *s, Py_ssize_t len, Py_ssize_
     }
     while (q < len && (s[q] == ' ' || s[q] == '\t')) q++;
     int d = 0;
-    while (d < 3 && q < len && SCAN_NAME(digit)(s[q]) >= 0) q++, d++;
+    Py_ssize_t w;
+    while (d < 3 && q < len && SCAN_NAME(digit)(s, len, q, &w) >= 0) q += w, d++;
     if (d == 0) return p;
     if (q + 1 >= len || s[q] != '%' || s[q + 1] != '|') return p;
     q += 2;
@@ -39,9 +54,9 @@ static Py_ssize_t SCAN_NAME(after)(const SCAN_CHAR *s, Py_ssize_t len, Py_ssize_
         int64_t v = 0;
         int dv;
         d = 0;
-        while (d < 18 && q < len && (dv = SCAN_NAME(digit)(s[q])) >= 0) {
+        while (d < 18 && q < len && (dv = SCAN_NAME(digit)(s, len, q, &w)) >= 0) {
             v = v * 10 + dv;
-            q++, d++;
+            q += w, d++;
         }
         if (d == 0) return p;
         if (q >= len || s[q] != (c == 0 ? '/' : ' ')) return p;
@@ -71,10 +86,15 @@ static Py_ssize_t SCAN_NAME(tmpl)(const SCAN_CHAR *s, Py_ssize_t len, Py_ssize_t
             p += 3;
         }
         const Key *key = &keys[j];
+#ifdef SCAN_UTF8
+        if (p + key->utf8_len > len || memcmp(s + p, key->utf8, (size_t)key->utf8_len) != 0) return -1;
+        p += key->utf8_len;
+#else
         if (p + key->len > len) return -1;
         for (Py_ssize_t i = 0; i < key->len; i++)
             if ((Py_UCS4)s[p + i] != key->chars[i]) return -1;
         p += key->len;
+#endif
         if (!SCAN_NAME(lit)(s, len, p, "': ", 3)) return -1;
         p += 3;
         if (key->quoted) {
@@ -95,6 +115,18 @@ static Py_ssize_t SCAN_NAME(tmpl)(const SCAN_CHAR *s, Py_ssize_t len, Py_ssize_t
     }
     if (p >= len || s[p] != '}') return -1;
     return p + 1;
+}
+
+/* The text of s[a:b] as a str (bytes decoded as UTF-8, an undecodable byte becoming U+FFFD as when the whole
+   text is decoded: a and b sit next to ASCII characters, where decoding is in step). */
+static inline PyObject *SCAN_NAME(piece)(PyObject *text, const SCAN_CHAR *s, Py_ssize_t a, Py_ssize_t b) {
+#ifdef SCAN_UTF8
+    (void)text;
+    return PyUnicode_DecodeUTF8((const char *)s + a, b - a, "replace");
+#else
+    (void)s;
+    return PyUnicode_Substring(text, a, b);
+#endif
 }
 
 /* The next "{'" at or after p, or -1. */
@@ -138,7 +170,7 @@ static int SCAN_NAME(scan)(PyObject *text, const SCAN_CHAR *s, Py_ssize_t len, c
                 continue;
             }
             end = q + 1;
-            PyObject *body_text = PyUnicode_Substring(text, body, end);
+            PyObject *body_text = SCAN_NAME(piece)(text, s, body, end);
             if (body_text == NULL) goto done;
             PyObject *item = Py_BuildValue("(nN)", out->rows, body_text);
             if (item == NULL || PyList_Append(out->others, item) < 0) {
@@ -161,7 +193,7 @@ static int SCAN_NAME(scan)(PyObject *text, const SCAN_CHAR *s, Py_ssize_t len, c
                 if (r < 0) goto done;
                 if (r > 0) {
                     row[j] = Py_NAN;
-                    PyObject *value = PyUnicode_Substring(text, a, b);
+                    PyObject *value = SCAN_NAME(piece)(text, s, a, b);
                     if (value == NULL) goto done;
                     PyObject *item = Py_BuildValue("(nnN)", out->tmpl_rows, j, value);
                     if (item == NULL || PyList_Append(out->deferred, item) < 0) {

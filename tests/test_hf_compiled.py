@@ -229,3 +229,148 @@ def test_without_the_compiled_matcher_values_are_float_s_too(monkeypatch: pytest
     assert alone.dom_values[0, 0] == with_bad.dom_values[0, 0] == 1000.0
     assert with_bad.dom_ok is not None and with_bad.dom_ok[:, 0].tolist() == [True, False]
     assert np.isnan(with_bad.dom_values[1, 0])
+
+
+def _utf8_edge_bytes(rng: random.Random, n: int) -> bytes:
+    """Bytes that exercise every branch of a UTF-8 decoder: lead bytes of each length, their special second
+    byte ranges (E0, ED, F0, F4), stray continuations, bytes never valid, U+FFFD itself, ASCII runs."""
+    pieces = [b"\xef\xbf\xbd", "█".encode(), "😀".encode(), "é".encode(), b"wandb:", b"wandb", b":"]
+    out = bytearray()
+    while len(out) < n:
+        r = rng.random()
+        if r < 0.3:
+            out += rng.choice(pieces)
+        elif r < 0.5:
+            out += bytes(rng.choice(b"abc {}':\n\r0123456789") for _ in range(rng.randint(1, 12)))
+        else:
+            out.append(
+                rng.choice(
+                    [
+                        0x80,
+                        0x8F,
+                        0x90,
+                        0x9F,
+                        0xA0,
+                        0xBF,
+                        0xC0,
+                        0xC1,
+                        0xC2,
+                        0xDF,
+                        0xE0,
+                        0xE1,
+                        0xEC,
+                        0xED,
+                        0xEE,
+                        0xEF,
+                        0xF0,
+                        0xF1,
+                        0xF3,
+                        0xF4,
+                        0xF5,
+                        0xFF,
+                        rng.randrange(256),
+                    ]
+                )
+            )
+    return bytes(out)
+
+
+@compiled
+def test_text_facts_count_what_decoding_replaces() -> None:
+    """U+FFFD after decoding with errors="replace" (one per ill-formed maximal subpart, as Python's decoder
+    gives them, plus those written in the text), and whether "wandb:" occurs, from the bytes alone."""
+    assert _hf_scan._cscan is not None
+    rng = random.Random(11)
+    for _ in range(3000):
+        data = _utf8_edge_bytes(rng, rng.randint(0, 40))
+        count, wandb = _hf_scan._cscan.text_facts(data)
+        assert count == data.decode("utf-8", errors="replace").count("\ufffd"), data
+        assert wandb == (b"wandb:" in data), data
+
+
+@compiled
+def test_bytes_are_matched_as_their_decoded_text() -> None:
+    """The UTF-8 matcher on undecodable bytes, wide characters and Unicode digits (bars, values, bodies) gives
+    what the matchers give on the text decoded with errors="replace"."""
+    rng = random.Random(5)
+    keys_sets = [
+        (("loss", "grad_norm", "epoch"), (True, True, True)),
+        (("loss", "grad_norm", "epoch"), (False, True, True)),
+    ]
+    for seed in range(120):
+        rng = random.Random(seed)
+        text = _widen(rng, random_console(rng, rng.randint(20, 300)).decode("utf-8", errors="replace"))
+        data = bytearray(text.encode("utf-8"))
+        for _ in range(rng.randint(0, 20)):  # undecodable bytes anywhere
+            at = rng.randrange(len(data) + 1)
+            data[at:at] = _utf8_edge_bytes(rng, rng.randint(1, 3))
+        decoded = bytes(data).decode("utf-8", errors="replace")
+        for keys, quoted in keys_sets:
+            got = _fields(_hf_scan._match_compiled(bytes(data), keys, quoted))
+            assert got == _fields(_hf_scan._match_compiled(decoded, keys, quoted)), seed
+            assert got == _both(decoded, keys, quoted)[1], seed
+
+
+def _decoded_chunks(chunks) -> list[tuple[str, str, int]]:
+    return [
+        (a.decode("utf-8", errors="replace"), b.decode("utf-8", errors="replace"), n)
+        if isinstance(a, bytes)
+        else (a, b, n)
+        for a, b, n in chunks
+    ]
+
+
+def test_utf8_chunks_decode_to_the_text_chunks() -> None:
+    """Undecoded chunks (iter_utf8_chunks) decode to the text chunks (iter_text_chunks), read for read: line
+    breaks, lookaheads cut before a dict, a BOM, pieces with a following line, and lines with no break for 64
+    chunks given up at the same place, a character cut by the read held back as the text decoder holds it."""
+    import io
+
+    from lossdoctor.sources.text import iter_text_chunks, iter_utf8_chunks
+
+    for seed in range(300):
+        rng = random.Random(seed)
+        lines = []
+        for _ in range(rng.randint(0, 40)):
+            r = rng.random()
+            if r < 0.1:  # an endless line: no break for many chunks, multi-byte characters across reads
+                lines.append("█" * rng.randint(50, 400) + "{'loss': '1'}" + "é" * rng.randint(0, 300))
+            else:
+                lines.append(rng.choice(["{'loss': '1.5'}", " 5%|█| 1/2 [", "x", "", "😀{'a'"]) * rng.randint(1, 4))
+        data = "\n".join(lines).encode("utf-8") + (b"\n" if rng.random() < 0.5 else b"")
+        data = bytes(_utf8_edge_bytes(rng, 2)) + data if rng.random() < 0.3 else data
+        bom = rng.random() < 0.3
+        if bom:
+            data = b"\xef\xbb\xbf" + data
+        chunk = rng.randint(1, 64)
+        limit = rng.choice([None, rng.randint(0, len(data) + 1)])
+        after = rng.choice([b"", b" 7%|#| 3/9 [x{'loss'", "é".encode()[:1]])
+        enc = "utf-8-sig" if bom else "utf-8"
+        want = list(iter_text_chunks(io.BytesIO(data), enc, chunk, limit, after.decode("utf-8", errors="replace")))
+        got = _decoded_chunks(iter_utf8_chunks(io.BytesIO(data), chunk, limit, after, bom=bom))
+        assert got == want, seed
+
+
+@compiled
+def test_other_encodings_and_undecodable_keys_match_as_the_regex(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A UTF-16 log (PowerShell's ``>``) is decoded and matched as text by the compiled matcher; a log whose
+    common dict has a key with an undecodable byte (U+FFFD in the key) is matched as text too: both as the
+    regex path reads them."""
+    rng = random.Random(3)
+    body = random_console(rng, 800).decode("utf-8", errors="replace")
+    odd = "".join(f"{{'lo\udcffss': '{i / 7:.4g}', 'epoch': '{i}'}}\n" for i in range(300))
+    cases = {
+        "u16.log": ("\ufeff" + body).encode("utf-16-le"),
+        "badkey.log": odd.encode("utf-8", errors="surrogateescape") + body.encode("utf-8"),
+    }
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        with_c = scan_fields(_hf_scan.scan_file(path, chunk_bytes=5000))
+        with monkeypatch.context() as m:
+            m.setattr(_hf_scan, "_cscan", None)
+            without = scan_fields(_hf_scan.scan_file(path, chunk_bytes=5000))
+        assert with_c == without, name
+        assert len(with_c["kind"]) > 100, name

@@ -111,3 +111,39 @@ def test_long_window_medians_are_exact_on_ties_signed_zeros_and_nonfinite(seed: 
     width = 101
     starts = np.arange(n - width + 1)
     assert [repr(x) for x in sliding_medians(v, width).tolist()] == _median_of_windows(v, starts, starts + width)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: int) -> None:
+    """lossdoctor/_cmedian.c (sorted windows up to C_SORT_WINDOW points, a Fenwick tree over dense ranks
+    beyond) against sorting each window, and against rolling.py's numpy code, bit for bit: ties, -0.0 next to
+    0.0 (a stable sort's order), NaN and infinities skipped, padded and empty windows, widths either side of
+    the switch."""
+    from lossdoctor.rules import rolling
+
+    if rolling._cmedian is None:
+        pytest.skip("the compiled medians are not built here")
+    rng = np.random.default_rng(100 + seed)
+    n = 1500
+    v = np.round(rng.normal(0, 1, n), (1, 3, 12)[seed])
+    v[rng.random(n) < 0.06] = 0.0
+    v[rng.random(n) < 0.06] = -0.0
+    v[rng.random(n) < 0.05] = np.nan
+    v[rng.random(n) < 0.02] = np.inf
+    v[rng.random(n) < 0.02] = -np.inf
+    v[500:700] = np.nan
+    widths = [1, 2, 3, 8, 9, 24, 25, rolling.C_SORT_WINDOW, rolling.C_SORT_WINDOW + 1, 301]
+    for width in widths:
+        for before, after in ((0, 0), (width - 1, 0), (width // 2, width // 2), (3, 7)):
+            got = rolling.sliding_medians(v, width, before, after)
+            starts = np.arange(len(got)) - before
+            assert [repr(x) for x in got.tolist()] == _median_of_windows(v, starts, starts + width), (width, before)
+            compiled = rolling._cmedian
+            try:
+                rolling._cmedian = None
+                numpy_path = rolling.sliding_medians(v, width, before, after)
+            finally:
+                rolling._cmedian = compiled
+            np.testing.assert_array_equal(got, numpy_path)
+    assert rolling.sliding_medians(v[:0], 5).size == 0
+    assert rolling.sliding_medians(v[:3], 5).size == 0

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from lossdoctor.sources._readkit import WANDB_RUN_LINE, wandb_run_name
-from lossdoctor.sources.text import CHUNK_BYTES, before_dict, guess_encoding, iter_text_chunks
+from lossdoctor.sources.text import CHUNK_BYTES, before_dict, guess_encoding, iter_text_chunks, iter_utf8_chunks
 
 _cscan: ModuleType | None
 try:  # the compiled matcher (setup.py); optional, the regex gives the same matches
@@ -295,10 +295,11 @@ def _match_regex(regex: re.Pattern[str], text: str, k: int) -> _Matches | None:
     return _Matches(n, dom_rows, vals, ok, after_n, after_t, others)
 
 
-def _match_compiled(text: str, keys: tuple[str, ...], quoted: tuple[bool, ...]) -> _Matches | None:
+def _match_compiled(text: str | bytes, keys: tuple[str, ...], quoted: tuple[bool, ...]) -> _Matches | None:
     """The same matches as :func:`_match_regex` with the template of ``keys`` / ``quoted``, by the compiled
-    matcher (``lossdoctor/_cscan.c``). The values it leaves to Python (anything but a plainly written number)
-    are converted by ``float()``, as in :func:`_to_floats`."""
+    matcher (``lossdoctor/_cscan.c``), on the text or on UTF-8 bytes (then as on their text decoded with
+    ``errors="replace"``, for keys without U+FFFD). The values it leaves to Python (anything but a plainly
+    written number) are converted by ``float()``, as in :func:`_to_floats`."""
     assert _cscan is not None
     template, values, bar_n, bar_t, deferred, others = _cscan.match(text, keys, quoted)
     n = len(template)
@@ -336,6 +337,7 @@ class _Scanner:
         self.count = 0
         self.dom: Group | None = None
         self.dom_quoted: tuple[bool, ...] = ()
+        self.dom_bytes = False  # whether the template can be matched on UTF-8 bytes (no key holds U+FFFD)
         self.regex = re.compile(r"\{'" + _OTHER)
         self.run_name: str | None = None
         self.replacements = 0
@@ -355,9 +357,30 @@ class _Scanner:
                 return
         self.replacements += text.count("\ufffd")
         if "wandb:" in text:
-            for m in WANDB_RUN_LINE.finditer(text):
-                self.run_name = wandb_run_name(m)
-        found = self._match(text + lookahead if lookahead else text)
+            self._run_names(text)
+        self._take(self._match(text + lookahead if lookahead else text))
+
+    def feed_bytes(self, data: bytes, lookahead: bytes = b"") -> None:
+        """:meth:`feed` for a UTF-8 chunk left undecoded (:func:`~lossdoctor.sources.text.iter_utf8_chunks`):
+        once a template is known, the compiled matcher reads the bytes themselves; before (and where a key
+        holds U+FFFD, which stands for bytes that do not decode) the chunk is decoded and fed."""
+        if not data:
+            return
+        if self.dom is None or _cscan is None or not self.dom_bytes:
+            self.feed(data.decode("utf-8", errors="replace"), lookahead.decode("utf-8", errors="replace"))
+            return
+        replacements, wandb = _cscan.text_facts(data)
+        self.replacements += replacements
+        if wandb:
+            self._run_names(data.decode("utf-8", errors="replace"))
+        self._take(_match_compiled(data + lookahead if lookahead else data, self.dom.keys, self.dom_quoted))
+
+    def _run_names(self, text: str) -> None:
+        for m in WANDB_RUN_LINE.finditer(text):
+            self.run_name = wandb_run_name(m)
+
+    def _take(self, found: _Matches | None) -> None:
+        """The matches of one chunk into the groups, in file order."""
         if found is None:
             return
         dom = self.dom
@@ -420,6 +443,7 @@ class _Scanner:
         keys, quoted = sig
         self.dom = self.groups[keys]
         self.dom_quoted = quoted
+        self.dom_bytes = not any("\ufffd" in key for key in keys)
         self.regex = re.compile(r"\{'(?:" + _template(keys, quoted) + "|" + _OTHER + ")")
 
     def result(self, bytes_read: int) -> ScanResult:
@@ -466,7 +490,7 @@ def scan_file(
         calls = _piece_calls(path, fh, encoding, chunk_bytes, task) if n > 1 else []
         if not calls:
             fh.seek(0)
-            return _scan(fh, encoding, chunk_bytes, None, "")
+            return _scan(fh, encoding, chunk_bytes, None, b"")
     from lossdoctor.workers import map_forked
 
     try:
@@ -476,10 +500,18 @@ def scan_file(
     return _join(parts)
 
 
-def _scan(fh: Any, encoding: str, chunk_bytes: int, limit: int | None, after: str) -> ScanResult:
+def _scan(fh: Any, encoding: str, chunk_bytes: int, limit: int | None, after: bytes) -> ScanResult:
+    """Scan from the file's position (at most ``limit`` bytes, ``after`` the line that follows them): UTF-8
+    stays undecoded for the compiled matcher where it is built; other encodings are decoded."""
     scanner = _Scanner()
     read = 0
-    for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes, limit, after):  # noqa: B007 - used after
+    if _cscan is not None and encoding in ("utf-8", "utf-8-sig"):
+        chunks = iter_utf8_chunks(fh, chunk_bytes, limit, after, bom=encoding == "utf-8-sig")
+        for data, extra_bytes, read in chunks:  # noqa: B007 - used after
+            scanner.feed_bytes(data, extra_bytes)
+        return scanner.result(read)
+    after_text = after.decode("utf-8", errors="replace")
+    for text, extra, read in iter_text_chunks(fh, encoding, chunk_bytes, limit, after_text):  # noqa: B007
         scanner.feed(text, extra)
     return scanner.result(read)
 
@@ -519,11 +551,10 @@ def _piece_calls(
 def _scan_piece(path: str, encoding: str, chunk_bytes: int, start: int, end: int | None) -> ScanResult:
     """In a worker: scan ``[start, end)`` of the file, its lookahead being the line at ``end``."""
     with open(path, "rb") as fh:
-        after = ""
+        after = b""
         if end is not None:
             fh.seek(end)
-            line = fh.readline(_AFTER_BYTES)
-            after = line.decode("utf-8", errors="replace") if line else ""
+            after = fh.readline(_AFTER_BYTES)
         fh.seek(start)
         return _scan(fh, encoding, chunk_bytes, None if end is None else end - start, after)
 

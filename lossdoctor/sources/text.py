@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterable
-from typing import BinaryIO
+from collections.abc import Callable, Iterator
+from typing import AnyStr, BinaryIO
 
 from lossdoctor.memory import release
 
@@ -70,7 +70,7 @@ def looks_binary(data: bytes) -> bool:
 
 def iter_text_chunks(
     fh: BinaryIO, encoding: str, chunk_bytes: int = CHUNK_BYTES, limit: int | None = None, after: str = ""
-) -> Iterable[tuple[str, str, int]]:
+) -> Iterator[tuple[str, str, int]]:
     """(text, lookahead, bytes read so far): decoded text in chunks that end at a line break, and the next
     complete line up to its first printed dict (``{'``, which starts every match of the hf-console scan), so a
     dict on a chunk's last line still sees the bar redrawn after it and nothing is matched twice: that line is
@@ -78,42 +78,96 @@ def iter_text_chunks(
     of a file split at line starts); ``after`` is then the line that follows the piece, the last chunk's
     lookahead under the same rule."""
     decoder = codecs.getincrementaldecoder(encoding)(errors="replace")
-    rest = ""
+    return _line_chunks(fh, decoder.decode, lambda text: (text, b""), "\n", "{'", chunk_bytes, limit, after)
+
+
+def iter_utf8_chunks(
+    fh: BinaryIO, chunk_bytes: int = CHUNK_BYTES, limit: int | None = None, after: bytes = b"", bom: bool = False
+) -> Iterator[tuple[bytes, bytes, int]]:
+    """The chunks of :func:`iter_text_chunks` for UTF-8, left undecoded: decoding each piece with
+    ``errors="replace"`` gives that function's text (a chunk ends at a line break, where decoding is in step;
+    ``bom``: a UTF-8 BOM at the start is dropped, as the ``utf-8-sig`` decoder does)."""
+    head = [b""] if bom else []  # the start while it may still be a BOM, read by read
+
+    def pass_through(data: bytes, final: bool = False) -> bytes:
+        if not head:
+            return data
+        start = head[0] + data
+        if len(start) < len(codecs.BOM_UTF8) and codecs.BOM_UTF8.startswith(start) and not final:
+            head[0] = start
+            return b""
+        head.clear()
+        return start[len(codecs.BOM_UTF8) :] if start.startswith(codecs.BOM_UTF8) else start
+
+    return _line_chunks(fh, pass_through, _utf8_held_back, b"\n", b"{'", chunk_bytes, limit, after)
+
+
+def _utf8_held_back(data: bytes) -> tuple[bytes, bytes]:
+    """(complete, held back): the bytes an incremental UTF-8 decoder would hold back at the end of ``data`` (an
+    incomplete character) split off, so that giving up a line drops what the text path drops."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder.decode(data[-3:])
+    held = decoder.getstate()[0]
+    return (data[: len(data) - len(held)], held) if held else (data, b"")
+
+
+def _line_chunks(
+    fh: BinaryIO,
+    decode: Callable[..., AnyStr],
+    split_held: Callable[[AnyStr], tuple[AnyStr, bytes]],
+    newline: AnyStr,
+    mark: AnyStr,
+    chunk_bytes: int,
+    limit: int | None,
+    after: AnyStr,
+) -> Iterator[tuple[AnyStr, AnyStr, int]]:
+    """The chunking of :func:`iter_text_chunks`, for text (``decode`` an incremental decoder) or bytes."""
+    rest = newline[:0]
     total = 0
     chunks = 0
+    pending = 0  # bytes read since a chunk last went out
     while True:
         if limit is None:
             data = fh.read(chunk_bytes)
         else:
             data = fh.read(min(chunk_bytes, limit - total)) if total < limit else b""
         total += len(data)
+        pending += len(data)
         chunks += 1
         if chunks % RELEASE_EVERY == 0:
             release()  # what the last chunks' matches freed goes back to the system, not into the peak
         if not data:
-            text = rest + decoder.decode(b"", final=True)
+            text = rest + decode(b"", True)
             if text:
-                yield text, before_dict(after), total
+                yield text, _before(after, mark), total
             return
-        text = rest + decoder.decode(data)
-        last = text.rfind("\n")
-        cut = text.rfind("\n", 0, last) + 1 if last > 0 else 0
+        text = rest + decode(data)
+        last = text.rfind(newline)
+        cut = text.rfind(newline, 0, last) + 1 if last > 0 else 0
         if cut == 0:
-            if len(text) < 64 * chunk_bytes:
+            if pending < 64 * chunk_bytes:
                 rest = text
                 continue
             # no second line break in 64 chunks: the complete lines go out with the start of the line being
-            # read as their lookahead, and that line (a run of redraws, or binary) is given up
+            # read as their lookahead, and that line (a run of redraws, or binary) is given up (all but the
+            # end of a character cut by the read, which the text path's decoder holds back)
+            line, held = split_held(text[last + 1 :])
             if last > 0:
-                yield text[: last + 1], before_dict(text[last + 1 :]), total
-            rest = ""
+                yield text[: last + 1], _before(line, mark), total
+            rest = decode(held)
+            pending = 0
             continue
         extra = text[cut : last + 1]
         rest = text[cut:]
-        yield text[:cut], before_dict(extra), total
+        pending = 0
+        yield text[:cut], _before(extra, mark), total
+
+
+def _before(line: AnyStr, mark: AnyStr) -> AnyStr:
+    cut = line.find(mark)
+    return line if cut < 0 else line[:cut]
 
 
 def before_dict(line: str) -> str:
     """A lookahead line up to its first printed dict (``{'``): what a match may read past a chunk's end."""
-    cut = line.find("{'")
-    return line if cut < 0 else line[:cut]
+    return _before(line, "{'")
