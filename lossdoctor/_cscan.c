@@ -335,16 +335,24 @@ static PyObject *cscan_text_facts(PyObject *self, PyObject *arg) {
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0) return NULL;
     const unsigned char *s = view.buf;
     Py_ssize_t len = view.len, count = 0, q = 0;
+    int wandb = 0;
+    const uint64_t high = UINT64_C(0x8080808080808080), ones = UINT64_C(0x0101010101010101);
     while (q < len) {
-        /* ASCII eight bytes at a time */
+        /* ASCII eight bytes at a time, looking for a 'w' (SWAR: a zero byte of word ^ "wwwwwwww") */
         while (q + 8 <= len) {
             uint64_t word;
             memcpy(&word, s + q, 8);
-            if (word & UINT64_C(0x8080808080808080)) break;
+            if (word & high) break;
+            uint64_t x = word ^ (ones * 'w');
+            if (!wandb && ((x - ones) & ~x & high)) {
+                for (Py_ssize_t i = q; i < q + 8; i++)
+                    if (s[i] == 'w' && i + 6 <= len && memcmp(s + i, "wandb:", 6) == 0) wandb = 1;
+            }
             q += 8;
         }
         if (q >= len) break;
         if (s[q] < 0x80) {
+            if (!wandb && s[q] == 'w' && q + 6 <= len && memcmp(s + q, "wandb:", 6) == 0) wandb = 1;
             q++;
             continue;
         }
@@ -357,13 +365,6 @@ static PyObject *cscan_text_facts(PyObject *self, PyObject *arg) {
         } else {
             count += cp == 0xFFFD;
             q += n;
-        }
-    }
-    int wandb = 0;
-    for (const unsigned char *p = s; (p = memchr(p, ':', (size_t)(s + len - p))) != NULL; p++) {
-        if (p - s >= 5 && memcmp(p - 5, "wandb", 5) == 0) {
-            wandb = 1;
-            break;
         }
     }
     PyBuffer_Release(&view);
