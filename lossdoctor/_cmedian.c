@@ -14,7 +14,11 @@
      adjacent in the stable order, as rolling.py computes them), the window kept as counts per rank in a
      Fenwick tree: O(log D) per point, for long windows.
 
-   Both return a bytearray of float64, one per window. Inputs are read through the buffer protocol (float64 /
+   - large(values, width, pad_before, pad_after): ranked() with the ranks made here (the distinct values
+     hashed, then sorted), no sort of the points; None when the finite values hold both -0.0 and 0.0 (their
+     stable order then depends on where they are: the caller ranks them and calls ranked()).
+
+   Each returns a bytearray of float64, one per window. Inputs are read through the buffer protocol (float64 /
    int32, C-contiguous). Nothing is allocated per point. */
 
 #define PY_SSIZE_T_CLEAN
@@ -122,45 +126,23 @@ done:
     return out;
 }
 
-static PyObject *cmedian_ranked(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *rank_obj, *distinct_obj;
-    Py_ssize_t width, before, after;
-    if (!PyArg_ParseTuple(args, "OOnnn:ranked", &rank_obj, &distinct_obj, &width, &before, &after)) return NULL;
-    Py_buffer rv, dv;
-    if (get_buffer(rank_obj, &rv, "i", sizeof(int32_t), "ranked (ranks)") < 0) return NULL;
-    if (get_buffer(distinct_obj, &dv, "d", sizeof(double), "ranked (distinct)") < 0) {
-        PyBuffer_Release(&rv);
-        return NULL;
+/* The sliding medians of a series given as ranks (r[i] < d: the rank of a finite value, values[r[i]] its
+   value; r[i] == d: not finite), into res (q windows). The window is kept as counts per rank in a Fenwick
+   tree. 0, or -1 with MemoryError. */
+static int fenwick_medians(const int32_t *r, Py_ssize_t n, const double *values, Py_ssize_t d, Py_ssize_t width,
+                           Py_ssize_t before, Py_ssize_t q, double *res) {
+    int32_t *tree = PyMem_Calloc((size_t)d + 1, sizeof(int32_t)); /* 1-based, over ranks 0..d-1 */
+    if (tree == NULL) {
+        PyErr_NoMemory();
+        return -1;
     }
-    const int32_t *r = rv.buf;
-    const double *values = dv.buf;
-    Py_ssize_t n = rv.len / (Py_ssize_t)sizeof(int32_t), d = dv.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t q = windows(n, width, before, after);
-    PyObject *out = NULL;
-    int32_t *tree = NULL;
-    if (q < 0) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (r[i] < 0 || r[i] > d) {
-            PyErr_SetString(PyExc_ValueError, "ranked: a rank outside 0..len(distinct)");
-            goto done;
-        }
-    }
-    out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
-    tree = PyMem_Calloc((size_t)d + 1, sizeof(int32_t)); /* 1-based Fenwick tree over ranks 0..d-1 */
-    if (out == NULL || tree == NULL) {
-        Py_CLEAR(out);
-        if (tree == NULL) PyErr_NoMemory();
-        goto done;
-    }
-    double *res = (double *)PyByteArray_AS_STRING(out);
     Py_ssize_t top = 1;
     while (top * 2 <= d) top *= 2;
     Py_ssize_t m = 0;
-#define ADD(rank, delta)                                                   \
-    do {                                                                   \
+#define ADD(rank, delta)                                                      \
+    do {                                                                      \
         for (Py_ssize_t t_ = (Py_ssize_t)(rank) + 1; t_ <= d; t_ += t_ & -t_) \
-            tree[t_] += (delta);                                           \
+            tree[t_] += (delta);                                              \
     } while (0)
     for (Py_ssize_t j = -before; j < width - before - 1; j++) {
         if (j >= 0 && j < n && r[j] < d) {
@@ -202,16 +184,186 @@ static PyObject *cmedian_ranked(PyObject *self, PyObject *args) {
         res[i] = (pair[0] + pair[1]) / 2.0;
     }
 #undef ADD
-done:
     PyMem_Free(tree);
+    return 0;
+}
+
+static PyObject *cmedian_ranked(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *rank_obj, *distinct_obj;
+    Py_ssize_t width, before, after;
+    if (!PyArg_ParseTuple(args, "OOnnn:ranked", &rank_obj, &distinct_obj, &width, &before, &after)) return NULL;
+    Py_buffer rv, dv;
+    if (get_buffer(rank_obj, &rv, "i", sizeof(int32_t), "ranked (ranks)") < 0) return NULL;
+    if (get_buffer(distinct_obj, &dv, "d", sizeof(double), "ranked (distinct)") < 0) {
+        PyBuffer_Release(&rv);
+        return NULL;
+    }
+    const int32_t *r = rv.buf;
+    Py_ssize_t n = rv.len / (Py_ssize_t)sizeof(int32_t), d = dv.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t q = windows(n, width, before, after);
+    PyObject *out = NULL;
+    if (q < 0) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (r[i] < 0 || r[i] > d) {
+            PyErr_SetString(PyExc_ValueError, "ranked: a rank outside 0..len(distinct)");
+            goto done;
+        }
+    }
+    out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
+    if (out == NULL) goto done;
+    if (fenwick_medians(r, n, dv.buf, d, width, before, q, (double *)PyByteArray_AS_STRING(out)) < 0) Py_CLEAR(out);
+done:
     PyBuffer_Release(&rv);
     PyBuffer_Release(&dv);
+    return out;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static inline uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30;
+    x *= UINT64_C(0xbf58476d1ce4e5b9);
+    x ^= x >> 27;
+    x *= UINT64_C(0x94d049bb133111eb);
+    return x ^ (x >> 31);
+}
+
+/* large(values, width, pad_before, pad_after): the ranked method with the ranks made here (a hash table of
+   the distinct values, which are then sorted): no sort of the points. None when the finite values hold both
+   -0.0 and 0.0 (they compare equal but are two values; the caller ranks them in their stable order). */
+static PyObject *cmedian_large(PyObject *self, PyObject *args) {
+    (void)self;
+    PyObject *obj;
+    Py_ssize_t width, before, after;
+    if (!PyArg_ParseTuple(args, "Onnn:large", &obj, &width, &before, &after)) return NULL;
+    Py_buffer view;
+    if (get_buffer(obj, &view, "d", sizeof(double), "large") < 0) return NULL;
+    const double *v = view.buf;
+    Py_ssize_t n = view.len / (Py_ssize_t)sizeof(double);
+    Py_ssize_t q = windows(n, width, before, after);
+    PyObject *out = NULL;
+    int32_t *ranks = NULL, *slot_id = NULL, *rank_of = NULL;
+    uint64_t *keys = NULL;
+    double *distinct = NULL, *sorted = NULL;
+    if (q < 0) goto done;
+    if (n >= INT32_MAX) {
+        out = Py_None;
+        Py_INCREF(out);
+        goto done;
+    }
+    int zero_pos = 0, zero_neg = 0;
+    Py_ssize_t cap = 1024, d = 0;
+    keys = PyMem_Malloc((size_t)cap * sizeof(uint64_t));
+    slot_id = PyMem_Malloc((size_t)cap * sizeof(int32_t));
+    distinct = PyMem_Malloc((size_t)(cap / 2) * sizeof(double));
+    ranks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    if (!keys || !slot_id || !distinct || !ranks) goto nomem;
+    for (Py_ssize_t i = 0; i < cap; i++) slot_id[i] = -1;
+    /* pass 1: each finite value's id (order of first appearance) */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double x = v[i];
+        if (!isfinite(x)) {
+            ranks[i] = -1;
+            continue;
+        }
+        if (x == 0.0) {
+            if (signbit(x))
+                zero_neg = 1;
+            else
+                zero_pos = 1;
+        }
+        uint64_t bits;
+        memcpy(&bits, &x, sizeof bits);
+        Py_ssize_t h = (Py_ssize_t)(mix(bits) & (uint64_t)(cap - 1));
+        while (slot_id[h] >= 0 && keys[h] != bits) h = (h + 1) & (cap - 1);
+        if (slot_id[h] < 0) {
+            if ((d + 1) * 2 > cap) { /* grow to keep the load under a half, then look again */
+                Py_ssize_t ncap = cap * 2;
+                uint64_t *nk = PyMem_Malloc((size_t)ncap * sizeof(uint64_t));
+                int32_t *ns = PyMem_Malloc((size_t)ncap * sizeof(int32_t));
+                double *nd = PyMem_Realloc(distinct, (size_t)(ncap / 2) * sizeof(double));
+                if (!nk || !ns || !nd) {
+                    PyMem_Free(nk);
+                    PyMem_Free(ns);
+                    if (nd) distinct = nd;
+                    goto nomem;
+                }
+                distinct = nd;
+                for (Py_ssize_t j = 0; j < ncap; j++) ns[j] = -1;
+                for (Py_ssize_t j = 0; j < cap; j++) {
+                    if (slot_id[j] < 0) continue;
+                    Py_ssize_t g = (Py_ssize_t)(mix(keys[j]) & (uint64_t)(ncap - 1));
+                    while (ns[g] >= 0) g = (g + 1) & (ncap - 1);
+                    nk[g] = keys[j];
+                    ns[g] = slot_id[j];
+                }
+                PyMem_Free(keys);
+                PyMem_Free(slot_id);
+                keys = nk;
+                slot_id = ns;
+                cap = ncap;
+                h = (Py_ssize_t)(mix(bits) & (uint64_t)(cap - 1));
+                while (slot_id[h] >= 0) h = (h + 1) & (cap - 1);
+            }
+            keys[h] = bits;
+            slot_id[h] = (int32_t)d;
+            distinct[d++] = x;
+        }
+        ranks[i] = slot_id[h];
+    }
+    if (zero_pos && zero_neg) {
+        out = Py_None;
+        Py_INCREF(out);
+        goto done;
+    }
+    /* the distinct values sorted; each id's rank */
+    sorted = PyMem_Malloc((size_t)(d ? d : 1) * sizeof(double));
+    rank_of = PyMem_Malloc((size_t)(d ? d : 1) * sizeof(int32_t));
+    if (!sorted || !rank_of) goto nomem;
+    memcpy(sorted, distinct, (size_t)d * sizeof(double));
+    qsort(sorted, (size_t)d, sizeof(double), cmp_double);
+    for (Py_ssize_t id = 0; id < d; id++) {
+        double x = distinct[id];
+        Py_ssize_t lo = 0, hi = d; /* the distinct values are distinct: exactly one equals x */
+        while (lo < hi) {
+            Py_ssize_t mid = (lo + hi) >> 1;
+            if (sorted[mid] < x)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        rank_of[id] = (int32_t)lo;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) ranks[i] = ranks[i] < 0 ? (int32_t)d : rank_of[ranks[i]];
+    out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
+    if (out == NULL) goto done;
+    if (fenwick_medians(ranks, n, sorted, d, width, before, q, (double *)PyByteArray_AS_STRING(out)) < 0)
+        Py_CLEAR(out);
+    goto done;
+nomem:
+    PyErr_NoMemory();
+    Py_CLEAR(out);
+done:
+    PyMem_Free(keys);
+    PyMem_Free(slot_id);
+    PyMem_Free(distinct);
+    PyMem_Free(sorted);
+    PyMem_Free(rank_of);
+    PyMem_Free(ranks);
+    PyBuffer_Release(&view);
     return out;
 }
 
 static PyMethodDef cmedian_methods[] = {
     {"small", cmedian_small, METH_VARARGS,
      "small(values, width, pad_before, pad_after) -> bytearray: sliding medians, sorted-window method."},
+    {"large", cmedian_large, METH_VARARGS,
+     "large(values, width, pad_before, pad_after) -> bytearray | None: sliding medians over ranks made by hashing "
+     "(None when the values hold both -0.0 and 0.0)."},
     {"ranked", cmedian_ranked, METH_VARARGS,
      "ranked(ranks, distinct, width, pad_before, pad_after) -> bytearray: sliding medians over dense ranks."},
     {NULL, NULL, 0, NULL},

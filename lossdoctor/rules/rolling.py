@@ -11,8 +11,8 @@ the EMA up to rounding) without importing pandas, in O(n log n) array passes wit
   window's finite count, so they are never picked: they are skipped, as pandas skips NaN.
 - :func:`sliding_medians` (every fixed-width window: trailing, centred, stretch) goes to the compiled
   ``lossdoctor/_cmedian.c`` where it is built (setup.py; the same medians, ~3-20x faster: a sorted window for
-  short widths, counts per dense rank in a Fenwick tree for long ones); the numpy code is its fallback and
-  reference.
+  short widths, counts per rank of the distinct values in a Fenwick tree for long ones); the numpy code is
+  its fallback and reference.
 - :func:`ema` is the recurrence y = (1 - a) y + a x, with y carried over non-finite x, solved as a parallel
   prefix scan of affine maps (log2 n passes).
 """
@@ -176,8 +176,11 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
         v = np.ascontiguousarray(v)
         if width <= C_SORT_WINDOW:
             return np.frombuffer(_cmedian.small(v, width, pad_before, pad_after), np.float64)
-        ranks, distinct = _dense_ranks(v, np.isfinite(v))
-        return np.frombuffer(_cmedian.ranked(ranks, distinct, width, pad_before, pad_after), np.float64)
+        medians = _cmedian.large(v, width, pad_before, pad_after)
+        if medians is None:  # -0.0 and 0.0 both there: ranked in their stable order here
+            ranks, distinct = _dense_ranks(v, np.isfinite(v))
+            medians = _cmedian.ranked(ranks, distinct, width, pad_before, pad_after)
+        return np.frombuffer(medians, np.float64)
     if width > SORT_WINDOW:
         lo = np.arange(q, dtype=np.int64) - pad_before
         return window_medians(v, lo, lo + width)
