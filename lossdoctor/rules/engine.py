@@ -12,7 +12,7 @@ import numpy as np
 from lossdoctor.memory import RELEASE_AFTER_POINTS, release
 from lossdoctor.model import SEVERITY_RANK, Finding, RuleOutcome, Run
 from lossdoctor.rules import template
-from lossdoctor.rules.checks import CheckResult, asof, declared_evidence, registry, sorted_unique
+from lossdoctor.rules.checks import CheckResult, declared_evidence, registry, sorted_unique
 from lossdoctor.rules.packs import RuleSet
 from lossdoctor.rules.schema import Condition, Rule
 from lossdoctor.rules.window import qualifying_runs
@@ -44,9 +44,14 @@ def _sample(part: CheckResult, clock: np.ndarray) -> tuple[np.ndarray, np.ndarra
     if part.scope == "global":
         held = bool(part.mask[0]) if len(part.mask) else False
         return np.full(len(clock), held), np.zeros(len(clock), dtype="int64")
+    same = part.clock is clock or (len(part.clock) == len(clock) and np.array_equal(part.clock, clock))
+    if same and bool(np.all(clock[1:] > clock[:-1])):  # the same rising clock: each step is its own
+        return part.mask.astype(bool), np.arange(len(clock))
     idx = np.searchsorted(part.clock, clock, side="right") - 1
-    values = asof(clock, part.clock, part.mask.astype("float64"))
-    return np.nan_to_num(values, nan=0.0).astype(bool), np.maximum(idx, 0)
+    mask = np.zeros(len(clock), dtype=bool)
+    seen = idx >= 0  # a clock step before the part's first has no value yet: False
+    mask[seen] = part.mask[idx[seen]]
+    return mask, np.maximum(idx, 0)
 
 
 def _combine(op: str, parts: list[CheckResult]) -> CheckResult:

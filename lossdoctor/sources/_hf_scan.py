@@ -1,11 +1,16 @@
 """HF console logs, scanning: the printed log dicts found in the text and their values as float columns.
 
 The fast path of the hf-console reader (benchmarked in bench/bench_console_reader.py): the file is streamed in
-4 MiB chunks through an incremental decoder (:func:`lossdoctor.sources.text.iter_text_chunks`); the most common
-dict layout gets a template regex, so one ``findall`` per chunk returns its values and the counter of the bar
-redrawn after it, in file order; values become float arrays column-wise; only other dicts (eval, summary) are
-tokenised one by one (``str.split("'")`` or a small ``'key': value`` regex). No eval / ast.literal_eval of log
-content. Memory grows with the number of points, not the file size.
+4 MiB chunks that end at line breaks (:mod:`lossdoctor.sources.text`); the most common dict layout gets a
+template regex, so one ``findall`` per chunk returns its values and the counter of the bar redrawn after it,
+in file order; values become float arrays column-wise; only other dicts (eval, summary) are tokenised one by
+one (``str.split("'")`` or a small ``'key': value`` regex). No eval / ast.literal_eval of log content. Memory
+grows with the number of points, not the file size.
+
+Where the compiled matcher is built (``lossdoctor/_cscan.c``, optional), it replaces that ``findall`` once
+the layout is learned: the same matches, values converted in C, and a UTF-8 file is not decoded at all (the
+matcher reads the bytes as their decoded text would read). The regex stays the reference and the fallback
+(tests/test_hf_compiled.py compares the two).
 
 What a scan gives (:class:`ScanResult`): per log dict its kind (TRAIN / EVAL / SUMMARY) and the main-bar
 counter printed right after it; per key set a :class:`Group` of the dicts' values. Step inference
