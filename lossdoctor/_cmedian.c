@@ -16,7 +16,8 @@
 
    - large(values, width, pad_before, pad_after): ranked() with the ranks made here (the distinct values
      hashed, then sorted), no sort of the points; None when the finite values hold both -0.0 and 0.0 (their
-     stable order then depends on where they are: the caller ranks them and calls ranked()).
+     stable order then depends on where they are) or more than 65,536 distinct values (a sort is faster
+     then): the caller ranks them and calls ranked().
 
    Each returns a bytearray of float64, one per window. Inputs are read through the buffer protocol (float64 /
    int32, C-contiguous). Nothing is allocated per point. */
@@ -224,6 +225,10 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* large() ranks by hashing up to this many distinct values (its tables stay in the CPU caches); beyond, the
+   caller ranks the points by sorting them */
+#define MAX_HASHED 65536
+
 static inline uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
     x ^= x >> 30;
     x *= UINT64_C(0xbf58476d1ce4e5b9);
@@ -234,7 +239,8 @@ static inline uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
 
 /* large(values, width, pad_before, pad_after): the ranked method with the ranks made here (a hash table of
    the distinct values, which are then sorted): no sort of the points. None when the finite values hold both
-   -0.0 and 0.0 (they compare equal but are two values; the caller ranks them in their stable order). */
+   -0.0 and 0.0 (they compare equal but are two values; the caller ranks them in their stable order), or more
+   than MAX_HASHED distinct values (the caller sorts). */
 static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *obj;
@@ -281,6 +287,11 @@ static PyObject *cmedian_large(PyObject *self, PyObject *args) {
         Py_ssize_t h = (Py_ssize_t)(mix(bits) & (uint64_t)(cap - 1));
         while (slot_id[h] >= 0 && keys[h] != bits) h = (h + 1) & (cap - 1);
         if (slot_id[h] < 0) {
+            if (d >= MAX_HASHED) { /* many distinct values: a sort of the points ranks them faster */
+                out = Py_None;
+                Py_INCREF(out);
+                goto done;
+            }
             if ((d + 1) * 2 > cap) { /* grow to keep the load under a half, then look again */
                 Py_ssize_t ncap = cap * 2;
                 uint64_t *nk = PyMem_Malloc((size_t)ncap * sizeof(uint64_t));

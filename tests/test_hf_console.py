@@ -478,11 +478,30 @@ def test_no_fork_while_another_thread_runs() -> None:
         other.join()
 
 
-def test_jobs_sets_the_workers_of_one_big_log() -> None:
+def test_jobs_sets_the_workers_of_one_big_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--jobs N reaches the scan; without it, one process where the compiled matcher reads the log (forking
+    cost more than it gained), else one per usable core."""
+    from lossdoctor.sources import _hf_scan
     from lossdoctor.workers import usable_cpus
 
     assert ReadOptions(jobs=3).workers() == 3
+    assert ReadOptions(jobs=3).workers(auto=1) == 3
     assert ReadOptions().workers() == usable_cpus() >= 1
+    assert ReadOptions().workers(auto=1) == 1
+    path = write(tmp_path, "{'loss': '1.5', 'epoch': '0.1'}\n{'loss': '1.4', 'epoch': '0.2'}\n")
+    real, seen = _hf_scan.scan_file, []
+
+    def spy(p: Path, workers: int = 1) -> _hf_scan.ScanResult:
+        seen.append(workers)
+        return real(p)
+
+    monkeypatch.setattr(hf_console, "scan_file", spy)
+    built = _hf_scan._cscan is not None
+    for compiled in (_hf_scan._cscan, None):
+        monkeypatch.setattr(_hf_scan, "_cscan", compiled)
+        read_runs(str(path), ReadOptions(source_kind="hf-console"))
+        read_runs(str(path), ReadOptions(source_kind="hf-console", jobs=3))
+    assert seen == [1 if built else usable_cpus(), 3, usable_cpus(), 3]
 
 
 def test_a_step_printed_twice_in_two_quotings_keeps_the_last(tmp_path: Path) -> None:

@@ -149,3 +149,26 @@ def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: i
             np.testing.assert_array_equal(got, numpy_path)
     assert rolling.sliding_medians(v[:0], 5).size == 0
     assert rolling.sliding_medians(v[:3], 5).size == 0
+
+
+def test_compiled_long_windows_with_many_distinct_values_equal_the_numpy_code() -> None:
+    """Over 65,536 distinct values the compiled medians rank the points by a sort instead of hashing them
+    (the same medians either way)."""
+    from lossdoctor.rules import rolling
+
+    if rolling._cmedian is None:
+        pytest.skip("the compiled medians are not built here")
+    rng = np.random.default_rng(7)
+    v = rng.normal(0, 1, 80_000)
+    v[rng.random(len(v)) < 0.01] = np.nan
+    assert rolling._cmedian.large(v, 301, 150, 150) is None  # too many distinct values to hash
+    assert rolling._cmedian.large(np.round(v, 2) + 0.0, 301, 150, 150) is not None  # (+ 0.0: no -0.0)
+    for width in (301, 4001):
+        got = rolling.sliding_medians(v, width, width // 2, width // 2)
+        compiled = rolling._cmedian
+        try:
+            rolling._cmedian = None
+            want = rolling.sliding_medians(v, width, width // 2, width // 2)
+        finally:
+            rolling._cmedian = compiled
+        np.testing.assert_array_equal(got, want)

@@ -117,8 +117,8 @@ def read_stdin_runs(options: ReadOptions, limit: int = STDIN_LIMIT) -> list[Run]
     "--jobs",
     type=click.IntRange(1, 64),
     default=None,
-    help="Triage: runs read at once [default: 8]. One big console log: processes that scan it "
-    "[default: one per core, at most 4].",
+    help="Triage: runs read at once [default: 8]. One big console log: processes that scan it, at most 4 "
+    "[default: 1 with the compiled scanner, else one per core].",
 )
 def analyze_command(
     sources: tuple[str, ...],

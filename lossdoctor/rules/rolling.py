@@ -177,7 +177,7 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
         if width <= C_SORT_WINDOW:
             return np.frombuffer(_cmedian.small(v, width, pad_before, pad_after), np.float64)
         medians = _cmedian.large(v, width, pad_before, pad_after)
-        if medians is None:  # -0.0 and 0.0 both there: ranked in their stable order here
+        if medians is None:  # -0.0 and 0.0 both there, or many distinct values: ranked by a sort here
             ranks, distinct = _dense_ranks(v, np.isfinite(v))
             medians = _cmedian.ranked(ranks, distinct, width, pad_before, pad_after)
         return np.frombuffer(medians, np.float64)

@@ -25,12 +25,15 @@ class ReadOptions:
     cache_dir: str | None = None  # override of the per-user cache dir
     progress: bool = False  # show a progress bar on long fetches
     metric_roles: tuple[tuple[str, str], ...] = ()  # --metric ROLE=NAME: (canonical, series name) overrides
-    jobs: int = 0  # --jobs: processes that may scan one big log (0: one per usable core)
+    jobs: int = 0  # --jobs: processes that may scan one big log (0: the reader's choice, else the usable cores)
 
-    def workers(self) -> int:
-        """Worker processes a reader may use for one big file: ``jobs``, or the usable cores when 0."""
+    def workers(self, auto: int | None = None) -> int:
+        """Worker processes a reader may use for one big file: ``jobs``; when 0, the reader's ``auto`` or else
+        the usable cores."""
         if self.jobs > 0:
             return self.jobs
+        if auto is not None:
+            return auto
         from lossdoctor.workers import usable_cpus
 
         return usable_cpus()

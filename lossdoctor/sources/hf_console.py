@@ -29,7 +29,7 @@ import numpy as np
 from lossdoctor.errors import SourceError
 from lossdoctor.memory import release
 from lossdoctor.model import Provenance, Run
-from lossdoctor.sources._hf_scan import SUMMARY, ScanResult, scan_file
+from lossdoctor.sources._hf_scan import SUMMARY, ScanResult, auto_workers, scan_file
 from lossdoctor.sources._hf_steps import infer_steps
 from lossdoctor.sources._hf_table import points_table
 from lossdoctor.sources._readkit import tail_text
@@ -135,8 +135,8 @@ class HFConsoleSource:
             path = target.path / PRIMARY_FILE
             if not path.is_file():
                 raise SourceError(f"no {PRIMARY_FILE} in this directory; expected an HF console log", target.location)
-            return [read_console(path, str(path), target.path.name, options.workers())]
-        return [read_console(target.path, target.location, workers=options.workers())]
+            return [read_console(path, str(path), target.path.name, options.workers(auto_workers()))]
+        return [read_console(target.path, target.location, workers=options.workers(auto_workers()))]
 
 
 SOURCE = HFConsoleSource()
