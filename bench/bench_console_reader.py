@@ -11,8 +11,9 @@ that only imports lossdoctor gives the RSS floor. Memory scaling: the lossdoctor
 with the same points and 4x the noise (tqdm redraws, warnings); its peak should barely move.
 A fourth child runs the whole analysis in one process (imports, read, default rules, JSON report): the
 end-to-end figure. Target (issue 13): end to end >= 10x the naive parse alone, peak RSS <= 300 MB.
-lossdoctor splits a big log between worker processes (``analyze --jobs``; ``--jobs 1`` here for one process):
-its peak RSS is then the sum over the processes (bench/proctree.py), and its CPU time is given.
+lossdoctor may split a big log between worker processes (``analyze --jobs``; by default only where the
+compiled scanner is not built, as analyze does): its peak RSS is then the sum over the processes
+(bench/proctree.py), and its CPU time is given.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def child(which: str, path: str, jobs: int) -> None:
         return
     if which == "lossdoctor":
         from lossdoctor.sources import ReadOptions
+        from lossdoctor.sources._hf_scan import auto_workers
         from lossdoctor.sources.hf_console import read_console
 
         t0 = time.perf_counter()
-        run = read_console(Path(path), path, workers=ReadOptions(jobs=jobs).workers())
+        run = read_console(Path(path), path, workers=ReadOptions(jobs=jobs).workers(auto_workers()))
         seconds = time.perf_counter() - t0
         points = run.n_points
     else:

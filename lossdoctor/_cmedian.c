@@ -9,18 +9,13 @@
 
    - small(values, width, pad_before, pad_after): the window kept as a sorted array (binary search, memmove);
      for short windows.
-   - ranked(ranks, distinct, width, pad_before, pad_after): the series given as dense ranks into `distinct`
-     (ascending; rank len(distinct) = not finite, skipped; equal values share a rank only where they are
-     adjacent in the stable order, as rolling.py computes them), the window kept as counts per rank in a
-     Fenwick tree: O(log D) per point, for long windows.
+   - large(values, width, pad_before, pad_after): the finite points ranked by a stable radix sort (each point
+     its own rank, equal values in position order), the window kept as a bitset over the ranks, and each
+     window's middle found by walking from the last window's (one point in and one out move it a few set
+     bits, skipped 64 ranks at a time); for long windows, whatever the number of distinct values.
 
-   - large(values, width, pad_before, pad_after): ranked() with the ranks made here (the distinct values
-     hashed, then sorted), no sort of the points; None when the finite values hold both -0.0 and 0.0 (their
-     stable order then depends on where they are) or more than 65,536 distinct values (a sort is faster
-     then): the caller ranks them and calls ranked().
-
-   Each returns a bytearray of float64, one per window. Inputs are read through the buffer protocol (float64 /
-   int32, C-contiguous). Nothing is allocated per point. */
+   Each returns a bytearray of float64, one per window. Inputs are read through the buffer protocol (float64,
+   C-contiguous). Nothing is allocated per point. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -127,120 +122,110 @@ done:
     return out;
 }
 
-/* The sliding medians of a series given as ranks (r[i] < d: the rank of a finite value, values[r[i]] its
-   value; r[i] == d: not finite), into res (q windows). The window is kept as counts per rank in a Fenwick
-   tree. 0, or -1 with MemoryError. */
-static int fenwick_medians(const int32_t *r, Py_ssize_t n, const double *values, Py_ssize_t d, Py_ssize_t width,
-                           Py_ssize_t before, Py_ssize_t q, double *res) {
-    int32_t *tree = PyMem_Calloc((size_t)d + 1, sizeof(int32_t)); /* 1-based, over ranks 0..d-1 */
-    if (tree == NULL) {
+/* An order-preserving unsigned key of a finite double: keys compare as the values do, and -0.0 has the key of
+   0.0 (they compare equal, so a stable sort keeps them in position order). */
+static inline uint64_t order_key(double x) {
+    if (x == 0.0) x = 0.0;
+    uint64_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return (bits & (UINT64_C(1) << 63)) ? ~bits : bits | (UINT64_C(1) << 63);
+}
+
+/* The positions of the finite values of v[0:n] in a stable sort of them, into order[0:m] (m returned; -1 with
+   MemoryError): an LSD radix sort on 16-bit digits of order_key, passes whose digit is the same for every
+   value skipped. */
+static Py_ssize_t stable_order(const double *v, Py_ssize_t n, int32_t *order) {
+    Py_ssize_t m = 0;
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (isfinite(v[i])) m++;
+    uint64_t *keys = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(uint64_t));
+    uint64_t *keys2 = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(uint64_t));
+    int32_t *order2 = PyMem_Malloc((size_t)(m ? m : 1) * sizeof(int32_t));
+    Py_ssize_t *count = PyMem_Malloc(65536 * sizeof(Py_ssize_t));
+    if (!keys || !keys2 || !order2 || !count) {
+        PyMem_Free(keys);
+        PyMem_Free(keys2);
+        PyMem_Free(order2);
+        PyMem_Free(count);
         PyErr_NoMemory();
         return -1;
     }
-    Py_ssize_t top = 1;
-    while (top * 2 <= d) top *= 2;
-    Py_ssize_t m = 0;
-#define ADD(rank, delta)                                                      \
-    do {                                                                      \
-        for (Py_ssize_t t_ = (Py_ssize_t)(rank) + 1; t_ <= d; t_ += t_ & -t_) \
-            tree[t_] += (delta);                                              \
-    } while (0)
-    for (Py_ssize_t j = -before; j < width - before - 1; j++) {
-        if (j >= 0 && j < n && r[j] < d) {
-            ADD(r[j], 1);
-            m++;
-        }
-    }
-    for (Py_ssize_t i = 0; i < q; i++) {
-        Py_ssize_t in = i - before + width - 1, gone = i - before - 1;
-        if (in >= 0 && in < n && r[in] < d) {
-            ADD(r[in], 1);
-            m++;
-        }
-        if (gone >= 0 && gone < n && r[gone] < d) {
-            ADD(r[gone], -1);
-            m--;
-        }
-        if (!m) {
-            res[i] = Py_NAN;
-            continue;
-        }
-        double pair[2];
-        Py_ssize_t ks[2] = {(m - 1) / 2, m / 2};
-        for (int h = 0; h < 2; h++) {
-            if (h == 1 && ks[1] == ks[0]) {
-                pair[1] = pair[0];
-                break;
-            }
-            /* the rank holding the k-th smallest (0-based): the largest prefix with count <= k, plus one */
-            Py_ssize_t pos = 0, k = ks[h];
-            for (Py_ssize_t step = top; step; step >>= 1) {
-                if (pos + step <= d && tree[pos + step] <= k) {
-                    pos += step;
-                    k -= tree[pos];
-                }
-            }
-            pair[h] = values[pos]; /* rank pos (0-based) is tree index pos + 1 */
-        }
-        res[i] = (pair[0] + pair[1]) / 2.0;
-    }
-#undef ADD
-    PyMem_Free(tree);
-    return 0;
-}
-
-static PyObject *cmedian_ranked(PyObject *self, PyObject *args) {
-    (void)self;
-    PyObject *rank_obj, *distinct_obj;
-    Py_ssize_t width, before, after;
-    if (!PyArg_ParseTuple(args, "OOnnn:ranked", &rank_obj, &distinct_obj, &width, &before, &after)) return NULL;
-    Py_buffer rv, dv;
-    if (get_buffer(rank_obj, &rv, "i", sizeof(int32_t), "ranked (ranks)") < 0) return NULL;
-    if (get_buffer(distinct_obj, &dv, "d", sizeof(double), "ranked (distinct)") < 0) {
-        PyBuffer_Release(&rv);
-        return NULL;
-    }
-    const int32_t *r = rv.buf;
-    Py_ssize_t n = rv.len / (Py_ssize_t)sizeof(int32_t), d = dv.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t q = windows(n, width, before, after);
-    PyObject *out = NULL;
-    if (q < 0) goto done;
+    Py_ssize_t j = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        if (r[i] < 0 || r[i] > d) {
-            PyErr_SetString(PyExc_ValueError, "ranked: a rank outside 0..len(distinct)");
-            goto done;
+        if (isfinite(v[i])) {
+            keys[j] = order_key(v[i]);
+            order[j++] = (int32_t)i;
         }
     }
-    out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
-    if (out == NULL) goto done;
-    if (fenwick_medians(r, n, dv.buf, d, width, before, q, (double *)PyByteArray_AS_STRING(out)) < 0) Py_CLEAR(out);
-done:
-    PyBuffer_Release(&rv);
-    PyBuffer_Release(&dv);
-    return out;
+    for (int shift = 0; shift < 64; shift += 16) {
+        memset(count, 0, 65536 * sizeof(Py_ssize_t));
+        for (Py_ssize_t i = 0; i < m; i++) count[(keys[i] >> shift) & 0xFFFF]++;
+        if (m == 0 || count[(keys[0] >> shift) & 0xFFFF] == m) continue; /* one digit for all: nothing moves */
+        Py_ssize_t sum = 0;
+        for (Py_ssize_t d = 0; d < 65536; d++) {
+            Py_ssize_t c = count[d];
+            count[d] = sum;
+            sum += c;
+        }
+        for (Py_ssize_t i = 0; i < m; i++) {
+            Py_ssize_t at = count[(keys[i] >> shift) & 0xFFFF]++;
+            keys2[at] = keys[i];
+            order2[at] = order[i];
+        }
+        uint64_t *tk = keys;
+        keys = keys2;
+        keys2 = tk;
+        memcpy(order, order2, (size_t)m * sizeof(int32_t));
+    }
+    PyMem_Free(keys);
+    PyMem_Free(keys2);
+    PyMem_Free(order2);
+    PyMem_Free(count);
+    return m;
 }
 
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+#if defined(__GNUC__) || defined(__clang__)
+#define CTZ64(x) __builtin_ctzll(x)
+#define CLZ64(x) __builtin_clzll(x)
+#else /* portable: x is never 0 here */
+static inline int CTZ64(uint64_t x) {
+    int n = 0;
+    while (!(x & 1)) x >>= 1, n++;
+    return n;
+}
+static inline int CLZ64(uint64_t x) {
+    int n = 0;
+    while (!(x >> 63)) x <<= 1, n++;
+    return n;
+}
+#endif
+
+/* The first set bit at or after p in bits (nbits bits), or nbits. */
+static inline Py_ssize_t next_set(const uint64_t *bits, Py_ssize_t nbits, Py_ssize_t p) {
+    if (p >= nbits) return nbits;
+    Py_ssize_t w = p >> 6;
+    uint64_t word = bits[w] & (~UINT64_C(0) << (p & 63));
+    Py_ssize_t words = (nbits + 63) >> 6;
+    while (!word) {
+        if (++w >= words) return nbits;
+        word = bits[w];
+    }
+    Py_ssize_t q = (w << 6) + CTZ64(word);
+    return q < nbits ? q : nbits;
 }
 
-/* large() ranks by hashing up to this many distinct values (its tables stay in the CPU caches); beyond, the
-   caller ranks the points by sorting them */
-#define MAX_HASHED 65536
-
-static inline uint64_t mix(uint64_t x) { /* splitmix64's finaliser */
-    x ^= x >> 30;
-    x *= UINT64_C(0xbf58476d1ce4e5b9);
-    x ^= x >> 27;
-    x *= UINT64_C(0x94d049bb133111eb);
-    return x ^ (x >> 31);
+/* The last set bit before p (there is one). */
+static inline Py_ssize_t prev_set(const uint64_t *bits, Py_ssize_t p) {
+    Py_ssize_t w = (p - 1) >> 6;
+    uint64_t word = bits[w] & (~UINT64_C(0) >> (63 - ((p - 1) & 63)));
+    while (!word) word = bits[--w];
+    return (w << 6) + 63 - CLZ64(word);
 }
 
-/* large(values, width, pad_before, pad_after): the ranked method with the ranks made here (a hash table of
-   the distinct values, which are then sorted): no sort of the points. None when the finite values hold both
-   -0.0 and 0.0 (they compare equal but are two values; the caller ranks them in their stable order), or more
-   than MAX_HASHED distinct values (the caller sorts). */
+/* large(values, width, pad_before, pad_after): the points ranked by a stable sort (each its own rank, so equal
+   values keep their position order), the window kept as a bitset over the ranks, and each window's middle
+   found by walking from the last one (a window differs from the one before by a point in and a point out,
+   so the middle moves a few set bits, skipped 64 ranks at a time). */
 static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     (void)self;
     PyObject *obj;
@@ -252,119 +237,85 @@ static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     Py_ssize_t n = view.len / (Py_ssize_t)sizeof(double);
     Py_ssize_t q = windows(n, width, before, after);
     PyObject *out = NULL;
-    int32_t *ranks = NULL, *slot_id = NULL, *rank_of = NULL;
-    uint64_t *keys = NULL;
-    double *distinct = NULL, *sorted = NULL;
+    int32_t *order = NULL, *rank = NULL;
+    double *sorted = NULL;
+    uint64_t *bits = NULL;
     if (q < 0) goto done;
     if (n >= INT32_MAX) {
-        out = Py_None;
-        Py_INCREF(out);
+        PyErr_SetString(PyExc_ValueError, "large: too many points");
         goto done;
     }
-    int zero_pos = 0, zero_neg = 0;
-    Py_ssize_t cap = 1024, d = 0;
-    keys = PyMem_Malloc((size_t)cap * sizeof(uint64_t));
-    slot_id = PyMem_Malloc((size_t)cap * sizeof(int32_t));
-    distinct = PyMem_Malloc((size_t)(cap / 2) * sizeof(double));
-    ranks = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
-    if (!keys || !slot_id || !distinct || !ranks) goto nomem;
-    for (Py_ssize_t i = 0; i < cap; i++) slot_id[i] = -1;
-    /* pass 1: each finite value's id (order of first appearance) */
-    for (Py_ssize_t i = 0; i < n; i++) {
-        double x = v[i];
-        if (!isfinite(x)) {
-            ranks[i] = -1;
+    order = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    if (order == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t m_fin = stable_order(v, n, order);
+    if (m_fin < 0) goto done;
+    rank = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    sorted = PyMem_Malloc((size_t)(m_fin ? m_fin : 1) * sizeof(double));
+    bits = PyMem_Calloc((size_t)((m_fin + 63) >> 6) + 1, sizeof(uint64_t));
+    out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
+    if (!rank || !sorted || !bits || !out) {
+        if (out == NULL && !PyErr_Occurred()) PyErr_NoMemory();
+        if (out != NULL) PyErr_NoMemory();
+        Py_CLEAR(out);
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) rank[i] = -1;
+    for (Py_ssize_t r = 0; r < m_fin; r++) {
+        rank[order[r]] = (int32_t)r;
+        sorted[r] = v[order[r]];
+    }
+    PyMem_Free(order);
+    order = NULL;
+    double *res = (double *)PyByteArray_AS_STRING(out);
+    Py_ssize_t m = 0, p = 0, below = 0; /* below: set bits before rank p */
+#define SET(r) (bits[(r) >> 6] |= UINT64_C(1) << ((r) & 63))
+#define CLEAR(r) (bits[(r) >> 6] &= ~(UINT64_C(1) << ((r) & 63)))
+    for (Py_ssize_t j = -before; j < width - before - 1; j++) {
+        if (j >= 0 && j < n && rank[j] >= 0) {
+            SET(rank[j]);
+            m++;
+            below += rank[j] < p;
+        }
+    }
+    for (Py_ssize_t i = 0; i < q; i++) {
+        Py_ssize_t in = i - before + width - 1, gone = i - before - 1;
+        if (in >= 0 && in < n && rank[in] >= 0) {
+            SET(rank[in]);
+            m++;
+            below += rank[in] < p;
+        }
+        if (gone >= 0 && gone < n && rank[gone] >= 0) {
+            CLEAR(rank[gone]);
+            m--;
+            below -= rank[gone] < p;
+        }
+        if (!m) {
+            res[i] = Py_NAN;
             continue;
         }
-        if (x == 0.0) {
-            if (signbit(x))
-                zero_neg = 1;
-            else
-                zero_pos = 1;
+        Py_ssize_t k = (m - 1) / 2;
+        p = next_set(bits, m_fin, p); /* no set bit skipped: below stays */
+        while (below > k) {
+            p = prev_set(bits, p);
+            below--;
         }
-        uint64_t bits;
-        memcpy(&bits, &x, sizeof bits);
-        Py_ssize_t h = (Py_ssize_t)(mix(bits) & (uint64_t)(cap - 1));
-        while (slot_id[h] >= 0 && keys[h] != bits) h = (h + 1) & (cap - 1);
-        if (slot_id[h] < 0) {
-            if (d >= MAX_HASHED) { /* many distinct values: a sort of the points ranks them faster */
-                out = Py_None;
-                Py_INCREF(out);
-                goto done;
-            }
-            if ((d + 1) * 2 > cap) { /* grow to keep the load under a half, then look again */
-                Py_ssize_t ncap = cap * 2;
-                uint64_t *nk = PyMem_Malloc((size_t)ncap * sizeof(uint64_t));
-                int32_t *ns = PyMem_Malloc((size_t)ncap * sizeof(int32_t));
-                double *nd = PyMem_Realloc(distinct, (size_t)(ncap / 2) * sizeof(double));
-                if (!nk || !ns || !nd) {
-                    PyMem_Free(nk);
-                    PyMem_Free(ns);
-                    if (nd) distinct = nd;
-                    goto nomem;
-                }
-                distinct = nd;
-                for (Py_ssize_t j = 0; j < ncap; j++) ns[j] = -1;
-                for (Py_ssize_t j = 0; j < cap; j++) {
-                    if (slot_id[j] < 0) continue;
-                    Py_ssize_t g = (Py_ssize_t)(mix(keys[j]) & (uint64_t)(ncap - 1));
-                    while (ns[g] >= 0) g = (g + 1) & (ncap - 1);
-                    nk[g] = keys[j];
-                    ns[g] = slot_id[j];
-                }
-                PyMem_Free(keys);
-                PyMem_Free(slot_id);
-                keys = nk;
-                slot_id = ns;
-                cap = ncap;
-                h = (Py_ssize_t)(mix(bits) & (uint64_t)(cap - 1));
-                while (slot_id[h] >= 0) h = (h + 1) & (cap - 1);
-            }
-            keys[h] = bits;
-            slot_id[h] = (int32_t)d;
-            distinct[d++] = x;
+        while (below < k) {
+            below++;
+            p = next_set(bits, m_fin, p + 1);
         }
-        ranks[i] = slot_id[h];
+        double lower_mid = sorted[p];
+        res[i] = m % 2 ? lower_mid : (lower_mid + sorted[next_set(bits, m_fin, p + 1)]) / 2.0;
     }
-    if (zero_pos && zero_neg) {
-        out = Py_None;
-        Py_INCREF(out);
-        goto done;
-    }
-    /* the distinct values sorted; each id's rank */
-    sorted = PyMem_Malloc((size_t)(d ? d : 1) * sizeof(double));
-    rank_of = PyMem_Malloc((size_t)(d ? d : 1) * sizeof(int32_t));
-    if (!sorted || !rank_of) goto nomem;
-    memcpy(sorted, distinct, (size_t)d * sizeof(double));
-    qsort(sorted, (size_t)d, sizeof(double), cmp_double);
-    for (Py_ssize_t id = 0; id < d; id++) {
-        double x = distinct[id];
-        Py_ssize_t lo = 0, hi = d; /* the distinct values are distinct: exactly one equals x */
-        while (lo < hi) {
-            Py_ssize_t mid = (lo + hi) >> 1;
-            if (sorted[mid] < x)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        rank_of[id] = (int32_t)lo;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) ranks[i] = ranks[i] < 0 ? (int32_t)d : rank_of[ranks[i]];
-    out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
-    if (out == NULL) goto done;
-    if (fenwick_medians(ranks, n, sorted, d, width, before, q, (double *)PyByteArray_AS_STRING(out)) < 0)
-        Py_CLEAR(out);
-    goto done;
-nomem:
-    PyErr_NoMemory();
-    Py_CLEAR(out);
+#undef SET
+#undef CLEAR
 done:
-    PyMem_Free(keys);
-    PyMem_Free(slot_id);
-    PyMem_Free(distinct);
+    PyMem_Free(order);
+    PyMem_Free(rank);
     PyMem_Free(sorted);
-    PyMem_Free(rank_of);
-    PyMem_Free(ranks);
+    PyMem_Free(bits);
     PyBuffer_Release(&view);
     return out;
 }
@@ -373,10 +324,7 @@ static PyMethodDef cmedian_methods[] = {
     {"small", cmedian_small, METH_VARARGS,
      "small(values, width, pad_before, pad_after) -> bytearray: sliding medians, sorted-window method."},
     {"large", cmedian_large, METH_VARARGS,
-     "large(values, width, pad_before, pad_after) -> bytearray | None: sliding medians over ranks made by hashing "
-     "(None when the values hold both -0.0 and 0.0)."},
-    {"ranked", cmedian_ranked, METH_VARARGS,
-     "ranked(ranks, distinct, width, pad_before, pad_after) -> bytearray: sliding medians over dense ranks."},
+     "large(values, width, pad_before, pad_after) -> bytearray: sliding medians over a bitset of the ranks."},
     {NULL, NULL, 0, NULL},
 };
 

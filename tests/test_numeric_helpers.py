@@ -115,8 +115,8 @@ def test_long_window_medians_are_exact_on_ties_signed_zeros_and_nonfinite(seed: 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: int) -> None:
-    """lossdoctor/_cmedian.c (sorted windows up to C_SORT_WINDOW points, a Fenwick tree over dense ranks
-    beyond, made by hashing or, with -0.0 and 0.0 both there, by a stable sort) against sorting each window, and against rolling.py's numpy code, bit for bit: ties, -0.0 next to
+    """lossdoctor/_cmedian.c (sorted windows up to C_SORT_WINDOW points, a bitset over the points' ranks
+    beyond) against sorting each window, and against rolling.py's numpy code, bit for bit: ties, -0.0 next to
     0.0 (a stable sort's order), NaN and infinities skipped, padded and empty windows, widths either side of
     the switch."""
     from lossdoctor.rules import rolling
@@ -133,8 +133,6 @@ def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: i
     v[rng.random(n) < 0.02] = -np.inf
     v[500:700] = np.nan
     widths = [1, 2, 3, 8, 9, 24, 25, rolling.C_SORT_WINDOW, rolling.C_SORT_WINDOW + 1, 301]
-    if seed == 2:  # no -0.0: long windows rank by hashing (large), not by a stable sort (ranked)
-        v[v == 0] = 0.0
     for width in widths:
         for before, after in ((0, 0), (width - 1, 0), (width // 2, width // 2), (3, 7)):
             got = rolling.sliding_medians(v, width, before, after)
@@ -151,24 +149,31 @@ def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: i
     assert rolling.sliding_medians(v[:3], 5).size == 0
 
 
-def test_compiled_long_windows_with_many_distinct_values_equal_the_numpy_code() -> None:
-    """Over 65,536 distinct values the compiled medians rank the points by a sort instead of hashing them
-    (the same medians either way)."""
+def test_compiled_long_windows_on_drifting_and_repetitive_series_equal_the_numpy_code() -> None:
+    """The long-window method walks each window's middle from the last one: a drifting series (the middle
+    moves through the ranks), a sorted one, one of few distinct values with both zeros, a million-distinct-like
+    one, and jumps between two levels, all as rolling.py's numpy code gives them."""
     from lossdoctor.rules import rolling
 
     if rolling._cmedian is None:
         pytest.skip("the compiled medians are not built here")
-    rng = np.random.default_rng(7)
-    v = rng.normal(0, 1, 80_000)
-    v[rng.random(len(v)) < 0.01] = np.nan
-    assert rolling._cmedian.large(v, 301, 150, 150) is None  # too many distinct values to hash
-    assert rolling._cmedian.large(np.round(v, 2) + 0.0, 301, 150, 150) is not None  # (+ 0.0: no -0.0)
-    for width in (301, 4001):
-        got = rolling.sliding_medians(v, width, width // 2, width // 2)
-        compiled = rolling._cmedian
-        try:
-            rolling._cmedian = None
-            want = rolling.sliding_medians(v, width, width // 2, width // 2)
-        finally:
-            rolling._cmedian = compiled
-        np.testing.assert_array_equal(got, want)
+    rng = np.random.default_rng(9)
+    n = 60_000
+    series = {
+        "drift": np.linspace(5, 0, n) + rng.normal(0, 0.3, n),
+        "sorted": np.sort(rng.normal(size=n)),
+        "few": np.where(rng.random(n) < 0.5, -0.0, 0.0) + np.round(rng.normal(size=n), 1) * (rng.random(n) < 0.5),
+        "levels": np.where((np.arange(n) // 5000) % 2 == 0, 1.0, 1000.0) + rng.normal(0, 1e-3, n),
+    }
+    series["drift"][rng.random(n) < 0.02] = np.nan
+    for name, v in series.items():
+        for width, before, after in ((2001, 1000, 1000), (20_001, 20_000, 0), (999, 0, 0), (65, 64, 64)):
+            got = rolling.sliding_medians(v, width, before, after)
+            compiled = rolling._cmedian
+            try:
+                rolling._cmedian = None
+                want = rolling.sliding_medians(v, width, before, after)
+            finally:
+                rolling._cmedian = compiled
+            assert [repr(x) for x in got[::97].tolist()] == [repr(x) for x in want[::97].tolist()], (name, width)
+            np.testing.assert_array_equal(got, want)

@@ -11,8 +11,8 @@ the EMA up to rounding) without importing pandas, in O(n log n) array passes wit
   window's finite count, so they are never picked: they are skipped, as pandas skips NaN.
 - :func:`sliding_medians` (every fixed-width window: trailing, centred, stretch) goes to the compiled
   ``lossdoctor/_cmedian.c`` where it is built (setup.py; the same medians, ~3-20x faster: a sorted window for
-  short widths, counts per rank of the distinct values in a Fenwick tree for long ones); the numpy code is
-  its fallback and reference.
+  short widths, a bitset over the points' ranks for long ones); the numpy code is its fallback and
+  reference.
 - :func:`ema` is the recurrence y = (1 - a) y + a x, with y carried over non-finite x, solved as a parallel
   prefix scan of affine maps (log2 n passes).
 """
@@ -28,7 +28,7 @@ SORT_WINDOW = 24
 #: ... and up to this many by a sorting network over the columns (no per-row sort call)
 SORT_NETWORK = 8
 #: with the compiled medians (lossdoctor/_cmedian.c), windows up to this many points are kept sorted
-#: (memmove), longer ones as counts per rank in a Fenwick tree
+#: (memmove), longer ones as a bitset over the points' ranks
 C_SORT_WINDOW = 64
 
 _cmedian: ModuleType | None
@@ -176,11 +176,7 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
         v = np.ascontiguousarray(v)
         if width <= C_SORT_WINDOW:
             return np.frombuffer(_cmedian.small(v, width, pad_before, pad_after), np.float64)
-        medians = _cmedian.large(v, width, pad_before, pad_after)
-        if medians is None:  # -0.0 and 0.0 both there, or many distinct values: ranked by a sort here
-            ranks, distinct = _dense_ranks(v, np.isfinite(v))
-            medians = _cmedian.ranked(ranks, distinct, width, pad_before, pad_after)
-        return np.frombuffer(medians, np.float64)
+        return np.frombuffer(_cmedian.large(v, width, pad_before, pad_after), np.float64)
     if width > SORT_WINDOW:
         lo = np.arange(q, dtype=np.int64) - pad_before
         return window_medians(v, lo, lo + width)
