@@ -18,8 +18,9 @@
 
    Values: a value written plainly (ASCII ``[-+]?(digits[.digits]|.digits)([eE][-+]?digits)?``) is converted
    here to the double ``float()`` gives: exactly, with one IEEE operation when its digits fit 2^53 and its
-   power of ten is at most 22 (both factors exact, so the result is correctly rounded), else with
-   ``PyOS_string_to_double`` (what ``float()`` itself calls). Any other value (nan, inf, blanks, empty, ...) is
+   power of ten is at most 22 (both factors exact, so the result is correctly rounded); with exact 128-bit
+   integer arithmetic for up to 19 digits and powers of ten from -21 to 19 (a repr'd float: 17 digits); else
+   with ``PyOS_string_to_double`` (what ``float()`` itself calls). Any other value (nan, inf, blanks, empty, ...) is
    handed back as a str for Python to convert, so the set of accepted values is ``float()``'s.
 
    The text is a str (any width) or UTF-8 bytes, matched as their text decoded with errors="replace" would be:
@@ -78,6 +79,58 @@ static PyObject *buf_take(Buf *b) {
 static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
                                  1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+#if defined(__SIZEOF_INT128__)
+typedef unsigned __int128 u128;
+
+static inline int bits128(u128 x) {
+    int n = 0;
+    if (x >> 64) {
+        x >>= 64;
+        n = 64;
+    }
+    uint64_t lo = (uint64_t)x;
+    return lo ? n + 64 - __builtin_clzll(lo) : n;
+}
+
+/* The double nearest to (q + f) * 2^exp2, f in [0, 1) non-zero iff sticky, ties to even; q has at least 54
+   significant bits when sticky (so f only breaks ties), and the result is a normal double. */
+static inline double round_scaled(u128 q, int sticky, int exp2) {
+    int extra = bits128(q) - 53;
+    if (extra <= 0) return ldexp((double)(uint64_t)q, exp2); /* exact (never sticky here) */
+    uint64_t mant = (uint64_t)(q >> extra);
+    u128 rest = q & (((u128)1 << extra) - 1), half = (u128)1 << (extra - 1);
+    if (rest > half || (rest == half && (sticky || (mant & 1)))) {
+        if (++mant == (UINT64_C(1) << 53)) {
+            mant >>= 1;
+            extra++;
+        }
+    }
+    return ldexp((double)mant, extra + exp2);
+}
+
+/* mant x 10^e (mant > 0, at most 19 digits) correctly rounded, with exact integer arithmetic: 1 with *out set
+   when e is within [-21, 19] (the numbers in a log), else 0. A product is an exact 128-bit integer; a quotient
+   is taken with 54+ significant bits and its remainder, so the rounding is decided exactly. */
+static int exact_decimal(uint64_t mant, long e, double *out) {
+    if (e >= 0) {
+        if (e > 19) return 0;
+        u128 p = 1;
+        for (long i = 0; i < e; i++) p *= 10;
+        *out = round_scaled((u128)mant * p, 0, 0);
+        return 1;
+    }
+    if (e < -21) return 0;
+    u128 d = 1;
+    for (long i = 0; i < -e; i++) d *= 10;
+    int s = 55 + bits128(d) - bits128(mant);
+    if (s < 0) s = 0;
+    if (bits128(mant) + s > 127) return 0;
+    u128 num = (u128)mant << s;
+    *out = round_scaled(num / d, num % d != 0, -s);
+    return 1;
+}
+#endif
+
 /* The double float() gives for the ASCII text s[0:n], when it is a plainly written number; 0 with *out set,
    1 when it is not plainly written (the caller defers it to Python), -1 on a Python error. */
 static int plain_number(const char *s, Py_ssize_t n, double *out) {
@@ -131,6 +184,12 @@ static int plain_number(const char *s, Py_ssize_t n, double *out) {
         double x = (double)mant;
         x = e < 0 ? x / POW10[-e] : x * POW10[e];
         *out = neg ? -x : x;
+        return 0;
+    }
+#endif
+#if defined(__SIZEOF_INT128__)
+    if (!dropped && mant && exact_decimal(mant, e, out)) {
+        if (neg) *out = -*out;
         return 0;
     }
 #endif

@@ -159,6 +159,11 @@ def _number_strings(rng: random.Random) -> list[str]:
         out.append(s)
         out.append(repr(rng.uniform(-1, 1) * 10 ** rng.randint(-30, 30)))
         out.append(f"{rng.random() * 10 ** rng.randint(-8, 8):.4g}")
+    for _ in range(20_000):  # repr'd floats (17 digits, as transformers 4 prints grad_norm), every magnitude
+        out.append(repr(rng.random() * 10 ** rng.randint(-24, 24)))
+    for k in range(54, 64):  # integers halfway between two doubles, and next to halfway
+        for delta in (-1, 0, 1):
+            out.append(str(2**k + 2 ** (k - 53) + delta))
     return out
 
 
