@@ -28,13 +28,18 @@ from consolekit import random_console, scan_fields  # noqa: E402
 compiled = pytest.mark.skipif(_hf_scan._cscan is None, reason="the compiled matcher is not built here")
 
 
-def test_the_compiled_matcher_is_built_where_a_compiler_is() -> None:
-    """setup.py builds it as optional (a machine with no C compiler still installs); where one is found, a
-    failed build would quietly cost the speed, so it must be there."""
+def test_the_compiled_parts_are_built_where_a_compiler_is() -> None:
+    """setup.py builds them as optional (a machine with no C compiler or no Python headers still installs);
+    where both are found, a failed build would quietly cost the speed, so they must be there."""
+    from lossdoctor.rules import rolling
+
     cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         pytest.skip(f"no C compiler ({cc}) here")
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        pytest.skip("no Python headers (Python.h) here")
     assert _hf_scan._cscan is not None
+    assert rolling._cmedian is not None
 
 
 def _fields(m: _hf_scan._Matches | None) -> object:
