@@ -3,8 +3,8 @@
 
    Both functions give, for every window of `width` consecutive points of the series padded with `pad_before`
    / `pad_after` empty slots (window i covers padded positions i .. i + width - 1), the median of the window's
-   finite values: the middle one, or the mean of the two middle ones for an even count; NaN for a window with
-   none. Values that compare equal are ordered by position (a stable sort of the window), so -0.0 and 0.0 come
+   finite values: the middle one (itself, so a value near the largest double stays finite), or the mean of
+   the two middle ones for an even count; NaN for a window with none. Values that compare equal are ordered by position (a stable sort of the window), so -0.0 and 0.0 come
    out as sorting each window would give them.
 
    - small(values, width, pad_before, pad_after): the window kept as a sorted array (binary search, memmove);
@@ -39,8 +39,21 @@ static Py_ssize_t windows(Py_ssize_t n, Py_ssize_t width, Py_ssize_t before, Py_
         PyErr_SetString(PyExc_ValueError, "width must be >= 1 and pads >= 0");
         return -1;
     }
+    /* n + before + after - width + 1, without overflow, and few enough windows to allocate their doubles */
+    const Py_ssize_t most = PY_SSIZE_T_MAX / (Py_ssize_t)sizeof(double);
+    if (before > most - n || after > most - n - before) {
+        PyErr_SetString(PyExc_OverflowError, "too many windows");
+        return -1;
+    }
     Py_ssize_t q = n + before + after - width + 1;
     return q > 0 ? q : 0;
+}
+
+/* The original indices of the points in the first window but its last: [from, to) within [0, n). */
+static void first_window(Py_ssize_t n, Py_ssize_t width, Py_ssize_t before, Py_ssize_t *from, Py_ssize_t *to) {
+    *from = 0; /* the window starts at -before <= 0 */
+    Py_ssize_t end = width - 1 - before; /* width >= 1, before >= 0: no overflow */
+    *to = end < 0 ? 0 : (end > n ? n : end);
 }
 
 /* first position in a[0:m] whose value is > x (after every equal one) */
@@ -83,7 +96,8 @@ static PyObject *cmedian_small(PyObject *self, PyObject *args) {
     double *sorted = NULL;
     if (q < 0) goto done;
     out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
-    sorted = PyMem_Malloc((size_t)(width + 1) * sizeof(double)); /* a point comes in before one goes */
+    /* a window holds at most min(width, n) points, one more while a point comes in before one goes */
+    sorted = PyMem_Malloc((size_t)((width < n ? width : n) + 1) * sizeof(double));
     if (out == NULL || sorted == NULL) {
         Py_CLEAR(out);
         if (sorted == NULL) PyErr_NoMemory();
@@ -92,8 +106,10 @@ static PyObject *cmedian_small(PyObject *self, PyObject *args) {
     double *res = (double *)PyByteArray_AS_STRING(out);
     Py_ssize_t m = 0;
     /* the window of output i is original indices [i - before, i - before + width) */
-    for (Py_ssize_t j = -before; j < width - before - 1; j++) {
-        if (j >= 0 && j < n && isfinite(v[j])) {
+    Py_ssize_t from, to;
+    first_window(n, width, before, &from, &to);
+    for (Py_ssize_t j = from; j < to; j++) {
+        if (isfinite(v[j])) {
             Py_ssize_t at = upper(sorted, m, v[j]);
             memmove(sorted + at + 1, sorted + at, (size_t)(m - at) * sizeof(double));
             sorted[at] = v[j];
@@ -114,7 +130,7 @@ static PyObject *cmedian_small(PyObject *self, PyObject *args) {
             memmove(sorted + at, sorted + at + 1, (size_t)(m - at - 1) * sizeof(double));
             m--;
         }
-        res[i] = m ? (sorted[(m - 1) / 2] + sorted[m / 2]) / 2.0 : Py_NAN;
+        res[i] = !m ? Py_NAN : m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2.0;
     }
 done:
     PyMem_Free(sorted);
@@ -273,8 +289,10 @@ static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     Py_ssize_t m = 0, p = 0, below = 0; /* below: set bits before rank p */
 #define SET(r) (bits[(r) >> 6] |= UINT64_C(1) << ((r) & 63))
 #define CLEAR(r) (bits[(r) >> 6] &= ~(UINT64_C(1) << ((r) & 63)))
-    for (Py_ssize_t j = -before; j < width - before - 1; j++) {
-        if (j >= 0 && j < n && rank[j] >= 0) {
+    Py_ssize_t from, to;
+    first_window(n, width, before, &from, &to);
+    for (Py_ssize_t j = from; j < to; j++) {
+        if (rank[j] >= 0) {
             SET(rank[j]);
             m++;
             below += rank[j] < p;

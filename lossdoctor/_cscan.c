@@ -329,8 +329,10 @@ static PyObject *cscan_match(PyObject *self, PyObject *args) {
         keys[j].len = PyUnicode_GET_LENGTH(key);
         keys[j].chars = PyUnicode_AsUCS4Copy(key);
         if (keys[j].chars == NULL) goto fail;
-        keys[j].utf8 = PyUnicode_AsUTF8AndSize(key, &keys[j].utf8_len); /* kept by the key, alive till return */
-        if (keys[j].utf8 == NULL) goto fail;
+        if (!is_str) { /* bytes are compared with the key's UTF-8 (kept by the key, alive till return) */
+            keys[j].utf8 = PyUnicode_AsUTF8AndSize(key, &keys[j].utf8_len);
+            if (keys[j].utf8 == NULL) goto fail;
+        }
         int q = PyObject_IsTrue(PyTuple_GET_ITEM(quoted_tuple, j));
         if (q < 0) goto fail;
         keys[j].quoted = q;

@@ -384,3 +384,13 @@ def test_other_encodings_and_undecodable_keys_match_as_the_regex(
             without = scan_fields(_hf_scan.scan_file(path, chunk_bytes=5000))
         assert with_c == without, name
         assert len(with_c["kind"]) > 100, name
+
+
+@compiled
+def test_a_str_with_surrogate_keys_is_matched_as_the_regex_matches_it() -> None:
+    """A str text never needs its keys in UTF-8 (a lone surrogate, which has none, is matched like any
+    character)."""
+    text = "{'\ud800': 1}\n{'\ud800': '2'}"
+    for quoted in ((False,), (True,)):
+        got, want = _both(text, ("\ud800",), quoted)
+        assert got == want and got is not None

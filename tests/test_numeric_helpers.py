@@ -83,7 +83,7 @@ def _median_of_windows(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> li
     for a, b in zip(lo.tolist(), hi.tolist()):
         s = sorted(x for x in values[max(a, 0) : max(b, 0)].tolist() if math.isfinite(x))
         m = len(s)
-        out.append(repr((s[(m - 1) // 2] + s[m // 2]) / 2.0) if m else "nan")
+        out.append("nan" if not m else repr(s[m // 2]) if m % 2 else repr((s[m // 2 - 1] + s[m // 2]) / 2.0))
     return out
 
 
@@ -144,7 +144,7 @@ def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: i
                 numpy_path = rolling.sliding_medians(v, width, before, after)
             finally:
                 rolling._cmedian = compiled
-            np.testing.assert_array_equal(got, numpy_path)
+            assert [repr(x) for x in numpy_path.tolist()] == [repr(x) for x in got.tolist()], (width, before)
     assert rolling.sliding_medians(v[:0], 5).size == 0
     assert rolling.sliding_medians(v[:3], 5).size == 0
 
@@ -177,3 +177,44 @@ def test_compiled_long_windows_on_drifting_and_repetitive_series_equal_the_numpy
                 rolling._cmedian = compiled
             assert [repr(x) for x in got[::97].tolist()] == [repr(x) for x in want[::97].tolist()], (name, width)
             np.testing.assert_array_equal(got, want)
+
+
+def _both_paths(v: np.ndarray, width: int, before: int = 0, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from lossdoctor.rules import rolling
+
+    got = rolling.sliding_medians(v, width, before, after)
+    compiled = rolling._cmedian
+    try:
+        rolling._cmedian = None
+        return got, rolling.sliding_medians(v, width, before, after)
+    finally:
+        rolling._cmedian = compiled
+
+
+def test_sliding_medians_on_hostile_shapes() -> None:
+    """Pads too large to allocate are an error (they overflowed a size in C and wrote past a buffer), a window
+    far wider than the series costs nothing, an odd count's median is its middle value (1e308 stays 1e308, not
+    the mean that overflows), -0.0 next to 0.0 keeps its place in short windows too, and an unaligned array is
+    read (copied aligned) instead of refused."""
+    from lossdoctor.rules import rolling
+
+    for pads in ((2**61 - 1, 0), (2**62, 2**62)):
+        with pytest.raises((OverflowError, ValueError, MemoryError)):
+            rolling.sliding_medians(np.zeros(1), 1, *pads)
+    got, want = _both_paths(np.arange(10.0), 10**9, 10**9, 0)
+    assert [repr(x) for x in got.tolist()] == [repr(x) for x in want.tolist()] and len(got) == 11
+    if rolling._cmedian is not None:
+        assert len(rolling._cmedian.small(np.arange(3.0), 2**62, 0, 0)) == 0
+        assert len(rolling._cmedian.large(np.arange(3.0), 2**62, 0, 0)) == 0
+    for width in (1, 3, 101):
+        got, want = _both_paths(np.full(200, 1e308), width)
+        assert got.tolist() == want.tolist() == [1e308] * (201 - width)
+    zeros = np.array([0.0, -0.0, 0.0, -0.0, -0.0, 0.0, 5.0, -0.0, 0.0] * 20)
+    for width in (2, 3, 8, 9, 12, 30):
+        got, want = _both_paths(zeros, width, width - 1, 0)
+        starts = np.arange(len(got)) - (width - 1)
+        assert [repr(x) for x in got.tolist()] == _median_of_windows(zeros, starts, starts + width), width
+        assert [repr(x) for x in want.tolist()] == [repr(x) for x in got.tolist()], width
+    unaligned = np.frombuffer(bytearray(8 * 100 + 1), np.float64, offset=1)
+    got, want = _both_paths(unaligned, 5)
+    assert got.tolist() == want.tolist() == [0.0] * 96

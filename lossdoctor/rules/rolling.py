@@ -75,17 +75,25 @@ def _kth_smallest(ranks: np.ndarray, lo: np.ndarray, hi: np.ndarray, k: np.ndarr
     return out
 
 
+def _middle(lower: np.ndarray, upper: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """A median from its two middle values: the middle one itself for an odd count (so a value near the largest
+    double stays finite, as in the compiled medians), the mean of the two for an even one."""
+    with np.errstate(over="ignore"):
+        return np.where(count % 2 == 1, lower, (lower + upper) / 2.0)
+
+
 def _sorted_rows(cols: list[np.ndarray]) -> np.ndarray:
     """The ``width`` equal-length columns (one value of every window each) sorted across: row k holds each
     window's k-th smallest value. An odd-even transposition network for narrow windows, np.sort otherwise."""
     width = len(cols)
     if width <= SORT_NETWORK:
         cols = list(cols)
-        for rnd in range(width):  # odd-even transposition sort, column-wise
-            for j in range(rnd % 2, width - 1, 2):
-                cols[j], cols[j + 1] = np.minimum(cols[j], cols[j + 1]), np.maximum(cols[j], cols[j + 1])
+        for rnd in range(width):  # odd-even transposition sort, column-wise; swaps only what is out of order,
+            for j in range(rnd % 2, width - 1, 2):  # so equal values (-0.0 and 0.0) keep their order: stable
+                swap = cols[j + 1] < cols[j]
+                cols[j], cols[j + 1] = np.where(swap, cols[j + 1], cols[j]), np.where(swap, cols[j], cols[j + 1])
         return np.stack(cols)
-    return np.sort(np.stack(cols, axis=1), axis=1).T
+    return np.sort(np.stack(cols, axis=1), axis=1, kind="stable").T
 
 
 def _dense_ranks(v: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +124,9 @@ def _dense_ranks(v: np.ndarray, finite: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Median of the finite values of ``values[lo[i]:hi[i]]`` for each i (the mean of the two middle ones
-    for an even count); NaN where a window holds no finite value."""
+    """Median of the finite values of ``values[lo[i]:hi[i]]`` for each i (the middle one itself for an odd
+    count, the mean of the two middle ones for an even count; equal values in position order, so -0.0 and
+    0.0 come out as a stable sort of the window gives them); NaN where a window holds no finite value."""
     v = np.asarray(values, dtype=np.float64)
     lo = np.clip(np.asarray(lo, dtype=np.int64), 0, len(v))
     hi = np.clip(np.asarray(hi, dtype=np.int64), 0, len(v))
@@ -137,7 +146,7 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
         pad = np.concatenate((np.where(finite, v, np.inf), np.full(width, np.inf)))
         rows = _sorted_rows([np.where(j < q_len, pad[q_lo + j], np.inf) for j in range(width)])
         at = np.arange(len(q_lo))
-        out[has] = (rows[(mh - 1) // 2, at] + rows[mh // 2, at]) / 2.0
+        out[has] = _middle(rows[(mh - 1) // 2, at], rows[mh // 2, at], mh)
         return out
     ranks, distinct = _dense_ranks(v, finite)
     idx_t = ranks.dtype
@@ -157,7 +166,9 @@ def window_medians(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.nda
     lower = distinct[both[:nq]]
     upper = lower.copy()
     upper[even] = distinct[both[nq:]]
-    out[has] = (lower + upper) / 2.0
+    with np.errstate(over="ignore"):
+        upper[even] = (lower[even] + upper[even]) / 2.0  # an odd count's median is its middle value itself
+    out[has] = upper
     return out
 
 
@@ -173,7 +184,7 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
     if q <= 0 or n == 0:
         return np.full(max(q, 0), np.nan)
     if _cmedian is not None and n < 2**31 - 1:  # compiled: the same medians (tests/test_numeric_helpers.py)
-        v = np.ascontiguousarray(v)
+        v = np.require(v, np.float64, ["C", "A"])  # contiguous and aligned, as the C code reads doubles
         if width <= C_SORT_WINDOW:
             return np.frombuffer(_cmedian.small(v, width, pad_before, pad_after), np.float64)
         return np.frombuffer(_cmedian.large(v, width, pad_before, pad_after), np.float64)
@@ -190,7 +201,7 @@ def sliding_medians(values: np.ndarray, width: int, pad_before: int = 0, pad_aft
     at = np.arange(q)
     has = m > 0
     lo_k, hi_k = np.where(has, (m - 1) // 2, 0), np.where(has, m // 2, 0)
-    out = (rows[lo_k, at] + rows[hi_k, at]) / 2.0
+    out = _middle(rows[lo_k, at], rows[hi_k, at], m)
     out[~has] = np.nan
     return out
 
@@ -218,12 +229,12 @@ def median(values: np.ndarray) -> float:
 def row_medians(matrix: np.ndarray) -> np.ndarray:
     """Median of the finite values of each row (NaN for a row with none): ``np.nanmedian(axis=1)``."""
     m = np.asarray(matrix, dtype=np.float64)
-    rows = np.sort(np.where(np.isfinite(m), m, np.inf), axis=1)
+    rows = np.sort(np.where(np.isfinite(m), m, np.inf), axis=1, kind="stable")
     count = np.isfinite(m).sum(axis=1)
     at = np.arange(len(m))
     has = count > 0
     lo, hi = np.where(has, (count - 1) // 2, 0), np.where(has, count // 2, 0)
-    out = (rows[at, lo] + rows[at, hi]) / 2.0
+    out = _middle(rows[at, lo], rows[at, hi], count)
     out[~has] = np.nan
     return out
 
