@@ -57,7 +57,7 @@ def _fields(m: _hf_scan._Matches | None) -> object:
 
 
 def _both(text: str, keys: tuple[str, ...], quoted: tuple[bool, ...]) -> tuple[object, object]:
-    regex = _hf_scan.re.compile(r"\{'(?:" + _hf_scan._template(keys, quoted) + "|" + _hf_scan._OTHER + ")")
+    regex = _hf_scan._template_regex(keys, quoted)
     return (
         _fields(_hf_scan._match_compiled(text, keys, quoted)),
         _fields(_hf_scan._match_regex(regex, text, len(keys))),
@@ -232,7 +232,7 @@ def test_without_the_compiled_matcher_values_are_float_s_too(monkeypatch: pytest
     """The regex path's value-by-value fallback reads each value on its own: '1_000' is float()'s 1000 whether
     or not another value of the block fails (it was parse_number's refusal only when one did)."""
     keys, quoted = ("loss",), (True,)
-    regex = _hf_scan.re.compile(r"\{'(?:" + _hf_scan._template(keys, quoted) + "|" + _hf_scan._OTHER + ")")
+    regex = _hf_scan._template_regex(keys, quoted)
     alone = _hf_scan._match_regex(regex, "{'loss': '1_000'}\n", 1)
     with_bad = _hf_scan._match_regex(regex, "{'loss': '1_000'}\n{'loss': 'x'}\n", 1)
     assert alone is not None and with_bad is not None

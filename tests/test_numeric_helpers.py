@@ -113,6 +113,19 @@ def test_long_window_medians_are_exact_on_ties_signed_zeros_and_nonfinite(seed: 
     assert [repr(x) for x in sliding_medians(v, width).tolist()] == _median_of_windows(v, starts, starts + width)
 
 
+def _both_paths(v: np.ndarray, width: int, before: int = 0, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(sliding medians as computed, the same by rolling.py's numpy code with the compiled medians off)."""
+    from lossdoctor.rules import rolling
+
+    got = rolling.sliding_medians(v, width, before, after)
+    compiled = rolling._cmedian
+    try:
+        rolling._cmedian = None
+        return got, rolling.sliding_medians(v, width, before, after)
+    finally:
+        rolling._cmedian = compiled
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: int) -> None:
     """lossdoctor/_cmedian.c (sorted windows up to C_SORT_WINDOW points, a bitset over the points' ranks
@@ -135,15 +148,9 @@ def test_compiled_sliding_medians_equal_the_reference_and_the_numpy_code(seed: i
     widths = [1, 2, 3, 8, 9, 24, 25, rolling.C_SORT_WINDOW, rolling.C_SORT_WINDOW + 1, 301]
     for width in widths:
         for before, after in ((0, 0), (width - 1, 0), (width // 2, width // 2), (3, 7)):
-            got = rolling.sliding_medians(v, width, before, after)
+            got, numpy_path = _both_paths(v, width, before, after)
             starts = np.arange(len(got)) - before
             assert [repr(x) for x in got.tolist()] == _median_of_windows(v, starts, starts + width), (width, before)
-            compiled = rolling._cmedian
-            try:
-                rolling._cmedian = None
-                numpy_path = rolling.sliding_medians(v, width, before, after)
-            finally:
-                rolling._cmedian = compiled
             assert [repr(x) for x in numpy_path.tolist()] == [repr(x) for x in got.tolist()], (width, before)
     assert rolling.sliding_medians(v[:0], 5).size == 0
     assert rolling.sliding_medians(v[:3], 5).size == 0
@@ -168,27 +175,9 @@ def test_compiled_long_windows_on_drifting_and_repetitive_series_equal_the_numpy
     series["drift"][rng.random(n) < 0.02] = np.nan
     for name, v in series.items():
         for width, before, after in ((2001, 1000, 1000), (20_001, 20_000, 0), (999, 0, 0), (65, 64, 64)):
-            got = rolling.sliding_medians(v, width, before, after)
-            compiled = rolling._cmedian
-            try:
-                rolling._cmedian = None
-                want = rolling.sliding_medians(v, width, before, after)
-            finally:
-                rolling._cmedian = compiled
+            got, want = _both_paths(v, width, before, after)
             assert [repr(x) for x in got[::97].tolist()] == [repr(x) for x in want[::97].tolist()], (name, width)
             np.testing.assert_array_equal(got, want)
-
-
-def _both_paths(v: np.ndarray, width: int, before: int = 0, after: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    from lossdoctor.rules import rolling
-
-    got = rolling.sliding_medians(v, width, before, after)
-    compiled = rolling._cmedian
-    try:
-        rolling._cmedian = None
-        return got, rolling.sliding_medians(v, width, before, after)
-    finally:
-        rolling._cmedian = compiled
 
 
 def test_sliding_medians_on_hostile_shapes() -> None:

@@ -243,6 +243,11 @@ def _template(keys: tuple[str, ...], quoted: tuple[bool, ...]) -> str:
     return "".join(parts) + r"\}" + _AFTER
 
 
+def _template_regex(keys: tuple[str, ...], quoted: tuple[bool, ...]) -> re.Pattern[str]:
+    """The scanner's regex once a layout is known: its template, else the catch-all branch."""
+    return re.compile(r"\{'(?:" + _template(keys, quoted) + "|" + _OTHER + ")")
+
+
 def _quoting(text: str, keys: tuple[str, ...]) -> tuple[bool, ...]:
     return tuple(f"'{k}': '" in text for k in keys)
 
@@ -313,13 +318,12 @@ def _match_compiled(text: str | bytes, keys: tuple[str, ...], quoted: tuple[bool
     dom_rows = np.flatnonzero(np.frombuffer(template, np.uint8))
     vals = np.frombuffer(values, np.float64).reshape(-1, len(keys))
     ok = None
-    for row, j, value in deferred:
-        try:
-            vals[row, j] = float(value)
-        except ValueError:
-            if ok is None:
-                ok = np.ones(vals.shape, bool)
-            ok[row, j] = False
+    if deferred:
+        rows, cols, texts = zip(*deferred)
+        vals[rows, cols], parsed = _to_floats(texts)
+        if parsed is not None:
+            ok = np.ones(vals.shape, bool)
+            ok[rows, cols] = parsed
     return _Matches(n, dom_rows, vals, ok, np.frombuffer(bar_n, np.int64), np.frombuffer(bar_t, np.int64), others)
 
 
@@ -449,7 +453,7 @@ class _Scanner:
         self.dom = self.groups[keys]
         self.dom_quoted = quoted
         self.dom_bytes = not any("\ufffd" in key for key in keys)
-        self.regex = re.compile(r"\{'(?:" + _template(keys, quoted) + "|" + _OTHER + ")")
+        self.regex = _template_regex(keys, quoted)
 
     def result(self, bytes_read: int) -> ScanResult:
         def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
