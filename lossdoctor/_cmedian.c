@@ -82,19 +82,45 @@ static Py_ssize_t lower(const double *a, Py_ssize_t m, double x) {
     return lo;
 }
 
+/* The arguments both functions take, (values, width, pad_before, pad_after) as ``format`` reads them: the
+   values' buffer in *view (to release), the width and the front pad, and the number of windows; -1 with an
+   exception set (and nothing to release). */
+static Py_ssize_t series_args(PyObject *args, const char *format, const char *name, Py_buffer *view,
+                              Py_ssize_t *width, Py_ssize_t *before) {
+    PyObject *obj;
+    Py_ssize_t after;
+    if (!PyArg_ParseTuple(args, format, &obj, width, before, &after)) return -1;
+    if (get_buffer(obj, view, "d", sizeof(double), name) < 0) return -1;
+    Py_ssize_t q = windows(view->len / (Py_ssize_t)sizeof(double), *width, *before, after);
+    if (q < 0) PyBuffer_Release(view);
+    return q;
+}
+
+/* A point into / out of the sorted window a[0:*m]: in after the values equal to it, out as the first of them
+   (the oldest: equal values are kept in position order). */
+static inline void sorted_add(double *a, Py_ssize_t *m, double x) {
+    Py_ssize_t at = upper(a, *m, x);
+    memmove(a + at + 1, a + at, (size_t)(*m - at) * sizeof(double));
+    a[at] = x;
+    (*m)++;
+}
+
+static inline void sorted_drop(double *a, Py_ssize_t *m, double x) {
+    Py_ssize_t at = lower(a, *m, x);
+    memmove(a + at, a + at + 1, (size_t)(*m - at - 1) * sizeof(double));
+    (*m)--;
+}
+
 static PyObject *cmedian_small(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *obj;
-    Py_ssize_t width, before, after;
-    if (!PyArg_ParseTuple(args, "Onnn:small", &obj, &width, &before, &after)) return NULL;
     Py_buffer view;
-    if (get_buffer(obj, &view, "d", sizeof(double), "small") < 0) return NULL;
+    Py_ssize_t width, before;
+    Py_ssize_t q = series_args(args, "Onnn:small", "small", &view, &width, &before);
+    if (q < 0) return NULL;
     const double *v = view.buf;
     Py_ssize_t n = view.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t q = windows(n, width, before, after);
     PyObject *out = NULL;
     double *sorted = NULL;
-    if (q < 0) goto done;
     out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
     /* a window holds at most min(width, n) points, one more while a point comes in before one goes */
     sorted = PyMem_Malloc((size_t)((width < n ? width : n) + 1) * sizeof(double));
@@ -108,28 +134,12 @@ static PyObject *cmedian_small(PyObject *self, PyObject *args) {
     /* the window of output i is original indices [i - before, i - before + width) */
     Py_ssize_t from, to;
     first_window(n, width, before, &from, &to);
-    for (Py_ssize_t j = from; j < to; j++) {
-        if (isfinite(v[j])) {
-            Py_ssize_t at = upper(sorted, m, v[j]);
-            memmove(sorted + at + 1, sorted + at, (size_t)(m - at) * sizeof(double));
-            sorted[at] = v[j];
-            m++;
-        }
-    }
+    for (Py_ssize_t j = from; j < to; j++)
+        if (isfinite(v[j])) sorted_add(sorted, &m, v[j]);
     for (Py_ssize_t i = 0; i < q; i++) {
         Py_ssize_t in = i - before + width - 1, gone = i - before - 1;
-        if (in >= 0 && in < n && isfinite(v[in])) {
-            Py_ssize_t at = upper(sorted, m, v[in]);
-            memmove(sorted + at + 1, sorted + at, (size_t)(m - at) * sizeof(double));
-            sorted[at] = v[in];
-            m++;
-        }
-        if (gone >= 0 && gone < n && isfinite(v[gone])) {
-            /* the oldest point: the first of the values equal to it (they are kept in position order) */
-            Py_ssize_t at = lower(sorted, m, v[gone]);
-            memmove(sorted + at, sorted + at + 1, (size_t)(m - at - 1) * sizeof(double));
-            m--;
-        }
+        if (in >= 0 && in < n && isfinite(v[in])) sorted_add(sorted, &m, v[in]);
+        if (gone >= 0 && gone < n && isfinite(v[gone])) sorted_drop(sorted, &m, v[gone]);
         res[i] = !m ? Py_NAN : m % 2 ? sorted[m / 2] : (sorted[m / 2 - 1] + sorted[m / 2]) / 2.0;
     }
 done:
@@ -244,19 +254,16 @@ static inline Py_ssize_t prev_set(const uint64_t *bits, Py_ssize_t p) {
    so the middle moves a few set bits, skipped 64 ranks at a time). */
 static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     (void)self;
-    PyObject *obj;
-    Py_ssize_t width, before, after;
-    if (!PyArg_ParseTuple(args, "Onnn:large", &obj, &width, &before, &after)) return NULL;
     Py_buffer view;
-    if (get_buffer(obj, &view, "d", sizeof(double), "large") < 0) return NULL;
+    Py_ssize_t width, before;
+    Py_ssize_t q = series_args(args, "Onnn:large", "large", &view, &width, &before);
+    if (q < 0) return NULL;
     const double *v = view.buf;
     Py_ssize_t n = view.len / (Py_ssize_t)sizeof(double);
-    Py_ssize_t q = windows(n, width, before, after);
     PyObject *out = NULL;
     int32_t *order = NULL, *rank = NULL;
     double *sorted = NULL;
     uint64_t *bits = NULL;
-    if (q < 0) goto done;
     if (n >= INT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "large: too many points");
         goto done;
@@ -287,29 +294,17 @@ static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     order = NULL;
     double *res = (double *)PyByteArray_AS_STRING(out);
     Py_ssize_t m = 0, p = 0, below = 0; /* below: set bits before rank p */
-#define SET(r) (bits[(r) >> 6] |= UINT64_C(1) << ((r) & 63))
-#define CLEAR(r) (bits[(r) >> 6] &= ~(UINT64_C(1) << ((r) & 63)))
+    /* a point's rank into / out of the window */
+#define ADD(r) (bits[(r) >> 6] |= UINT64_C(1) << ((r) & 63), m++, below += (r) < p)
+#define DROP(r) (bits[(r) >> 6] &= ~(UINT64_C(1) << ((r) & 63)), m--, below -= (r) < p)
     Py_ssize_t from, to;
     first_window(n, width, before, &from, &to);
-    for (Py_ssize_t j = from; j < to; j++) {
-        if (rank[j] >= 0) {
-            SET(rank[j]);
-            m++;
-            below += rank[j] < p;
-        }
-    }
+    for (Py_ssize_t j = from; j < to; j++)
+        if (rank[j] >= 0) ADD(rank[j]);
     for (Py_ssize_t i = 0; i < q; i++) {
         Py_ssize_t in = i - before + width - 1, gone = i - before - 1;
-        if (in >= 0 && in < n && rank[in] >= 0) {
-            SET(rank[in]);
-            m++;
-            below += rank[in] < p;
-        }
-        if (gone >= 0 && gone < n && rank[gone] >= 0) {
-            CLEAR(rank[gone]);
-            m--;
-            below -= rank[gone] < p;
-        }
+        if (in >= 0 && in < n && rank[in] >= 0) ADD(rank[in]);
+        if (gone >= 0 && gone < n && rank[gone] >= 0) DROP(rank[gone]);
         if (!m) {
             res[i] = Py_NAN;
             continue;
@@ -327,8 +322,8 @@ static PyObject *cmedian_large(PyObject *self, PyObject *args) {
         double lower_mid = sorted[p];
         res[i] = m % 2 ? lower_mid : (lower_mid + sorted[next_set(bits, m_fin, p + 1)]) / 2.0;
     }
-#undef SET
-#undef CLEAR
+#undef ADD
+#undef DROP
 done:
     PyMem_Free(order);
     PyMem_Free(rank);
