@@ -131,12 +131,13 @@ class HFConsoleSource:
     def read(self, target: Target, options: ReadOptions) -> list[Run]:
         if target.path is None:
             raise SourceError("expected an HF console log file or a directory with console.log", target.location)
+        workers = options.workers(auto_workers())
         if target.is_dir:
             path = target.path / PRIMARY_FILE
             if not path.is_file():
                 raise SourceError(f"no {PRIMARY_FILE} in this directory; expected an HF console log", target.location)
-            return [read_console(path, str(path), target.path.name, options.workers(auto_workers()))]
-        return [read_console(target.path, target.location, workers=options.workers(auto_workers()))]
+            return [read_console(path, str(path), target.path.name, workers)]
+        return [read_console(target.path, target.location, workers=workers)]
 
 
 SOURCE = HFConsoleSource()
