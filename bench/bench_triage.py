@@ -17,9 +17,11 @@ the ratio, and whether every run is accounted for (fetched, cached, or an error 
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import io
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -38,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     root = Path(tempfile.mkdtemp(prefix="bench-triage-"))
+    atexit.register(shutil.rmtree, root, True)  # ~100 MB of runs and reports
     for k, v in {
         "HOME": root / "home",
         "WANDB_CONFIG_DIR": root / "cfg",

@@ -14,9 +14,11 @@ measured in the same run.
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -87,6 +89,7 @@ def main() -> None:
     live = args.live if args.live is not None else max(1, args.rows // 20)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-wandb-"))
+    atexit.register(shutil.rmtree, tmp, True)  # ~100 MB of cache and reports
     key = "benchkey0123456789abcdef0123456789abcdef00"
     os.environ.update(
         HOME=str(tmp / "home"),

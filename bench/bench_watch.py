@@ -22,10 +22,12 @@ share at that point is (one pass) / (1 s).
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-watch-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the grown log and its reports, ~100-170 MB
     log = tmp / "train.log"
     log.touch()
     cmd = [

@@ -14,7 +14,9 @@ Prints per-reader exit-code counts, every failing input as (reader, index), thro
 from __future__ import annotations
 
 import argparse
+import atexit
 import multiprocessing as mp
+import shutil
 import sys
 import tempfile
 import time
@@ -57,6 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     seeds_dir = Path(tempfile.mkdtemp(prefix="fuzz-seeds-"))
+    atexit.register(shutil.rmtree, seeds_dir, True)
     seeds = fuzzkit.make_seeds(seeds_dir)  # made once (the TensorBoard and .wandb files take seconds)
     kinds = sorted({s.kind for s in seeds if not args.only or s.kind in args.only})
     if args.show is not None:
