@@ -4,8 +4,8 @@
    Both functions give, for every window of `width` consecutive points of the series padded with `pad_before`
    / `pad_after` empty slots (window i covers padded positions i .. i + width - 1), the median of the window's
    finite values: the middle one (itself, so a value near the largest double stays finite), or the mean of
-   the two middle ones for an even count; NaN for a window with none. Values that compare equal are ordered by position (a stable sort of the window), so -0.0 and 0.0 come
-   out as sorting each window would give them.
+   the two middle ones for an even count; NaN for a window with none. Values that compare equal are ordered by
+   position (a stable sort of the window), so -0.0 and 0.0 come out as sorting each window would give them.
 
    - small(values, width, pad_before, pad_after): the window kept as a sorted array (binary search, memmove);
      for short windows.
@@ -125,8 +125,8 @@ static PyObject *cmedian_small(PyObject *self, PyObject *args) {
     /* a window holds at most min(width, n) points, one more while a point comes in before one goes */
     sorted = PyMem_Malloc((size_t)((width < n ? width : n) + 1) * sizeof(double));
     if (out == NULL || sorted == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory(); /* (PyMem_Malloc sets no error) */
         Py_CLEAR(out);
-        if (sorted == NULL) PyErr_NoMemory();
         goto done;
     }
     double *res = (double *)PyByteArray_AS_STRING(out);
@@ -280,8 +280,7 @@ static PyObject *cmedian_large(PyObject *self, PyObject *args) {
     bits = PyMem_Calloc((size_t)((m_fin + 63) >> 6) + 1, sizeof(uint64_t));
     out = PyByteArray_FromStringAndSize(NULL, q * (Py_ssize_t)sizeof(double));
     if (!rank || !sorted || !bits || !out) {
-        if (out == NULL && !PyErr_Occurred()) PyErr_NoMemory();
-        if (out != NULL) PyErr_NoMemory();
+        if (!PyErr_Occurred()) PyErr_NoMemory(); /* (PyMem_Malloc sets no error) */
         Py_CLEAR(out);
         goto done;
     }

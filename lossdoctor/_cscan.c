@@ -131,8 +131,9 @@ static int exact_decimal(uint64_t mant, long e, double *out) {
 }
 #endif
 
-/* The double float() gives for the ASCII text s[0:n], when it is a plainly written number; 0 with *out set,
-   1 when it is not plainly written (the caller defers it to Python), -1 on a Python error. */
+/* The double float() gives for the ASCII text s[0:n], when it is a plainly written number: 0 with *out set;
+   else 1 (the caller defers it to Python's float(), which also answers for any error of the conversion here,
+   so none is left set). */
 static int plain_number(const char *s, Py_ssize_t n, double *out) {
     Py_ssize_t i = 0;
     int neg = 0;
@@ -387,6 +388,11 @@ fail:
     return NULL;
 }
 
+/* Whether "wandb:" starts at s[i]. */
+static inline int wandb_at(const unsigned char *s, Py_ssize_t len, Py_ssize_t i) {
+    return s[i] == 'w' && i + 6 <= len && memcmp(s + i, "wandb:", 6) == 0;
+}
+
 /* text_facts(data) -> (replacements, wandb): for UTF-8 bytes, how many U+FFFD decoding them with
    errors="replace" gives (one per ill-formed maximal subpart, plus each U+FFFD written in the text), and
    whether "wandb:" occurs in them. */
@@ -406,14 +412,13 @@ static PyObject *cscan_text_facts(PyObject *self, PyObject *arg) {
             if (word & high) break;
             uint64_t x = word ^ (ones * 'w');
             if (!wandb && ((x - ones) & ~x & high)) {
-                for (Py_ssize_t i = q; i < q + 8; i++)
-                    if (s[i] == 'w' && i + 6 <= len && memcmp(s + i, "wandb:", 6) == 0) wandb = 1;
+                for (Py_ssize_t i = q; i < q + 8; i++) wandb |= wandb_at(s, len, i);
             }
             q += 8;
         }
         if (q >= len) break;
         if (s[q] < 0x80) {
-            if (!wandb && s[q] == 'w' && q + 6 <= len && memcmp(s + q, "wandb:", 6) == 0) wandb = 1;
+            if (!wandb) wandb = wandb_at(s, len, q);
             q++;
             continue;
         }

@@ -146,7 +146,8 @@ static inline Py_ssize_t SCAN_NAME(next_open)(const SCAN_CHAR *s, Py_ssize_t len
     return -1;
 }
 
-static int SCAN_NAME(scan)(PyObject *text, const SCAN_CHAR *s, Py_ssize_t len, const Key *keys, Py_ssize_t k, Out *out) {
+static int SCAN_NAME(scan)(PyObject *text, const SCAN_CHAR *s, Py_ssize_t len, const Key *keys, Py_ssize_t k,
+                           Out *out) {
     Py_ssize_t *spans = PyMem_Malloc((size_t)(2 * k) * sizeof(Py_ssize_t));
     double *row = PyMem_Malloc((size_t)k * sizeof(double));
     int rc = -1;
@@ -189,9 +190,7 @@ static int SCAN_NAME(scan)(PyObject *text, const SCAN_CHAR *s, Py_ssize_t len, c
                     else
                         ascii[i - a] = (char)s[i];
                 }
-                int r = plain ? plain_number(ascii, b - a, &row[j]) : 1;
-                if (r < 0) goto done;
-                if (r > 0) {
+                if (!plain || plain_number(ascii, b - a, &row[j])) {
                     row[j] = Py_NAN;
                     PyObject *value = SCAN_NAME(piece)(text, s, a, b);
                     if (value == NULL) goto done;

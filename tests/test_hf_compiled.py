@@ -116,6 +116,16 @@ def test_compiled_matcher_equals_the_regex_on_random_logs(first: int) -> None:
                 assert got == want, (seed, keys, quoted, a, b)
 
 
+def _scanned_both_ways(
+    path: Path, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> tuple[dict[str, object], dict[str, object]]:
+    """(scan_file's result with the compiled matcher, without it), as plain values."""
+    with_c = scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk))
+    with monkeypatch.context() as m:
+        m.setattr(_hf_scan, "_cscan", None)
+        return with_c, scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk))
+
+
 @compiled
 def test_a_whole_scan_is_the_same_with_and_without_the_compiled_matcher(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -125,11 +135,7 @@ def test_a_whole_scan_is_the_same_with_and_without_the_compiled_matcher(
         rng = random.Random(1000 + seed)
         path = tmp_path / f"r{seed}.log"
         path.write_bytes(random_console(rng, rng.randint(200, 3000)))
-        chunk = rng.randint(300, 6000)
-        with_c = scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk))
-        with monkeypatch.context() as m:
-            m.setattr(_hf_scan, "_cscan", None)
-            without = scan_fields(_hf_scan.scan_file(path, chunk_bytes=chunk))
+        with_c, without = _scanned_both_ways(path, rng.randint(300, 6000), monkeypatch)
         assert with_c == without, seed
         assert with_c["kind"], seed  # the log had dicts
 
@@ -302,7 +308,6 @@ def test_text_facts_count_what_decoding_replaces() -> None:
 def test_bytes_are_matched_as_their_decoded_text() -> None:
     """The UTF-8 matcher on undecodable bytes, wide characters and Unicode digits (bars, values, bodies) gives
     what the matchers give on the text decoded with errors="replace"."""
-    rng = random.Random(5)
     keys_sets = [
         (("loss", "grad_norm", "epoch"), (True, True, True)),
         (("loss", "grad_norm", "epoch"), (False, True, True)),
@@ -378,10 +383,7 @@ def test_other_encodings_and_undecodable_keys_match_as_the_regex(
     for name, data in cases.items():
         path = tmp_path / name
         path.write_bytes(data)
-        with_c = scan_fields(_hf_scan.scan_file(path, chunk_bytes=5000))
-        with monkeypatch.context() as m:
-            m.setattr(_hf_scan, "_cscan", None)
-            without = scan_fields(_hf_scan.scan_file(path, chunk_bytes=5000))
+        with_c, without = _scanned_both_ways(path, 5000, monkeypatch)
         assert with_c == without, name
         assert len(with_c["kind"]) > 100, name
 

@@ -7,8 +7,9 @@ the EMA up to rounding) without importing pandas, in O(n log n) array passes wit
   Short windows sort a sliding view (n x w); long ones answer k-th-smallest queries on a *wavelet matrix* of
   the values' ranks among the distinct values: one level per bit of the rank, each level a stable partition
   by that bit plus a prefix count of zeros, and every query descends all levels together (the levels are
-  built and used one at a time, so memory stays O(n)). Non-finite values rank after every finite one and the k asked for is below the
-  window's finite count, so they are never picked: they are skipped, as pandas skips NaN.
+  built and used one at a time, so memory stays O(n)). Non-finite values rank after every finite one and the
+  k asked for is below the window's finite count, so they are never picked: they are skipped, as pandas
+  skips NaN.
 - :func:`sliding_medians` (every fixed-width window: trailing, centred, stretch) goes to the compiled
   ``lossdoctor/_cmedian.c`` where it is built (setup.py; the same medians, ~3-20x faster: a sorted window for
   short widths, a bitset over the points' ranks for long ones); the numpy code is its fallback and

@@ -93,6 +93,18 @@ def _to_floats(values: Any) -> tuple[np.ndarray, np.ndarray | None]:
         return out, ok
 
 
+def _float_rows(values: Any, k: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`_to_floats` of ``values`` (row after row, ``k`` a row) as n x k values and mask (None = all
+    parsed)."""
+    vals, ok = _to_floats(values)
+    return vals.reshape(-1, k), None if ok is None else ok.reshape(-1, k)
+
+
+def _parsed(vals: np.ndarray, ok: np.ndarray | None) -> np.ndarray:
+    """The parsed mask of a block of values (``ok`` None: all parsed)."""
+    return np.ones(vals.shape, bool) if ok is None else ok
+
+
 def _float_columns(cols: list[tuple[str, ...]], rows: int) -> np.ndarray | None:
     """(rows x k) values of the template's value columns (each column: the rows' strings, the empty ones being
     rows of another layout); None when a string does not parse or one is empty (then the block goes value by
@@ -129,19 +141,8 @@ class Group:
     def flush(self) -> None:
         if not self.idx:
             return
-        vals, ok = _to_floats(self.flat)
-        k = len(self.keys)
-        self.append(
-            np.asarray(self.idx, dtype=np.int64), vals.reshape(-1, k), None if ok is None else ok.reshape(-1, k)
-        )
+        self.append(np.asarray(self.idx, dtype=np.int64), *_float_rows(self.flat, len(self.keys)))
         self.idx, self.flat = [], []
-
-    def add_block(self, idx: np.ndarray, values: np.ndarray) -> None:
-        """Rows of printed values (an object array n × k) for dicts with ordinals `idx`."""
-        self.flush()
-        vals, ok = _to_floats(values.ravel())
-        k = len(self.keys)
-        self.append(np.asarray(idx, dtype=np.int64), vals.reshape(-1, k), None if ok is None else ok.reshape(-1, k))
 
     def append(self, idx: np.ndarray, vals: np.ndarray, ok: np.ndarray | None) -> None:
         """A block of rows (ordinals rising). Parts stay in printed order: a chunk can give this key set two
@@ -153,12 +154,7 @@ class Group:
             both = np.concatenate((prev_idx, idx))
             order = np.argsort(both, kind="stable")
             if prev_ok is not None or ok is not None:
-                ok = np.concatenate(
-                    (
-                        np.ones(prev_vals.shape, bool) if prev_ok is None else prev_ok,
-                        np.ones(vals.shape, bool) if ok is None else ok,
-                    )
-                )[order]
+                ok = np.concatenate((_parsed(prev_vals, prev_ok), _parsed(vals, ok)))[order]
             vals = np.concatenate((prev_vals, vals))[order]
             idx = both[order]
         self.idx_parts.append(idx)
@@ -168,10 +164,7 @@ class Group:
     def parts(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """(ordinals, n × k values, n × k parsed mask) per block, in file order (no joined copy)."""
         self.flush()
-        return [
-            (i, v, np.ones(v.shape, bool) if o is None else o)
-            for i, v, o in zip(self.idx_parts, self.val_parts, self.ok_parts)
-        ]
+        return [(i, v, _parsed(v, o)) for i, v, o in zip(self.idx_parts, self.val_parts, self.ok_parts)]
 
     def column(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(ordinals, values, parsed mask) of one key: only that column joined."""
@@ -193,7 +186,7 @@ class Group:
         idx = np.concatenate(self.idx_parts) if self.idx_parts else np.empty(0, np.int64)
         vals = np.concatenate(self.val_parts) if self.val_parts else np.empty((0, k))
         ok = (
-            np.concatenate([np.ones(v.shape, bool) if o is None else o for v, o in zip(self.val_parts, self.ok_parts)])
+            np.concatenate([_parsed(v, o) for v, o in zip(self.val_parts, self.ok_parts)])
             if self.val_parts
             else np.empty((0, k), bool)
         )
@@ -291,9 +284,7 @@ def _match_regex(regex: re.Pattern[str], text: str, k: int) -> _Matches | None:
     ok = None
     vals = _float_columns(cols[:k], len(dom_rows))
     if vals is None:  # not all plain numbers: value by value
-        flat, ok = _to_floats(np.array([rows[r][:k] for r in dom_rows.tolist()], dtype=object).ravel())
-        vals = flat.reshape(-1, k)
-        ok = None if ok is None else ok.reshape(-1, k)
+        vals, ok = _float_rows([v for r in dom_rows.tolist() for v in rows[r][:k]], k)
     bar_n, bar_t = _int_column(cols[k], len(dom_rows)), _int_column(cols[k + 1], len(dom_rows))
     if bar_n is not None and bar_t is not None:  # every dict of the layout has its bar
         after_n[dom_rows], after_t[dom_rows] = bar_n, bar_t
